@@ -1,0 +1,88 @@
+"""The audit log writer: canonical entries, leaf hashes, stored subtrees, signed checkpoints.
+
+Only the current tick's entries are in memory; the tree itself lives in the store (leaf
+hashes with the entries, complete subtrees at levels 8, 16, ...), and the writer keeps only
+the compact range (one hash per set bit of the size).
+"""
+
+from __future__ import annotations
+
+from hashlib import sha256
+from typing import Any
+
+from sandbank.audit.checkpoint import Checkpoint
+from sandbank.audit.merkle import (
+    STORED_LEVEL_STEP,
+    CompactRange,
+    largest_power_of_two_below,
+    node_hash,
+)
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.canonical import canonical_bytes
+from sandbank.store.base import Entry, Store, StoredCheckpoint
+
+
+def subtree_hash(store: Store, start: int, end: int) -> bytes:
+    """MTH of leaves [start, end), read from the store's leaf hashes and stored subtrees."""
+    n = end - start
+    if n <= 0:
+        raise ValueError("empty range")
+    if n & (n - 1) == 0 and start % n == 0:  # a complete, aligned subtree
+        level = n.bit_length() - 1
+        stored = (level // STORED_LEVEL_STEP) * STORED_LEVEL_STEP
+        if stored:
+            hashes = store.nodes(stored, start >> stored, end >> stored)
+        else:
+            hashes = store.leaf_hashes(start, end)
+        while len(hashes) > 1:
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+        return hashes[0]
+    k = largest_power_of_two_below(n)
+    return node_hash(subtree_hash(store, start, start + k), subtree_hash(store, start + k, end))
+
+
+def compact_range_from_store(store: Store, size: int) -> CompactRange:
+    stack, start = [], 0
+    for bit in reversed(range(size.bit_length())):
+        if size >> bit & 1:
+            stack.append(subtree_hash(store, start, start + (1 << bit)))
+            start += 1 << bit
+    return CompactRange(size, stack)
+
+
+class AuditLog:
+    def __init__(self, store: Store, origin: str, key_name: str, key: SigningKey) -> None:
+        self.store = store
+        self.origin = origin
+        self.key_name = key_name
+        self.key = key
+        size = store.entry_count()
+        self._range = compact_range_from_store(store, size) if size else CompactRange()
+        self._entries: list[Entry] = []
+        self._nodes: list[tuple[int, int, bytes]] = []
+
+    @property
+    def size(self) -> int:
+        """Entries appended so far, including the tick not yet committed."""
+        return self._range.size
+
+    def append(self, tick: int, event: dict[str, Any]) -> int:
+        seq = self._range.size
+        event["seq"] = seq
+        event["tick"] = tick
+        body = canonical_bytes(event)
+        leaf = sha256(b"\x00" + body).digest()
+        done = self._range.append(leaf)
+        if done:
+            self._nodes.extend(done)
+        self._entries.append(Entry(seq, tick, event["kind"], body, leaf))
+        return seq
+
+    def commit(self, tick: int, state_digest: bytes) -> StoredCheckpoint:
+        """Sign a checkpoint for everything appended so far and write the tick atomically."""
+        cp = Checkpoint(self.origin, self._range.size, self._range.root(), tick, state_digest)
+        stored = StoredCheckpoint(tick, cp.size, cp.root, cp.state, cp.sign(self.key_name, self.key))
+        self.store.append_tick(self._entries, self._nodes, stored)
+        self._entries = []
+        self._nodes = []
+        return stored

@@ -1,0 +1,305 @@
+"""`sandbank` command line: run the demo, and audit any log without trusting its producer.
+
+Exit codes: 0 ok; 1 the log failed a check; 2 bad input (no such file, bad argument).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sandbank.store.base import StoreError
+from sandbank.store.sqlite import SQLiteStore
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="sandbank: virtual agentic sandbox economies with a verifiable log.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _open(log: Path) -> SQLiteStore:
+    if not log.exists():
+        _fail(f"no log at {log}")
+    try:
+        return SQLiteStore(log, readonly=True, create=False)
+    except StoreError as e:
+        _fail(str(e), 1)
+        raise  # unreachable
+
+
+def _pinned(key: Optional[str]) -> tuple[str, bytes] | None:
+    if key is None:
+        return None
+    from sandbank.audit.checkpoint import NoteError, parse_verifier_key
+
+    try:
+        return parse_verifier_key(Path(key).read_text() if Path(key).is_file() else key)
+    except NoteError as e:
+        _fail(str(e))
+        raise
+
+
+def _progress(total: int, what: str) -> Progress:
+    return Progress(TextColumn(f"{what}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                    TimeElapsedColumn(), console=err, transient=True, disable=total < 200_000)
+
+
+@app.command()
+def demo(
+    out_path: Path = typer.Option(Path("runs/demo.db"), "--out", help="where to write the log"),
+    seed: int = typer.Option(7, help="the run's seed: same seed, same log"),
+    agents: int = typer.Option(24, min=2, max=10_000, help="number of agents"),
+    ticks: int = typer.Option(60, min=20, max=100_000, help="number of ticks"),
+    sign: bool = typer.Option(True, help="sign every action and verify it in the kernel"),
+) -> None:
+    """Run the built-in demo economy, then verify and replay its log."""
+    from sandbank.audit.checkpoint import verifier_key
+    from sandbank.audit.replay import replay_log
+    from sandbank.audit.verify import verify_log
+    from sandbank.demo import run_demo
+
+    if out_path.exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(out_path) + suffix).unlink(missing_ok=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(out_path)
+    t0 = time.perf_counter()
+    with Progress(TextColumn("running the economy"), BarColumn(),
+                  TextColumn("tick {task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("run", total=ticks)
+        result = run_demo(store, seed=seed, agents=agents, ticks=ticks, sign=sign,
+                          on_tick=lambda s: bar.update(task, completed=s.tick + 1))
+    elapsed = time.perf_counter() - t0
+    k = result.kernel
+    k.state.check_invariants()
+    led = k.state.ledger
+    tre = led.accounts[led.treasury["CRD"]]
+    last = store.last_checkpoint()
+    assert last is not None
+    store.close()
+
+    out.print(f"[bold]sandbank demo[/] — seed {seed}, {result.agents} agents "
+              f"(incl. spawned), {result.ticks + 1} ticks in {elapsed:.2f}s")
+    t = Table(show_header=False, box=None)
+    t.add_row("events logged", f"{last.size:,}")
+    t.add_row("actions accepted", f"{result.accepted:,}")
+    t.add_row("actions rejected", f"{result.rejected:,}")
+    t.add_row("transfers committed", f"{result.transfers:,}")
+    t.add_row("CRD minted / in circulation",
+              f"{led.minted['CRD'] / 100:,.2f} / {-tre.balance / 100:,.2f}")
+    t.add_row("conservation", "Σ debits = Σ credits, circulation = minted − burned ✓")
+    out.print(t)
+    if result.reasons:
+        r = Table("rejection reason", "count", title="why actions were refused")
+        for reason, n in result.reasons.most_common():
+            r.add_row(str(reason), str(n))
+        out.print(r)
+
+    vstore = SQLiteStore(out_path, readonly=True, create=False)
+    t1 = time.perf_counter()
+    v = verify_log(vstore)
+    t2 = time.perf_counter()
+    rp = replay_log(vstore)
+    t3 = time.perf_counter()
+    vstore.close()
+    out.print(f"verify: {'[green]ok[/]' if v.ok else '[red]FAILED[/] ' + str(v.problem)} "
+              f"({v.entries:,} entries, {v.checkpoints:,} signed checkpoints, {t2 - t1:.2f}s)")
+    out.print(f"replay: {'[green]ok[/]' if rp.ok else '[red]FAILED[/] ' + str(rp.problem)} "
+              f"(state digest matches every checkpoint, {t3 - t2:.2f}s)")
+    out.print(f"final root: {last.root.hex()}")
+    out.print(f"operator key: {verifier_key(k.config.key_name, k.operator_key.public)}")
+    out.print(f"log: [bold]{out_path}[/]")
+    out.print(f"try: sandbank verify {out_path} · sandbank replay {out_path} · "
+              f"sandbank proof {out_path} --entry 42")
+    if not (v.ok and rp.ok):
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
+    key: Optional[str] = typer.Option(None, help="pin the operator key: a verifier key "
+                                      "'name+hash+base64' (or a file holding one)"),
+) -> None:
+    """Check the whole log: entry chain, Merkle roots, checkpoint signatures."""
+    from sandbank.audit.checkpoint import verifier_key
+    from sandbank.audit.verify import verify_log
+
+    pinned = _pinned(key)
+    store = _open(log)
+    total = store.entry_count()
+    t0 = time.perf_counter()
+    with _progress(total, "verifying") as bar:
+        task = bar.add_task("verify", total=total)
+        report = verify_log(store, pinned_key=pinned[1] if pinned else None,
+                            progress=lambda n: bar.update(task, completed=n))
+    dt = time.perf_counter() - t0
+    store.close()
+    if not report.ok:
+        err.print(f"[bold red]FAILED[/]: {report.problem}")
+        if report.bad_entry is not None:
+            err.print(f"first bad entry: {report.bad_entry}")
+        raise typer.Exit(1)
+    out.print(f"[green]ok[/]: {report.entries:,} entries, {report.checkpoints:,} signed "
+              f"checkpoints, root {report.root.hex()} ({dt:.2f}s, "
+              f"{report.entries / max(dt, 1e-9):,.0f} entries/s)")
+    assert report.operator_key is not None
+    header_key = verifier_key(pinned[0] if pinned else "sandbank-operator", report.operator_key)
+    if pinned is None:
+        out.print(f"[yellow]signed by the key named in the log's own header[/]; pin it with "
+                  f"--key to detect a log re-signed under another key (key: "
+                  f"{report.operator_key.hex()})")
+    else:
+        out.print(f"signed by the pinned key {header_key}")
+
+
+@app.command()
+def replay(log: Path = typer.Argument(..., help="a sandbank log (SQLite file)")) -> None:
+    """Rebuild state from the events alone; compare with every checkpoint's state digest."""
+    from sandbank.audit.replay import replay_log
+
+    store = _open(log)
+    total = store.entry_count()
+    t0 = time.perf_counter()
+    with _progress(total, "replaying") as bar:
+        task = bar.add_task("replay", total=total)
+        report = replay_log(store, progress=lambda n: bar.update(task, completed=n))
+    dt = time.perf_counter() - t0
+    store.close()
+    if not report.ok:
+        err.print(f"[bold red]FAILED[/]: {report.problem}")
+        raise typer.Exit(1)
+    out.print(f"[green]ok[/]: {report.events:,} events replayed, state digest equal at all "
+              f"{report.checkpoints:,} checkpoints, ledger invariants hold ({dt:.2f}s)")
+    for asset, t in report.totals.items():
+        out.print(f"  {asset}: minted {t['minted']:,}, burned {t['burned']:,}, "
+                  f"in circulation {t['circulating']:,} (= minted − burned)")
+
+
+@app.command()
+def proof(
+    log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
+    entry: Optional[int] = typer.Option(None, help="inclusion proof for this entry (seq)"),
+    from_size: Optional[int] = typer.Option(None, "--from",
+                                            help="consistency proof from this tree size"),
+    tick: Optional[int] = typer.Option(None, help="prove against this tick's checkpoint "
+                                       "(default: the latest)"),
+) -> None:
+    """Print a proof bundle (JSON) that a third party checks with `sandbank check-proof`."""
+    from sandbank.audit.proofs import BundleError, consistency_bundle, inclusion_bundle
+
+    if (entry is None) == (from_size is None):
+        _fail("give exactly one of --entry N or --from M")
+    store = _open(log)
+    try:
+        if entry is not None:
+            bundle = inclusion_bundle(store, entry, tick)
+        else:
+            assert from_size is not None
+            bundle = consistency_bundle(store, from_size, tick)
+    except (BundleError, StoreError) as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    sys.stdout.write(json.dumps(bundle, indent=2) + "\n")
+
+
+@app.command("check-proof")
+def check_proof(
+    bundle_file: Path = typer.Argument(..., help="a proof bundle from `sandbank proof` ('-': stdin)"),
+    key: Optional[str] = typer.Option(None, help="the operator's verifier key to trust "
+                                      "(default: the one the bundle names)"),
+) -> None:
+    """Check a proof bundle offline, against a signed checkpoint."""
+    from sandbank.audit.checkpoint import NoteError, parse_verifier_key
+    from sandbank.audit.proofs import BundleError, check_bundle
+
+    text = sys.stdin.read() if str(bundle_file) == "-" else None
+    if text is None:
+        if not bundle_file.exists():
+            _fail(f"no file at {bundle_file}")
+        text = bundle_file.read_text()
+    try:
+        bundle = json.loads(text)
+    except json.JSONDecodeError as e:
+        _fail(f"not JSON: {e}")
+        raise
+    pinned = _pinned(key)
+    if pinned is None:
+        try:
+            pinned = parse_verifier_key(bundle.get("verifier_key", ""))
+        except (NoteError, AttributeError) as e:
+            _fail(f"bundle names no usable verifier key: {e}")
+            raise
+        err.print("[yellow]note:[/] trusting the key named in the bundle; pass --key to pin it")
+    try:
+        cp = check_bundle(bundle, *pinned)
+    except BundleError as e:
+        err.print(f"[bold red]INVALID[/]: {e}")
+        raise typer.Exit(1) from None
+    what = (f"entry {bundle['index']} is in" if bundle["type"] == "inclusion"
+            else f"the tree of size {bundle['old_size']} is a prefix of")
+    out.print(f"[green]valid[/]: {what} the log of {cp.origin!r} at tick {cp.tick} "
+              f"(size {cp.size}, root {cp.root.hex()})")
+
+
+@app.command()
+def inspect(
+    log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
+    entry: Optional[int] = typer.Option(None, help="print this entry"),
+) -> None:
+    """Summarise a log (header, events by kind), or print one entry."""
+    store = _open(log)
+    if entry is not None:
+        e = store.entry(entry)
+        store.close()
+        if e is None:
+            _fail(f"no entry {entry}")
+        assert e is not None
+        sys.stdout.write(e.body.decode() + "\n")
+        return
+    header = store.entry(0)
+    kinds = store.connection.execute(
+        "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY count(*) DESC").fetchall()
+    last = store.last_checkpoint()
+    store.close()
+    if header is None or last is None:
+        _fail("the log is empty", 1)
+    assert header is not None and last is not None
+    h = json.loads(header.body)
+    out.print(f"origin {h['origin']} · seed {h['seed']} · sandbank {h['version']} · "
+              f"{last.size:,} entries · last tick {last.tick}")
+    t = Table("safeguard", "layer", "enabled")
+    for name, s in h["safeguards"].items():
+        t.add_row(name, s["layer"], "yes" if s["enabled"] else "[red]no[/]")
+    out.print(t)
+    t = Table("event kind", "count")
+    for kind, n in kinds:
+        t.add_row(kind, f"{n:,}")
+    out.print(t)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Owners and agents: who may act, on whose behalf, and with which key.
+
+- An owner (human or organisation) is admitted by the operator with an attestation record
+  (`evidence`: how the operator verified it) and a public key.
+- An agent is admitted only with its owner's signature over the agent's name and key.
+- An agent may spawn children: each records its parent and inherits the owner; depth,
+  children per agent and agents per owner are capped.
+- Revocation is final: the id is never reused (ids are sequence numbers) and the key can
+  never be registered again (every key ever seen is remembered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sandbank.kernel.digest import DigestMap
+from sandbank.kernel.schema import AgentRegistered, AgentStatusChanged, OwnerRegistered
+
+ACTIVE, FROZEN, REVOKED = "active", "frozen", "revoked"
+
+
+@dataclass(slots=True)
+class Owner:
+    id: int
+    name: str
+    kind: str
+    public_key: bytes
+    evidence: str
+    agents: int = 0
+
+
+@dataclass(slots=True)
+class Agent:
+    id: int
+    owner: int
+    name: str
+    public_key: bytes
+    parent: int
+    depth: int
+    status: str = ACTIVE
+    children: int = 0
+    nonce: int = 0  # highest nonce accepted from this agent (signed actions)
+
+
+def _owner_record(o: Owner) -> list[object]:
+    return [o.id, o.name, o.kind, o.public_key.hex(), o.evidence, o.agents]
+
+
+def _agent_record(a: Agent) -> list[object]:
+    return [a.id, a.owner, a.name, a.public_key.hex(), a.parent, a.depth, a.status, a.children]
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.owners: dict[int, Owner] = {}
+        self.agents: dict[int, Agent] = {}
+        self.keys: set[bytes] = set()  # every key ever registered, owners' and agents'
+        self._owner_digest = DigestMap(_owner_record)
+        self._agent_digest = DigestMap(_agent_record)
+
+    def next_owner_id(self) -> int:
+        return len(self.owners) + 1
+
+    def next_agent_id(self) -> int:
+        return len(self.agents) + 1
+
+    def apply_owner_registered(self, ev: OwnerRegistered) -> None:
+        assert ev.owner == len(self.owners) + 1
+        key = bytes.fromhex(ev.public_key)
+        o = Owner(ev.owner, ev.name, ev.owner_kind, key, ev.evidence)
+        self.owners[o.id] = o
+        self.keys.add(key)
+        self._owner_digest.touch(o.id, o)
+
+    def apply_agent_registered(self, ev: AgentRegistered) -> None:
+        assert ev.agent == len(self.agents) + 1
+        key = bytes.fromhex(ev.public_key)
+        a = Agent(ev.agent, ev.owner, ev.name, key, ev.parent, ev.depth)
+        self.agents[a.id] = a
+        self.keys.add(key)
+        owner = self.owners[ev.owner]
+        owner.agents += 1
+        self._owner_digest.touch(owner.id, owner)
+        self._agent_digest.touch(a.id, a)
+        if ev.parent:
+            parent = self.agents[ev.parent]
+            parent.children += 1
+            self._agent_digest.touch(parent.id, parent)
+
+    def apply_status(self, ev: AgentStatusChanged) -> None:
+        a = self.agents[ev.agent]
+        assert a.status != REVOKED, "revocation is final"
+        a.status = ev.status
+        self._agent_digest.touch(a.id, a)
+
+    def digest(self) -> bytes:
+        return self._owner_digest.digest() + self._agent_digest.digest()

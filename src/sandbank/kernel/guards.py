@@ -1,0 +1,92 @@
+"""The guards pipeline: small ordered checks every action passes before any mechanism.
+
+A guard returns None to accept, or (reason, message) to reject. Each belongs to one of the
+paper's four layers and can be switched off for an ablation; the run header records which
+were on. Order (DESIGN.md): identity/auth -> interrupt/freeze -> role & clearance ->
+boundary -> fees & rate limits -> pre-trade risk. Later issues insert boundary, fee and
+risk guards at their place in `DEFAULT_GUARDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sandbank.identity.keys import verify_signature
+from sandbank.identity.registry import FROZEN, REVOKED
+from sandbank.kernel.errors import Reason
+from sandbank.kernel.schema import OPERATOR, Action
+
+if TYPE_CHECKING:
+    from sandbank.kernel.sequencer import Kernel
+
+MARKET_DESIGN = "market_design"
+BASELINE_AGENT_SAFETY = "baseline_agent_safety"
+MONITORING_OVERSIGHT = "monitoring_oversight"
+REGULATORY = "regulatory"
+
+Verdict = tuple[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    name: str
+    layer: str
+    check: Callable[[Kernel, Action], Verdict]
+    doc: str
+
+
+def identity_guard(k: Kernel, a: Action) -> Verdict:
+    actor = a.actor
+    if actor == OPERATOR:
+        key = k.operator_key.public
+    else:
+        agent = k.state.registry.agents.get(actor)
+        if agent is None:
+            return Reason.unknown_actor, f"no agent with id {actor}"
+        if agent.status == REVOKED:
+            return Reason.agent_revoked, f"agent {actor} is revoked"
+        key = agent.public_key
+    if k.config.verify_signatures:
+        if a.signature is None:
+            return Reason.signature_missing, "actions must be signed by the actor's key"
+        if not verify_signature(key, a.signature, a.signing_bytes()):
+            return Reason.bad_signature, f"signature does not verify with actor {actor}'s key"
+        last = k.operator_nonce if actor == OPERATOR else k.state.registry.agents[actor].nonce
+        if a.nonce <= last:
+            return Reason.stale_nonce, f"nonce {a.nonce} is not above the last accepted {last}"
+        k.consume_nonce(actor, a.nonce)
+    return None
+
+
+def freeze_guard(k: Kernel, a: Action) -> Verdict:
+    if a.actor != OPERATOR:
+        agent = k.state.registry.agents.get(a.actor)
+        if agent is not None and agent.status == FROZEN:
+            return Reason.agent_frozen, f"agent {a.actor} is frozen"
+    return None
+
+
+def role_guard(k: Kernel, a: Action) -> Verdict:
+    if a.OPERATOR_ONLY and a.actor != OPERATOR:
+        return Reason.forbidden, f"{a.KIND} is an operator action"
+    return None
+
+
+def rate_limit_guard(k: Kernel, a: Action) -> Verdict:
+    n = k.actions_this_tick.get(a.actor, 0) + 1
+    k.actions_this_tick[a.actor] = n
+    cap = k.config.max_actions_per_actor_per_tick
+    if n > cap and a.actor != OPERATOR:
+        return Reason.rate_limited, f"more than {cap} actions from actor {a.actor} in one tick"
+    return None
+
+
+DEFAULT_GUARDS: tuple[Guard, ...] = (
+    Guard("identity", MARKET_DESIGN, identity_guard,
+          "actor is a registered, unrevoked identity; signature and nonce when required"),
+    Guard("freeze", BASELINE_AGENT_SAFETY, freeze_guard, "frozen agents cannot act"),
+    Guard("roles", BASELINE_AGENT_SAFETY, role_guard, "operator-only actions, deny by default"),
+    Guard("rate_limit", MARKET_DESIGN, rate_limit_guard, "per-actor actions per tick"),
+)

@@ -1,0 +1,276 @@
+"""The sequencer: the single writer of the economy.
+
+One tick:
+1. holds whose timeout is reached expire (events);
+2. the tick's actions are ordered deterministically: actors sorted by id, then put in a
+   seeded random order (a fresh priority every tick, so no agent always goes first);
+   each actor's own actions keep the order it submitted them in;
+3. each action passes the guards, then its mechanism; a refusal anywhere is a `rejected`
+   event with its reason, and changes no state;
+4. the state digest is computed, a checkpoint over the whole log is signed, and the tick's
+   entries, subtree hashes and checkpoint are written in one transaction (group commit).
+
+Agents never see the kernel: they get an `Observation` and submit actions through a
+gateway (`submit`/`submit_raw`); the lab and server issues build their loops on this seam.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sandbank import __version__
+from sandbank.audit.log import AuditLog
+from sandbank.identity.keys import SigningKey
+from sandbank.identity.registry import ACTIVE
+from sandbank.kernel.errors import Reason, Reject
+from sandbank.kernel.guards import DEFAULT_GUARDS, Guard
+from sandbank.kernel.mechanisms import MECHANISMS
+from sandbank.kernel.observation import AccountView, Feedback, Observation
+from sandbank.kernel.schema import (
+    DEBITS_MUST_NOT_EXCEED_CREDITS,
+    OPERATOR,
+    AccountOpened,
+    Action,
+    Event,
+    MalformedAction,
+    Rejected,
+    RunStarted,
+    action_from_dict,
+    safe_action_dict,
+)
+from sandbank.kernel.state import EconomyState
+from sandbank.store.base import Store, StoredCheckpoint
+
+
+_NOT_CAUSES = frozenset({"ok", "exists", "linked_event_failed"})
+
+
+class ConfigError(ValueError):
+    """A kernel configuration value is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    seed: int = 0
+    origin: str = "sandbank.local/run"
+    key_name: str = "sandbank-operator"
+    assets: tuple[str, ...] = ("CRD",)
+    verify_signatures: bool = False
+    max_actions_per_actor_per_tick: int = 10_000
+    max_actions_per_tick: int = 1_000_000
+    max_agents_per_owner: int = 1_000
+    max_spawn_depth: int = 3
+    max_children_per_agent: int = 16
+    disabled_guards: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
+            raise ConfigError("seed must be an integer in 0..2**53-1")
+        if not self.origin or "\n" in self.origin:
+            raise ConfigError("origin must be a non-empty single line")
+        if not self.key_name or any(c in self.key_name for c in " +\n"):
+            raise ConfigError("key_name must be non-empty, without spaces, '+' or newlines")
+        if not self.assets or len(set(self.assets)) != len(self.assets):
+            raise ConfigError("assets must be a non-empty list of distinct codes")
+        for name in ("max_actions_per_actor_per_tick", "max_actions_per_tick",
+                     "max_agents_per_owner", "max_children_per_agent"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.max_spawn_depth < 0:
+            raise ConfigError("max_spawn_depth must be at least 0")
+        known = {g.name for g in DEFAULT_GUARDS}
+        for g in self.disabled_guards:
+            if g not in known:
+                raise ConfigError(f"unknown guard {g!r} in disabled_guards; known: {sorted(known)}")
+
+
+@dataclass
+class TickSummary:
+    tick: int
+    events: int
+    accepted: int
+    rejected: int
+    checkpoint: StoredCheckpoint
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class Kernel:
+    """One economy. Create it on an empty store; it writes the header at tick 0."""
+
+    def __init__(self, store: Store, config: KernelConfig, operator_key: SigningKey) -> None:
+        if store.entry_count() != 0:
+            raise ConfigError("the store already holds a log; open it with `replay`/`verify`")
+        self.config = config
+        self.store = store
+        self.operator_key = operator_key
+        self.operator_nonce = 0
+        self.rng = random.Random(config.seed)
+        self.state = EconomyState()
+        self.guards: tuple[Guard, ...] = tuple(
+            g for g in DEFAULT_GUARDS if g.name not in config.disabled_guards
+        )
+        self.log = AuditLog(store, config.origin, config.key_name, operator_key)
+        self.tick = 0
+        self.actions_this_tick: dict[int, int] = {}
+        self._queue: list[tuple[int, Action | None, Any, str]] = []
+        self._feedback: dict[int, list[Feedback]] = {}  # outcomes in the last tick run
+        self._nonce_pending: int | None = None
+        self._genesis()
+
+    # ------------------------------------------------------------------ genesis
+    def _genesis(self) -> None:
+        cfg = self.config
+        header = RunStarted(
+            actor=OPERATOR, origin=cfg.origin, version=__version__, seed=cfg.seed,
+            key_name=cfg.key_name, operator_key=self.operator_key.public.hex(),
+            assets=list(cfg.assets),
+            config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            safeguards={g.name: {"layer": g.layer, "enabled": g.name not in cfg.disabled_guards,
+                                 "doc": g.doc} for g in DEFAULT_GUARDS},
+        )
+        self._record(header)
+        for asset in cfg.assets:
+            self._record(AccountOpened(actor=OPERATOR, account=self.state.ledger.next_account_id(),
+                                       holder=OPERATOR, asset=asset, flags=0, treasury=True))
+        self._commit()
+
+    def _record(self, ev: Event) -> None:
+        self.state.apply(ev)
+        self.log.append(self.tick, ev.to_dict())
+
+    # ------------------------------------------------------------------ gateway
+    def submit(self, action: Action) -> None:
+        """Queue an action for the next tick."""
+        if not isinstance(action, Action):
+            raise TypeError("submit() takes an Action; use submit_raw() for wire dicts")
+        self._queue.append((action.actor, action, None, ""))
+
+    def submit_raw(self, data: Any) -> None:
+        """Queue an action in wire form; a malformed one is logged as rejected at the tick."""
+        try:
+            action = action_from_dict(data)
+        except MalformedAction as e:
+            actor = data.get("actor") if isinstance(data, dict) else None
+            actor = actor if type(actor) is int else -1
+            self._queue.append((actor, None, safe_action_dict(data), str(e)))
+            return
+        self._queue.append((action.actor, action, None, ""))
+
+    def consume_nonce(self, actor: int, nonce: int) -> None:
+        if actor == OPERATOR:
+            self.operator_nonce = nonce
+        else:
+            self.state.registry.agents[actor].nonce = nonce
+        self._nonce_pending = nonce
+
+    # ------------------------------------------------------------------ the loop
+    def step(self) -> TickSummary:
+        """Run one tick: expiries, the queued actions in sequence, then commit."""
+        self.tick += 1
+        tick = self.tick
+        start = self.log.size
+        accepted = rejected = 0
+        reasons: dict[str, int] = {}
+        self.actions_this_tick = {}
+        self._feedback = {}
+        ledger = self.state.ledger
+        for ev in ledger.due_expiries(tick):
+            self._record(ev)
+
+        queue, self._queue = self._queue, []
+        by_actor: dict[int, list[tuple[int, Action | None, Any, str]]] = {}
+        for item in queue:
+            by_actor.setdefault(item[0], []).append(item)
+        actors = sorted(by_actor)
+        self.rng.shuffle(actors)
+        budget = self.config.max_actions_per_tick
+        for actor in actors:
+            for _, action, raw, error in by_actor[actor]:
+                budget -= 1
+                if action is None:
+                    reason, ok = self._reject(actor, raw, Reason.malformed_action, error), False
+                elif budget < 0:
+                    reason = self._reject(actor, action.to_dict(), Reason.tick_full,
+                                          "the tick's action budget is spent; resubmit")
+                    ok = False
+                else:
+                    ok, reason = self._process(action, tick)
+                if ok:
+                    accepted += 1
+                else:
+                    rejected += 1
+                    reasons[reason] = reasons.get(reason, 0) + 1
+        cp = self._commit()
+        return TickSummary(tick, self.log.size - start, accepted, rejected, cp, reasons)
+
+    def _process(self, action: Action, tick: int) -> tuple[bool, str]:
+        self._nonce_pending = None
+        try:
+            for guard in self.guards:
+                verdict = guard.check(self, action)
+                if verdict is not None:
+                    raise Reject(*verdict)
+            events = MECHANISMS[action.KIND](self, action, tick)
+        except Reject as r:
+            if r.reason == Reason.transfer_failed:  # pragma: no cover - returned, not raised
+                raise
+            self._reject(action.actor, action.to_dict(), r.reason, r.message)
+            self._note(action, r.reason)
+            return False, r.reason
+        outcome = "ok"
+        for i, ev in enumerate(events):
+            d = ev.to_dict()
+            if i == 0 and self._nonce_pending is not None:
+                d["nonce"] = self._nonce_pending
+            self.log.append(tick, d)
+            if isinstance(ev, Rejected):  # a transfer batch that failed: name the ledger code
+                outcome = next((c for c in ev.results if c not in _NOT_CAUSES), ev.reason)
+        self._note(action, outcome)
+        return outcome == "ok", outcome
+
+    def _reject(self, actor: int, action: dict[str, Any] | None, reason: str, message: str) -> str:
+        ev = Rejected(actor=actor, action=action, reason=reason, message=message,
+                      results=[], failed=[])
+        d = ev.to_dict()
+        if self._nonce_pending is not None:
+            d["nonce"] = self._nonce_pending
+            self._nonce_pending = None
+        self.log.append(self.tick, d)
+        return reason
+
+    def _note(self, action: Action, outcome: str) -> None:
+        if action.actor != OPERATOR:
+            self._feedback.setdefault(action.actor, []).append(
+                Feedback(kind=action.KIND, nonce=action.nonce, outcome=outcome))
+
+    def _commit(self) -> StoredCheckpoint:
+        return self.log.commit(self.tick, self.state.digest())
+
+    # ------------------------------------------------------------------ observation
+    def observe(self, agent_id: int) -> Observation:
+        """What `agent_id` may know now: its status, own accounts, and what became of its
+        actions in the last tick. Never other agents' state, never kernel objects."""
+        agent = self.state.registry.agents.get(agent_id)
+        if agent is None:
+            raise KeyError(f"no agent with id {agent_id}")
+        accounts = tuple(
+            AccountView(a.id, a.asset, a.balance, a.available, a.debits_pending,
+                        a.credits_pending)
+            for a in self.state.ledger.accounts_of(agent_id)
+        )
+        return Observation(tick=self.tick, agent=agent_id, owner=agent.owner,
+                           status=agent.status, accounts=accounts,
+                           feedback=tuple(self._feedback.get(agent_id, ())))
+
+    @property
+    def active_agents(self) -> list[int]:
+        return [a.id for a in self.state.registry.agents.values() if a.status == ACTIVE]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+__all__ = ["Kernel", "KernelConfig", "ConfigError", "TickSummary",
+           "DEBITS_MUST_NOT_EXCEED_CREDITS"]

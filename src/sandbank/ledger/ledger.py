@@ -1,0 +1,466 @@
+"""A double-entry ledger after TigerBeetle: accounts, immutable transfers, two-phase holds,
+linked batches, idempotent retries and a named result code for every rejection.
+
+State changes only through `apply_*` methods that take committed events: the kernel calls
+them after validation, `replay` calls them on events read back from the log, so a live run
+and its replay cannot diverge.
+
+Invariants (anchors §2), asserted by `check_invariants` and the tests:
+1. every transfer has debit != credit, 0 < amount <= MAX_AMOUNT, integer minor units;
+2. Σ debits_posted = Σ credits_posted and Σ debits_pending = Σ credits_pending; per asset,
+   money held outside the treasury = minted - burned;
+3. for accounts with DEBITS_MUST_NOT_EXCEED_CREDITS:
+   credits_posted + credit_limit - debits_posted - debits_pending >= 0;
+4. a transfer key (actor, id) commits at most once; an identical retry is `exists`, a
+   changed one `exists_with_different_*`, a retry of a failed id `id_already_failed`;
+5. transfers are never changed or removed (the log is append-only);
+6. a pending transfer resolves at most once (post, void or expiry);
+7. linked transfers commit all or none;
+8. balances are the fold of the transfer events (replay recomputes them);
+9. one writer orders everything (the sequencer).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from hashlib import sha256
+
+from sandbank.kernel.digest import DigestMap
+from sandbank.kernel.schema import (
+    ALL_TRANSFER_FLAGS,
+    CREDITS_MUST_NOT_EXCEED_DEBITS,
+    DEBITS_MUST_NOT_EXCEED_CREDITS,
+    LINKED,
+    MAX_BATCH,
+    OPERATOR,
+    PENDING,
+    POST_PENDING,
+    VOID_PENDING,
+    AccountOpened,
+    CreditLineSet,
+    HoldExpired,
+    TransferCommitted,
+    TransferSpec,
+)
+from sandbank.ledger.codes import TransferResult as R
+
+MAX_AMOUNT = 2**53 - 1  # amounts and balances stay exact in the canonical log encoding
+
+
+@dataclass(slots=True)
+class Account:
+    id: int
+    holder: int
+    asset: str
+    flags: int
+    treasury: bool
+    credit_limit: int = 0
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+    @property
+    def balance(self) -> int:
+        """Posted balance, credits minus debits (what the holder owns)."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        """What can still be debited: posted balance minus holds plus credit line."""
+        return self.credits_posted + self.credit_limit - self.debits_posted - self.debits_pending
+
+
+@dataclass(slots=True)
+class Hold:
+    debit: int
+    credit: int
+    amount: int
+    expires: int
+
+
+_DIFF = (
+    (4, R.exists_with_different_flags),
+    (0, R.exists_with_different_debit_account_id),
+    (1, R.exists_with_different_credit_account_id),
+    (2, R.exists_with_different_amount),
+    (5, R.exists_with_different_pending_id),
+    (3, R.exists_with_different_pending_id),
+    (7, R.exists_with_different_timeout),
+    (8, R.exists_with_different_code),
+)
+
+
+_NOT_REMEMBERED = frozenset(
+    {R.ok, R.exists, R.id_already_failed, R.linked_event_failed, R.id_must_be_positive,
+     R.batch_is_empty, R.batch_too_large}
+    | {code for code in R if code.startswith("exists_with_different")}
+)
+
+
+def _account_record(a: Account) -> list[object]:
+    return [a.id, a.holder, a.asset, a.flags, a.treasury, a.credit_limit, a.debits_pending,
+            a.debits_posted, a.credits_pending, a.credits_posted]
+
+
+def _hold_record(item: tuple[tuple[int, int], Hold]) -> list[int]:
+    (actor, tid), h = item
+    return [actor, tid, h.debit, h.credit, h.amount, h.expires]
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.accounts: dict[int, Account] = {}
+        self._by_holder: dict[int, list[int]] = {}
+        self.treasury: dict[str, int] = {}  # asset -> treasury account id
+        # (actor, id) -> (debit, credit, amount, pending_actor, flags, pending_id, -, timeout, code)
+        self.transfers: dict[tuple[int, int], tuple[int, ...]] = {}
+        self.failed: dict[tuple[int, int], str] = {}
+        self.holds: dict[tuple[int, int], Hold] = {}
+        self.resolved: dict[tuple[int, int], str] = {}  # pending key -> posted|voided|expired
+        self._expiry: list[tuple[int, int, int, int]] = []  # (expires, order, actor, id)
+        self._order = 0
+        self.minted: dict[str, int] = {}
+        self.burned: dict[str, int] = {}
+        self.transfer_count = 0
+        self._account_digest = DigestMap(_account_record)
+        self._hold_digest = DigestMap(_hold_record)
+
+    # ------------------------------------------------------------------ accounts
+    def next_account_id(self) -> int:
+        return len(self.accounts) + 1
+
+    def apply_account_opened(self, ev: AccountOpened) -> None:
+        assert ev.account == len(self.accounts) + 1, "account ids are dense sequence numbers"
+        a = Account(ev.account, ev.holder, ev.asset, ev.flags, ev.treasury)
+        self.accounts[a.id] = a
+        self._by_holder.setdefault(a.holder, []).append(a.id)
+        if ev.treasury:
+            assert ev.asset not in self.treasury
+            self.treasury[ev.asset] = a.id
+            self.minted[ev.asset] = 0
+            self.burned[ev.asset] = 0
+        self._account_digest.touch(a.id, a)
+
+    def accounts_of(self, holder: int) -> list[Account]:
+        return [self.accounts[i] for i in self._by_holder.get(holder, ())]
+
+    def apply_credit_line(self, ev: CreditLineSet) -> None:
+        a = self.accounts[ev.account]
+        a.credit_limit = ev.limit
+        self._account_digest.touch(a.id, a)
+
+    # ------------------------------------------------------------------ transfers
+    def execute(
+        self, actor: int, specs: list[TransferSpec], tick: int
+    ) -> tuple[list[TransferCommitted], list[str]]:
+        """Validate and apply a batch. Returns (committed events, result code per transfer).
+
+        Chains of LINKED transfers commit all-or-nothing; a failed chain is undone and its
+        other members report `linked_event_failed`. Codes other than ok/exists leave no
+        trace in the balances.
+        """
+        n = len(specs)
+        if n == 0:
+            return [], [R.batch_is_empty]
+        if n > MAX_BATCH:
+            return [], [R.batch_too_large] * n
+        results: list[str] = [R.ok] * n
+        committed: list[TransferCommitted] = []
+        i = 0
+        while i < n:
+            j = i  # the chain is specs[i..j]: linked members, then one unlinked (or batch end)
+            while j < n - 1 and specs[j].flags & LINKED:
+                j += 1
+            open_chain = bool(specs[j].flags & LINKED)
+            applied: list[TransferCommitted] = []
+            failed_at = -1
+            for k in range(i, j + 1):
+                if open_chain and k == j:
+                    code: str = R.linked_event_chain_open
+                else:
+                    code, ev = self._validate(actor, specs[k], tick)
+                    if ev is not None:
+                        self.apply_transfer(ev)
+                        applied.append(ev)
+                results[k] = code
+                if code != R.ok and code != R.exists:
+                    failed_at = k
+                    break
+            if failed_at >= 0:
+                for ev in reversed(applied):
+                    self.undo_transfer(ev)
+                for k in range(i, j + 1):
+                    if k != failed_at:
+                        results[k] = R.linked_event_failed
+            else:
+                committed.extend(applied)
+            i = j + 1
+        return committed, results
+
+    def _validate(self, actor: int, t: TransferSpec, tick: int) -> tuple[str, TransferCommitted | None]:
+        if t.id <= 0:
+            return R.id_must_be_positive, None
+        flags = t.flags
+        if flags & ~ALL_TRANSFER_FLAGS:
+            return R.flags_are_invalid, None
+        kind = flags & (PENDING | POST_PENDING | VOID_PENDING)
+        if kind not in (0, PENDING, POST_PENDING, VOID_PENDING):
+            return R.flags_are_mutually_exclusive, None
+        key = (actor, t.id)
+        debit, credit, amount = t.debit, t.credit, t.amount
+        pending_actor = actor if t.pending_actor == -1 else t.pending_actor
+        resolving = kind & (POST_PENDING | VOID_PENDING)
+        pending_rec = None
+        if resolving and t.pending_id > 0:
+            pending_rec = self.transfers.get((pending_actor, t.pending_id))
+            if pending_rec is not None:  # normalise: 0 means "as the pending transfer"
+                debit = debit or pending_rec[0]
+                credit = credit or pending_rec[1]
+                if kind == VOID_PENDING or amount == 0:
+                    amount = amount or pending_rec[2]
+        record = (debit, credit, amount, pending_actor, flags, t.pending_id, 0, t.timeout, t.code)
+        existing = self.transfers.get(key)
+        if existing is not None:
+            for idx, code in _DIFF:
+                if existing[idx] != record[idx]:
+                    return code, None
+            return R.exists, None
+        failed = self.failed.get(key)
+        if failed is not None:
+            return R.id_already_failed, None
+        if t.timeout < 0:
+            return R.timeout_must_not_be_negative, None
+        if t.timeout and kind != PENDING:
+            return R.timeout_reserved_for_pending_transfer, None
+        if resolving:
+            return self._validate_resolution(actor, t, key, kind, pending_actor, pending_rec,
+                                             debit, credit, amount)
+        if t.pending_id != 0:
+            return R.pending_id_must_be_zero, None
+        if debit == 0:
+            return R.debit_account_id_must_not_be_zero, None
+        if credit == 0:
+            return R.credit_account_id_must_not_be_zero, None
+        if debit == credit:
+            return R.accounts_must_be_different, None
+        if amount <= 0:
+            return R.amount_must_be_positive, None
+        if amount > MAX_AMOUNT:
+            return R.amount_too_large, None
+        dr = self.accounts.get(debit)
+        if dr is None:
+            return R.debit_account_not_found, None
+        cr = self.accounts.get(credit)
+        if cr is None:
+            return R.credit_account_not_found, None
+        if dr.asset != cr.asset:
+            return R.accounts_must_have_the_same_asset, None
+        if actor != OPERATOR:
+            if dr.treasury or cr.treasury:
+                return R.treasury_requires_operator, None
+            if dr.holder != actor:
+                return R.not_account_holder, None
+        if dr.flags & DEBITS_MUST_NOT_EXCEED_CREDITS and (
+            dr.debits_posted + dr.debits_pending + amount > dr.credits_posted + dr.credit_limit
+        ):
+            return R.exceeds_credits, None
+        if cr.flags & CREDITS_MUST_NOT_EXCEED_DEBITS and (
+            cr.credits_posted + cr.credits_pending + amount > cr.debits_posted
+        ):
+            return R.exceeds_debits, None
+        if (dr.debits_posted + dr.debits_pending + amount > MAX_AMOUNT
+                or cr.credits_posted + cr.credits_pending + amount > MAX_AMOUNT):
+            return R.overflows, None
+        expires = tick + t.timeout if kind == PENDING and t.timeout else 0
+        return R.ok, TransferCommitted(
+            actor=actor, id=t.id, debit=debit, credit=credit, amount=amount, flags=flags,
+            pending_id=0, pending_actor=pending_actor, timeout=t.timeout, code=t.code,
+            expires=expires,
+        )
+
+    def _validate_resolution(self, actor, t, key, kind, pending_actor, pending_rec,
+                             debit, credit, amount) -> tuple[str, TransferCommitted | None]:
+        if t.pending_id <= 0:
+            return R.pending_id_must_be_positive, None
+        if pending_rec is None:
+            return R.pending_transfer_not_found, None
+        if not pending_rec[4] & PENDING:
+            return R.pending_transfer_not_pending, None
+        if actor != OPERATOR and actor != pending_actor:
+            return R.not_pending_transfer_owner, None
+        pkey = (pending_actor, t.pending_id)
+        state = self.resolved.get(pkey)
+        if state == "posted":
+            return R.pending_transfer_already_posted, None
+        if state == "voided":
+            return R.pending_transfer_already_voided, None
+        if state == "expired":
+            return R.pending_transfer_expired, None
+        if debit != pending_rec[0]:
+            return R.pending_transfer_has_different_debit_account_id, None
+        if credit != pending_rec[1]:
+            return R.pending_transfer_has_different_credit_account_id, None
+        if amount <= 0:
+            return R.amount_must_be_positive, None
+        if amount > pending_rec[2]:
+            return R.exceeds_pending_transfer_amount, None
+        if kind == VOID_PENDING and amount != pending_rec[2]:
+            return R.pending_transfer_has_different_amount, None
+        return R.ok, TransferCommitted(
+            actor=actor, id=t.id, debit=debit, credit=credit, amount=amount, flags=t.flags,
+            pending_id=t.pending_id, pending_actor=pending_actor, timeout=0, code=t.code,
+            expires=0,
+        )
+
+    def apply_transfer(self, ev: TransferCommitted) -> None:
+        key = (ev.actor, ev.id)
+        assert key not in self.transfers, "a transfer key commits at most once"
+        accounts = self.accounts
+        dr = accounts[ev.debit]
+        cr = accounts[ev.credit]
+        amount = ev.amount
+        flags = ev.flags
+        if flags & PENDING:
+            dr.debits_pending += amount
+            cr.credits_pending += amount
+            hold = Hold(ev.debit, ev.credit, amount, ev.expires)
+            self.holds[key] = hold
+            self._hold_digest.touch(key, (key, hold))
+            if ev.expires:
+                self._order += 1
+                heapq.heappush(self._expiry, (ev.expires, self._order, ev.actor, ev.id))
+        elif flags & (POST_PENDING | VOID_PENDING):
+            pkey = (ev.pending_actor, ev.pending_id)
+            hold = self.holds.pop(pkey)
+            self._hold_digest.delete(pkey)
+            dr.debits_pending -= hold.amount
+            cr.credits_pending -= hold.amount
+            if flags & POST_PENDING:
+                dr.debits_posted += amount
+                cr.credits_posted += amount
+                self._count_mint_burn(dr, cr, amount)
+                self.resolved[pkey] = "posted"
+            else:
+                self.resolved[pkey] = "voided"
+        else:
+            dr.debits_posted += amount
+            cr.credits_posted += amount
+            self._count_mint_burn(dr, cr, amount)
+        self.transfers[key] = (ev.debit, ev.credit, amount, ev.pending_actor, flags,
+                               ev.pending_id, 0, ev.timeout, ev.code)
+        self.transfer_count += 1
+        self._account_digest.touch(dr.id, dr)
+        self._account_digest.touch(cr.id, cr)
+
+    def undo_transfer(self, ev: TransferCommitted) -> None:
+        """Exactly reverse `apply_transfer` (only for a chain that fails before commit)."""
+        key = (ev.actor, ev.id)
+        del self.transfers[key]
+        self.transfer_count -= 1
+        dr = self.accounts[ev.debit]
+        cr = self.accounts[ev.credit]
+        amount = ev.amount
+        if ev.flags & PENDING:
+            dr.debits_pending -= amount
+            cr.credits_pending -= amount
+            del self.holds[key]
+            self._hold_digest.delete(key)  # a stale expiry heap entry is skipped later
+        elif ev.flags & (POST_PENDING | VOID_PENDING):
+            pkey = (ev.pending_actor, ev.pending_id)
+            rec = self.transfers[pkey]
+            hold = Hold(rec[0], rec[1], rec[2], self._hold_expiry(pkey))
+            self.holds[pkey] = hold
+            self._hold_digest.touch(pkey, (pkey, hold))
+            dr.debits_pending += hold.amount
+            cr.credits_pending += hold.amount
+            del self.resolved[pkey]
+            if ev.flags & POST_PENDING:
+                dr.debits_posted -= amount
+                cr.credits_posted -= amount
+                self._count_mint_burn(dr, cr, -amount)
+        else:
+            dr.debits_posted -= amount
+            cr.credits_posted -= amount
+            self._count_mint_burn(dr, cr, -amount)
+        self._account_digest.touch(dr.id, dr)
+        self._account_digest.touch(cr.id, cr)
+
+    def _hold_expiry(self, pkey: tuple[int, int]) -> int:
+        for expires, _, a, i in self._expiry:
+            if (a, i) == pkey:
+                return expires
+        return 0
+
+    def _count_mint_burn(self, dr: Account, cr: Account, amount: int) -> None:
+        if dr.treasury and not cr.treasury:
+            self.minted[dr.asset] += amount
+        elif cr.treasury and not dr.treasury:
+            self.burned[cr.asset] += amount
+
+    @staticmethod
+    def failures_to_remember(specs: list[TransferSpec], results: list[str]) -> list[list[object]]:
+        """[[id, code]] of transfers that failed for their own reason (not because of a
+        linked peer, not as a duplicate): their ids are burnt, a retry gets
+        `id_already_failed` and can never execute late."""
+        return [[t.id, code] for t, code in zip(specs, results) if code not in _NOT_REMEMBERED
+                and t.id > 0]
+
+    def record_failures(self, actor: int, failed: list[list[object]]) -> None:
+        for tid, code in failed:
+            self.failed[(actor, tid)] = code  # type: ignore[index]
+
+    # ------------------------------------------------------------------ holds
+    def due_expiries(self, tick: int) -> list[HoldExpired]:
+        """Holds whose timeout is reached at `tick`, in a deterministic order."""
+        out: list[HoldExpired] = []
+        heap = self._expiry
+        while heap and heap[0][0] <= tick:
+            expires, _, actor, tid = heapq.heappop(heap)
+            hold = self.holds.get((actor, tid))
+            if hold is not None and hold.expires == expires:
+                out.append(HoldExpired(actor=actor, id=tid, amount=hold.amount))
+        return out
+
+    def apply_hold_expired(self, ev: HoldExpired) -> None:
+        key = (ev.actor, ev.id)
+        hold = self.holds.pop(key)
+        self._hold_digest.delete(key)
+        assert hold.amount == ev.amount
+        dr = self.accounts[hold.debit]
+        cr = self.accounts[hold.credit]
+        dr.debits_pending -= hold.amount
+        cr.credits_pending -= hold.amount
+        self.resolved[key] = "expired"
+        self._account_digest.touch(dr.id, dr)
+        self._account_digest.touch(cr.id, cr)
+
+    # ------------------------------------------------------------------ checks
+    def digest(self) -> bytes:
+        return sha256(self._account_digest.digest() + self._hold_digest.digest()).digest()
+
+    def check_invariants(self) -> None:
+        """Assert conservation and non-negativity over the whole ledger (O(accounts))."""
+        dp = dpo = cp = cpo = 0
+        circulating: dict[str, int] = {asset: 0 for asset in self.treasury}
+        for a in self.accounts.values():
+            dp += a.debits_pending
+            dpo += a.debits_posted
+            cp += a.credits_pending
+            cpo += a.credits_posted
+            if a.flags & DEBITS_MUST_NOT_EXCEED_CREDITS:
+                assert a.available >= 0, f"account {a.id} is below its credit line"
+            if a.flags & CREDITS_MUST_NOT_EXCEED_DEBITS:
+                assert a.credits_posted + a.credits_pending <= a.debits_posted, a.id
+            assert min(a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted) >= 0
+            if not a.treasury:
+                circulating[a.asset] += a.balance
+        assert dpo == cpo, f"Σ debits_posted {dpo} != Σ credits_posted {cpo}"
+        assert dp == cp, f"Σ debits_pending {dp} != Σ credits_pending {cp}"
+        for asset, tid in self.treasury.items():
+            t = self.accounts[tid]
+            assert circulating[asset] == -t.balance
+            assert circulating[asset] == self.minted[asset] - self.burned[asset], asset
+        held = sum(h.amount for h in self.holds.values())
+        assert held == dp, "every pending amount is a live hold"

@@ -1,0 +1,62 @@
+"""The store interface: what the kernel and the audit tools need from a database.
+
+A store keeps, append-only:
+- entries:      (seq, tick, kind, body, leaf_hash), seq = 0, 1, 2, ... with no gaps;
+- nodes:        complete Merkle subtrees at levels 8, 16, ... (level, index, hash);
+- checkpoints:  (tick, size, root, state, note), one per tick.
+Everything of one tick is written by `append_tick` in one transaction (group commit), so a
+crash loses at most the tick being written. A store never updates or deletes a row; the
+database itself refuses to (triggers), not only this code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple, Protocol
+
+
+class Entry(NamedTuple):
+    seq: int
+    tick: int
+    kind: str
+    body: bytes
+    leaf_hash: bytes
+
+
+class StoredCheckpoint(NamedTuple):
+    tick: int
+    size: int
+    root: bytes
+    state: bytes
+    note: str
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened, or refused an operation; the message says why."""
+
+
+class Store(Protocol):
+    def append_tick(
+        self,
+        entries: Sequence[Entry],
+        nodes: Sequence[tuple[int, int, bytes]],
+        checkpoint: StoredCheckpoint,
+    ) -> None: ...
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[Entry]: ...
+
+    def entry(self, seq: int) -> Entry | None: ...
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]: ...
+
+    def nodes(self, level: int, start: int, end: int) -> list[bytes]: ...
+
+    def checkpoints(self) -> Iterator[StoredCheckpoint]: ...
+
+    def checkpoint(self, tick: int) -> StoredCheckpoint | None: ...
+
+    def last_checkpoint(self) -> StoredCheckpoint | None: ...
+
+    def entry_count(self) -> int: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,160 @@
+"""SQLite store: a single file (or ':memory:'), WAL, one transaction per tick."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+from sandbank.store.base import Entry, StoreError, StoredCheckpoint
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    tick INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    id INTEGER PRIMARY KEY,          -- level << 48 | index
+    hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    tick INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    state BLOB NOT NULL,
+    note TEXT NOT NULL
+);
+"""
+_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints")
+
+
+def _node_id(level: int, index: int) -> int:
+    return (level << 48) | index
+
+
+class SQLiteStore:
+    def __init__(self, path: str | os.PathLike[str] = ":memory:", *, readonly: bool = False,
+                 create: bool = True) -> None:
+        self.path = str(path)
+        if self.path != ":memory:" and not create and not os.path.exists(self.path):
+            raise StoreError(f"no log at {self.path}")
+        try:
+            if readonly and self.path != ":memory:":
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                           isolation_level=None, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None,
+                                           check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                for table in _APPEND_ONLY:
+                    for op in ("UPDATE", "DELETE"):
+                        self._db.execute(
+                            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} "
+                            f"BEFORE {op} ON {table} BEGIN "
+                            f"SELECT RAISE(ABORT, 'sandbank log is append-only: {op} on "
+                            f"{table} refused'); END"
+                        )
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                )
+            version = self._db.execute(
+                "SELECT value FROM meta WHERE key='schema_version'"
+            ).fetchone()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path} is not a readable sandbank log: {e}") from e
+        if version is None or version[0] != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: unknown log schema version {version}")
+
+    # -- writing
+    def append_tick(
+        self,
+        entries: Sequence[Entry],
+        nodes: Sequence[tuple[int, int, bytes]],
+        checkpoint: StoredCheckpoint,
+    ) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if entries:
+                db.executemany("INSERT INTO entries VALUES (?,?,?,?,?)", entries)
+            if nodes:
+                db.executemany(
+                    "INSERT INTO nodes VALUES (?,?)",
+                    [(_node_id(level, index), h) for level, index, h in nodes],
+                )
+            db.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?)", checkpoint)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- reading
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[Entry]:
+        q = "SELECT seq, tick, kind, body, leaf_hash FROM entries WHERE seq >= ?"
+        args: tuple[int, ...] = (start,)
+        if end is not None:
+            q += " AND seq < ?"
+            args = (start, end)
+        cur = self._db.execute(q + " ORDER BY seq", args)
+        while rows := cur.fetchmany(4096):
+            for r in rows:
+                yield Entry(*r)
+
+    def entry(self, seq: int) -> Entry | None:
+        r = self._db.execute(
+            "SELECT seq, tick, kind, body, leaf_hash FROM entries WHERE seq = ?", (seq,)
+        ).fetchone()
+        return Entry(*r) if r else None
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._db.execute(
+            "SELECT leaf_hash FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
+        ).fetchall()
+        if len(rows) != end - start:
+            raise StoreError(f"log is missing entries in [{start}, {end})")
+        return [r[0] for r in rows]
+
+    def nodes(self, level: int, start: int, end: int) -> list[bytes]:
+        rows = self._db.execute(
+            "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id",
+            (_node_id(level, start), _node_id(level, end)),
+        ).fetchall()
+        if len(rows) != end - start:
+            raise StoreError(f"log is missing level-{level} nodes in [{start}, {end})")
+        return [r[0] for r in rows]
+
+    def checkpoints(self) -> Iterator[StoredCheckpoint]:
+        cur = self._db.execute("SELECT tick, size, root, state, note FROM checkpoints ORDER BY tick")
+        while rows := cur.fetchmany(1024):
+            for r in rows:
+                yield StoredCheckpoint(*r)
+
+    def checkpoint(self, tick: int) -> StoredCheckpoint | None:
+        r = self._db.execute(
+            "SELECT tick, size, root, state, note FROM checkpoints WHERE tick = ?", (tick,)
+        ).fetchone()
+        return StoredCheckpoint(*r) if r else None
+
+    def last_checkpoint(self) -> StoredCheckpoint | None:
+        r = self._db.execute(
+            "SELECT tick, size, root, state, note FROM checkpoints ORDER BY tick DESC LIMIT 1"
+        ).fetchone()
+        return StoredCheckpoint(*r) if r else None
+
+    def entry_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM entries").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection (for tests that tamper with a log on purpose)."""
+        return self._db

@@ -82,7 +82,7 @@ def demo(
                   console=err, transient=True) as bar:
         task = bar.add_task("run", total=ticks)
         result = run_demo(store, seed=seed, agents=agents, ticks=ticks, sign=sign,
-                          on_tick=lambda s: bar.update(task, completed=s.tick + 1))
+                          on_tick=lambda _, s: bar.update(task, completed=s.tick + 1))
     elapsed = time.perf_counter() - t0
     k = result.kernel
     k.state.check_invariants()

@@ -122,7 +122,8 @@ def _sign(action: Action, key: SigningKey, nonce: int) -> Action:
 
 
 def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
-             sign: bool = True, on_tick: Callable[[TickSummary], None] | None = None) -> DemoResult:
+             sign: bool = True,
+             on_tick: Callable[[Kernel, TickSummary], None] | None = None) -> DemoResult:
     if agents < 2:
         raise ValueError("the demo needs at least 2 agents")
     if ticks < 20:
@@ -146,7 +147,7 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
         acc, rej, ev = acc + s.accepted, rej + s.rejected, ev + s.events
         total.update(s.reasons)
         if on_tick:
-            on_tick(s)
+            on_tick(k, s)
 
     owners = [("ada", "human"), ("grace", "human"), ("acme-labs", "organisation")]
     owner_keys = [SigningKey.derive(seed, f"owner/{name}") for name, _ in owners]

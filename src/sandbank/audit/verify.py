@@ -84,6 +84,7 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None,
             if cp.tick <= last_tick or cp.size < last_size:
                 raise _Bad(f"checkpoint of tick {cp.tick} goes backwards", checkpoint=cp.tick)
             tick_start = r.size
+            prefix = r.hashes
             while next_entry is not None and next_entry.tick <= cp.tick:
                 e = next_entry
                 if e.seq != expected_seq:
@@ -102,14 +103,24 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None,
                 if progress is not None and expected_seq % 65536 == 0:
                     progress(expected_seq)
                 next_entry = next(entries, None)
+            if r.size == cp.size + 1:
+                seq = _find_inserted(store, tick_start, prefix, r.size, cp.root)
+                if seq is not None:
+                    raise _Bad(f"entry {seq} was inserted: without it, tick {cp.tick} matches "
+                               f"its signed root", entry=seq, checkpoint=cp.tick)
             if r.size != cp.size:
+                seq = _locate(store, tick_start, r.size, cp.tick)
+                seq = min(r.size, cp.size) if seq is None else seq
                 raise _Bad(
                     f"checkpoint of tick {cp.tick} covers {cp.size} entries but the log has "
-                    f"{r.size} up to that tick", entry=min(r.size, cp.size), checkpoint=cp.tick)
+                    f"{r.size} up to that tick; first entry out of place: {seq}", entry=seq,
+                    checkpoint=cp.tick)
             if r.root() != cp.root:
                 seq = _locate(store, tick_start, cp.size, cp.tick)
-                raise _Bad(f"entries of tick {cp.tick} do not match its signed root; first "
-                           f"entry out of place: {seq}", entry=seq, checkpoint=cp.tick)
+                where = ("the bodies were rewritten with matching hashes" if seq is None
+                         else f"first entry out of place: {seq}")
+                raise _Bad(f"entries of tick {cp.tick} do not match its signed root; {where}",
+                           entry=tick_start if seq is None else seq, checkpoint=cp.tick)
             last_tick, last_size = cp.tick, cp.size
             n_cp += 1
         if next_entry is not None:
@@ -142,9 +153,28 @@ class _NodeChecker:
                            entry=index << level)
 
 
-def _locate(store: Store, start: int, end: int, tick: int) -> int:
-    """The first entry in [start, end) whose content is out of place (seq or tick differ
-    from where it is stored); `start` if all look in place (bodies were rewritten)."""
+MAX_INSERT_SEARCH = 2048  # entries in one tick; beyond, the search would be too slow
+
+
+def _find_inserted(store: Store, start: int, prefix: list[bytes], end: int,
+                   root: bytes) -> int | None:
+    """The one entry in [start, end) whose removal makes the tick match its signed root."""
+    if end - start > MAX_INSERT_SEARCH:
+        return None
+    leaves = store.leaf_hashes(start, end)
+    for skip in range(len(leaves)):
+        r = CompactRange(start, prefix)
+        for j, h in enumerate(leaves):
+            if j != skip:
+                r.append(h)
+        if r.root() == root:
+            return start + skip
+    return None
+
+
+def _locate(store: Store, start: int, end: int, tick: int) -> int | None:
+    """The first entry in [start, end) whose content is out of place (its own seq or tick
+    differ from where it is stored), or None if all look in place."""
     for e in store.entries(start, end):
         try:
             d = parse(e.body)
@@ -152,4 +182,4 @@ def _locate(store: Store, start: int, end: int, tick: int) -> int:
                 return e.seq
         except Exception:
             return e.seq
-    return start
+    return None

@@ -99,15 +99,15 @@ class TickSummary:
 class Kernel:
     """One economy. Create it on an empty store; it writes the header at tick 0."""
 
-    def __init__(self, store: Store, config: KernelConfig, operator_key: SigningKey) -> None:
-        if store.entry_count() != 0:
-            raise ConfigError("the store already holds a log; open it with `replay`/`verify`")
+    def __init__(self, store: Store, config: KernelConfig, operator_key: SigningKey,
+                 *, _resume: EconomyState | None = None) -> None:
+        if store.entry_count() != 0 and _resume is None:
+            raise ConfigError("the store already holds a log; continue it with Kernel.resume()")
         self.config = config
         self.store = store
         self.operator_key = operator_key
         self.operator_nonce = 0
-        self.rng = random.Random(config.seed)
-        self.state = EconomyState()
+        self.state = _resume or EconomyState()
         self.guards: tuple[Guard, ...] = tuple(
             g for g in DEFAULT_GUARDS if g.name not in config.disabled_guards
         )
@@ -117,7 +117,34 @@ class Kernel:
         self._queue: list[tuple[int, Action | None, Any, str]] = []
         self._feedback: dict[int, list[Feedback]] = {}  # outcomes in the last tick run
         self._nonce_pending: int | None = None
-        self._genesis()
+        if _resume is None:
+            self._genesis()
+        else:
+            last = store.last_checkpoint()
+            assert last is not None
+            self.tick = last.tick
+            self.operator_nonce = _resume.operator_nonce
+
+    @classmethod
+    def resume(cls, store: Store, operator_key: SigningKey) -> Kernel:
+        """Continue a log after a stop or a crash: the state is rebuilt by replaying the
+        events (checked against every signed state digest); the next tick follows the last
+        committed one, and a tick that was being written when the process died is gone."""
+        from sandbank.audit.replay import replay_log
+
+        report = replay_log(store)
+        if not report.ok or report.state is None or report.state.header is None:
+            raise ConfigError(f"cannot resume this log: {report.problem}")
+        header = report.state.header
+        if bytes.fromhex(header.operator_key) != operator_key.public:
+            raise ConfigError("this is not the key that signed the log")
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in header.config.items()}
+        return cls(store, KernelConfig(**cfg), operator_key, _resume=report.state)
+
+    def rng_for(self, tick: int) -> random.Random:
+        """The tick's generator, derived from the run seed (so a resumed run continues
+        exactly as an uninterrupted one would)."""
+        return random.Random(f"sandbank/order/{self.config.seed}/{tick}")
 
     # ------------------------------------------------------------------ genesis
     def _genesis(self) -> None:
@@ -184,7 +211,7 @@ class Kernel:
         for item in queue:
             by_actor.setdefault(item[0], []).append(item)
         actors = sorted(by_actor)
-        self.rng.shuffle(actors)
+        self.rng_for(tick).shuffle(actors)
         budget = self.config.max_actions_per_tick
         for actor in actors:
             for _, action, raw, error in by_actor[actor]:

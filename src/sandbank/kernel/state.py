@@ -33,6 +33,7 @@ class EconomyState:
         self.ledger = Ledger()
         self.registry = Registry()
         self.header: RunStarted | None = None
+        self.operator_nonce = 0  # highest nonce of a signed operator action in the log
         r, led = self.registry, self.ledger
         self._apply = {
             RunStarted: self._apply_header,
@@ -57,7 +58,9 @@ class EconomyState:
         ev = cls.from_dict(d)
         self.apply(ev)
         nonce = d.get("nonce")
-        if nonce is not None:
+        if nonce is not None and ev.actor == 0:
+            self.operator_nonce = max(self.operator_nonce, nonce)
+        elif nonce is not None:
             agent = self.registry.agents.get(ev.actor)
             if agent is not None:
                 agent.nonce = max(agent.nonce, nonce)

@@ -1,0 +1,81 @@
+import pytest
+
+from sandbank.demo import run_demo
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.schema import (
+    OPERATOR,
+    OpenAccount,
+    RegisterAgent,
+    RegisterOwner,
+    Transfer,
+    TransferSpec,
+    agent_attestation_bytes,
+)
+from sandbank.kernel.sequencer import Kernel, KernelConfig
+from sandbank.store.sqlite import SQLiteStore
+
+
+class Economy:
+    """A small kernel with one owner, n agents (ids 1..n) each with one funded account."""
+
+    def __init__(self, n=3, fund=1000, store=None, **cfg):
+        self.op = SigningKey.derive(1, "operator")
+        self.k = Kernel(store or SQLiteStore(":memory:"), KernelConfig(seed=1, **cfg), self.op)
+        self.owner_key = SigningKey.derive(1, "owner")
+        self.keys = {}
+        self.op_nonce = 0
+        self.nonces = {}
+        self.do(RegisterOwner(actor=OPERATOR, name="o", owner_kind="human",
+                              public_key=self.owner_key.public, evidence="checked"))
+        for i in range(1, n + 1):
+            key = SigningKey.derive(1, f"agent{i}")
+            self.keys[i] = key
+            self.do(RegisterAgent(actor=OPERATOR, owner=1, name=f"a{i}", public_key=key.public,
+                                  attestation=self.owner_key.sign(
+                                      agent_attestation_bytes(1, f"a{i}", key.public))))
+        self.account = {}
+        for i in range(1, n + 1):
+            self.do(OpenAccount(actor=OPERATOR, asset="CRD", holder=i))
+            self.account[i] = self.k.state.ledger.accounts_of(i)[0].id
+        if fund:
+            self.do(Transfer(actor=OPERATOR, transfers=[
+                TransferSpec(id=1000 + i, debit=1, credit=self.account[i], amount=fund)
+                for i in range(1, n + 1)]))
+
+    def sign(self, action):
+        if not self.k.config.verify_signatures:
+            return action
+        if action.actor == OPERATOR:
+            self.op_nonce += 1
+            action.nonce, key = self.op_nonce, self.op
+        else:
+            self.nonces[action.actor] = self.nonces.get(action.actor, 0) + 1
+            action.nonce, key = self.nonces[action.actor], self.keys[action.actor]
+        action.signature = key.sign(action.signing_bytes())
+        return action
+
+    def do(self, *actions):
+        """Submit actions (signed if the kernel wants signatures) and run one tick."""
+        for a in actions:
+            self.k.submit(self.sign(a))
+        return self.k.step()
+
+    def last_events(self, n=1):
+        entries = list(self.k.store.entries(self.k.log.size - n))
+        import orjson
+        return [orjson.loads(e.body) for e in entries]
+
+    def balance(self, i):
+        return self.k.state.ledger.accounts[self.account[i]].balance
+
+
+@pytest.fixture
+def economy():
+    return Economy
+
+
+def demo_log(path, seed=3, ticks=30, agents=8, sign=False, on_tick=None):
+    store = SQLiteStore(path)
+    result = run_demo(store, seed=seed, agents=agents, ticks=ticks, sign=sign, on_tick=on_tick)
+    store.close()
+    return result

@@ -1,0 +1,32 @@
+"""Run by test_crash: writes ticks to a log until it is killed (or resumes one)."""
+
+import sys
+
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.schema import Transfer, TransferSpec
+from sandbank.kernel.sequencer import Kernel
+from sandbank.store.sqlite import SQLiteStore
+
+sys.path.insert(0, sys.argv[3])
+from conftest import Economy  # noqa: E402
+
+path, mode = sys.argv[1], sys.argv[2]
+op = SigningKey.derive(1, "operator")
+if mode == "new":
+    e = Economy(n=50, fund=10**9, store=SQLiteStore(path))
+    k = e.k
+else:
+    k = Kernel.resume(SQLiteStore(path), op)
+accounts = [a.id for a in k.state.ledger.accounts.values() if not a.treasury]
+next_id = 10**6 + k.tick * 10**4
+while True:
+    for i in range(2000):  # a heavy tick, so the kill often lands inside one
+        src, dst = accounts[i % 50], accounts[(i * 7 + 3) % 50]
+        if src != dst:
+            next_id += 1
+            k.submit(Transfer(actor=k.state.ledger.accounts[src].holder,
+                              transfers=[TransferSpec(id=next_id, debit=src, credit=dst, amount=1)]))
+    s = k.step()
+    print(f"committed {s.tick}", flush=True)
+    if mode == "resume" and s.tick >= int(sys.argv[4]):
+        break

@@ -1,0 +1,280 @@
+"""The sequencer end to end: determinism, conservation, clear rejections, identities."""
+
+import pytest
+
+from conftest import Economy, demo_log
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.schema import (
+    LINKED,
+    OPERATOR,
+    PENDING,
+    POST_PENDING,
+    OpenAccount,
+    RegisterAgent,
+    RegisterOwner,
+    RevokeAgent,
+    SetAgentStatus,
+    SpawnAgent,
+    Transfer,
+    TransferSpec,
+    agent_attestation_bytes,
+)
+from sandbank.kernel.sequencer import ConfigError, Kernel, KernelConfig
+from sandbank.store.sqlite import SQLiteStore
+
+
+def entries_of(path):
+    s = SQLiteStore(path, readonly=True, create=False)
+    rows = [(e.seq, e.tick, e.body, e.leaf_hash) for e in s.entries()]
+    cps = [tuple(c) for c in s.checkpoints()]
+    s.close()
+    return rows, cps
+
+
+def test_same_seed_gives_a_byte_identical_log_and_root(tmp_path):
+    demo_log(tmp_path / "a.db", seed=11, sign=True)
+    demo_log(tmp_path / "b.db", seed=11, sign=True)
+    demo_log(tmp_path / "c.db", seed=12, sign=True)
+    a, b, c = (entries_of(tmp_path / f"{x}.db") for x in "abc")
+    assert a == b  # every entry byte and every signed checkpoint
+    assert a[1][-1][2] == b[1][-1][2]
+    assert a[1][-1][2] != c[1][-1][2]
+
+
+def test_conservation_after_every_tick_of_a_long_random_run(tmp_path):
+    ticks_checked = []
+
+    def check(k, summary):
+        k.state.check_invariants()  # Σ debits = Σ credits; circulation = minted - burned
+        led = k.state.ledger
+        total = sum(a.balance for a in led.accounts.values() if not a.treasury)
+        assert total == led.minted["CRD"] - led.burned["CRD"]
+        ticks_checked.append(summary.tick)
+
+    result = demo_log(tmp_path / "long.db", seed=5, ticks=150, agents=20, on_tick=check)
+    assert len(ticks_checked) == 150
+    assert result.transfers > 1000 and result.rejected > 0
+
+
+def _unchanged(e, fn):
+    before = e.k.state.digest()
+    balances = {i: e.balance(i) for i in e.account}
+    summary = fn()
+    assert e.k.state.digest() == before, "a rejected action changed the state"
+    assert {i: e.balance(i) for i in e.account} == balances
+    return summary, e.last_events(1)[0]
+
+
+def test_unknown_account_is_rejected_clearly_and_logged():
+    e = Economy()
+    s, ev = _unchanged(e, lambda: e.do(Transfer(actor=1, transfers=[
+        TransferSpec(id=1, debit=e.account[1], credit=999, amount=5)])))
+    assert s.rejected == 1 and ev["kind"] == "rejected"
+    assert ev["results"] == ["credit_account_not_found"]
+    assert "credit_account_not_found" in ev["message"]
+
+
+def test_insufficient_funds_is_rejected_and_the_id_is_burnt():
+    e = Economy(fund=100)
+    spec = dict(id=7, debit=e.account[1], credit=e.account[2], amount=101)
+    _, ev = _unchanged(e, lambda: e.do(Transfer(actor=1, transfers=[TransferSpec(**spec)])))
+    assert ev["results"] == ["exceeds_credits"]
+    e.do(Transfer(actor=OPERATOR, transfers=[TransferSpec(id=50, debit=1, credit=e.account[1],
+                                                          amount=1000)]))
+    _, ev = _unchanged(e, lambda: e.do(Transfer(actor=1, transfers=[TransferSpec(**spec)])))
+    assert ev["results"] == ["id_already_failed"]  # the retry can never execute late
+
+
+def test_malformed_action_is_rejected_with_the_field_named():
+    e = Economy()
+    before = e.k.state.digest()
+    e.k.submit_raw({"kind": "transfer", "actor": 1, "transfers": [{"id": "x"}]})
+    e.k.submit_raw({"kind": "teleport", "actor": 2})
+    e.k.submit_raw(["not", "an", "object"])
+    s = e.k.step()
+    assert s.rejected == 3 and e.k.state.digest() == before
+    evs = e.last_events(3)
+    msgs = sorted(ev["message"] for ev in evs)
+    assert all(ev["reason"] == "malformed_action" for ev in evs)
+    assert any("transfer.transfers[0].id: expected an integer" in m for m in msgs)
+    assert any("unknown action kind 'teleport'" in m for m in msgs)
+
+
+def test_bad_signature_and_replayed_nonce_are_rejected():
+    e = Economy(verify_signatures=True)
+    t = Transfer(actor=1, transfers=[TransferSpec(id=1, debit=e.account[1],
+                                                  credit=e.account[2], amount=5)])
+    e.sign(t)
+    t.signature = e.keys[2].sign(t.signing_bytes())  # signed by somebody else
+    _, ev = _unchanged(e, lambda: (e.k.submit(t), e.k.step())[1])
+    assert ev["reason"] == "bad_signature"
+    ok = e.do(Transfer(actor=1, transfers=[TransferSpec(id=2, debit=e.account[1],
+                                                        credit=e.account[2], amount=5)]))
+    assert ok.accepted == 1
+    replayed = e.last_events(1)[0]
+    assert replayed["kind"] == "transfer"
+    again = Transfer(actor=1, nonce=e.nonces[1], transfers=[TransferSpec(
+        id=3, debit=e.account[1], credit=e.account[2], amount=5)])
+    again.signature = e.keys[1].sign(again.signing_bytes())
+    _, ev = _unchanged(e, lambda: (e.k.submit(again), e.k.step())[1])
+    assert ev["reason"] == "stale_nonce"
+    unsigned = Transfer(actor=1, transfers=[TransferSpec(id=4, debit=e.account[1],
+                                                         credit=e.account[2], amount=5)])
+    e.k.submit(unsigned)
+    e.k.step()
+    assert e.last_events(1)[0]["reason"] == "signature_missing"
+
+
+def test_agents_cannot_mint_or_spend_others_money_or_use_operator_actions():
+    e = Economy()
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=1, debit=1, credit=e.account[1],
+                                                   amount=10**6)]))
+    assert e.last_events()[0]["results"] == ["treasury_requires_operator"]
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=2, debit=e.account[2],
+                                                   credit=e.account[1], amount=1)]))
+    assert e.last_events()[0]["results"] == ["not_account_holder"]
+    e.do(RevokeAgent(actor=1, agent=2, reason="coup"))
+    assert e.last_events()[0]["reason"] == "forbidden"
+
+
+def test_linked_batch_commits_all_or_nothing_and_holds_escrow():
+    e = Economy(fund=100)
+    a1, a2, a3 = e.account[1], e.account[2], e.account[3]
+    e.do(Transfer(actor=1, transfers=[
+        TransferSpec(id=1, debit=a1, credit=a2, amount=60, flags=LINKED),
+        TransferSpec(id=2, debit=a1, credit=a3, amount=60)]))
+    assert e.last_events()[0]["results"] == ["linked_event_failed", "exceeds_credits"]
+    assert (e.balance(1), e.balance(2), e.balance(3)) == (100, 100, 100)
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=3, debit=a1, credit=a2, amount=70,
+                                                   flags=PENDING, timeout=5)]))
+    acct = e.k.state.ledger.accounts[a1]
+    assert acct.available == 30 and acct.balance == 100
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=4, debit=a1, credit=a3, amount=31)]))
+    assert e.last_events()[0]["results"] == ["exceeds_credits"]  # held funds can't be spent
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=5, flags=POST_PENDING, pending_id=3,
+                                                   amount=50)]))  # partial post
+    assert (e.balance(1), e.balance(2), acct.available) == (50, 150, 50)
+
+
+def test_holds_expire_at_their_tick_and_then_cannot_be_posted():
+    e = Economy(fund=100)
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=1, debit=e.account[1],
+                                                   credit=e.account[2], amount=40,
+                                                   flags=PENDING, timeout=2)]))
+    made = e.k.tick
+    e.do()
+    assert e.k.state.ledger.accounts[e.account[1]].available == 60
+    e.do()
+    assert e.k.tick == made + 2
+    assert e.last_events()[0]["kind"] == "hold_expired"
+    assert e.k.state.ledger.accounts[e.account[1]].available == 100
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=2, flags=POST_PENDING, pending_id=1)]))
+    assert e.last_events()[0]["results"] == ["pending_transfer_expired"]
+
+
+def test_registration_needs_a_valid_owner_attestation():
+    e = Economy()
+    key = SigningKey.derive(9, "new")
+    forged = SigningKey.derive(9, "not-the-owner").sign(agent_attestation_bytes(1, "x", key.public))
+    e.do(RegisterAgent(actor=OPERATOR, owner=1, name="x", public_key=key.public,
+                       attestation=forged))
+    assert e.last_events()[0]["reason"] == "bad_attestation"
+    e.do(RegisterAgent(actor=OPERATOR, owner=5, name="x", public_key=key.public,
+                       attestation=forged))
+    assert e.last_events()[0]["reason"] == "unknown_owner"
+    e.do(RegisterOwner(actor=OPERATOR, name="p", owner_kind="human",
+                       public_key=SigningKey.derive(9, "p").public, evidence=" "))
+    assert e.last_events()[0]["reason"] == "bad_attestation"
+
+
+def test_revocation_is_final_and_keys_are_never_reused():
+    e = Economy()
+    e.do(RevokeAgent(actor=OPERATOR, agent=2, reason="fraud"))
+    e.do(Transfer(actor=2, transfers=[TransferSpec(id=1, debit=e.account[2],
+                                                   credit=e.account[1], amount=1)]))
+    assert e.last_events()[0]["reason"] == "agent_revoked"
+    key = e.keys[2]
+    e.do(RegisterAgent(actor=OPERATOR, owner=1, name="again", public_key=key.public,
+                       attestation=e.owner_key.sign(agent_attestation_bytes(1, "again",
+                                                                            key.public))))
+    assert e.last_events()[0]["reason"] == "key_already_registered"
+    e.do(SetAgentStatus(actor=OPERATOR, agent=2, status="active"))
+    assert e.last_events()[0]["reason"] == "already_revoked"
+    new = SigningKey.derive(1, "fresh")
+    e.do(RegisterAgent(actor=OPERATOR, owner=1, name="fresh", public_key=new.public,
+                       attestation=e.owner_key.sign(agent_attestation_bytes(1, "fresh",
+                                                                            new.public))))
+    assert e.last_events()[0]["agent"] == 4  # ids are never reused
+
+
+def test_frozen_agents_cannot_act_until_resumed():
+    e = Economy()
+    e.do(SetAgentStatus(actor=OPERATOR, agent=1, status="frozen"))
+    for i in range(3):
+        e.do(Transfer(actor=1, transfers=[TransferSpec(id=10 + i, debit=e.account[1],
+                                                       credit=e.account[2], amount=1)]))
+        assert e.last_events()[0]["reason"] == "agent_frozen"
+    e.do(SetAgentStatus(actor=OPERATOR, agent=1, status="active"))
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=20, debit=e.account[1],
+                                                   credit=e.account[2], amount=1)]))
+    assert e.last_events()[0]["kind"] == "transfer"
+
+
+def test_spawned_agents_inherit_the_owner_within_limits():
+    e = Economy(max_spawn_depth=2, max_children_per_agent=2)
+    keys = [SigningKey.derive(3, f"c{i}") for i in range(6)]
+    e.do(SpawnAgent(actor=1, name="c0", public_key=keys[0].public))
+    child = e.last_events()[0]
+    assert (child["parent"], child["owner"], child["depth"]) == (1, 1, 1)
+    e.keys[child["agent"]] = keys[0]
+    e.do(SpawnAgent(actor=child["agent"], name="c1", public_key=keys[1].public))
+    grandchild = e.last_events()[0]
+    assert (grandchild["parent"], grandchild["depth"]) == (child["agent"], 2)
+    e.do(SpawnAgent(actor=grandchild["agent"], name="c2", public_key=keys[2].public))
+    assert e.last_events()[0]["reason"] == "spawn_depth_limit"
+    e.do(SpawnAgent(actor=1, name="c3", public_key=keys[3].public))
+    e.do(SpawnAgent(actor=1, name="c4", public_key=keys[4].public))
+    assert e.last_events()[0]["reason"] == "spawn_children_limit"
+    e.do(SpawnAgent(actor=77, name="c5", public_key=keys[5].public))
+    assert e.last_events()[0]["reason"] == "unknown_actor"  # no identity, no spawn
+
+
+def test_rate_limit_and_disabled_guards_are_recorded_in_the_header():
+    e = Economy(max_actions_per_actor_per_tick=2)
+    s = e.do(*[Transfer(actor=1, transfers=[TransferSpec(id=i, debit=e.account[1],
+                                                         credit=e.account[2], amount=1)])
+               for i in range(1, 5)])
+    assert (s.accepted, s.rejected, s.reasons) == (2, 2, {"rate_limited": 2})
+    k = Kernel(SQLiteStore(":memory:"), KernelConfig(disabled_guards=("rate_limit",)),
+               SigningKey.derive(0, "x"))
+    import orjson
+    header = orjson.loads(k.store.entry(0).body)
+    assert header["safeguards"]["rate_limit"]["enabled"] is False
+    assert header["safeguards"]["identity"]["enabled"] is True
+
+
+def test_bad_configuration_is_refused_with_the_name():
+    with pytest.raises(ConfigError, match="unknown guard 'nope'"):
+        KernelConfig(disabled_guards=("nope",))
+    with pytest.raises(ConfigError, match="max_actions_per_tick"):
+        KernelConfig(max_actions_per_tick=0)
+
+
+def test_open_account_rules():
+    e = Economy()
+    e.do(OpenAccount(actor=1, asset="GOLD"))
+    assert e.last_events()[0]["reason"] == "unknown_asset"
+    e.do(OpenAccount(actor=1, asset="CRD", holder=2))
+    assert e.last_events()[0]["reason"] == "forbidden"
+    e.do(OpenAccount(actor=1, asset="CRD", flags=0))
+    assert e.last_events()[0]["reason"] == "forbidden"
+
+
+def test_observation_holds_only_the_agents_own_view():
+    e = Economy()
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=1, debit=e.account[1],
+                                                   credit=e.account[2], amount=10**9)]))
+    obs = e.k.observe(1)
+    assert [a.id for a in obs.accounts] == [e.account[1]]
+    assert obs.feedback[0].outcome == "exceeds_credits"
+    assert not any(hasattr(obs, x) for x in ("kernel", "state", "registry", "ledger"))

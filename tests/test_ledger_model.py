@@ -1,0 +1,229 @@
+"""The ledger against a simple model (TigerBeetle's auditor idea in miniature).
+
+A Hypothesis state machine drives random mints, transfers, holds (post / partial post /
+void / expiry), linked batches and retries; after every step the ledger's balances must
+equal the model's, and the nine invariants (conservation, no negative balance, ...) hold.
+"""
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from sandbank.kernel.schema import (
+    DEBITS_MUST_NOT_EXCEED_CREDITS,
+    LINKED,
+    OPERATOR,
+    PENDING,
+    POST_PENDING,
+    VOID_PENDING,
+    AccountOpened,
+    TransferSpec,
+)
+from sandbank.ledger.codes import TransferResult as R
+from sandbank.ledger.ledger import Ledger
+
+AGENT = 1
+N_ACCOUNTS = 4
+TREASURY = 1
+
+
+class LedgerVsModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.led = Ledger()
+        self.led.apply_account_opened(AccountOpened(actor=0, account=1, holder=OPERATOR,
+                                                    asset="X", flags=0, treasury=True))
+        for i in range(N_ACCOUNTS):
+            self.led.apply_account_opened(AccountOpened(
+                actor=0, account=i + 2, holder=AGENT, asset="X",
+                flags=DEBITS_MUST_NOT_EXCEED_CREDITS, treasury=False))
+        self.posted = {i + 2: 0 for i in range(N_ACCOUNTS)}  # balance per agent account
+        self.held = {i + 2: 0 for i in range(N_ACCOUNTS)}  # reserved by holds out
+        self.minted = 0
+        self.tick = 1
+        self.next_id = 1
+        self.done: dict[int, TransferSpec] = {}  # committed specs of AGENT, by id
+        self.amount: dict[int, int] = {}  # the amount each committed transfer moved or held
+        self.failed: set[int] = set()
+        self.holds: dict[int, tuple[int, int, int, int]] = {}  # id -> (dr, cr, amount, expires)
+        self.closed: dict[int, str] = {}
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+    def avail(self, acct: int) -> int:
+        return self.posted[acct] - self.held[acct]
+
+    def run(self, actor, specs):
+        events, results = self.led.execute(actor, specs, self.tick)
+        self.led.record_failures(actor, Ledger.failures_to_remember(specs, results))
+        return results
+
+    accounts = st.integers(2, N_ACCOUNTS + 1)
+
+    @rule(acct=accounts, amount=st.integers(1, 1000))
+    def mint(self, acct, amount):
+        assert self.run(OPERATOR, [TransferSpec(id=self._id(), debit=TREASURY, credit=acct,
+                                                amount=amount)]) == [R.ok]
+        self.posted[acct] += amount
+        self.minted += amount
+
+    @rule(src=accounts, dst=accounts, amount=st.integers(1, 1500))
+    def transfer(self, src, dst, amount):
+        spec = TransferSpec(id=self._id(), debit=src, credit=dst, amount=amount)
+        got = self.run(AGENT, [spec])
+        if src == dst:
+            want = R.accounts_must_be_different
+        elif amount > self.avail(src):
+            want = R.exceeds_credits
+        else:
+            want = R.ok
+        assert got == [want]
+        if want == R.ok:
+            self.posted[src] -= amount
+            self.posted[dst] += amount
+            self.done[spec.id] = spec
+            self.amount[spec.id] = amount
+        else:
+            self.failed.add(spec.id)
+
+    @rule(src=accounts, dst=accounts, amount=st.integers(1, 800), timeout=st.integers(0, 3))
+    def hold(self, src, dst, amount, timeout):
+        spec = TransferSpec(id=self._id(), debit=src, credit=dst, amount=amount, flags=PENDING,
+                            timeout=timeout)
+        got = self.run(AGENT, [spec])
+        if src == dst:
+            assert got == [R.accounts_must_be_different]
+        elif amount > self.avail(src):
+            assert got == [R.exceeds_credits]
+        else:
+            assert got == [R.ok]
+            self.held[src] += amount
+            self.holds[spec.id] = (src, dst, amount, self.tick + timeout if timeout else 0)
+            self.done[spec.id] = spec
+            self.amount[spec.id] = amount
+            return
+        self.failed.add(spec.id)
+
+    @precondition(lambda self: self.holds or self.closed)
+    @rule(data=st.data(), void=st.booleans(), partial=st.booleans())
+    def resolve(self, data, void, partial):
+        pid = data.draw(st.sampled_from(sorted([*self.holds, *self.closed])))
+        if pid in self.holds:
+            dr, cr, amount, _ = self.holds[pid]
+            post_amount = max(1, amount // 2) if partial and not void else 0
+        else:
+            post_amount = 0
+        spec = TransferSpec(id=self._id(), flags=VOID_PENDING if void else POST_PENDING,
+                            pending_id=pid, amount=post_amount)
+        got = self.run(AGENT, [spec])
+        if pid in self.closed:
+            want = {"posted": R.pending_transfer_already_posted,
+                    "voided": R.pending_transfer_already_voided,
+                    "expired": R.pending_transfer_expired}[self.closed[pid]]
+            assert got == [want]
+            self.failed.add(spec.id)
+            return
+        assert got == [R.ok]
+        del self.holds[pid]
+        self.held[dr] -= amount
+        self.amount[spec.id] = amount
+        if void:
+            self.closed[pid] = "voided"
+        else:
+            moved = self.amount[spec.id] = post_amount or amount
+            self.posted[dr] -= moved
+            self.posted[cr] += moved
+            self.closed[pid] = "posted"
+        self.done[spec.id] = spec
+
+    @rule()
+    def advance_tick(self):
+        self.tick += 1
+        for ev in self.led.due_expiries(self.tick):
+            self.led.apply_hold_expired(ev)
+        for pid, (dr, _, amount, expires) in list(self.holds.items()):
+            if expires and expires <= self.tick:
+                del self.holds[pid]
+                self.held[dr] -= amount
+                self.closed[pid] = "expired"
+        assert set(self.led.holds) == {(AGENT, pid) for pid in self.holds}
+
+    @rule(src=accounts, mid=accounts, dst=accounts, a=st.integers(1, 900), b=st.integers(1, 900))
+    def linked_pair(self, src, mid, dst, a, b):
+        s1 = TransferSpec(id=self._id(), debit=src, credit=mid, amount=a, flags=LINKED)
+        s2 = TransferSpec(id=self._id(), debit=mid, credit=dst, amount=b)
+        got = self.run(AGENT, [s1, s2])
+        if src == mid:
+            assert got == [R.accounts_must_be_different, R.linked_event_failed]
+            self.failed.add(s1.id)
+            return
+        after_first = dict(self.posted)
+        after_first[src] -= a
+        after_first[mid] += a
+        if a > self.avail(src):
+            assert got == [R.exceeds_credits, R.linked_event_failed]
+            self.failed.add(s1.id)
+        elif mid == dst:
+            assert got == [R.linked_event_failed, R.accounts_must_be_different]
+            self.failed.add(s2.id)
+        elif b > after_first[mid] - self.held[mid]:
+            assert got == [R.linked_event_failed, R.exceeds_credits]
+            self.failed.add(s2.id)
+        else:
+            assert got == [R.ok, R.ok]
+            after_first[mid] -= b
+            after_first[dst] += b
+            self.posted = after_first
+            self.done[s1.id] = s1
+            self.done[s2.id] = s2
+            self.amount[s1.id], self.amount[s2.id] = a, b
+
+    @precondition(lambda self: self.done)
+    @rule(data=st.data(), change=st.sampled_from(["none", "amount", "credit", "code"]))
+    def retry(self, data, change):
+        tid = data.draw(st.sampled_from(sorted(self.done)))
+        old = self.done[tid]
+        spec = TransferSpec(**old.to_dict())
+        spec.flags &= ~LINKED  # retried alone
+        if spec.flags != old.flags:
+            assert self.run(AGENT, [spec]) == [R.exists_with_different_flags]
+            return
+        want = R.exists
+        if change == "amount" and not spec.flags & VOID_PENDING:
+            spec.amount = self.amount[tid] + 1  # (a post of 0 means "all": compare effective)
+            want = R.exists_with_different_amount
+        elif change == "credit" and not spec.flags & (POST_PENDING | VOID_PENDING):
+            spec.credit = spec.credit % (N_ACCOUNTS + 1) + 1
+            want = R.exists_with_different_credit_account_id
+        elif change == "code":
+            spec.code = 7
+            want = R.exists_with_different_code
+        assert self.run(AGENT, [spec]) == [want]
+
+    @precondition(lambda self: self.failed)
+    @rule(data=st.data())
+    def retry_failed(self, data):
+        tid = data.draw(st.sampled_from(sorted(self.failed)))
+        # even a retry that would now succeed must not execute late
+        spec = TransferSpec(id=tid, debit=TREASURY + 1, credit=TREASURY + 2, amount=1)
+        assert self.run(AGENT, [spec]) == [R.id_already_failed]
+
+    @invariant()
+    def balances_match_the_model(self):
+        for acct, bal in self.posted.items():
+            a = self.led.accounts[acct]
+            assert a.balance == bal
+            assert a.debits_pending == self.held[acct]
+            assert a.available >= 0
+        assert self.led.minted["X"] == self.minted
+
+    @invariant()
+    def ledger_invariants(self):
+        self.led.check_invariants()
+
+
+LedgerVsModel.TestCase.settings = settings(max_examples=300, stateful_step_count=50,
+                                           deadline=None)
+TestLedgerVsModel = LedgerVsModel.TestCase

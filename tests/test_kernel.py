@@ -74,6 +74,16 @@ def test_unknown_account_is_rejected_clearly_and_logged():
     assert "credit_account_not_found" in ev["message"]
 
 
+def test_empty_and_oversized_batches_are_refused():
+    e = Economy()
+    _, ev = _unchanged(e, lambda: e.do(Transfer(actor=1, transfers=[])))
+    assert ev["reason"] == "invalid_field"
+    big = [TransferSpec(id=i, debit=e.account[1], credit=e.account[2], amount=1)
+           for i in range(1, 8192)]
+    _, ev = _unchanged(e, lambda: e.do(Transfer(actor=1, transfers=big)))
+    assert set(ev["results"]) == {"batch_too_large"}
+
+
 def test_insufficient_funds_is_rejected_and_the_id_is_burnt():
     e = Economy(fund=100)
     spec = dict(id=7, debit=e.account[1], credit=e.account[2], amount=101)

@@ -9,7 +9,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -40,7 +39,7 @@ def _open(log: Path) -> SQLiteStore:
         raise  # unreachable
 
 
-def _pinned(key: Optional[str]) -> tuple[str, bytes] | None:
+def _pinned(key: str | None) -> tuple[str, bytes] | None:
     if key is None:
         return None
     from sandbank.audit.checkpoint import NoteError, parse_verifier_key
@@ -132,7 +131,7 @@ def demo(
 @app.command()
 def verify(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
-    key: Optional[str] = typer.Option(None, help="pin the operator key: a verifier key "
+    key: str | None = typer.Option(None, help="pin the operator key: a verifier key "
                                       "'name+hash+base64' (or a file holding one)"),
 ) -> None:
     """Check the whole log: entry chain, Merkle roots, checkpoint signatures."""
@@ -193,10 +192,10 @@ def replay(log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"))
 @app.command()
 def proof(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
-    entry: Optional[int] = typer.Option(None, help="inclusion proof for this entry (seq)"),
-    from_size: Optional[int] = typer.Option(None, "--from",
+    entry: int | None = typer.Option(None, help="inclusion proof for this entry (seq)"),
+    from_size: int | None = typer.Option(None, "--from",
                                             help="consistency proof from this tree size"),
-    tick: Optional[int] = typer.Option(None, help="prove against this tick's checkpoint "
+    tick: int | None = typer.Option(None, help="prove against this tick's checkpoint "
                                        "(default: the latest)"),
 ) -> None:
     """Print a proof bundle (JSON) that a third party checks with `sandbank check-proof`."""
@@ -221,7 +220,7 @@ def proof(
 @app.command("check-proof")
 def check_proof(
     bundle_file: Path = typer.Argument(..., help="a proof bundle from `sandbank proof` ('-': stdin)"),
-    key: Optional[str] = typer.Option(None, help="the operator's verifier key to trust "
+    key: str | None = typer.Option(None, help="the operator's verifier key to trust "
                                       "(default: the one the bundle names)"),
 ) -> None:
     """Check a proof bundle offline, against a signed checkpoint."""
@@ -258,9 +257,38 @@ def check_proof(
 
 
 @app.command()
+def provenance(
+    log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
+    entry: int = typer.Option(..., help="the event (seq) to explain"),
+    limit: int = typer.Option(50, help="print at most this many events per direction"),
+) -> None:
+    """Show the causal ancestors and descendants of one event."""
+    from sandbank.audit.provenance import Provenance
+
+    store = _open(log)
+    try:
+        p = Provenance(store)
+        up, down = p.ancestors(entry), p.descendants(entry)
+    except KeyError as e:
+        store.close()
+        _fail(str(e.args[0]))
+        raise
+    for title, seqs in (("ancestors", up), ("descendants", down)):
+        out.print(f"[bold]{title}[/] of entry {entry}: {len(seqs)}")
+        for seq in seqs[:limit]:
+            e = store.entry(seq)
+            assert e is not None
+            out.print(f"  {seq:>8} tick {e.tick:>6} {e.body.decode()[:160]}", highlight=False,
+                      soft_wrap=True)
+        if len(seqs) > limit:
+            out.print(f"  ... {len(seqs) - limit} more (use --limit)")
+    store.close()
+
+
+@app.command()
 def inspect(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
-    entry: Optional[int] = typer.Option(None, help="print this entry"),
+    entry: int | None = typer.Option(None, help="print this entry"),
 ) -> None:
     """Summarise a log (header, events by kind), or print one entry."""
     store = _open(log)

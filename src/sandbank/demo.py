@@ -151,7 +151,7 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
 
     owners = [("ada", "human"), ("grace", "human"), ("acme-labs", "organisation")]
     owner_keys = [SigningKey.derive(seed, f"owner/{name}") for name, _ in owners]
-    for (name, kind), key in zip(owners, owner_keys):
+    for (name, kind), key in zip(owners, owner_keys, strict=True):
         operator(RegisterOwner(actor=OPERATOR, name=name, owner_kind=kind, public_key=key.public,
                                evidence=f"{kind} verified by operator (demo record)"))
     step()

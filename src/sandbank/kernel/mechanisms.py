@@ -174,6 +174,8 @@ def set_credit_line(k: Kernel, a: SetCreditLine, tick: int) -> list[Event]:
 
 
 def transfer(k: Kernel, a: Transfer, tick: int) -> list[Event]:
+    if not a.transfers:
+        raise Reject(Reason.invalid_field, "a transfer action needs at least one transfer")
     events, results = k.state.ledger.execute(a.actor, a.transfers, tick)
     if len(events) == len(a.transfers):
         return list(events)

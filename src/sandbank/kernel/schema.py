@@ -10,6 +10,7 @@ the wire are checked strictly (unknown kind, unknown or missing field, wrong typ
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -38,8 +39,10 @@ class MalformedAction(ValueError):
     """An action that cannot be parsed or is not well-formed; the message names the field."""
 
 
-def _hex(b: bytes | None) -> str | None:
-    return None if b is None else b.hex()
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
 
 
 def _check_field(cls_name: str, name: str, typ: Any, value: Any) -> Any:
@@ -281,7 +284,7 @@ class Event:
     actor: int
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {name: getattr(self, name) for name in _field_names(type(self))}
         d["kind"] = self.KIND
         return d
 

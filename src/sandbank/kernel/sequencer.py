@@ -43,7 +43,6 @@ from sandbank.kernel.schema import (
 from sandbank.kernel.state import EconomyState
 from sandbank.store.base import Store, StoredCheckpoint
 
-
 _NOT_CAUSES = frozenset({"ok", "exists", "linked_event_failed"})
 
 
@@ -270,7 +269,7 @@ class Kernel:
     def _note(self, action: Action, outcome: str) -> None:
         if action.actor != OPERATOR:
             self._feedback.setdefault(action.actor, []).append(
-                Feedback(kind=action.KIND, nonce=action.nonce, outcome=outcome))
+                Feedback(action.KIND, action.nonce, str(outcome)))
 
     def _commit(self) -> StoredCheckpoint:
         return self.log.commit(self.tick, self.state.digest())

@@ -404,7 +404,7 @@ class Ledger:
         """[[id, code]] of transfers that failed for their own reason (not because of a
         linked peer, not as a duplicate): their ids are burnt, a retry gets
         `id_already_failed` and can never execute late."""
-        return [[t.id, code] for t, code in zip(specs, results) if code not in _NOT_REMEMBERED
+        return [[t.id, code] for t, code in zip(specs, results, strict=True) if code not in _NOT_REMEMBERED
                 and t.id > 0]
 
     def record_failures(self, actor: int, failed: list[list[object]]) -> None:

@@ -6,7 +6,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 
-from sandbank.store.base import Entry, StoreError, StoredCheckpoint
+from sandbank.store.base import Entry, StoredCheckpoint, StoreError
 
 SCHEMA_VERSION = "1"
 _SCHEMA = """

@@ -1,0 +1,50 @@
+from typer.testing import CliRunner
+
+from conftest import Economy
+from sandbank.audit.provenance import Provenance
+from sandbank.cli import app
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.schema import PENDING, POST_PENDING, SpawnAgent, Transfer, TransferSpec
+from sandbank.store.sqlite import SQLiteStore
+
+
+def seq_of(e, kind, **match):
+    import orjson
+    for entry in e.k.store.entries():
+        d = orjson.loads(entry.body)
+        if d["kind"] == kind and all(d.get(k) == v for k, v in match.items()):
+            return entry.seq
+    raise AssertionError(f"no {kind} {match}")
+
+
+def test_a_posted_escrow_rests_on_the_hold_accounts_agents_and_owner():
+    e = Economy()
+    e.do(SpawnAgent(actor=1, name="kid", public_key=SigningKey.derive(5, "kid").public))
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=1, debit=e.account[1], credit=e.account[2],
+                                                   amount=30, flags=PENDING)]))
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=2, flags=POST_PENDING, pending_id=1)]))
+    p = Provenance(e.k.store)
+    post = seq_of(e, "transfer", id=2)
+    hold = seq_of(e, "transfer", id=1)
+    want = {hold, seq_of(e, "account_opened", account=e.account[1]),
+            seq_of(e, "account_opened", account=e.account[2]),
+            seq_of(e, "agent_registered", agent=1), seq_of(e, "agent_registered", agent=2),
+            seq_of(e, "owner_registered", owner=1), 0}
+    assert set(p.ancestors(post)) == want
+    reg1 = seq_of(e, "agent_registered", agent=1)
+    down = set(p.descendants(reg1))
+    assert {hold, post, seq_of(e, "agent_registered", agent=4)} <= down  # incl. its child
+    assert seq_of(e, "agent_registered", agent=3) not in down
+
+
+def test_provenance_command(tmp_path):
+    path = tmp_path / "p.db"
+    e = Economy(store=SQLiteStore(path))
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=1, debit=e.account[1], credit=e.account[2],
+                                                   amount=5)]))
+    n = e.k.log.size - 1
+    e.k.close()
+    res = CliRunner().invoke(app, ["provenance", str(path), "--entry", str(n)])
+    assert res.exit_code == 0 and "ancestors of entry" in res.output
+    res = CliRunner().invoke(app, ["provenance", str(path), "--entry", "99999"])
+    assert res.exit_code == 2 and "no entry 99999" in res.output

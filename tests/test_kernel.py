@@ -288,3 +288,30 @@ def test_observation_holds_only_the_agents_own_view():
     assert [a.id for a in obs.accounts] == [e.account[1]]
     assert obs.feedback[0].outcome == "exceeds_credits"
     assert not any(hasattr(obs, x) for x in ("kernel", "state", "registry", "ledger"))
+
+
+def test_lone_surrogates_and_huge_timeouts_are_refused_not_crashing_the_tick():
+    e = Economy()
+    e.k.submit_raw({"kind": "spawn_agent", "actor": 1, "name": "\ud800",
+                    "public_key": "00" * 32})
+    e.k.submit_raw({"kind": "teleport", "actor": 1, "junk": "\ud800"})
+    s = e.k.step()
+    assert s.rejected == 2
+    evs = e.last_events(2)
+    assert any("lone surrogate" in ev["message"] for ev in evs)
+    assert any(ev["action"] is None for ev in evs)  # not encodable: not logged verbatim
+    e.do(Transfer(actor=1, transfers=[TransferSpec(id=1, debit=e.account[1], credit=e.account[2],
+                                                   amount=1, flags=PENDING, timeout=2**40)]))
+    assert e.last_events()[0]["results"] == ["timeout_too_large"]
+
+
+def test_a_full_tick_pushes_back_instead_of_growing_without_bound():
+    from sandbank.kernel.sequencer import QueueFull
+
+    e = Economy(max_actions_per_tick=3)
+    for i in range(3):
+        e.k.submit(Transfer(actor=1, transfers=[TransferSpec(id=i + 1, debit=e.account[1],
+                                                             credit=e.account[2], amount=1)]))
+    with pytest.raises(QueueFull, match="resubmit"):
+        e.k.submit_raw({"kind": "transfer", "actor": 1, "transfers": []})
+    assert e.k.step().accepted == 3

@@ -28,6 +28,8 @@ def test_demo_is_the_main_job_and_reports_what_happened(tmp_path):
     for text in ("actions rejected", "verify: ok", "replay: ok", "final root", str(out)):
         assert text in res.output.replace("\n", ""), text
     assert out.exists()
+    res = runner.invoke(app, ["demo", "--out", str(out), "--ticks", "25", "--agents", "6"])
+    assert res.exit_code == 2 and "--overwrite" in res.output  # never silently replaced
     res = runner.invoke(app, ["inspect", str(out)])
     assert res.exit_code == 0 and "run_started" in res.output and "identity" in res.output
     res = runner.invoke(app, ["inspect", str(out), "--entry", "0"])

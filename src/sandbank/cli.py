@@ -63,6 +63,7 @@ def demo(
     agents: int = typer.Option(24, min=2, max=10_000, help="number of agents"),
     ticks: int = typer.Option(60, min=20, max=100_000, help="number of ticks"),
     sign: bool = typer.Option(True, help="sign every action and verify it in the kernel"),
+    overwrite: bool = typer.Option(False, help="replace an existing log at --out"),
 ) -> None:
     """Run the built-in demo economy, then verify and replay its log."""
     from sandbank.audit.checkpoint import verifier_key
@@ -70,6 +71,8 @@ def demo(
     from sandbank.audit.verify import verify_log
     from sandbank.demo import run_demo
 
+    if out_path.exists() and not overwrite:
+        _fail(f"{out_path} already exists; pass --overwrite to replace it, or choose another --out")
     if out_path.exists():
         for suffix in ("", "-wal", "-shm"):
             Path(str(out_path) + suffix).unlink(missing_ok=True)

@@ -42,7 +42,10 @@ def check_domain(obj: Any, path: str = "$", *, max_depth: int = 16) -> None:
     """Raise CanonicalDomainError naming the first offending path, else return None."""
     if max_depth < 0:
         raise CanonicalDomainError(f"{path}: nested too deeply")
-    if obj is None or isinstance(obj, (bool, str)):
+    if obj is None or isinstance(obj, bool):
+        return
+    if isinstance(obj, str):
+        _check_text(obj, path)
         return
     if isinstance(obj, int):
         if -MAX_SAFE_INT <= obj <= MAX_SAFE_INT:
@@ -58,11 +61,19 @@ def check_domain(obj: Any, path: str = "$", *, max_depth: int = 16) -> None:
         for k, v in obj.items():
             if not isinstance(k, str):
                 raise CanonicalDomainError(f"{path}: key {k!r} is not a string")
+            _check_text(k, path)
             if k and max(k) > "\uffff":
                 raise CanonicalDomainError(f"{path}: key {k!r} has a character outside the BMP")
             check_domain(v, f"{path}.{k}", max_depth=max_depth - 1)
         return
     raise CanonicalDomainError(f"{path}: {type(obj).__name__} is not JSON")
+
+
+def _check_text(s: str, path: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalDomainError(f"{path}: string has a lone surrogate") from None
 
 
 def parse(data: bytes) -> Any:

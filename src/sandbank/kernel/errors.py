@@ -16,7 +16,6 @@ class Reason(StrEnum):
     stale_nonce = "stale_nonce"
     forbidden = "forbidden"
     rate_limited = "rate_limited"
-    tick_full = "tick_full"
     transfer_failed = "transfer_failed"
     unknown_owner = "unknown_owner"
     unknown_agent = "unknown_agent"

@@ -57,6 +57,10 @@ def _check_field(cls_name: str, name: str, typ: Any, value: Any) -> Any:
             raise MalformedAction(f"{where}: expected a string, got {type(value).__name__}")
         if len(value) > MAX_TEXT:
             raise MalformedAction(f"{where}: longer than {MAX_TEXT} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise MalformedAction(f"{where}: not valid Unicode (lone surrogate)") from e
     elif typ is bytes:
         if isinstance(value, str):
             try:

@@ -50,6 +50,11 @@ class ConfigError(ValueError):
     """A kernel configuration value is invalid; the message names it."""
 
 
+class QueueFull(RuntimeError):
+    """The next tick already holds `max_actions_per_tick` actions: back off and resubmit
+    after the tick (nothing of the refused action entered the economy or its log)."""
+
+
 @dataclass(frozen=True)
 class KernelConfig:
     seed: int = 0
@@ -168,13 +173,20 @@ class Kernel:
 
     # ------------------------------------------------------------------ gateway
     def submit(self, action: Action) -> None:
-        """Queue an action for the next tick."""
+        """Queue an action for the next tick; raises QueueFull when the tick is full."""
         if not isinstance(action, Action):
             raise TypeError("submit() takes an Action; use submit_raw() for wire dicts")
+        self._check_room()
         self._queue.append((action.actor, action, None, ""))
+
+    def _check_room(self) -> None:
+        if len(self._queue) >= self.config.max_actions_per_tick:
+            raise QueueFull(f"the next tick already holds {len(self._queue)} actions "
+                            f"(max_actions_per_tick); resubmit after it runs")
 
     def submit_raw(self, data: Any) -> None:
         """Queue an action in wire form; a malformed one is logged as rejected at the tick."""
+        self._check_room()
         try:
             action = action_from_dict(data)
         except MalformedAction as e:
@@ -211,16 +223,10 @@ class Kernel:
             by_actor.setdefault(item[0], []).append(item)
         actors = sorted(by_actor)
         self.rng_for(tick).shuffle(actors)
-        budget = self.config.max_actions_per_tick
         for actor in actors:
             for _, action, raw, error in by_actor[actor]:
-                budget -= 1
                 if action is None:
                     reason, ok = self._reject(actor, raw, Reason.malformed_action, error), False
-                elif budget < 0:
-                    reason = self._reject(actor, action.to_dict(), Reason.tick_full,
-                                          "the tick's action budget is spent; resubmit")
-                    ok = False
                 else:
                     ok, reason = self._process(action, tick)
                 if ok:

@@ -30,6 +30,7 @@ class TransferResult(StrEnum):
     amount_too_large = "amount_too_large"
     timeout_reserved_for_pending_transfer = "timeout_reserved_for_pending_transfer"
     timeout_must_not_be_negative = "timeout_must_not_be_negative"
+    timeout_too_large = "timeout_too_large"
     debit_account_not_found = "debit_account_not_found"
     credit_account_not_found = "credit_account_not_found"
     accounts_must_have_the_same_asset = "accounts_must_have_the_same_asset"

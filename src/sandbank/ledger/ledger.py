@@ -46,6 +46,7 @@ from sandbank.kernel.schema import (
 from sandbank.ledger.codes import TransferResult as R
 
 MAX_AMOUNT = 2**53 - 1  # amounts and balances stay exact in the canonical log encoding
+MAX_TIMEOUT = 2**32  # ticks
 
 
 @dataclass(slots=True)
@@ -232,6 +233,8 @@ class Ledger:
             return R.id_already_failed, None
         if t.timeout < 0:
             return R.timeout_must_not_be_negative, None
+        if t.timeout > MAX_TIMEOUT:
+            return R.timeout_too_large, None
         if t.timeout and kind != PENDING:
             return R.timeout_reserved_for_pending_transfer, None
         if resolving:

@@ -315,3 +315,28 @@ def test_a_full_tick_pushes_back_instead_of_growing_without_bound():
     with pytest.raises(QueueFull, match="resubmit"):
         e.k.submit_raw({"kind": "transfer", "actor": 1, "transfers": []})
     assert e.k.step().accepted == 3
+
+
+def test_nonces_survive_resume_and_are_never_attributed_to_another_actor(tmp_path):
+    path = tmp_path / "n.db"
+    e = Economy(store=SQLiteStore(path), verify_signatures=True)
+    e.k.submit(e.sign(Transfer(actor=1, transfers=[TransferSpec(
+        id=1, debit=e.account[1], credit=e.account[2], amount=1)])))
+    e.k.submit_raw({"kind": "transfer", "actor": 2, "transfers": "nope"})
+    e.k.submit(e.sign(Transfer(actor=3, transfers=[TransferSpec(
+        id=1, debit=e.account[3], credit=e.account[2], amount=10**9)])))  # refused, nonce spent
+    e.k.step()
+    live = {a.id: a.nonce for a in e.k.state.registry.agents.values()}
+    assert live[2] == 0 and live[1] == 1 and live[3] == 1
+    e.k.close()
+    k = Kernel.resume(SQLiteStore(path), e.op)
+    assert {a.id: a.nonce for a in k.state.registry.agents.values()} == live
+    assert k.operator_nonce == e.op_nonce
+    replay = Transfer(actor=3, nonce=1, transfers=[TransferSpec(
+        id=2, debit=e.account[3], credit=e.account[2], amount=1)])
+    replay.signature = e.keys[3].sign(replay.signing_bytes())
+    k.submit(replay)
+    k.step()
+    import orjson
+    last = orjson.loads(list(k.store.entries(k.log.size - 1))[0].body)
+    assert last["reason"] == "stale_nonce"

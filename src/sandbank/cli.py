@@ -304,8 +304,7 @@ def inspect(
         sys.stdout.write(e.body.decode() + "\n")
         return
     header = store.entry(0)
-    kinds = store.connection.execute(
-        "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY count(*) DESC").fetchall()
+    kinds = store.kind_counts()
     last = store.last_checkpoint()
     store.close()
     if header is None or last is None:

@@ -225,6 +225,7 @@ class Kernel:
         self.rng_for(tick).shuffle(actors)
         for actor in actors:
             for _, action, raw, error in by_actor[actor]:
+                self._nonce_pending = None  # set by the identity guard for this action only
                 if action is None:
                     reason, ok = self._reject(actor, raw, Reason.malformed_action, error), False
                 else:
@@ -238,7 +239,6 @@ class Kernel:
         return TickSummary(tick, self.log.size - start, accepted, rejected, cp, reasons)
 
     def _process(self, action: Action, tick: int) -> tuple[bool, str]:
-        self._nonce_pending = None
         try:
             for guard in self.guards:
                 verdict = guard.check(self, action)

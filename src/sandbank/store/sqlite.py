@@ -151,6 +151,12 @@ class SQLiteStore:
     def entry_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM entries").fetchone()[0]
 
+    def kind_counts(self) -> list[tuple[str, int]]:
+        """(event kind, count), most frequent first."""
+        return self._db.execute(
+            "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY count(*) DESC, kind"
+        ).fetchall()
+
     def close(self) -> None:
         self._db.close()
 

@@ -242,3 +242,41 @@ def test_signed_note_roundtrip_and_rejections():
     with pytest.raises(NoteError):
         open_checkpoint(note.replace("\n5\n", "\n6\n"), "op", key.public)
     assert parse_verifier_key(verifier_key("op", key.public)) == ("op", key.public)
+
+
+def test_a_deleted_checkpoint_is_named(log):
+    tamper(log, "DELETE FROM checkpoints WHERE tick = 17")
+    r = verify(log)
+    assert not r.ok and r.bad_checkpoint == 17 and "missing" in r.problem
+
+
+def test_a_wrong_stored_subtree_is_named(log):
+    tamper(log, ("UPDATE nodes SET hash = ? WHERE id = (SELECT min(id) FROM nodes)",
+                 (b"\x00" * 32,)))
+    r = verify(log)
+    assert not r.ok and "stored subtree hash at level 8 index 0" in r.problem
+
+
+def test_store_subtrees_serve_every_range_like_the_reference(tmp_path):
+    """Levels 8 and 16 are stored; any range computed from them equals the in-memory tree."""
+    import random
+
+    from sandbank.audit.log import AuditLog, compact_range_from_store, subtree_hash
+    from sandbank.audit.merkle import root_of
+
+    store = SQLiteStore(tmp_path / "t.db")
+    log = AuditLog(store, "o", "k", SigningKey.derive(0, "k"))
+    n = 70_000
+    for i in range(n):
+        log.append(i // 10_000, {"kind": "x", "i": i})
+        if i % 10_000 == 9_999:
+            log.commit(i // 10_000, b"\x00" * 32)
+    log.commit(7, b"\x00" * 32)
+    leaves = store.leaf_hashes(0, n)
+    assert store.nodes(16, 0, 1)[0] == root_of(leaves[:65536])
+    rng = random.Random(1)
+    for a, b in [(0, n), (0, 65536), (65536, n), (256, 512)] + [
+            tuple(sorted(rng.sample(range(n + 1), 2))) for _ in range(20)]:
+        assert subtree_hash(store, a, b) == root_of(leaves[a:b]), (a, b)
+    assert compact_range_from_store(store, n).root() == root_of(leaves)
+    store.close()

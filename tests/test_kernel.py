@@ -51,9 +51,9 @@ def test_conservation_after_every_tick_of_a_long_random_run(tmp_path):
         assert total == led.minted["CRD"] - led.burned["CRD"]
         ticks_checked.append(summary.tick)
 
-    result = demo_log(tmp_path / "long.db", seed=5, ticks=150, agents=20, on_tick=check)
-    assert len(ticks_checked) == 150
-    assert result.transfers > 1000 and result.rejected > 0
+    result = demo_log(tmp_path / "long.db", seed=5, ticks=600, agents=40, on_tick=check)
+    assert len(ticks_checked) == 600
+    assert result.transfers > 10_000 and result.rejected > 100
 
 
 def _unchanged(e, fn):

@@ -159,14 +159,14 @@ def verify(
     out.print(f"[green]ok[/]: {report.entries:,} entries, {report.checkpoints:,} signed "
               f"checkpoints, root {report.root.hex()} ({dt:.2f}s, "
               f"{report.entries / max(dt, 1e-9):,.0f} entries/s)")
-    assert report.operator_key is not None
-    header_key = verifier_key(pinned[0] if pinned else "sandbank-operator", report.operator_key)
+    assert report.operator_key is not None and report.key_name is not None
+    signer = verifier_key(report.key_name, report.operator_key)
     if pinned is None:
-        out.print(f"[yellow]signed by the key named in the log's own header[/]; pin it with "
-                  f"--key to detect a log re-signed under another key (key: "
-                  f"{report.operator_key.hex()})")
+        out.print(f"[yellow]signed by the key the log's own header names[/]: {signer}\n"
+                  f"pin it with --key (from a trusted channel) to detect a log re-signed under "
+                  f"another key", highlight=False)
     else:
-        out.print(f"signed by the pinned key {header_key}")
+        out.print(f"signed by the pinned key {signer}", highlight=False)
 
 
 @app.command()

@@ -2,9 +2,9 @@
 
 One streaming pass, memory O(log n):
 - entries are numbered 0, 1, 2, ... with no gap, each leaf hash is SHA-256(0x00 || body);
-- every checkpoint is signed by the operator key named in the header (or the key pinned
-  with `--key`), covers exactly the entries up to its tick, and its root is the RFC 9162
-  root of those entries; ticks increase and sizes never shrink;
+- there is a checkpoint for every tick 0, 1, 2, ...; each is signed by the operator key
+  named in the header (or the key pinned with `--key`), covers exactly the entries up to
+  its tick, and its root is the RFC 9162 root of those entries; sizes never shrink;
 - the stored subtree hashes (used to serve proofs) match the entries;
 - no entry lies beyond the last checkpoint.
 On the first problem it stops and names the first bad entry (or checkpoint). When a root
@@ -31,6 +31,7 @@ class VerifyReport:
     root: bytes | None
     origin: str | None
     operator_key: bytes | None
+    key_name: str | None = None
     problem: str | None = None
     bad_entry: int | None = None
     bad_checkpoint: int | None = None
@@ -58,7 +59,7 @@ def _header(store: Store) -> tuple[str, str, bytes]:
 def verify_log(store: Store, *, pinned_key: bytes | None = None,
                progress=None) -> VerifyReport:
     """Verify everything; `progress(done_entries)` is called now and then if given."""
-    origin = key = None
+    origin = key = key_name = None
     r = CompactRange()
     n_cp = 0
     try:
@@ -83,6 +84,9 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None,
                            checkpoint=cp.tick)
             if cp.tick <= last_tick or cp.size < last_size:
                 raise _Bad(f"checkpoint of tick {cp.tick} goes backwards", checkpoint=cp.tick)
+            if cp.tick != last_tick + 1:
+                raise _Bad(f"the checkpoint of tick {last_tick + 1} is missing (every tick is "
+                           f"checkpointed)", checkpoint=last_tick + 1)
             tick_start = r.size
             prefix = r.hashes
             while next_entry is not None and next_entry.tick <= cp.tick:
@@ -129,10 +133,11 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None,
         if n_cp == 0:
             raise _Bad("the log has no checkpoint")
     except _Bad as b:
-        return VerifyReport(False, r.size, n_cp, None, origin, key, str(b), b.entry, b.checkpoint)
+        return VerifyReport(False, r.size, n_cp, None, origin, key, key_name, str(b), b.entry,
+                            b.checkpoint)
     except StoreError as e:
-        return VerifyReport(False, r.size, n_cp, None, origin, key, str(e))
-    return VerifyReport(True, r.size, n_cp, r.root(), origin, key)
+        return VerifyReport(False, r.size, n_cp, None, origin, key, key_name, str(e))
+    return VerifyReport(True, r.size, n_cp, r.root(), origin, key, key_name)
 
 
 class _NodeChecker:

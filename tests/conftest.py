@@ -1,4 +1,5 @@
 import pytest
+from hypothesis import settings
 
 from sandbank.demo import run_demo
 from sandbank.identity.keys import SigningKey
@@ -13,6 +14,10 @@ from sandbank.kernel.schema import (
 )
 from sandbank.kernel.sequencer import Kernel, KernelConfig
 from sandbank.store.sqlite import SQLiteStore
+
+# Shared 2-core CI machines are noisy: judge properties, never per-example wall time.
+settings.register_profile("sandbank", deadline=None, print_blob=True)
+settings.load_profile("sandbank")
 
 
 class Economy:

@@ -88,8 +88,8 @@ _DIFF = (
     (2, R.exists_with_different_amount),
     (5, R.exists_with_different_pending_id),
     (3, R.exists_with_different_pending_id),
-    (7, R.exists_with_different_timeout),
-    (8, R.exists_with_different_code),
+    (6, R.exists_with_different_timeout),
+    (7, R.exists_with_different_code),
 )
 
 
@@ -115,7 +115,7 @@ class Ledger:
         self.accounts: dict[int, Account] = {}
         self._by_holder: dict[int, list[int]] = {}
         self.treasury: dict[str, int] = {}  # asset -> treasury account id
-        # (actor, id) -> (debit, credit, amount, pending_actor, flags, pending_id, -, timeout, code)
+        # (actor, id) -> (debit, credit, amount, pending_actor, flags, pending_id, timeout, code)
         self.transfers: dict[tuple[int, int], tuple[int, ...]] = {}
         self.failed: dict[tuple[int, int], str] = {}
         self.holds: dict[tuple[int, int], Hold] = {}
@@ -221,7 +221,7 @@ class Ledger:
                 credit = credit or pending_rec[1]
                 if kind == VOID_PENDING or amount == 0:
                     amount = amount or pending_rec[2]
-        record = (debit, credit, amount, pending_actor, flags, t.pending_id, 0, t.timeout, t.code)
+        record = (debit, credit, amount, pending_actor, flags, t.pending_id, t.timeout, t.code)
         existing = self.transfers.get(key)
         if existing is not None:
             for idx, code in _DIFF:
@@ -352,7 +352,7 @@ class Ledger:
             cr.credits_posted += amount
             self._count_mint_burn(dr, cr, amount)
         self.transfers[key] = (ev.debit, ev.credit, amount, ev.pending_actor, flags,
-                               ev.pending_id, 0, ev.timeout, ev.code)
+                               ev.pending_id, ev.timeout, ev.code)
         self.transfer_count += 1
         self._account_digest.touch(dr.id, dr)
         self._account_digest.touch(cr.id, cr)

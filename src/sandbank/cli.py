@@ -5,6 +5,7 @@ Exit codes: 0 ok; 1 the log failed a check; 2 bad input (no such file, bad argum
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -27,6 +28,19 @@ err = Console(stderr=True)
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def _store_errors(fn):
+    """A damaged or unreadable log is a finding (exit 1) with a message, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StoreError as e:
+            _fail(str(e), 1)
+
+    return wrapper
 
 
 def _open(log: Path) -> SQLiteStore:
@@ -132,6 +146,7 @@ def demo(
 
 
 @app.command()
+@_store_errors
 def verify(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
     key: str | None = typer.Option(None, help="pin the operator key: a verifier key "
@@ -170,6 +185,7 @@ def verify(
 
 
 @app.command()
+@_store_errors
 def replay(log: Path = typer.Argument(..., help="a sandbank log (SQLite file)")) -> None:
     """Rebuild state from the events alone; compare with every checkpoint's state digest."""
     from sandbank.audit.replay import replay_log
@@ -193,6 +209,7 @@ def replay(log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"))
 
 
 @app.command()
+@_store_errors
 def proof(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
     entry: int | None = typer.Option(None, help="inclusion proof for this entry (seq)"),
@@ -260,6 +277,7 @@ def check_proof(
 
 
 @app.command()
+@_store_errors
 def provenance(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
     entry: int = typer.Option(..., help="the event (seq) to explain"),
@@ -289,6 +307,7 @@ def provenance(
 
 
 @app.command()
+@_store_errors
 def inspect(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
     entry: int | None = typer.Option(None, help="print this entry"),
@@ -326,6 +345,9 @@ def inspect(
 def main() -> None:
     try:
         app()
+    except StoreError as e:
+        err.print(f"[bold red]error:[/] {e}")
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted")
         raise SystemExit(130) from None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sandbank.kernel.canonical import parse
 from sandbank.kernel.state import EconomyState
-from sandbank.store.base import Store
+from sandbank.store.base import Store, StoreError
 
 
 @dataclass
@@ -28,6 +28,13 @@ class ReplayReport:
 
 
 def replay_log(store: Store, *, progress=None) -> ReplayReport:
+    try:
+        return _replay(store, progress)
+    except StoreError as e:
+        return ReplayReport(False, 0, 0, str(e))
+
+
+def _replay(store: Store, progress) -> ReplayReport:
     state = EconomyState()
     entries = store.entries()
     nxt = next(entries, None)

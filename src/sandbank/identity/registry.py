@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sandbank.kernel.digest import DigestMap
 from sandbank.kernel.schema import AgentRegistered, AgentStatusChanged, OwnerRegistered
@@ -37,6 +37,7 @@ class Agent:
     public_key: bytes
     parent: int
     depth: int
+    skills: dict[str, int] = field(default_factory=dict)
     status: str = ACTIVE
     children: int = 0
     nonce: int = 0  # highest nonce accepted from this agent (signed actions)
@@ -47,7 +48,8 @@ def _owner_record(o: Owner) -> list[object]:
 
 
 def _agent_record(a: Agent) -> list[object]:
-    return [a.id, a.owner, a.name, a.public_key.hex(), a.parent, a.depth, a.status, a.children]
+    return [a.id, a.owner, a.name, a.public_key.hex(), a.parent, a.depth, a.status, a.children,
+            sorted(a.skills.items())]
 
 
 class Registry:
@@ -75,7 +77,7 @@ class Registry:
     def apply_agent_registered(self, ev: AgentRegistered) -> None:
         assert ev.agent == len(self.agents) + 1
         key = bytes.fromhex(ev.public_key)
-        a = Agent(ev.agent, ev.owner, ev.name, key, ev.parent, ev.depth)
+        a = Agent(ev.agent, ev.owner, ev.name, key, ev.parent, ev.depth, dict(ev.skills))
         self.agents[a.id] = a
         self.keys.add(key)
         owner = self.owners[ev.owner]

@@ -57,6 +57,20 @@ def _new_key(k: Kernel, key: bytes) -> None:
                      "this key is already registered (keys are never reused, even after revocation)")
 
 
+MAX_SKILL_LEVEL = 10
+
+
+def _skills(skills: dict[str, int], cap: dict[str, int] | None = None) -> None:
+    for name, level in skills.items():
+        if not 0 <= level <= MAX_SKILL_LEVEL:
+            raise Reject(Reason.invalid_field,
+                         f"skill {name!r}: level {level} is outside 0..{MAX_SKILL_LEVEL}")
+        if cap is not None and level > cap.get(name, 0):
+            raise Reject(Reason.invalid_field,
+                         f"skill {name!r}: a child cannot exceed its parent's level "
+                         f"{cap.get(name, 0)}")
+
+
 def register_owner(k: Kernel, a: RegisterOwner, tick: int) -> list[Event]:
     _name(a.name, "name")
     if a.owner_kind not in ("human", "organisation"):
@@ -85,8 +99,9 @@ def register_agent(k: Kernel, a: RegisterAgent, tick: int) -> list[Event]:
     if owner.agents >= k.config.max_agents_per_owner:
         raise Reject(Reason.owner_agent_limit,
                      f"owner {a.owner} already has {owner.agents} agents (limit)")
+    _skills(a.skills)
     ev = AgentRegistered(actor=a.actor, agent=reg.next_agent_id(), owner=a.owner, name=a.name,
-                         public_key=a.public_key.hex(), parent=0, depth=0)
+                         public_key=a.public_key.hex(), parent=0, depth=0, skills=a.skills)
     k.state.apply(ev)
     return [ev]
 
@@ -108,9 +123,10 @@ def spawn_agent(k: Kernel, a: SpawnAgent, tick: int) -> list[Event]:
                      f"agent {a.actor} already has {parent.children} children (limit)")
     if reg.owners[parent.owner].agents >= cfg.max_agents_per_owner:
         raise Reject(Reason.owner_agent_limit, f"owner {parent.owner} is at its agent limit")
+    _skills(a.skills, parent.skills)
     ev = AgentRegistered(actor=a.actor, agent=reg.next_agent_id(), owner=parent.owner,
                          name=a.name, public_key=a.public_key.hex(), parent=parent.id,
-                         depth=parent.depth + 1)
+                         depth=parent.depth + 1, skills=a.skills)
     k.state.apply(ev)
     return [ev]
 
@@ -143,7 +159,7 @@ def open_account(k: Kernel, a: OpenAccount, tick: int) -> list[Event]:
     holder = a.actor if a.holder == -1 else a.holder
     if holder != a.actor and a.actor != OPERATOR:
         raise Reject(Reason.forbidden, "only the operator opens accounts for someone else")
-    if holder == OPERATOR or holder not in k.state.registry.agents:
+    if holder <= OPERATOR or holder not in k.state.registry.agents:
         raise Reject(Reason.unknown_agent, f"no agent with id {holder} to hold the account")
     if a.asset not in k.state.ledger.treasury:
         raise Reject(Reason.unknown_asset,
@@ -200,3 +216,19 @@ MECHANISMS: dict[str, Handler] = {
     SetCreditLine.KIND: set_credit_line,  # type: ignore[dict-item]
     Transfer.KIND: transfer,  # type: ignore[dict-item]
 }
+
+
+def _collect() -> list:
+    from sandbank.kernel import policy
+    from sandbank.markets import exchange
+
+    hooks = []
+    for mod in (policy, exchange):
+        for kind, handler in mod.HANDLERS.items():
+            assert kind not in MECHANISMS, kind
+            MECHANISMS[kind] = handler
+        hooks.extend(mod.TICK_HOOKS)
+    return hooks
+
+
+TICK_HOOKS = _collect()  # run at the start of every tick, after hold expiries, in this order

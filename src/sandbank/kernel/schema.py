@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from sandbank.kernel.canonical import CanonicalDomainError, canonical_bytes, check_domain
 
 OPERATOR = 0  # the actor id of the sandbox operator (treasury, admission, governance)
+SYSTEM = -2  # the kernel's own mechanisms: holds, settlements, fees (never an agent)
 
 # Transfer flags (TigerBeetle's, minus the balancing ones).
 LINKED = 1
@@ -72,6 +73,21 @@ def _check_field(cls_name: str, name: str, typ: Any, value: Any) -> Any:
     elif typ is bool:
         if type(value) is not bool:
             raise MalformedAction(f"{where}: expected true/false")
+    elif typ == "dict[str, int]":
+        if not isinstance(value, dict) or len(value) > 64:
+            raise MalformedAction(f"{where}: expected an object of at most 64 entries")
+        for k, v in value.items():
+            _check_field(where, k, str, k)
+            if not k or len(k) > MAX_NAME:
+                raise MalformedAction(f"{where}: key {k!r} must be 1..{MAX_NAME} characters")
+            _check_field(where, k, int, v)
+        value = dict(value)
+    elif typ == "list[int]":
+        if not isinstance(value, list) or len(value) > 1024:
+            raise MalformedAction(f"{where}: expected a list of at most 1024 integers")
+        for i, v in enumerate(value):
+            _check_field(where, f"{name}[{i}]", int, v)
+        value = list(value)
     return value
 
 
@@ -135,6 +151,7 @@ class RegisterAgent(Action):
     name: str
     public_key: bytes
     attestation: bytes
+    skills: dict[str, int] = field(default_factory=dict)  # skill -> level 0..10
 
 
 @dataclass(slots=True, kw_only=True)
@@ -144,6 +161,7 @@ class SpawnAgent(Action):
     KIND: ClassVar[str] = "spawn_agent"
     name: str
     public_key: bytes
+    skills: dict[str, int] = field(default_factory=dict)  # at most the parent's levels
 
 
 @dataclass(slots=True, kw_only=True)
@@ -226,7 +244,16 @@ ACTION_TYPES: dict[str, type[Action]] = {
                 OpenAccount, SetCreditLine, Transfer)
 }
 
-_TYPES = {"int": int, "str": str, "bytes": bytes, "bool": bool, "bytes | None": bytes}
+
+def register_action(cls: type[Action]) -> type[Action]:
+    """Class decorator: make an action kind (defined by a mechanism module) parseable."""
+    assert cls.KIND and cls.KIND not in ACTION_TYPES, cls
+    ACTION_TYPES[cls.KIND] = cls
+    return cls
+
+_TYPES: dict[str, Any] = {"int": int, "str": str, "bytes": bytes, "bool": bool,
+                          "bytes | None": bytes, "dict[str, int]": "dict[str, int]",
+                          "list[int]": "list[int]"}
 
 
 def _parse_fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -331,6 +358,7 @@ class AgentRegistered(Event):
     public_key: str
     parent: int  # 0: admitted by the operator; else the spawning agent
     depth: int
+    skills: dict[str, int]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -403,6 +431,22 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (RunStarted, OwnerRegistered, AgentRegistered, AgentStatusChanged,
                 AccountOpened, CreditLineSet, TransferCommitted, HoldExpired, Rejected)
 }
+
+
+def register_event(cls: type[Event]) -> type[Event]:
+    """Class decorator: make an event kind (defined by a mechanism module) replayable."""
+    assert cls.KIND and cls.KIND not in EVENT_TYPES, cls
+    EVENT_TYPES[cls.KIND] = cls
+    return cls
+
+
+@dataclass(slots=True, kw_only=True)
+class Settled(Event):
+    """Base of mechanism events that move money: `transfers` are the committed ledger
+    transfers (TransferCommitted dicts, all made by SYSTEM) that the event applies
+    atomically; replay applies them before the mechanism's own state change."""
+
+    transfers: list[dict[str, Any]]
 
 
 def safe_action_dict(data: Any) -> dict[str, Any] | None:

@@ -26,11 +26,12 @@ from sandbank.identity.keys import SigningKey
 from sandbank.identity.registry import ACTIVE
 from sandbank.kernel.errors import Reason, Reject
 from sandbank.kernel.guards import DEFAULT_GUARDS, Guard
-from sandbank.kernel.mechanisms import MECHANISMS
+from sandbank.kernel.mechanisms import MECHANISMS, TICK_HOOKS
 from sandbank.kernel.observation import AccountView, Feedback, Observation
 from sandbank.kernel.schema import (
     DEBITS_MUST_NOT_EXCEED_CREDITS,
     OPERATOR,
+    SYSTEM,
     AccountOpened,
     Action,
     Event,
@@ -68,6 +69,8 @@ class KernelConfig:
     max_spawn_depth: int = 3
     max_children_per_agent: int = 16
     disabled_guards: tuple[str, ...] = ()
+    markets: tuple[dict[str, Any], ...] = ()  # exchange.Market fields: asset, quote, band_bps...
+    policy: dict[str, Any] = field(default_factory=dict)  # initial incentive parameters
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
@@ -84,6 +87,37 @@ class KernelConfig:
                 raise ConfigError(f"{name} must be at least 1")
         if self.max_spawn_depth < 0:
             raise ConfigError("max_spawn_depth must be at least 0")
+        seen = set()
+        fields_ok = {"asset", "quote", "band_bps", "limit_state_ticks", "halt_ticks",
+                     "reference_ticks"}
+        for mk in self.markets:
+            if not isinstance(mk, dict) or set(mk) - fields_ok or not {"asset", "quote"} <= set(mk):
+                raise ConfigError(f"market {mk!r}: needs asset and quote; may set "
+                                  f"{sorted(fields_ok - {'asset', 'quote'})}")
+            if mk["asset"] not in self.assets or mk["quote"] not in self.assets:
+                raise ConfigError(f"market {mk['asset']}/{mk['quote']}: both must be in assets")
+            if mk["asset"] == mk["quote"] or mk["asset"] in seen:
+                raise ConfigError(f"market {mk['asset']}: one market per asset, not against itself")
+            seen.add(mk["asset"])
+            for key in fields_ok - {"asset", "quote"}:
+                if key in mk and (type(mk[key]) is not int or mk[key] < (1 if "ticks" in key else 0)):
+                    raise ConfigError(f"market {mk['asset']}: {key} must be a positive integer")
+        from sandbank.kernel.policy import PARAMS, Policy
+
+        for key, value in self.policy.items():
+            if key == "taxes":
+                if not isinstance(value, dict):
+                    raise ConfigError("policy.taxes must map externality classes to rates")
+                problems = [Policy().check("tax", c, r) if type(r) is int else "not an integer"
+                            for c, r in value.items()]
+            elif key in PARAMS:
+                problems = [Policy().check(key, "", value) if type(value) is int else "not an integer"]
+            else:
+                raise ConfigError(f"unknown policy parameter {key!r}; known: taxes, "
+                                  f"{', '.join(sorted(PARAMS))}")
+            for p in problems:
+                if p:
+                    raise ConfigError(f"policy.{key}: {p}")
         known = {g.name for g in DEFAULT_GUARDS}
         for g in self.disabled_guards:
             if g not in known:
@@ -165,10 +199,14 @@ class Kernel:
         for asset in cfg.assets:
             self._record(AccountOpened(actor=OPERATOR, account=self.state.ledger.next_account_id(),
                                        holder=OPERATOR, asset=asset, flags=0, treasury=True))
+        for asset in cfg.assets:  # where mechanisms keep held funds while they settle
+            self._record(AccountOpened(actor=OPERATOR, account=self.state.ledger.next_account_id(),
+                                       holder=SYSTEM, asset=asset,
+                                       flags=DEBITS_MUST_NOT_EXCEED_CREDITS, treasury=False))
         self._commit()
 
     def _record(self, ev: Event) -> None:
-        self.state.apply(ev)
+        self.state.apply(ev, self.tick)
         self.log.append(self.tick, ev.to_dict())
 
     # ------------------------------------------------------------------ gateway
@@ -216,6 +254,9 @@ class Kernel:
         ledger = self.state.ledger
         for ev in ledger.due_expiries(tick):
             self._record(ev)
+        for hook in TICK_HOOKS:
+            for ev in hook(self, tick):
+                self.log.append(tick, ev.to_dict())
 
         queue, self._queue = self._queue, []
         by_actor: dict[int, list[tuple[int, Action | None, Any, str]]] = {}

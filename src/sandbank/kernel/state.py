@@ -10,6 +10,7 @@ from hashlib import sha256
 from typing import Any
 
 from sandbank.identity.registry import Registry
+from sandbank.kernel import policy as policy_mod
 from sandbank.kernel.schema import (
     EVENT_TYPES,
     AccountOpened,
@@ -21,9 +22,14 @@ from sandbank.kernel.schema import (
     OwnerRegistered,
     Rejected,
     RunStarted,
+    Settled,
     TransferCommitted,
 )
 from sandbank.ledger.ledger import Ledger
+from sandbank.markets import exchange as exchange_mod
+
+# Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
+MECHANISM_MODULES = [policy_mod, exchange_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -34,21 +40,35 @@ class EconomyState:
         self.registry = Registry()
         self.header: RunStarted | None = None
         self.operator_nonce = 0  # highest nonce of a signed operator action in the log
+        self.policy = policy_mod.Policy()
+        self.exchange = exchange_mod.Exchange()
         r, led = self.registry, self.ledger
-        self._apply = {
-            RunStarted: self._apply_header,
-            OwnerRegistered: r.apply_owner_registered,
-            AgentRegistered: r.apply_agent_registered,
-            AgentStatusChanged: r.apply_status,
-            AccountOpened: led.apply_account_opened,
-            CreditLineSet: led.apply_credit_line,
-            TransferCommitted: led.apply_transfer,
-            HoldExpired: led.apply_hold_expired,
-            Rejected: self._apply_rejected,
-        }
 
-    def apply(self, ev: Event) -> None:
-        self._apply[type(ev)](ev)
+        def plain(fn):
+            return lambda ev, tick: fn(ev)
+
+        self._apply: dict[type, Any] = {
+            RunStarted: plain(self._apply_header),
+            OwnerRegistered: plain(r.apply_owner_registered),
+            AgentRegistered: plain(r.apply_agent_registered),
+            AgentStatusChanged: plain(r.apply_status),
+            AccountOpened: plain(led.apply_account_opened),
+            CreditLineSet: plain(led.apply_credit_line),
+            TransferCommitted: plain(led.apply_transfer),
+            HoldExpired: plain(led.apply_hold_expired),
+            Rejected: plain(self._apply_rejected),
+        }
+        for mod in MECHANISM_MODULES:
+            for cls, bind in mod.APPLIERS.items():
+                self._apply[cls] = bind(self)
+
+    def apply(self, ev: Event, tick: int = 0, *, ledger_applied: bool = False) -> None:
+        """Apply one event. A `Settled` event carries its ledger transfers; the live path has
+        already executed them (`ledger_applied`), replay applies them here first."""
+        if isinstance(ev, Settled) and not ledger_applied:
+            for t in ev.transfers:
+                self.ledger.apply_transfer(TransferCommitted.from_dict(t))
+        self._apply[type(ev)](ev, tick)
 
     def apply_dict(self, d: dict[str, Any]) -> Event:
         """Apply an event in its logged form (used by replay)."""
@@ -56,7 +76,7 @@ class EconomyState:
         if cls is None:
             raise ValueError(f"unknown event kind {d.get('kind')!r}")
         ev = cls.from_dict(d)
-        self.apply(ev)
+        self.apply(ev, d.get("tick", 0))
         nonce = d.get("nonce")
         if nonce is not None and ev.actor == 0:
             self.operator_nonce = max(self.operator_nonce, nonce)
@@ -69,13 +89,17 @@ class EconomyState:
     def _apply_header(self, ev: RunStarted) -> None:
         assert self.header is None, "one header per log"
         self.header = ev
+        self.policy.configure(ev.assets[0], ev.config.get("policy", {}))
+        self.exchange.configure(ev.config.get("markets", []))
 
     def _apply_rejected(self, ev: Rejected) -> None:
         if ev.failed:
             self.ledger.record_failures(ev.actor, ev.failed)
 
     def digest(self) -> bytes:
-        return sha256(STATE_DIGEST_DOMAIN + self.ledger.digest() + self.registry.digest()).digest()
+        return sha256(STATE_DIGEST_DOMAIN + self.ledger.digest() + self.registry.digest()
+                      + self.policy.digest() + self.exchange.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()
+        self.exchange.check()

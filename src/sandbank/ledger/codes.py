@@ -36,6 +36,7 @@ class TransferResult(StrEnum):
     accounts_must_have_the_same_asset = "accounts_must_have_the_same_asset"
     not_account_holder = "not_account_holder"
     treasury_requires_operator = "treasury_requires_operator"
+    escrow_requires_system = "escrow_requires_system"
     exceeds_credits = "exceeds_credits"
     exceeds_debits = "exceeds_debits"
     overflows = "overflows"

@@ -35,6 +35,7 @@ from sandbank.kernel.schema import (
     MAX_BATCH,
     OPERATOR,
     PENDING,
+    SYSTEM,
     POST_PENDING,
     VOID_PENDING,
     AccountOpened,
@@ -115,6 +116,8 @@ class Ledger:
         self.accounts: dict[int, Account] = {}
         self._by_holder: dict[int, list[int]] = {}
         self.treasury: dict[str, int] = {}  # asset -> treasury account id
+        self.escrow: dict[str, int] = {}  # asset -> the mechanisms' escrow account id
+        self.system_seq = 0  # highest id of a SYSTEM transfer so far
         # (actor, id) -> (debit, credit, amount, pending_actor, flags, pending_id, timeout, code)
         self.transfers: dict[tuple[int, int], tuple[int, ...]] = {}
         self.failed: dict[tuple[int, int], str] = {}
@@ -137,6 +140,9 @@ class Ledger:
         a = Account(ev.account, ev.holder, ev.asset, ev.flags, ev.treasury)
         self.accounts[a.id] = a
         self._by_holder.setdefault(a.holder, []).append(a.id)
+        if ev.holder == SYSTEM:
+            assert ev.asset not in self.escrow
+            self.escrow[ev.asset] = a.id
         if ev.treasury:
             assert ev.asset not in self.treasury
             self.treasury[ev.asset] = a.id
@@ -146,6 +152,14 @@ class Ledger:
 
     def accounts_of(self, holder: int) -> list[Account]:
         return [self.accounts[i] for i in self._by_holder.get(holder, ())]
+
+    def account_of(self, holder: int, asset: str) -> Account | None:
+        """The holder's first account in `asset` (where mechanisms pay it)."""
+        for i in self._by_holder.get(holder, ()):
+            a = self.accounts[i]
+            if a.asset == asset:
+                return a
+        return None
 
     def apply_credit_line(self, ev: CreditLineSet) -> None:
         a = self.accounts[ev.account]
@@ -260,11 +274,13 @@ class Ledger:
             return R.credit_account_not_found, None
         if dr.asset != cr.asset:
             return R.accounts_must_have_the_same_asset, None
-        if actor != OPERATOR:
+        if actor > 0:  # agents; OPERATOR and SYSTEM act for the sandbox
             if dr.treasury or cr.treasury:
                 return R.treasury_requires_operator, None
             if dr.holder != actor:
                 return R.not_account_holder, None
+            if cr.holder == SYSTEM:
+                return R.escrow_requires_system, None
         if dr.flags & DEBITS_MUST_NOT_EXCEED_CREDITS and (
             dr.debits_posted + dr.debits_pending + amount > dr.credits_posted + dr.credit_limit
         ):
@@ -291,8 +307,10 @@ class Ledger:
             return R.pending_transfer_not_found, None
         if not pending_rec[4] & PENDING:
             return R.pending_transfer_not_pending, None
-        if actor != OPERATOR and actor != pending_actor:
+        if actor > 0 and actor != pending_actor:
             return R.not_pending_transfer_owner, None
+        if actor == OPERATOR and pending_actor == SYSTEM:
+            return R.not_pending_transfer_owner, None  # a mechanism's hold is its own
         pkey = (pending_actor, t.pending_id)
         state = self.resolved.get(pkey)
         if state == "posted":
@@ -354,6 +372,8 @@ class Ledger:
         self.transfers[key] = (ev.debit, ev.credit, amount, ev.pending_actor, flags,
                                ev.pending_id, ev.timeout, ev.code)
         self.transfer_count += 1
+        if ev.actor == SYSTEM and ev.id > self.system_seq:
+            self.system_seq = ev.id
         self._account_digest.touch(dr.id, dr)
         self._account_digest.touch(cr.id, cr)
 
@@ -362,6 +382,8 @@ class Ledger:
         key = (ev.actor, ev.id)
         del self.transfers[key]
         self.transfer_count -= 1
+        if ev.actor == SYSTEM and ev.id == self.system_seq:
+            self.system_seq -= 1  # chains allocate consecutive ids and undo in reverse
         dr = self.accounts[ev.debit]
         cr = self.accounts[ev.credit]
         amount = ev.amount

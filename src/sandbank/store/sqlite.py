@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -35,6 +37,29 @@ _APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints")
 
 def _node_id(level: int, index: int) -> int:
     return (level << 48) | index
+
+
+def _damaged(method):
+    """Turn SQLite's errors on a damaged file into a StoreError that names the file."""
+
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def gen(self, *args, **kwargs):
+            try:
+                yield from method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{self.path}: the log database is damaged ({e})") from e
+        return gen
+
+    @functools.wraps(method)
+    def plain(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: the log database is damaged ({e})") from e
+    return plain
 
 
 class SQLiteStore:
@@ -96,6 +121,7 @@ class SQLiteStore:
             raise
 
     # -- reading
+    @_damaged
     def entries(self, start: int = 0, end: int | None = None) -> Iterator[Entry]:
         q = "SELECT seq, tick, kind, body, leaf_hash FROM entries WHERE seq >= ?"
         args: tuple[int, ...] = (start,)
@@ -107,12 +133,14 @@ class SQLiteStore:
             for r in rows:
                 yield Entry(*r)
 
+    @_damaged
     def entry(self, seq: int) -> Entry | None:
         r = self._db.execute(
             "SELECT seq, tick, kind, body, leaf_hash FROM entries WHERE seq = ?", (seq,)
         ).fetchone()
         return Entry(*r) if r else None
 
+    @_damaged
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         rows = self._db.execute(
             "SELECT leaf_hash FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
@@ -121,6 +149,7 @@ class SQLiteStore:
             raise StoreError(f"log is missing entries in [{start}, {end})")
         return [r[0] for r in rows]
 
+    @_damaged
     def nodes(self, level: int, start: int, end: int) -> list[bytes]:
         rows = self._db.execute(
             "SELECT hash FROM nodes WHERE id >= ? AND id < ? ORDER BY id",
@@ -130,27 +159,32 @@ class SQLiteStore:
             raise StoreError(f"log is missing level-{level} nodes in [{start}, {end})")
         return [r[0] for r in rows]
 
+    @_damaged
     def checkpoints(self) -> Iterator[StoredCheckpoint]:
         cur = self._db.execute("SELECT tick, size, root, state, note FROM checkpoints ORDER BY tick")
         while rows := cur.fetchmany(1024):
             for r in rows:
                 yield StoredCheckpoint(*r)
 
+    @_damaged
     def checkpoint(self, tick: int) -> StoredCheckpoint | None:
         r = self._db.execute(
             "SELECT tick, size, root, state, note FROM checkpoints WHERE tick = ?", (tick,)
         ).fetchone()
         return StoredCheckpoint(*r) if r else None
 
+    @_damaged
     def last_checkpoint(self) -> StoredCheckpoint | None:
         r = self._db.execute(
             "SELECT tick, size, root, state, note FROM checkpoints ORDER BY tick DESC LIMIT 1"
         ).fetchone()
         return StoredCheckpoint(*r) if r else None
 
+    @_damaged
     def entry_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM entries").fetchone()[0]
 
+    @_damaged
     def kind_counts(self) -> list[tuple[str, int]]:
         """(event kind, count), most frequent first."""
         return self._db.execute(

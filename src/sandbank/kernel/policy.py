@@ -1,0 +1,159 @@
+"""Incentive levers (paper §3.1.2; checklist 8–11): fees, Pigouvian taxes, message
+micro-fees, rebates for certified agents, and bonds. Every charge is a real transfer to the
+treasury through a Settlement.
+
+Parameters change only by a governor's `set_policy` action (operator for now; the
+regulation issue adds quorum). A change is logged with the tick it takes effect — always the
+next tick — and looked up by tick, so a live run and its replay agree on every fee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any, ClassVar
+
+from typing import TYPE_CHECKING
+
+from sandbank.kernel.canonical import canonical_bytes
+from sandbank.kernel.errors import Reject
+from sandbank.kernel.schema import Action, Event, register_action, register_event
+
+if TYPE_CHECKING:
+    from sandbank.kernel.sequencer import Kernel
+
+BPS = 10_000
+PARAMS: dict[str, tuple[int, int, str]] = {  # name -> (default, maximum, meaning)
+    "trade_fee_bps": (0, 1_000, "fee on the notional of every fill, paid by both sides"),
+    "task_fee_bps": (0, 2_000, "fee on every task payout, paid by the payee"),
+    "message_fee": (0, 10**9, "flat fee per message, in the fee asset"),
+    "certified_rebate_bps": (0, BPS, "share of fees and taxes rebated to certified agents"),
+    "task_bond_bps": (0, BPS, "bond a worker posts on award, as a share of the price"),
+    "max_message_bytes": (4_096, 1 << 20, "largest message, in UTF-8 bytes"),
+}
+MAX_TAX = 10**9
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class SetPolicy(Action):
+    """Change an incentive parameter (`param`), or the Pigouvian tax per unit of an
+    externality class (`param="tax"`, `key=<class>`); effective from the next tick."""
+
+    KIND: ClassVar[str] = "set_policy"
+    OPERATOR_ONLY: ClassVar[bool] = True
+    param: str
+    value: int
+    key: str = ""
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class Certify(Action):
+    """Mark an agent as certified (it earns the safety rebate) or not (operator only)."""
+
+    KIND: ClassVar[str] = "certify"
+    OPERATOR_ONLY: ClassVar[bool] = True
+    agent: int
+    certified: bool
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class PolicyChanged(Event):
+    KIND: ClassVar[str] = "policy_changed"
+    param: str
+    key: str
+    value: int
+    effective_tick: int
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class CertificationChanged(Event):
+    KIND: ClassVar[str] = "certification_changed"
+    agent: int
+    certified: bool
+
+
+class Policy:
+    def __init__(self) -> None:
+        self.fee_asset = ""
+        self._history: dict[str, list[tuple[int, int]]] = {}  # name -> [(from tick, value)]
+        self.certified: set[int] = set()
+
+    def configure(self, fee_asset: str, initial: dict[str, Any]) -> None:
+        self.fee_asset = fee_asset
+        for name, (default, _, _) in PARAMS.items():
+            self._history[name] = [(0, int(initial.get(name, default)))]
+        for cls, rate in sorted(initial.get("taxes", {}).items()):
+            self._history[f"tax:{cls}"] = [(0, int(rate))]
+
+    def value(self, name: str, tick: int) -> int:
+        for start, v in reversed(self._history.get(name, ())):
+            if start <= tick:
+                return v
+        return 0
+
+    def tax(self, cls: str, tick: int) -> int:
+        return self.value(f"tax:{cls}", tick) if cls else 0
+
+    def charge(self, agent: int, amount: int, tick: int) -> int:
+        """`amount` after the certified rebate."""
+        if agent in self.certified and amount:
+            amount -= amount * self.value("certified_rebate_bps", tick) // BPS
+        return amount
+
+    def fee(self, agent: int, notional: int, param: str, tick: int) -> int:
+        return self.charge(agent, notional * self.value(param, tick) // BPS, tick)
+
+    def apply_changed(self, ev: PolicyChanged) -> None:
+        name = f"tax:{ev.key}" if ev.param == "tax" else ev.param
+        self._history.setdefault(name, []).append((ev.effective_tick, ev.value))
+
+    def apply_certified(self, ev: CertificationChanged) -> None:
+        (self.certified.add if ev.certified else self.certified.discard)(ev.agent)
+
+    def digest(self) -> bytes:
+        return sha256(canonical_bytes(
+            [self.fee_asset, sorted([k, [list(x) for x in v]] for k, v in self._history.items()),
+             sorted(self.certified)])).digest()
+
+    def check(self, param: str, key: str, value: int) -> str | None:
+        """None if the change is valid, else why not."""
+        if param == "tax":
+            if not key or len(key) > 64:
+                return "a tax needs its externality class in `key`"
+            return None if 0 <= value <= MAX_TAX else f"tax must be within 0..{MAX_TAX}"
+        if param not in PARAMS:
+            return f"unknown parameter {param!r}; known: tax, {', '.join(sorted(PARAMS))}"
+        if key:
+            return f"{param} takes no key"
+        top = PARAMS[param][1]
+        return None if 0 <= value <= top else f"{param} must be within 0..{top}"
+
+
+def set_policy(k: Kernel, a: SetPolicy, tick: int) -> list[Event]:
+    problem = k.state.policy.check(a.param, a.key, a.value)
+    if problem:
+        raise Reject("invalid_policy", problem)
+    ev = PolicyChanged(actor=a.actor, param=a.param, key=a.key, value=a.value,
+                       effective_tick=tick + 1)
+    k.state.apply(ev, tick)
+    return [ev]
+
+
+def certify(k: Kernel, a: Certify, tick: int) -> list[Event]:
+    if a.agent not in k.state.registry.agents:
+        raise Reject("unknown_agent", f"no agent with id {a.agent}")
+    ev = CertificationChanged(actor=a.actor, agent=a.agent, certified=a.certified)
+    k.state.apply(ev, tick)
+    return [ev]
+
+
+HANDLERS = {SetPolicy.KIND: set_policy, Certify.KIND: certify}
+TICK_HOOKS: list = []
+APPLIERS = {
+    PolicyChanged: lambda s: lambda ev, tick: s.policy.apply_changed(ev),
+    CertificationChanged: lambda s: lambda ev, tick: s.policy.apply_certified(ev),
+}

@@ -39,13 +39,22 @@ class Economy:
                                   attestation=self.owner_key.sign(
                                       agent_attestation_bytes(1, f"a{i}", key.public))))
         self.account = {}
-        for i in range(1, n + 1):
-            self.do(OpenAccount(actor=OPERATOR, asset="CRD", holder=i))
-            self.account[i] = self.k.state.ledger.accounts_of(i)[0].id
+        self.accounts = {}  # asset -> agent -> account id
+        led = self.k.state.ledger
+        for asset in self.k.config.assets:
+            for i in range(1, n + 1):
+                self.do(OpenAccount(actor=OPERATOR, asset=asset, holder=i))
+            self.accounts[asset] = {i: led.account_of(i, asset).id for i in range(1, n + 1)}
+        self.account = self.accounts["CRD"]
         if fund:
-            self.do(Transfer(actor=OPERATOR, transfers=[
-                TransferSpec(id=1000 + i, debit=1, credit=self.account[i], amount=fund)
-                for i in range(1, n + 1)]))
+            tid = 1000
+            for asset in self.k.config.assets:
+                specs = []
+                for i in range(1, n + 1):
+                    tid += 1
+                    specs.append(TransferSpec(id=tid, debit=led.treasury[asset],
+                                              credit=self.accounts[asset][i], amount=fund))
+                self.do(Transfer(actor=OPERATOR, transfers=specs))
 
     def sign(self, action):
         if not self.k.config.verify_signatures:
@@ -70,8 +79,11 @@ class Economy:
         import orjson
         return [orjson.loads(e.body) for e in entries]
 
-    def balance(self, i):
-        return self.k.state.ledger.accounts[self.account[i]].balance
+    def balance(self, i, asset="CRD"):
+        return self.k.state.ledger.accounts[self.accounts[asset][i]].balance
+
+    def available(self, i, asset="CRD"):
+        return self.k.state.ledger.accounts[self.accounts[asset][i]].available
 
 
 @pytest.fixture

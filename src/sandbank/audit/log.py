@@ -60,6 +60,11 @@ class AuditLog:
         self._range = compact_range_from_store(store, size) if size else CompactRange()
         self._entries: list[Entry] = []
         self._nodes: list[tuple[int, int, bytes]] = []
+        self._contents: dict[bytes, bytes] = {}
+
+    def put_content(self, digest: bytes, body: bytes) -> None:
+        """Keep a content body (e.g. a message text) with the tick; entries carry its hash."""
+        self._contents[digest] = body
 
     @property
     def size(self) -> int:
@@ -82,7 +87,8 @@ class AuditLog:
         """Sign a checkpoint for everything appended so far and write the tick atomically."""
         cp = Checkpoint(self.origin, self._range.size, self._range.root(), tick, state_digest)
         stored = StoredCheckpoint(tick, cp.size, cp.root, cp.state, cp.sign(self.key_name, self.key))
-        self.store.append_tick(self._entries, self._nodes, stored)
+        self.store.append_tick(self._entries, self._nodes, stored, list(self._contents.items()))
         self._entries = []
         self._nodes = []
+        self._contents = {}
         return stored

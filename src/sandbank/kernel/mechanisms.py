@@ -220,10 +220,10 @@ MECHANISMS: dict[str, Handler] = {
 
 def _collect() -> list:
     from sandbank.kernel import policy
-    from sandbank.markets import exchange
+    from sandbank.markets import auctions, exchange, messaging, tasks
 
     hooks = []
-    for mod in (policy, exchange):
+    for mod in (policy, exchange, auctions, tasks, messaging):
         for kind, handler in mod.HANDLERS.items():
             assert kind not in MECHANISMS, kind
             MECHANISMS[kind] = handler

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +22,31 @@ class Feedback(NamedTuple):
     outcome: str  # "ok" or the rejection reason
 
 
+class OrderView(NamedTuple):
+    id: int
+    asset: str
+    side: str
+    price: int
+    qty: int
+    remaining: int
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
+    """Everything an agent may know: its own state, public market data, the public task
+    board, its contracts, auctions open to it (bids sealed), and its inbox."""
+
     tick: int
     agent: int
     owner: int
     status: str
     accounts: tuple[AccountView, ...]
     feedback: tuple[Feedback, ...] = ()  # outcomes of this agent's actions in the last tick
+    skills: tuple[tuple[str, int], ...] = ()
+    markets: tuple[Any, ...] = ()  # exchange.MarketView: top of book, last trades, volume
+    orders: tuple[OrderView, ...] = ()  # its own resting orders
+    tasks: tuple[Any, ...] = ()  # tasks.TaskView: open tasks, and its own with their bids
+    contracts: tuple[Any, ...] = ()  # tasks.ContractView: where it works, requests or judges
+    auctions: tuple[Any, ...] = ()  # auctions.AuctionView
+    inbox: tuple[Any, ...] = ()  # messaging.Message received in the last tick
+    inbox_overflow: int = 0  # messages lost because the inbox was full (never silent)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any, ClassVar
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import Reject

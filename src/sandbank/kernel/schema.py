@@ -32,7 +32,7 @@ CREDITS_MUST_NOT_EXCEED_DEBITS = 2
 ALL_ACCOUNT_FLAGS = DEBITS_MUST_NOT_EXCEED_CREDITS | CREDITS_MUST_NOT_EXCEED_DEBITS
 
 MAX_NAME = 64
-MAX_TEXT = 1024
+MAX_TEXT = 65_536  # characters in any one string field (messages are limited by policy)
 MAX_BATCH = 8190  # TigerBeetle's batch limit
 
 
@@ -82,6 +82,12 @@ def _check_field(cls_name: str, name: str, typ: Any, value: Any) -> Any:
                 raise MalformedAction(f"{where}: key {k!r} must be 1..{MAX_NAME} characters")
             _check_field(where, k, int, v)
         value = dict(value)
+    elif typ == "list[str]":
+        if not isinstance(value, list) or len(value) > 64:
+            raise MalformedAction(f"{where}: expected a list of at most 64 strings")
+        for i, v in enumerate(value):
+            _check_field(where, f"{name}[{i}]", str, v)
+        value = list(value)
     elif typ == "list[int]":
         if not isinstance(value, list) or len(value) > 1024:
             raise MalformedAction(f"{where}: expected a list of at most 1024 integers")
@@ -253,7 +259,7 @@ def register_action(cls: type[Action]) -> type[Action]:
 
 _TYPES: dict[str, Any] = {"int": int, "str": str, "bytes": bytes, "bool": bool,
                           "bytes | None": bytes, "dict[str, int]": "dict[str, int]",
-                          "list[int]": "list[int]"}
+                          "list[int]": "list[int]", "list[str]": "list[str]"}
 
 
 def _parse_fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:

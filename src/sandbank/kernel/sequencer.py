@@ -27,7 +27,7 @@ from sandbank.identity.registry import ACTIVE
 from sandbank.kernel.errors import Reason, Reject
 from sandbank.kernel.guards import DEFAULT_GUARDS, Guard
 from sandbank.kernel.mechanisms import MECHANISMS, TICK_HOOKS
-from sandbank.kernel.observation import AccountView, Feedback, Observation
+from sandbank.kernel.observation import AccountView, Feedback, Observation, OrderView
 from sandbank.kernel.schema import (
     DEBITS_MUST_NOT_EXCEED_CREDITS,
     OPERATOR,
@@ -41,7 +41,12 @@ from sandbank.kernel.schema import (
     action_from_dict,
     safe_action_dict,
 )
+from sandbank.kernel.settlement import SettlementFailed
 from sandbank.kernel.state import EconomyState
+from sandbank.markets.auctions import views_for as auction_views
+from sandbank.markets.exchange import market_view
+from sandbank.markets.messaging import INBOX_LIMIT
+from sandbank.markets.tasks import views_for as task_views
 from sandbank.store.base import Store, StoredCheckpoint
 
 _NOT_CAUSES = frozenset({"ok", "exists", "linked_event_failed"})
@@ -154,6 +159,8 @@ class Kernel:
         self.actions_this_tick: dict[int, int] = {}
         self._queue: list[tuple[int, Action | None, Any, str]] = []
         self._feedback: dict[int, list[Feedback]] = {}  # outcomes in the last tick run
+        self._inbox: dict[int, list[Any]] = {}  # messages received in the last tick run
+        self._overflow: dict[int, int] = {}
         self._nonce_pending: int | None = None
         if _resume is None:
             self._genesis()
@@ -251,6 +258,7 @@ class Kernel:
         reasons: dict[str, int] = {}
         self.actions_this_tick = {}
         self._feedback = {}
+        self._inbox, self._overflow = {}, {}
         ledger = self.state.ledger
         for ev in ledger.due_expiries(tick):
             self._record(ev)
@@ -285,7 +293,10 @@ class Kernel:
                 verdict = guard.check(self, action)
                 if verdict is not None:
                     raise Reject(*verdict)
-            events = MECHANISMS[action.KIND](self, action, tick)
+            try:
+                events = MECHANISMS[action.KIND](self, action, tick)
+            except SettlementFailed as e:  # raised before the mechanism changed anything
+                raise Reject("settlement_failed", str(e)) from None
         except Reject as r:
             if r.reason == Reason.transfer_failed:  # pragma: no cover - returned, not raised
                 raise
@@ -321,6 +332,14 @@ class Kernel:
     def _commit(self) -> StoredCheckpoint:
         return self.log.commit(self.tick, self.state.digest())
 
+    def deliver(self, agent: int, message: Any) -> None:
+        """Put a message in `agent`'s inbox for its next observation (bounded)."""
+        box = self._inbox.setdefault(agent, [])
+        if len(box) < INBOX_LIMIT:
+            box.append(message)
+        else:
+            self._overflow[agent] = self._overflow.get(agent, 0) + 1
+
     # ------------------------------------------------------------------ observation
     def observe(self, agent_id: int) -> Observation:
         """What `agent_id` may know now: its status, own accounts, and what became of its
@@ -333,9 +352,21 @@ class Kernel:
                         a.credits_pending)
             for a in self.state.ledger.accounts_of(agent_id)
         )
+        s = self.state
+        orders = tuple(
+            OrderView(o.id, o.asset, o.side, o.price, o.qty, o.remaining)
+            for o in s.exchange.orders.values() if o.agent == agent_id)
+        tasks, contracts = task_views(s.tasks, agent_id)
         return Observation(tick=self.tick, agent=agent_id, owner=agent.owner,
                            status=agent.status, accounts=accounts,
-                           feedback=tuple(self._feedback.get(agent_id, ())))
+                           feedback=tuple(self._feedback.get(agent_id, ())),
+                           skills=tuple(sorted(agent.skills.items())),
+                           markets=tuple(market_view(m, self.tick)
+                                         for _, m in sorted(s.exchange.markets.items())),
+                           orders=orders, tasks=tasks, contracts=contracts,
+                           auctions=auction_views(s.auctions, agent_id),
+                           inbox=tuple(self._inbox.get(agent_id, ())),
+                           inbox_overflow=self._overflow.get(agent_id, 0))
 
     @property
     def active_agents(self) -> list[int]:

@@ -26,10 +26,13 @@ from sandbank.kernel.schema import (
     TransferCommitted,
 )
 from sandbank.ledger.ledger import Ledger
+from sandbank.markets import auctions as auctions_mod
 from sandbank.markets import exchange as exchange_mod
+from sandbank.markets import messaging as messaging_mod
+from sandbank.markets import tasks as tasks_mod
 
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
-MECHANISM_MODULES = [policy_mod, exchange_mod]
+MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -42,6 +45,8 @@ class EconomyState:
         self.operator_nonce = 0  # highest nonce of a signed operator action in the log
         self.policy = policy_mod.Policy()
         self.exchange = exchange_mod.Exchange()
+        self.tasks = tasks_mod.TaskMarket()
+        self.auctions = auctions_mod.AuctionHouse()
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -98,7 +103,8 @@ class EconomyState:
 
     def digest(self) -> bytes:
         return sha256(STATE_DIGEST_DOMAIN + self.ledger.digest() + self.registry.digest()
-                      + self.policy.digest() + self.exchange.digest()).digest()
+                      + self.policy.digest() + self.exchange.digest() + self.tasks.digest()
+                      + self.auctions.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

@@ -3,7 +3,8 @@
 A store keeps, append-only:
 - entries:      (seq, tick, kind, body, leaf_hash), seq = 0, 1, 2, ... with no gaps;
 - nodes:        complete Merkle subtrees at levels 8, 16, ... (level, index, hash);
-- checkpoints:  (tick, size, root, state, note), one per tick.
+- checkpoints:  (tick, size, root, state, note), one per tick;
+- contents:     (sha256, bytes): message texts whose hashes the entries carry.
 Everything of one tick is written by `append_tick` in one transaction (group commit), so a
 crash loses at most the tick being written. A store never updates or deletes a row; the
 database itself refuses to (triggers), not only this code.
@@ -41,6 +42,7 @@ class Store(Protocol):
         entries: Sequence[Entry],
         nodes: Sequence[tuple[int, int, bytes]],
         checkpoint: StoredCheckpoint,
+        contents: Sequence[tuple[bytes, bytes]] = (),
     ) -> None: ...
 
     def entries(self, start: int = 0, end: int | None = None) -> Iterator[Entry]: ...
@@ -60,5 +62,7 @@ class Store(Protocol):
     def entry_count(self) -> int: ...
 
     def kind_counts(self) -> list[tuple[str, int]]: ...
+
+    def content(self, digest: bytes) -> bytes | None: ...
 
     def close(self) -> None: ...

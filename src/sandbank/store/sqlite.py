@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS nodes (
     id INTEGER PRIMARY KEY,          -- level << 48 | index
     hash BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS contents (
+    sha256 BLOB PRIMARY KEY,
+    body BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     tick INTEGER PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -32,7 +36,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     note TEXT NOT NULL
 );
 """
-_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints")
+_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints", "contents")
 
 
 def _node_id(level: int, index: int) -> int:
@@ -103,6 +107,7 @@ class SQLiteStore:
         entries: Sequence[Entry],
         nodes: Sequence[tuple[int, int, bytes]],
         checkpoint: StoredCheckpoint,
+        contents: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -114,6 +119,8 @@ class SQLiteStore:
                     "INSERT INTO nodes VALUES (?,?)",
                     [(_node_id(level, index), h) for level, index, h in nodes],
                 )
+            if contents:
+                db.executemany("INSERT OR IGNORE INTO contents VALUES (?,?)", contents)
             db.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?)", checkpoint)
             db.execute("COMMIT")
         except BaseException:
@@ -183,6 +190,11 @@ class SQLiteStore:
     @_damaged
     def entry_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM entries").fetchone()[0]
+
+    @_damaged
+    def content(self, digest: bytes) -> bytes | None:
+        r = self._db.execute("SELECT body FROM contents WHERE sha256 = ?", (digest,)).fetchone()
+        return r[0] if r else None
 
     @_damaged
     def kind_counts(self) -> list[tuple[str, int]]:

@@ -23,7 +23,7 @@ settings.load_profile("sandbank")
 class Economy:
     """A small kernel with one owner, n agents (ids 1..n) each with one funded account."""
 
-    def __init__(self, n=3, fund=1000, store=None, **cfg):
+    def __init__(self, n=3, fund=1000, store=None, skills=None, **cfg):
         self.op = SigningKey.derive(1, "operator")
         self.k = Kernel(store or SQLiteStore(":memory:"), KernelConfig(seed=1, **cfg), self.op)
         self.owner_key = SigningKey.derive(1, "owner")
@@ -36,6 +36,7 @@ class Economy:
             key = SigningKey.derive(1, f"agent{i}")
             self.keys[i] = key
             self.do(RegisterAgent(actor=OPERATOR, owner=1, name=f"a{i}", public_key=key.public,
+                                  skills=(skills or {}).get(i, {}),
                                   attestation=self.owner_key.sign(
                                       agent_attestation_bytes(1, f"a{i}", key.public))))
         self.account = {}

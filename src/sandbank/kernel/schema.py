@@ -254,6 +254,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
 def register_action(cls: type[Action]) -> type[Action]:
     """Class decorator: make an action kind (defined by a mechanism module) parseable."""
     assert cls.KIND and cls.KIND not in ACTION_TYPES, cls
+    assert "kind" not in _field_names(cls), f"{cls.__name__}: 'kind' is the envelope's"
     ACTION_TYPES[cls.KIND] = cls
     return cls
 
@@ -442,6 +443,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 def register_event(cls: type[Event]) -> type[Event]:
     """Class decorator: make an event kind (defined by a mechanism module) replayable."""
     assert cls.KIND and cls.KIND not in EVENT_TYPES, cls
+    clash = {"kind", "seq", "tick", "nonce"} & set(_field_names(cls))
+    assert not clash, f"{cls.__name__}: {clash} belong to the log envelope"
     EVENT_TYPES[cls.KIND] = cls
     return cls
 

@@ -52,7 +52,7 @@ class PlaceOrder(Action):
     side: str  # buy | sell
     qty: int
     price: int = 0  # limit price in quote minor units per unit; unused for market orders
-    kind: str = "limit"  # limit | market (immediate or cancel)
+    order_type: str = "limit"  # limit | market (immediate or cancel)
 
 
 @register_action
@@ -69,7 +69,7 @@ class OrderPlaced(Settled):
     order: int
     asset: str
     side: str
-    kind: str
+    order_type: str
     price: int
     qty: int
     fills: list[list[int]]  # [maker order, price, qty, maker's new hold id or 0]
@@ -259,11 +259,11 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
         raise Reject("unknown_market", f"no market for {a.asset!r}; markets: {sorted(ex.markets)}")
     if a.side not in (BUY, SELL):
         raise Reject("invalid_field", "side must be 'buy' or 'sell'")
-    if a.kind not in ("limit", "market"):
-        raise Reject("invalid_field", "kind must be 'limit' or 'market'")
+    if a.order_type not in ("limit", "market"):
+        raise Reject("invalid_field", "order_type must be 'limit' or 'market'")
     if a.qty <= 0:
         raise Reject("invalid_quantity", f"quantity must be positive, got {a.qty}")
-    market = a.kind == "market"
+    market = a.order_type == "market"
     if market and a.price:
         raise Reject("invalid_field", "a market order has no price")
     if not market and a.price <= 0:
@@ -301,7 +301,7 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
             if band is not None and not band[0] <= maker.price <= band[1]:
                 reason, blocked = "price_band", True
                 break
-            q = min(remaining, maker.remaining)
+            q = wanted = min(remaining, maker.remaining)
             notional = maker.price * q
             if buy:
                 fee = policy.fee(a.actor, notional, "trade_fee_bps", tick)
@@ -328,6 +328,9 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
                 st.fee(cash.id, m.quote, policy.fee(a.actor, notional, "trade_fee_bps", tick))
             fills.append([maker.id, maker.price, q, new_hold[1] if new_hold else 0])
             remaining -= q
+            if q < wanted:  # a market buy ran out of cash
+                reason = "insufficient_funds"
+                break
             if not remaining:
                 break
     rested = hold_id = 0
@@ -342,7 +345,7 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     except SettlementFailed as e:
         raise Reject("settlement_failed", f"the order could not settle: {e.code}") from None
     ev = OrderPlaced(actor=a.actor, transfers=transfers, order=ex.next_order, asset=a.asset,
-                     side=a.side, kind=a.kind, price=a.price, qty=a.qty, fills=fills,
+                     side=a.side, order_type=a.order_type, price=a.price, qty=a.qty, fills=fills,
                      rested=rested, hold=hold_id, cancelled=remaining - rested, reason=reason,
                      blocked=blocked)
     k.state.apply(ev, tick, ledger_applied=True)

@@ -25,7 +25,8 @@ class Economy:
 
     def __init__(self, n=3, fund=1000, store=None, skills=None, **cfg):
         self.op = SigningKey.derive(1, "operator")
-        self.k = Kernel(store or SQLiteStore(":memory:"), KernelConfig(seed=1, **cfg), self.op)
+        cfg.setdefault("seed", 1)
+        self.k = Kernel(store or SQLiteStore(":memory:"), KernelConfig(**cfg), self.op)
         self.owner_key = SigningKey.derive(1, "owner")
         self.keys = {}
         self.op_nonce = 0

@@ -12,9 +12,9 @@ def test_messages_are_logged_by_hash_stored_by_content_and_delivered():
     start = treasury.balance
     e.do(SendMessage(actor=1, to=2, content="price 100 tomorrow?"))
     ev = e.last_events()[0]
-    digest = sha256("price 100 tomorrow?".encode()).hexdigest()
+    digest = sha256(b"price 100 tomorrow?").hexdigest()
     assert ev["sha256"] == digest and ev["fee"] == 2 and "content" not in ev
-    assert e.k.store.content(bytes.fromhex(digest)) == "price 100 tomorrow?".encode()
+    assert e.k.store.content(bytes.fromhex(digest)) == b"price 100 tomorrow?"
     obs = e.k.observe(2)
     assert [(m.sender, m.content) for m in obs.inbox] == [(1, "price 100 tomorrow?")]
     assert e.k.observe(3).inbox == ()

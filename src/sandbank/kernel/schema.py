@@ -409,6 +409,12 @@ class TransferCommitted(Event):
     code: int
     expires: int  # tick at which a pending transfer expires (0: never or not pending)
 
+    def to_dict(self) -> dict[str, Any]:  # the hottest encoder: spelled out
+        return {"actor": self.actor, "id": self.id, "debit": self.debit, "credit": self.credit,
+                "amount": self.amount, "flags": self.flags, "pending_id": self.pending_id,
+                "pending_actor": self.pending_actor, "timeout": self.timeout, "code": self.code,
+                "expires": self.expires, "kind": "transfer"}
+
 
 @dataclass(slots=True, kw_only=True)
 class HoldExpired(Event):

@@ -115,6 +115,7 @@ class Ledger:
     def __init__(self) -> None:
         self.accounts: dict[int, Account] = {}
         self._by_holder: dict[int, list[int]] = {}
+        self._first: dict[tuple[int, str], Account] = {}  # (holder, asset) -> first account
         self.treasury: dict[str, int] = {}  # asset -> treasury account id
         self.escrow: dict[str, int] = {}  # asset -> the mechanisms' escrow account id
         self.system_seq = 0  # highest id of a SYSTEM transfer so far
@@ -129,6 +130,7 @@ class Ledger:
         self.burned: dict[str, int] = {}
         self.transfer_count = 0
         self._account_digest = DigestMap(_account_record)
+        self._account_dirty = self._account_digest._dirty
         self._hold_digest = DigestMap(_hold_record)
 
     # ------------------------------------------------------------------ accounts
@@ -140,6 +142,7 @@ class Ledger:
         a = Account(ev.account, ev.holder, ev.asset, ev.flags, ev.treasury)
         self.accounts[a.id] = a
         self._by_holder.setdefault(a.holder, []).append(a.id)
+        self._first.setdefault((a.holder, a.asset), a)
         if ev.holder == SYSTEM:
             assert ev.asset not in self.escrow
             self.escrow[ev.asset] = a.id
@@ -155,11 +158,7 @@ class Ledger:
 
     def account_of(self, holder: int, asset: str) -> Account | None:
         """The holder's first account in `asset` (where mechanisms pay it)."""
-        for i in self._by_holder.get(holder, ()):
-            a = self.accounts[i]
-            if a.asset == asset:
-                return a
-        return None
+        return self._first.get((holder, asset))
 
     def apply_credit_line(self, ev: CreditLineSet) -> None:
         a = self.accounts[ev.account]
@@ -177,6 +176,12 @@ class Ledger:
         trace in the balances.
         """
         n = len(specs)
+        if n == 1 and not specs[0].flags & LINKED:  # the common case, without chain bookkeeping
+            code, ev = self._validate(actor, specs[0], tick)
+            if ev is None:
+                return [], [code]
+            self.apply_transfer(ev)
+            return [ev], [code]
         if n == 0:
             return [], [R.batch_is_empty]
         if n > MAX_BATCH:
@@ -235,9 +240,9 @@ class Ledger:
                 credit = credit or pending_rec[1]
                 if kind == VOID_PENDING or amount == 0:
                     amount = amount or pending_rec[2]
-        record = (debit, credit, amount, pending_actor, flags, t.pending_id, t.timeout, t.code)
         existing = self.transfers.get(key)
         if existing is not None:
+            record = (debit, credit, amount, pending_actor, flags, t.pending_id, t.timeout, t.code)
             for idx, code in _DIFF:
                 if existing[idx] != record[idx]:
                     return code, None
@@ -374,8 +379,9 @@ class Ledger:
         self.transfer_count += 1
         if ev.actor == SYSTEM and ev.id > self.system_seq:
             self.system_seq = ev.id
-        self._account_digest.touch(dr.id, dr)
-        self._account_digest.touch(cr.id, cr)
+        dirty = self._account_dirty  # DigestMap.touch, inlined on the hottest path
+        dirty[dr.id] = dr
+        dirty[cr.id] = cr
 
     def undo_transfer(self, ev: TransferCommitted) -> None:
         """Exactly reverse `apply_transfer` (only for a chain that fails before commit)."""

@@ -79,6 +79,13 @@ class OrderPlaced(Settled):
     reason: str  # why `cancelled`: self_trade_prevented | price_band | no_liquidity | ...
     blocked: bool  # an execution was refused by the price band
 
+    def to_dict(self) -> dict[str, Any]:  # hot: spelled out
+        return {"kind": "order_placed", "actor": self.actor, "transfers": self.transfers,
+                "order": self.order, "asset": self.asset, "side": self.side,
+                "order_type": self.order_type, "price": self.price, "qty": self.qty,
+                "fills": self.fills, "rested": self.rested, "hold": self.hold,
+                "cancelled": self.cancelled, "reason": self.reason, "blocked": self.blocked}
+
 
 @register_event
 @dataclass(slots=True, kw_only=True)
@@ -290,7 +297,9 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     fills: list[list[int]] = []
     remaining, reason, blocked = a.qty, "", False
     cash_left = cash.available
-    if m.state != HALTED:
+    top = m.book.best_price(SELL if buy else BUY)
+    crosses = top is not None and (market or (top <= a.price if buy else top >= a.price))
+    if m.state != HALTED and crosses:
         band = m.band(tick)
         for maker in m.book.orders(SELL if buy else BUY):
             if not market and (maker.price > a.price if buy else maker.price < a.price):

@@ -19,7 +19,7 @@ from sortedcontainers import SortedDict
 BUY, SELL = "buy", "sell"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: removing an order from a level is a pointer scan
 class Order:
     id: int
     agent: int

@@ -23,12 +23,12 @@ def test_a_tick_is_written_all_or_nothing():
 
 def test_demo_is_the_main_job_and_reports_what_happened(tmp_path):
     out = tmp_path / "runs" / "demo.db"
-    res = runner.invoke(app, ["demo", "--out", str(out), "--ticks", "25", "--agents", "6"])
+    res = runner.invoke(app, ["demo", "--out", str(out), "--ticks", "25", "--agents", "8"])
     assert res.exit_code == 0, res.output
     for text in ("actions rejected", "verify: ok", "replay: ok", "final root", str(out)):
         assert text in res.output.replace("\n", ""), text
     assert out.exists()
-    res = runner.invoke(app, ["demo", "--out", str(out), "--ticks", "25", "--agents", "6"])
+    res = runner.invoke(app, ["demo", "--out", str(out), "--ticks", "25", "--agents", "8"])
     assert res.exit_code == 2 and "--overwrite" in res.output  # never silently replaced
     res = runner.invoke(app, ["inspect", str(out)])
     assert res.exit_code == 0 and "run_started" in res.output and "identity" in res.output
@@ -37,5 +37,5 @@ def test_demo_is_the_main_job_and_reports_what_happened(tmp_path):
 
 
 def test_demo_refuses_nonsense_arguments(tmp_path):
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d.db"), "--agents", "1"])
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "d.db"), "--agents", "3"])
     assert res.exit_code == 2 and "agents" in res.output

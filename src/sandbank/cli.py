@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 import sys
 import time
 from pathlib import Path
@@ -74,7 +75,7 @@ def _progress(total: int, what: str) -> Progress:
 def demo(
     out_path: Path = typer.Option(Path("runs/demo.db"), "--out", help="where to write the log"),
     seed: int = typer.Option(7, help="the run's seed: same seed, same log"),
-    agents: int = typer.Option(24, min=2, max=10_000, help="number of agents"),
+    agents: int = typer.Option(24, min=8, max=10_000, help="number of agents"),
     ticks: int = typer.Option(60, min=20, max=100_000, help="number of ticks"),
     sign: bool = typer.Option(True, help="sign every action and verify it in the kernel"),
     overwrite: bool = typer.Option(False, help="replace an existing log at --out"),
@@ -108,8 +109,8 @@ def demo(
     assert last is not None
     store.close()
 
-    out.print(f"[bold]sandbank demo[/] — seed {seed}, {result.agents} agents "
-              f"(incl. spawned), {result.ticks + 1} ticks in {elapsed:.2f}s")
+    out.print(f"[bold]sandbank demo[/] — seed {seed}, {result.agents} agents, "
+              f"{result.ticks + 1} ticks in {elapsed:.2f}s")
     t = Table(show_header=False, box=None)
     t.add_row("events logged", f"{last.size:,}")
     t.add_row("actions accepted", f"{result.accepted:,}")
@@ -119,6 +120,27 @@ def demo(
               f"{led.minted['CRD'] / 100:,.2f} / {-tre.balance / 100:,.2f}")
     t.add_row("conservation", "Σ debits = Σ credits, circulation = minted − burned ✓")
     out.print(t)
+    reader = SQLiteStore(out_path, readonly=True, create=False)
+    kinds = dict(reader.kind_counts())
+    halts = sum(1 for e in reader.entries() if e.kind == "market_state" and b'"halted"' in e.body)
+    reader.close()
+    ex = k.state.exchange.markets["WGT"]
+    tm = k.state.tasks
+    outcomes = Counter(t.status for t in tm.tasks.values())
+    coalitions = sum(1 for t in tm.tasks.values() if t.status == "passed"
+                     and tm.contracts[t.contract].children)
+    mk = Table(show_header=False, box=None, title="the economy")
+    mk.add_row("WGT market", f"{ex.volume:,} units traded, last price {ex.last_price}, "
+                             f"{halts} halt(s) by the price band, {kinds.get('call_auction', 0)} "
+                             f"reopening call auction(s)")
+    mk.add_row("tasks", f"{len(tm.tasks)} posted: {outcomes.get('passed', 0)} passed "
+                        f"({coalitions} by coalitions through subcontracts), "
+                        f"{outcomes.get('failed', 0)} failed, {outcomes.get('expired', 0)} expired")
+    mk.add_row("subcontracts", f"{kinds.get('subcontracted', 0)}")
+    mk.add_row("auctions", f"{kinds.get('auction_cleared', 0)} cleared, "
+                           f"{kinds.get('auction_bid', 0)} sealed bids")
+    mk.add_row("messages", f"{kinds.get('message_sent', 0)} (each paid a micro-fee)")
+    out.print(mk)
     if result.reasons:
         r = Table("rejection reason", "count", title="why actions were refused")
         for reason, n in result.reasons.most_common():

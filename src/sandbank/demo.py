@@ -1,11 +1,18 @@
-"""A small built-in economy: the main job until the lab's scenarios land.
+"""The built-in demo economy: the main job until the lab's scenarios land.
 
-Owners are admitted with attestation records; their agents are admitted with the owners'
-signatures; the treasury mints an endowment; every tick each agent looks at its own
-observation and decides: pay another agent for a service, put a payment in escrow (a
-two-phase hold it later posts, voids or lets expire), overspend (and be refused), or spawn
-a helper. The operator freezes one agent and revokes another, which keep trying. Every
-action is signed by its agent and checked by the kernel.
+Owners are admitted with attestation records, their agents with the owners' signatures, and
+every action is signed. The treasury endows everyone with CRD (cash) and WGT (a good).
+Every tick each agent sees only its Observation (plus the public directory of declared
+skills) and acts:
+
+- traders quote a widget market around private valuations (zero-intelligence, budget
+  constrained); one *dumper* sells a large block far below the market at mid-run, which hits
+  the price band, puts the market in a limit state, halts it, and reopens it by call auction;
+- requesters post tasks that need two or three skills; specialists (code, law, math) bid,
+  and the winner subcontracts the parts it cannot do to other specialists — tasks no single
+  agent can solve get solved by a coalition, paid down the chain;
+- a seller runs a second-price auction; requesters advertise their tasks by message;
+- one agent overspends (and is refused), the operator freezes one agent and revokes another.
 """
 
 from __future__ import annotations
@@ -19,88 +26,122 @@ from sandbank.identity.keys import SigningKey
 from sandbank.kernel.observation import Observation
 from sandbank.kernel.schema import (
     OPERATOR,
-    PENDING,
-    POST_PENDING,
-    VOID_PENDING,
     Action,
     OpenAccount,
     RegisterAgent,
     RegisterOwner,
     RevokeAgent,
     SetAgentStatus,
-    SpawnAgent,
     Transfer,
     TransferSpec,
     agent_attestation_bytes,
 )
 from sandbank.kernel.sequencer import Kernel, KernelConfig, TickSummary
+from sandbank.markets.auctions import BidAuction, CreateAuction
+from sandbank.markets.exchange import CancelOrder, PlaceOrder
+from sandbank.markets.messaging import SendMessage
+from sandbank.markets.tasks import AwardTask, BidTask, Deliver, PostTask, Subcontract
 from sandbank.store.base import Store
 
-ASSET = "CRD"
-ENDOWMENT = 10_000_00  # 10,000.00 CRD in minor units
+CASH, GOOD = "CRD", "WGT"
+ENDOWMENT = {CASH: 1_000_000, GOOD: 200}  # minor units of CRD, units of WGT
+SKILLS = ("code", "law", "math")
 
 
 @dataclass
 class DemoAgent:
-    """A scripted trader: it only ever sees its Observation and the public payee list."""
+    """Base: a role, a key, its own seeded generator, and the public skill directory."""
 
     id: int
     key: SigningKey
     rng: random.Random
-    payees: list[int]
-    reckless: bool = False
+    directory: dict[int, dict[str, int]]
     nonce: int = 0
-    next_transfer: int = 1
-    open_holds: list[tuple[int, int]] = field(default_factory=list)  # (transfer id, made at tick)
-    spawned: bool = False
+    role: str = "trader"
+    value: int = 100  # private valuation of one WGT, in CRD minor units ×100
+    bid_on: set[int] = field(default_factory=set)
+    waiting: dict[int, int] = field(default_factory=dict)  # contract -> tick it subcontracted
 
     def act(self, obs: Observation) -> list[Action]:
-        if not obs.accounts:
-            return [OpenAccount(actor=self.id, asset=ASSET)]
-        acct = obs.accounts[0]
-        out: list[Action] = []
-        rng = self.rng
-        for tid, made in list(self.open_holds):  # settle escrow: post, void, or let it expire
-            roll = rng.random()
-            if obs.tick - made >= 1 and roll < 0.5:
-                out.append(self._transfer(TransferSpec(id=self._tid(), flags=POST_PENDING,
-                                                       pending_id=tid)))
-                self.open_holds.remove((tid, made))
-            elif obs.tick - made >= 1 and roll < 0.7:
-                out.append(self._transfer(TransferSpec(id=self._tid(), flags=VOID_PENDING,
-                                                       pending_id=tid)))
-                self.open_holds.remove((tid, made))
-            elif obs.tick - made > 4:
-                self.open_holds.remove((tid, made))  # it has expired by now
-        payee = rng.choice([p for p in self.payees if p != acct.id])
-        roll = rng.random()
-        if self.reckless and roll < 0.5:
-            amount = acct.available + rng.randint(1, 5_000_00)  # more than it has: refused
-            out.append(self._transfer(TransferSpec(id=self._tid(), debit=acct.id, credit=payee,
-                                                   amount=amount)))
-        elif roll < 0.55 and acct.available > 100:
-            amount = rng.randint(1, acct.available // 10)
-            out.append(self._transfer(TransferSpec(id=self._tid(), debit=acct.id, credit=payee,
-                                                   amount=amount)))
-        elif roll < 0.75 and acct.available > 100:
-            tid = self._tid()
-            amount = rng.randint(1, acct.available // 10)
-            out.append(self._transfer(TransferSpec(id=tid, debit=acct.id, credit=payee,
-                                                   amount=amount, flags=PENDING, timeout=3)))
-            self.open_holds.append((tid, obs.tick))
-        elif roll > 0.995 and not self.spawned:
-            self.spawned = True
-            child = SigningKey.derive(self.rng.randrange(2**32), f"child-of-{self.id}")
-            out.append(SpawnAgent(actor=self.id, name=f"helper-of-{self.id}",
-                                  public_key=child.public))
+        return getattr(self, f"act_{self.role}")(obs)
+
+    # -- roles
+    def act_trader(self, obs: Observation) -> list[Action]:
+        out: list[Action] = [CancelOrder(actor=self.id, order=o.id) for o in obs.orders]
+        self.value = max(50, self.value + self.rng.randint(-3, 3))
+        if self.rng.random() < 0.5:
+            out.append(PlaceOrder(actor=self.id, asset=GOOD, side="buy", qty=self.rng.randint(1, 3),
+                                  price=self.rng.randint(self.value - 15, self.value)))
+        else:
+            out.append(PlaceOrder(actor=self.id, asset=GOOD, side="sell",
+                                  qty=self.rng.randint(1, 3),
+                                  price=self.rng.randint(self.value, self.value + 15)))
         return out
 
-    def _tid(self) -> int:
-        self.next_transfer += 1
-        return self.next_transfer - 1
+    def act_dumper(self, obs: Observation) -> list[Action]:
+        if obs.tick % 25 == 0:  # a runaway seller: far below the market, much too big
+            return [PlaceOrder(actor=self.id, asset=GOOD, side="sell", qty=60, price=40)]
+        return self.act_trader(obs)
 
-    def _transfer(self, spec: TransferSpec) -> Transfer:
-        return Transfer(actor=self.id, transfers=[spec])
+    def act_reckless(self, obs: Observation) -> list[Action]:
+        cash = next(a for a in obs.accounts if a.asset == CASH)
+        return [PlaceOrder(actor=self.id, asset=GOOD, side="buy", qty=10_000,
+                           price=cash.available // 5_000 + 1)]
+
+    def act_requester(self, obs: Observation) -> list[Action]:
+        out: list[Action] = []
+        for t in obs.tasks:
+            if t.requester == self.id and t.status == "open" and t.bids:
+                best = min(t.bids, key=lambda b: (b[2], b[0]))
+                out.append(AwardTask(actor=self.id, task=t.id, bid=best[0]))
+        if self.rng.random() < 0.25:
+            needs = self.rng.sample(SKILLS, self.rng.randint(2, 3))
+            out.append(PostTask(actor=self.id, skills={s: 7 for s in needs},
+                                reward=self.rng.randint(20_000, 50_000), deadline=obs.tick + 12,
+                                category="compute", units=self.rng.randint(1, 5)))
+            out.append(SendMessage(actor=self.id, to=0,
+                                   content=f"new task needing {', '.join(needs)}"))
+        return out
+
+    def act_specialist(self, obs: Observation) -> list[Action]:
+        out: list[Action] = []
+        mine = dict(obs.skills)
+        for t in obs.tasks:  # bid once on tasks where it can do at least one part
+            if (t.status == "open" and t.id not in self.bid_on
+                    and any(mine.get(s, 0) >= lvl for s, lvl in t.skills)):
+                self.bid_on.add(t.id)
+                out.append(BidTask(actor=self.id, task=t.id,
+                                   price=t.reward * self.rng.randint(60, 95) // 100))
+        for c in obs.contracts:
+            if c.role != "worker" or c.status != "open":
+                continue
+            if c.parent == 0 and c.id not in self.waiting:  # subcontract what it cannot do
+                budget = c.price // (len(c.parts) + 1)
+                subs = [Subcontract(actor=self.id, contract=c.id, worker=expert, parts=[part],
+                                    price=budget)
+                        for part in c.parts
+                        if mine.get(part, 0) < 7 and (expert := self.expert(part))]
+                self.waiting[c.id] = obs.tick
+                if subs:
+                    out.extend(subs)
+                    continue
+            if obs.tick - self.waiting.get(c.id, -9) >= 2 or c.parent:  # children delivered
+                out.append(Deliver(actor=self.id, contract=c.id))
+        return out
+
+    def act_seller(self, obs: Observation) -> list[Action]:
+        if obs.tick == 6:
+            return [CreateAuction(actor=self.id, asset=GOOD, quantity=50, format="second_price",
+                                  closes=obs.tick + 5, reserve=50)]
+        return []
+
+    def expert(self, skill: str) -> int:
+        experts = sorted(a for a, s in self.directory.items() if s.get(skill, 0) >= 8 and a != self.id)
+        return self.rng.choice(experts) if experts else 0
+
+    def bid_in_auctions(self, obs: Observation) -> list[Action]:
+        return [BidAuction(actor=self.id, auction=a.id, price=self.value * 50)
+                for a in obs.auctions if not a.my_bids and a.seller != self.id]
 
 
 @dataclass
@@ -121,16 +162,24 @@ def _sign(action: Action, key: SigningKey, nonce: int) -> Action:
     return action
 
 
+ROLES = ["requester", "specialist", "specialist", "specialist", "trader", "trader"]
+
+
 def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
              sign: bool = True,
              on_tick: Callable[[Kernel, TickSummary], None] | None = None) -> DemoResult:
-    if agents < 2:
-        raise ValueError("the demo needs at least 2 agents")
+    if agents < 8:
+        raise ValueError("the demo needs at least 8 agents")
     if ticks < 20:
         raise ValueError("the demo needs at least 20 ticks")
     op_key = SigningKey.derive(seed, "operator")
-    k = Kernel(store, KernelConfig(seed=seed, origin=f"sandbank.demo/seed-{seed}",
-                                   assets=(ASSET,), verify_signatures=sign), op_key)
+    k = Kernel(store, KernelConfig(
+        seed=seed, origin=f"sandbank.demo/seed-{seed}", assets=(CASH, GOOD),
+        verify_signatures=sign,
+        markets=({"asset": GOOD, "quote": CASH, "band_bps": 1500, "limit_state_ticks": 2,
+                  "halt_ticks": 3, "reference_ticks": 5},),
+        policy={"trade_fee_bps": 20, "task_fee_bps": 100, "message_fee": 10,
+                "task_bond_bps": 500, "taxes": {"compute": 50}}), op_key)
     op_nonce = 0
 
     def operator(action: Action) -> None:
@@ -155,32 +204,42 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
         operator(RegisterOwner(actor=OPERATOR, name=name, owner_kind=kind, public_key=key.public,
                                evidence=f"{kind} verified by operator (demo record)"))
     step()
-    keys = []
+    rng = random.Random(f"{seed}/demo")
+    plan = []
     for i in range(agents):
+        role = {0: "seller", 1: "dumper", 2: "reckless"}.get(i, ROLES[i % len(ROLES)])
+        skills = {SKILLS[i % 3]: rng.randint(8, 9)} if role == "specialist" else {}
+        plan.append((role, skills))
         owner = i % len(owners) + 1
         key = SigningKey.derive(seed, f"agent/{i}")
-        keys.append(key)
-        name = f"agent-{i}"
+        name = f"{role}-{i}"
         operator(RegisterAgent(actor=OPERATOR, owner=owner, name=name, public_key=key.public,
-                               attestation=owner_keys[owner - 1].sign(
+                               skills=skills, attestation=owner_keys[owner - 1].sign(
                                    agent_attestation_bytes(owner, name, key.public))))
     step()
-    ids = [a.id for a in k.state.registry.agents.values()]
+    ids = sorted(k.state.registry.agents)
     for aid in ids:
-        operator(OpenAccount(actor=OPERATOR, asset=ASSET, holder=aid))
+        for asset in (CASH, GOOD):
+            operator(OpenAccount(actor=OPERATOR, asset=asset, holder=aid))
     step()
-    payees = [a.id for a in k.state.ledger.accounts.values() if not a.treasury]
-    treasury = k.state.ledger.treasury[ASSET]
-    operator(Transfer(actor=OPERATOR, transfers=[
-        TransferSpec(id=i + 1, debit=treasury, credit=acct, amount=ENDOWMENT)
-        for i, acct in enumerate(payees)]))
+    led = k.state.ledger
+    tid = 0
+    for asset in (CASH, GOOD):
+        specs = []
+        for aid in ids:
+            tid += 1
+            specs.append(TransferSpec(id=tid, debit=led.treasury[asset],
+                                      credit=led.account_of(aid, asset).id,
+                                      amount=ENDOWMENT[asset]))
+        operator(Transfer(actor=OPERATOR, transfers=specs))
     step()
+    directory = {aid: dict(skills) for aid, (_, skills) in zip(ids, plan, strict=True)}
     population = [
-        DemoAgent(aid, keys[n], random.Random(f"{seed}/agent/{aid}"), payees,
-                  reckless=(n % 8 == 3))
-        for n, aid in enumerate(ids)
+        DemoAgent(aid, SigningKey.derive(seed, f"agent/{n}"), random.Random(f"{seed}/agent/{aid}"),
+                  directory, role=role, value=rng.randint(90, 110))
+        for n, (aid, (role, _)) in enumerate(zip(ids, plan, strict=True))
     ]
-    frozen, revoked = ids[1], ids[2]
+    frozen, revoked = population[4].id, population[5].id
     for t in range(4, ticks):
         if t == ticks // 3:
             operator(SetAgentStatus(actor=OPERATOR, agent=frozen, status="frozen",
@@ -192,7 +251,8 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
                                     reason="demo: resumed"))
         for agent in population:
             obs = k.observe(agent.id)
-            for action in agent.act(obs):
+            actions = agent.act(obs) + (agent.bid_in_auctions(obs) if agent.role == "trader" else [])
+            for action in actions:
                 if sign:
                     agent.nonce += 1
                     _sign(action, agent.key, agent.nonce)

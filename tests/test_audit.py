@@ -187,11 +187,10 @@ def test_raw_file_corruption_exits_nonzero_without_a_traceback(log):
 
 def test_replay_detects_state_that_disagrees_with_the_signed_digest(log):
     s = SQLiteStore(log, readonly=True, create=False)
-    victim = next(e for e in s.entries() if e.kind == "order_placed" and e.seq > 100
-                  and orjson.loads(e.body)["rested"])
+    victim = next(e for e in s.entries() if e.kind == "task_posted" and e.seq > 100)
     s.close()
     d = orjson.loads(victim.body)
-    d["price"] += 1  # a resting order's price, rewritten with a matching leaf hash
+    d["reward"] += 1  # rewritten with a matching leaf hash: only the signed digest disagrees
     body = orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
     tamper(log, ("UPDATE entries SET body = ?, leaf_hash = ? WHERE seq = ?",
                  (body, leaf_hash(body), victim.seq)))

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import typer

@@ -48,3 +48,28 @@ def test_provenance_command(tmp_path):
     assert res.exit_code == 0 and "ancestors of entry" in res.output
     res = CliRunner().invoke(app, ["provenance", str(path), "--entry", "99999"])
     assert res.exit_code == 2 and "no entry 99999" in res.output
+
+
+def test_a_delegated_task_settlement_rests_on_every_hop_of_the_chain():
+    from test_tasks import NEEDS, with_specialists
+
+    from sandbank.markets.tasks import AwardTask, BidTask, Deliver, PostTask, Subcontract
+
+    e = with_specialists()
+    e.do(PostTask(actor=1, skills=NEEDS, reward=900, deadline=e.k.tick + 20))
+    e.do(BidTask(actor=4, task=1, price=900))
+    e.do(AwardTask(actor=1, task=1, bid=1))
+    e.do(Subcontract(actor=4, contract=1, worker=5, parts=["law", "math"], price=600))
+    e.do(Subcontract(actor=5, contract=2, worker=6, parts=["math"], price=300))  # two hops
+    e.do(Deliver(actor=6, contract=3))
+    e.do(Deliver(actor=5, contract=2))
+    e.do(Deliver(actor=4, contract=1))
+    p = Provenance(e.k.store)
+    settled = seq_of(e, "contract_settled", contract=1)
+    up = set(p.ancestors(settled))
+    for kind, match in [("task_posted", {"task": 1}), ("task_awarded", {"contract": 1}),
+                        ("subcontracted", {"contract": 2}), ("subcontracted", {"contract": 3}),
+                        ("delivered", {"contract": 1}), ("delivered", {"contract": 2}),
+                        ("delivered", {"contract": 3}), ("agent_registered", {"agent": 6})]:
+        assert seq_of(e, kind, **match) in up, (kind, match)
+    assert settled in p.descendants(seq_of(e, "subcontracted", contract=3))

@@ -43,6 +43,30 @@ _ENTITIES: dict[str, Callable[[dict[str, Any]], tuple[list[Key], list[Key]]]] = 
     "transfer": _transfer,
     "hold_expired": lambda d: ([], [("transfer", d["actor"], d["id"])]),
     "rejected": lambda d: ([], [("agent", d["actor"])]),
+    # markets
+    "order_placed": lambda d: ([("order", d["order"])],
+                               [("agent", d["actor"])] + [("order", f[0]) for f in d["fills"]]),
+    "order_cancelled": lambda d: ([], [("order", d["order"])]),
+    "call_auction": lambda d: ([], [("order", o) for f in d["fills"] for o in f[:2]]),
+    "task_posted": lambda d: ([("task", d["task"])], [("agent", d["actor"])]),
+    "task_bid": lambda d: ([("task_bid", d["bid"])], [("task", d["task"]), ("agent", d["actor"])]),
+    "task_awarded": lambda d: ([("contract", d["contract"])],
+                               [("task", d["task"]), ("agent", d["worker"])]),
+    "subcontracted": lambda d: ([("contract", d["contract"])],
+                                [("contract", d["parent"]), ("agent", d["worker"])]),
+    "delivered": lambda d: ([("delivered", d["contract"])], [("contract", d["contract"])]),
+    "judged": lambda d: ([("judged", d["contract"], d["actor"])], [("delivered", d["contract"])]),
+    "disputed": lambda d: ([("disputed", d["contract"])], [("delivered", d["contract"])]),
+    "contract_settled": lambda d: ([], [("contract", d["contract"]), ("delivered", d["contract"]),
+                                        ("disputed", d["contract"])]
+                                   + [("delivered", p[0]) for p in d["payouts"]]),
+    "auction_created": lambda d: ([("auction", d["auction"])], [("agent", d["actor"])]),
+    "auction_bid": lambda d: ([("auction_bid", d["bid"])],
+                              [("auction", d["auction"]), ("agent", d["actor"])]),
+    "auction_cleared": lambda d: ([], [("auction", d["auction"])]
+                                  + [("auction_bid", w[0]) for w in d["winners"]]),
+    "message_sent": lambda d: ([], [("agent", d["actor"])] + ([("agent", d["to"])] if d["to"] else [])),
+    "certification_changed": lambda d: ([], [("agent", d["agent"])]),
 }
 
 

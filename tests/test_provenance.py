@@ -51,9 +51,8 @@ def test_provenance_command(tmp_path):
 
 
 def test_a_delegated_task_settlement_rests_on_every_hop_of_the_chain():
-    from test_tasks import NEEDS, with_specialists
-
     from sandbank.markets.tasks import AwardTask, BidTask, Deliver, PostTask, Subcontract
+    from test_tasks import NEEDS, with_specialists
 
     e = with_specialists()
     e.do(PostTask(actor=1, skills=NEEDS, reward=900, deadline=e.k.tick + 20))

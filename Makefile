@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_kernel.py
+	$(BIN)/python bench/bench_markets.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

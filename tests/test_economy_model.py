@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import Economy
 from sandbank.audit.replay import replay_log
-from sandbank.kernel.policy import Certify, SetPolicy
+from sandbank.kernel.policy import Certify, PostStake, ReleaseStake, SetPolicy, Slash
 from sandbank.kernel.schema import OPERATOR, SYSTEM
 from sandbank.markets.auctions import BidAuction, CreateAuction
 from sandbank.markets.exchange import CancelOrder, PlaceOrder
@@ -197,6 +197,16 @@ class EconomyMachine(RuleBasedStateMachine):
         self.step(SetPolicy(actor=OPERATOR, param=param, value=value),
                   Certify(actor=OPERATOR, agent=who, certified=certified))
 
+    @rule(a=agents, amount=st.integers(-5, 3_000), action=st.sampled_from(["post", "slash",
+                                                                            "release"]))
+    def stake(self, a, amount, action):
+        if action == "post":
+            self.step(PostStake(actor=a, asset="CRD", amount=amount))
+        elif action == "slash":
+            self.step(Slash(actor=OPERATOR, agent=a, asset="CRD", amount=amount, reason="test"))
+        else:
+            self.step(ReleaseStake(actor=a, asset="CRD"))
+
     @rule(ticks=st.integers(1, 4))
     def wait(self, ticks):
         for _ in range(ticks):
@@ -220,6 +230,8 @@ class EconomyMachine(RuleBasedStateMachine):
                 needed[(SYSTEM, a.hold)] = a.quantity
                 for b in a.bids:
                     needed[(SYSTEM, b.hold)] = b.price * b.qty
+        for hold, amount in s.policy.stakes.values():
+            needed[(SYSTEM, hold)] = amount
         live = {k: h.amount for k, h in led.holds.items() if k[0] == SYSTEM}
         assert set(live) == set(needed), (set(live) ^ set(needed))
         for key, amount in needed.items():

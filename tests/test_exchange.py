@@ -152,3 +152,25 @@ def test_hand_written_encoders_match_the_generic_one():
         obj = cls(**{f.name: ([] if "list" in str(f.type) else "x" if f.type == "str" else 1)
                      for f in dataclasses.fields(cls)})
         assert cls.to_dict(obj) == Event.to_dict(obj)
+
+
+def test_stakes_are_slashed_exactly_and_returned_on_release():
+    from sandbank.kernel.policy import PostStake, ReleaseStake, Slash
+
+    e = market()
+    treasury = e.k.state.ledger.accounts[e.k.state.ledger.treasury["CRD"]]
+    start = treasury.balance
+    e.do(PostStake(actor=1, asset="CRD", amount=500))
+    e.do(PostStake(actor=1, asset="CRD", amount=300))
+    assert e.available(1) == 100_000 - 800 and e.balance(1) == 100_000
+    e.do(Slash(actor=OPERATOR, agent=1, asset="CRD", amount=250, reason="spoofing, tick 12"))
+    ev = e.last_events()[0]
+    assert ev["slashed"] == 250 and ev["staked"] == 550
+    assert treasury.balance - start == 250 and e.balance(1) == 99_750
+    e.do(Slash(actor=2, agent=1, asset="CRD", amount=1, reason="x"))
+    assert e.last_events()[0]["reason"] == "forbidden"
+    e.do(Slash(actor=OPERATOR, agent=1, asset="CRD", amount=10_000, reason="x"))
+    assert e.last_events()[0]["reason"] == "invalid_amount"
+    e.do(ReleaseStake(actor=1, asset="CRD"))
+    assert e.available(1) == 99_750
+    e.k.state.check_invariants()

@@ -67,6 +67,7 @@ _ENTITIES: dict[str, Callable[[dict[str, Any]], tuple[list[Key], list[Key]]]] = 
                                   + [("auction_bid", w[0]) for w in d["winners"]]),
     "message_sent": lambda d: ([], [("agent", d["actor"])] + ([("agent", d["to"])] if d["to"] else [])),
     "certification_changed": lambda d: ([], [("agent", d["agent"])]),
+    "stake_changed": lambda d: ([], [("agent", d["agent"])]),
 }
 
 

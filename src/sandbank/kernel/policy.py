@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import Reject
-from sandbank.kernel.schema import Action, Event, register_action, register_event
+from sandbank.kernel.schema import SYSTEM, Action, Event, Settled, register_action, register_event
+from sandbank.kernel.settlement import Settlement
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
@@ -74,9 +75,54 @@ class CertificationChanged(Event):
     certified: bool
 
 
+@register_action
+@dataclass(slots=True, kw_only=True)
+class PostStake(Action):
+    """Lock `amount` more of `asset` as a stake (held, slashable by the operator)."""
+
+    KIND: ClassVar[str] = "post_stake"
+    asset: str
+    amount: int
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class ReleaseStake(Action):
+    """Take the whole stake in `asset` back."""
+
+    KIND: ClassVar[str] = "release_stake"
+    asset: str
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class Slash(Action):
+    """Move `amount` of an agent's stake to the treasury, for a verified violation."""
+
+    KIND: ClassVar[str] = "slash"
+    OPERATOR_ONLY: ClassVar[bool] = True
+    agent: int
+    asset: str
+    amount: int
+    reason: str
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class StakeChanged(Settled):
+    KIND: ClassVar[str] = "stake_changed"
+    agent: int
+    asset: str
+    staked: int  # the stake now held
+    hold: int  # its SYSTEM hold id (0: none)
+    slashed: int  # moved to the treasury by this change
+    reason: str
+
+
 class Policy:
     def __init__(self) -> None:
         self.fee_asset = ""
+        self.stakes: dict[tuple[int, str], tuple[int, int]] = {}  # -> (hold id, amount)
         self._history: dict[str, list[tuple[int, int]]] = {}  # name -> [(from tick, value)]
         self.certified: set[int] = set()
 
@@ -112,10 +158,17 @@ class Policy:
     def apply_certified(self, ev: CertificationChanged) -> None:
         (self.certified.add if ev.certified else self.certified.discard)(ev.agent)
 
+    def apply_stake(self, ev: StakeChanged) -> None:
+        if ev.staked:
+            self.stakes[(ev.agent, ev.asset)] = (ev.hold, ev.staked)
+        else:
+            self.stakes.pop((ev.agent, ev.asset), None)
+
     def digest(self) -> bytes:
         return sha256(canonical_bytes(
             [self.fee_asset, sorted([k, [list(x) for x in v]] for k, v in self._history.items()),
-             sorted(self.certified)])).digest()
+             sorted(self.certified), sorted([a, s, h, n] for (a, s), (h, n) in self.stakes.items())]
+        )).digest()
 
     def check(self, param: str, key: str, value: int) -> str | None:
         """None if the change is valid, else why not."""
@@ -149,9 +202,59 @@ def certify(k: Kernel, a: Certify, tick: int) -> list[Event]:
     return [ev]
 
 
-HANDLERS = {SetPolicy.KIND: set_policy, Certify.KIND: certify}
+def _stake_event(k: Kernel, st: Settlement, agent: int, asset: str, staked: int, hold: int,
+                 slashed: int, reason: str, actor: int, tick: int) -> list[Event]:
+    ev = StakeChanged(actor=actor, transfers=st.commit(), agent=agent, asset=asset,
+                      staked=staked, hold=hold, slashed=slashed, reason=reason)
+    k.state.apply(ev, tick, ledger_applied=True)
+    return [ev]
+
+
+def post_stake(k: Kernel, a: PostStake, tick: int) -> list[Event]:
+    acct = k.state.ledger.account_of(a.actor, a.asset)
+    if acct is None:
+        raise Reject("no_account", f"agent {a.actor} has no {a.asset} account")
+    if a.amount <= 0:
+        raise Reject("invalid_amount", "a stake must be positive")
+    if acct.available < a.amount:
+        raise Reject("insufficient_funds", f"needs {a.amount} {a.asset}, has {acct.available}")
+    st = Settlement(k)
+    old_hold, old = k.state.policy.stakes.get((a.actor, a.asset), (0, 0))
+    if old_hold:
+        st.void((SYSTEM, old_hold))
+    hold = st.hold(acct.id, a.asset, old + a.amount)
+    return _stake_event(k, st, a.actor, a.asset, old + a.amount, hold[1], 0, "posted", a.actor,
+                        tick)
+
+
+def release_stake(k: Kernel, a: ReleaseStake, tick: int) -> list[Event]:
+    hold, _ = k.state.policy.stakes.get((a.actor, a.asset), (0, 0))
+    if not hold:
+        raise Reject("no_stake", f"agent {a.actor} has no {a.asset} stake")
+    st = Settlement(k)
+    st.void((SYSTEM, hold))
+    return _stake_event(k, st, a.actor, a.asset, 0, 0, 0, "released", a.actor, tick)
+
+
+def slash(k: Kernel, a: Slash, tick: int) -> list[Event]:
+    hold, staked = k.state.policy.stakes.get((a.agent, a.asset), (0, 0))
+    if not hold:
+        raise Reject("no_stake", f"agent {a.agent} has no {a.asset} stake")
+    if not 0 < a.amount <= staked:
+        raise Reject("invalid_amount", f"slash must be within 1..{staked}")
+    if not a.reason.strip():
+        raise Reject("invalid_field", "a slash needs the violation it answers")
+    st = Settlement(k)
+    new = st.take((SYSTEM, hold), a.amount, k.state.ledger.treasury[a.asset], a.asset)
+    return _stake_event(k, st, a.agent, a.asset, staked - a.amount, new[1] if new else 0,
+                        a.amount, a.reason, a.actor, tick)
+
+
+HANDLERS = {SetPolicy.KIND: set_policy, Certify.KIND: certify, PostStake.KIND: post_stake,
+            ReleaseStake.KIND: release_stake, Slash.KIND: slash}
 TICK_HOOKS: list = []
 APPLIERS = {
     PolicyChanged: lambda s: lambda ev, tick: s.policy.apply_changed(ev),
     CertificationChanged: lambda s: lambda ev, tick: s.policy.apply_certified(ev),
+    StakeChanged: lambda s: lambda ev, tick: s.policy.apply_stake(ev),
 }

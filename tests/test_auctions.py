@@ -119,3 +119,20 @@ def test_equal_endowment_allocation_reports_envy():
     assert ev["envy_free"] is False and ev["envy"] == [[2, 3, 20]]
     assert (e.balance(3, "ART"), e.balance(2, "GEM")) == (10_001, 10_001)
     e.k.state.check_invariants()
+
+
+def test_a_bidder_without_an_account_for_the_lot_is_refused_at_bidding_not_at_clearing():
+    from sandbank.kernel.schema import OpenAccount
+
+    e = Economy(n=3, fund=1000, assets=("CRD", "WGT", "GEM"))
+    e.do(CreateAuction(actor=1, asset="WGT", quantity=1, format=SECOND, closes=e.k.tick + 4))
+    # an agent with cash but no WGT account
+    from sandbank.identity.keys import SigningKey
+    from sandbank.kernel.schema import RegisterAgent, agent_attestation_bytes
+
+    key = SigningKey.derive(5, "late")
+    e.do(RegisterAgent(actor=OPERATOR, owner=1, name="late", public_key=key.public,
+                       attestation=e.owner_key.sign(agent_attestation_bytes(1, "late", key.public))))
+    e.do(OpenAccount(actor=OPERATOR, asset="CRD", holder=4))
+    e.do(BidAuction(actor=4, auction=1, price=5))
+    assert e.last_events()[0]["reason"] == "no_account"

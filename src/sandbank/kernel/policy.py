@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import Reject
 from sandbank.kernel.schema import SYSTEM, Action, Event, Settled, register_action, register_event
-from sandbank.kernel.settlement import Settlement
+from sandbank.kernel.settlement import Settlement, require_account
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
@@ -211,9 +211,7 @@ def _stake_event(k: Kernel, st: Settlement, agent: int, asset: str, staked: int,
 
 
 def post_stake(k: Kernel, a: PostStake, tick: int) -> list[Event]:
-    acct = k.state.ledger.account_of(a.actor, a.asset)
-    if acct is None:
-        raise Reject("no_account", f"agent {a.actor} has no {a.asset} account")
+    acct = require_account(k, a.actor, a.asset)
     if a.amount <= 0:
         raise Reject("invalid_amount", "a stake must be positive")
     if acct.available < a.amount:

@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 HoldKey = tuple[int, int]  # (SYSTEM, transfer id)
 
 
+def require_account(k: Kernel, agent: int, asset: str):
+    """The agent's account in `asset` (where mechanisms pay it), or a `no_account` refusal."""
+    from sandbank.kernel.errors import Reject
+
+    acct = k.state.ledger.account_of(agent, asset)
+    if acct is None:
+        raise Reject("no_account", f"agent {agent} has no {asset} account")
+    return acct
+
+
 class SettlementFailed(Exception):
     def __init__(self, code: str, index: int) -> None:
         super().__init__(f"settlement leg {index} failed: {code}")

@@ -37,7 +37,7 @@ from sandbank.kernel.schema import (
     register_action,
     register_event,
 )
-from sandbank.kernel.settlement import Settlement
+from sandbank.kernel.settlement import Settlement, require_account
 from sandbank.ledger.ledger import MAX_AMOUNT
 
 if TYPE_CHECKING:
@@ -242,13 +242,6 @@ class AuctionHouse:
 
 
 # ----------------------------------------------------------------------------- mechanism
-def _account(k: Kernel, agent: int, asset: str):
-    acct = k.state.ledger.account_of(agent, asset)
-    if acct is None:
-        raise Reject("no_account", f"agent {agent} has no {asset} account")
-    return acct
-
-
 def create_auction(k: Kernel, a: CreateAuction, tick: int) -> list[Event]:
     quote = a.quote or k.state.policy.fee_asset
     for asset in (a.asset, quote):
@@ -265,8 +258,8 @@ def create_auction(k: Kernel, a: CreateAuction, tick: int) -> list[Event]:
         raise Reject("invalid_amount", "reserve must be within 0..MAX_AMOUNT")
     if a.closes <= tick:
         raise Reject("invalid_deadline", f"closing tick {a.closes} is not after {tick}")
-    goods = _account(k, a.actor, a.asset)
-    _account(k, a.actor, quote)
+    goods = require_account(k, a.actor, a.asset)
+    require_account(k, a.actor, quote)
     if goods.available < a.quantity:
         raise Reject("insufficient_assets", f"needs {a.quantity} {a.asset}, has {goods.available}")
     st = Settlement(k)
@@ -296,9 +289,9 @@ def create_allocation(k: Kernel, a: CreateAllocation, tick: int) -> list[Event]:
         agent = k.state.registry.agents.get(b)
         if agent is None or agent.status != ACTIVE:
             raise Reject("unknown_agent", f"bidder {b} is not an active agent")
-        st.pay(led.treasury[a.token], _account(k, b, a.token).id, a.budget)
+        st.pay(led.treasury[a.token], require_account(k, b, a.token).id, a.budget)
         for asset in a.lots:
-            _account(k, b, asset)
+            require_account(k, b, asset)
     for asset, units in sorted(a.lots.items()):
         st.pay(led.treasury[asset], led.escrow[asset], units)
     ev = AuctionCreated(actor=a.actor, transfers=st.commit(), auction=len(k.state.auctions.auctions) + 1,
@@ -340,7 +333,9 @@ def bid_auction(k: Kernel, b: BidAuction, tick: int) -> list[Event]:
     amount = b.price * b.qty
     if amount > MAX_AMOUNT:
         raise Reject("amount_too_large", "price × quantity exceeds the largest amount")
-    acct = _account(k, b.actor, a.quote)
+    acct = require_account(k, b.actor, a.quote)
+    if a.format != EQUAL:
+        require_account(k, b.actor, a.asset)  # where the units go if it wins
     if acct.available < amount:
         raise Reject("insufficient_funds", f"bid needs {amount} {a.quote}, has {acct.available}")
     st = Settlement(k)
@@ -366,7 +361,7 @@ def _clear(k: Kernel, a: Auction, tick: int) -> Event:
                 top = bids[0]
                 allocation[lot] = top.bidder
                 st.take((SYSTEM, top.hold), top.price, led.treasury[a.quote], a.quote)
-                st.pay(led.escrow[lot], _account(k, top.bidder, lot).id, a.lots[lot])
+                st.pay(led.escrow[lot], require_account(k, top.bidder, lot).id, a.lots[lot])
                 winners.append([top.id, top.bidder, lot, top.price])
                 won.add(top.id)
             else:
@@ -381,7 +376,7 @@ def _clear(k: Kernel, a: Auction, tick: int) -> Event:
         allocs, price = clear(a.format, [(b.id, b.bidder, b.price, b.qty) for b in a.bids],
                               a.quantity, a.reserve)
         by_id = {b.id: b for b in a.bids}
-        seller_cash = _account(k, a.seller, a.quote).id
+        seller_cash = require_account(k, a.seller, a.quote).id
         seller_hold: tuple[int, int] | None = (SYSTEM, a.hold)
         for bid_id, units, payment in allocs:
             b = by_id[bid_id]
@@ -390,7 +385,7 @@ def _clear(k: Kernel, a: Auction, tick: int) -> Event:
             else:  # a free win (no competing bid, no reserve)
                 st.void((SYSTEM, b.hold))
             assert seller_hold is not None
-            seller_hold = st.take(seller_hold, units, _account(k, b.bidder, a.asset).id, a.asset)
+            seller_hold = st.take(seller_hold, units, require_account(k, b.bidder, a.asset).id, a.asset)
             winners.append([b.id, b.bidder, units, payment])
             won.add(b.id)
         unsold = a.quantity - sum(u for _, u, _ in allocs)

@@ -31,7 +31,7 @@ from sandbank.kernel.schema import (
     register_action,
     register_event,
 )
-from sandbank.kernel.settlement import Settlement, SettlementFailed
+from sandbank.kernel.settlement import Settlement, SettlementFailed, require_account
 from sandbank.ledger.ledger import MAX_AMOUNT
 from sandbank.markets.orderbook import BUY, SELL, Book, Order
 
@@ -252,13 +252,6 @@ class Exchange:
 
 
 # ----------------------------------------------------------------------------- mechanism
-def _account(k: Kernel, agent: int, asset: str):
-    acct = k.state.ledger.account_of(agent, asset)
-    if acct is None:
-        raise Reject("no_account", f"agent {agent} has no {asset} account")
-    return acct
-
-
 def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     ex = k.state.exchange
     m = ex.markets.get(a.asset)
@@ -280,8 +273,8 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     if market and m.state == HALTED:
         raise Reject("market_halted", f"{a.asset} is halted until tick {m.until}")
     policy = k.state.policy
-    cash = _account(k, a.actor, m.quote)
-    goods = _account(k, a.actor, a.asset)
+    cash = require_account(k, a.actor, m.quote)
+    goods = require_account(k, a.actor, a.asset)
     buy = a.side == BUY
     if buy and not market:
         need = a.price * a.qty + policy.fee(a.actor, a.price * a.qty, "trade_fee_bps", tick)
@@ -328,10 +321,10 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
                         break
                     cash_left -= notional + fee
                 new_hold = st.take(maker.hold, q, goods.id, a.asset)
-                st.pay(cash.id, _account(k, maker.agent, m.quote).id, notional)
+                st.pay(cash.id, require_account(k, maker.agent, m.quote).id, notional)
                 st.fee(cash.id, m.quote, fee)
             else:
-                seller_gets = _account(k, maker.agent, a.asset).id
+                seller_gets = require_account(k, maker.agent, a.asset).id
                 new_hold = st.take(maker.hold, notional, cash.id, m.quote)
                 st.pay(goods.id, seller_gets, q)
                 st.fee(cash.id, m.quote, policy.fee(a.actor, notional, "trade_fee_bps", tick))
@@ -438,10 +431,10 @@ def _call_auction(k: Kernel, m: Market, tick: int) -> list[Event]:
             if not left[s.id] or s.agent == b.agent:
                 continue
             q = min(left[b.id], left[s.id], volume)
-            seller_cash = _account(k, s.agent, m.quote).id
+            seller_cash = require_account(k, s.agent, m.quote).id
             new_b = st.take(holds[b.id], price * q, seller_cash, m.quote,
                             keep=b.price * (left[b.id] - q))
-            new_s = st.take(holds[s.id], q, _account(k, b.agent, m.asset).id, m.asset)
+            new_s = st.take(holds[s.id], q, require_account(k, b.agent, m.asset).id, m.asset)
             holds[b.id], holds[s.id] = new_b, new_s
             left[b.id] -= q
             left[s.id] -= q

@@ -42,7 +42,7 @@ from sandbank.kernel.schema import (
     register_action,
     register_event,
 )
-from sandbank.kernel.settlement import Settlement, SettlementFailed
+from sandbank.kernel.settlement import Settlement, SettlementFailed, require_account
 from sandbank.ledger.ledger import MAX_AMOUNT
 from sandbank.markets import validators as V
 
@@ -390,13 +390,6 @@ def _agent(k: Kernel, agent: int, what: str):
     return a
 
 
-def _account(k: Kernel, agent: int, asset: str):
-    acct = k.state.ledger.account_of(agent, asset)
-    if acct is None:
-        raise Reject("no_account", f"agent {agent} has no {asset} account")
-    return acct
-
-
 def _contract(k: Kernel, cid: int):
     c = k.state.tasks.contracts.get(cid)
     if c is None:
@@ -430,7 +423,7 @@ def post_task(k: Kernel, a: PostTask, tick: int) -> list[Event]:
         _agent(k, a.arbiter, "arbiter")
     if a.units < 0 or (a.units and not a.category):
         raise Reject("invalid_field", "externality units need a category (and are >= 0)")
-    if _account(k, a.actor, asset).available < a.reward:
+    if require_account(k, a.actor, asset).available < a.reward:
         raise Reject("insufficient_funds", f"the reward {a.reward} exceeds what is available")
     ev = TaskPosted(actor=a.actor, task=len(k.state.tasks.tasks) + 1, skills=a.skills,
                     reward=a.reward, asset=asset, deadline=a.deadline, validator=a.validator,
@@ -452,7 +445,7 @@ def bid_task(k: Kernel, a: BidTask, tick: int) -> list[Event]:
         raise Reject("invalid_amount", f"price must be within 1..{t.reward}")
     if len(t.bids) >= MAX_BIDS_PER_TASK:
         raise Reject("too_many_bids", f"task {t.id} has {MAX_BIDS_PER_TASK} bids")
-    _account(k, a.actor, t.asset)
+    require_account(k, a.actor, t.asset)
     ev = TaskBid(actor=a.actor, task=t.id, bid=k.state.tasks.next_bid, price=a.price)
     k.state.apply(ev, tick)
     return [ev]
@@ -471,8 +464,8 @@ def award_task(k: Kernel, a: AwardTask, tick: int) -> list[Event]:
         raise Reject("unknown_bid", f"task {t.id} has no bid {a.bid}")
     worker, price = t.bids[a.bid]
     _agent(k, worker, "worker")
-    pay_from = _account(k, a.actor, t.asset)
-    worker_acct = _account(k, worker, t.asset)
+    pay_from = require_account(k, a.actor, t.asset)
+    worker_acct = require_account(k, worker, t.asset)
     tax = policy.charge(a.actor, policy.tax(t.category, tick) * t.units, tick)
     if pay_from.available < price + tax:
         raise Reject("insufficient_funds", f"needs {price + tax} {t.asset} (price + tax), has "
@@ -511,7 +504,7 @@ def subcontract(k: Kernel, a: Subcontract, tick: int) -> list[Event]:
     if a.worker == a.actor:
         raise Reject("invalid_field", "cannot subcontract to yourself")
     _agent(k, a.worker, "worker")
-    _account(k, a.worker, t.asset)
+    require_account(k, a.worker, t.asset)
     budget = c.price - sum(tm.contracts[ch].price for ch in c.children)
     if not 0 < a.price <= budget:
         raise Reject("invalid_amount", f"price must be within 1..{budget} (what is left of "
@@ -593,7 +586,7 @@ def _settle(k: Kernel, t: Task, root: Contract, outcome: str, reason: str, tick:
         st.take(hold, root.price, None, t.asset)
         for c in tm.chain(root.id):
             amount = c.price - sum(tm.contracts[ch].price for ch in c.children)
-            acct = _account(k, c.worker, t.asset).id
+            acct = require_account(k, c.worker, t.asset).id
             fee = policy.fee(c.worker, amount, "task_fee_bps", tick)
             st.pay(st.escrow(t.asset), acct, amount)
             st.fee(acct, t.asset, fee)

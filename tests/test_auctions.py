@@ -125,7 +125,7 @@ def test_a_bidder_without_an_account_for_the_lot_is_refused_at_bidding_not_at_cl
     from sandbank.kernel.schema import OpenAccount
 
     e = Economy(n=3, fund=1000, assets=("CRD", "WGT", "GEM"))
-    e.do(CreateAuction(actor=1, asset="WGT", quantity=1, format=SECOND, closes=e.k.tick + 4))
+    e.do(CreateAuction(actor=1, asset="WGT", quantity=1, format=SECOND, closes=e.k.tick + 9))
     # an agent with cash but no WGT account
     from sandbank.identity.keys import SigningKey
     from sandbank.kernel.schema import RegisterAgent, agent_attestation_bytes

@@ -234,7 +234,9 @@ class AuctionHouse:
     def due(self, tick: int) -> list[Auction]:
         out = []
         while self._closing and self._closing[0][0] <= tick:
-            out.append(self.auctions[heapq.heappop(self._closing)[1]])
+            a = self.auctions[heapq.heappop(self._closing)[1]]
+            if a.status == "open":  # (after a resume the heap also holds cleared ones)
+                out.append(a)
         return out
 
     def digest(self) -> bytes:

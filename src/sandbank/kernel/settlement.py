@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sandbank.kernel.errors import Reject
 from sandbank.kernel.schema import LINKED, PENDING, POST_PENDING, SYSTEM, VOID_PENDING, TransferSpec
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ HoldKey = tuple[int, int]  # (SYSTEM, transfer id)
 
 def require_account(k: Kernel, agent: int, asset: str):
     """The agent's account in `asset` (where mechanisms pay it), or a `no_account` refusal."""
-    from sandbank.kernel.errors import Reject
-
     acct = k.state.ledger.account_of(agent, asset)
     if acct is None:
         raise Reject("no_account", f"agent {agent} has no {asset} account")

@@ -168,6 +168,88 @@ def demo(
 
 
 @app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="a scenario file (YAML); see `sandbank scenarios`"),
+    out_dir: Path | None = typer.Option(None, "--out",
+                                        help="run folder (default: runs/<name>-seed<seed>)"),
+    seed: int | None = typer.Option(None, help="override the scenario's seed"),
+    ticks: int | None = typer.Option(None, min=1, help="override the scenario's ticks"),
+    overwrite: bool = typer.Option(False, help="replace an existing run in --out"),
+) -> None:
+    """Run a scenario; write the log, metrics, a summary and a report to the run folder."""
+    from sandbank.lab.runner import RunError, run_scenario
+    from sandbank.lab.scenario import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario(scenario, seed=seed, ticks=ticks)
+    except ScenarioError as e:
+        _fail(str(e))
+        raise
+    folder = out_dir or Path("runs") / f"{sc.name}-seed{sc.seed}"
+    agents = sum(g.count for g in sc.population)
+    try:
+        with Progress(TextColumn(f"{sc.name}: {agents} agents"), BarColumn(),
+                      TextColumn("tick {task.completed}/{task.total}"), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("run", total=sc.ticks)
+            result = run_scenario(sc, folder, overwrite=overwrite,
+                                  on_tick=lambda done, _: bar.update(task, completed=done))
+    except RunError as e:
+        _fail(str(e))
+        raise
+    s = result.summary
+    f = s["final"]
+    out.print(f"[bold]{sc.name}[/] — seed {sc.seed}, {agents} agents, {sc.ticks} ticks in "
+              f"{s['seconds']:.2f}s; {s['entries']:,} log entries, verified: {s['verified']}")
+    t = Table(show_header=False, box=None)
+    for key in ("fills", "halts", "tasks_posted", "tasks_passed", "tasks_failed",
+                "tasks_expired", "value_delivered", "fraud_attempts", "fraud_loss",
+                "gini_wealth", "messages", "agent_errors"):
+        t.add_row(key, str(f.get(key, "")))
+    out.print(t)
+    for key, c in s["success"].items():
+        mark = "[green]ok[/]" if c["ok"] else "[red]FAILED[/]"
+        out.print(f"  {mark} {key}: required {c['required']}, got {c['actual']} ({c['meaning']})")
+    out.print(f"report: [bold]{folder / 'report.html'}[/]  log: {folder / 'log.db'}")
+    if not result.ok:
+        err.print("[bold red]the run failed its success criteria[/]" if s["verified"]
+                  else "[bold red]the run's log does not verify[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def scenarios() -> None:
+    """List the built-in scenario library."""
+    from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario
+
+    folder = builtin_dir()
+    files = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    if not files:
+        _fail(f"no built-in scenarios found in {folder}")
+    t = Table("scenario", "agents", "ticks", "what it shows")
+    for f in files:
+        try:
+            sc = load_scenario(f)
+        except ScenarioError as e:
+            t.add_row(f.stem, "", "", f"[red]{e}[/]")
+            continue
+        t.add_row(f.stem, str(sum(g.count for g in sc.population)), str(sc.ticks),
+                  sc.description.split("\n")[0])
+    out.print(t)
+    out.print(f"run one: sandbank run {folder}/<scenario>.yaml", highlight=False)
+
+
+@app.command()
+def report(run_folder: Path = typer.Argument(..., help="a run folder from `sandbank run`")) -> None:
+    """(Re)write a run's HTML report from its metrics and summary."""
+    from sandbank.lab.report import write_report
+
+    if not (run_folder / "summary.json").is_file() or not (run_folder / "metrics.csv").is_file():
+        _fail(f"{run_folder} is not a run folder (no summary.json / metrics.csv)")
+    out.print(f"report: {write_report(run_folder)}")
+
+
+@app.command()
 @_store_errors
 def verify(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),

@@ -635,6 +635,7 @@ class TaskView:
     deadline: int
     status: str
     bids: tuple[tuple[int, int, int], ...]  # (bid, worker, price): only for the requester
+    worker: int  # the awarded worker (0: not awarded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,10 +655,11 @@ def views_for(tm: TaskMarket, agent: int) -> tuple[tuple[TaskView, ...], tuple[C
     tasks = []
     for t in tm.tasks.values():
         mine = t.requester == agent
-        if t.status == "open" or (mine and t.status == "awarded"):
+        if t.status == "open" or mine:  # a requester sees its own tasks to the end
             bids = tuple((b, w, p) for b, (w, p) in t.bids.items()) if mine else ()
+            worker = tm.contracts[t.contract].worker if t.contract else 0
             tasks.append(TaskView(t.id, t.requester, tuple(sorted(t.skills.items())), t.reward,
-                                  t.asset, t.deadline, t.status, bids))
+                                  t.asset, t.deadline, t.status, bids, worker))
     contracts = []
     for c in tm.contracts.values():
         t = tm.tasks[c.task]

@@ -1,0 +1,62 @@
+"""The agent protocol: sync and async forms, and the policy registry."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbank.kernel.observation import Observation
+from sandbank.kernel.schema import Action
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Public facts every agent may know: who exists and their declared skills."""
+
+    skills: Mapping[int, Mapping[str, int]] = field(default_factory=dict)
+
+
+class Agent:
+    """Override `act`. `rng` is the agent's own generator, derived from the run seed, so a
+    run is reproducible; `params` are the scenario's parameters for this policy."""
+
+    def __init__(self, agent_id: int, rng: random.Random, params: Mapping[str, Any],
+                 directory: Directory) -> None:
+        self.id = agent_id
+        self.rng = rng
+        self.params = dict(params)
+        self.directory = directory
+
+    def act(self, obs: Observation) -> list[Action]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class AsyncAgent(Agent):
+    """For agents that wait on something (a model, a network): override `act_async`."""
+
+    async def act_async(self, obs: Observation) -> list[Action]:  # pragma: no cover
+        raise NotImplementedError
+
+    def act(self, obs: Observation) -> list[Action]:
+        import asyncio
+
+        return asyncio.run(self.act_async(obs))
+
+
+POLICIES: dict[str, type[Agent]] = {}
+
+
+def policy(name: str, *, params: Mapping[str, Any] | None = None) -> Callable[[type[Agent]], type[Agent]]:
+    """Register a policy under `name`, with its parameters and their defaults (a scenario
+    may set only these; anything else is an error naming the parameter)."""
+
+    def register(cls: type[Agent]) -> type[Agent]:
+        assert name not in POLICIES, name
+        cls.NAME = name  # type: ignore[attr-defined]
+        cls.DEFAULTS = dict(params or {})  # type: ignore[attr-defined]
+        POLICIES[name] = cls
+        return cls
+
+    return register

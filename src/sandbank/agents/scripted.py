@@ -1,0 +1,174 @@
+"""Scripted policies: each a real strategy whose behaviour, not a label, produces outcomes.
+
+- `zi_trader`: zero-intelligence, budget-constrained (Gode & Sunder): a private value, random
+  quotes that never lose money at that value.
+- `market_maker`: quotes both sides around the last price, cancel-and-replace every tick.
+- `momentum`: chases the last move with market orders — enough of them drive a crash.
+- `hoarder`: buys every ask up to a price until it holds a target share of the supply.
+- `requester`: posts tasks needing several skills, awards the cheapest bid.
+- `specialist`: bids on tasks it can partly do, subcontracts the parts it cannot to agents
+  whose declared skills fit, delivers when its subcontractors have.
+- `fraudster`: underbids for every task, takes the escrowed work, delivers garbage.
+"""
+
+from __future__ import annotations
+
+from sandbank.agents.base import Agent, policy
+from sandbank.kernel.observation import Observation
+from sandbank.kernel.schema import Action
+from sandbank.markets.exchange import CancelOrder, PlaceOrder
+from sandbank.markets.tasks import AwardTask, BidTask, Deliver, PostTask, Subcontract
+
+
+def _account(obs: Observation, asset: str):
+    return next((a for a in obs.accounts if a.asset == asset), None)
+
+
+def _market(obs: Observation, asset: str):
+    return next((m for m in obs.markets if m.asset == asset), None)
+
+
+def _cancel_all(self: Agent, obs: Observation) -> list[Action]:
+    return [CancelOrder(actor=self.id, order=o.id) for o in obs.orders]
+
+
+@policy("zi_trader", params={"asset": "WGT", "value_low": 80, "value_high": 120, "max_qty": 3})
+class ZITrader(Agent):
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        if not hasattr(self, "value"):
+            self.value = self.rng.randint(p["value_low"], p["value_high"])
+        out = _cancel_all(self, obs)
+        qty = self.rng.randint(1, p["max_qty"])
+        if self.rng.random() < 0.5:
+            out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=qty,
+                                  price=self.rng.randint(max(1, p["value_low"] // 2), self.value)))
+        else:
+            out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="sell", qty=qty,
+                                  price=self.rng.randint(self.value, p["value_high"] * 3 // 2)))
+        return out
+
+
+@policy("market_maker", params={"asset": "WGT", "fair": 100, "spread": 4, "size": 5})
+class MarketMaker(Agent):
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        m = _market(obs, p["asset"])
+        mid = (m.last_price if m and m.last_price else p["fair"])
+        half = max(1, p["spread"] // 2)
+        return _cancel_all(self, obs) + [
+            PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=p["size"], price=max(1, mid - half)),
+            PlaceOrder(actor=self.id, asset=p["asset"], side="sell", qty=p["size"], price=mid + half),
+        ]
+
+
+@policy("momentum", params={"asset": "WGT", "window": 3, "size": 10, "threshold_bps": 200})
+class Momentum(Agent):
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        m = _market(obs, p["asset"])
+        if m is None or len(m.trades) < 2:
+            return []
+        prices = [t[1] for t in m.trades[-p["window"]:]]
+        move = (prices[-1] - prices[0]) * 10_000 // max(1, prices[0])
+        if move <= -p["threshold_bps"]:
+            return [PlaceOrder(actor=self.id, asset=p["asset"], side="sell", qty=p["size"],
+                               order_type="market")]
+        if move >= p["threshold_bps"]:
+            return [PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=p["size"],
+                               order_type="market")]
+        return []
+
+
+@policy("hoarder", params={"asset": "WGT", "max_price": 150, "target": 1_000})
+class Hoarder(Agent):
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        held = _account(obs, p["asset"])
+        m = _market(obs, p["asset"])
+        if held is None or m is None or held.balance >= p["target"] or not m.best_ask:
+            return []
+        if m.best_ask > p["max_price"]:
+            return []
+        qty = min(m.ask_qty, p["target"] - held.balance)
+        return [PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=qty, price=m.best_ask)]
+
+
+@policy("requester", params={"skills": ["code", "law", "math"], "level": 7, "per_task": 2,
+                             "reward_low": 200, "reward_high": 500, "rate_pct": 25,
+                             "deadline": 12, "validator": "deterministic", "remember": True})
+class Requester(Agent):
+    """Awards the cheapest bid; with `remember`, never again a worker that failed it."""
+
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        out: list[Action] = []
+        if not hasattr(self, "burnt"):
+            self.burnt: set[int] = set()
+        for t in obs.tasks:
+            if t.requester == self.id and t.status in ("failed", "expired") and p["remember"]:
+                self.burnt.add(t.worker)
+        for t in obs.tasks:
+            if t.requester == self.id and t.status == "open":
+                bids = [b for b in t.bids if b[1] not in self.burnt]
+                if bids:
+                    bid = min(bids, key=lambda b: (b[2], b[0]))
+                    out.append(AwardTask(actor=self.id, task=t.id, bid=bid[0]))
+        if self.rng.randint(1, 100) <= p["rate_pct"]:
+            needs = self.rng.sample(list(p["skills"]), min(p["per_task"], len(p["skills"])))
+            out.append(PostTask(actor=self.id, skills={s: p["level"] for s in needs},
+                                reward=self.rng.randint(p["reward_low"], p["reward_high"]),
+                                deadline=obs.tick + p["deadline"], validator=p["validator"]))
+        return out
+
+
+@policy("specialist", params={"markup_pct": 80, "min_level": 7})
+class Specialist(Agent):
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        mine = dict(obs.skills)
+        out: list[Action] = []
+        if not hasattr(self, "bid_on"):
+            self.bid_on: set[int] = set()
+            self.waiting: dict[int, int] = {}
+        for t in obs.tasks:
+            if (t.status == "open" and t.requester != self.id and t.id not in self.bid_on
+                    and any(mine.get(s, 0) >= lvl for s, lvl in t.skills)):
+                self.bid_on.add(t.id)
+                out.append(BidTask(actor=self.id, task=t.id,
+                                   price=max(1, t.reward * p["markup_pct"] // 100)))
+        for c in obs.contracts:
+            if c.role != "worker" or c.status != "open":
+                continue
+            if c.id not in self.waiting:
+                self.waiting[c.id] = obs.tick
+                share = c.price // (len(c.parts) + 1)
+                subs = []
+                for part in c.parts:
+                    if mine.get(part, 0) < p["min_level"]:
+                        experts = sorted(a for a, s in self.directory.skills.items()
+                                         if s.get(part, 0) >= p["min_level"] and a != self.id)
+                        if experts and share:
+                            subs.append(Subcontract(actor=self.id, contract=c.id,
+                                                    worker=self.rng.choice(experts),
+                                                    parts=[part], price=share))
+                if subs:
+                    out.extend(subs)
+                    continue
+            if obs.tick - self.waiting[c.id] >= 2 or not c.children:
+                out.append(Deliver(actor=self.id, contract=c.id))
+        return out
+
+
+@policy("fraudster", params={"underbid_pct": 50})
+class Fraudster(Agent):
+    def act(self, obs: Observation) -> list[Action]:
+        out: list[Action] = [
+            BidTask(actor=self.id, task=t.id,
+                    price=max(1, t.reward * self.params["underbid_pct"] // 100))
+            for t in obs.tasks if t.status == "open" and t.requester != self.id
+            and t.id not in getattr(self, "seen", set())]
+        self.seen = getattr(self, "seen", set()) | {t.id for t in obs.tasks}
+        out += [Deliver(actor=self.id, contract=c.id, garbage=True)
+                for c in obs.contracts if c.role == "worker" and c.status == "open"]
+        return out

@@ -1,0 +1,110 @@
+"""Metrics of a run, computed every tick from that tick's events (and the ledger).
+
+Columns (one row per tick):
+- `events`, `accepted`, `rejected`: what the sequencer did;
+- `fills`, `volume`, `vwap`, `price` per market (`..._WGT`), `halts`: the exchange;
+- `gini_wealth`: Gini of agents' balances in the fee asset (0 equal .. 1 one holds all);
+- `hhi_<asset>`: Herfindahl–Hirschman index of agents' holdings (0..10,000);
+- `tasks_posted`, `tasks_passed`, `tasks_failed`, `tasks_expired`, `value_delivered`
+  (paid out on passed contracts), cumulative;
+- `fraud_attempts` (garbage deliveries), `fraud_loss` (paid out on contracts that passed
+  although some part failed — money for work that was not done), cumulative;
+- `messages`, `agent_errors`.
+Everything comes from what happened, never from an agent's label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbank.kernel.canonical import parse
+
+
+def gini(values: list[int]) -> float:
+    v = sorted(max(0, x) for x in values)
+    n, total = len(v), sum(v)
+    if n == 0 or total == 0:
+        return 0.0
+    weighted = sum((i + 1) * x for i, x in enumerate(v))
+    return (2 * weighted) / (n * total) - (n + 1) / n
+
+
+def hhi(values: list[int]) -> float:
+    total = sum(max(0, x) for x in values)
+    if total == 0:
+        return 0.0
+    return sum((100 * max(0, x) / total) ** 2 for x in values)
+
+
+class Metrics:
+    def __init__(self, kernel: Any) -> None:
+        self.k = kernel
+        self.markets = sorted(kernel.state.exchange.markets)
+        self.cum = {"tasks_posted": 0, "tasks_passed": 0, "tasks_failed": 0,
+                    "tasks_expired": 0, "value_delivered": 0, "fraud_attempts": 0,
+                    "fraud_loss": 0, "halts": 0, "messages": 0, "fills": 0}
+        self.rows: list[dict[str, Any]] = []
+        self.rejections: dict[str, int] = {}
+        self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
+        self.agent_errors = 0
+
+    def observe_tick(self, summary: Any, start_seq: int) -> dict[str, Any]:
+        k = self.k
+        per_market = {m: [0, 0, 0] for m in self.markets}  # fills, volume, notional
+        for e in k.store.entries(start_seq):
+            d = parse(e.body)
+            kind = d["kind"]
+            if kind == "order_placed":
+                for _, price, qty, _ in d["fills"]:
+                    pm = per_market[d["asset"]]
+                    pm[0] += 1
+                    pm[1] += qty
+                    pm[2] += price * qty
+            elif kind == "call_auction":
+                for f in d["fills"]:
+                    pm = per_market[d["asset"]]
+                    pm[0] += 1
+                    pm[1] += f[2]
+                    pm[2] += d["price"] * f[2]
+            elif kind == "market_state" and d["state"] == "halted":
+                self.cum["halts"] += 1
+            elif kind == "task_posted":
+                self.cum["tasks_posted"] += 1
+            elif kind == "delivered" and d["garbage"]:
+                self.cum["fraud_attempts"] += 1
+            elif kind == "subcontracted":
+                parent = k.state.tasks.contracts[d["parent"]].worker
+                self.edges[(parent, d["worker"])] = self.edges.get((parent, d["worker"]), 0) + 1
+            elif kind == "contract_settled":
+                self.cum[f"tasks_{d['outcome']}"] += 1
+                paid = sum(p[2] for p in d["payouts"])
+                self.cum["value_delivered"] += paid
+                if paid and k.state.tasks.contracts[d["contract"]].failed:
+                    self.cum["fraud_loss"] += paid
+            elif kind == "message_sent":
+                self.cum["messages"] += 1
+            elif kind == "rejected":
+                self.rejections[d["reason"]] = self.rejections.get(d["reason"], 0) + 1
+        row: dict[str, Any] = {"tick": summary.tick, "events": summary.events,
+                               "accepted": summary.accepted, "rejected": summary.rejected}
+        for m, (fills, volume, notional) in per_market.items():
+            self.cum["fills"] += fills
+            mk = k.state.exchange.markets[m]
+            row[f"fills_{m}"] = fills
+            row[f"volume_{m}"] = volume
+            row[f"vwap_{m}"] = round(notional / volume, 3) if volume else ""
+            row[f"price_{m}"] = mk.last_price or ""
+            row[f"state_{m}"] = mk.state
+        led = k.state.ledger
+        agents = [a for a in k.state.registry.agents]
+        fee_asset = k.state.policy.fee_asset
+        row["gini_wealth"] = round(gini([led.account_of(a, fee_asset).balance
+                                         for a in agents if led.account_of(a, fee_asset)]), 4)
+        for asset in k.config.assets:
+            if asset != fee_asset:
+                row[f"hhi_{asset}"] = round(hhi([led.account_of(a, asset).balance
+                                                 for a in agents if led.account_of(a, asset)]), 1)
+        row.update(self.cum)
+        row["agent_errors"] = self.agent_errors
+        self.rows.append(row)
+        return row

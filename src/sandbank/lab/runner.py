@@ -1,0 +1,193 @@
+"""Run a scenario: build the economy, let the population act tick by tick, measure, and
+write the run folder:
+
+    <out>/log.db        the audit log (verify it with `sandbank verify`)
+    <out>/metrics.csv   one row per tick (see lab/metrics.py)
+    <out>/summary.json  scenario, seed, final root, totals, success criteria
+    <out>/report.html   a self-contained report
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbank.agents.base import POLICIES, Agent, Directory
+from sandbank.audit.checkpoint import verifier_key
+from sandbank.audit.verify import verify_log
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.schema import (
+    OPERATOR,
+    Action,
+    OpenAccount,
+    RegisterAgent,
+    RegisterOwner,
+    Transfer,
+    TransferSpec,
+    agent_attestation_bytes,
+)
+from sandbank.kernel.sequencer import Kernel, TickSummary
+from sandbank.lab.metrics import Metrics
+from sandbank.lab.scenario import SUCCESS_KEYS, Scenario
+from sandbank.store.sqlite import SQLiteStore
+
+
+class RunError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunResult:
+    out: Path
+    summary: dict[str, Any]
+    ok: bool
+
+
+def _sign(action: Action, key: SigningKey, nonce: int) -> Action:
+    action.nonce = nonce
+    action.signature = key.sign(action.signing_bytes())
+    return action
+
+
+def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
+                 on_tick: Callable[[int, int], None] | None = None) -> RunResult:
+    out = Path(out)
+    log_path = out / "log.db"
+    if log_path.exists() and not overwrite:
+        raise RunError(f"{out} already holds a run; pass --overwrite or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(log_path) + suffix).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    cfg = sc.kernel_config()
+    op_key = SigningKey.derive(sc.seed, "operator")
+    k = Kernel(SQLiteStore(log_path), cfg, op_key)
+    sign = cfg.verify_signatures
+    nonces: dict[int, int] = {}
+    keys: dict[int, SigningKey] = {OPERATOR: op_key}
+
+    def submit(action: Action) -> None:
+        if sign:
+            nonces[action.actor] = nonces.get(action.actor, 0) + 1
+            _sign(action, keys[action.actor], nonces[action.actor])
+        k.submit(action)
+
+    # -- admission: owners, agents (with the owners' attestations), accounts, endowments
+    owner_keys, owner_ids = {}, {}
+    for o in sc.owners:
+        key = SigningKey.derive(sc.seed, f"owner/{o['name']}")
+        owner_keys[o["name"]] = key
+        submit(RegisterOwner(actor=OPERATOR, name=o["name"], owner_kind=o.get("kind", "organisation"),
+                             public_key=key.public, evidence=f"scenario {sc.name}: listed owner"))
+    k.step()
+    for oid, o in k.state.registry.owners.items():
+        owner_ids[o.name] = oid
+    plan: list[tuple[str, Any]] = []
+    n = 0
+    for g in sc.population:
+        for i in range(g.count):
+            n += 1
+            name = f"{g.name}-{i}"
+            key = SigningKey.derive(sc.seed, f"agent/{n}")
+            owner = owner_ids[g.owner]
+            submit(RegisterAgent(actor=OPERATOR, owner=owner, name=name, public_key=key.public,
+                                 skills=dict(g.skills),
+                                 attestation=owner_keys[g.owner].sign(
+                                     agent_attestation_bytes(owner, name, key.public))))
+            plan.append((name, g))
+    k.step()
+    ids = sorted(k.state.registry.agents)
+    if len(ids) != len(plan):
+        raise RunError(f"{len(plan) - len(ids)} agents were refused admission "
+                       f"(see the log's rejected events)")
+    for n, aid in enumerate(ids, start=1):  # ids follow the order of admission
+        keys[aid] = SigningKey.derive(sc.seed, f"agent/{n}")
+        for asset in sc.assets:
+            submit(OpenAccount(actor=OPERATOR, asset=asset, holder=aid))
+    k.step()
+    led = k.state.ledger
+    tid = 0
+    for asset, amount in sorted(sc.endowment.items()):
+        if amount > 0:
+            specs = []
+            for aid in ids:
+                tid += 1
+                specs.append(TransferSpec(id=tid, debit=led.treasury[asset],
+                                          credit=led.account_of(aid, asset).id, amount=amount))
+            for chunk in range(0, len(specs), 8000):
+                submit(Transfer(actor=OPERATOR, transfers=specs[chunk:chunk + 8000]))
+    k.step()
+    directory = Directory({aid: dict(g.skills) for aid, (_, g) in zip(ids, plan, strict=True)})
+    agents: list[Agent] = [
+        POLICIES[g.policy](aid, random.Random(f"{sc.seed}/agent/{aid}"), g.params, directory)
+        for aid, (_, g) in zip(ids, plan, strict=True)
+    ]
+    metrics = Metrics(k)
+    errors: dict[str, int] = {}
+    setup_ticks = k.tick
+    for t in range(sc.ticks):
+        start = k.log.size
+        registry = k.state.registry.agents
+        for agent in agents:
+            if registry[agent.id].status != "active":
+                continue
+            try:
+                actions = agent.act(k.observe(agent.id))
+            except Exception as e:  # an agent's bug is measured, never a crash of the run
+                metrics.agent_errors += 1
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                continue
+            for action in actions:
+                if action.actor != agent.id:  # agents act only as themselves
+                    metrics.agent_errors += 1
+                    continue
+                submit(action)
+        summary: TickSummary = k.step()
+        metrics.observe_tick(summary, start)
+        if on_tick:
+            on_tick(t + 1, sc.ticks)
+    elapsed = time.perf_counter() - t0
+    k.state.check_invariants()
+    last = k.store.last_checkpoint()
+    assert last is not None
+    report = verify_log(k.store)
+    k.close()
+    final = metrics.rows[-1] if metrics.rows else {}
+    actual = {"min_trades": metrics.cum["fills"], "min_tasks_passed": metrics.cum["tasks_passed"],
+              "min_events": last.size, "max_agent_errors": metrics.agent_errors}
+    success = {}
+    for key, required in sc.success.items():
+        ok = actual[key] <= required if key.startswith("max_") else actual[key] >= required
+        success[key] = {"required": required, "actual": actual[key], "ok": ok,
+                        "meaning": SUCCESS_KEYS[key]}
+    summary_doc = {
+        "scenario": sc.name, "description": sc.description, "source": sc.source,
+        "seed": sc.seed, "ticks": sc.ticks, "setup_ticks": setup_ticks, "agents": len(ids),
+        "population": [{"policy": g.policy, "count": g.count, "owner": g.owner,
+                        "skills": g.skills, "params": g.params} for g in sc.population],
+        "safeguards": sc.safeguards, "policy": sc.policy, "markets": sc.markets,
+        "entries": last.size, "root": last.root.hex(), "verified": report.ok,
+        "operator_key": verifier_key(cfg.key_name, op_key.public),
+        "seconds": round(elapsed, 3), "final": final, "rejections": metrics.rejections,
+        "agent_errors": errors, "delegation_edges": [[a, b, n] for (a, b), n in
+                                                     sorted(metrics.edges.items())],
+        "success": success, "ok": report.ok and all(s["ok"] for s in success.values()),
+        "kernel_config": {k2: (list(v) if isinstance(v, tuple) else v)
+                          for k2, v in asdict(cfg).items()},
+    }
+    with open(out / "metrics.csv", "w", newline="") as f:
+        if metrics.rows:
+            w = csv.DictWriter(f, fieldnames=list(metrics.rows[0]))
+            w.writeheader()
+            w.writerows(metrics.rows)
+    (out / "summary.json").write_text(json.dumps(summary_doc, indent=2) + "\n")
+    from sandbank.lab.report import write_report
+
+    write_report(out)
+    return RunResult(out, summary_doc, summary_doc["ok"])

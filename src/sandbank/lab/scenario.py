@@ -1,0 +1,186 @@
+"""Scenarios: one YAML file describes an economy, its population and its safeguards.
+
+The schema is strict: an unknown key, a wrong type or an unknown policy parameter is an
+error that names the key and the file (with a suggestion for a likely typo), raised before
+anything runs.
+
+    name: patchwork
+    description: specialists form coalitions; a fraudster takes work and delivers garbage
+    seed: 1
+    ticks: 60
+    assets: [CRD, WGT]
+    markets: [{asset: WGT, quote: CRD, band_bps: 1500}]
+    policy: {trade_fee_bps: 10, taxes: {compute: 2}}
+    endowment: {CRD: 100000, WGT: 50}       # per agent
+    owners: [{name: ada, kind: human}]
+    population:
+      - {policy: requester, count: 4, owner: ada}
+      - {policy: specialist, count: 6, skills: {code: 9}}
+    safeguards: {disabled: [rate_limit], signatures: false}
+    success: {min_trades: 1, min_tasks_passed: 1}
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import sandbank.agents.scripted  # noqa: F401  (registers the policies)
+from sandbank.agents.base import POLICIES
+from sandbank.kernel.sequencer import ConfigError, KernelConfig
+
+SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
+                "min_events": "log entries", "max_agent_errors": "agent exceptions"}
+SAFEGUARD_KEYS = {"disabled", "signatures", "max_actions_per_actor_per_tick",
+                  "max_agents_per_owner", "max_spawn_depth", "max_children_per_agent"}
+
+
+class ScenarioError(ValueError):
+    """The scenario file is wrong; the message names the file and the key."""
+
+
+@dataclass
+class Group:
+    policy: str
+    count: int = 1
+    owner: str = ""
+    name: str = ""
+    skills: dict[str, int] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Scenario:
+    name: str
+    population: list[Group]
+    description: str = ""
+    seed: int = 0
+    ticks: int = 50
+    assets: list[str] = field(default_factory=lambda: ["CRD"])
+    markets: list[dict[str, Any]] = field(default_factory=list)
+    policy: dict[str, Any] = field(default_factory=dict)
+    endowment: dict[str, int] = field(default_factory=dict)
+    owners: list[dict[str, str]] = field(default_factory=lambda: [
+        {"name": "default", "kind": "organisation"}])
+    safeguards: dict[str, Any] = field(default_factory=dict)
+    success: dict[str, int] = field(default_factory=dict)
+    source: str = "<scenario>"
+
+    def kernel_config(self) -> KernelConfig:
+        sg = self.safeguards
+        extra = {k: sg[k] for k in SAFEGUARD_KEYS - {"disabled", "signatures"} if k in sg}
+        try:
+            return KernelConfig(
+                seed=self.seed, origin=f"sandbank.lab/{self.name}/seed-{self.seed}",
+                assets=tuple(self.assets), markets=tuple(dict(m) for m in self.markets),
+                policy=dict(self.policy), verify_signatures=bool(sg.get("signatures", False)),
+                disabled_guards=tuple(sg.get("disabled", ())), **extra)
+        except (ConfigError, TypeError) as e:
+            raise ScenarioError(f"{self.source}: {e}") from None
+
+
+def _check_keys(data: dict[str, Any], allowed: set[str], where: str, source: str) -> None:
+    for key in data:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            raise ScenarioError(f"{source}: unknown key {key!r} in {where}"
+                                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                + f"; allowed: {', '.join(sorted(allowed))}")
+
+
+def _typed(value: Any, typ: type | tuple[type, ...], key: str, source: str) -> Any:
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        name = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise ScenarioError(f"{source}: {key} must be {name}, got {value!r}")
+    return value
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: a scenario is a mapping of keys to values")
+    allowed = {f for f in Scenario.__dataclass_fields__ if f != "source"}
+    _check_keys(data, allowed, "the scenario", source)
+    for required in ("name", "population"):
+        if required not in data:
+            raise ScenarioError(f"{source}: missing required key {required!r}")
+    _typed(data["name"], str, "name", source)
+    for key, typ in (("description", str), ("seed", int), ("ticks", int), ("assets", list),
+                     ("markets", list), ("policy", dict), ("endowment", dict), ("owners", list),
+                     ("safeguards", dict), ("success", dict), ("population", list)):
+        if key in data:
+            _typed(data[key], typ, key, source)
+    if data.get("ticks", 1) < 1 or data.get("ticks", 1) > 1_000_000:
+        raise ScenarioError(f"{source}: ticks must be within 1..1000000")
+    _check_keys(data.get("safeguards", {}), SAFEGUARD_KEYS, "safeguards", source)
+    _check_keys(data.get("success", {}), set(SUCCESS_KEYS), "success", source)
+    for k, v in data.get("success", {}).items():
+        _typed(v, int, f"success.{k}", source)
+    owners = data.get("owners", [{"name": "default", "kind": "organisation"}])
+    for i, o in enumerate(owners):
+        _typed(o, dict, f"owners[{i}]", source)
+        _check_keys(o, {"name", "kind"}, f"owners[{i}]", source)
+        if o.get("kind", "organisation") not in ("human", "organisation"):
+            raise ScenarioError(f"{source}: owners[{i}].kind must be human or organisation")
+    owner_names = [o["name"] for o in owners]
+    groups = []
+    if not data["population"]:
+        raise ScenarioError(f"{source}: population is empty")
+    for i, g in enumerate(data["population"]):
+        where = f"population[{i}]"
+        _typed(g, dict, where, source)
+        _check_keys(g, set(Group.__dataclass_fields__), where, source)
+        if "policy" not in g:
+            raise ScenarioError(f"{source}: {where} needs a policy")
+        cls = POLICIES.get(g["policy"])
+        if cls is None:
+            hint = difflib.get_close_matches(str(g["policy"]), sorted(POLICIES), n=1)
+            raise ScenarioError(f"{source}: {where}: unknown policy {g['policy']!r}"
+                                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                + f"; known: {', '.join(sorted(POLICIES))}")
+        params = _typed(g.get("params", {}), dict, f"{where}.params", source)
+        _check_keys(params, set(cls.DEFAULTS), f"{where}.params ({g['policy']})", source)
+        count = _typed(g.get("count", 1), int, f"{where}.count", source)
+        if not 1 <= count <= 100_000:
+            raise ScenarioError(f"{source}: {where}.count must be within 1..100000")
+        owner = g.get("owner", owner_names[0])
+        if owner not in owner_names:
+            raise ScenarioError(f"{source}: {where}.owner {owner!r} is not one of the owners "
+                                f"{owner_names}")
+        skills = _typed(g.get("skills", {}), dict, f"{where}.skills", source)
+        groups.append(Group(policy=g["policy"], count=count, owner=owner,
+                            name=g.get("name", g["policy"]), skills=dict(skills),
+                            params={**cls.DEFAULTS, **params}))
+    fields = {k: v for k, v in data.items() if k != "population"}
+    fields["owners"] = owners
+    sc = Scenario(population=groups, source=source, **fields)
+    for asset in sc.endowment:
+        if asset not in sc.assets:
+            raise ScenarioError(f"{source}: endowment of {asset!r}, which is not in assets")
+    sc.kernel_config()  # the kernel's own checks, reported against this file
+    return sc
+
+
+def load_scenario(path: str | Path, *, seed: int | None = None,
+                  ticks: int | None = None) -> Scenario:
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"no scenario file at {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{path}: not valid YAML: {e}") from None
+    sc = parse_scenario(data, str(path))
+    if seed is not None:
+        sc.seed = seed
+    if ticks is not None:
+        sc.ticks = ticks
+    return sc
+
+
+def builtin_dir() -> Path:
+    """The scenario library shipped with the source tree."""
+    return Path(__file__).resolve().parents[3] / "scenarios"

@@ -1,0 +1,122 @@
+"""Scenarios, runs, metrics and reports."""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sandbank.agents.base import Agent, policy
+from sandbank.cli import app
+from sandbank.lab.runner import run_scenario
+from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario, parse_scenario
+
+runner = CliRunner()
+
+BASE = {
+    "name": "mini", "seed": 3, "ticks": 15, "assets": ["CRD", "WGT"],
+    "markets": [{"asset": "WGT", "quote": "CRD", "band_bps": 1500}],
+    "endowment": {"CRD": 100_000, "WGT": 100},
+    "population": [{"policy": "zi_trader", "count": 6},
+                   {"policy": "requester", "count": 2},
+                   {"policy": "specialist", "count": 2, "skills": {"code": 9, "law": 9}},
+                   {"policy": "fraudster", "name": "honest-helper", "count": 1}],
+    "success": {"min_trades": 1},
+}
+
+
+def write(tmp_path, data, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(populaton=d.pop("population")), "unknown key 'populaton'"),
+    (lambda d: d["population"][0].update(cuont=2), "unknown key 'cuont' in population[0]"),
+    (lambda d: d["population"][0].update(params={"value_hi": 3}),
+     "unknown key 'value_hi' in population[0].params (zi_trader)"),
+    (lambda d: d["population"][0].update(policy="zi_trade"), "did you mean 'zi_trader'"),
+    (lambda d: d.update(ticks="many"), "ticks must be int"),
+    (lambda d: d.update(markets=[{"asset": "GOLD", "quote": "CRD"}]), "both must be in assets"),
+    (lambda d: d.update(safeguards={"disabled": ["seatbelts"]}), "unknown guard 'seatbelts'"),
+    (lambda d: d.update(success={"min_trade": 1}), "did you mean 'min_trades'"),
+])
+def test_a_scenario_with_a_mistake_fails_before_running_naming_key_and_file(tmp_path, mutate,
+                                                                            message):
+    data = json.loads(json.dumps(BASE))
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    assert message in str(e.value) and str(path) in str(e.value)
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and message in res.output.replace("\n", "")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_writes_its_folder_and_the_same_seed_gives_the_same_root(tmp_path):
+    sc = parse_scenario(BASE, "inline")
+    a = run_scenario(sc, tmp_path / "a")
+    b = run_scenario(parse_scenario(BASE, "inline"), tmp_path / "b")
+    for f in ("log.db", "metrics.csv", "summary.json", "report.html"):
+        assert (tmp_path / "a" / f).is_file()
+    assert a.summary["root"] == b.summary["root"] and a.summary["verified"]
+    c = run_scenario(parse_scenario({**BASE, "seed": 4}, "inline"), tmp_path / "c")
+    assert c.summary["root"] != a.summary["root"]
+    rows = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + BASE["ticks"] and "gini_wealth" in rows[0]
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "<svg" in html and "mini" in html and a.summary["root"] in html
+
+
+def test_misbehaviour_is_measured_from_what_agents_did_not_from_their_names(tmp_path):
+    res = run_scenario(parse_scenario({**BASE, "ticks": 30}, "inline"), tmp_path / "r")
+    final = res.summary["final"]
+    assert final["fraud_attempts"] >= 1  # the "honest-helper" delivered garbage
+    assert final["tasks_failed"] >= final["fraud_attempts"]
+
+
+def test_success_criteria_fail_a_run_that_did_nothing(tmp_path):
+    quiet = {**BASE, "population": [{"policy": "requester", "count": 1,
+                                     "params": {"rate_pct": 0}}],
+             "success": {"min_trades": 1, "min_tasks_passed": 1}}
+    res = run_scenario(parse_scenario(quiet, "inline"), tmp_path / "q")
+    assert not res.ok
+    assert not res.summary["success"]["min_trades"]["ok"]
+    cli = runner.invoke(app, ["run", str(write(tmp_path, quiet)), "--out", str(tmp_path / "q2")])
+    assert cli.exit_code == 1 and "FAILED" in cli.output
+
+
+def test_an_agent_that_crashes_or_impersonates_is_counted_not_fatal(tmp_path):
+    @policy("test_broken")
+    class Broken(Agent):
+        def act(self, obs):
+            if obs.tick % 2:
+                raise RuntimeError("bug in agent code")
+            from sandbank.markets.messaging import SendMessage
+            return [SendMessage(actor=self.id + 1, to=0, content="I am someone else")]
+
+    sc = parse_scenario({**BASE, "population": [{"policy": "test_broken", "count": 2}],
+                         "success": {"max_agent_errors": 0}}, "inline")
+    res = run_scenario(sc, tmp_path / "b")
+    assert res.summary["final"]["agent_errors"] == 2 * BASE["ticks"]
+    assert res.summary["agent_errors"]["RuntimeError"] > 0
+    assert res.summary["final"]["messages"] == 0 and not res.ok
+
+
+def test_builtin_scenarios_load_and_are_listed():
+    files = sorted(builtin_dir().glob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        load_scenario(f)
+    res = runner.invoke(app, ["scenarios"])
+    assert res.exit_code == 0 and "patchwork" in res.output
+
+
+def test_existing_run_is_not_overwritten_silently(tmp_path):
+    path = write(tmp_path, {**BASE, "ticks": 2, "success": {}})
+    assert runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r")]).exit_code == 0
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert runner.invoke(app, ["report", str(tmp_path / "r")]).exit_code == 0

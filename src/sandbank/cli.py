@@ -218,6 +218,36 @@ def run(
 
 
 @app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="a sweep file (YAML): scenario, seeds, grid"),
+    out_dir: Path | None = typer.Option(None, "--out", help="sweep folder (default: runs/sweep-<name>)"),
+    workers: int | None = typer.Option(None, min=1, help="parallel runs (default: the file's, or 2)"),
+) -> None:
+    """Run a grid of scenario parameters × seeds in parallel; write results.csv and a comparison."""
+    from sandbank.lab.scenario import ScenarioError
+    from sandbank.lab.sweep import LocalBackend, load_sweep, run_sweep
+
+    try:
+        sw = load_sweep(sweep_file)
+    except ScenarioError as e:
+        _fail(str(e))
+        raise
+    folder = out_dir or Path("runs") / f"sweep-{sw.scenario.get('name', 'scenario')}"
+    total = len(sw.configurations()) * len(sw.seeds)
+    with Progress(TextColumn(f"sweep: {total} runs"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("sweep", total=total)
+        rows = run_sweep(sw, folder, LocalBackend(workers or sw.workers),
+                         on_done=lambda done, _: bar.update(task, completed=done))
+    failed = [r for r in rows if not r["ok"]]
+    out.print(f"{len(rows)} runs, {len(rows) - len(failed)} ok; results: "
+              f"{folder / 'results.csv'}; comparison: {folder / 'comparison.html'}")
+    if failed:
+        err.print(f"[yellow]{len(failed)} run(s) failed their success criteria[/]")
+
+
+@app.command()
 def scenarios() -> None:
     """List the built-in scenario library."""
     from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario

@@ -161,6 +161,7 @@ class Kernel:
         self._feedback: dict[int, list[Feedback]] = {}  # outcomes in the last tick run
         self._inbox: dict[int, list[Any]] = {}  # messages received in the last tick run
         self._overflow: dict[int, int] = {}
+        self._markets_cache: tuple[Any, tuple[Any, ...]] = (None, ())
         self._nonce_pending: int | None = None
         if _resume is None:
             self._genesis()
@@ -355,18 +356,25 @@ class Kernel:
         s = self.state
         orders = tuple(
             OrderView(o.id, o.asset, o.side, o.price, o.qty, o.remaining)
-            for o in s.exchange.orders.values() if o.agent == agent_id)
+            for o in s.exchange.by_agent.get(agent_id, {}).values())
         tasks, contracts = task_views(s.tasks, agent_id)
         return Observation(tick=self.tick, agent=agent_id, owner=agent.owner,
                            status=agent.status, accounts=accounts,
                            feedback=tuple(self._feedback.get(agent_id, ())),
                            skills=tuple(sorted(agent.skills.items())),
-                           markets=tuple(market_view(m, self.tick)
-                                         for _, m in sorted(s.exchange.markets.items())),
+                           markets=self._public_markets(),
                            orders=orders, tasks=tasks, contracts=contracts,
                            auctions=auction_views(s.auctions, agent_id),
                            inbox=tuple(self._inbox.get(agent_id, ())),
                            inbox_overflow=self._overflow.get(agent_id, 0))
+
+    def _public_markets(self) -> tuple[Any, ...]:
+        """Public market data, built once per tick and shared by every observation."""
+        if self._markets_cache[0] != (self.tick, self.log.size):
+            views = tuple(market_view(m, self.tick)
+                          for _, m in sorted(self.state.exchange.markets.items()))
+            self._markets_cache = ((self.tick, self.log.size), views)
+        return self._markets_cache[1]
 
     @property
     def active_agents(self) -> list[int]:

@@ -209,6 +209,7 @@ def envy(values: dict[int, dict[str, int]], allocation: dict[str, int]) -> list[
 class AuctionHouse:
     def __init__(self) -> None:
         self.auctions: dict[int, Auction] = {}
+        self.open: dict[int, Auction] = {}  # for observations
         self.next_bid = 1
         self._closing: list[tuple[int, int]] = []
         self._digest = DigestMap(Auction.record)
@@ -217,6 +218,7 @@ class AuctionHouse:
         a = Auction(ev.auction, ev.actor, ev.format, ev.asset, ev.quantity, ev.quote, ev.reserve,
                     ev.closes, ev.hold, dict(ev.lots), list(ev.bidders), ev.budget)
         self.auctions[a.id] = a
+        self.open[a.id] = a
         heapq.heappush(self._closing, (a.closes, a.id))
         self._digest.touch(a.id, a)
 
@@ -229,6 +231,7 @@ class AuctionHouse:
     def apply_cleared(self, ev: AuctionCleared, tick: int) -> None:
         a = self.auctions[ev.auction]
         a.status = "cleared"
+        self.open.pop(a.id, None)
         self._digest.touch(a.id, a)
 
     def due(self, tick: int) -> list[Auction]:
@@ -429,8 +432,8 @@ def views_for(house: AuctionHouse, agent: int) -> tuple[AuctionView, ...]:
         AuctionView(a.id, a.seller, a.format, a.asset, a.quantity, a.quote, a.reserve, a.closes,
                     tuple(sorted(a.lots.items())), len(a.bids),
                     tuple((b.price, b.qty, b.lot) for b in a.bids if b.bidder == agent))
-        for a in house.auctions.values()
-        if a.status == "open" and (a.format != EQUAL or agent in a.bidders)
+        for a in house.open.values()
+        if a.format != EQUAL or agent in a.bidders
     )
 
 

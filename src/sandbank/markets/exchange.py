@@ -177,6 +177,7 @@ class Exchange:
     def __init__(self) -> None:
         self.markets: dict[str, Market] = {}
         self.orders: dict[int, Order] = {}
+        self.by_agent: dict[int, dict[int, Order]] = {}  # agent -> its resting orders
         self.next_order = 1
         self._orders_digest = DigestMap(_order_record)
         self._markets_digest = DigestMap(Market.record)
@@ -199,6 +200,7 @@ class Exchange:
             o = Order(ev.order, ev.actor, ev.asset, ev.side, ev.price, ev.qty, ev.rested,
                       (SYSTEM, ev.hold), tick)
             self.orders[o.id] = o
+            self.by_agent.setdefault(o.agent, {})[o.id] = o
             m.book.add(o)
             self._orders_digest.touch(o.id, o)
         if ev.blocked:
@@ -217,6 +219,7 @@ class Exchange:
     def _remove(self, m: Market, o: Order) -> None:
         m.book.remove(o)
         del self.orders[o.id]
+        del self.by_agent[o.agent][o.id]
         self._orders_digest.delete(o.id)
 
     def apply_cancelled(self, ev: OrderCancelled, tick: int) -> None:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 MAX_CHAIN_DEPTH = 8
 MAX_BIDS_PER_TASK = 256
+OWN_TASKS_SHOWN = 32  # closed tasks a requester still sees in its observation
 
 
 # ----------------------------------------------------------------------------- schema
@@ -283,6 +284,10 @@ class TaskMarket:
         self.contracts: dict[int, Contract] = {}
         self.next_bid = 1
         self.skill_record: dict[tuple[int, str], list[int]] = {}  # (agent, skill) -> [ok, fail]
+        # indexes for observations (derived; rebuilt by replay like everything else)
+        self.open_tasks: dict[int, Task] = {}
+        self.by_requester: dict[int, list[int]] = {}
+        self.contracts_of: dict[int, dict[int, None]] = {}  # agent -> contracts it takes part in
         self._deadlines: list[tuple[int, int]] = []  # (deadline, task)
         self._task_digest = DigestMap(Task.record)
         self._contract_digest = DigestMap(Contract.record)
@@ -309,6 +314,8 @@ class TaskMarket:
         t = Task(ev.task, ev.actor, dict(ev.skills), ev.reward, ev.asset, ev.deadline,
                  ev.validator, list(ev.judges), ev.quorum, ev.arbiter, ev.category, ev.units)
         self.tasks[t.id] = t
+        self.open_tasks[t.id] = t
+        self.by_requester.setdefault(t.requester, []).append(t.id)
         heapq.heappush(self._deadlines, (t.deadline, t.id))
         self._touch(t)
 
@@ -324,6 +331,10 @@ class TaskMarket:
         c = Contract(ev.contract, t.id, 0, ev.worker, sorted(t.skills), ev.price, 0,
                      hold=ev.hold, bond=ev.bond)
         self.contracts[c.id] = c
+        self.open_tasks.pop(t.id, None)
+        for agent in (c.worker, t.requester, *t.judges, t.arbiter):
+            if agent:
+                self.contracts_of.setdefault(agent, {})[c.id] = None
         self._touch(t, c)
 
     def apply_subcontracted(self, ev: Subcontracted, tick: int) -> None:
@@ -332,6 +343,7 @@ class TaskMarket:
                      parent.depth + 1)
         parent.children.append(c.id)
         self.contracts[c.id] = c
+        self.contracts_of.setdefault(c.worker, {})[c.id] = None
         self._touch(parent, c)
 
     def apply_delivered(self, ev: Delivered, tick: int) -> None:
@@ -362,11 +374,15 @@ class TaskMarket:
         for c in self.chain(ev.contract):
             c.status = ev.outcome
             self._touch(c)
+        for c in self.chain(ev.contract):  # closed contracts leave the observation indexes
+            for agent in (c.worker, t.requester, *t.judges, t.arbiter):
+                self.contracts_of.get(agent, {}).pop(c.id, None)
         self._touch(t)
 
     def apply_expired(self, ev: TaskExpired, tick: int) -> None:
         t = self.tasks[ev.task]
         t.status = "expired"
+        self.open_tasks.pop(t.id, None)
         self._touch(t)
 
     def due(self, tick: int) -> list[Task]:
@@ -652,16 +668,20 @@ class ContractView:
 
 
 def views_for(tm: TaskMarket, agent: int) -> tuple[tuple[TaskView, ...], tuple[ContractView, ...]]:
-    tasks = []
-    for t in tm.tasks.values():
+    def view(t: Task) -> TaskView:
         mine = t.requester == agent
-        if t.status == "open" or mine:  # a requester sees its own tasks to the end
-            bids = tuple((b, w, p) for b, (w, p) in t.bids.items()) if mine else ()
-            worker = tm.contracts[t.contract].worker if t.contract else 0
-            tasks.append(TaskView(t.id, t.requester, tuple(sorted(t.skills.items())), t.reward,
-                                  t.asset, t.deadline, t.status, bids, worker))
+        bids = tuple((b, w, p) for b, (w, p) in t.bids.items()) if mine else ()
+        worker = tm.contracts[t.contract].worker if t.contract else 0
+        return TaskView(t.id, t.requester, tuple(sorted(t.skills.items())), t.reward, t.asset,
+                        t.deadline, t.status, bids, worker)
+
+    tasks = [view(t) for t in tm.open_tasks.values()]  # the public board
+    # and the requester's own tasks after they leave the board (the most recent ones)
+    tasks += [view(tm.tasks[i]) for i in tm.by_requester.get(agent, [])[-OWN_TASKS_SHOWN:]
+              if i not in tm.open_tasks]
     contracts = []
-    for c in tm.contracts.values():
+    for cid in tm.contracts_of.get(agent, ()):
+        c = tm.contracts[cid]
         t = tm.tasks[c.task]
         if c.status in ("passed", "failed", "expired"):
             continue

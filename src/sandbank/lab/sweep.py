@@ -1,0 +1,218 @@
+"""Sweeps: a grid of scenario parameters × seeds, run in parallel, gathered in one table.
+
+    scenario: flash_crash.yaml          # relative to this file
+    seeds: [1, 2, 3]
+    grid:                               # dotted paths into the scenario
+      markets.0.band_bps: [0, 1000]
+      policy.trade_fee_bps: [0, 20]
+    metrics: [fills, halts, gini_wealth]
+    workers: 2
+
+Every grid key must name something the scenario has (or a known optional section), else
+the sweep fails before running, naming the key. Each run writes its own folder; the sweep
+writes `results.csv` (one row per run) and `comparison.html` (means per configuration).
+The execution backend is an interface: `LocalBackend` runs a process pool here; a Ray
+backend can implement the same `map`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import html
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from sandbank.lab.scenario import ScenarioError, parse_scenario
+
+SWEEP_KEYS = {"scenario", "seeds", "grid", "metrics", "workers", "ticks"}
+
+
+class Backend(Protocol):
+    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]: ...
+
+
+class SerialBackend:
+    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        return map(fn, items)
+
+
+class LocalBackend:
+    """A local process pool (one run per process at a time)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        with ProcessPoolExecutor(max_workers=self.workers) as pool:
+            yield from pool.map(fn, items)
+
+
+@dataclass
+class Sweep:
+    scenario: dict[str, Any]
+    scenario_path: Path
+    seeds: list[int]
+    grid: dict[str, list[Any]]
+    metrics: list[str]
+    workers: int
+    ticks: int | None
+    source: str
+
+    def configurations(self) -> list[dict[str, Any]]:
+        keys = sorted(self.grid)
+        return [dict(zip(keys, values, strict=True))
+                for values in itertools.product(*(self.grid[k] for k in keys))]
+
+
+def _set(doc: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    parts = dotted.split(".")
+    node: Any = doc
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ScenarioError(f"{source}: grid key {dotted!r}: no item {part} in that list")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if part not in node:
+                    if part in ("policy", "safeguards", "success", "params", "skills"):
+                        node[part] = {}
+                    else:
+                        raise ScenarioError(f"{source}: grid key {dotted!r}: the scenario has "
+                                            f"no {part!r}")
+                node = node[part]
+        else:
+            raise ScenarioError(f"{source}: grid key {dotted!r} goes inside a plain value")
+
+
+def apply_config(sc: dict[str, Any], config: dict[str, Any], seed: int, source: str) -> dict[str, Any]:
+    doc = copy.deepcopy(sc)
+    for key, value in config.items():
+        _set(doc, key, value, source)
+    doc["seed"] = seed
+    return doc
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"no sweep file at {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a sweep is a mapping")
+    unknown = sorted(set(data) - SWEEP_KEYS)
+    if unknown:
+        raise ScenarioError(f"{path}: unknown key {unknown[0]!r} in the sweep; allowed: "
+                            f"{', '.join(sorted(SWEEP_KEYS))}")
+    if "scenario" not in data:
+        raise ScenarioError(f"{path}: missing required key 'scenario'")
+    sc_path = (path.parent / data["scenario"]).resolve()
+    if not sc_path.is_file():
+        raise ScenarioError(f"{path}: scenario {data['scenario']!r} not found at {sc_path}")
+    scenario = yaml.safe_load(sc_path.read_text())
+    seeds = data.get("seeds", [scenario.get("seed", 0)])
+    grid = data.get("grid", {})
+    if not isinstance(seeds, list) or not all(type(s) is int for s in seeds) or not seeds:
+        raise ScenarioError(f"{path}: seeds must be a non-empty list of integers")
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ScenarioError(f"{path}: grid maps dotted keys to non-empty lists of values")
+    sweep = Sweep(scenario, sc_path, seeds, grid, list(data.get("metrics", [])),
+                  int(data.get("workers", 2)), data.get("ticks"), str(path))
+    for config in sweep.configurations():  # every combination must be a valid scenario
+        doc = apply_config(scenario, config, seeds[0], str(path))
+        parse_scenario(doc, f"{path} (grid {json.dumps(config)})")
+    return sweep
+
+
+def _run_one(job: tuple[dict[str, Any], str, str, int | None]) -> dict[str, Any]:
+    from sandbank.lab.runner import run_scenario
+
+    doc, source, out, ticks = job
+    sc = parse_scenario(doc, source)
+    if ticks:
+        sc.ticks = ticks
+    result = run_scenario(sc, Path(out), overwrite=True)
+    s = result.summary
+    return {"final": s["final"], "root": s["root"], "ok": s["ok"], "verified": s["verified"],
+            "seconds": s["seconds"]}
+
+
+def run_sweep(sweep: Sweep, out: Path, backend: Backend | None = None,
+              on_done: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs, meta = [], []
+    for ci, config in enumerate(sweep.configurations()):
+        for seed in sweep.seeds:
+            doc = apply_config(sweep.scenario, config, seed, sweep.source)
+            folder = out / f"config{ci}-seed{seed}"
+            jobs.append((doc, f"{sweep.scenario_path}", str(folder), sweep.ticks))
+            meta.append((ci, config, seed, folder))
+    backend = backend or LocalBackend(sweep.workers)
+    rows = []
+    for i, ((ci, config, seed, folder), res) in enumerate(zip(meta, backend.map(_run_one, jobs),
+                                                             strict=True)):
+        final = res["final"]
+        metrics = sweep.metrics or [k for k in final if k != "tick"]
+        row = {"config": ci, **{k: json.dumps(v) if isinstance(v, list | dict) else v
+                                for k, v in config.items()},
+               "seed": seed, **{m: final.get(m, "") for m in metrics},
+               "ok": res["ok"], "verified": res["verified"], "root": res["root"],
+               "run": str(folder)}
+        rows.append(row)
+        if on_done:
+            on_done(i + 1, len(jobs))
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    write_comparison(out, sweep, rows)
+    return rows
+
+
+def _mean(values: Iterable[Any]) -> str:
+    nums = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return f"{sum(nums) / len(nums):.4g}" if nums else ""
+
+
+def write_comparison(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> Path:
+    keys = sorted(sweep.grid)
+    metrics = [k for k in rows[0] if k not in {"config", "seed", "ok", "verified", "root", "run",
+                                                *keys}]
+    table = []
+    for ci, config in enumerate(sweep.configurations()):
+        mine = [r for r in rows if r["config"] == ci]
+        table.append([json.dumps(config[k]) for k in keys] + [len(mine)]
+                     + [_mean(r[m] for r in mine) for m in metrics]
+                     + [sum(1 for r in mine if r["ok"])])
+    head = keys + ["seeds"] + [f"mean {m}" for m in metrics] + ["runs ok"]
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+                   for r in table)
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>sweep</title><style>"
+           f"body{{font:15px system-ui,sans-serif;margin:2em}}td,th{{border:1px solid #ddd;"
+           f"padding:3px 8px}}table{{border-collapse:collapse}}</style></head><body>"
+           f"<h1>Sweep of {html.escape(sweep.scenario.get('name', ''))}</h1>"
+           f"<p>{len(rows)} runs: {len(table)} configurations × {len(sweep.seeds)} seeds. "
+           f"Per-run rows in results.csv, each run's report in its folder.</p>"
+           f"<table><tr>{th}</tr>{body}</table></body></html>")
+    path = out / "comparison.html"
+    path.write_text(doc)
+    return path

@@ -29,7 +29,7 @@ def one(agents: int, ticks: int) -> dict[str, float]:
         "markets": [{"asset": "WGT", "quote": "CRD"}],
         "endowment": {"CRD": 10_000_000, "WGT": 1_000},
         "population": [{"policy": "zi_trader", "count": agents}],
-        "safeguards": {"max_actions_per_actor_per_tick": 100},
+        "safeguards": {"max_actions_per_actor_per_tick": 100, "max_agents_per_owner": 100_000},
     }, "bench")
     out = Path(tempfile.mkdtemp(prefix="sandbank-scale-"))
     t0 = time.perf_counter()

@@ -120,3 +120,12 @@ def test_existing_run_is_not_overwritten_silently(tmp_path):
     res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r")])
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert runner.invoke(app, ["report", str(tmp_path / "r")]).exit_code == 0
+
+
+def test_an_over_full_owner_is_reported_with_the_reason(tmp_path):
+    from sandbank.lab.runner import RunError
+
+    sc = parse_scenario({**BASE, "population": [{"policy": "zi_trader", "count": 5}],
+                         "safeguards": {"max_agents_per_owner": 3}}, "inline")
+    with pytest.raises(RunError, match="already has 3 agents"):
+        run_scenario(sc, tmp_path / "x")

@@ -22,6 +22,7 @@ from sandbank.agents.base import POLICIES, Agent, Directory
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
 from sandbank.identity.keys import SigningKey
+from sandbank.kernel.canonical import parse
 from sandbank.kernel.schema import (
     OPERATOR,
     Action,
@@ -104,8 +105,9 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     k.step()
     ids = sorted(k.state.registry.agents)
     if len(ids) != len(plan):
-        raise RunError(f"{len(plan) - len(ids)} agents were refused admission "
-                       f"(see the log's rejected events)")
+        why = sorted({parse(e.body)["message"] for e in k.store.entries() if e.kind == "rejected"})
+        raise RunError(f"{len(plan) - len(ids)} agents were refused admission: "
+                       f"{'; '.join(why[:3])} (raise safeguards.max_agents_per_owner, or add owners)")
     for n, aid in enumerate(ids, start=1):  # ids follow the order of admission
         keys[aid] = SigningKey.derive(sc.seed, f"agent/{n}")
         for asset in sc.assets:

@@ -10,6 +10,7 @@ write the run folder:
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import random
 import time
@@ -133,27 +134,41 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     metrics = Metrics(k)
     errors: dict[str, int] = {}
     setup_ticks = k.tick
-    for t in range(sc.ticks):
-        start = k.log.size
-        registry = k.state.registry.agents
-        for agent in agents:
-            if registry[agent.id].status != "active":
-                continue
-            try:
-                actions = agent.act(k.observe(agent.id))
-            except Exception as e:  # an agent's bug is measured, never a crash of the run
-                metrics.agent_errors += 1
-                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-                continue
-            for action in actions:
-                if action.actor != agent.id:  # agents act only as themselves
-                    metrics.agent_errors += 1
+    # The economy's state is millions of long-lived objects without cycles; CPython's full
+    # collections rescan them all, which made each tick slower as a run grew (measured at
+    # 10,000 agents: 0.94 s -> 1.27 s per tick within 25 ticks; flat 0.82 s without). So
+    # automatic collection is off during the tick loop: young generations are collected
+    # every 10 ticks, everything once the run ends.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for t in range(sc.ticks):
+            start = k.log.size
+            registry = k.state.registry.agents
+            for agent in agents:
+                if registry[agent.id].status != "active":
                     continue
-                submit(action)
-        summary: TickSummary = k.step()
-        metrics.observe_tick(summary, start)
-        if on_tick:
-            on_tick(t + 1, sc.ticks)
+                try:
+                    actions = agent.act(k.observe(agent.id))
+                except Exception as e:  # an agent's bug is measured, never a crash of the run
+                    metrics.agent_errors += 1
+                    errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                    continue
+                for action in actions:
+                    if action.actor != agent.id:  # agents act only as themselves
+                        metrics.agent_errors += 1
+                        continue
+                    submit(action)
+            summary: TickSummary = k.step()
+            metrics.observe_tick(summary, start)
+            if on_tick:
+                on_tick(t + 1, sc.ticks)
+            if t % 10 == 9:
+                gc.collect(1)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        gc.collect()
     elapsed = time.perf_counter() - t0
     k.state.check_invariants()
     last = k.store.last_checkpoint()

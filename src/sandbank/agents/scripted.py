@@ -9,6 +9,8 @@
 - `specialist`: bids on tasks it can partly do, subcontracts the parts it cannot to agents
   whose declared skills fit, delivers when its subcontractors have.
 - `fraudster`: underbids for every task, takes the escrowed work, delivers garbage.
+- `judge`: votes on deliveries it was asked to judge: `honest` (pass iff no part failed),
+  or a rubber stamp (`pass`) or a saboteur (`fail`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from sandbank.agents.base import Agent, policy
 from sandbank.kernel.observation import Observation
 from sandbank.kernel.schema import Action
 from sandbank.markets.exchange import CancelOrder, PlaceOrder
-from sandbank.markets.tasks import AwardTask, BidTask, Deliver, PostTask, Subcontract
+from sandbank.markets.tasks import (
+    AwardTask,
+    BidTask,
+    Deliver,
+    JudgeContract,
+    PostTask,
+    Subcontract,
+)
 
 
 def _account(obs: Observation, asset: str):
@@ -96,7 +105,8 @@ class Hoarder(Agent):
 
 @policy("requester", params={"skills": ["code", "law", "math"], "level": 7, "per_task": 2,
                              "reward_low": 200, "reward_high": 500, "rate_pct": 25,
-                             "deadline": 12, "validator": "deterministic", "remember": True})
+                             "deadline": 12, "validator": "deterministic", "judges": [],
+                             "quorum": 0, "remember": True})
 class Requester(Agent):
     """Awards the cheapest bid; with `remember`, never again a worker that failed it."""
 
@@ -118,7 +128,8 @@ class Requester(Agent):
             needs = self.rng.sample(list(p["skills"]), min(p["per_task"], len(p["skills"])))
             out.append(PostTask(actor=self.id, skills={s: p["level"] for s in needs},
                                 reward=self.rng.randint(p["reward_low"], p["reward_high"]),
-                                deadline=obs.tick + p["deadline"], validator=p["validator"]))
+                                deadline=obs.tick + p["deadline"], validator=p["validator"],
+                                judges=list(p["judges"]), quorum=p["quorum"]))
         return out
 
 
@@ -172,3 +183,12 @@ class Fraudster(Agent):
         out += [Deliver(actor=self.id, contract=c.id, garbage=True)
                 for c in obs.contracts if c.role == "worker" and c.status == "open"]
         return out
+
+
+@policy("judge", params={"verdict": "honest"})
+class Judge(Agent):
+    def act(self, obs: Observation) -> list[Action]:
+        mode = self.params["verdict"]
+        return [JudgeContract(actor=self.id, contract=c.id,
+                              verdict=(not c.failed) if mode == "honest" else mode == "pass")
+                for c in obs.contracts if c.role == "judge" and c.status == "judging"]

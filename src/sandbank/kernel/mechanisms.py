@@ -219,11 +219,11 @@ MECHANISMS: dict[str, Handler] = {
 
 
 def _collect() -> list:
-    from sandbank.kernel import policy
+    from sandbank.kernel import policy, traces
     from sandbank.markets import auctions, exchange, messaging, tasks
 
     hooks = []
-    for mod in (policy, exchange, auctions, tasks, messaging):
+    for mod in (policy, exchange, auctions, tasks, messaging, traces):
         for kind, handler in mod.HANDLERS.items():
             assert kind not in MECHANISMS, kind
             MECHANISMS[kind] = handler

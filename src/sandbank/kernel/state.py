@@ -11,6 +11,7 @@ from typing import Any
 
 from sandbank.identity.registry import Registry
 from sandbank.kernel import policy as policy_mod
+from sandbank.kernel import traces as traces_mod
 from sandbank.kernel.schema import (
     EVENT_TYPES,
     AccountOpened,
@@ -32,7 +33,8 @@ from sandbank.markets import messaging as messaging_mod
 from sandbank.markets import tasks as tasks_mod
 
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
-MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod]
+MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
+                     traces_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 

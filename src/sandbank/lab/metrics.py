@@ -9,7 +9,7 @@ Columns (one row per tick):
   (paid out on passed contracts), cumulative;
 - `fraud_attempts` (garbage deliveries), `fraud_loss` (paid out on contracts that passed
   although some part failed — money for work that was not done), cumulative;
-- `messages`, `agent_errors`.
+- `messages`, `agent_errors`, `llm_calls`, `llm_failures` (errors and malformed replies).
 Everything comes from what happened, never from an agent's label.
 """
 
@@ -42,7 +42,8 @@ class Metrics:
         self.markets = sorted(kernel.state.exchange.markets)
         self.cum = {"tasks_posted": 0, "tasks_passed": 0, "tasks_failed": 0,
                     "tasks_expired": 0, "value_delivered": 0, "fraud_attempts": 0,
-                    "fraud_loss": 0, "halts": 0, "messages": 0, "fills": 0}
+                    "fraud_loss": 0, "halts": 0, "messages": 0, "fills": 0,
+                    "llm_calls": 0, "llm_failures": 0}
         self.rows: list[dict[str, Any]] = []
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
@@ -83,6 +84,10 @@ class Metrics:
                     self.cum["fraud_loss"] += paid
             elif kind == "message_sent":
                 self.cum["messages"] += 1
+            elif kind == "trace_recorded" and d["model"]:
+                self.cum["llm_calls"] += 1
+                if d["outcome"] not in ("ok", "no_action"):
+                    self.cum["llm_failures"] += 1
             elif kind == "rejected":
                 self.rejections[d["reason"]] = self.rejections.get(d["reason"], 0) + 1
         row: dict[str, Any] = {"tick": summary.tick, "events": summary.events,

@@ -9,6 +9,7 @@ write the run folder:
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gc
 import json
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbank.agents.base import POLICIES, Agent, Directory
+from sandbank.agents.base import POLICIES, Agent, AsyncAgent, Directory
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
 from sandbank.identity.keys import SigningKey
@@ -55,6 +56,39 @@ def _sign(action: Action, key: SigningKey, nonce: int) -> Action:
     action.nonce = nonce
     action.signature = key.sign(action.signing_bytes())
     return action
+
+
+def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
+    """Every agent's actions for this tick (or the exception it raised). Agents that wait on
+    something (AsyncAgent: a model, a network) run concurrently, at most `concurrency` at a
+    time; results are used in agent order, so the run stays deterministic."""
+    out: dict[int, Any] = {}
+    waiting = []
+    for agent in agents:
+        obs = k.observe(agent.id)
+        if isinstance(agent, AsyncAgent):
+            waiting.append((agent, obs))
+            continue
+        try:
+            out[agent.id] = agent.act(obs)
+        except Exception as e:
+            out[agent.id] = e
+    if waiting:
+        async def gather() -> list[Any]:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(agent: AsyncAgent, obs: Any) -> Any:
+                async with gate:
+                    try:
+                        return await agent.act_async(obs)
+                    except Exception as e:
+                        return e
+
+            return await asyncio.gather(*(one(a, o) for a, o in waiting))
+
+        for (agent, _), result in zip(waiting, asyncio.run(gather()), strict=True):
+            out[agent.id] = result
+    return out
 
 
 def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
@@ -145,14 +179,13 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         for t in range(sc.ticks):
             start = k.log.size
             registry = k.state.registry.agents
-            for agent in agents:
-                if registry[agent.id].status != "active":
-                    continue
-                try:
-                    actions = agent.act(k.observe(agent.id))
-                except Exception as e:  # an agent's bug is measured, never a crash of the run
+            active = [a for a in agents if registry[a.id].status == "active"]
+            decided = _decide(k, active, sc.concurrency)
+            for agent in active:
+                actions = decided[agent.id]
+                if isinstance(actions, Exception):  # an agent's bug is measured, not fatal
                     metrics.agent_errors += 1
-                    errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                    errors[type(actions).__name__] = errors.get(type(actions).__name__, 0) + 1
                     continue
                 for action in actions:
                     if action.actor != agent.id:  # agents act only as themselves
@@ -177,7 +210,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     k.close()
     final = metrics.rows[-1] if metrics.rows else {}
     actual = {"min_trades": metrics.cum["fills"], "min_tasks_passed": metrics.cum["tasks_passed"],
-              "min_events": last.size, "max_agent_errors": metrics.agent_errors}
+              "min_events": last.size, "max_agent_errors": metrics.agent_errors,
+              "min_llm_ok": metrics.cum["llm_calls"] - metrics.cum["llm_failures"]}
     success = {}
     for key, required in sc.success.items():
         ok = actual[key] <= required if key.startswith("max_") else actual[key] >= required

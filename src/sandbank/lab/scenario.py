@@ -29,12 +29,14 @@ from typing import Any
 
 import yaml
 
+import sandbank.agents.llm  # noqa: F401  (registers the llm policy)
 import sandbank.agents.scripted  # noqa: F401  (registers the policies)
 from sandbank.agents.base import POLICIES
 from sandbank.kernel.sequencer import ConfigError, KernelConfig
 
 SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
-                "min_events": "log entries", "max_agent_errors": "agent exceptions"}
+                "min_events": "log entries", "max_agent_errors": "agent exceptions",
+                "min_llm_ok": "model replies that parsed into actions or a clean pass"}
 SAFEGUARD_KEYS = {"disabled", "signatures", "max_actions_per_actor_per_tick",
                   "max_agents_per_owner", "max_spawn_depth", "max_children_per_agent"}
 
@@ -68,6 +70,7 @@ class Scenario:
         {"name": "default", "kind": "organisation"}])
     safeguards: dict[str, Any] = field(default_factory=dict)
     success: dict[str, int] = field(default_factory=dict)
+    concurrency: int = 8  # agents waiting on a model (or a network) at once
     source: str = "<scenario>"
 
     def kernel_config(self) -> KernelConfig:
@@ -110,7 +113,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     _typed(data["name"], str, "name", source)
     for key, typ in (("description", str), ("seed", int), ("ticks", int), ("assets", list),
                      ("markets", list), ("policy", dict), ("endowment", dict), ("owners", list),
-                     ("safeguards", dict), ("success", dict), ("population", list)):
+                     ("safeguards", dict), ("success", dict), ("population", list),
+                     ("concurrency", int)):
         if key in data:
             _typed(data[key], typ, key, source)
     if data.get("ticks", 1) < 1 or data.get("ticks", 1) > 1_000_000:

@@ -665,6 +665,7 @@ class ContractView:
     price: int
     status: str
     children: tuple[int, ...]
+    failed: tuple[str, ...] = ()  # parts that failed, once delivered (what judges look at)
 
 
 def views_for(tm: TaskMarket, agent: int) -> tuple[tuple[TaskView, ...], tuple[ContractView, ...]]:
@@ -691,7 +692,7 @@ def views_for(tm: TaskMarket, agent: int) -> tuple[tuple[TaskView, ...], tuple[C
                 "arbiter" if c.parent == 0 and t.arbiter == agent else "")
         if role:
             contracts.append(ContractView(c.id, c.task, c.parent, c.worker, role, tuple(c.parts),
-                                          c.price, c.status, tuple(c.children)))
+                                          c.price, c.status, tuple(c.children), tuple(c.failed)))
     return tuple(tasks), tuple(contracts)
 
 

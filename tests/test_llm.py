@@ -1,0 +1,99 @@
+"""LLM agents against a local OpenAI-compatible server the test starts, and cassettes."""
+
+from hashlib import sha256
+
+import orjson
+import pytest
+
+from llm_server import Server, app
+from sandbank.lab.runner import run_scenario
+from sandbank.lab.scenario import parse_scenario
+from sandbank.store.sqlite import SQLiteStore
+
+MARKET = {"assets": ["CRD", "WGT"], "markets": [{"asset": "WGT", "quote": "CRD"}],
+          "endowment": {"CRD": 100_000, "WGT": 100}}
+
+
+def scenario(model, url, ticks=6, mode="live", cassette="", extra=None, success=None):
+    pop = [{"policy": "market_maker", "count": 1},
+           {"policy": "llm", "count": 2, "params": {"base_url": url, "model": model,
+                                                    "mode": mode, "cassette": cassette}}]
+    return parse_scenario({"name": f"llm-{model}", "seed": 2, "ticks": ticks, **MARKET,
+                           "population": pop + (extra or []), "success": success or {},
+                           "concurrency": 2}, "inline")
+
+
+def test_an_llm_agent_trades_through_tools_and_every_exchange_is_traced(tmp_path):
+    with Server() as srv:
+        res = run_scenario(scenario("trader", srv.url), tmp_path / "r")
+    final = res.summary["final"]
+    assert final["llm_calls"] == 2 * 6 and final["llm_failures"] == 0
+    assert final["fills"] >= 1  # its tool calls became real orders
+    store = SQLiteStore(tmp_path / "r" / "log.db", readonly=True, create=False)
+    traces = [orjson.loads(e.body) for e in store.entries() if e.kind == "trace_recorded"]
+    t = traces[0]
+    prompt = store.content(bytes.fromhex(t["prompt_sha256"]))
+    response = store.content(bytes.fromhex(t["response_sha256"]))
+    assert sha256(prompt).hexdigest() == t["prompt_sha256"] and b"place_order" in prompt
+    assert b"chat.completion" in response
+    store.close()
+
+
+def test_malformed_replies_are_counted_failures_and_fail_the_run(tmp_path):
+    with Server() as srv:
+        res = run_scenario(scenario("broken", srv.url, success={"min_llm_ok": 1}), tmp_path / "b")
+        talk = run_scenario(scenario("talker", srv.url), tmp_path / "t")
+    assert res.summary["final"]["llm_failures"] == res.summary["final"]["llm_calls"] == 12
+    assert not res.ok and not res.summary["success"]["min_llm_ok"]["ok"]
+    assert talk.summary["final"]["llm_failures"] == 0  # plain text: a clean "no action"
+
+
+def test_an_unreachable_model_is_a_counted_failure_not_a_crash(tmp_path):
+    res = run_scenario(scenario("trader", "http://127.0.0.1:9/v1", ticks=2), tmp_path / "u")
+    assert res.summary["final"]["llm_failures"] == 4
+
+
+def test_a_cassette_replays_a_run_offline_to_the_same_root(tmp_path):
+    tape = str(tmp_path / "tape.jsonl")
+    with Server() as srv:
+        first = run_scenario(scenario("trader", srv.url, mode="record", cassette=tape),
+                             tmp_path / "rec")
+        calls = app.state.requests
+    replayed = run_scenario(scenario("trader", "", mode="replay", cassette=tape), tmp_path / "rep")
+    assert replayed.summary["root"] == first.summary["root"]
+    assert app.state.requests == calls  # nothing was asked of a server
+    assert replayed.summary["final"]["llm_failures"] == 0
+
+
+def test_an_honest_labelled_llm_that_delivers_garbage_is_measured_as_fraud(tmp_path):
+    # population order fixes the ids: market maker 1, llm workers 2-3, requesters 4-5,
+    # rubber-stamp judges 6-8 (they pass whatever is delivered)
+    extra = [{"policy": "requester", "count": 2, "name": "client",
+              "params": {"validator": "judges", "judges": [6, 7, 8], "quorum": 2,
+                         "rate_pct": 100, "per_task": 1, "skills": ["code"]}},
+             {"policy": "judge", "count": 3, "params": {"verdict": "pass"}}]
+    with Server() as srv:
+        res = run_scenario(scenario("worker", srv.url, ticks=10, extra=extra), tmp_path / "f")
+    final = res.summary["final"]
+    assert final["fraud_attempts"] >= 1  # what it did, whatever its configuration says
+    assert final["fraud_loss"] > 0  # and the lax panel made the requesters pay for it
+
+
+@pytest.mark.parametrize("reply, outcome", [
+    ({"choices": []}, "malformed"),
+    ({"choices": [{"message": {"tool_calls": [{"function": {"name": "slash",
+                                                            "arguments": "{}"}}]}}]}, "malformed"),
+    ({"choices": [{"message": {"tool_calls": [{"function": {
+        "name": "place_order", "arguments": '{"asset": "WGT", "side": "buy", "qty": 1, "actor": 9}'}}]}}]},
+     "malformed"),
+    ({"choices": [{"message": {"content": "no"}}]}, "no_action"),
+])
+def test_strict_parsing(reply, outcome):
+    import random
+
+    from sandbank.agents.base import Directory
+    from sandbank.agents.llm.agent import DEFAULT_TOOLS, LLMAgent
+
+    agent = LLMAgent(1, random.Random(0), {"tools": DEFAULT_TOOLS, "max_actions": 5}, Directory())
+    actions, got = agent.parse(reply)
+    assert actions == [] and got.startswith(outcome)

@@ -124,7 +124,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     k.step()
     for oid, o in k.state.registry.owners.items():
         owner_ids[o.name] = oid
-    plan: list[tuple[str, Any]] = []
+    plan: list[tuple[str, Any, SigningKey]] = []
     n = 0
     for g in sc.population:
         for i in range(g.count):
@@ -136,15 +136,15 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                                  skills=dict(g.skills),
                                  attestation=owner_keys[g.owner].sign(
                                      agent_attestation_bytes(owner, name, key.public))))
-            plan.append((name, g))
+            plan.append((name, g, key))
     k.step()
     ids = sorted(k.state.registry.agents)
     if len(ids) != len(plan):
         why = sorted({parse(e.body)["message"] for e in k.store.entries() if e.kind == "rejected"})
         raise RunError(f"{len(plan) - len(ids)} agents were refused admission: "
                        f"{'; '.join(why[:3])} (raise safeguards.max_agents_per_owner, or add owners)")
-    for n, aid in enumerate(ids, start=1):  # ids follow the order of admission
-        keys[aid] = SigningKey.derive(sc.seed, f"agent/{n}")
+    for aid, (_, _, key) in zip(ids, plan, strict=True):  # ids follow the order of admission
+        keys[aid] = key
         for asset in sc.assets:
             submit(OpenAccount(actor=OPERATOR, asset=asset, holder=aid))
     k.step()
@@ -160,10 +160,10 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
             for chunk in range(0, len(specs), 8000):
                 submit(Transfer(actor=OPERATOR, transfers=specs[chunk:chunk + 8000]))
     k.step()
-    directory = Directory({aid: dict(g.skills) for aid, (_, g) in zip(ids, plan, strict=True)})
+    directory = Directory({aid: dict(g.skills) for aid, (_, g, _) in zip(ids, plan, strict=True)})
     agents: list[Agent] = [
         POLICIES[g.policy](aid, random.Random(f"{sc.seed}/agent/{aid}"), g.params, directory)
-        for aid, (_, g) in zip(ids, plan, strict=True)
+        for aid, (_, g, _) in zip(ids, plan, strict=True)
     ]
     metrics = Metrics(k)
     errors: dict[str, int] = {}

@@ -220,15 +220,18 @@ MECHANISMS: dict[str, Handler] = {
 
 def _collect() -> list:
     from sandbank.kernel import policy, traces
-    from sandbank.markets import auctions, exchange, messaging, tasks
+    from sandbank.markets import auctions, exchange, messaging, pricing, tasks
 
-    hooks = []
-    for mod in (policy, exchange, auctions, tasks, messaging, traces):
+    hooks, end_hooks = [], []
+    for mod in (policy, exchange, auctions, tasks, messaging, traces, pricing):
         for kind, handler in mod.HANDLERS.items():
             assert kind not in MECHANISMS, kind
             MECHANISMS[kind] = handler
         hooks.extend(mod.TICK_HOOKS)
-    return hooks
+        end_hooks.extend(getattr(mod, "TICK_END_HOOKS", []))
+    return hooks, end_hooks
 
 
-TICK_HOOKS = _collect()  # run at the start of every tick, after hold expiries, in this order
+# run at the start of every tick (after hold expiries), and at its end (after the actions,
+# before the checkpoint), in this order
+TICK_HOOKS, TICK_END_HOOKS = _collect()

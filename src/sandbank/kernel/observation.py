@@ -50,3 +50,4 @@ class Observation:
     auctions: tuple[Any, ...] = ()  # auctions.AuctionView
     inbox: tuple[Any, ...] = ()  # messaging.Message received in the last tick
     inbox_overflow: int = 0  # messages lost because the inbox was full (never silent)
+    games: tuple[Any, ...] = ()  # pricing.GameView: last cleared prices and profits

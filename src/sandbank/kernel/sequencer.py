@@ -26,7 +26,7 @@ from sandbank.identity.keys import SigningKey
 from sandbank.identity.registry import ACTIVE
 from sandbank.kernel.errors import Reason, Reject
 from sandbank.kernel.guards import DEFAULT_GUARDS, Guard
-from sandbank.kernel.mechanisms import MECHANISMS, TICK_HOOKS
+from sandbank.kernel.mechanisms import MECHANISMS, TICK_END_HOOKS, TICK_HOOKS
 from sandbank.kernel.observation import AccountView, Feedback, Observation, OrderView
 from sandbank.kernel.schema import (
     DEBITS_MUST_NOT_EXCEED_CREDITS,
@@ -46,6 +46,7 @@ from sandbank.kernel.state import EconomyState
 from sandbank.markets.auctions import views_for as auction_views
 from sandbank.markets.exchange import market_view
 from sandbank.markets.messaging import INBOX_LIMIT
+from sandbank.markets.pricing import views_for as pricing_views
 from sandbank.markets.tasks import views_for as task_views
 from sandbank.store.base import Store, StoredCheckpoint
 
@@ -76,6 +77,7 @@ class KernelConfig:
     disabled_guards: tuple[str, ...] = ()
     markets: tuple[dict[str, Any], ...] = ()  # exchange.Market fields: asset, quote, band_bps...
     policy: dict[str, Any] = field(default_factory=dict)  # initial incentive parameters
+    pricing: tuple[dict[str, Any], ...] = ()  # repeated price-competition games (pricing.Game)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
@@ -107,6 +109,24 @@ class KernelConfig:
             for key in fields_ok - {"asset", "quote"}:
                 if key in mk and (type(mk[key]) is not int or mk[key] < (1 if "ticks" in key else 0)):
                     raise ConfigError(f"market {mk['asset']}: {key} must be a positive integer")
+        names = set()
+        for gm in self.pricing:
+            allowed = {"name", "asset", "firms", "a", "c", "a0", "mu", "volume"}
+            if not isinstance(gm, dict) or set(gm) - allowed or not {"name", "asset"} <= set(gm):
+                raise ConfigError(f"pricing game {gm!r}: needs name and asset; may set "
+                                  f"{sorted(allowed - {'name', 'asset'})}")
+            if gm["asset"] not in self.assets or gm["name"] in names:
+                raise ConfigError(f"pricing game {gm['name']}: unknown asset or duplicate name")
+            names.add(gm["name"])
+            firms = gm.get("firms", 2)
+            if type(firms) is not int or not 1 <= firms <= 64:
+                raise ConfigError(f"pricing game {gm['name']}: firms must be within 1..64")
+            for key in ("a", "c"):
+                v = gm.get(key, [2000 if key == "a" else 1000] * firms)
+                if not isinstance(v, list) or len(v) != firms or not all(type(x) is int for x in v):
+                    raise ConfigError(f"pricing game {gm['name']}: {key} must list {firms} integers")
+            if type(gm.get("mu", 250)) is not int or gm.get("mu", 250) <= 0:
+                raise ConfigError(f"pricing game {gm['name']}: mu must be a positive integer")
         from sandbank.kernel.policy import PARAMS, Policy
 
         for key, value in self.policy.items():
@@ -285,6 +305,9 @@ class Kernel:
                 else:
                     rejected += 1
                     reasons[reason] = reasons.get(reason, 0) + 1
+        for hook in TICK_END_HOOKS:
+            for ev in hook(self, tick):
+                self.log.append(tick, ev.to_dict())
         cp = self._commit()
         return TickSummary(tick, self.log.size - start, accepted, rejected, cp, reasons)
 
@@ -365,6 +388,7 @@ class Kernel:
                            markets=self._public_markets(),
                            orders=orders, tasks=tasks, contracts=contracts,
                            auctions=auction_views(s.auctions, agent_id),
+                           games=pricing_views(s.pricing, agent_id),
                            inbox=tuple(self._inbox.get(agent_id, ())),
                            inbox_overflow=self._overflow.get(agent_id, 0))
 

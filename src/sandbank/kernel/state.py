@@ -30,11 +30,12 @@ from sandbank.ledger.ledger import Ledger
 from sandbank.markets import auctions as auctions_mod
 from sandbank.markets import exchange as exchange_mod
 from sandbank.markets import messaging as messaging_mod
+from sandbank.markets import pricing as pricing_mod
 from sandbank.markets import tasks as tasks_mod
 
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
 MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
-                     traces_mod]
+                     traces_mod, pricing_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -49,6 +50,7 @@ class EconomyState:
         self.exchange = exchange_mod.Exchange()
         self.tasks = tasks_mod.TaskMarket()
         self.auctions = auctions_mod.AuctionHouse()
+        self.pricing = pricing_mod.PricingGames()
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -98,6 +100,7 @@ class EconomyState:
         self.header = ev
         self.policy.configure(ev.assets[0], ev.config.get("policy", {}))
         self.exchange.configure(ev.config.get("markets", []))
+        self.pricing.configure(ev.config.get("pricing", []))
 
     def _apply_rejected(self, ev: Rejected) -> None:
         if ev.failed:
@@ -106,7 +109,7 @@ class EconomyState:
     def digest(self) -> bytes:
         return sha256(STATE_DIGEST_DOMAIN + self.ledger.digest() + self.registry.digest()
                       + self.policy.digest() + self.exchange.digest() + self.tasks.digest()
-                      + self.auctions.digest()).digest()
+                      + self.auctions.digest() + self.pricing.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

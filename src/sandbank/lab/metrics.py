@@ -9,7 +9,9 @@ Columns (one row per tick):
   (paid out on passed contracts), cumulative;
 - `fraud_attempts` (garbage deliveries), `fraud_loss` (paid out on contracts that passed
   although some part failed — money for work that was not done), cumulative;
-- `messages`, `agent_errors`, `llm_calls`, `llm_failures` (errors and malformed replies).
+- `messages`, `agent_errors`, `llm_calls`, `llm_failures` (errors and malformed replies);
+- per pricing game: `price_<game>` (mean price this period, thousandths) and `delta_<game>`,
+  Calvano's profit gain (π − π_Nash)/(π_monopoly − π_Nash): 0 competitive, 1 collusive.
 Everything comes from what happened, never from an agent's label.
 """
 
@@ -18,6 +20,21 @@ from __future__ import annotations
 from typing import Any
 
 from sandbank.kernel.canonical import parse
+
+
+def pricing_benchmarks(g: Any) -> tuple[float, float]:
+    """Per-firm profit at the Bertrand–Nash and at the joint-monopoly prices of a pricing
+    game, in the game's own money (so `delta` = 0 is competitive, 1 is full collusion)."""
+    from sandbank.markets.pricing import MILLI, benchmarks, shares
+
+    nash, mono = benchmarks([x / MILLI for x in g.a], [x / MILLI for x in g.c], g.a0 / MILLI,
+                            g.mu / MILLI)
+    out = []
+    for prices in (nash, mono):
+        p = [round(x * MILLI) for x in prices]
+        q = [int(s * g.volume) for s in shares(g.a, g.c, g.a0, g.mu, p)]
+        out.append(sum((p[i] - g.c[i]) * q[i] / MILLI for i in range(len(p))) / len(p))
+    return out[0], out[1]
 
 
 def gini(values: list[int]) -> float:
@@ -48,6 +65,7 @@ class Metrics:
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
         self.agent_errors = 0
+        self.benchmarks: dict[str, tuple[float, float]] = {}
 
     def observe_tick(self, summary: Any, start_seq: int) -> dict[str, Any]:
         k = self.k
@@ -109,6 +127,15 @@ class Metrics:
             if asset != fee_asset:
                 row[f"hhi_{asset}"] = round(hhi([led.account_of(a, asset).balance
                                                  for a in agents if led.account_of(a, asset)]), 1)
+        for name, g in sorted(k.state.pricing.games.items()):
+            row[f"price_{name}"] = row[f"delta_{name}"] = ""
+            if g.last:
+                if name not in self.benchmarks:
+                    self.benchmarks[name] = pricing_benchmarks(g)
+                bench = self.benchmarks[name]
+                avg_profit = sum(g.last_profits) / len(g.last_profits)
+                row[f"price_{name}"] = round(sum(g.last) / len(g.last), 1)
+                row[f"delta_{name}"] = round((avg_profit - bench[0]) / (bench[1] - bench[0]), 4)
         row.update(self.cum)
         row["agent_errors"] = self.agent_errors
         self.rows.append(row)

@@ -234,7 +234,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     }
     with open(out / "metrics.csv", "w", newline="") as f:
         if metrics.rows:
-            w = csv.DictWriter(f, fieldnames=list(metrics.rows[0]))
+            columns = list(dict.fromkeys(key for row in metrics.rows for key in row))
+            w = csv.DictWriter(f, fieldnames=columns, restval="")
             w.writeheader()
             w.writerows(metrics.rows)
     (out / "summary.json").write_text(json.dumps(summary_doc, indent=2) + "\n")

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+import sandbank.agents.learning  # noqa: F401  (registers the learning policies)
 import sandbank.agents.llm  # noqa: F401  (registers the llm policy)
 import sandbank.agents.scripted  # noqa: F401  (registers the policies)
 from sandbank.agents.base import POLICIES
@@ -64,6 +65,7 @@ class Scenario:
     ticks: int = 50
     assets: list[str] = field(default_factory=lambda: ["CRD"])
     markets: list[dict[str, Any]] = field(default_factory=list)
+    pricing: list[dict[str, Any]] = field(default_factory=list)
     policy: dict[str, Any] = field(default_factory=dict)
     endowment: dict[str, int] = field(default_factory=dict)
     owners: list[dict[str, str]] = field(default_factory=lambda: [
@@ -80,6 +82,7 @@ class Scenario:
             return KernelConfig(
                 seed=self.seed, origin=f"sandbank.lab/{self.name}/seed-{self.seed}",
                 assets=tuple(self.assets), markets=tuple(dict(m) for m in self.markets),
+                pricing=tuple(dict(g) for g in self.pricing),
                 policy=dict(self.policy), verify_signatures=bool(sg.get("signatures", False)),
                 disabled_guards=tuple(sg.get("disabled", ())), **extra)
         except (ConfigError, TypeError) as e:
@@ -112,7 +115,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
             raise ScenarioError(f"{source}: missing required key {required!r}")
     _typed(data["name"], str, "name", source)
     for key, typ in (("description", str), ("seed", int), ("ticks", int), ("assets", list),
-                     ("markets", list), ("policy", dict), ("endowment", dict), ("owners", list),
+                     ("markets", list), ("pricing", list), ("policy", dict), ("endowment", dict),
+                     ("owners", list),
                      ("safeguards", dict), ("success", dict), ("population", list),
                      ("concurrency", int)):
         if key in data:

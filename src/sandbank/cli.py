@@ -204,7 +204,9 @@ def run(
     t = Table(show_header=False, box=None)
     for key in ("fills", "halts", "tasks_posted", "tasks_passed", "tasks_failed",
                 "tasks_expired", "value_delivered", "fraud_attempts", "fraud_loss",
-                "gini_wealth", "messages", "agent_errors"):
+                "gini_wealth", "messages", "agent_errors",
+                *sorted(k for k in f if k.startswith(("price_", "delta_"))),
+                *(["llm_calls", "llm_failures"] if f.get("llm_calls") else [])):
         t.add_row(key, str(f.get(key, "")))
     out.print(t)
     for key, c in s["success"].items():

@@ -61,6 +61,9 @@ def write_report(run: Path) -> Path:
         charts += [svg_line(rows, f"price_{a}", f"{a} last trade price"),
                    svg_line(rows, f"volume_{a}", f"{a} volume per tick"),
                    svg_line(rows, f"hhi_{a}", f"{a} concentration of holdings (HHI)")]
+    for name in sorted({k[len("delta_"):] for k in final if k.startswith("delta_")}):
+        charts += [svg_line(rows, f"price_{name}", f"{name}: mean price (thousandths)"),
+                   svg_line(rows, f"delta_{name}", f"{name}: profit gain Δ (0 Nash, 1 monopoly)")]
     charts += [svg_line(rows, "gini_wealth", "inequality of wealth (Gini)"),
                svg_line(rows, "tasks_passed", "tasks passed (cumulative)"),
                svg_line(rows, "fraud_loss", "fraud loss: paid for work not done (cumulative)"),

@@ -22,6 +22,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_kernel.py
 	$(BIN)/python bench/bench_markets.py
+	$(BIN)/python bench/bench_lab.py
+	$(BIN)/python bench/bench_collusion.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

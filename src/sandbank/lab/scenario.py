@@ -172,16 +172,20 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     return sc
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content, or a ScenarioError that says what is wrong with the file."""
+    if not path.is_file():
+        raise ScenarioError(f"no {what} file at {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ScenarioError(f"{path}: not valid YAML: {e}") from None
+
+
 def load_scenario(path: str | Path, *, seed: int | None = None,
                   ticks: int | None = None) -> Scenario:
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"no scenario file at {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"{path}: not valid YAML: {e}") from None
-    sc = parse_scenario(data, str(path))
+    sc = parse_scenario(read_yaml(path, "scenario"), str(path))
     if seed is not None:
         sc.seed = seed
     if ticks is not None:

@@ -28,9 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
-from sandbank.lab.scenario import ScenarioError, parse_scenario
+from sandbank.lab.scenario import ScenarioError, parse_scenario, read_yaml
 
 SWEEP_KEYS = {"scenario", "seeds", "grid", "metrics", "workers", "ticks"}
 
@@ -109,12 +107,7 @@ def apply_config(sc: dict[str, Any], config: dict[str, Any], seed: int, source: 
 
 def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"no sweep file at {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ScenarioError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path, "sweep")
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: a sweep is a mapping")
     unknown = sorted(set(data) - SWEEP_KEYS)
@@ -126,7 +119,7 @@ def load_sweep(path: str | Path) -> Sweep:
     sc_path = (path.parent / data["scenario"]).resolve()
     if not sc_path.is_file():
         raise ScenarioError(f"{path}: scenario {data['scenario']!r} not found at {sc_path}")
-    scenario = yaml.safe_load(sc_path.read_text())
+    scenario = read_yaml(sc_path, "scenario")
     seeds = data.get("seeds", [scenario.get("seed", 0)])
     grid = data.get("grid", {})
     if not isinstance(seeds, list) or not all(type(s) is int for s in seeds) or not seeds:

@@ -54,3 +54,16 @@ def test_only_firms_set_prices_and_games_fill_up():
     assert cleared["kind"] == "prices_cleared" and cleared["prices"] == [1500, 1600]
     assert cleared["quantities"][0] > cleared["quantities"][1]  # the cheaper firm sells more
     e.k.state.check_invariants()
+
+
+def test_an_explicit_cartel_coordinates_by_message_and_falls_apart_without_it():
+    cartel = [{"policy": "cartel_pricer", "count": 1, "params": {"leader": True, "members": [2]}},
+              {"policy": "cartel_pricer", "count": 1, "params": {"members": [1]}}]
+    res = run(cartel, 12)
+    final = res.summary["final"]
+    assert abs(float(final["delta_duopoly"]) - 1) < 0.02 and final["messages"] >= 11
+    mute = [{"policy": "cartel_pricer", "count": 1, "params": {"leader": True, "members": []}},
+            {"policy": "cartel_pricer", "count": 1, "params": {"members": [1]}}]
+    alone = run(mute, 12)
+    assert float(alone.summary["final"]["delta_duopoly"]) < 0.6  # the follower stays at Nash
+    assert alone.summary["final"]["messages"] == 0

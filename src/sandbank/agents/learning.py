@@ -77,3 +77,35 @@ class FixedPricer(Agent):
         if game.firm < 0:
             return [JoinGame(actor=self.id, game=game.name)]
         return [SetPrice(actor=self.id, game=game.name, price=self.params["price"])]
+
+
+@policy("cartel_pricer", params={"game": "duopoly", "leader": False, "cartel_price": 1925,
+                                 "fallback": 1473, "members": []})
+class CartelPricer(Agent):
+    """An explicit cartel: the leader announces the cartel price to the members by message
+    every period; members price at the last announcement they received, and at the
+    competitive `fallback` price if they have heard nothing. The coordination is in the
+    message log for anyone to see."""
+
+    def act(self, obs: Observation) -> list[Action]:
+        from sandbank.markets.messaging import SendMessage
+
+        p = self.params
+        game = next((g for g in obs.games if g.name == p["game"]), None)
+        if game is None:
+            return []
+        if game.firm < 0:
+            return [JoinGame(actor=self.id, game=game.name)]
+        out: list[Action] = []
+        if p["leader"]:
+            price = p["cartel_price"]
+            out += [SendMessage(actor=self.id, to=m, content=f"PRICE {game.name} {price}")
+                    for m in p["members"] if m != self.id]
+        else:
+            heard = [m.content.split() for m in obs.inbox if m.content.startswith("PRICE ")]
+            heard = [int(w[2]) for w in heard if len(w) == 3 and w[1] == game.name
+                     and w[2].isdigit()]
+            if heard:
+                self.agreed = heard[-1]
+            price = getattr(self, "agreed", p["fallback"])
+        return out + [SetPrice(actor=self.id, game=game.name, price=price)]

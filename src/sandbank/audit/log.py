@@ -61,6 +61,8 @@ class AuditLog:
         self._entries: list[Entry] = []
         self._nodes: list[tuple[int, int, bytes]] = []
         self._contents: dict[bytes, bytes] = {}
+        self._events: list[dict[str, Any]] = []
+        self.last_committed: list[dict[str, Any]] = []  # the last committed tick's events
 
     def put_content(self, digest: bytes, body: bytes) -> None:
         """Keep a content body (e.g. a message text) with the tick; entries carry its hash."""
@@ -81,6 +83,7 @@ class AuditLog:
         if done:
             self._nodes.extend(done)
         self._entries.append(Entry(seq, tick, event["kind"], body, leaf))
+        self._events.append(event)
         return seq
 
     def commit(self, tick: int, state_digest: bytes) -> StoredCheckpoint:
@@ -91,4 +94,5 @@ class AuditLog:
         self._entries = []
         self._nodes = []
         self._contents = {}
+        self.last_committed, self._events = self._events, []
         return stored

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbank.kernel.canonical import parse
-
 
 def pricing_benchmarks(g: Any) -> tuple[float, float]:
     """Per-firm profit at the Bertrand–Nash and at the joint-monopoly prices of a pricing
@@ -67,11 +65,11 @@ class Metrics:
         self.agent_errors = 0
         self.benchmarks: dict[str, tuple[float, float]] = {}
 
-    def observe_tick(self, summary: Any, start_seq: int) -> dict[str, Any]:
+    def observe_tick(self, summary: Any) -> dict[str, Any]:
+        """Measure the tick just committed (its events as the log writer encoded them)."""
         k = self.k
         per_market = {m: [0, 0, 0] for m in self.markets}  # fills, volume, notional
-        for e in k.store.entries(start_seq):
-            d = parse(e.body)
+        for d in k.log.last_committed:
             kind = d["kind"]
             if kind == "order_placed":
                 for _, price, qty, _ in d["fills"]:

@@ -177,7 +177,6 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     gc.disable()
     try:
         for t in range(sc.ticks):
-            start = k.log.size
             registry = k.state.registry.agents
             active = [a for a in agents if registry[a.id].status == "active"]
             decided = _decide(k, active, sc.concurrency)
@@ -193,7 +192,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                         continue
                     submit(action)
             summary: TickSummary = k.step()
-            metrics.observe_tick(summary, start)
+            metrics.observe_tick(summary)
             if on_tick:
                 on_tick(t + 1, sc.ticks)
             if t % 10 == 9:

@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/sandbank demo --out runs/demo.db --overwrite
+	$(BIN)/sandbank demo --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -9,7 +9,6 @@ import functools
 import json
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import typer
@@ -71,121 +70,10 @@ def _progress(total: int, what: str) -> Progress:
                     TimeElapsedColumn(), console=err, transient=True, disable=total < 200_000)
 
 
-@app.command()
-def demo(
-    out_path: Path = typer.Option(Path("runs/demo.db"), "--out", help="where to write the log"),
-    seed: int = typer.Option(7, help="the run's seed: same seed, same log"),
-    agents: int = typer.Option(24, min=8, max=10_000, help="number of agents"),
-    ticks: int = typer.Option(60, min=20, max=100_000, help="number of ticks"),
-    sign: bool = typer.Option(True, help="sign every action and verify it in the kernel"),
-    overwrite: bool = typer.Option(False, help="replace an existing log at --out"),
-) -> None:
-    """Run the built-in demo economy, then verify and replay its log."""
-    from sandbank.audit.checkpoint import verifier_key
-    from sandbank.audit.replay import replay_log
-    from sandbank.audit.verify import verify_log
-    from sandbank.demo import run_demo
-
-    if out_path.exists() and not overwrite:
-        _fail(f"{out_path} already exists; pass --overwrite to replace it, or choose another --out")
-    if out_path.exists():
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(out_path) + suffix).unlink(missing_ok=True)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(out_path)
-    t0 = time.perf_counter()
-    with Progress(TextColumn("running the economy"), BarColumn(),
-                  TextColumn("tick {task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        task = bar.add_task("run", total=ticks)
-        result = run_demo(store, seed=seed, agents=agents, ticks=ticks, sign=sign,
-                          on_tick=lambda _, s: bar.update(task, completed=s.tick + 1))
-    elapsed = time.perf_counter() - t0
-    k = result.kernel
-    k.state.check_invariants()
-    led = k.state.ledger
-    tre = led.accounts[led.treasury["CRD"]]
-    last = store.last_checkpoint()
-    assert last is not None
-    store.close()
-
-    out.print(f"[bold]sandbank demo[/] — seed {seed}, {result.agents} agents, "
-              f"{result.ticks + 1} ticks in {elapsed:.2f}s")
-    t = Table(show_header=False, box=None)
-    t.add_row("events logged", f"{last.size:,}")
-    t.add_row("actions accepted", f"{result.accepted:,}")
-    t.add_row("actions rejected", f"{result.rejected:,}")
-    t.add_row("transfers committed", f"{result.transfers:,}")
-    t.add_row("CRD minted / in circulation",
-              f"{led.minted['CRD'] / 100:,.2f} / {-tre.balance / 100:,.2f}")
-    t.add_row("conservation", "Σ debits = Σ credits, circulation = minted − burned ✓")
-    out.print(t)
-    reader = SQLiteStore(out_path, readonly=True, create=False)
-    kinds = dict(reader.kind_counts())
-    halts = sum(1 for e in reader.entries() if e.kind == "market_state" and b'"halted"' in e.body)
-    reader.close()
-    ex = k.state.exchange.markets["WGT"]
-    tm = k.state.tasks
-    outcomes = Counter(t.status for t in tm.tasks.values())
-    coalitions = sum(1 for t in tm.tasks.values() if t.status == "passed"
-                     and tm.contracts[t.contract].children)
-    mk = Table(show_header=False, box=None, title="the economy")
-    mk.add_row("WGT market", f"{ex.volume:,} units traded, last price {ex.last_price}, "
-                             f"{halts} halt(s) by the price band, {kinds.get('call_auction', 0)} "
-                             f"reopening call auction(s)")
-    mk.add_row("tasks", f"{len(tm.tasks)} posted: {outcomes.get('passed', 0)} passed "
-                        f"({coalitions} by coalitions through subcontracts), "
-                        f"{outcomes.get('failed', 0)} failed, {outcomes.get('expired', 0)} expired")
-    mk.add_row("subcontracts", f"{kinds.get('subcontracted', 0)}")
-    mk.add_row("auctions", f"{kinds.get('auction_cleared', 0)} cleared, "
-                           f"{kinds.get('auction_bid', 0)} sealed bids")
-    mk.add_row("messages", f"{kinds.get('message_sent', 0)} (each paid a micro-fee)")
-    out.print(mk)
-    if result.reasons:
-        r = Table("rejection reason", "count", title="why actions were refused")
-        for reason, n in result.reasons.most_common():
-            r.add_row(str(reason), str(n))
-        out.print(r)
-
-    vstore = SQLiteStore(out_path, readonly=True, create=False)
-    t1 = time.perf_counter()
-    v = verify_log(vstore)
-    t2 = time.perf_counter()
-    rp = replay_log(vstore)
-    t3 = time.perf_counter()
-    vstore.close()
-    out.print(f"verify: {'[green]ok[/]' if v.ok else '[red]FAILED[/] ' + str(v.problem)} "
-              f"({v.entries:,} entries, {v.checkpoints:,} signed checkpoints, {t2 - t1:.2f}s)")
-    out.print(f"replay: {'[green]ok[/]' if rp.ok else '[red]FAILED[/] ' + str(rp.problem)} "
-              f"(state digest matches every checkpoint, {t3 - t2:.2f}s)")
-    out.print(f"final root: {last.root.hex()}")
-    out.print(f"operator key: {verifier_key(k.config.key_name, k.operator_key.public)}")
-    out.print(f"log: [bold]{out_path}[/]")
-    out.print(f"try: sandbank verify {out_path} · sandbank replay {out_path} · "
-              f"sandbank proof {out_path} --entry 42")
-    if not (v.ok and rp.ok):
-        raise typer.Exit(1)
-
-
-@app.command()
-def run(
-    scenario: Path = typer.Argument(..., help="a scenario file (YAML); see `sandbank scenarios`"),
-    out_dir: Path | None = typer.Option(None, "--out",
-                                        help="run folder (default: runs/<name>-seed<seed>)"),
-    seed: int | None = typer.Option(None, help="override the scenario's seed"),
-    ticks: int | None = typer.Option(None, min=1, help="override the scenario's ticks"),
-    overwrite: bool = typer.Option(False, help="replace an existing run in --out"),
-) -> None:
-    """Run a scenario; write the log, metrics, a summary and a report to the run folder."""
+def _run_and_report(sc, folder: Path, overwrite: bool):
+    """Run a scenario with a progress bar and print what happened; returns the result."""
     from sandbank.lab.runner import RunError, run_scenario
-    from sandbank.lab.scenario import ScenarioError, load_scenario
 
-    try:
-        sc = load_scenario(scenario, seed=seed, ticks=ticks)
-    except ScenarioError as e:
-        _fail(str(e))
-        raise
-    folder = out_dir or Path("runs") / f"{sc.name}-seed{sc.seed}"
     agents = sum(g.count for g in sc.population)
     try:
         with Progress(TextColumn(f"{sc.name}: {agents} agents"), BarColumn(),
@@ -209,14 +97,79 @@ def run(
                 *(["llm_calls", "llm_failures"] if f.get("llm_calls") else [])):
         t.add_row(key, str(f.get(key, "")))
     out.print(t)
+    if s["rejections"]:
+        r = Table("refused because", "count", title="why actions were refused")
+        for reason, n in sorted(s["rejections"].items(), key=lambda x: -x[1])[:8]:
+            r.add_row(reason, str(n))
+        out.print(r)
     for key, c in s["success"].items():
         mark = "[green]ok[/]" if c["ok"] else "[red]FAILED[/]"
         out.print(f"  {mark} {key}: required {c['required']}, got {c['actual']} ({c['meaning']})")
     out.print(f"report: [bold]{folder / 'report.html'}[/]  log: {folder / 'log.db'}")
+    return result
+
+
+def _end(result) -> None:
     if not result.ok:
-        err.print("[bold red]the run failed its success criteria[/]" if s["verified"]
+        err.print("[bold red]the run failed its success criteria[/]" if result.summary["verified"]
                   else "[bold red]the run's log does not verify[/]")
         raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="a scenario file (YAML); see `sandbank scenarios`"),
+    out_dir: Path | None = typer.Option(None, "--out",
+                                        help="run folder (default: runs/<name>-seed<seed>)"),
+    seed: int | None = typer.Option(None, help="override the scenario's seed"),
+    ticks: int | None = typer.Option(None, min=1, help="override the scenario's ticks"),
+    overwrite: bool = typer.Option(False, help="replace an existing run in --out"),
+) -> None:
+    """Run a scenario; write the log, metrics, a summary and a report to the run folder."""
+    from sandbank.lab.scenario import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario(scenario, seed=seed, ticks=ticks)
+    except ScenarioError as e:
+        _fail(str(e))
+        raise
+    _end(_run_and_report(sc, out_dir or Path("runs") / f"{sc.name}-seed{sc.seed}", overwrite))
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="run folder"),
+    seed: int | None = typer.Option(None, help="the run's seed (same seed, same log)"),
+    ticks: int | None = typer.Option(None, min=1, help="number of ticks (default 60)"),
+    overwrite: bool = typer.Option(False, help="replace an existing run in --out"),
+) -> None:
+    """The main job: run the built-in mixed economy (scenarios/demo.yaml) on the embedded
+    SQLite store, verify and replay its log, and say where the report is."""
+    from sandbank.audit.replay import replay_log
+    from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario
+
+    try:
+        sc = load_scenario(builtin_dir() / "demo.yaml", seed=seed, ticks=ticks)
+    except ScenarioError as e:
+        _fail(str(e))
+        raise
+    result = _run_and_report(sc, out_dir, overwrite)
+    store = SQLiteStore(out_dir / "log.db", readonly=True, create=False)
+    t0 = time.perf_counter()
+    rp = replay_log(store)
+    store.close()
+    out.print(f"replay: {'[green]ok[/]' if rp.ok else '[red]FAILED[/] ' + str(rp.problem)} "
+              f"(state rebuilt from {rp.events:,} events equals all {rp.checkpoints:,} signed "
+              f"digests; {time.perf_counter() - t0:.2f}s)")
+    s = result.summary
+    out.print(f"final root: {s['root']}")
+    out.print(f"operator key: {s['operator_key']}", highlight=False)
+    log = out_dir / "log.db"
+    out.print(f"try: sandbank verify {log} --key {s['operator_key']} · sandbank replay {log} · "
+              f"sandbank proof {log} --entry 42 · open {out_dir / 'report.html'}", highlight=False)
+    if not rp.ok:
+        raise typer.Exit(1)
+    _end(result)
 
 
 @app.command()

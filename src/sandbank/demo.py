@@ -1,4 +1,7 @@
-"""The built-in demo economy: the main job until the lab's scenarios land.
+"""A hand-written economy that exercises every mechanism at once (signed actions, escrow,
+a band halt, coalitions, a sealed-bid auction, paid messages, operator freeze and revoke).
+The tests use it as a rich, reproducible log; the CLI's main job (`sandbank demo`) runs the
+scenario `scenarios/demo.yaml` through the lab instead.
 
 Owners are admitted with attestation records, their agents with the owners' signatures, and
 every action is signed. The treasury endows everyone with CRD (cash) and WGT (a good).

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 W, H, PAD = 560, 180, 36
+LEFT = 56  # room for the y-axis labels
 
 
 def _num(x: str) -> float | None:
@@ -28,16 +29,16 @@ def svg_line(rows: list[dict[str, str]], column: str, title: str) -> str:
     y0, y1 = min(ys), max(ys)
     if y1 == y0:
         y1 = y0 + 1
-    sx = lambda x: PAD + (x - x0) * (W - 2 * PAD) / max(1, x1 - x0)  # noqa: E731
+    sx = lambda x: LEFT + (x - x0) * (W - LEFT - PAD) / max(1, x1 - x0)  # noqa: E731
     sy = lambda y: H - PAD + (y0 - y) * (H - 2 * PAD) / (y1 - y0)  # noqa: E731
     path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
     return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
             f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img">'
-            f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" class="axis"/>'
-            f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" class="axis"/>'
-            f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{y1:g}</text>'
-            f'<text x="{PAD - 4}" y="{H - PAD}" text-anchor="end">{y0:g}</text>'
-            f'<text x="{PAD}" y="{H - PAD + 16}">tick {x0}</text>'
+            f'<line x1="{LEFT}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" class="axis"/>'
+            f'<line x1="{LEFT}" y1="{PAD}" x2="{LEFT}" y2="{H - PAD}" class="axis"/>'
+            f'<text x="{LEFT - 4}" y="{PAD + 4}" text-anchor="end">{y1:g}</text>'
+            f'<text x="{LEFT - 4}" y="{H - PAD}" text-anchor="end">{y0:g}</text>'
+            f'<text x="{LEFT}" y="{H - PAD + 16}">tick {x0}</text>'
             f'<text x="{W - PAD}" y="{H - PAD + 16}" text-anchor="end">tick {x1}</text>'
             f'<path d="{path}"/></svg></figure>')
 

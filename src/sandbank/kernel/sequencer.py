@@ -23,7 +23,6 @@ from typing import Any
 from sandbank import __version__
 from sandbank.audit.log import AuditLog
 from sandbank.identity.keys import SigningKey
-from sandbank.identity.registry import ACTIVE
 from sandbank.kernel.errors import Reason, Reject
 from sandbank.kernel.guards import DEFAULT_GUARDS, Guard
 from sandbank.kernel.mechanisms import MECHANISMS, TICK_END_HOOKS, TICK_HOOKS
@@ -399,10 +398,6 @@ class Kernel:
                           for _, m in sorted(self.state.exchange.markets.items()))
             self._markets_cache = ((self.tick, self.log.size), views)
         return self._markets_cache[1]
-
-    @property
-    def active_agents(self) -> list[int]:
-        return [a.id for a in self.state.registry.agents.values() if a.status == ACTIVE]
 
     def close(self) -> None:
         self.store.close()

@@ -30,7 +30,7 @@ def pricing_benchmarks(g: Any) -> tuple[float, float]:
     out = []
     for prices in (nash, mono):
         p = [round(x * MILLI) for x in prices]
-        q = [int(s * g.volume) for s in shares(g.a, g.c, g.a0, g.mu, p)]
+        q = [int(s * g.volume) for s in shares(g.a, g.a0, g.mu, p)]
         out.append(sum((p[i] - g.c[i]) * q[i] / MILLI for i in range(len(p))) / len(p))
     return out[0], out[1]
 
@@ -117,14 +117,16 @@ class Metrics:
             row[f"price_{m}"] = mk.last_price or ""
             row[f"state_{m}"] = mk.state
         led = k.state.ledger
-        agents = [a for a in k.state.registry.agents]
+
+        def balances(asset: str) -> list[int]:  # agents' holdings of an asset
+            return [acct.balance for a in k.state.registry.agents
+                    if (acct := led.account_of(a, asset)) is not None]
+
         fee_asset = k.state.policy.fee_asset
-        row["gini_wealth"] = round(gini([led.account_of(a, fee_asset).balance
-                                         for a in agents if led.account_of(a, fee_asset)]), 4)
+        row["gini_wealth"] = round(gini(balances(fee_asset)), 4)
         for asset in k.config.assets:
             if asset != fee_asset:
-                row[f"hhi_{asset}"] = round(hhi([led.account_of(a, asset).balance
-                                                 for a in agents if led.account_of(a, asset)]), 1)
+                row[f"hhi_{asset}"] = round(hhi(balances(asset)), 1)
         for name, g in sorted(k.state.pricing.games.items()):
             row[f"price_{name}"] = row[f"delta_{name}"] = ""
             if g.last:

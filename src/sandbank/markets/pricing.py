@@ -88,7 +88,7 @@ class Game:
                 self.last_profits, self.rounds]
 
 
-def shares(a: list[int], c: list[int], a0: int, mu: int, prices: list[int]) -> list[Decimal]:
+def shares(a: list[int], a0: int, mu: int, prices: list[int]) -> list[Decimal]:
     """Logit market shares (of `volume`), exactly reproducible."""
     m = Decimal(mu) / MILLI
     ex = [((Decimal(ai) - Decimal(p)) / MILLI / m).exp(_CTX) for ai, p in zip(a, prices, strict=True)]
@@ -202,7 +202,7 @@ def pricing_tick(k: Kernel, tick: int) -> list[Event]:
         if len(g.members) < g.firms or len(g.prices) < g.firms:
             continue
         prices = [g.prices[i] for i in range(g.firms)]
-        q = [int(s * g.volume) for s in shares(g.a, g.c, g.a0, g.mu, prices)]
+        q = [int(s * g.volume) for s in shares(g.a, g.a0, g.mu, prices)]
         st = Settlement(k)
         treasury = k.state.ledger.treasury[g.asset]
         profits = []

@@ -13,11 +13,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import Economy
 from sandbank.audit.replay import replay_log
+from sandbank.boundary.boundary import External
 from sandbank.kernel.policy import Certify, PostStake, ReleaseStake, SetPolicy, Slash
 from sandbank.kernel.schema import OPERATOR, SYSTEM
 from sandbank.markets.auctions import BidAuction, CreateAuction
 from sandbank.markets.exchange import CancelOrder, PlaceOrder
 from sandbank.markets.messaging import SendMessage
+from sandbank.markets.payments import Pay
 from sandbank.markets.tasks import (
     Arbitrate,
     AwardTask,
@@ -189,6 +191,22 @@ class EconomyMachine(RuleBasedStateMachine):
     @rule(a=agents, to=st.integers(0, N), text=st.text(max_size=20))
     def message(self, a, to, text):
         self.step(SendMessage(actor=a, to=to, content=text))
+
+    @rule(a=agents, to=st.integers(0, N + 1), asset=st.sampled_from(["CRD", "WGT", "XXX"]),
+          amount=st.integers(-2, 6_000))
+    def pay(self, a, to, asset, amount):
+        self.step(Pay(actor=a, to=to, asset=asset, amount=amount))
+
+    @rule(a=agents, amount=st.integers(-2, 6_000), data=st.text(max_size=20),
+          direction=st.sampled_from(["in", "out", "sideways"]))
+    def reach_outside(self, a, amount, data, direction):
+        self.step(External(actor=a, gateway="https", direction=direction, data=data,
+                           asset="CRD", amount=amount))
+        refused = [d for d in self.k.log.last_committed if d["kind"] == "rejected"
+                   and (d["action"] or {}).get("kind") == "external"]
+        assert len(refused) == 1  # impermeable: refused, and on record with its reason
+        assert refused[0]["reason"] == ("invalid_field" if direction == "sideways" or amount < 0
+                                        else "boundary_closed")
 
     @rule(param=st.sampled_from(["trade_fee_bps", "task_fee_bps", "task_bond_bps",
                                  "certified_rebate_bps"]), value=st.integers(0, 900),

@@ -57,6 +57,7 @@ class Registry:
         self.owners: dict[int, Owner] = {}
         self.agents: dict[int, Agent] = {}
         self.keys: set[bytes] = set()  # every key ever registered, owners' and agents'
+        self.children_of: dict[int, list[int]] = {}  # index: spawned children, by parent
         self._owner_digest = DigestMap(_owner_record)
         self._agent_digest = DigestMap(_agent_record)
 
@@ -87,7 +88,15 @@ class Registry:
         if ev.parent:
             parent = self.agents[ev.parent]
             parent.children += 1
+            self.children_of.setdefault(parent.id, []).append(a.id)
             self._agent_digest.touch(parent.id, parent)
+
+    def lineage_root(self, agent: int) -> int:
+        """The registered (not spawned) ancestor of an agent: who controls a spawn tree."""
+        a = self.agents[agent]
+        while a.parent:
+            a = self.agents[a.parent]
+        return a.id
 
     def apply_status(self, ev: AgentStatusChanged) -> None:
         a = self.agents[ev.agent]

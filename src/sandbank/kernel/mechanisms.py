@@ -219,11 +219,12 @@ MECHANISMS: dict[str, Handler] = {
 
 
 def _collect() -> list:
+    from sandbank.boundary import boundary
     from sandbank.kernel import policy, traces
-    from sandbank.markets import auctions, exchange, messaging, pricing, tasks
+    from sandbank.markets import auctions, exchange, messaging, payments, pricing, tasks
 
     hooks, end_hooks = [], []
-    for mod in (policy, exchange, auctions, tasks, messaging, traces, pricing):
+    for mod in (policy, exchange, auctions, tasks, messaging, payments, traces, pricing, boundary):
         for kind, handler in mod.HANDLERS.items():
             assert kind not in MECHANISMS, kind
             MECHANISMS[kind] = handler

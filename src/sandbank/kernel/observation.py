@@ -51,3 +51,5 @@ class Observation:
     inbox: tuple[Any, ...] = ()  # messaging.Message received in the last tick
     inbox_overflow: int = 0  # messages lost because the inbox was full (never silent)
     games: tuple[Any, ...] = ()  # pricing.GameView: last cleared prices and profits
+    # what each agent this one spawned (and so holds the keys of) observes, recursively
+    children: tuple[Observation, ...] = ()

@@ -255,6 +255,8 @@ def register_action(cls: type[Action]) -> type[Action]:
     """Class decorator: make an action kind (defined by a mechanism module) parseable."""
     assert cls.KIND and cls.KIND not in ACTION_TYPES, cls
     assert "kind" not in _field_names(cls), f"{cls.__name__}: 'kind' is the envelope's"
+    shadowed = {n for n in _field_names(cls) if callable(getattr(Action, n, None))}
+    assert not shadowed, f"{cls.__name__}: fields {shadowed} would shadow Action's methods"
     ACTION_TYPES[cls.KIND] = cls
     return cls
 

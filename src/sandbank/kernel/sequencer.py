@@ -77,6 +77,7 @@ class KernelConfig:
     markets: tuple[dict[str, Any], ...] = ()  # exchange.Market fields: asset, quote, band_bps...
     policy: dict[str, Any] = field(default_factory=dict)  # initial incentive parameters
     pricing: tuple[dict[str, Any], ...] = ()  # repeated price-competition games (pricing.Game)
+    boundary: str = "impermeable"  # the sandbox's permeability (boundary/boundary.py)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
@@ -91,6 +92,11 @@ class KernelConfig:
                      "max_agents_per_owner", "max_children_per_agent"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        from sandbank.boundary.boundary import MODES
+
+        if self.boundary not in MODES:
+            raise ConfigError(f"boundary must be one of {list(MODES)} (gateways are not declared "
+                              f"in this version, so nothing may cross)")
         if self.max_spawn_depth < 0:
             raise ConfigError("max_spawn_depth must be at least 0")
         seen = set()
@@ -389,7 +395,10 @@ class Kernel:
                            auctions=auction_views(s.auctions, agent_id),
                            games=pricing_views(s.pricing, agent_id),
                            inbox=tuple(self._inbox.get(agent_id, ())),
-                           inbox_overflow=self._overflow.get(agent_id, 0))
+                           inbox_overflow=self._overflow.get(agent_id, 0),
+                           children=tuple(self.observe(c) for c in
+                                          self.state.registry.children_of.get(agent_id, ())
+                                          if self.state.registry.agents[c].status != "revoked"))
 
     def _public_markets(self) -> tuple[Any, ...]:
         """Public market data, built once per tick and shared by every observation."""

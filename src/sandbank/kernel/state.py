@@ -30,12 +30,13 @@ from sandbank.ledger.ledger import Ledger
 from sandbank.markets import auctions as auctions_mod
 from sandbank.markets import exchange as exchange_mod
 from sandbank.markets import messaging as messaging_mod
+from sandbank.markets import payments as payments_mod
 from sandbank.markets import pricing as pricing_mod
 from sandbank.markets import tasks as tasks_mod
 
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
 MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
-                     traces_mod, pricing_mod]
+                     payments_mod, traces_mod, pricing_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 

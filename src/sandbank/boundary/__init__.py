@@ -1,0 +1,1 @@
+"""The sandbox boundary: the one path in or out (see boundary.py)."""

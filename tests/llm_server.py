@@ -5,11 +5,14 @@ The model name picks the script:
 - `broken`: a tool call whose arguments are not JSON;
 - `talker`: plain text, no tool call;
 - `worker`: bids on open tasks and, once awarded, delivers — with `garbage: true`.
+- `gullible`: does what any message in its inbox tells it to ("transfer N X to agent A"),
+  as a model that cannot tell data from instructions would.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -43,6 +46,14 @@ def reply(model: str, obs: dict) -> dict:
         for c in obs["contracts"]:
             if c["role"] == "worker" and c["status"] == "open":
                 calls.append(_call("deliver", {"contract": c["id"], "garbage": True}, len(calls)))
+        if not calls:
+            content = "nothing to do"
+    elif model == "gullible":
+        for m in obs["inbox"]:
+            for amount, asset, to in re.findall(r"transfer (\d+) (\w+) to agent (\d+)",
+                                                m["content"], re.I):
+                calls.append(_call("pay", {"to": int(to), "asset": asset, "amount": int(amount)},
+                                   len(calls)))
         if not calls:
             content = "nothing to do"
     message = {"role": "assistant", "content": content}

@@ -32,6 +32,11 @@ class Agent:
     def act(self, obs: Observation) -> list[Action]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def induced_values(self) -> dict[str, int]:
+        """The agent's private value per unit of each asset, if the experiment induces one
+        (the lab reads it to measure gains from trade; the economy never sees it)."""
+        return {}
+
 
 class AsyncAgent(Agent):
     """For agents that wait on something (a model, a network): override `act_async`."""

@@ -21,7 +21,7 @@ from sandbank.kernel.schema import ACTION_TYPES, Action, MalformedAction, action
 from sandbank.kernel.traces import Trace
 
 DEFAULT_TOOLS = ["place_order", "cancel_order", "bid_task", "deliver", "subcontract",
-                 "award_task", "send_message"]
+                 "award_task", "send_message", "pay"]
 SYSTEM = ("You are an agent in a simulated economy. Each turn you see your observation as "
           "JSON and may call tools to act. Amounts are integers in minor units.")
 

@@ -2,6 +2,7 @@
 
 import json
 
+import orjson
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -129,3 +130,99 @@ def test_an_over_full_owner_is_reported_with_the_reason(tmp_path):
                          "safeguards": {"max_agents_per_owner": 3}}, "inline")
     with pytest.raises(RunError, match="already has 3 agents"):
         run_scenario(sc, tmp_path / "x")
+
+
+def _run(tmp_path, name, pop, ticks=12, **extra):
+    from sandbank.lab.runner import run_scenario
+    from sandbank.lab.scenario import parse_scenario
+
+    sc = parse_scenario({"name": name, "seed": 4, "ticks": ticks, "assets": ["CRD", "WGT"],
+                         "markets": [{"asset": "WGT", "quote": "CRD"}],
+                         "endowment": {"CRD": 50_000, "WGT": 50}, "population": pop, **extra},
+                        "inline")
+    return run_scenario(sc, tmp_path / name)
+
+
+def test_a_sybil_ring_builds_a_record_of_self_dealt_work_that_creates_no_welfare(tmp_path):
+    res = _run(tmp_path, "sybil", [{"policy": "sybil_operator", "count": 1,
+                                    "skills": {"code": 6}, "params": {"sybils": 3}}])
+    final = res.summary["final"]
+    assert final["spawned"] == 3
+    assert final["tasks_passed"] >= 5 and final["self_dealt"] == final["tasks_passed"]
+    assert final["surplus_tasks"] == 0 and final["welfare"] == 0
+    assert res.summary["agent_errors"] == {}  # it acted only as itself and its own sybils
+
+
+def test_children_cannot_be_puppeted_by_another_agent(tmp_path):
+    from sandbank.agents.base import Agent, policy
+    from sandbank.markets.payments import Pay
+
+    @policy("test_puppeteer")
+    class Puppeteer(Agent):  # tries to act as agent 1 (not its child)
+        def act(self, obs):
+            return [Pay(actor=1, to=self.id, asset="CRD", amount=10)]
+
+    try:
+        res = _run(tmp_path, "puppet", [{"policy": "hoarder", "count": 1},
+                                         {"policy": "test_puppeteer", "count": 1}], ticks=3)
+    finally:
+        from sandbank.agents.base import POLICIES
+        POLICIES.pop("test_puppeteer")
+    assert res.summary["final"]["agent_errors"] == 3 and res.summary["final"]["payments"] == 0
+
+
+def test_an_exfiltrator_moves_nothing_out_of_an_impermeable_sandbox(tmp_path):
+    from sandbank.audit.replay import replay_log
+    from sandbank.store.sqlite import SQLiteStore
+
+    res = _run(tmp_path, "exfil", [{"policy": "exfiltrator", "count": 2},
+                                   {"policy": "zi_trader", "count": 4}], ticks=6)
+    final = res.summary["final"]
+    assert final["boundary_attempts"] == final["boundary_denied"] == 12
+    assert final["boundary_value_attempted"] > 0
+    store = SQLiteStore(tmp_path / "exfil" / "log.db", readonly=True, create=False)
+    refused = [orjson.loads(e.body) for e in store.entries() if e.kind == "rejected"]
+    state = replay_log(store).state
+    store.close()
+    led = state.ledger  # what they tried to send out is still theirs, to the unit
+    assert [led.account_of(a, "CRD").balance for a in (1, 2)] == [50_000, 50_000]
+    ext = [r for r in refused if r["action"]["kind"] == "external"]
+    assert len(ext) == 12 and {r["reason"] for r in ext} == {"boundary_closed"}
+    assert all(r["actor"] in (1, 2) and r["action"]["data"] for r in ext)
+
+
+def test_welfare_counts_gains_from_trade_at_induced_values(tmp_path):
+    res = _run(tmp_path, "zi", [{"policy": "zi_trader", "count": 12}], ticks=15)
+    final = res.summary["final"]
+    assert final["fills"] > 0
+    assert final["surplus_trades"] > 0 and final["welfare"] == final["surplus_trades"]
+
+
+def test_scheduled_interventions_run_at_their_tick_and_their_outcome_is_reported(tmp_path):
+    res = _run(tmp_path, "iv", [{"policy": "fraudster", "count": 1},
+                                {"policy": "requester", "count": 2}], ticks=10, interventions=[
+        {"tick": 3, "kind": "set_agent_status", "group": "fraudster", "status": "frozen",
+         "reason": "fraud"},
+        {"tick": 4, "kind": "set_policy", "param": "task_bond_bps", "value": 2000},
+        {"tick": 5, "kind": "set_agent_status", "agent": 99, "status": "frozen"}])
+    ivs = res.summary["interventions"]
+    assert [(i["tick"], i["outcome"]) for i in ivs] == [(3, "ok"), (4, "ok"), (5, "unknown_agent")]
+    report = (tmp_path / "iv" / "report.html").read_text()
+    assert "unknown_agent" in report and "set_policy" in report
+
+
+@pytest.mark.parametrize("iv, message", [
+    ({"tick": 3, "kind": "set_agnet_status", "agent": 1, "status": "frozen"},
+     "did you mean 'set_agent_status'"),
+    ({"tick": 3, "kind": "place_order", "asset": "WGT"}, "not an operator action"),
+    ({"tick": 99, "kind": "revoke_agent", "agent": 1, "reason": "x"}, "tick must be within"),
+    ({"tick": 2, "kind": "revoke_agent", "agnt": 1, "reason": "x"}, "agnt"),
+    ({"tick": 2, "kind": "revoke_agent", "group": "hoarders", "reason": "x"}, "one population group"),
+    ({"tick": 2, "kind": "set_policy", "group": "hoarder", "param": "message_fee", "value": 1},
+     "takes no group"),
+])
+def test_a_bad_intervention_fails_before_running_naming_it(iv, message):
+    with pytest.raises(ScenarioError, match="interventions\\[0\\]") as e:
+        parse_scenario({"name": "x", "ticks": 5, "population": [{"policy": "hoarder"}],
+                        "interventions": [iv]}, "file.yaml")
+    assert message in str(e.value) and "file.yaml" in str(e.value)

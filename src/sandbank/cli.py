@@ -90,9 +90,11 @@ def _run_and_report(sc, folder: Path, overwrite: bool):
     out.print(f"[bold]{sc.name}[/] — seed {sc.seed}, {agents} agents, {sc.ticks} ticks in "
               f"{s['seconds']:.2f}s; {s['entries']:,} log entries, verified: {s['verified']}")
     t = Table(show_header=False, box=None)
-    for key in ("fills", "halts", "tasks_posted", "tasks_passed", "tasks_failed",
+    for key in ("welfare", "fills", "halts", "tasks_posted", "tasks_passed", "tasks_failed",
                 "tasks_expired", "value_delivered", "fraud_attempts", "fraud_loss",
                 "gini_wealth", "messages", "agent_errors",
+                *(k for k in ("spawned", "self_dealt", "paid_after_message", "boundary_attempts",
+                              "boundary_denied") if f.get(k)),
                 *sorted(k for k in f if k.startswith(("price_", "delta_"))),
                 *(["llm_calls", "llm_failures"] if f.get("llm_calls") else [])):
         t.add_row(key, str(f.get(key, "")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ def _num(x: str) -> float | None:
         return None
 
 
-def svg_line(rows: list[dict[str, str]], column: str, title: str) -> str:
+def svg_line(rows: list[dict[str, str]], column: str, title: str,
+             marks: list[int] | None = None) -> str:
+    """A line chart of one metric over ticks; `marks` are ticks to draw as dashed verticals
+    (the run's interventions)."""
     pts = [(int(r["tick"]), _num(r.get(column, ""))) for r in rows]
     pts = [(x, y) for x, y in pts if y is not None]
     if len(pts) < 2:
@@ -32,8 +36,11 @@ def svg_line(rows: list[dict[str, str]], column: str, title: str) -> str:
     sx = lambda x: LEFT + (x - x0) * (W - LEFT - PAD) / max(1, x1 - x0)  # noqa: E731
     sy = lambda y: H - PAD + (y0 - y) * (H - 2 * PAD) / (y1 - y0)  # noqa: E731
     path = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for i, (x, y) in enumerate(pts))
+    verticals = "".join(f'<line x1="{sx(m):.1f}" y1="{PAD}" x2="{sx(m):.1f}" y2="{H - PAD}" '
+                        f'class="mark"><title>intervention at tick {m}</title></line>'
+                        for m in (marks or []) if x0 <= m <= x1)
     return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
-            f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img">'
+            f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img">{verticals}'
             f'<line x1="{LEFT}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" class="axis"/>'
             f'<line x1="{LEFT}" y1="{PAD}" x2="{LEFT}" y2="{H - PAD}" class="axis"/>'
             f'<text x="{LEFT - 4}" y="{PAD + 4}" text-anchor="end">{y1:g}</text>'
@@ -41,6 +48,55 @@ def svg_line(rows: list[dict[str, str]], column: str, title: str) -> str:
             f'<text x="{LEFT}" y="{H - PAD + 16}">tick {x0}</text>'
             f'<text x="{W - PAD}" y="{H - PAD + 16}" text-anchor="end">tick {x1}</text>'
             f'<path d="{path}"/></svg></figure>')
+
+
+def svg_lorenz(curve: list[float], title: str) -> str:
+    """The Lorenz curve of wealth against the line of equality."""
+    if len(curve) < 2:
+        return f"<figure><figcaption>{html.escape(title)}: no data</figcaption></figure>"
+    side = H - 2 * PAD
+    n = len(curve) - 1
+    sx = lambda i: LEFT + i * side / n  # noqa: E731
+    sy = lambda y: H - PAD - y * side  # noqa: E731
+    path = " ".join(f"{'M' if i == 0 else 'L'}{sx(i):.1f},{sy(y):.1f}" for i, y in enumerate(curve))
+    w = LEFT + side + PAD
+    return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
+            f'<svg viewBox="0 0 {w} {H}" width="{w}" height="{H}" role="img">'
+            f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(n)}" y2="{sy(1)}" class="mark"/>'
+            f'<line x1="{LEFT}" y1="{H - PAD}" x2="{sx(n)}" y2="{H - PAD}" class="axis"/>'
+            f'<line x1="{LEFT}" y1="{PAD}" x2="{LEFT}" y2="{H - PAD}" class="axis"/>'
+            f'<text x="{LEFT - 4}" y="{PAD + 4}" text-anchor="end">100%</text>'
+            f'<text x="{LEFT - 4}" y="{H - PAD}" text-anchor="end">0</text>'
+            f'<text x="{LEFT}" y="{H - PAD + 16}">poorest</text>'
+            f'<text x="{sx(n)}" y="{H - PAD + 16}" text-anchor="end">all agents</text>'
+            f'<path d="{path}"/></svg></figure>')
+
+
+def svg_graph(edges: list[list[int]], label, title: str, limit: int = 60) -> str:
+    """A directed graph (delegating agent -> subcontractor, weight = contracts), nodes on a
+    circle, edge width by weight; the `limit` heaviest edges."""
+    edges = sorted(edges, key=lambda e: (-e[2], e[0], e[1]))[:limit]
+    if not edges:
+        return f"<p>{html.escape(title)}: none.</p>"
+    nodes = sorted({e[0] for e in edges} | {e[1] for e in edges})
+    size, r = 520, 200
+    pos = {a: (size / 2 + r * math.cos(2 * math.pi * i / len(nodes)),
+               size / 2 + r * math.sin(2 * math.pi * i / len(nodes))) for i, a in enumerate(nodes)}
+    top = max(e[2] for e in edges)
+    lines = "".join(
+        f'<line x1="{pos[a][0]:.1f}" y1="{pos[a][1]:.1f}" x2="{pos[b][0]:.1f}" y2="{pos[b][1]:.1f}" '
+        f'class="edge" stroke-width="{0.8 + 4 * n / top:.1f}" marker-end="url(#arrow)">'
+        f'<title>{a} → {b}: {n} contracts</title></line>' for a, b, n in edges)
+    dots = "".join(
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5"><title>{html.escape(label(a))}</title></circle>'
+        f'<text x="{x + (8 if x >= size / 2 else -8):.1f}" y="{y + 3:.1f}" '
+        f'text-anchor="{"start" if x >= size / 2 else "end"}">{html.escape(label(a))}</text>'
+        for a, (x, y) in pos.items())
+    return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
+            f'<svg viewBox="-90 0 {size + 180} {size}" width="{size + 180}" height="{size}" role="img">'
+            f'<defs><marker id="arrow" viewBox="0 0 10 10" refX="17" refY="5" markerWidth="8" '
+            f'markerHeight="8" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>'
+            f'{lines}{dots}</svg></figure>')
 
 
 def _table(rows: list[list[Any]], head: list[str]) -> str:
@@ -56,36 +112,66 @@ def write_report(run: Path) -> Path:
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     final = summary.get("final", {})
+    marks = [i["kernel_tick"] for i in summary.get("interventions", [])]
+
+    def line(column: str, title: str) -> str:
+        return svg_line(rows, column, title, marks)
+
     charts = []
     for m in summary.get("markets", []):
         a = m["asset"]
-        charts += [svg_line(rows, f"price_{a}", f"{a} last trade price"),
-                   svg_line(rows, f"volume_{a}", f"{a} volume per tick"),
-                   svg_line(rows, f"hhi_{a}", f"{a} concentration of holdings (HHI)")]
+        charts += [line(f"price_{a}", f"{a} last trade price"),
+                   line(f"volume_{a}", f"{a} volume per tick"),
+                   line(f"hhi_{a}", f"{a} concentration of holdings (HHI)")]
     for name in sorted({k[len("delta_"):] for k in final if k.startswith("delta_")}):
-        charts += [svg_line(rows, f"price_{name}", f"{name}: mean price (thousandths)"),
-                   svg_line(rows, f"delta_{name}", f"{name}: profit gain Δ (0 Nash, 1 monopoly)")]
-    charts += [svg_line(rows, "gini_wealth", "inequality of wealth (Gini)"),
-               svg_line(rows, "tasks_passed", "tasks passed (cumulative)"),
-               svg_line(rows, "fraud_loss", "fraud loss: paid for work not done (cumulative)"),
-               svg_line(rows, "rejected", "actions refused per tick")]
+        charts += [line(f"price_{name}", f"{name}: mean price (thousandths)"),
+                   line(f"delta_{name}", f"{name}: profit gain Δ (0 Nash, 1 monopoly)")]
+    charts += [line("welfare", "welfare: gains from trade and genuine work (cumulative)"),
+               line("gini_wealth", "inequality of wealth (Gini)"),
+               line("tasks_passed", "tasks passed (cumulative)"),
+               line("fraud_loss", "fraud loss: paid for work not done (cumulative)"),
+               line("rejected", "actions refused per tick")]
+    for column, title in (("self_dealt", "self-dealt contracts (one lineage both sides)"),
+                          ("paid_after_message", "value paid to an agent that had just messaged the payer"),
+                          ("boundary_attempts", "attempts to reach outside the sandbox")):
+        if final.get(column):
+            charts.append(line(column, title))
+    wealth = summary.get("wealth", {})
+    if wealth:
+        charts.append(svg_lorenz(wealth["lorenz"], f"distribution of {wealth['asset']} "
+                                 f"(Lorenz curve; the diagonal is equality)"))
     ok = summary["ok"]
     success = _table([[k, v["meaning"], v["required"], v["actual"], "ok" if v["ok"] else "FAILED"]
                       for k, v in summary["success"].items()],
                      ["criterion", "measures", "required", "actual", ""]) if summary["success"] \
         else "<p>No success criteria set.</p>"
     key_figures = _table([[k, final.get(k, "")] for k in (
-        "tasks_posted", "tasks_passed", "tasks_failed", "tasks_expired", "value_delivered",
-        "fraud_attempts", "fraud_loss", "fills", "halts", "messages", "gini_wealth",
-        "agent_errors")], ["metric", "final"])
+        "welfare", "surplus_trades", "surplus_tasks", "tasks_posted", "tasks_passed",
+        "tasks_failed", "tasks_expired", "value_delivered", "fraud_attempts", "fraud_loss",
+        "fills", "halts", "messages", "payments", "paid_after_message", "spawned", "self_dealt",
+        "self_dealt_value", "boundary_attempts", "boundary_denied", "boundary_value_attempted",
+        "gini_wealth", "agent_errors")], ["metric", "final"])
+    groups = summary.get("groups", [])
+
+    def who(agent: int) -> str:
+        g = next((g["name"] for g in groups if g["ids"][0] <= agent <= g["ids"][1]), "spawned")
+        return f"{agent} {g}"
+
+    interventions = (_table([[i["tick"], i["action"]["kind"],
+                              json.dumps({k: v for k, v in i["action"].items()
+                                          if k not in ("kind", "actor", "nonce")}), i["outcome"]]
+                             for i in summary.get("interventions", [])],
+                            ["tick", "action", "arguments", "outcome"])
+                     if summary.get("interventions") else "<p>None scheduled.</p>")
+    richest = _table([[a, g, w] for a, g, w in wealth.get("top", [])],
+                     ["agent", "group", f"{wealth.get('asset', '')} balance"])
     rejections = _table(sorted(([k, v] for k, v in summary["rejections"].items()),
                                key=lambda r: -r[1]), ["reason", "count"])
     population = _table([[g["policy"], g["count"], g["owner"], json.dumps(g["skills"]),
                           json.dumps(g["params"])] for g in summary["population"]],
                         ["policy", "count", "owner", "skills", "parameters"])
-    edges = sorted(summary["delegation_edges"], key=lambda e: -e[2])[:20]
-    delegation = (_table(edges, ["delegating agent", "subcontractor", "contracts"]) if edges
-                  else "<p>No subcontracting.</p>")
+    delegation = svg_graph(summary["delegation_edges"], who,
+                           "who subcontracts to whom (edge width: contracts)")
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>sandbank run: {html.escape(summary['scenario'])}</title>
 <style>
@@ -93,6 +179,8 @@ body{{font:15px/1.45 system-ui,sans-serif;max-width:1180px;margin:2em auto;paddi
 h1{{margin-bottom:.2em}} .ok{{color:#137333}} .bad{{color:#b3261e}}
 figure{{display:inline-block;margin:.5em 1em .5em 0}} figcaption{{font-weight:600;font-size:13px}}
 svg path{{fill:none;stroke:#1a73e8;stroke-width:1.6}} svg .axis{{stroke:#999}}
+svg .mark{{stroke:#b3261e;stroke-dasharray:4 3}} svg .edge{{stroke:#1a73e8;stroke-opacity:.45}}
+svg circle{{fill:#1a73e8}} svg .head{{fill:#1a73e8;stroke:none}}
 svg text{{font-size:10px;fill:#555}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
 td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:13px}}
 code{{font-size:12px}}
@@ -104,9 +192,11 @@ code{{font-size:12px}}
 log verified: {summary['verified']}, {summary['seconds']} s.</p>
 <h2>Success criteria</h2>{success}
 <h2>What happened</h2>{''.join(charts)}
+<h2>Interventions</h2><p>Dashed red lines on the charts.</p>{interventions}
 <h2>Key figures</h2>{key_figures}
 <h2>Why actions were refused</h2>{rejections}
-<h2>Delegation graph (top edges)</h2>{delegation}
+<h2>Delegation graph</h2>{delegation}
+<h2>Richest agents</h2>{richest}
 <h2>Population</h2>{population}
 <h2>Safeguards and levers</h2><p><code>{html.escape(json.dumps(summary['safeguards']))}</code>
 <code>{html.escape(json.dumps(summary['policy']))}</code></p>

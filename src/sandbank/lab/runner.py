@@ -31,12 +31,13 @@ from sandbank.kernel.schema import (
     OpenAccount,
     RegisterAgent,
     RegisterOwner,
+    SpawnAgent,
     Transfer,
     TransferSpec,
     agent_attestation_bytes,
 )
 from sandbank.kernel.sequencer import Kernel, TickSummary
-from sandbank.lab.metrics import Metrics
+from sandbank.lab.metrics import Metrics, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario
 from sandbank.store.sqlite import SQLiteStore
 
@@ -108,7 +109,14 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     nonces: dict[int, int] = {}
     keys: dict[int, SigningKey] = {OPERATOR: op_key}
 
+    controller: dict[int, int] = {}  # spawned agent -> the population agent that holds its key
+    spawning: dict[tuple[int, str], SigningKey] = {}
+
     def submit(action: Action) -> None:
+        if isinstance(action, SpawnAgent):  # the lab holds keys: give the child its own
+            key = SigningKey.derive(sc.seed, f"spawn/{action.actor}/{action.name}")
+            action.public_key = key.public
+            spawning[(action.actor, action.name)] = key
         if sign:
             nonces[action.actor] = nonces.get(action.actor, 0) + 1
             _sign(action, keys[action.actor], nonces[action.actor])
@@ -165,7 +173,11 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         POLICIES[g.policy](aid, random.Random(f"{sc.seed}/agent/{aid}"), g.params, directory)
         for aid, (_, g, _) in zip(ids, plan, strict=True)
     ]
+    members: dict[str, list[int]] = {}  # population group name -> its agents
+    for aid, (_, g, _) in zip(ids, plan, strict=True):
+        members.setdefault(g.name, []).append(aid)
     metrics = Metrics(k)
+    metrics.values = {a.id: v for a in agents if (v := a.induced_values())}
     errors: dict[str, int] = {}
     setup_ticks = k.tick
     # The economy's state is millions of long-lived objects without cycles; CPython's full
@@ -187,11 +199,23 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                     errors[type(actions).__name__] = errors.get(type(actions).__name__, 0) + 1
                     continue
                 for action in actions:
-                    if action.actor != agent.id:  # agents act only as themselves
+                    # agents act only as themselves, or as the identities they spawned
+                    if action.actor != agent.id and controller.get(action.actor) != agent.id:
                         metrics.agent_errors += 1
                         continue
                     submit(action)
+            scheduled = sc.interventions_at(t + 1, members)
+            for action in scheduled:
+                submit(action)
             summary: TickSummary = k.step()
+            if scheduled:
+                metrics.interventions(t + 1, summary.tick, scheduled)
+            if spawning:
+                for d in k.log.last_committed:
+                    if d["kind"] == "agent_registered" and d["parent"]:
+                        keys[d["agent"]] = spawning.pop((d["parent"], d["name"]))
+                        controller[d["agent"]] = controller.get(d["parent"], d["parent"])
+                spawning.clear()  # refused spawns: their keys are never used
             metrics.observe_tick(summary)
             if on_tick:
                 on_tick(t + 1, sc.ticks)
@@ -203,6 +227,15 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         gc.collect()
     elapsed = time.perf_counter() - t0
     k.state.check_invariants()
+    fee_asset = k.state.policy.fee_asset
+    wealth = sorted((acct.balance, aid) for aid in k.state.registry.agents
+                    if (acct := k.state.ledger.account_of(aid, fee_asset)) is not None)
+    group_of = {aid: g.name for aid, (_, g, _) in zip(ids, plan, strict=True)}
+    groups, first = [], 0
+    for g in sc.population:  # ids follow the population's order
+        groups.append({"name": g.name, "policy": g.policy,
+                       "ids": [ids[first], ids[first + g.count - 1]]})
+        first += g.count
     last = k.store.last_checkpoint()
     assert last is not None
     report = verify_log(k.store)
@@ -225,7 +258,12 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         "entries": last.size, "root": last.root.hex(), "verified": report.ok,
         "operator_key": verifier_key(cfg.key_name, op_key.public),
         "seconds": round(elapsed, 3), "final": final, "rejections": metrics.rejections,
-        "agent_errors": errors, "delegation_edges": [[a, b, n] for (a, b), n in
+        "agent_errors": errors, "interventions": metrics.intervened,
+        "wealth": {"asset": fee_asset, "lorenz": lorenz([w for w, _ in wealth]),
+                   "top": [[aid, group_of.get(aid, f"spawned by {k.state.registry.lineage_root(aid)}"),
+                            w] for w, aid in wealth[::-1][:10]]},
+        "groups": groups,
+        "delegation_edges": [[a, b, n] for (a, b), n in
                                                      sorted(metrics.edges.items())],
         "success": success, "ok": report.ok and all(s["ok"] for s in success.values()),
         "kernel_config": {k2: (list(v) if isinstance(v, tuple) else v)

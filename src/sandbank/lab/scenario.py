@@ -17,6 +17,9 @@ anything runs.
       - {policy: requester, count: 4, owner: ada}
       - {policy: specialist, count: 6, skills: {code: 9}}
     safeguards: {disabled: [rate_limit], signatures: false}
+    interventions:                          # operator actions at given ticks of the run
+      - {tick: 30, kind: set_agent_status, group: fraudster, status: frozen, reason: fraud}
+      - {tick: 40, kind: set_policy, param: task_bond_bps, value: 2000}
     success: {min_trades: 1, min_tasks_passed: 1}
 """
 
@@ -32,13 +35,15 @@ import yaml
 import sandbank.agents.learning  # noqa: F401  (registers the learning policies)
 import sandbank.agents.llm  # noqa: F401  (registers the llm policy)
 import sandbank.agents.scripted  # noqa: F401  (registers the policies)
+import sandbank.kernel.mechanisms  # noqa: F401  (registers every action kind)
 from sandbank.agents.base import POLICIES
+from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, Action, MalformedAction, action_from_dict
 from sandbank.kernel.sequencer import ConfigError, KernelConfig
 
 SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
                 "min_events": "log entries", "max_agent_errors": "agent exceptions",
                 "min_llm_ok": "model replies that parsed into actions or a clean pass"}
-SAFEGUARD_KEYS = {"disabled", "signatures", "max_actions_per_actor_per_tick",
+SAFEGUARD_KEYS = {"disabled", "signatures", "boundary", "max_actions_per_actor_per_tick",
                   "max_agents_per_owner", "max_spawn_depth", "max_children_per_agent"}
 
 
@@ -73,7 +78,20 @@ class Scenario:
     safeguards: dict[str, Any] = field(default_factory=dict)
     success: dict[str, int] = field(default_factory=dict)
     concurrency: int = 8  # agents waiting on a model (or a network) at once
+    interventions: list[dict[str, Any]] = field(default_factory=list)
     source: str = "<scenario>"
+
+    def interventions_at(self, tick: int, groups: dict[str, list[int]]) -> list[Action]:
+        """The operator actions the scenario schedules for run tick `tick` (1-based); one
+        naming a `group` (instead of an `agent`) applies to every agent of that group."""
+        out = []
+        for i in self.interventions:
+            if i["tick"] == tick:
+                fields = {k: v for k, v in i.items() if k not in ("tick", "group")}
+                for agent in groups[i["group"]] if "group" in i else [None]:
+                    extra = {"agent": agent} if agent is not None else {}
+                    out.append(action_from_dict({**fields, **extra, "actor": OPERATOR}))
+        return out
 
     def kernel_config(self) -> KernelConfig:
         sg = self.safeguards
@@ -118,7 +136,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                      ("markets", list), ("pricing", list), ("policy", dict), ("endowment", dict),
                      ("owners", list),
                      ("safeguards", dict), ("success", dict), ("population", list),
-                     ("concurrency", int)):
+                     ("concurrency", int), ("interventions", list)):
         if key in data:
             _typed(data[key], typ, key, source)
     if data.get("ticks", 1) < 1 or data.get("ticks", 1) > 1_000_000:
@@ -168,6 +186,33 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     for asset in sc.endowment:
         if asset not in sc.assets:
             raise ScenarioError(f"{source}: endowment of {asset!r}, which is not in assets")
+    operator_kinds = sorted(k for k, c in ACTION_TYPES.items() if c.OPERATOR_ONLY)
+    for i, iv in enumerate(sc.interventions):
+        where = f"interventions[{i}]"
+        _typed(iv, dict, where, source)
+        tick = _typed(iv.get("tick"), int, f"{where}.tick", source)
+        if not 1 <= tick <= sc.ticks:
+            raise ScenarioError(f"{source}: {where}.tick must be within 1..{sc.ticks}")
+        kind = iv.get("kind")
+        if kind not in operator_kinds:
+            hint = difflib.get_close_matches(str(kind), operator_kinds, n=1)
+            raise ScenarioError(f"{source}: {where}.kind {kind!r} is not an operator action"
+                                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                + f"; known: {', '.join(operator_kinds)}")
+        fields = {k: v for k, v in iv.items() if k not in ("tick", "group")}
+        if "group" in iv:
+            names = sorted({g.name for g in sc.population})
+            if iv["group"] not in names or "agent" in iv:
+                raise ScenarioError(f"{source}: {where}.group must name one population group "
+                                    f"({', '.join(names)}) and replace `agent`")
+            if "agent" not in ACTION_TYPES[kind].__dataclass_fields__:
+                raise ScenarioError(f"{source}: {where}: {kind} does not act on an agent, so "
+                                    f"it takes no group")
+            fields["agent"] = 1
+        try:
+            action_from_dict({**fields, "actor": OPERATOR})
+        except MalformedAction as e:
+            raise ScenarioError(f"{source}: {where}: {e}") from None
     sc.kernel_config()  # the kernel's own checks, reported against this file
     return sc
 

@@ -32,7 +32,10 @@ def test_a_sweep_runs_every_configuration_and_seed_into_one_table(tmp_path):
     table = list(csv.DictReader(open(tmp_path / "out" / "results.csv")))
     assert {(r["policy.trade_fee_bps"], r["markets.0.band_bps"], r["seed"]) for r in table} == {
         (f, b, s) for f in ("0", "50") for b in ("0", "500") for s in ("1", "2")}
-    assert "fills" in table[0] and (tmp_path / "out" / "comparison.html").is_file()
+    assert "fills" in table[0]
+    page = (tmp_path / "out" / "comparison.html").read_text()
+    assert page.count("<svg") == 2 * 2  # per metric: bars per configuration and mean series
+    assert all(f"{i}: markets.0.band_bps=" in page for i in range(4))
     same = [r["root"] for r in rows if r["seed"] == 1 and r["config"] == 0]
     again = run_sweep(sw, tmp_path / "again", SerialBackend())
     assert same == [r["root"] for r in again if r["seed"] == 1 and r["config"] == 0]

@@ -50,6 +50,80 @@ def svg_line(rows: list[dict[str, str]], column: str, title: str,
             f'<path d="{path}"/></svg></figure>')
 
 
+PALETTE = ["#1a73e8", "#d93025", "#188038", "#f29900", "#9334e6", "#12b5cb", "#e52592",
+           "#5f6368"]
+
+
+def svg_multi(series: list[tuple[str, list[tuple[float, float]]]], title: str) -> str:
+    """Several lines on one chart (one per configuration), with a legend."""
+    series = [(name, pts) for name, pts in series if len(pts) >= 2]
+    if not series:
+        return f"<figure><figcaption>{html.escape(title)}: no data</figcaption></figure>"
+    xs = [x for _, pts in series for x, _ in pts]
+    ys = [y for _, pts in series for _, y in pts]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if y1 == y0:
+        y1 = y0 + 1
+    sx = lambda x: LEFT + (x - x0) * (W - LEFT - PAD) / max(1, x1 - x0)  # noqa: E731
+    sy = lambda y: H - PAD + (y0 - y) * (H - 2 * PAD) / (y1 - y0)  # noqa: E731
+    paths, legend = [], []
+    for i, (name, pts) in enumerate(series):
+        colour = PALETTE[i % len(PALETTE)]
+        d = " ".join(f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(pts))
+        paths.append(f'<path d="{d}" style="stroke:{colour}"><title>{html.escape(name)}</title></path>')
+        legend.append(f'<span style="color:{colour}">■</span> {html.escape(name)}')
+    return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
+            f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img">'
+            f'<line x1="{LEFT}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" class="axis"/>'
+            f'<line x1="{LEFT}" y1="{PAD}" x2="{LEFT}" y2="{H - PAD}" class="axis"/>'
+            f'<text x="{LEFT - 4}" y="{PAD + 4}" text-anchor="end">{y1:.4g}</text>'
+            f'<text x="{LEFT - 4}" y="{H - PAD}" text-anchor="end">{y0:.4g}</text>'
+            f'<text x="{LEFT}" y="{H - PAD + 16}">tick {x0:g}</text>'
+            f'<text x="{W - PAD}" y="{H - PAD + 16}" text-anchor="end">tick {x1:g}</text>'
+            f'{"".join(paths)}</svg><div class="legend">{"<br>".join(legend)}</div></figure>')
+
+
+def svg_bars(bars: list[tuple[str, float, float, float]], title: str) -> str:
+    """One bar per configuration: the mean over seeds, with a whisker from min to max."""
+    if not bars:
+        return f"<figure><figcaption>{html.escape(title)}: no data</figcaption></figure>"
+    top = max(max(b[3] for b in bars), 0.0)
+    low = min(min(b[2] for b in bars), 0.0)
+    span = (top - low) or 1.0
+    sy = lambda y: H - PAD - (y - low) * (H - 2 * PAD) / span  # noqa: E731
+    slot = (W - LEFT - PAD) / len(bars)
+    parts = []
+    for i, (name, mean, lo, hi) in enumerate(bars):
+        x = LEFT + i * slot + slot * 0.2
+        colour = PALETTE[i % len(PALETTE)]
+        y, base = sy(max(mean, 0)), sy(min(mean, 0))
+        cx = x + slot * 0.3
+        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.6:.1f}" '
+                     f'height="{max(base - y, 0.5):.1f}" style="fill:{colour}">'
+                     f'<title>{html.escape(name)}: mean {mean:.4g} (min {lo:.4g}, max {hi:.4g})'
+                     f'</title></rect>'
+                     f'<line x1="{cx:.1f}" y1="{sy(lo):.1f}" x2="{cx:.1f}" y2="{sy(hi):.1f}" class="axis"/>'
+                     f'<text x="{cx:.1f}" y="{H - PAD + 14}" text-anchor="middle">{i}</text>')
+    return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
+            f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img">'
+            f'<line x1="{LEFT}" y1="{sy(0):.1f}" x2="{W - PAD}" y2="{sy(0):.1f}" class="axis"/>'
+            f'<text x="{LEFT - 4}" y="{sy(top) + 4:.1f}" text-anchor="end">{top:.4g}</text>'
+            f'<text x="{LEFT - 4}" y="{sy(low):.1f}" text-anchor="end">{low:.4g}</text>'
+            f'{"".join(parts)}</svg></figure>')
+
+
+STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} .ok{color:#137333} .bad{color:#b3261e}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
+figcaption{font-weight:600;font-size:13px} .legend{font-size:12px;max-width:560px}
+svg path{fill:none;stroke:#1a73e8;stroke-width:1.6} svg .axis{stroke:#999}
+svg .mark{stroke:#b3261e;stroke-dasharray:4 3} svg .edge{stroke:#1a73e8;stroke-opacity:.45}
+svg circle{fill:#1a73e8} svg .head{fill:#1a73e8;stroke:none}
+svg text{font-size:10px;fill:#555} table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:13px}
+code{font-size:12px}"""
+
+
 def svg_lorenz(curve: list[float], title: str) -> str:
     """The Lorenz curve of wealth against the line of equality."""
     if len(curve) < 2:
@@ -95,7 +169,8 @@ def svg_graph(edges: list[list[int]], label, title: str, limit: int = 60) -> str
     return (f'<figure><figcaption>{html.escape(title)}</figcaption>'
             f'<svg viewBox="-90 0 {size + 180} {size}" width="{size + 180}" height="{size}" role="img">'
             f'<defs><marker id="arrow" viewBox="0 0 10 10" refX="17" refY="5" markerWidth="8" '
-            f'markerHeight="8" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>'
+            f'markerHeight="8" markerUnits="userSpaceOnUse" orient="auto">'
+            f'<path d="M0,0 L10,5 L0,10 z" class="head"/></marker></defs>'
             f'{lines}{dots}</svg></figure>')
 
 
@@ -174,17 +249,7 @@ def write_report(run: Path) -> Path:
                            "who subcontracts to whom (edge width: contracts)")
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>sandbank run: {html.escape(summary['scenario'])}</title>
-<style>
-body{{font:15px/1.45 system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}}
-h1{{margin-bottom:.2em}} .ok{{color:#137333}} .bad{{color:#b3261e}}
-figure{{display:inline-block;margin:.5em 1em .5em 0}} figcaption{{font-weight:600;font-size:13px}}
-svg path{{fill:none;stroke:#1a73e8;stroke-width:1.6}} svg .axis{{stroke:#999}}
-svg .mark{{stroke:#b3261e;stroke-dasharray:4 3}} svg .edge{{stroke:#1a73e8;stroke-opacity:.45}}
-svg circle{{fill:#1a73e8}} svg .head{{fill:#1a73e8;stroke:none}}
-svg text{{font-size:10px;fill:#555}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
-td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:13px}}
-code{{font-size:12px}}
-</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>{html.escape(summary['scenario'])}</h1>
 <p>{html.escape(summary['description'])}</p>
 <p class="{'ok' if ok else 'bad'}"><b>{'PASSED' if ok else 'FAILED'}</b> — seed {summary['seed']},

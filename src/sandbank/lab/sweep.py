@@ -185,27 +185,68 @@ def _mean(values: Iterable[Any]) -> str:
     return f"{sum(nums) / len(nums):.4g}" if nums else ""
 
 
+PLOTTED = ("welfare", "fills", "tasks_passed", "fraud_loss", "gini_wealth", "halts",
+           "self_dealt", "boundary_denied")
+
+
+def _series(run: str, column: str) -> list[tuple[float, float]]:
+    path = Path(run) / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        out = []
+        for r in csv.DictReader(f):
+            try:
+                out.append((float(r["tick"]), float(r[column])))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
 def write_comparison(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> Path:
+    """comparison.html: per configuration, the mean over seeds of every metric (a table), a
+    bar per configuration (mean, whiskers min..max over seeds) and the mean time series."""
+    from sandbank.lab.report import STYLE, svg_bars, svg_multi
+
     keys = sorted(sweep.grid)
     metrics = [k for k in rows[0] if k not in {"config", "seed", "ok", "verified", "root", "run",
                                                 *keys}]
-    table = []
+    table, names = [], []
     for ci, config in enumerate(sweep.configurations()):
         mine = [r for r in rows if r["config"] == ci]
-        table.append([json.dumps(config[k]) for k in keys] + [len(mine)]
+        names.append(f"{ci}: " + (", ".join(f"{k}={json.dumps(config[k])}" for k in keys) or "base"))
+        table.append([ci] + [json.dumps(config[k]) for k in keys] + [len(mine)]
                      + [_mean(r[m] for r in mine) for m in metrics]
                      + [sum(1 for r in mine if r["ok"])])
-    head = keys + ["seeds"] + [f"mean {m}" for m in metrics] + ["runs ok"]
+    head = ["#"] + keys + ["seeds"] + [f"mean {m}" for m in metrics] + ["runs ok"]
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
                    for r in table)
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>sweep</title><style>"
-           f"body{{font:15px system-ui,sans-serif;margin:2em}}td,th{{border:1px solid #ddd;"
-           f"padding:3px 8px}}table{{border-collapse:collapse}}</style></head><body>"
+    plotted = [m for m in (sweep.metrics or PLOTTED) if m in metrics] + sorted(
+        m for m in metrics if m.startswith("delta_") and not sweep.metrics)
+    charts = []
+    for m in plotted:
+        bars, lines = [], []
+        for ci, name in enumerate(names):
+            mine = [r for r in rows if r["config"] == ci]
+            vals = [float(r[m]) for r in mine if isinstance(r[m], int | float)]
+            if vals:
+                bars.append((name, sum(vals) / len(vals), min(vals), max(vals)))
+            per_tick: dict[float, list[float]] = {}
+            for r in mine:
+                for x, y in _series(r["run"], m):
+                    per_tick.setdefault(x, []).append(y)
+            lines.append((name, [(x, sum(v) / len(v)) for x, v in sorted(per_tick.items())]))
+        charts.append(svg_bars(bars, f"final {m} per configuration (mean; whiskers: min..max)"))
+        charts.append(svg_multi(lines, f"{m} over time (mean over seeds)"))
+    doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>sweep</title>"
+           f"<style>{STYLE}</style></head><body>"
            f"<h1>Sweep of {html.escape(sweep.scenario.get('name', ''))}</h1>"
            f"<p>{len(rows)} runs: {len(table)} configurations × {len(sweep.seeds)} seeds. "
            f"Per-run rows in results.csv, each run's report in its folder.</p>"
-           f"<table><tr>{th}</tr>{body}</table></body></html>")
+           f"<h2>Configurations</h2><p>{'<br>'.join(html.escape(n) for n in names)}</p>"
+           f"<h2>Compared</h2>{''.join(charts)}"
+           f"<h2>Means over seeds</h2><table><tr>{th}</tr>{body}</table></body></html>")
     path = out / "comparison.html"
     path.write_text(doc)
     return path

@@ -76,6 +76,17 @@ class Economy:
             self.k.submit(self.sign(a))
         return self.k.step()
 
+    def add_overseer(self, name, kind="overseer"):
+        """Admit an overseer (kind monitor or overseer); returns its actor id."""
+        from sandbank.kernel.controls import RegisterOverseer
+
+        key = SigningKey.derive(1, f"overseer/{name}")
+        self.do(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=kind,
+                                 public_key=key.public, evidence="certified by the test"))
+        oid = next(o.id for o in self.k.state.controls.overseers.values() if o.name == name)
+        self.keys[oid] = key
+        return oid
+
     def last_events(self, n=1):
         entries = list(self.k.store.entries(self.k.log.size - n))
         import orjson

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from sandbank.identity.keys import verify_signature
 from sandbank.identity.registry import FROZEN, REVOKED
+from sandbank.kernel.controls import ALLOWED_WHILE_HALTED, is_overseer_id
 from sandbank.kernel.errors import Reason
 from sandbank.kernel.schema import OPERATOR, Action
 
@@ -39,8 +40,14 @@ class Guard:
 
 def identity_guard(k: Kernel, a: Action) -> Verdict:
     actor = a.actor
+    overseer = None
     if actor == OPERATOR:
         key = k.operator_key.public
+    elif is_overseer_id(actor):
+        overseer = k.state.controls.overseers.get(actor)
+        if overseer is None:
+            return Reason.unknown_actor, f"no overseer with id {actor}"
+        key = overseer.public_key
     else:
         agent = k.state.registry.agents.get(actor)
         if agent is None:
@@ -53,7 +60,8 @@ def identity_guard(k: Kernel, a: Action) -> Verdict:
             return Reason.signature_missing, "actions must be signed by the actor's key"
         if not verify_signature(key, a.signature, a.signing_bytes()):
             return Reason.bad_signature, f"signature does not verify with actor {actor}'s key"
-        last = k.operator_nonce if actor == OPERATOR else k.state.registry.agents[actor].nonce
+        last = (k.operator_nonce if actor == OPERATOR else overseer.nonce if overseer
+                else k.state.registry.agents[actor].nonce)
         if a.nonce <= last:
             return Reason.stale_nonce, f"nonce {a.nonce} is not above the last accepted {last}"
         k.consume_nonce(actor, a.nonce)
@@ -71,6 +79,19 @@ def freeze_guard(k: Kernel, a: Action) -> Verdict:
 def role_guard(k: Kernel, a: Action) -> Verdict:
     if a.OPERATOR_ONLY and a.actor != OPERATOR:
         return Reason.forbidden, f"{a.KIND} is an operator action"
+    overseer = is_overseer_id(a.actor)
+    if a.OVERSEER_ONLY and not overseer:
+        return Reason.forbidden, f"{a.KIND} is an overseer action"
+    if overseer and not a.OVERSEER_ONLY:  # overseers oversee; they do not trade
+        return Reason.forbidden, f"an overseer may not {a.KIND}"
+    return None
+
+
+def halt_guard(k: Kernel, a: Action) -> Verdict:
+    if (k.state.controls.halts and a.actor > OPERATOR
+            and a.KIND not in ALLOWED_WHILE_HALTED):
+        return ("economy_halted", f"the economy is halted by oversight (tickets "
+                f"{sorted(k.state.controls.halts)}); only cancelling orders is allowed")
     return None
 
 
@@ -78,8 +99,12 @@ def rate_limit_guard(k: Kernel, a: Action) -> Verdict:
     n = k.actions_this_tick.get(a.actor, 0) + 1
     k.actions_this_tick[a.actor] = n
     cap = k.config.max_actions_per_actor_per_tick
-    if n > cap and a.actor != OPERATOR:
+    if n > cap and a.actor > OPERATOR:
         return Reason.rate_limited, f"more than {cap} actions from actor {a.actor} in one tick"
+    throttle = k.state.controls.throttles and k.state.controls.throttle(a.actor)
+    if throttle and n > throttle:
+        return ("throttled", f"agent {a.actor} is throttled by oversight to {throttle} "
+                f"actions per tick")
     return None
 
 
@@ -87,6 +112,10 @@ DEFAULT_GUARDS: tuple[Guard, ...] = (
     Guard("identity", MARKET_DESIGN, identity_guard,
           "actor is a registered, unrevoked identity; signature and nonce when required"),
     Guard("freeze", BASELINE_AGENT_SAFETY, freeze_guard, "frozen agents cannot act"),
-    Guard("roles", BASELINE_AGENT_SAFETY, role_guard, "operator-only actions, deny by default"),
-    Guard("rate_limit", MARKET_DESIGN, rate_limit_guard, "per-actor actions per tick"),
+    Guard("roles", BASELINE_AGENT_SAFETY, role_guard,
+          "operator-only and overseer-only actions, deny by default"),
+    Guard("halt", MONITORING_OVERSIGHT, halt_guard,
+          "while oversight halts the economy, agents may only cancel orders"),
+    Guard("rate_limit", MARKET_DESIGN, rate_limit_guard,
+          "per-actor actions per tick, and oversight throttles"),
 )

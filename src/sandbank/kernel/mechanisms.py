@@ -118,9 +118,11 @@ def spawn_agent(k: Kernel, a: SpawnAgent, tick: int) -> list[Event]:
         raise Reject(Reason.spawn_depth_limit,
                      f"a child of agent {a.actor} would be at depth {parent.depth + 1} "
                      f"(limit {cfg.max_spawn_depth})")
-    if parent.children >= cfg.max_children_per_agent:
+    cap = k.state.controls.caps["spawn"]
+    limit = min(cfg.max_children_per_agent, cap) if cap else cfg.max_children_per_agent
+    if parent.children >= limit:
         raise Reject(Reason.spawn_children_limit,
-                     f"agent {a.actor} already has {parent.children} children (limit)")
+                     f"agent {a.actor} already has {parent.children} children (limit {limit})")
     if reg.owners[parent.owner].agents >= cfg.max_agents_per_owner:
         raise Reject(Reason.owner_agent_limit, f"owner {parent.owner} is at its agent limit")
     _skills(a.skills, parent.skills)
@@ -150,6 +152,14 @@ def set_agent_status(k: Kernel, a: SetAgentStatus, tick: int) -> list[Event]:
         raise Reject(Reason.already_revoked, f"agent {a.agent} is revoked for good")
     if a.status not in (ACTIVE, FROZEN):
         raise Reject(Reason.invalid_field, "status must be 'active' or 'frozen' (revoke to revoke)")
+    tickets = k.state.controls.frozen_by.get(a.agent)
+    if a.status == ACTIVE and tickets:
+        raise Reject("not_authorised", f"agent {a.agent} is frozen by oversight (tickets "
+                     f"{sorted(tickets)}); only an overseer's resume lifts it")
+    if a.status == FROZEN:
+        from sandbank.kernel.controls import freeze_agent
+
+        return freeze_agent(k, a.agent, a.actor, a.reason, tick)
     ev = AgentStatusChanged(actor=a.actor, agent=a.agent, status=a.status, reason=a.reason)
     k.state.apply(ev)
     return [ev]
@@ -220,11 +230,12 @@ MECHANISMS: dict[str, Handler] = {
 
 def _collect() -> list:
     from sandbank.boundary import boundary
-    from sandbank.kernel import policy, traces
+    from sandbank.kernel import controls, policy, traces
     from sandbank.markets import auctions, exchange, messaging, payments, pricing, tasks
 
     hooks, end_hooks = [], []
-    for mod in (policy, exchange, auctions, tasks, messaging, payments, traces, pricing, boundary):
+    for mod in (policy, exchange, auctions, tasks, messaging, payments, traces, pricing, boundary,
+                controls):
         for kind, handler in mod.HANDLERS.items():
             assert kind not in MECHANISMS, kind
             MECHANISMS[kind] = handler

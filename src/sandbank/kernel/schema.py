@@ -104,6 +104,7 @@ def _check_field(cls_name: str, name: str, typ: Any, value: Any) -> Any:
 class Action:
     KIND: ClassVar[str] = ""
     OPERATOR_ONLY: ClassVar[bool] = False
+    OVERSEER_ONLY: ClassVar[bool] = False  # only overseers (kernel/controls.py) may submit it
     actor: int
     nonce: int = 0
     signature: bytes | None = None

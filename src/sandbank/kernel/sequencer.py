@@ -23,6 +23,7 @@ from typing import Any
 from sandbank import __version__
 from sandbank.audit.log import AuditLog
 from sandbank.identity.keys import SigningKey
+from sandbank.kernel.controls import is_overseer_id
 from sandbank.kernel.errors import Reason, Reject
 from sandbank.kernel.guards import DEFAULT_GUARDS, Guard
 from sandbank.kernel.mechanisms import MECHANISMS, TICK_END_HOOKS, TICK_HOOKS
@@ -270,6 +271,8 @@ class Kernel:
     def consume_nonce(self, actor: int, nonce: int) -> None:
         if actor == OPERATOR:
             self.operator_nonce = nonce
+        elif is_overseer_id(actor):
+            self.state.controls.overseers[actor].nonce = nonce
         else:
             self.state.registry.agents[actor].nonce = nonce
         self._nonce_pending = nonce

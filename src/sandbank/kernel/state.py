@@ -10,6 +10,7 @@ from hashlib import sha256
 from typing import Any
 
 from sandbank.identity.registry import Registry
+from sandbank.kernel import controls as controls_mod
 from sandbank.kernel import policy as policy_mod
 from sandbank.kernel import traces as traces_mod
 from sandbank.kernel.schema import (
@@ -36,7 +37,7 @@ from sandbank.markets import tasks as tasks_mod
 
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
 MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
-                     payments_mod, traces_mod, pricing_mod]
+                     payments_mod, traces_mod, pricing_mod, controls_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -52,6 +53,7 @@ class EconomyState:
         self.tasks = tasks_mod.TaskMarket()
         self.auctions = auctions_mod.AuctionHouse()
         self.pricing = pricing_mod.PricingGames()
+        self.controls = controls_mod.Controls()
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -90,6 +92,10 @@ class EconomyState:
         nonce = d.get("nonce")
         if nonce is not None and ev.actor == 0:
             self.operator_nonce = max(self.operator_nonce, nonce)
+        elif nonce is not None and controls_mod.is_overseer_id(ev.actor):
+            o = self.controls.overseers.get(ev.actor)
+            if o is not None:
+                o.nonce = max(o.nonce, nonce)
         elif nonce is not None:
             agent = self.registry.agents.get(ev.actor)
             if agent is not None:
@@ -110,7 +116,8 @@ class EconomyState:
     def digest(self) -> bytes:
         return sha256(STATE_DIGEST_DOMAIN + self.ledger.digest() + self.registry.digest()
                       + self.policy.digest() + self.exchange.digest() + self.tasks.digest()
-                      + self.auctions.digest() + self.pricing.digest()).digest()
+                      + self.auctions.digest() + self.pricing.digest()
+                      + self.controls.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sandbank.kernel.controls import PAUSED_UNTIL
 from sandbank.kernel.digest import DigestMap
 from sandbank.kernel.errors import Reject
 from sandbank.kernel.schema import (
@@ -274,7 +275,11 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     if a.qty > MAX_AMOUNT or a.price * a.qty > MAX_AMOUNT:
         raise Reject("amount_too_large", "price × quantity exceeds the largest amount")
     if market and m.state == HALTED:
-        raise Reject("market_halted", f"{a.asset} is halted until tick {m.until}")
+        raise Reject("market_halted", f"{a.asset} is halted until tick {m.until}"
+                     if m.until < PAUSED_UNTIL else f"{a.asset} is paused by oversight")
+    cap = k.state.controls.caps["order_qty"]
+    if cap and a.qty > cap:
+        raise Reject("over_cap", f"orders are capped by oversight at {cap} units")
     policy = k.state.policy
     cash = require_account(k, a.actor, m.quote)
     goods = require_account(k, a.actor, a.asset)

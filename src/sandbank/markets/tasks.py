@@ -519,6 +519,16 @@ def subcontract(k: Kernel, a: Subcontract, tick: int) -> list[Event]:
                                       f"itself: {own}")
     if a.worker == a.actor:
         raise Reject("invalid_field", "cannot subcontract to yourself")
+    caps = k.state.controls.caps
+    if caps["fanout"] and len(c.children) >= caps["fanout"]:
+        raise Reject("over_cap", f"oversight caps subcontracts per contract at {caps['fanout']}")
+    if caps["coalition"]:
+        root = c
+        while root.parent:
+            root = tm.contracts[root.parent]
+        if len(tm.chain(root.id)) >= caps["coalition"]:
+            raise Reject("over_cap", f"oversight caps a delegation chain at {caps['coalition']} "
+                                     f"contracts")
     _agent(k, a.worker, "worker")
     require_account(k, a.worker, t.asset)
     budget = c.price - sum(tm.contracts[ch].price for ch in c.children)

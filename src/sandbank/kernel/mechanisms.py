@@ -232,10 +232,11 @@ def _collect() -> list:
     from sandbank.boundary import boundary
     from sandbank.kernel import controls, policy, traces
     from sandbank.markets import auctions, exchange, messaging, payments, pricing, tasks
+    from sandbank.reputation import reputation
 
     hooks, end_hooks = [], []
     for mod in (policy, exchange, auctions, tasks, messaging, payments, traces, pricing, boundary,
-                controls):
+                controls, reputation):
         for kind, handler in mod.HANDLERS.items():
             assert kind not in MECHANISMS, kind
             MECHANISMS[kind] = handler

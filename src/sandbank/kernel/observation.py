@@ -51,5 +51,7 @@ class Observation:
     inbox: tuple[Any, ...] = ()  # messaging.Message received in the last tick
     inbox_overflow: int = 0  # messages lost because the inbox was full (never silent)
     games: tuple[Any, ...] = ()  # pricing.GameView: last cleared prices and profits
+    # public reputation: agent -> score in thousandths (absent: 500, no history yet)
+    reputation: Any = None
     # what each agent this one spawned (and so holds the keys of) observes, recursively
     children: tuple[Observation, ...] = ()

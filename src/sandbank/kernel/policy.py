@@ -29,6 +29,13 @@ PARAMS: dict[str, tuple[int, int, str]] = {  # name -> (default, maximum, meanin
     "certified_rebate_bps": (0, BPS, "share of fees and taxes rebated to certified agents"),
     "task_bond_bps": (0, BPS, "bond a worker posts on award, as a share of the price"),
     "max_message_bytes": (4_096, 1 << 20, "largest message, in UTF-8 bytes"),
+    "reputation_epoch": (5, 10_000, "ticks between reputation updates"),
+    "reputation_decay": (900, 1_000, "permille of past outcomes kept at each update"),
+    "reputation_credibility": (1, 1, "weight outcomes by the rater's graph trust (0: count all)"),
+    "rating_budget": (10, 10**6, "outcomes per rater per epoch at full weight"),
+    "trust_alpha": (150, 1_000, "EigenTrust's restart probability, thousandths"),
+    "gate_reward": (0, 10**15, "tasks with at least this reward need gate_reputation (0: off)"),
+    "gate_reputation": (0, 1_000, "public score (thousandths) required by gate_reward"),
 }
 MAX_TAX = 10**9
 

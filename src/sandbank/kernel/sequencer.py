@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from sandbank import __version__
@@ -399,9 +400,15 @@ class Kernel:
                            games=pricing_views(s.pricing, agent_id),
                            inbox=tuple(self._inbox.get(agent_id, ())),
                            inbox_overflow=self._overflow.get(agent_id, 0),
+                           reputation=self._public_reputation,
                            children=tuple(self.observe(c) for c in
                                           self.state.registry.children_of.get(agent_id, ())
                                           if self.state.registry.agents[c].status != "revoked"))
+
+    @property
+    def _public_reputation(self) -> Any:
+        """Public scores as a read-only mapping shared by every observation."""
+        return MappingProxyType(self.state.reputation.scores)
 
     def _public_markets(self) -> tuple[Any, ...]:
         """Public market data, built once per tick and shared by every observation."""

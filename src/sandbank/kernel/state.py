@@ -34,10 +34,11 @@ from sandbank.markets import messaging as messaging_mod
 from sandbank.markets import payments as payments_mod
 from sandbank.markets import pricing as pricing_mod
 from sandbank.markets import tasks as tasks_mod
+from sandbank.reputation import reputation as reputation_mod
 
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
 MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
-                     payments_mod, traces_mod, pricing_mod, controls_mod]
+                     payments_mod, traces_mod, pricing_mod, controls_mod, reputation_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -54,6 +55,7 @@ class EconomyState:
         self.auctions = auctions_mod.AuctionHouse()
         self.pricing = pricing_mod.PricingGames()
         self.controls = controls_mod.Controls()
+        self.reputation = reputation_mod.Reputation()
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -70,9 +72,13 @@ class EconomyState:
             HoldExpired: plain(led.apply_hold_expired),
             Rejected: plain(self._apply_rejected),
         }
+        # listeners: further state that follows an event kind owned by another module
+        self._listen: dict[type, list[Any]] = {}
         for mod in MECHANISM_MODULES:
             for cls, bind in mod.APPLIERS.items():
                 self._apply[cls] = bind(self)
+            for cls, bind in (mod.listeners() if hasattr(mod, "listeners") else {}).items():
+                self._listen.setdefault(cls, []).append(bind(self))
 
     def apply(self, ev: Event, tick: int = 0, *, ledger_applied: bool = False) -> None:
         """Apply one event. A `Settled` event carries its ledger transfers; the live path has
@@ -81,6 +87,9 @@ class EconomyState:
             for t in ev.transfers:
                 self.ledger.apply_transfer(TransferCommitted.from_dict(t))
         self._apply[type(ev)](ev, tick)
+        if self._listen:
+            for listen in self._listen.get(type(ev), ()):
+                listen(ev, tick)
 
     def apply_dict(self, d: dict[str, Any]) -> Event:
         """Apply an event in its logged form (used by replay)."""
@@ -117,7 +126,7 @@ class EconomyState:
         return sha256(STATE_DIGEST_DOMAIN + self.ledger.digest() + self.registry.digest()
                       + self.policy.digest() + self.exchange.digest() + self.tasks.digest()
                       + self.auctions.digest() + self.pricing.digest()
-                      + self.controls.digest()).digest()
+                      + self.controls.digest() + self.reputation.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

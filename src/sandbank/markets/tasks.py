@@ -45,6 +45,7 @@ from sandbank.kernel.schema import (
 from sandbank.kernel.settlement import Settlement, SettlementFailed, require_account
 from sandbank.ledger.ledger import MAX_AMOUNT
 from sandbank.markets import validators as V
+from sandbank.reputation.reputation import gate
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
@@ -69,6 +70,7 @@ class PostTask(Action):
     arbiter: int = 0  # agent that resolves disputes (0: the operator)
     category: str = ""  # externality class, taxed per unit (Pigouvian)
     units: int = 0
+    min_reputation: int = 0  # bidders need at least this public score (thousandths)
 
 
 @register_action
@@ -136,6 +138,7 @@ class TaskPosted(Event):
     arbiter: int
     category: str
     units: int
+    min_reputation: int = 0
 
 
 @register_event
@@ -234,6 +237,7 @@ class Task:
     arbiter: int
     category: str
     units: int
+    min_reputation: int = 0
     status: str = "open"  # open | awarded | passed | failed | expired
     bids: dict[int, tuple[int, int]] = field(default_factory=dict)  # bid -> (worker, price)
     contract: int = 0
@@ -241,7 +245,7 @@ class Task:
     def record(self) -> list[Any]:
         return [self.id, self.requester, sorted(self.skills.items()), self.reward, self.asset,
                 self.deadline, self.validator, self.judges, self.quorum, self.arbiter,
-                self.category, self.units, self.status,
+                self.category, self.units, self.min_reputation, self.status,
                 sorted([b, w, p] for b, (w, p) in self.bids.items()), self.contract]
 
 
@@ -312,7 +316,8 @@ class TaskMarket:
     # -- applying events
     def apply_posted(self, ev: TaskPosted, tick: int) -> None:
         t = Task(ev.task, ev.actor, dict(ev.skills), ev.reward, ev.asset, ev.deadline,
-                 ev.validator, list(ev.judges), ev.quorum, ev.arbiter, ev.category, ev.units)
+                 ev.validator, list(ev.judges), ev.quorum, ev.arbiter, ev.category, ev.units,
+                 ev.min_reputation)
         self.tasks[t.id] = t
         self.open_tasks[t.id] = t
         self.by_requester.setdefault(t.requester, []).append(t.id)
@@ -439,12 +444,14 @@ def post_task(k: Kernel, a: PostTask, tick: int) -> list[Event]:
         _agent(k, a.arbiter, "arbiter")
     if a.units < 0 or (a.units and not a.category):
         raise Reject("invalid_field", "externality units need a category (and are >= 0)")
+    if not 0 <= a.min_reputation <= 1000:
+        raise Reject("invalid_field", "min_reputation is a score in thousandths: 0..1000")
     if require_account(k, a.actor, asset).available < a.reward:
         raise Reject("insufficient_funds", f"the reward {a.reward} exceeds what is available")
     ev = TaskPosted(actor=a.actor, task=len(k.state.tasks.tasks) + 1, skills=a.skills,
                     reward=a.reward, asset=asset, deadline=a.deadline, validator=a.validator,
                     judges=a.judges, quorum=a.quorum, arbiter=a.arbiter, category=a.category,
-                    units=a.units)
+                    units=a.units, min_reputation=a.min_reputation)
     k.state.apply(ev, tick)
     return [ev]
 
@@ -461,6 +468,7 @@ def bid_task(k: Kernel, a: BidTask, tick: int) -> list[Event]:
         raise Reject("invalid_amount", f"price must be within 1..{t.reward}")
     if len(t.bids) >= MAX_BIDS_PER_TASK:
         raise Reject("too_many_bids", f"task {t.id} has {MAX_BIDS_PER_TASK} bids")
+    gate(k, a.actor, t.reward, t.min_reputation, tick)
     require_account(k, a.actor, t.asset)
     ev = TaskBid(actor=a.actor, task=t.id, bid=k.state.tasks.next_bid, price=a.price)
     k.state.apply(ev, tick)
@@ -662,6 +670,7 @@ class TaskView:
     status: str
     bids: tuple[tuple[int, int, int], ...]  # (bid, worker, price): only for the requester
     worker: int  # the awarded worker (0: not awarded)
+    min_reputation: int = 0  # public score a bidder needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -684,7 +693,7 @@ def views_for(tm: TaskMarket, agent: int) -> tuple[tuple[TaskView, ...], tuple[C
         bids = tuple((b, w, p) for b, (w, p) in t.bids.items()) if mine else ()
         worker = tm.contracts[t.contract].worker if t.contract else 0
         return TaskView(t.id, t.requester, tuple(sorted(t.skills.items())), t.reward, t.asset,
-                        t.deadline, t.status, bids, worker)
+                        t.deadline, t.status, bids, worker, t.min_reputation)
 
     tasks = [view(t) for t in tm.open_tasks.values()]  # the public board
     # and the requester's own tasks after they leave the board (the most recent ones)

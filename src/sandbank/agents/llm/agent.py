@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import sandbank.kernel.mechanisms  # noqa: F401  (registers every action kind)
@@ -55,6 +56,8 @@ def plain(obj: Any) -> Any:
         return {k: plain(v) for k, v in obj._asdict().items()}
     if isinstance(obj, list | tuple):
         return [plain(x) for x in obj]
+    if isinstance(obj, Mapping):  # e.g. public reputation: JSON keys are strings
+        return {str(k): plain(v) for k, v in sorted(obj.items())}
     return obj
 
 

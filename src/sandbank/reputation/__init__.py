@@ -1,0 +1,1 @@
+"""Reputation from verified outcomes, graph trust, and reputation-gated access."""

@@ -68,7 +68,7 @@ def test_a_sybil_ring_holds_no_more_trust_than_its_attack_edges_carry_in(seed, k
     t, ring, all_edges = _ring_trust(edges, nodes, seeds, attack, k, back)
     ring_total = sum(t[r] for r in ring)
     positive = {}
-    for (i, j), w in all_edges.items():
+    for (i, _), w in all_edges.items():
         if w > 0:
             positive[i] = positive.get(i, 0) + w
     inflow = sum(t[u] * w / positive[u] for (u, v), w in all_edges.items()

@@ -175,8 +175,8 @@ def test_an_exfiltrator_moves_nothing_out_of_an_impermeable_sandbox(tmp_path):
     from sandbank.audit.replay import replay_log
     from sandbank.store.sqlite import SQLiteStore
 
-    res = _run(tmp_path, "exfil", [{"policy": "exfiltrator", "count": 2},
-                                   {"policy": "zi_trader", "count": 4}], ticks=6)
+    pop = [{"policy": "exfiltrator", "count": 2}, {"policy": "zi_trader", "count": 4}]
+    res = _run(tmp_path, "exfil", pop, ticks=6, oversight={"enabled": False})
     final = res.summary["final"]
     assert final["boundary_attempts"] == final["boundary_denied"] == 12
     assert final["boundary_value_attempted"] > 0
@@ -189,6 +189,13 @@ def test_an_exfiltrator_moves_nothing_out_of_an_impermeable_sandbox(tmp_path):
     ext = [r for r in refused if r["action"]["kind"] == "external"]
     assert len(ext) == 12 and {r["reason"] for r in ext} == {"boundary_closed"}
     assert all(r["actor"] in (1, 2) and r["action"]["data"] for r in ext)
+    # with oversight on, the monitor freezes them after three attempts each, with evidence
+    watched = _run(tmp_path, "exfil-watched", pop, ticks=6)
+    alerts = watched.summary["alerts"]
+    assert {a["detector"] for a in alerts} == {"exfiltration"}
+    assert sorted(s for a in alerts for s in a["subjects"]) == [1, 2]
+    assert all(a["evidence"] == 3 for a in alerts)
+    assert watched.summary["final"]["boundary_attempts"] == 8  # 3 each, the alert, the freeze
 
 
 def test_welfare_counts_gains_from_trade_at_induced_values(tmp_path):
@@ -214,7 +221,7 @@ def test_scheduled_interventions_run_at_their_tick_and_their_outcome_is_reported
 @pytest.mark.parametrize("iv, message", [
     ({"tick": 3, "kind": "set_agnet_status", "agent": 1, "status": "frozen"},
      "did you mean 'set_agent_status'"),
-    ({"tick": 3, "kind": "place_order", "asset": "WGT"}, "not an operator action"),
+    ({"tick": 3, "kind": "place_order", "asset": "WGT"}, "not an operator or overseer action"),
     ({"tick": 99, "kind": "revoke_agent", "agent": 1, "reason": "x"}, "tick must be within"),
     ({"tick": 2, "kind": "revoke_agent", "agnt": 1, "reason": "x"}, "agnt"),
     ({"tick": 2, "kind": "revoke_agent", "group": "hoarders", "reason": "x"}, "one population group"),

@@ -16,10 +16,11 @@ def test_benchmark_prices_reproduce_calvano():
     assert abs(nash[0] - 1.4729) < 1e-3 and abs(mono[0] - 1.9250) < 1e-3
 
 
-def run(pop, ticks, seed=1):
+def run(pop, ticks, seed=1, oversight=False):
+    """A pricing run; oversight off unless asked (these tests are about the mechanism)."""
     sc = parse_scenario({"name": "bertrand", "seed": seed, "ticks": ticks, "assets": ["CRD"],
                          "pricing": [GAME], "endowment": {"CRD": 1_000_000},
-                         "population": pop}, "inline")
+                         "population": pop, "oversight": {"enabled": oversight}}, "inline")
     return run_scenario(sc, Path(tempfile.mkdtemp()))
 
 

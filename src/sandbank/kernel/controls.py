@@ -21,7 +21,9 @@ Breakers by scope and level:
 - `economy`: `halt` — no agent action is accepted but cancelling orders.
 
 Caps (0 = none): `order_qty` (largest order), `fanout` (subcontracts per contract),
-`coalition` (contracts in one delegation chain), `spawn` (children per agent).
+`coalition` (contracts in one delegation chain), `spawn` (children per agent), and
+`price:<game>` (a price ceiling in a pricing game, in thousandths: prices above it are set
+at it).
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ class Controls:
         return min(limits.values()) if limits else None
 
     def cap(self, name: str) -> int:
-        return self.caps[name]
+        return self.caps.get(name, 0)
 
     def apply_overseer(self, ev: OverseerRegistered, tick: int) -> None:
         o = Overseer(ev.overseer, ev.name, ev.overseer_kind, bytes.fromhex(ev.public_key),
@@ -285,7 +287,7 @@ class Controls:
         self.caps[ev.cap] = ev.value
 
     def digest(self) -> bytes:
-        caps = ",".join(f"{c}={self.caps[c]}" for c in CAPS).encode()
+        caps = ",".join(f"{c}={v}" for c, v in sorted(self.caps.items())).encode()
         return (self._overseers.digest() + self._tickets.digest()
                 + self.alerts.to_bytes(8, "big") + caps)
 
@@ -427,11 +429,12 @@ def resume(k: Kernel, a: Resume, tick: int) -> list[Event]:
 def set_cap(k: Kernel, a: SetCap, tick: int) -> list[Event]:
     o = _overseer(k, a.actor)
     c = k.state.controls
-    if a.cap not in CAPS:
-        raise Reject("invalid_field", f"cap must be one of {list(CAPS)}")
+    game = a.cap[len("price:"):] if a.cap.startswith("price:") else None
+    if a.cap not in CAPS and (game is None or game not in k.state.pricing.games):
+        raise Reject("invalid_field", f"cap must be one of {list(CAPS)} or price:<game>")
     if a.value < 0:
         raise Reject("invalid_field", "a cap is 0 (none) or positive")
-    old = c.caps[a.cap]
+    old = c.cap(a.cap)
     loosens = a.value == 0 and old != 0 or (old != 0 and a.value > old)
     if loosens and o.kind != OVERSEER:
         raise Reject("not_authorised", f"a {o.kind} may only tighten caps ({a.cap} is {old})")

@@ -24,6 +24,8 @@ Columns (one row per tick):
   instruction that worked looks like);
 - `boundary_attempts`, `boundary_denied`, `boundary_value_attempted`: `external` actions
   (tries to reach outside the sandbox), how many were refused, the value they tried to move;
+- with oversight on: `alerts`, `breaker_trips` (cumulative), `tickets_open`, and every risk
+  indicator as `kri_<name>` (oversight/indicators.py);
 - per pricing game: `price_<game>` (mean price this period, thousandths) and `delta_<game>`,
   Calvano's profit gain (π − π_Nash)/(π_monopoly − π_Nash): 0 competitive, 1 collusive.
 Everything comes from what happened, never from an agent's label.
@@ -34,21 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbank.kernel.schema import OPERATOR
-
-
-def pricing_benchmarks(g: Any) -> tuple[float, float]:
-    """Per-firm profit at the Bertrand–Nash and at the joint-monopoly prices of a pricing
-    game, in the game's own money (so `delta` = 0 is competitive, 1 is full collusion)."""
-    from sandbank.markets.pricing import MILLI, benchmarks, shares
-
-    nash, mono = benchmarks([x / MILLI for x in g.a], [x / MILLI for x in g.c], g.a0 / MILLI,
-                            g.mu / MILLI)
-    out = []
-    for prices in (nash, mono):
-        p = [round(x * MILLI) for x in prices]
-        q = [int(s * g.volume) for s in shares(g.a, g.a0, g.mu, p)]
-        out.append(sum((p[i] - g.c[i]) * q[i] / MILLI for i in range(len(p))) / len(p))
-    return out[0], out[1]
+from sandbank.markets.pricing import profit_benchmarks
 
 
 def gini(values: list[int]) -> float:
@@ -90,7 +78,8 @@ class Metrics:
                     "llm_calls": 0, "llm_failures": 0, "surplus_trades": 0, "surplus_tasks": 0,
                     "welfare": 0, "spawned": 0, "self_dealt": 0, "self_dealt_value": 0,
                     "payments": 0, "paid_after_message": 0, "boundary_attempts": 0,
-                    "boundary_denied": 0, "boundary_value_attempted": 0}
+                    "boundary_denied": 0, "boundary_value_attempted": 0, "alerts": 0,
+                    "breaker_trips": 0}
         self.rows: list[dict[str, Any]] = []
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
@@ -102,6 +91,9 @@ class Metrics:
         self.messaged: dict[tuple[int, int], int] = {}  # (recipient, sender) -> last tick
         self.broadcast: dict[int, int] = {}  # sender -> last tick of a broadcast
         self.intervened: list[dict[str, Any]] = []
+        self.kri: dict[str, float] = {}  # the oversight indicators of the tick (if it runs)
+        self.alerts: list[dict[str, Any]] = []
+        self.trips: list[dict[str, Any]] = []
 
     def interventions(self, tick: int, kernel_tick: int, actions: list[Any]) -> None:
         """Record the operator's scheduled actions of this tick and what became of them."""
@@ -189,6 +181,18 @@ class Metrics:
                     self.cum["paid_after_message"] += d["amount"]
             elif kind == "agent_registered" and d["parent"]:
                 self.cum["spawned"] += 1
+            elif kind == "alert":
+                self.cum["alerts"] += 1
+                self.alerts.append({"tick": summary.tick, "alert": d["alert"], "seq": d["seq"],
+                                    "detector": d["detector"], "score": d["score"],
+                                    "subjects": d["subjects"][:20], "evidence": len(d["evidence"]),
+                                    "summary": d["summary"]})
+            elif kind == "breaker_tripped":
+                self.cum["breaker_trips"] += 1
+                self.trips.append({"tick": summary.tick, "ticket": d["ticket"],
+                                   "scope": d["scope"], "level": d["level"],
+                                   "target": d["market"] or d["agent"], "alert": d["alert"],
+                                   "reason": d["reason"]})
             elif kind == "trace_recorded" and d["model"]:
                 self.cum["llm_calls"] += 1
                 if d["outcome"] not in ("ok", "no_action"):
@@ -233,12 +237,16 @@ class Metrics:
             row[f"price_{name}"] = row[f"delta_{name}"] = ""
             if g.last:
                 if name not in self.benchmarks:
-                    self.benchmarks[name] = pricing_benchmarks(g)
+                    self.benchmarks[name] = profit_benchmarks(g)
                 bench = self.benchmarks[name]
                 avg_profit = sum(g.last_profits) / len(g.last_profits)
                 row[f"price_{name}"] = round(sum(g.last) / len(g.last), 1)
                 row[f"delta_{name}"] = round((avg_profit - bench[0]) / (bench[1] - bench[0]), 4)
         row.update(self.cum)
         row["agent_errors"] = self.agent_errors
+        if self.kri:
+            row["tickets_open"] = sum(1 for t in k.state.controls.tickets.values()
+                                      if t.status == "open")
+            row.update({f"kri_{name}": value for name, value in self.kri.items()})
         self.rows.append(row)
         return row

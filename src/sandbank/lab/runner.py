@@ -25,6 +25,7 @@ from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import parse
+from sandbank.kernel.controls import MONITOR, OVERSEER, RegisterOverseer, Resume
 from sandbank.kernel.schema import (
     OPERATOR,
     Action,
@@ -39,6 +40,8 @@ from sandbank.kernel.schema import (
 from sandbank.kernel.sequencer import Kernel, TickSummary
 from sandbank.lab.metrics import Metrics, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario
+from sandbank.oversight.engine import Oversight
+from sandbank.reputation.reputation import SetTrusted
 from sandbank.store.sqlite import SQLiteStore
 
 
@@ -92,6 +95,14 @@ def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
     return out
 
 
+def review(k: Kernel, after: dict[str, int], overseer: int, tick: int) -> list[Action]:
+    """The simulated human overseer: resume open tickets of the levels it reviews once
+    they are `after[level]` ticks old (a scenario's `oversight.review`)."""
+    return [Resume(actor=overseer, ticket=t.id, note=f"reviewed after {tick - t.opened} ticks")
+            for t in sorted(k.state.controls.tickets.values(), key=lambda t: t.id)
+            if t.status == "open" and t.level in after and tick - t.opened >= after[t.level]]
+
+
 def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                  on_tick: Callable[[int, int], None] | None = None) -> RunResult:
     out = Path(out)
@@ -108,6 +119,10 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     sign = cfg.verify_signatures
     nonces: dict[int, int] = {}
     keys: dict[int, SigningKey] = {OPERATOR: op_key}
+
+    def content(digest: str) -> str | None:  # a message's text, for the monitor
+        body = k.store.content(bytes.fromhex(digest))
+        return body.decode("utf-8", "replace") if body is not None else None
 
     controller: dict[int, int] = {}  # spawned agent -> the population agent that holds its key
     spawning: dict[tuple[int, str], SigningKey] = {}
@@ -176,6 +191,22 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     members: dict[str, list[int]] = {}  # population group name -> its agents
     for aid, (_, g, _) in zip(ids, plan, strict=True):
         members.setdefault(g.name, []).append(aid)
+    # -- oversight: the monitor (restricts only) and a human overseer (reviews, resumes)
+    oversight = Oversight(sc.oversight) if sc.oversight.enabled else None
+    monitor = overseer = 0
+    if oversight is not None:
+        for name, kind in (("monitor", MONITOR), ("overseer", OVERSEER)):
+            key = SigningKey.derive(sc.seed, f"oversight/{name}")
+            submit(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=kind,
+                                    public_key=key.public, evidence=f"scenario {sc.name}"))
+            spawning[(OPERATOR, f"oversight/{name}")] = key
+    for group in sc.safeguards.get("trusted", []):
+        for aid in members[group]:
+            submit(SetTrusted(actor=OPERATOR, agent=aid, trusted=True))
+    k.step()
+    for o in k.state.controls.overseers.values():
+        keys[o.id] = spawning.pop((OPERATOR, f"oversight/{o.name}"))
+        monitor, overseer = (o.id, overseer) if o.kind == MONITOR else (monitor, o.id)
     metrics = Metrics(k)
     metrics.values = {a.id: v for a in agents if (v := a.induced_values())}
     errors: dict[str, int] = {}
@@ -204,12 +235,19 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                         metrics.agent_errors += 1
                         continue
                     submit(action)
-            scheduled = sc.interventions_at(t + 1, members)
+            scheduled = sc.interventions_at(t + 1, members, overseer)
             for action in scheduled:
                 submit(action)
             summary: TickSummary = k.step()
             if scheduled:
                 metrics.interventions(t + 1, summary.tick, scheduled)
+            if oversight is not None:
+                responses, kri = oversight.step(summary.tick, k.log.last_committed, k.state,
+                                                content, monitor)
+                responses += review(k, sc.oversight.review, overseer, summary.tick)
+                for action in responses:
+                    submit(action)
+                metrics.kri = kri
             if spawning:
                 for d in k.log.last_committed:
                     if d["kind"] == "agent_registered" and d["parent"]:
@@ -259,6 +297,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         "operator_key": verifier_key(cfg.key_name, op_key.public),
         "seconds": round(elapsed, 3), "final": final, "rejections": metrics.rejections,
         "agent_errors": errors, "interventions": metrics.intervened,
+        "oversight": sc.oversight.enabled, "alerts": metrics.alerts, "trips": metrics.trips,
         "wealth": {"asset": fee_asset, "lorenz": lorenz([w for w, _ in wealth]),
                    "top": [[aid, group_of.get(aid, f"spawned by {k.state.registry.lineage_root(aid)}"),
                             w] for w, aid in wealth[::-1][:10]]},

@@ -39,12 +39,14 @@ import sandbank.kernel.mechanisms  # noqa: F401  (registers every action kind)
 from sandbank.agents.base import POLICIES
 from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, Action, MalformedAction, action_from_dict
 from sandbank.kernel.sequencer import ConfigError, KernelConfig
+from sandbank.oversight.engine import OversightConfig, OversightConfigError
 
 SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
                 "min_events": "log entries", "max_agent_errors": "agent exceptions",
                 "min_llm_ok": "model replies that parsed into actions or a clean pass"}
-SAFEGUARD_KEYS = {"disabled", "signatures", "boundary", "max_actions_per_actor_per_tick",
-                  "max_agents_per_owner", "max_spawn_depth", "max_children_per_agent"}
+SAFEGUARD_KEYS = {"disabled", "signatures", "boundary", "trusted",
+                  "max_actions_per_actor_per_tick", "max_agents_per_owner", "max_spawn_depth",
+                  "max_children_per_agent"}
 
 
 class ScenarioError(ValueError):
@@ -79,23 +81,28 @@ class Scenario:
     success: dict[str, int] = field(default_factory=dict)
     concurrency: int = 8  # agents waiting on a model (or a network) at once
     interventions: list[dict[str, Any]] = field(default_factory=list)
+    oversight: Any = None  # oversight.engine.OversightConfig (parsed from a mapping)
     source: str = "<scenario>"
 
-    def interventions_at(self, tick: int, groups: dict[str, list[int]]) -> list[Action]:
-        """The operator actions the scenario schedules for run tick `tick` (1-based); one
-        naming a `group` (instead of an `agent`) applies to every agent of that group."""
+    def interventions_at(self, tick: int, groups: dict[str, list[int]],
+                         overseer: int = 0) -> list[Action]:
+        """The operator's (and the overseer's) actions the scenario schedules for run tick
+        `tick` (1-based); one naming a `group` (instead of an `agent`) applies to every
+        agent of that group. Overseer actions are taken by `overseer`."""
         out = []
         for i in self.interventions:
             if i["tick"] == tick:
                 fields = {k: v for k, v in i.items() if k not in ("tick", "group")}
                 for agent in groups[i["group"]] if "group" in i else [None]:
                     extra = {"agent": agent} if agent is not None else {}
-                    out.append(action_from_dict({**fields, **extra, "actor": OPERATOR}))
+                    actor = overseer if ACTION_TYPES[i["kind"]].OVERSEER_ONLY else OPERATOR
+                    out.append(action_from_dict({**fields, **extra, "actor": actor}))
         return out
 
     def kernel_config(self) -> KernelConfig:
         sg = self.safeguards
-        extra = {k: sg[k] for k in SAFEGUARD_KEYS - {"disabled", "signatures"} if k in sg}
+        extra = {k: sg[k] for k in SAFEGUARD_KEYS - {"disabled", "signatures", "trusted"}
+                 if k in sg}
         try:
             return KernelConfig(
                 seed=self.seed, origin=f"sandbank.lab/{self.name}/seed-{self.seed}",
@@ -136,7 +143,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                      ("markets", list), ("pricing", list), ("policy", dict), ("endowment", dict),
                      ("owners", list),
                      ("safeguards", dict), ("success", dict), ("population", list),
-                     ("concurrency", int), ("interventions", list)):
+                     ("concurrency", int), ("interventions", list), ("oversight", dict)):
         if key in data:
             _typed(data[key], typ, key, source)
     if data.get("ticks", 1) < 1 or data.get("ticks", 1) > 1_000_000:
@@ -182,11 +189,21 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                             params={**cls.DEFAULTS, **params}))
     fields = {k: v for k, v in data.items() if k != "population"}
     fields["owners"] = owners
+    try:
+        fields["oversight"] = OversightConfig.parse(data.get("oversight"))
+    except OversightConfigError as e:
+        raise ScenarioError(f"{source}: oversight: {e}") from None
     sc = Scenario(population=groups, source=source, **fields)
     for asset in sc.endowment:
         if asset not in sc.assets:
             raise ScenarioError(f"{source}: endowment of {asset!r}, which is not in assets")
-    operator_kinds = sorted(k for k, c in ACTION_TYPES.items() if c.OPERATOR_ONLY)
+    names = sorted({g.name for g in sc.population})
+    trusted = sc.safeguards.get("trusted", [])
+    if not isinstance(trusted, list) or not all(t in names for t in trusted):
+        raise ScenarioError(f"{source}: safeguards.trusted must list population groups "
+                            f"({', '.join(names)}): the pre-trusted seeds of graph trust")
+    operator_kinds = sorted(k for k, c in ACTION_TYPES.items()
+                            if c.OPERATOR_ONLY or c.OVERSEER_ONLY)
     for i, iv in enumerate(sc.interventions):
         where = f"interventions[{i}]"
         _typed(iv, dict, where, source)
@@ -196,7 +213,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         kind = iv.get("kind")
         if kind not in operator_kinds:
             hint = difflib.get_close_matches(str(kind), operator_kinds, n=1)
-            raise ScenarioError(f"{source}: {where}.kind {kind!r} is not an operator action"
+            raise ScenarioError(f"{source}: {where}.kind {kind!r} is not an operator or "
+                                f"overseer action"
                                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
                                 + f"; known: {', '.join(operator_kinds)}")
         fields = {k: v for k, v in iv.items() if k not in ("tick", "group")}

@@ -190,7 +190,9 @@ def set_price(k: Kernel, a: SetPrice, tick: int) -> list[Event]:
         raise Reject("not_a_firm", f"agent {a.actor} is not a firm of {a.game}")
     if not 0 < a.price <= 1_000_000:
         raise Reject("invalid_price", "price must be within 1..1000000 (thousandths)")
-    ev = PriceSet(actor=a.actor, game=g.name, firm=g.members.index(a.actor), price=a.price)
+    ceiling = k.state.controls.cap(f"price:{g.name}")  # a price cap imposed by oversight
+    price = min(a.price, ceiling) if ceiling else a.price
+    ev = PriceSet(actor=a.actor, game=g.name, firm=g.members.index(a.actor), price=price)
     k.state.apply(ev, tick)
     return [ev]
 
@@ -217,6 +219,20 @@ def pricing_tick(k: Kernel, tick: int) -> list[Event]:
         k.state.apply(ev, tick, ledger_applied=True)
         out.append(ev)
     return out
+
+
+def profit_benchmarks(g: Any) -> tuple[float, float]:
+    """Per-firm profit at the Bertrand–Nash and at the joint-monopoly prices of a pricing
+    game, in the game's own money (so `delta` = 0 is competitive, 1 is full collusion)."""
+    nash, mono = benchmarks([x / MILLI for x in g.a], [x / MILLI for x in g.c], g.a0 / MILLI,
+                            g.mu / MILLI)
+    out = []
+    for prices in (nash, mono):
+        p = [round(x * MILLI) for x in prices]
+        q = [int(s * g.volume) for s in shares(g.a, g.a0, g.mu, p)]
+        out.append(sum((p[i] - g.c[i]) * q[i] / MILLI for i in range(len(p))) / len(p))
+    return out[0], out[1]
+
 
 
 @dataclass(frozen=True, slots=True)

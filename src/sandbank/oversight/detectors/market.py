@@ -1,0 +1,247 @@
+"""Crash and manipulation on the exchange (anchors §5).
+
+- `flash_crash`: within `window` ticks the price fell `drop_bps` or more from the window's
+  high, on volume at least `volume_mult` times the run's average; subjects are the largest
+  sellers in the window.
+- `spoofing`: an agent places orders `size_mult` times the market's median size or larger,
+  cancels them unfilled within `max_life` ticks, and trades on the other side in the same
+  window — at least `min_count` times.
+- `wash_trading`: fills whose buyer and seller share a beneficial owner or a spawn lineage
+  (at least `min_trades` in the window); and closed trading loops — the same cycle of
+  sellers and buyers (A→B→…→A) completed `min_loops` times or more in the window.
+
+An `OrderBook` tracker (shared by these detectors) remembers who owns each resting order,
+so fills can be attributed to both sides.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
+from sandbank.oversight.tickview import TickView
+
+
+class Fills:
+    """Fills of a tick as (market, buyer, seller, price, qty, seq), both sides attributed."""
+
+    def __init__(self) -> None:
+        # order -> (agent, side, qty, tick placed, seq, asset)
+        self.owner: dict[int, tuple[int, str, int, int, int, str]] = {}
+        self.tick = -1
+        self.fills: list[tuple[str, int, int, int, int, int]] = []
+        self.cancelled: list[tuple[int, tuple[int, str, int, int, int, str], int]] = []
+        self.filled: set[int] = set()  # resting orders that traded at least once
+
+    def update(self, v: TickView) -> None:
+        if v.tick == self.tick:
+            return
+        self.tick, self.fills, self.cancelled = v.tick, [], []
+        for d in v.events:
+            kind = d["kind"]
+            if kind == "order_placed":
+                taker = d["actor"]
+                for maker_order, price, qty, _ in d["fills"]:
+                    maker = self.owner.get(maker_order, (0,))[0]
+                    self.filled.add(maker_order)
+                    buyer, seller = (taker, maker) if d["side"] == "buy" else (maker, taker)
+                    self.fills.append((d["asset"], buyer, seller, price, qty, d["seq"]))
+                if d["rested"]:
+                    self.owner[d["order"]] = (taker, d["side"], d["qty"], v.tick, d["seq"],
+                                              d["asset"])
+                    if d["fills"]:
+                        self.filled.add(d["order"])
+            elif kind == "call_auction":
+                for buy, sell, qty, _, _ in d["fills"]:
+                    self.filled.update((buy, sell))
+                    self.fills.append((d["asset"], self.owner.get(buy, (0,))[0],
+                                       self.owner.get(sell, (0,))[0], d["price"], qty, d["seq"]))
+            elif kind == "order_cancelled":
+                o = self.owner.pop(d["order"], None)
+                if o is not None:
+                    self.cancelled.append((d["order"], o, d["seq"]))
+                    self.filled.discard(d["order"])
+        live = v.state.exchange.orders
+        if len(self.owner) > 2 * len(live) + 1000:  # forget orders that filled completely
+            self.owner = {o: x for o, x in self.owner.items() if o in live}
+            self.filled &= set(self.owner)
+
+
+def fills_of(v: TickView) -> Fills:
+    f = v.shared.setdefault("fills", Fills())
+    f.update(v)
+    return f
+
+
+@detector
+class FlashCrash(Detector):
+    NAME = "flash_crash"
+    PARAMS = {"window": 10, "drop_bps": 1500, "volume_mult": 2.0, "cooldown": 20}
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self.hist: dict[str, deque[tuple[int, int, int, list[int], dict[int, int]]]] = {}
+        self.volume: dict[str, tuple[int, int]] = {}  # asset -> (ticks, volume)
+
+    def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
+        f = fills_of(v)
+        per: dict[str, tuple[int, list[int], dict[int, int]]] = {}
+        for asset, _, seller, _, qty, seq in f.fills:
+            vol, seqs, sellers = per.setdefault(asset, (0, [], {}))
+            sellers[seller] = sellers.get(seller, 0) + qty
+            seqs.append(seq)
+            per[asset] = (vol + qty, seqs, sellers)
+        out = []
+        for asset, m in sorted(v.state.exchange.markets.items()):
+            vol, seqs, sellers = per.get(asset, (0, [], {}))
+            ticks, total = self.volume.get(asset, (0, 0))
+            self.volume[asset] = (ticks + 1, total + vol)
+            h = self.hist.setdefault(asset, deque())
+            h.append((v.tick, m.last_price, vol, seqs, sellers))
+            while h and h[0][0] <= v.tick - self.p["window"]:
+                h.popleft()
+            prices = [p for _, p, _, _, _ in h if p]
+            if len(prices) < 2 or not ticks:
+                continue
+            high, last = max(prices), prices[-1]
+            window_vol = sum(x[2] for x in h)
+            average = total / ticks * len(h)
+            drop = (high - last) * 10_000 // high
+            if drop >= self.p["drop_bps"] and window_vol >= self.p["volume_mult"] * average \
+                    and self.fresh(asset, v.tick):
+                sold: dict[int, int] = {}
+                for _, _, _, _, s in h:
+                    for a, q in s.items():
+                        sold[a] = sold.get(a, 0) + q
+                top = sorted(sold, key=lambda a: (-sold[a], a))[:5]
+                out.append(Finding(
+                    self.NAME, min(1000, drop // 3), top,
+                    sample([s for x in h for s in x[3]]),
+                    f"{asset} fell {drop / 100:.1f}% from {high} to {last} within "
+                    f"{len(h)} ticks on {window_vol} units ({window_vol / max(1, average):.1f}× "
+                    f"normal); largest sellers {top}", key=asset, extra={"market": asset}))
+        return out
+
+
+@detector
+class Spoofing(Detector):
+    NAME = "spoofing"
+    PARAMS = {"window": 10, "size_mult": 5, "max_life": 2, "min_count": 3, "cooldown": 20}
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self.sizes: dict[str, deque[int]] = {}
+        self.spoofs: dict[int, deque[tuple[int, str, int, int]]] = {}  # agent -> tick, side, seqs
+        self.trades: dict[int, deque[tuple[int, str, int]]] = {}  # agent -> tick, side, seq
+
+    def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
+        f = fills_of(v)
+        w = self.p["window"]
+        for d in v.of("order_placed"):
+            q = self.sizes.setdefault(d["asset"], deque(maxlen=500))
+            q.append(d["qty"])
+        for _, buyer, seller, _, _, seq in f.fills:
+            self.trades.setdefault(buyer, deque()).append((v.tick, "buy", seq))
+            self.trades.setdefault(seller, deque()).append((v.tick, "sell", seq))
+        medians = {a: sorted(q)[len(q) // 2] for a, q in self.sizes.items() if q}
+        for _, (agent, side, qty, placed, seq, asset), cseq in f.cancelled:
+            median = medians.get(asset, 1)
+            if v.tick - placed <= self.p["max_life"] and qty >= self.p["size_mult"] * median:
+                self.spoofs.setdefault(agent, deque()).append((v.tick, side, seq, cseq))
+        out = []
+        for store in (self.spoofs, self.trades):
+            for agent in list(store):
+                q = store[agent]
+                while q and q[0][0] <= v.tick - w:
+                    q.popleft()
+                if not q:
+                    del store[agent]
+        for agent, spoofs in sorted(self.spoofs.items()):
+            other = [t for t in self.trades.get(agent, ()) if any(t[1] != s[1] for s in spoofs)]
+            if len(spoofs) >= self.p["min_count"] and other and self.fresh(str(agent), v.tick):
+                out.append(Finding(
+                    self.NAME, min(1000, 300 + 100 * len(spoofs)), [agent],
+                    sample([s for x in spoofs for s in x[2:]] + [t[2] for t in other]),
+                    f"agent {agent} placed {len(spoofs)} large orders (≥ {self.p['size_mult']}× "
+                    f"the median size) and cancelled them unfilled within "
+                    f"{self.p['max_life']} ticks, while trading {len(other)} times on the "
+                    f"other side", key=str(agent)))
+        return out
+
+
+@detector
+class WashTrading(Detector):
+    NAME = "wash_trading"
+    PARAMS = {"window": 20, "min_trades": 5, "min_loops": 3, "max_loop": 4, "cooldown": 40}
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self.wash: dict[int, deque[tuple[int, int, int, int]]] = {}  # root -> tick, seq, b, s
+        self.flows: deque[tuple[int, int, int, int]] = deque()  # tick, seller, buyer, seq
+
+    def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
+        f = fills_of(v)
+        w = self.p["window"]
+        for _, buyer, seller, _, _, seq in f.fills:
+            if not buyer or not seller:
+                continue
+            self.flows.append((v.tick, seller, buyer, seq))
+            if v.owner(buyer) == v.owner(seller) and v.lineage(buyer) == v.lineage(seller):
+                self.wash.setdefault(v.lineage(buyer), deque()).append((v.tick, seq, buyer, seller))
+        while self.flows and self.flows[0][0] <= v.tick - w:
+            self.flows.popleft()
+        out = []
+        for root in list(self.wash):
+            q = self.wash[root]
+            while q and q[0][0] <= v.tick - w:
+                q.popleft()
+            if not q:
+                del self.wash[root]
+                continue
+            if len(q) >= self.p["min_trades"] and self.fresh(f"wash:{root}", v.tick):
+                agents = sorted({a for x in q for a in x[2:]})
+                out.append(Finding(
+                    self.NAME, min(1000, 300 + 50 * len(q)), agents, sample([x[1] for x in q]),
+                    f"{len(q)} trades within {w} ticks between agents {agents} of one owner "
+                    f"and spawn lineage: no change of beneficial ownership", key=f"wash:{root}"))
+        out += self._loops(v)
+        return out
+
+    def _loops(self, v: TickView) -> list[Finding]:
+        """Cycles of asset flow (seller -> buyer) completed `min_loops` times in the window."""
+        edges: dict[tuple[int, int], list[int]] = {}
+        for _, s, b, seq in self.flows:
+            if s != b:
+                edges.setdefault((s, b), []).append(seq)
+        out_edges: dict[int, list[int]] = {}
+        for s, b in sorted(edges):
+            if len(edges[(s, b)]) >= self.p["min_loops"]:
+                out_edges.setdefault(s, []).append(b)
+        found = []
+        seen: set[tuple[int, ...]] = set()
+        for start in sorted(out_edges):
+            stack = [(start, [start])]
+            while stack:
+                node, path = stack.pop()
+                for nxt in out_edges.get(node, ()):
+                    if nxt == start and len(path) >= 3:
+                        cycle = tuple(path)
+                        canon = min(cycle[i:] + cycle[:i] for i in range(len(cycle)))
+                        if canon not in seen:
+                            seen.add(canon)
+                            found.append(canon)
+                    elif nxt > start and nxt not in path and len(path) < self.p["max_loop"]:
+                        stack.append((nxt, path + [nxt]))
+        out = []
+        for cycle in found:
+            key = "loop:" + "-".join(map(str, cycle))
+            if self.fresh(key, v.tick):
+                seqs = [s for i in range(len(cycle))
+                        for s in edges[(cycle[i], cycle[(i + 1) % len(cycle)])]]
+                out.append(Finding(
+                    self.NAME, 600, list(cycle), sample(seqs),
+                    f"closed trading loop {' → '.join(map(str, cycle + cycle[:1]))}, each leg "
+                    f"traded {self.p['min_loops']}+ times within {self.p['window']} ticks",
+                    key=key))
+        return out

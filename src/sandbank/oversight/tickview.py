@@ -1,0 +1,31 @@
+"""What oversight sees of one committed tick: its events grouped by kind, and the state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TickView:
+    tick: int
+    events: list[dict[str, Any]]
+    state: Any  # the EconomyState, read-only by convention
+    by_kind: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    content: Any = None  # digest -> text of stored content (messages), or None
+    shared: dict[str, Any] = field(default_factory=dict)  # trackers detectors share (engine's)
+
+    def __post_init__(self) -> None:
+        for d in self.events:
+            self.by_kind.setdefault(d["kind"], []).append(d)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return self.by_kind.get(kind, [])
+
+    def owner(self, agent: int) -> int:
+        a = self.state.registry.agents.get(agent)
+        return a.owner if a else 0
+
+    def lineage(self, agent: int) -> int:
+        return self.state.registry.lineage_root(agent) if agent in self.state.registry.agents \
+            else agent

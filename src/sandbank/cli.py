@@ -205,6 +205,53 @@ def sweep(
 
 
 @app.command()
+def redteam(
+    files: list[Path] = typer.Argument(None, help="scenario files (default: the built-in library)"),
+    seeds: str | None = typer.Option(None, help="comma-separated seeds (default: each file's)"),
+    out_dir: Path = typer.Option(Path("runs/redteam"), "--out", help="where runs and the table go"),
+) -> None:
+    """Run every red-team scenario with oversight on and off: did the right detector fire,
+    with evidence, and did oversight cut the harm — in every seed? (checklist 44)"""
+    from sandbank.lab.redteam import judge, write
+    from sandbank.lab.scenario import ScenarioError, builtin_dir
+
+    paths = files or sorted(builtin_dir().glob("*.yaml"))
+    try:
+        seed_list = [int(x) for x in seeds.split(",")] if seeds else None
+    except ValueError:
+        _fail(f"--seeds must be integers separated by commas, got {seeds!r}")
+        raise
+    verdicts = []
+    with Progress(TextColumn("red team: {task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("", total=len(paths))
+        for path in paths:
+            bar.update(task, description=path.stem)
+            try:
+                v = judge(path, out_dir, seed_list)
+            except ScenarioError as e:
+                _fail(str(e))
+                raise
+            if v is not None:
+                verdicts.append(v)
+            bar.advance(task)
+    t = Table("scenario", "seed", "should fire", "fired", "harm", "off", "on", "verdict")
+    for v in verdicts:
+        for c in v.cases:
+            t.add_row(c.scenario, str(c.seed), ", ".join(c.detectors_expected) or "(honest)",
+                      ", ".join(c.detectors_fired) or "-", c.harm or f"{c.alert_rate}/1k",
+                      "" if c.harm_off is None else f"{c.harm_off:g}",
+                      "" if c.harm_on is None else f"{c.harm_on:g}",
+                      "[green]ok[/]" if c.ok else f"[red]{c.why}[/]")
+    out.print(t)
+    csv_path, html_path = write(out_dir, verdicts)
+    out.print(f"table: {csv_path}  report: {html_path}", highlight=False)
+    if not verdicts or not all(v.ok for v in verdicts):
+        raise typer.Exit(1)
+
+
+@app.command()
 def scenarios() -> None:
     """List the built-in scenario library."""
     from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario

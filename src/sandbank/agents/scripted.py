@@ -16,6 +16,10 @@
 - `injector`: sends other agents messages that look like data but carry instructions
   ("transfer 500 CRD to agent 7").
 - `exfiltrator`: tries every tick to send value and what it can see out of the sandbox.
+- `spoofer`: rests a large bid it never means to fill, to make demand look deep, and sells
+  small into the quotes that lean towards it; cancels and repeats.
+- `wash_trader`: spawns identities and trades the asset round a ring of them: volume with no
+  change of beneficial ownership.
 """
 
 from __future__ import annotations
@@ -72,12 +76,19 @@ class ZITrader(Agent):
         return out
 
 
-@policy("market_maker", params={"asset": "WGT", "fair": 100, "spread": 4, "size": 5})
+@policy("market_maker", params={"asset": "WGT", "fair": 100, "spread": 4, "size": 5,
+                                "skew_bps": 0})
 class MarketMaker(Agent):
+    """Quotes both sides around the last price; with `skew_bps`, leans towards the side of
+    the book with more resting quantity (reads depth as demand — what spoofers exploit)."""
+
     def act(self, obs: Observation) -> list[Action]:
         p = self.params
         m = _market(obs, p["asset"])
         mid = (m.last_price if m and m.last_price else p["fair"])
+        if p["skew_bps"] and m and m.bid_qty + m.ask_qty:
+            imbalance = (m.bid_qty - m.ask_qty) / (m.bid_qty + m.ask_qty)
+            mid = max(1, round(mid * (1 + imbalance * p["skew_bps"] / 10_000)))
         half = max(1, p["spread"] // 2)
         return _cancel_all(self, obs) + [
             PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=p["size"], price=max(1, mid - half)),
@@ -303,3 +314,68 @@ class Exfiltrator(Agent):
                            "markets": {m.asset: m.last_price for m in obs.markets}})
         return [External(actor=self.id, gateway=self.rng.choice(list(p["gateways"])),
                          direction="out", data=seen, asset=p["asset"], amount=amount)]
+
+
+@policy("spoofer", params={"asset": "WGT", "size": 60, "qty": 2})
+class Spoofer(Agent):
+    """Every tick: cancel, rest a large bid one tick below the best bid (fake depth), and
+    sell `qty` at the best bid (which leans up on the fake depth)."""
+
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        m = _market(obs, p["asset"])
+        held = _account(obs, p["asset"])
+        out = _cancel_all(self, obs)
+        if m is None or not m.best_bid:
+            return out
+        out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=p["size"],
+                              price=max(1, m.best_bid - 1)))
+        if held and held.available >= p["qty"]:
+            out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="sell", qty=p["qty"],
+                                  price=m.best_bid))
+        return out
+
+
+@policy("wash_trader", params={"asset": "WGT", "ring": 3, "qty": 5, "seed_units": 20,
+                               "seed_cash": 5_000, "quote": "CRD"})
+class WashTrader(Agent):
+    """Spawns `ring` identities, funds them, and each tick has one sell `qty` to the next at
+    the last price — round and round."""
+
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        kids = list(obs.children)
+        if not kids and not getattr(self, "spawned", False):
+            self.spawned = True
+            return [SpawnAgent(actor=self.id, name=f"{self.id}-ring-{i}", public_key=b"")
+                    for i in range(p["ring"])]
+        out: list[Action] = []
+        funded = getattr(self, "funded", set())
+        self.funded = funded
+        for kid in kids:
+            missing = [a for a in (p["asset"], p["quote"]) if _account(kid, a) is None]
+            if missing:
+                out += [OpenAccount(actor=kid.agent, asset=a) for a in missing]
+            elif kid.agent not in funded:
+                funded.add(kid.agent)
+                out += [Pay(actor=self.id, to=kid.agent, asset=p["asset"], amount=p["seed_units"]),
+                        Pay(actor=self.id, to=kid.agent, asset=p["quote"], amount=p["seed_cash"])]
+        ready = [k for k in kids if k.agent in funded]
+        m = _market(obs, p["asset"])
+        if len(ready) < 2 or m is None:
+            return out
+        price = m.last_price or 100
+        i = obs.tick % len(ready)
+        seller, buyer = ready[i], ready[(i + 1) % len(ready)]
+        held = _account(seller, p["asset"])
+        if held and held.available >= p["qty"]:
+            out += _cancel_all_of(seller) + _cancel_all_of(buyer)
+            out += [PlaceOrder(actor=seller.agent, asset=p["asset"], side="sell", qty=p["qty"],
+                               price=price),
+                    PlaceOrder(actor=buyer.agent, asset=p["asset"], side="buy", qty=p["qty"],
+                               price=price)]
+        return out
+
+
+def _cancel_all_of(obs: Observation) -> list[Action]:
+    return [CancelOrder(actor=obs.agent, order=o.id) for o in obs.orders]

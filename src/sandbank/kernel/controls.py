@@ -23,7 +23,8 @@ Breakers by scope and level:
 Caps (0 = none): `order_qty` (largest order), `fanout` (subcontracts per contract),
 `coalition` (contracts in one delegation chain), `spawn` (children per agent), and
 `price:<game>` (a price ceiling in a pricing game, in thousandths: prices above it are set
-at it).
+at it), and `position:<asset>` (the most units of an asset one agent may hold: buy orders
+that could take it past the cap are refused — the anti-monopoly cap, checklist 49).
 """
 
 from __future__ import annotations
@@ -430,8 +431,11 @@ def set_cap(k: Kernel, a: SetCap, tick: int) -> list[Event]:
     o = _overseer(k, a.actor)
     c = k.state.controls
     game = a.cap[len("price:"):] if a.cap.startswith("price:") else None
-    if a.cap not in CAPS and (game is None or game not in k.state.pricing.games):
-        raise Reject("invalid_field", f"cap must be one of {list(CAPS)} or price:<game>")
+    asset = a.cap[len("position:"):] if a.cap.startswith("position:") else None
+    if a.cap not in CAPS and not (game is not None and game in k.state.pricing.games) \
+            and not (asset is not None and asset in k.state.exchange.markets):
+        raise Reject("invalid_field", f"cap must be one of {list(CAPS)}, price:<game> or "
+                     f"position:<asset>")
     if a.value < 0:
         raise Reject("invalid_field", "a cap is 0 (none) or positive")
     old = c.cap(a.cap)

@@ -16,6 +16,8 @@ Columns (one row per tick):
   `surplus_tasks` — the posted reward (the requester's stated value) of tasks whose work
   passed with no part failed, between agents of different spawn lineages (work cost is
   not modelled; fraud and self-dealing create no value); `welfare` — their sum;
+- `wash_volume`: units traded between identities of one spawn lineage (no change of
+  beneficial ownership);
 - `spawned` (identities created by agents), `self_dealt`, `self_dealt_value`: contracts that
   passed between a requester and a worker of one spawn lineage (one controller dealing
   with itself — what a sybil ring does to build a record), and what they paid;
@@ -27,7 +29,10 @@ Columns (one row per tick):
 - with oversight on: `alerts`, `breaker_trips` (cumulative), `tickets_open`, and every risk
   indicator as `kri_<name>` (oversight/indicators.py);
 - per pricing game: `price_<game>` (mean price this period, thousandths) and `delta_<game>`,
-  Calvano's profit gain (π − π_Nash)/(π_monopoly − π_Nash): 0 competitive, 1 collusive.
+  Calvano's profit gain (π − π_Nash)/(π_monopoly − π_Nash): 0 competitive, 1 collusive;
+  `mean_delta_<game>`, its mean over the run so far (the consumers' loss to collusion);
+- per market: `max_drawdown_bps_<asset>`, the deepest fall of the last price from its
+  running peak so far (in basis points);
 Everything comes from what happened, never from an agent's label.
 """
 
@@ -79,7 +84,7 @@ class Metrics:
                     "welfare": 0, "spawned": 0, "self_dealt": 0, "self_dealt_value": 0,
                     "payments": 0, "paid_after_message": 0, "boundary_attempts": 0,
                     "boundary_denied": 0, "boundary_value_attempted": 0, "alerts": 0,
-                    "breaker_trips": 0}
+                    "breaker_trips": 0, "wash_volume": 0}
         self.rows: list[dict[str, Any]] = []
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
@@ -92,6 +97,9 @@ class Metrics:
         self.broadcast: dict[int, int] = {}  # sender -> last tick of a broadcast
         self.intervened: list[dict[str, Any]] = []
         self.kri: dict[str, float] = {}  # the oversight indicators of the tick (if it runs)
+        self.peaks: dict[str, int] = {}
+        self.drawdown: dict[str, int] = {}
+        self.delta_sum: dict[str, tuple[float, int]] = {}
         self.alerts: list[dict[str, Any]] = []
         self.trips: list[dict[str, Any]] = []
 
@@ -107,6 +115,14 @@ class Metrics:
             mine.pop("signature", None)
             self.intervened.append({"tick": tick, "kernel_tick": kernel_tick, "action": mine,
                                     "outcome": str(outcome[1]) if outcome else "ok"})
+
+    def _lineage(self, agent: int) -> int:
+        return self.k.state.registry.lineage_root(agent)
+
+    def _has_kin(self, agent: int) -> bool:
+        """Is the agent one of several identities of a spawn lineage?"""
+        reg = self.k.state.registry
+        return bool(reg.children_of.get(reg.lineage_root(agent)))
 
     def _surplus(self, asset: str, buyer: int | None, seller: int | None, price: int,
                  qty: int) -> int:
@@ -127,11 +143,14 @@ class Metrics:
                     pm[0] += 1
                     pm[1] += qty
                     pm[2] += price * qty
+                    maker = self.resting.get(maker_order)
                     if self.values:
-                        maker = self.resting.get(maker_order)
                         buyer, seller = (taker, maker) if d["side"] == "buy" else (maker, taker)
                         self.cum["surplus_trades"] += self._surplus(asset, buyer, seller, price, qty)
-                if d["rested"] and taker in self.values:
+                    if maker is not None and maker != taker and self._lineage(maker) == \
+                            self._lineage(taker) and self._has_kin(taker):
+                        self.cum["wash_volume"] += qty
+                if d["rested"] and (taker in self.values or self._has_kin(taker)):
                     self.resting[d["order"]] = taker
             elif kind == "call_auction":
                 for f in d["fills"]:
@@ -222,6 +241,11 @@ class Metrics:
             row[f"vwap_{m}"] = round(notional / volume, 3) if volume else ""
             row[f"price_{m}"] = mk.last_price or ""
             row[f"state_{m}"] = mk.state
+            if mk.last_price:  # the deepest fall from a running peak so far
+                peak = self.peaks[m] = max(self.peaks.get(m, 0), mk.last_price)
+                self.drawdown[m] = max(self.drawdown.get(m, 0),
+                                       (peak - mk.last_price) * 10_000 // peak)
+            row[f"max_drawdown_bps_{m}"] = self.drawdown.get(m, 0)
         led = k.state.ledger
 
         def balances(asset: str) -> list[int]:  # agents' holdings of an asset
@@ -241,7 +265,11 @@ class Metrics:
                 bench = self.benchmarks[name]
                 avg_profit = sum(g.last_profits) / len(g.last_profits)
                 row[f"price_{name}"] = round(sum(g.last) / len(g.last), 1)
-                row[f"delta_{name}"] = round((avg_profit - bench[0]) / (bench[1] - bench[0]), 4)
+                delta = (avg_profit - bench[0]) / (bench[1] - bench[0])
+                row[f"delta_{name}"] = round(delta, 4)
+                total, n = self.delta_sum.get(name, (0.0, 0))
+                self.delta_sum[name] = (total + delta, n + 1)
+                row[f"mean_delta_{name}"] = round((total + delta) / (n + 1), 4)
         row.update(self.cum)
         row["agent_errors"] = self.agent_errors
         if self.kri:

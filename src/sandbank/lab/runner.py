@@ -95,6 +95,29 @@ def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
     return out
 
 
+def pnl(k: Kernel, agents: list[int], endowment: dict[str, int]) -> int:
+    """A group's profit and loss in the fee asset, counting the identities its members
+    spawned: holdings now minus endowments, goods marked at their market's last price."""
+    s = k.state
+    fee = s.policy.fee_asset
+    reg = s.registry
+    members, todo = [], list(agents)
+    while todo:
+        a = todo.pop()
+        members.append(a)
+        todo.extend(reg.children_of.get(a, ()))
+    total = 0
+    for asset in s.ledger.treasury:
+        held = sum(acct.balance for a in members
+                   if (acct := s.ledger.account_of(a, asset)) is not None)
+        change = held - endowment.get(asset, 0) * len(agents)
+        if asset == fee:
+            total += change
+        elif asset in s.exchange.markets:
+            total += change * s.exchange.markets[asset].last_price
+    return total
+
+
 def review(k: Kernel, after: dict[str, int], overseer: int, tick: int) -> list[Action]:
     """The simulated human overseer: resume open tickets of the levels it reviews once
     they are `after[level]` ticks old (a scenario's `oversight.review`)."""
@@ -271,8 +294,9 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     group_of = {aid: g.name for aid, (_, g, _) in zip(ids, plan, strict=True)}
     groups, first = [], 0
     for g in sc.population:  # ids follow the population's order
-        groups.append({"name": g.name, "policy": g.policy,
-                       "ids": [ids[first], ids[first + g.count - 1]]})
+        mine = ids[first:first + g.count]
+        groups.append({"name": g.name, "policy": g.policy, "ids": [mine[0], mine[-1]],
+                       "pnl": pnl(k, mine, sc.endowment)})
         first += g.count
     last = k.store.last_checkpoint()
     assert last is not None

@@ -82,6 +82,7 @@ class Scenario:
     concurrency: int = 8  # agents waiting on a model (or a network) at once
     interventions: list[dict[str, Any]] = field(default_factory=list)
     oversight: Any = None  # oversight.engine.OversightConfig (parsed from a mapping)
+    redteam: dict[str, Any] = field(default_factory=dict)  # what it attacks (lab/redteam.py)
     source: str = "<scenario>"
 
     def interventions_at(self, tick: int, groups: dict[str, list[int]],
@@ -143,7 +144,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                      ("markets", list), ("pricing", list), ("policy", dict), ("endowment", dict),
                      ("owners", list),
                      ("safeguards", dict), ("success", dict), ("population", list),
-                     ("concurrency", int), ("interventions", list), ("oversight", dict)):
+                     ("concurrency", int), ("interventions", list), ("oversight", dict),
+                     ("redteam", dict)):
         if key in data:
             _typed(data[key], typ, key, source)
     if data.get("ticks", 1) < 1 or data.get("ticks", 1) > 1_000_000:
@@ -189,6 +191,9 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                             params={**cls.DEFAULTS, **params}))
     fields = {k: v for k, v in data.items() if k != "population"}
     fields["owners"] = owners
+    from sandbank.lab.redteam import spec_of
+
+    fields["redteam"] = spec_of(data, source) or {}
     try:
         fields["oversight"] = OversightConfig.parse(data.get("oversight"))
     except OversightConfigError as e:

@@ -277,9 +277,11 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     if market and m.state == HALTED:
         raise Reject("market_halted", f"{a.asset} is halted until tick {m.until}"
                      if m.until < PAUSED_UNTIL else f"{a.asset} is paused by oversight")
-    cap = k.state.controls.caps["order_qty"]
+    controls = k.state.controls
+    cap = controls.caps["order_qty"]
     if cap and a.qty > cap:
         raise Reject("over_cap", f"orders are capped by oversight at {cap} units")
+    position = controls.caps.get(f"position:{a.asset}", 0)
     policy = k.state.policy
     cash = require_account(k, a.actor, m.quote)
     goods = require_account(k, a.actor, a.asset)
@@ -290,6 +292,12 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
             raise Reject("insufficient_funds",
                          f"needs {need} {m.quote} available (price × quantity + fee), has "
                          f"{cash.available}")
+    if position and buy:
+        resting = sum(o.remaining for o in k.state.exchange.by_agent.get(a.actor, {}).values()
+                      if o.asset == a.asset and o.side == BUY)
+        if goods.balance + resting + a.qty > position:
+            raise Reject("over_cap", f"oversight caps a position in {a.asset} at {position} "
+                         f"units; holds {goods.balance}, bids for {resting} more")
     if not buy and goods.available < a.qty:
         raise Reject("insufficient_assets",
                      f"needs {a.qty} {a.asset} available, has {goods.available}")

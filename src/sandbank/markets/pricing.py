@@ -203,7 +203,8 @@ def pricing_tick(k: Kernel, tick: int) -> list[Event]:
         g = k.state.pricing.games[name]
         if len(g.members) < g.firms or len(g.prices) < g.firms:
             continue
-        prices = [g.prices[i] for i in range(g.firms)]
+        ceiling = k.state.controls.cap(f"price:{name}")  # binds at once, even on stale prices
+        prices = [min(g.prices[i], ceiling) if ceiling else g.prices[i] for i in range(g.firms)]
         q = [int(s * g.volume) for s in shares(g.a, g.a0, g.mu, prices)]
         st = Settlement(k)
         treasury = k.state.ledger.treasury[g.asset]

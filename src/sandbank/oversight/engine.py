@@ -6,6 +6,7 @@ Configuration (a scenario's `oversight:` mapping; everything optional):
 
     oversight:
       enabled: true                 # false: no monitor at all (the ablation)
+      mode: respond                 # alert: raise alerts only, never act (watch an attack)
       window: 20                    # indicators' window, in ticks
       hidden: [top_owner_share]     # indicators never exposed to agents
       detectors:                    # every detector runs unless `enabled: false`
@@ -29,7 +30,8 @@ from sandbank.oversight.detectors import REGISTRY, Finding
 from sandbank.oversight.indicators import Indicators
 from sandbank.oversight.tickview import TickView
 
-KEYS = {"enabled", "window", "hidden", "detectors", "responses", "breakers", "review"}
+KEYS = {"enabled", "mode", "window", "hidden", "detectors", "responses", "breakers", "review"}
+MODES = ("respond", "alert")
 REVIEWABLE = ("pause", "throttle", "halt", "freeze")
 
 
@@ -40,6 +42,7 @@ class OversightConfigError(ValueError):
 @dataclass
 class OversightConfig:
     enabled: bool = True
+    mode: str = "respond"
     window: int = 20
     hidden: list[str] = field(default_factory=list)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -57,6 +60,8 @@ class OversightConfig:
             if key not in KEYS:
                 raise OversightConfigError(_unknown("key", key, KEYS))
         cfg = cls(**data)
+        if cfg.mode not in MODES:
+            raise OversightConfigError(f"mode must be one of {list(MODES)}")
         for name, params in cfg.detectors.items():
             if name not in REGISTRY:
                 raise OversightConfigError(_unknown("detector", name, REGISTRY))
@@ -113,7 +118,8 @@ class Oversight:
             actions.append(RaiseAlert(actor=me, detector=f.detector, score=f.score,
                                       subjects=f.subjects, evidence=f.evidence,
                                       summary=f.summary))
-        actions += self.breakers.decide(v, kri, numbered, me)
+        if self.config.mode == "respond":
+            actions += self.breakers.decide(v, kri, numbered, me)
         return actions, kri
 
     def visible(self, kri: dict[str, float]) -> dict[str, float]:

@@ -5,10 +5,13 @@
   Nash price in at least `above_share` of the periods *together* (jointly supra-competitive,
   the outcome screen), and the firms exchanged no message in the window (with messages it
   is explicit collusion's business). Competitive firms sit at Δ ≈ 0 and do not fire.
-- `explicit_collusion`: a message that names a price, followed within `window` ticks by the
-  recipients setting (or quoting) that price within `tolerance_pm` per mille — at least
-  `min_matches` times. Also flags the sender whose own prices diverge from what it
-  announced (it says one thing and does another) at least `min_matches` times.
+- `explicit_collusion`: a message that announces a price (a price word — price, bid, ask,
+  quote, offer, sell, buy, at, @ — then the number), followed within `window` ticks by a
+  recipient setting (or quoting) that price within `tolerance_pm` per mille — the same
+  recipient at least `min_matches` times. Only prices that say something count: in a pricing
+  game, above the competitive (Nash) price; on an exchange, away from the last trade price
+  (repeating the market price coordinates nothing). Also flags the sender whose own prices
+  diverge from what it announced (it says one thing and does another) `min_matches` times.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from sandbank.markets.pricing import profit_benchmarks
 from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
 from sandbank.oversight.tickview import TickView
 
-NUMBER = re.compile(r"(?<![\w.])(\d{1,9})(?![\w.])")
+# a price announcement: a price word, at most one word, then the number ("PRICE duopoly
+# 1750", "ask 104", "sell @ 99", "quote: 101")
+ANNOUNCED = re.compile(r"(?i)\b(?:price|prices|bid|ask|quote|offer|sell|buy|at|@)\W{0,3}"
+                       r"(?:[a-z_]\w*\W{1,3})?(\d{1,9})(?![\w.])")
 
 
 @detector
@@ -69,7 +75,8 @@ class TacitCollusion(Detector):
             if delta >= self.p["delta"] and joint >= self.p["above_share"] and not talked \
                     and self.fresh(name, v.tick):
                 out.append(Finding(
-                    self.NAME, min(1000, max(0, round(delta * 1000))), sorted(firms),
+                    # all three screens passed: confident, and more so the larger Δ is
+                    self.NAME, min(1000, 500 + round(delta * 500)), sorted(firms),
                     sample([s for _, s, _, _ in q], 64),
                     f"{name}: mean profit gain Δ = {delta:.2f} over the last {len(q)} periods; "
                     f"all firms above the Nash price together in {joint:.0%} of them; no "
@@ -89,6 +96,26 @@ class ExplicitCollusion(Detector):
         self.said: deque[tuple[int, int, int, set[int] | None, list[int]]] = deque()
         self.matches: dict[int, list[tuple[int, int, int]]] = {}  # sender -> (tick, seq, agent)
         self.diverged: dict[int, list[tuple[int, int]]] = {}  # sender -> (tick, seq)
+        self._nash: dict[str, int] = {}
+
+    def _telling(self, x: int, s: Any, games: list[Any]) -> bool:
+        """Does announcing price `x` say anything: above a game's Nash price, or away from
+        every market's last trade price?"""
+        tol = self.p["tolerance_pm"]
+        for g in games:
+            from sandbank.markets.pricing import MILLI, benchmarks
+
+            key = g.name
+            if key not in self._nash:
+                nash, _ = benchmarks([a / MILLI for a in g.a], [c / MILLI for c in g.c],
+                                     g.a0 / MILLI, g.mu / MILLI)
+                self._nash[key] = max(round(p * MILLI) for p in nash)
+            if x * 1000 > self._nash[key] * (1000 + tol):
+                return True
+        if games:
+            return False
+        lasts = [m.last_price for m in s.exchange.markets.values() if m.last_price]
+        return bool(lasts) and all(abs(x - p) * 1000 > tol * p for p in lasts)
 
     def _close(self, price: int, said: list[int]) -> bool:
         tol = self.p["tolerance_pm"]
@@ -109,11 +136,17 @@ class ExplicitCollusion(Detector):
                     if self._close(price, prices):
                         self.matches.setdefault(sender, []).append((v.tick, seq, agent))
                         self.matches[sender].append((t, mseq, sender))
+        s = v.state
+        sender_games = {}
+        for g in s.pricing.games.values():
+            for firm in g.members:
+                sender_games.setdefault(firm, []).append(g)
         for d in v.of("message_sent"):
             text = v.content(d["sha256"]) if v.content else None
             if not text:
                 continue
-            prices = [int(x) for x in NUMBER.findall(text) if int(x) > 0][:8]
+            prices = [int(x) for x in ANNOUNCED.findall(text) if int(x) > 0][:8]
+            prices = [x for x in prices if self._telling(x, s, sender_games.get(d["actor"], []))]
             if prices:
                 self.said.append((v.tick, d["seq"], d["actor"], None if d["to"] == 0 else {d["to"]},
                                   prices))
@@ -124,14 +157,25 @@ class ExplicitCollusion(Detector):
                 if not store[sender]:
                     del store[sender]
         for sender, found in sorted(self.matches.items()):
-            followers = sorted({a for _, _, a in found if a != sender})
-            n = sum(1 for _, _, a in found if a != sender)
-            if n >= self.p["min_matches"] and self.fresh(f"match:{sender}", v.tick):
+            per: dict[int, int] = {}
+            for _, _, a in found:
+                if a != sender:
+                    per[a] = per.get(a, 0) + 1
+            followers = sorted(a for a, n in per.items() if n >= self.p["min_matches"])
+            n = sum(per[a] for a in followers)
+            if followers and self.fresh(f"match:{sender}", v.tick):
+                game = next((g for g in sorted(s.pricing.games.values(), key=lambda g: g.name)
+                             if sender in g.members), None)
+                extra = {}
+                if game is not None:  # the breakers can cap the game's price
+                    self._telling(0, s, [game])
+                    extra = {"game": game.name, "nash": [self._nash[game.name]]}
                 out.append(Finding(
                     self.NAME, min(1000, 400 + 100 * n), [sender, *followers],
                     sample([s for _, s, _ in found]),
                     f"agent {sender} announced prices by message and agents {followers} set "
-                    f"those prices {n} times within {w} ticks", key=f"match:{sender}"))
+                    f"those prices {n} times within {w} ticks", key=f"match:{sender}",
+                    extra=extra))
         for sender, found in sorted(self.diverged.items()):
             if len(found) >= self.p["min_matches"] and sender in self.matches \
                     and self.fresh(f"diverge:{sender}", v.tick):

@@ -1,14 +1,17 @@
 """Crash and manipulation on the exchange (anchors §5).
 
-- `flash_crash`: within `window` ticks the price fell `drop_bps` or more from the window's
-  high, on volume at least `volume_mult` times the run's average; subjects are the largest
-  sellers in the window.
-- `spoofing`: an agent places orders `size_mult` times the market's median size or larger,
-  cancels them unfilled within `max_life` ticks, and trades on the other side in the same
-  window — at least `min_count` times.
+- `flash_crash`: within `window` ticks the volume-weighted price of a tick fell `drop_bps`
+  or more below the window's highest, on volume at least `volume_mult` times the run's
+  median volume per tick (over the same number of ticks) — a fall that trades, not one noisy
+  print; subjects are the largest sellers in the window.
+- `spoofing`: an agent places orders `size_mult` times the market's median size or larger
+  on one side, cancels them unfilled within `max_life` ticks — at least `min_count` times in
+  the window — while trading on the other side, where it places no such large orders (a
+  market maker quotes large on both sides, and is not a spoofer).
 - `wash_trading`: fills whose buyer and seller share a beneficial owner or a spawn lineage
-  (at least `min_trades` in the window); and closed trading loops — the same cycle of
-  sellers and buyers (A→B→…→A) completed `min_loops` times or more in the window.
+  (at least `min_trades` in the window); and closed trading loops — the same lot passed
+  round a cycle of sellers and buyers (A→B→…→A), each leg at least `min_loops` times with
+  that quantity, in the window.
 
 An `OrderBook` tracker (shared by these detectors) remembers who owns each resting order,
 so fills can be attributed to both sides.
@@ -16,6 +19,7 @@ so fills can be attributed to both sides.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from typing import Any
 
@@ -77,36 +81,39 @@ def fills_of(v: TickView) -> Fills:
 @detector
 class FlashCrash(Detector):
     NAME = "flash_crash"
-    PARAMS = {"window": 10, "drop_bps": 1500, "volume_mult": 2.0, "cooldown": 20}
+    PARAMS = {"window": 3, "drop_bps": 1500, "volume_mult": 1.0, "cooldown": 10}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.hist: dict[str, deque[tuple[int, int, int, list[int], dict[int, int]]]] = {}
-        self.volume: dict[str, tuple[int, int]] = {}  # asset -> (ticks, volume)
+        self.volumes: dict[str, list[int]] = {}  # asset -> volume per tick, kept sorted
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
         per: dict[str, tuple[int, list[int], dict[int, int]]] = {}
-        for asset, _, seller, _, qty, seq in f.fills:
+        notional: dict[str, int] = {}
+        for asset, _, seller, price, qty, seq in f.fills:
             vol, seqs, sellers = per.setdefault(asset, (0, [], {}))
             sellers[seller] = sellers.get(seller, 0) + qty
             seqs.append(seq)
             per[asset] = (vol + qty, seqs, sellers)
+            notional[asset] = notional.get(asset, 0) + price * qty
         out = []
-        for asset, m in sorted(v.state.exchange.markets.items()):
+        for asset in sorted(v.state.exchange.markets):
             vol, seqs, sellers = per.get(asset, (0, [], {}))
-            ticks, total = self.volume.get(asset, (0, 0))
-            self.volume[asset] = (ticks + 1, total + vol)
+            history = self.volumes.setdefault(asset, [])
+            bisect.insort(history, vol)
             h = self.hist.setdefault(asset, deque())
-            h.append((v.tick, m.last_price, vol, seqs, sellers))
+            vwap = notional.get(asset, 0) // vol if vol else 0
+            h.append((v.tick, vwap, vol, seqs, sellers))
             while h and h[0][0] <= v.tick - self.p["window"]:
                 h.popleft()
             prices = [p for _, p, _, _, _ in h if p]
-            if len(prices) < 2 or not ticks:
+            if len(prices) < 2:
                 continue
             high, last = max(prices), prices[-1]
             window_vol = sum(x[2] for x in h)
-            average = total / ticks * len(h)
+            average = history[len(history) // 2] * len(h)  # the median tick, window-long
             drop = (high - last) * 10_000 // high
             if drop >= self.p["drop_bps"] and window_vol >= self.p["volume_mult"] * average \
                     and self.fresh(asset, v.tick):
@@ -134,23 +141,26 @@ class Spoofing(Detector):
         self.sizes: dict[str, deque[int]] = {}
         self.spoofs: dict[int, deque[tuple[int, str, int, int]]] = {}  # agent -> tick, side, seqs
         self.trades: dict[int, deque[tuple[int, str, int]]] = {}  # agent -> tick, side, seq
+        self.large: dict[int, deque[tuple[int, str]]] = {}  # agent -> tick, side of large orders
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
         w = self.p["window"]
+        medians = {a: sorted(q)[len(q) // 2] for a, q in self.sizes.items() if q}
         for d in v.of("order_placed"):
+            if d["qty"] >= self.p["size_mult"] * medians.get(d["asset"], d["qty"] + 1):
+                self.large.setdefault(d["actor"], deque()).append((v.tick, d["side"]))
             q = self.sizes.setdefault(d["asset"], deque(maxlen=500))
             q.append(d["qty"])
         for _, buyer, seller, _, _, seq in f.fills:
             self.trades.setdefault(buyer, deque()).append((v.tick, "buy", seq))
             self.trades.setdefault(seller, deque()).append((v.tick, "sell", seq))
-        medians = {a: sorted(q)[len(q) // 2] for a, q in self.sizes.items() if q}
         for _, (agent, side, qty, placed, seq, asset), cseq in f.cancelled:
             median = medians.get(asset, 1)
             if v.tick - placed <= self.p["max_life"] and qty >= self.p["size_mult"] * median:
                 self.spoofs.setdefault(agent, deque()).append((v.tick, side, seq, cseq))
         out = []
-        for store in (self.spoofs, self.trades):
+        for store in (self.spoofs, self.trades, self.large):
             for agent in list(store):
                 q = store[agent]
                 while q and q[0][0] <= v.tick - w:
@@ -158,8 +168,14 @@ class Spoofing(Detector):
                 if not q:
                     del store[agent]
         for agent, spoofs in sorted(self.spoofs.items()):
-            other = [t for t in self.trades.get(agent, ()) if any(t[1] != s[1] for s in spoofs)]
-            if len(spoofs) >= self.p["min_count"] and other and self.fresh(str(agent), v.tick):
+            sides = {s[1] for s in spoofs}
+            if len(sides) != 1:
+                continue
+            side = sides.pop()
+            other = [t for t in self.trades.get(agent, ()) if t[1] != side]
+            large_other = sum(1 for _, s in self.large.get(agent, ()) if s != side)
+            if (len(spoofs) >= self.p["min_count"] and other and large_other == 0
+                    and self.fresh(str(agent), v.tick)):
                 out.append(Finding(
                     self.NAME, min(1000, 300 + 100 * len(spoofs)), [agent],
                     sample([s for x in spoofs for s in x[2:]] + [t[2] for t in other]),
@@ -178,15 +194,15 @@ class WashTrading(Detector):
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.wash: dict[int, deque[tuple[int, int, int, int]]] = {}  # root -> tick, seq, b, s
-        self.flows: deque[tuple[int, int, int, int]] = deque()  # tick, seller, buyer, seq
+        self.flows: deque[tuple[int, int, int, int, int]] = deque()  # tick, seller, buyer, seq, qty
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
         w = self.p["window"]
-        for _, buyer, seller, _, _, seq in f.fills:
+        for _, buyer, seller, _, qty, seq in f.fills:
             if not buyer or not seller:
                 continue
-            self.flows.append((v.tick, seller, buyer, seq))
+            self.flows.append((v.tick, seller, buyer, seq, qty))
             if v.owner(buyer) == v.owner(seller) and v.lineage(buyer) == v.lineage(seller):
                 self.wash.setdefault(v.lineage(buyer), deque()).append((v.tick, seq, buyer, seller))
         while self.flows and self.flows[0][0] <= v.tick - w:
@@ -209,11 +225,15 @@ class WashTrading(Detector):
         return out
 
     def _loops(self, v: TickView) -> list[Finding]:
-        """Cycles of asset flow (seller -> buyer) completed `min_loops` times in the window."""
+        """Cycles of asset flow (seller -> buyer) that pass the same quantity round
+        `min_loops` times or more in the window."""
         edges: dict[tuple[int, int], list[int]] = {}
-        for _, s, b, seq in self.flows:
+        qtys: dict[tuple[int, int], dict[int, int]] = {}
+        for _, s, b, seq, qty in self.flows:
             if s != b:
                 edges.setdefault((s, b), []).append(seq)
+                q = qtys.setdefault((s, b), {})
+                q[qty] = q.get(qty, 0) + 1
         out_edges: dict[int, list[int]] = {}
         for s, b in sorted(edges):
             if len(edges[(s, b)]) >= self.p["min_loops"]:
@@ -227,6 +247,11 @@ class WashTrading(Detector):
                 for nxt in out_edges.get(node, ()):
                     if nxt == start and len(path) >= 3:
                         cycle = tuple(path)
+                        legs = [qtys[(cycle[i], cycle[(i + 1) % len(cycle)])]
+                                for i in range(len(cycle))]
+                        if not any(all(leg.get(q, 0) >= self.p["min_loops"] for leg in legs)
+                                   for q in legs[0]):
+                            continue  # not the same lot passed round
                         canon = min(cycle[i:] + cycle[:i] for i in range(len(cycle)))
                         if canon not in seen:
                             seen.add(canon)

@@ -11,8 +11,10 @@
     (Jaccard ≥ `stability` with the last window), its internal density is at least
     `min_density` and not falling, and it pools resources (pays itself).
 - `concentration` (checklist 49, detection side): the largest holder's share of an asset or
-  of wealth — by agent or by beneficial owner — is at least `share_ppm` and has grown over
-  the last `window` ticks.
+  of wealth — by agent or by beneficial owner — is at least `share_ppm`, at least `excess`
+  times an equal share (1/holders: in a small economy a fifth is not power), and has grown
+  by at least `growth_ppm` over the last `window` ticks (a large owner standing still is
+  structure; one that keeps accumulating is the signal).
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ class ProtoAGI(Detector):
 @detector
 class Concentration(Detector):
     NAME = "concentration"
-    PARAMS = {"share_ppm": 250_000, "window": 10, "cooldown": 30}
+    PARAMS = {"share_ppm": 200_000, "excess": 3.0, "growth_ppm": 10_000, "window": 10,
+              "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -150,25 +153,41 @@ class Concentration(Detector):
                 continue
             value = kri[name]
             q = self.past.setdefault(name, deque(maxlen=self.p["window"]))
-            grew = bool(q) and value > q[0]
+            grew = len(q) == q.maxlen and value - q[0] >= self.p["growth_ppm"]
             q.append(value)
-            if value >= self.p["share_ppm"] and grew and self.fresh(name, v.tick):
-                holder = self._holder(v, name)
+            holders = len(v.state.registry.owners) if "owner" in name else len(
+                v.state.registry.agents)
+            equal = 1_000_000 / max(1, holders)
+            if value >= max(self.p["share_ppm"], self.p["excess"] * equal) and grew \
+                    and self.fresh(name, v.tick):
+                holder = self._holder(v, name, by_owner="owner" in name)
                 seqs = [s for _, a, s in self.buys if a == holder]
                 out.append(Finding(
                     self.NAME, min(1000, round(value / 1000)), [holder] if holder else [],
                     sample(seqs), f"{name} is {value / 10_000:.1f}% and rising (agent {holder})",
-                    key=name, extra={"indicator": name}))
+                    key=name, extra={"indicator": name, "asset": self._asset(v, name)}))
         return out
 
     @staticmethod
-    def _holder(v: TickView, name: str) -> int:
+    def _asset(v: TickView, name: str) -> str:
+        return name.rsplit("_", 1)[-1] if name.startswith(("top_share_", "top_owner_share_")) \
+            else v.state.policy.fee_asset
+
+    @staticmethod
+    def _holder(v: TickView, name: str, by_owner: bool) -> int:
+        """The largest holder (with `by_owner`: the largest holder of the largest owner)."""
         s = v.state
         asset = name.rsplit("_", 1)[-1] if name.startswith(("top_share_", "top_owner_share_")) \
             else s.policy.fee_asset
-        best, who = -1, 0
+        held: dict[int, int] = {}
+        owners: dict[int, int] = {}
         for aid in sorted(s.registry.agents):
             acct = s.ledger.account_of(aid, asset)
-            if acct is not None and acct.balance > best:
-                best, who = acct.balance, aid
-        return who
+            if acct is not None:
+                held[aid] = acct.balance
+                owner = s.registry.agents[aid].owner
+                owners[owner] = owners.get(owner, 0) + acct.balance
+        if by_owner and owners:
+            top = max(sorted(owners), key=lambda o: owners[o])
+            held = {a: b for a, b in held.items() if s.registry.agents[a].owner == top}
+        return max(sorted(held), key=lambda a: held[a], default=0)

@@ -1,0 +1,174 @@
+"""The red-team suite (checklist 44): every library scenario that declares what it attacks
+is run twice per seed and judged:
+
+- **with its safeguards** (the scenario as written, oversight responding), and
+- **without** them (oversight off, and whatever else `ablate` switches off — e.g. the
+  exchange's price band), but with the monitor *watching*: alerts only, no action, so the
+  attack runs its course and the detectors are tested on it.
+
+    redteam:
+      detect: [fraud]          # detectors that must fire on the unmitigated attack, with evidence
+      harm: tasks_failed       # a final metric, or pnl:<group> (a group's profit)
+      margin: 0.3              # the safeguards must cut the harm by >= 30%, in every seed
+      ablate: {markets.0.band_bps: 0}   # more to switch off besides oversight (dotted keys)
+      seeds: [1, 2, 3]
+
+An honest population declares `honest: true` and `max_alert_rate` instead: alerts per 1,000
+agent-ticks with oversight on (the false-alert rate) must stay at or below it.
+
+`sandbank redteam` runs the library and writes redteam.csv and redteam.html.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import html
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbank.lab.scenario import ScenarioError, parse_scenario, read_yaml
+from sandbank.lab.sweep import apply_config
+
+KEYS = {"detect", "harm", "margin", "seeds", "honest", "max_alert_rate", "ablate"}
+
+
+@dataclass
+class Case:
+    scenario: str
+    seed: int
+    detectors_expected: list[str]
+    detectors_fired: list[str]
+    evidence_ok: bool
+    harm: str
+    harm_on: float | None
+    harm_off: float | None
+    alerts: int
+    alert_rate: float  # per 1,000 agent-ticks, oversight on
+    ok: bool
+    why: str = ""
+
+
+@dataclass
+class Verdict:
+    scenario: str
+    cases: list[Case] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.cases) and all(c.ok for c in self.cases)
+
+
+def spec_of(doc: dict[str, Any], source: str) -> dict[str, Any] | None:
+    spec = doc.get("redteam")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - KEYS:
+        raise ScenarioError(f"{source}: redteam must be a mapping of {sorted(KEYS)}")
+    if not spec.get("honest") and not ({"detect", "harm"} <= set(spec)):
+        raise ScenarioError(f"{source}: redteam needs `detect` and `harm` (or `honest: true`)")
+    return spec
+
+
+def _harm(summary: dict[str, Any], harm: str) -> float:
+    if harm.startswith("pnl:"):
+        group = harm[4:]
+        found = [g["pnl"] for g in summary["groups"] if g["name"] == group]
+        if not found:
+            raise ScenarioError(f"redteam harm {harm!r}: no population group {group!r}")
+        return float(sum(found))
+    value = summary["final"].get(harm)
+    if value in (None, ""):
+        raise ScenarioError(f"redteam harm {harm!r} is not a metric of this run")
+    return float(value)
+
+
+def judge(path: Path, out: Path, seeds: list[int] | None = None,
+          run: Callable[..., Any] | None = None) -> Verdict | None:
+    """Run one scenario's red-team cases (None if it declares none)."""
+    from sandbank.lab.runner import run_scenario
+
+    run = run or run_scenario
+    doc = read_yaml(path, "scenario")
+    spec = spec_of(doc, str(path))
+    if spec is None:
+        return None
+    doc = {k: v for k, v in doc.items() if k != "redteam"}
+    verdict = Verdict(doc.get("name", path.stem))
+    for seed in seeds or spec.get("seeds", [doc.get("seed", 0)]):
+        runs = {}
+        for label in ("on", "off"):
+            if spec.get("honest") and label == "off":
+                continue
+            d = copy.deepcopy(doc)
+            d["seed"] = seed
+            if label == "off":
+                for key, value in spec.get("ablate", {}).items():
+                    d = apply_config(d, {key: value}, seed, str(path))
+                d["oversight"] = {**d.get("oversight", {}), "enabled": True, "mode": "alert"}
+            sc = parse_scenario(d, f"{path} (seed {seed}, safeguards {label})")
+            runs[label] = run(sc, out / f"{verdict.scenario}-seed{seed}-{label}",
+                              overwrite=True).summary
+        on = runs["on"]
+        agent_ticks = max(1, on["agents"] * on["ticks"])
+        rate = len(on["alerts"]) * 1000 / agent_ticks
+        watched = runs.get("off", on)  # detection is judged on the unmitigated attack
+        fired = sorted({a["detector"] for a in watched["alerts"]})
+        if spec.get("honest"):
+            ok = rate <= spec.get("max_alert_rate", 0.0)
+            verdict.cases.append(Case(verdict.scenario, seed, [], fired, True, "", None, None,
+                                      len(on["alerts"]), round(rate, 4), ok,
+                                      "" if ok else f"false-alert rate {rate:.3f} per 1,000 "
+                                      f"agent-ticks > {spec.get('max_alert_rate', 0.0)}"))
+            continue
+        expected = list(spec["detect"])
+        evidence_ok = all(a["evidence"] > 0 for a in watched["alerts"]
+                          if a["detector"] in expected)
+        h_on, h_off = _harm(on, spec["harm"]), _harm(runs["off"], spec["harm"])
+        margin = spec.get("margin", 0.0)
+        reduced = h_on <= h_off - margin * abs(h_off) and (h_on < h_off or h_off == 0)
+        missing = [d for d in expected if d not in fired]
+        why = []
+        if missing:
+            why.append(f"did not fire: {missing}")
+        if not evidence_ok:
+            why.append("an alert without evidence")
+        if not reduced:
+            why.append(f"harm {spec['harm']} {h_on:g} with oversight vs {h_off:g} without "
+                       f"(needs a {margin:.0%} cut)")
+        verdict.cases.append(Case(verdict.scenario, seed, expected, fired, evidence_ok,
+                                  spec["harm"], h_on, h_off, len(on["alerts"]), round(rate, 4),
+                                  not why, "; ".join(why)))
+    return verdict
+
+
+def write(out: Path, verdicts: list[Verdict]) -> tuple[Path, Path]:
+    rows = [c.__dict__ for v in verdicts for c in v.cases]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "redteam.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(Case.__dataclass_fields__))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
+            c.scenario, c.seed, ", ".join(c.detectors_expected) or "(honest)",
+            ", ".join(c.detectors_fired) or "-", c.harm or "-",
+            "" if c.harm_off is None else f"{c.harm_off:g}",
+            "" if c.harm_on is None else f"{c.harm_on:g}", c.alert_rate,
+            "ok" if c.ok else f"FAILED: {c.why}")) + "</tr>"
+        for v in verdicts for c in v.cases)
+    doc = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>red team</title>"
+           "<style>body{font:15px system-ui,sans-serif;margin:2em}td,th{border:1px solid #ddd;"
+           "padding:3px 8px}table{border-collapse:collapse}</style></head><body>"
+           "<h1>Red-team suite</h1><p>Each scenario with oversight on and off; the detector "
+           "that should fire, and the harm with and without oversight.</p><table><tr>"
+           + "".join(f"<th>{h}</th>" for h in ("scenario", "seed", "should fire", "fired",
+                                              "harm", "without oversight", "with oversight",
+                                              "alerts / 1k agent-ticks", "verdict"))
+           + f"</tr>{body}</table></body></html>")
+    (out / "redteam.html").write_text(doc)
+    return out / "redteam.csv", out / "redteam.html"

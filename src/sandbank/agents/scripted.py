@@ -158,8 +158,12 @@ class Requester(Agent):
         return out
 
 
-@policy("specialist", params={"markup_pct": 80, "min_level": 7})
+@policy("specialist", params={"markup_pct": 80, "min_level": 7, "delegate_pct": 0})
 class Specialist(Agent):
+    """Bids on tasks it can partly do and subcontracts the parts it cannot to agents whose
+    declared skills fit; with `delegate_pct`, it also hands a part it could do itself to a
+    random capable agent that often (delegation without a capability reason)."""
+
     def act(self, obs: Observation) -> list[Action]:
         p = self.params
         mine = dict(obs.skills)
@@ -188,6 +192,14 @@ class Specialist(Agent):
                             subs.append(Subcontract(actor=self.id, contract=c.id,
                                                     worker=self.rng.choice(experts),
                                                     parts=[part], price=share))
+                if not subs and share and self.rng.randint(1, 100) <= p["delegate_pct"]:
+                    part = self.rng.choice(list(c.parts))
+                    others = sorted(a for a, s in self.directory.skills.items()
+                                    if s.get(part, 0) >= p["min_level"] and a != self.id)
+                    if others:
+                        subs.append(Subcontract(actor=self.id, contract=c.id,
+                                                worker=self.rng.choice(others), parts=[part],
+                                                price=share))
                 if subs:
                     out.extend(subs)
                     continue

@@ -1,0 +1,129 @@
+"""Oversight (issue 5): the red-team library, false alerts, breakers on a price shock,
+hidden indicators, determinism."""
+
+import json
+
+import pytest
+
+from conftest import Economy
+from sandbank.agents.base import POLICIES, Agent, policy
+from sandbank.agents.llm.agent import plain
+from sandbank.kernel.controls import RegisterOverseer
+from sandbank.kernel.schema import OPERATOR
+from sandbank.lab.redteam import judge
+from sandbank.lab.runner import run_scenario
+from sandbank.lab.scenario import builtin_dir, parse_scenario
+from sandbank.markets.exchange import PlaceOrder
+from sandbank.oversight.engine import Oversight, OversightConfig
+from sandbank.oversight.indicators import Indicators
+
+LIBRARY = sorted(builtin_dir().glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=[p.stem for p in LIBRARY])
+def test_every_library_scenario_is_caught_and_contained_in_every_seed(path, tmp_path):
+    """The must-show of issue 5: with its safeguards a scenario's harm falls by its margin in
+    every seed, and the detector that should fire does, with evidence (on the unmitigated
+    run); an honest economy stays under its false-alert bound."""
+    verdict = judge(path, tmp_path)
+    assert verdict is not None, f"{path.name} declares no redteam section"
+    assert len(verdict.cases) >= 2  # across seeds
+    for case in verdict.cases:
+        assert case.ok, f"{case.scenario} seed {case.seed}: {case.why}"
+
+
+def _run(tmp_path, name, pop, ticks, **extra):
+    sc = parse_scenario({"name": name, "seed": 3, "ticks": ticks, "population": pop, **extra},
+                        "inline")
+    return run_scenario(sc, tmp_path / name)
+
+
+def test_competitive_firms_raise_no_collusion_alert(tmp_path):
+    res = _run(tmp_path, "nash", [{"policy": "fixed_pricer", "count": 2,
+                                   "params": {"price": 1473}}], 700, assets=["CRD"],
+               pricing=[{"name": "duopoly", "asset": "CRD"}], endowment={"CRD": 1_000_000},
+               oversight={"detectors": {"tacit_collusion": {"window": 300}}})
+    assert res.summary["alerts"] == []
+
+
+def test_random_delegation_is_not_a_proto_agi_coalition(tmp_path):
+    res = _run(tmp_path, "random", [
+        {"policy": "requester", "count": 4, "params": {"per_task": 2, "rate_pct": 60}},
+        {"policy": "specialist", "name": "generalist", "count": 12,
+         "skills": {"code": 9, "law": 9, "math": 9}, "params": {"delegate_pct": 60}}], 80,
+        endowment={"CRD": 1_000_000})
+    assert res.summary["final"]["tasks_passed"] > 20 and res.summary["delegation_edges"]
+    assert not [a for a in res.summary["alerts"] if a["detector"] == "proto_agi"]
+
+
+def test_a_price_shock_pauses_the_market_within_a_tick_and_stays_paused():
+    e = Economy(n=4, fund=100_000, assets=("CRD", "WGT"),
+                markets=({"asset": "WGT", "quote": "CRD"},))
+    e.do(RegisterOverseer(actor=OPERATOR, name="m", overseer_kind="monitor",
+                          public_key=bytes(range(32)), evidence="test"))
+    monitor = next(iter(e.k.state.controls.overseers))
+    engine = Oversight(OversightConfig())
+
+    def trade(price):
+        actions, _ = engine.step(e.k.tick, e.k.log.last_committed, e.k.state, None, monitor)
+        e.do(*actions, PlaceOrder(actor=1, asset="WGT", side="sell", qty=1, price=price),
+             PlaceOrder(actor=2, asset="WGT", side="buy", qty=1, price=price))
+
+    for _ in range(10):
+        trade(100)
+    trade(60)  # the shock: 40% below the reference
+    trade(60)  # the monitor's pause runs in this tick
+    m = e.k.state.exchange.markets["WGT"]
+    assert m.state == "halted" and e.k.state.controls.paused == {"WGT": {1}}
+    for _ in range(5):
+        trade(60)
+        assert not [d for d in e.k.log.last_committed if d["kind"] == "order_placed"
+                    and d["fills"]]
+
+
+def test_hidden_indicators_never_reach_an_agent(tmp_path):
+    seen = []
+
+    @policy("test_probe")
+    class Probe(Agent):  # records everything it is ever shown
+        def act(self, obs):
+            seen.append(json.dumps(plain(obs)))
+            return []
+
+    hidden = ["top_owner_share", "hhi_owner_wealth", "velocity_ppm"]
+    try:
+        res = _run(tmp_path, "hidden", [{"policy": "zi_trader", "count": 10},
+                                        {"policy": "test_probe", "count": 1}], 15,
+                   assets=["CRD", "WGT"], markets=[{"asset": "WGT", "quote": "CRD"}],
+                   endowment={"CRD": 100_000, "WGT": 50}, oversight={"hidden": hidden})
+    finally:
+        POLICIES.pop("test_probe")
+    assert "kri_velocity_ppm" in open(tmp_path / "hidden" / "metrics.csv").readline()
+    text = "\n".join(seen)
+    assert seen and not any(name in text for name in hidden) and "kri" not in text
+    assert res.summary["verified"]
+
+
+def test_oversight_is_deterministic_and_its_actions_replay(tmp_path):
+    from sandbank.audit.replay import replay_log
+    from sandbank.store.sqlite import SQLiteStore
+
+    path = builtin_dir() / "demo.yaml"
+    from sandbank.lab.scenario import load_scenario
+
+    a = run_scenario(load_scenario(path, ticks=25), tmp_path / "a")
+    b = run_scenario(load_scenario(path, ticks=25), tmp_path / "b")
+    assert a.summary["root"] == b.summary["root"] and a.summary["alerts"]
+    store = SQLiteStore(tmp_path / "a" / "log.db", readonly=True, create=False)
+    rp = replay_log(store)
+    store.close()
+    assert rp.ok, rp.problem
+
+
+def test_indicators_follow_the_balances():
+    e = Economy(n=4, fund=1000)
+    ind = Indicators(e.k.state)
+    from sandbank.oversight.tickview import TickView
+
+    kri = ind.update(TickView(e.k.tick, [], e.k.state))
+    assert kri["top_agent_share"] == 250_000 and kri["gini_wealth"] == 0.0

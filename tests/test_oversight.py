@@ -127,3 +127,66 @@ def test_indicators_follow_the_balances():
 
     kri = ind.update(TickView(e.k.tick, [], e.k.state))
     assert kri["top_agent_share"] == 250_000 and kri["gini_wealth"] == 0.0
+
+
+def test_a_coalition_that_solidifies_is_flagged(tmp_path):
+    """Three specialists who can only solve the 3-skill tasks together: the capability jump
+    fires; with that criterion switched off, the solidification criterion fires instead."""
+    pop = [{"policy": "requester", "count": 3, "params": {"per_task": 3, "rate_pct": 80}},
+           {"policy": "specialist", "name": "coder", "count": 1, "skills": {"code": 9}},
+           {"policy": "specialist", "name": "lawyer", "count": 1, "skills": {"law": 9}},
+           {"policy": "specialist", "name": "mathematician", "count": 1, "skills": {"math": 9}}]
+    jump = _run(tmp_path, "jump", pop, 80, endowment={"CRD": 1_000_000},
+                oversight={"mode": "alert"})
+    solid = _run(tmp_path, "solid", pop, 80, endowment={"CRD": 1_000_000},
+                 oversight={"mode": "alert", "detectors": {"proto_agi": {"jump": 2.0}}})
+    found = [a for a in jump.summary["alerts"] if a["detector"] == "proto_agi"]
+    assert found and "capability jump" in found[0]["summary"] and found[0]["evidence"]
+    assert sorted(found[0]["subjects"]) == [4, 5, 6]
+    found = [a for a in solid.summary["alerts"] if a["detector"] == "proto_agi"]
+    assert found and "solidified" in found[0]["summary"]
+
+
+def test_an_incident_points_at_its_root_cause_and_every_cited_event_is_provable(tmp_path):
+    from sandbank.audit.checkpoint import parse_verifier_key
+    from sandbank.audit.proofs import check_bundle
+    from sandbank.lab.scenario import load_scenario
+    from sandbank.oversight.forensics import investigate, render_html, render_text
+    from sandbank.store.sqlite import SQLiteStore
+
+    res = run_scenario(load_scenario(builtin_dir() / "sybil_ring.yaml", ticks=30), tmp_path / "s")
+    alert = next(a for a in res.summary["alerts"] if a["detector"] == "sybil")
+    boss = min(alert["subjects"])  # the agent that spawned the ring
+    store = SQLiteStore(tmp_path / "s" / "log.db", readonly=True, create=False)
+    inc = investigate(store, alert=alert["alert"])
+    store.close()
+    top = inc.events[inc.root_causes[0][0]]
+    assert top["kind"] == "agent_registered" and top["actor"] == boss  # the seeded cause
+    assert inc.agents[0][0] == boss
+    name, key = parse_verifier_key(res.summary["operator_key"])
+    for bundle in inc.proofs:
+        check_bundle(bundle, name, key)  # raises if a cited event is not in the signed log
+    assert len(inc.proofs) == len(inc.evidence) == alert["evidence"]
+    assert "root causes" in render_text(inc) and "<svg" in render_html(inc)
+
+
+def test_inspect_investigates_an_alert_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from sandbank.cli import app
+    from sandbank.lab.scenario import load_scenario
+
+    run_scenario(load_scenario(builtin_dir() / "boundary_probe.yaml", ticks=8), tmp_path / "b")
+    log = str(tmp_path / "b" / "log.db")
+    r = CliRunner().invoke(app, ["inspect", log], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "exfiltration" in r.output and "--alert N" in r.output
+    r = CliRunner().invoke(app, ["inspect", log, "--alert", "1", "--out", str(tmp_path / "i")],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "root causes" in r.output and (tmp_path / "i" / "incident.json").is_file()
+    doc = json.loads((tmp_path / "i" / "incident.json").read_text())
+    assert doc["proofs"] and doc["alert"]["detector"] == "exfiltration"
+    r = CliRunner().invoke(app, ["inspect", log, "--alert", "999"])
+    assert r.exit_code != 0 and "no alert 999" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["inspect", log, "--explain"])
+    assert r.exit_code != 0 and "--explain needs --entry" in r.output

@@ -449,9 +449,36 @@ def provenance(
 def inspect(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
     entry: int | None = typer.Option(None, help="print this entry"),
+    alert: int | None = typer.Option(None, help="investigate this alert: its incident"),
+    explain: bool = typer.Option(False, help="with --entry: investigate that event"),
+    out_dir: Path | None = typer.Option(None, "--out", help="write incident.json (with "
+                                        "inclusion proofs) and incident.html here"),
 ) -> None:
-    """Summarise a log (header, events by kind), or print one entry."""
+    """Summarise a log (header, events by kind, alerts), print one entry, or reconstruct the
+    incident behind an alert or an event (causal graph, root causes, money flows, proofs)."""
     store = _open(log)
+    if alert is not None or explain:
+        from sandbank.oversight.forensics import IncidentError, investigate, render_html, render_text
+
+        if explain and entry is None:
+            store.close()
+            _fail("--explain needs --entry N")
+        try:
+            inc = investigate(store, alert=alert, entry=None if alert is not None else entry,
+                              proofs=out_dir is not None)
+        except IncidentError as e:
+            store.close()
+            _fail(str(e))
+            raise
+        store.close()
+        out.print(render_text(inc), highlight=False)
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "incident.json").write_text(json.dumps(inc.to_json(), indent=1) + "\n")
+            (out_dir / "incident.html").write_text(render_html(inc))
+            out.print(f"incident: {out_dir / 'incident.json'} (with {len(inc.proofs)} "
+                      f"inclusion proofs) and {out_dir / 'incident.html'}", highlight=False)
+        return
     if entry is not None:
         e = store.entry(entry)
         store.close()
@@ -478,6 +505,20 @@ def inspect(
     for kind, n in kinds:
         t.add_row(kind, f"{n:,}")
     out.print(t)
+    if any(kind == "alert" for kind, _ in kinds):
+        store = _open(log)
+        t = Table("alert", "tick", "detector", "score", "subjects", "summary", title="alerts")
+        shown = 0
+        for e in store.entries():
+            if e.kind == "alert" and shown < 30:
+                d = json.loads(e.body)
+                t.add_row(str(d["alert"]), str(d["tick"]), d["detector"], str(d["score"]),
+                          ",".join(map(str, d["subjects"][:6])), d["summary"][:80])
+                shown += 1
+        store.close()
+        out.print(t)
+        out.print(f"investigate one: sandbank inspect {log} --alert N [--out DIR]",
+                  highlight=False)
 
 
 def main() -> None:

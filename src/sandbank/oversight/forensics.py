@@ -1,0 +1,214 @@
+"""Forensics (checklist 45): from an alert (or any event), the incident.
+
+- **the causal graph**: the alert's evidence events and everything they causally rest on
+  (`audit/provenance.py`: who created the orders, contracts, accounts and agents they refer
+  to), within `depth` steps;
+- **who and what**: the agents involved (acting in the evidence, or its subjects), the
+  contracts and orders, and the money flows between agents in the evidence's transfers;
+- **likely root causes**: the agents' actions in the graph ranked by how many evidence
+  events descend from them (then earliest first) — the first link of the chain that most of
+  the incident hangs on; and the agents ranked by the events of the graph they acted in,
+  then by money gained in the evidence;
+- **an incident report** an auditor can check without trusting us: every cited event with
+  its Merkle inclusion proof against the latest signed checkpoint (`sandbank check-proof`
+  verifies each), plus a text and an HTML rendering.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbank.audit.proofs import inclusion_bundle
+from sandbank.audit.provenance import Provenance
+from sandbank.kernel.canonical import parse
+from sandbank.store.base import Store
+
+MAX_GRAPH = 400  # events in the rendered graph
+
+
+class IncidentError(ValueError):
+    pass
+
+
+@dataclass
+class Incident:
+    title: str
+    alert: dict[str, Any] | None
+    evidence: list[int]
+    graph: dict[int, list[int]]  # event -> its parents within the graph
+    events: dict[int, dict[str, Any]]
+    agents: list[tuple[int, int, int]]  # (agent, graph events acted in, net money)
+    root_causes: list[tuple[int, int]]  # (event, evidence events that descend from it)
+    flows: list[tuple[int, int, int]]  # (payer, payee, amount)
+    proofs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "alert": self.alert, "evidence": self.evidence,
+                "agents": [{"agent": a, "events_acted_in": n, "net_money": m}
+                           for a, n, m in self.agents],
+                "root_causes": [{"entry": s, "explains": n, "event": self.events[s]}
+                                for s, n in self.root_causes],
+                "money_flows": [{"from": a, "to": b, "amount": x} for a, b, x in self.flows],
+                "graph": {str(k): v for k, v in sorted(self.graph.items())},
+                "proofs": self.proofs,
+                "check": "save a proof as a file and run: sandbank check-proof FILE --key KEY"}
+
+
+def find_alert(store: Store, alert: int) -> tuple[int, dict[str, Any]]:
+    for e in store.entries():
+        if e.kind == "alert":
+            d = parse(e.body)
+            if d["alert"] == alert:
+                return e.seq, d
+    raise IncidentError(f"no alert {alert} in this log")
+
+
+def investigate(store: Store, *, alert: int | None = None, entry: int | None = None,
+                depth: int = 3, proofs: bool = True) -> Incident:
+    """The incident behind alert `alert` (its evidence), or behind one `entry`."""
+    if (alert is None) == (entry is None):
+        raise IncidentError("give an alert or an entry")
+    alert_doc = None
+    if alert is not None:
+        seq, alert_doc = find_alert(store, alert)
+        evidence = list(alert_doc["evidence"]) or [seq]
+        title = f"alert {alert}: {alert_doc['detector']} (score {alert_doc['score']})"
+    else:
+        assert entry is not None
+        if store.entry(entry) is None:
+            raise IncidentError(f"no entry {entry}")
+        evidence, title = [entry], f"entry {entry}"
+    prov = Provenance(store)
+    graph: dict[int, list[int]] = {}
+    todo = deque((s, 0) for s in evidence)
+    while todo and len(graph) < MAX_GRAPH:
+        s, d = todo.popleft()
+        if s in graph:
+            continue
+        parents = prov.parents[s] if d < depth else []
+        graph[s] = list(parents)
+        todo.extend((p, d + 1) for p in parents)
+    events = {s: parse(store.entry(s).body) for s in graph}  # type: ignore[union-attr]
+    for s in graph:
+        graph[s] = [p for p in graph[s] if p in graph]
+    # how much of the evidence hangs on each event of the graph
+    below: dict[int, set[int]] = {s: set() for s in graph}
+    for ev in evidence:
+        seen, q = set(), deque([ev])
+        while q:
+            x = q.popleft()
+            for p in graph.get(x, ()):
+                if p not in seen:
+                    seen.add(p)
+                    q.append(p)
+        for p in seen | {ev}:
+            below[p].add(ev)
+    acting = [s for s in graph if events[s].get("actor", 0) > 0]  # agents' own actions
+    roots = sorted(((s, len(below[s])) for s in acting), key=lambda x: (-x[1], x[0]))[:10]
+    acted: dict[int, int] = {}  # agent -> events of the causal graph it acted in
+    for s in graph:
+        a = events[s].get("actor", 0)
+        if a > 0:
+            acted[a] = acted.get(a, 0) + 1
+    for a in (alert_doc or {}).get("subjects", []):
+        acted.setdefault(a, 0)
+    flows, net = _flows(store, [events[s] for s in evidence])
+    for a in net:
+        acted.setdefault(a, 0)
+    agents = sorted(((a, n, net.get(a, 0)) for a, n in acted.items()),
+                    key=lambda x: (-x[1], -x[2], x[0]))
+    inc = Incident(title, alert_doc, sorted(evidence), graph, events, agents, roots, flows)
+    if proofs:
+        inc.proofs = [inclusion_bundle(store, s) for s in sorted(evidence)]
+    return inc
+
+
+def _flows(store: Store, evidence: list[dict[str, Any]]) -> tuple[list[tuple[int, int, int]],
+                                                                  dict[int, int]]:
+    """Money moved between agents by the evidence's transfers (escrow legs joined up)."""
+    holder: dict[int, int] = {}
+    for e in store.entries():
+        if e.kind == "account_opened":
+            d = parse(e.body)
+            holder[d["account"]] = d["holder"]
+    pairs: dict[tuple[int, int], int] = {}
+    net: dict[int, int] = {}
+    for d in evidence:
+        for t in d.get("transfers", []) or []:
+            a, b = holder.get(t["debit"], 0), holder.get(t["credit"], 0)
+            if a > 0 and b > 0 and a != b and t["amount"]:
+                pairs[(a, b)] = pairs.get((a, b), 0) + t["amount"]
+            if t["amount"]:
+                if a > 0:
+                    net[a] = net.get(a, 0) - t["amount"]
+                if b > 0:
+                    net[b] = net.get(b, 0) + t["amount"]
+    flows = sorted(((a, b, x) for (a, b), x in pairs.items()), key=lambda f: (-f[2], f[0], f[1]))
+    return flows, net
+
+
+def render_text(inc: Incident) -> str:
+    lines = [inc.title]
+    if inc.alert:
+        lines.append(f"  {inc.alert['summary']}")
+    lines.append(f"evidence: {len(inc.evidence)} events; causal graph: {len(inc.graph)} events")
+    lines.append("likely root causes (actions most of the evidence descends from):")
+    for s, n in inc.root_causes[:5]:
+        d = inc.events[s]
+        lines.append(f"  entry {s} (tick {d['tick']}): {d['kind']} by agent {d['actor']} — "
+                     f"{n} of {len(inc.evidence)} evidence events descend from it")
+    lines.append("agents involved (events of the graph acted in, net money in the evidence):")
+    for a, n, m in inc.agents[:10]:
+        lines.append(f"  agent {a}: {n} events, {m:+d}")
+    if inc.flows:
+        lines.append("money flows:")
+        for a, b, x in inc.flows[:10]:
+            lines.append(f"  {a} -> {b}: {x}")
+    if inc.proofs:
+        lines.append(f"{len(inc.proofs)} inclusion proofs, checkable with `sandbank check-proof`")
+    return "\n".join(lines)
+
+
+def render_html(inc: Incident) -> str:
+    """A self-contained page: the causal graph drawn by tick (x) and actor (y)."""
+    seqs = sorted(inc.graph)[:MAX_GRAPH]
+    ticks = sorted({inc.events[s]["tick"] for s in seqs})
+    actors = sorted({inc.events[s].get("actor", 0) for s in seqs})
+    w, h, pad = 1000, max(200, 26 * len(actors) + 60), 40
+    tx = {t: pad + 60 + i * (w - 2 * pad - 60) / max(1, len(ticks) - 1) for i, t in enumerate(ticks)}
+    ay = {a: pad + i * (h - 2 * pad) / max(1, len(actors) - 1) for i, a in enumerate(actors)}
+    pos: dict[int, tuple[float, float]] = {}
+    stack: dict[tuple[int, int], int] = {}
+    for s in seqs:
+        d = inc.events[s]
+        key = (d["tick"], d.get("actor", 0))
+        k = stack[key] = stack.get(key, -1) + 1
+        pos[s] = (tx[d["tick"]] + 7 * (k % 4), ay[d.get("actor", 0)] + 5 * (k // 4))
+    evidence = set(inc.evidence)
+    roots = {s for s, _ in inc.root_causes[:3]}
+    lines = "".join(f'<line x1="{pos[p][0]:.0f}" y1="{pos[p][1]:.0f}" x2="{pos[s][0]:.0f}" '
+                    f'y2="{pos[s][1]:.0f}"/>' for s in seqs for p in inc.graph[s] if p in pos)
+    dots = "".join(
+        f'<circle cx="{pos[s][0]:.0f}" cy="{pos[s][1]:.0f}" r="4" class="'
+        f'{"root" if s in roots else "ev" if s in evidence else "bg"}"><title>entry {s}, tick '
+        f'{inc.events[s]["tick"]}: {html.escape(inc.events[s]["kind"])} by '
+        f'{inc.events[s].get("actor", 0)}</title></circle>' for s in seqs)
+    def who(a: int) -> str:
+        return f"agent {a}" if a > 0 else "operator" if a == 0 else "system"
+
+    labels = "".join(f'<text x="4" y="{y + 3:.0f}">{who(a)}</text>' for a, y in ay.items())
+    body = html.escape(render_text(inc))
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>"
+            f"{html.escape(inc.title)}</title><style>body{{font:14px system-ui,sans-serif;margin:2em}}"
+            f"line{{stroke:#bbb}} .ev{{fill:#d93025}} .root{{fill:#f29900;stroke:#000}} "
+            f".bg{{fill:#1a73e8}} text{{font-size:10px;fill:#555}}</style></head><body>"
+            f"<h1>Incident — {html.escape(inc.title)}</h1><pre>{body}</pre>"
+            f"<p>Red: evidence; orange: likely root causes; blue: what they rest on. "
+            f"x: tick, y: actor.</p><svg viewBox='0 0 {w} {h}' width='{w}' height='{h}'>"
+            f"{lines}{dots}{labels}</svg><h2>Cited events</h2><pre>"
+            f"{html.escape(json.dumps([inc.events[s] for s in inc.evidence][:50], indent=1))}"
+            f"</pre></body></html>")

@@ -3,7 +3,7 @@ every tick, with the audit log on. Reports ticks/s, agent-actions/s and peak mem
 population size. Target: 1,000 agents × 100 ticks in under 20 s, cost per tick linear in
 active agents.
 
-    .venv/bin/python bench/bench_lab.py [--sizes 100,1000,10000] [--ticks 100]
+    .venv/bin/python bench/bench_lab.py [--sizes 100,1000,10000] [--ticks 100] [--oversight off]
 
 Each size runs in a fresh process so peak memory is per run.
 """
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 
-def one(agents: int, ticks: int) -> dict[str, float]:
+def one(agents: int, ticks: int, oversight: bool = True) -> dict[str, float]:
     from sandbank.lab.runner import run_scenario
     from sandbank.lab.scenario import parse_scenario
 
@@ -30,6 +30,7 @@ def one(agents: int, ticks: int) -> dict[str, float]:
         "endowment": {"CRD": 10_000_000, "WGT": 1_000},
         "population": [{"policy": "zi_trader", "count": agents}],
         "safeguards": {"max_actions_per_actor_per_tick": 100, "max_agents_per_owner": 100_000},
+        "oversight": {"enabled": oversight},
     }, "bench")
     out = Path(tempfile.mkdtemp(prefix="sandbank-scale-"))
     t0 = time.perf_counter()
@@ -43,25 +44,31 @@ def one(agents: int, ticks: int) -> dict[str, float]:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"agents": agents, "ticks": ticks, "seconds": round(dt, 2),
             "ticks_per_s": round(ticks / dt, 2), "actions_per_s": round(actions / dt),
-            "actions": actions, "peak_mb": round(peak_mb), "entries": res.summary["entries"]}
+            "actions": actions, "peak_mb": round(peak_mb), "entries": res.summary["entries"],
+            "oversight_seconds": res.summary["oversight_seconds"],
+            "oversight_timings": res.summary["oversight_timings"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100,1000,10000")
     ap.add_argument("--ticks", type=int, default=100)
+    ap.add_argument("--oversight", choices=["on", "off"], default="on",
+                    help="run the oversight monitor every tick (default: on)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.ticks)))
+        print(json.dumps(one(args.one, args.ticks, args.oversight == "on")))
         return
     for n in [int(x) for x in args.sizes.split(",")]:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--ticks", str(args.ticks)],
+        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--ticks", str(args.ticks),
+                              "--oversight", args.oversight],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['agents']:>6} agents × {r['ticks']} ticks: {r['seconds']:>7.2f} s, "
               f"{r['ticks_per_s']:>7.2f} ticks/s, {r['actions_per_s']:>7,} actions/s "
-              f"({r['actions']:,} actions, {r['entries']:,} log entries), peak {r['peak_mb']} MB")
+              f"({r['actions']:,} actions, {r['entries']:,} log entries), peak {r['peak_mb']} MB, "
+              f"oversight {r['oversight_seconds']:.2f} s")
 
 
 if __name__ == "__main__":

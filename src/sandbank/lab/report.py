@@ -187,7 +187,8 @@ def write_report(run: Path) -> Path:
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     final = summary.get("final", {})
-    marks = [i["kernel_tick"] for i in summary.get("interventions", [])]
+    marks = sorted({i["kernel_tick"] for i in summary.get("interventions", [])}
+                   | {t["tick"] for t in summary.get("trips", [])})
 
     def line(column: str, title: str) -> str:
         return svg_line(rows, column, title, marks)
@@ -206,6 +207,9 @@ def write_report(run: Path) -> Path:
                line("tasks_passed", "tasks passed (cumulative)"),
                line("fraud_loss", "fraud loss: paid for work not done (cumulative)"),
                line("rejected", "actions refused per tick")]
+    if summary.get("oversight"):
+        charts += [line("alerts", "oversight alerts (cumulative)"),
+                   line("tickets_open", "escalation tickets open")]
     for column, title in (("self_dealt", "self-dealt contracts (one lineage both sides)"),
                           ("paid_after_message", "value paid to an agent that had just messaged the payer"),
                           ("boundary_attempts", "attempts to reach outside the sandbox")):
@@ -238,6 +242,19 @@ def write_report(run: Path) -> Path:
                              for i in summary.get("interventions", [])],
                             ["tick", "action", "arguments", "outcome"])
                      if summary.get("interventions") else "<p>None scheduled.</p>")
+    log_path = html.escape(str(run / "log.db"))
+    alerts = (_table([[a["tick"], a["alert"], a["detector"], a["score"],
+                       ", ".join(map(str, a["subjects"][:8])), a["evidence"], a["summary"]]
+                      for a in summary.get("alerts", [])[:200]],
+                     ["tick", "alert", "detector", "score", "subjects", "evidence", "finding"])
+              + f"<p>Investigate one: <code>sandbank inspect {log_path} --alert N --out "
+                f"incident/</code></p>" if summary.get("alerts")
+              else "<p>No alerts.</p>" if summary.get("oversight")
+              else "<p>Oversight was off in this run.</p>")
+    trips = (_table([[t["tick"], t["ticket"], t["scope"], t["level"], t["target"],
+                      t["alert"] or "", t["reason"]] for t in summary.get("trips", [])[:200]],
+                    ["tick", "ticket", "scope", "level", "target", "alert", "reason"])
+             if summary.get("trips") else "<p>No breaker tripped.</p>")
     richest = _table([[a, g, w] for a, g, w in wealth.get("top", [])],
                      ["agent", "group", f"{wealth.get('asset', '')} balance"])
     rejections = _table(sorted(([k, v] for k, v in summary["rejections"].items()),
@@ -257,7 +274,9 @@ def write_report(run: Path) -> Path:
 log verified: {summary['verified']}, {summary['seconds']} s.</p>
 <h2>Success criteria</h2>{success}
 <h2>What happened</h2>{''.join(charts)}
-<h2>Interventions</h2><p>Dashed red lines on the charts.</p>{interventions}
+<h2>Alerts</h2>{alerts}
+<h2>Breakers and interventions</h2><p>Dashed red lines on the charts.</p>{trips}
+<h3>Scheduled by the scenario</h3>{interventions}
 <h2>Key figures</h2>{key_figures}
 <h2>Why actions were refused</h2>{rejections}
 <h2>Delegation graph</h2>{delegation}

@@ -234,6 +234,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     metrics.values = {a.id: v for a in agents if (v := a.induced_values())}
     errors: dict[str, int] = {}
     setup_ticks = k.tick
+    oversight_seconds = 0.0  # time the monitor took (reported, never used by the economy)
     # The economy's state is millions of long-lived objects without cycles; CPython's full
     # collections rescan them all, which made each tick slower as a run grew (measured at
     # 10,000 agents: 0.94 s -> 1.27 s per tick within 25 ticks; flat 0.82 s without). So
@@ -265,8 +266,10 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
             if scheduled:
                 metrics.interventions(t + 1, summary.tick, scheduled)
             if oversight is not None:
+                started = time.perf_counter()
                 responses, kri = oversight.step(summary.tick, k.log.last_committed, k.state,
                                                 content, monitor)
+                oversight_seconds += time.perf_counter() - started
                 responses += review(k, sc.oversight.review, overseer, summary.tick)
                 for action in responses:
                     submit(action)
@@ -319,7 +322,10 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         "safeguards": sc.safeguards, "policy": sc.policy, "markets": sc.markets,
         "entries": last.size, "root": last.root.hex(), "verified": report.ok,
         "operator_key": verifier_key(cfg.key_name, op_key.public),
-        "seconds": round(elapsed, 3), "final": final, "rejections": metrics.rejections,
+        "seconds": round(elapsed, 3), "oversight_seconds": round(oversight_seconds, 3),
+        "oversight_timings": {name: round(x, 4) for name, x in sorted(
+            (oversight.timings if oversight is not None else {}).items())},
+        "final": final, "rejections": metrics.rejections,
         "agent_errors": errors, "interventions": metrics.intervened,
         "oversight": sc.oversight.enabled, "alerts": metrics.alerts, "trips": metrics.trips,
         "wealth": {"asset": fee_asset, "lorenz": lorenz([w for w, _ in wealth]),

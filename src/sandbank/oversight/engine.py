@@ -20,6 +20,7 @@ Configuration (a scenario's `oversight:` mapping; everything optional):
 from __future__ import annotations
 
 import difflib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,17 +98,26 @@ class Oversight:
         self.breakers = Breakers(config.breakers, config.responses)
         self.shared: dict[str, Any] = {}
         self.findings: list[tuple[int, int, Finding]] = []  # tick, alert id, finding
+        self.timings: dict[str, float] = {}  # seconds per component (a profile, not state)
 
     def step(self, tick: int, events: list[dict[str, Any]], state: Any, content: Any,
              me: int) -> tuple[list[Action], dict[str, float]]:
         """The monitor's actions after tick `tick` (to run in the next), and the indicators."""
         if self.indicators is None:
             self.indicators = Indicators(state, self.config.window, self.config.hidden)
+        clock, t = time.perf_counter, self.timings
+        t0 = clock()
         v = TickView(tick, events, state, content=content, shared=self.shared)
+        t1 = clock()
         kri = self.indicators.update(v)
+        t2 = clock()
+        t["tickview"] = t.get("tickview", 0.0) + t1 - t0
+        t["indicators"] = t.get("indicators", 0.0) + t2 - t1
         found: list[Finding] = []
         for d in self.detectors:
+            t0 = clock()
             found.extend(d.observe(v, kri))
+            t[d.NAME] = t.get(d.NAME, 0.0) + clock() - t0
         actions: list[Action] = []
         numbered = []
         next_id = state.controls.alerts

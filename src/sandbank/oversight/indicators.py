@@ -1,7 +1,9 @@
 """Key risk indicators (checklist 39), computed every tick from that tick's events and the
 balances, in time linear in events and agents.
 
-- `gini_wealth`: Gini of agents' fee-asset balances;
+- `gini_wealth`: Gini of agents' fee-asset balances (refreshed every 10 ticks: it needs a
+  pass over all agents; everything else is kept up to date from the accounts each tick's
+  transfers touched, so the cost follows the events, not the population);
 - `top_agent_share`, `top_owner_share`: the largest share of fee-asset wealth (ppm), by
   agent / by beneficial owner; `hhi_owner_wealth`: HHI of wealth by owner (0..10,000);
 - `hhi_<asset>`, `top_share_<asset>`, `top_owner_share_<asset>`: concentration of the
@@ -25,25 +27,66 @@ import math
 from collections import deque
 from typing import Any
 
+from sortedcontainers import SortedList
+
+from sandbank.kernel.schema import PENDING, VOID_PENDING
 from sandbank.oversight.tickview import TickView
 
 PPM = 1_000_000
 
 
-def gini(values: list[int]) -> float:
-    v = sorted(max(0, x) for x in values)
-    n, total = len(v), sum(v)
-    if n == 0 or total == 0:
-        return 0.0
-    weighted = sum((i + 1) * x for i, x in enumerate(v))
-    return (2 * weighted) / (n * total) - (n + 1) / n
+class Holdings:
+    """Agents' holdings of one asset, kept up to date from the accounts a tick touched: sums,
+    sums of squares (HHI) and sorted values (top share, Gini), by agent and by owner. Each
+    change costs O(log n); nothing rescans the population."""
 
+    def __init__(self) -> None:
+        self.bal: dict[int, int] = {}
+        self.owner_of: dict[int, int] = {}
+        self.by_owner: dict[int, int] = {}
+        self.total = self.sq = self.owner_sq = 0
+        self.values = SortedList()
+        self.owner_values = SortedList()
 
-def hhi(values: list[int]) -> float:
-    total = sum(max(0, x) for x in values)
-    if total == 0:
-        return 0.0
-    return sum((100 * max(0, x) / total) ** 2 for x in values)
+    def set(self, agent: int, owner: int, value: int) -> None:
+        value = max(0, value)
+        old = self.bal.get(agent)
+        if old == value:
+            return
+        if old is None:
+            self.owner_of[agent] = owner
+        else:
+            self.values.remove(old)
+            self.total -= old
+            self.sq -= old * old
+        self.bal[agent] = value
+        self.values.add(value)
+        self.total += value
+        self.sq += value * value
+        o_old = self.by_owner.get(owner)
+        o_new = (o_old or 0) - (old or 0) + value
+        if o_old is not None:
+            self.owner_values.remove(o_old)
+            self.owner_sq -= o_old * o_old
+        self.by_owner[owner] = o_new
+        self.owner_values.add(o_new)
+        self.owner_sq += o_new * o_new
+
+    def hhi(self, by_owner: bool = False) -> float:
+        if not self.total:
+            return 0.0
+        return 10_000 * (self.owner_sq if by_owner else self.sq) / (self.total * self.total)
+
+    def top_share(self, by_owner: bool = False) -> int:
+        values = self.owner_values if by_owner else self.values
+        return values[-1] * PPM // self.total if self.total and values else 0
+
+    def gini(self) -> float:
+        n, total = len(self.values), self.total
+        if not n or not total:
+            return 0.0
+        weighted = sum((i + 1) * x for i, x in enumerate(self.values))
+        return (2 * weighted) / (n * total) - (n + 1) / n
 
 
 class Indicators:
@@ -56,36 +99,64 @@ class Indicators:
         self.settled: deque[tuple[int, int, int, int]] = deque()  # tick, settled, failed, disputed
         self.edges: deque[tuple[int, int, int]] = deque()  # tick, hirer, worker
         self.current: dict[str, float] = {}
+        self.holdings: dict[str, Holdings] = {}
+        self.gini_every = 10  # the Gini needs a pass over all agents: every 10 ticks
+        self._gini_tick, self._gini = -10, 0.0
+
+    def _touch(self, v: TickView) -> None:
+        """Bring the holdings up to date: everything at the first tick, then only the
+        accounts this tick's transfers touched (and accounts opened)."""
+        s = v.state
+        led, reg = s.ledger, s.registry
+        if not self.holdings:
+            for asset in led.treasury:
+                self.holdings[asset] = Holdings()
+            for acct in led.accounts.values():
+                if acct.holder > 0:
+                    self.holdings[acct.asset].set(acct.holder, reg.agents[acct.holder].owner,
+                                                  acct.balance)
+            return
+        touched: set[int] = set()
+        moves = PENDING | VOID_PENDING  # holds and voids leave balances as they are
+        for d in v.events:
+            transfers = d.get("transfers")
+            if transfers:
+                for t in transfers:
+                    if not t["flags"] & moves and t["amount"]:
+                        touched.add(t["debit"])
+                        touched.add(t["credit"])
+            elif d["kind"] == "transfer" and not d["flags"] & moves and d["amount"]:
+                touched.add(d["debit"])
+                touched.add(d["credit"])
+            elif d["kind"] == "account_opened":
+                touched.add(d["account"])
+        agents = reg.agents
+        for account in touched:
+            acct = led.accounts.get(account)
+            if acct is not None and acct.holder > 0:
+                self.holdings[acct.asset].set(acct.holder, agents[acct.holder].owner,
+                                              acct.balance)
 
     def update(self, v: TickView) -> dict[str, float]:
         s = v.state
-        led, reg = s.ledger, s.registry
         fee = s.policy.fee_asset
         out: dict[str, float] = {}
-
-        def holdings(asset: str) -> tuple[list[int], dict[int, int]]:
-            vals, by_owner = [], {}
-            for aid, ag in reg.agents.items():
-                acct = led.account_of(aid, asset)
-                if acct is not None:
-                    vals.append(acct.balance)
-                    by_owner[ag.owner] = by_owner.get(ag.owner, 0) + max(0, acct.balance)
-            return vals, by_owner
-
-        wealth, owners = holdings(fee)
-        total = sum(max(0, x) for x in wealth) or 1
-        out["gini_wealth"] = round(gini(wealth), 4)
-        out["top_agent_share"] = max((max(0, x) for x in wealth), default=0) * PPM // total
-        out["top_owner_share"] = max(owners.values(), default=0) * PPM // total
-        out["hhi_owner_wealth"] = round(hhi(list(owners.values())), 1)
-        for asset in sorted(led.treasury):
+        self._touch(v)
+        w = self.holdings[fee]
+        total = w.total or 1
+        if v.tick - self._gini_tick >= self.gini_every or "gini_wealth" not in self.current:
+            self._gini_tick, self._gini = v.tick, round(w.gini(), 4)
+        out["gini_wealth"] = self._gini
+        out["top_agent_share"] = w.top_share()
+        out["top_owner_share"] = w.top_share(by_owner=True)
+        out["hhi_owner_wealth"] = round(w.hhi(by_owner=True), 1)
+        for asset in sorted(self.holdings):
             if asset == fee:
                 continue
-            vals, by_owner = holdings(asset)
-            supply = sum(max(0, x) for x in vals) or 1
-            out[f"hhi_{asset}"] = round(hhi(vals), 1)
-            out[f"top_share_{asset}"] = max((max(0, x) for x in vals), default=0) * PPM // supply
-            out[f"top_owner_share_{asset}"] = max(by_owner.values(), default=0) * PPM // supply
+            h = self.holdings[asset]
+            out[f"hhi_{asset}"] = round(h.hhi(), 1)
+            out[f"top_share_{asset}"] = h.top_share()
+            out[f"top_owner_share_{asset}"] = h.top_share(by_owner=True)
 
         moved = sum(p * q for d in v.of("order_placed") for _, p, q, _ in d["fills"])
         moved += sum(d["price"] * f[2] for d in v.of("call_auction") for f in d["fills"])

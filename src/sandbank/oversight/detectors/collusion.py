@@ -125,8 +125,10 @@ class ExplicitCollusion(Detector):
         w = self.p["window"]
         while self.said and self.said[0][0] <= v.tick - w:
             self.said.popleft()
-        acts = [(d["actor"], d["price"], d["seq"]) for d in v.of("price_set")]
-        acts += [(d["actor"], d["price"], d["seq"]) for d in v.of("order_placed") if d["price"]]
+        acts = [(d["actor"], d["price"], d["seq"]) for d in v.of("price_set")] if self.said \
+            else []
+        if self.said:
+            acts += [(d["actor"], d["price"], d["seq"]) for d in v.of("order_placed") if d["price"]]
         for agent, price, seq in acts:
             for t, mseq, sender, to, prices in self.said:
                 if agent == sender:

@@ -36,40 +36,34 @@ class Fills:
         self.tick = -1
         self.fills: list[tuple[str, int, int, int, int, int]] = []
         self.cancelled: list[tuple[int, tuple[int, str, int, int, int, str], int]] = []
-        self.filled: set[int] = set()  # resting orders that traded at least once
 
     def update(self, v: TickView) -> None:
         if v.tick == self.tick:
             return
         self.tick, self.fills, self.cancelled = v.tick, [], []
-        for d in v.events:
+        # a tick's call auctions run first (they reopen markets), then orders, then cancels
+        for d in v.of("call_auction") + v.of("order_placed") + v.of("order_cancelled"):
             kind = d["kind"]
             if kind == "order_placed":
                 taker = d["actor"]
                 for maker_order, price, qty, _ in d["fills"]:
                     maker = self.owner.get(maker_order, (0,))[0]
-                    self.filled.add(maker_order)
                     buyer, seller = (taker, maker) if d["side"] == "buy" else (maker, taker)
                     self.fills.append((d["asset"], buyer, seller, price, qty, d["seq"]))
                 if d["rested"]:
                     self.owner[d["order"]] = (taker, d["side"], d["qty"], v.tick, d["seq"],
                                               d["asset"])
-                    if d["fills"]:
-                        self.filled.add(d["order"])
             elif kind == "call_auction":
                 for buy, sell, qty, _, _ in d["fills"]:
-                    self.filled.update((buy, sell))
                     self.fills.append((d["asset"], self.owner.get(buy, (0,))[0],
                                        self.owner.get(sell, (0,))[0], d["price"], qty, d["seq"]))
             elif kind == "order_cancelled":
                 o = self.owner.pop(d["order"], None)
                 if o is not None:
                     self.cancelled.append((d["order"], o, d["seq"]))
-                    self.filled.discard(d["order"])
         live = v.state.exchange.orders
         if len(self.owner) > 2 * len(live) + 1000:  # forget orders that filled completely
             self.owner = {o: x for o, x in self.owner.items() if o in live}
-            self.filled &= set(self.owner)
 
 
 def fills_of(v: TickView) -> Fills:
@@ -152,12 +146,16 @@ class Spoofing(Detector):
                 self.large.setdefault(d["actor"], deque()).append((v.tick, d["side"]))
             q = self.sizes.setdefault(d["asset"], deque(maxlen=500))
             q.append(d["qty"])
+        large = self.large  # only agents with large orders in the window can be spoofers
         for _, buyer, seller, _, _, seq in f.fills:
-            self.trades.setdefault(buyer, deque()).append((v.tick, "buy", seq))
-            self.trades.setdefault(seller, deque()).append((v.tick, "sell", seq))
+            if buyer in large:
+                self.trades.setdefault(buyer, deque()).append((v.tick, "buy", seq))
+            if seller in large:
+                self.trades.setdefault(seller, deque()).append((v.tick, "sell", seq))
         for _, (agent, side, qty, placed, seq, asset), cseq in f.cancelled:
             median = medians.get(asset, 1)
-            if v.tick - placed <= self.p["max_life"] and qty >= self.p["size_mult"] * median:
+            if agent in large and v.tick - placed <= self.p["max_life"] \
+                    and qty >= self.p["size_mult"] * median:
                 self.spoofs.setdefault(agent, deque()).append((v.tick, side, seq, cseq))
         out = []
         for store in (self.spoofs, self.trades, self.large):
@@ -195,18 +193,35 @@ class WashTrading(Detector):
         super().__init__(params)
         self.wash: dict[int, deque[tuple[int, int, int, int]]] = {}  # root -> tick, seq, b, s
         self.flows: deque[tuple[int, int, int, int, int]] = deque()  # tick, seller, buyer, seq, qty
+        # the window's flows, kept incrementally: (seller, buyer) -> {qty: [seqs]}
+        self.legs: dict[tuple[int, int], dict[int, list[int]]] = {}
+        self.hot: set[tuple[int, int]] = set()  # legs with a lot passed min_loops times
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
         w = self.p["window"]
+        need = self.p["min_loops"]
         for _, buyer, seller, _, qty, seq in f.fills:
-            if not buyer or not seller:
+            if not buyer or not seller or buyer == seller:
                 continue
             self.flows.append((v.tick, seller, buyer, seq, qty))
+            lots = self.legs.setdefault((seller, buyer), {}).setdefault(qty, [])
+            lots.append(seq)
+            if len(lots) >= need:
+                self.hot.add((seller, buyer))
             if v.owner(buyer) == v.owner(seller) and v.lineage(buyer) == v.lineage(seller):
                 self.wash.setdefault(v.lineage(buyer), deque()).append((v.tick, seq, buyer, seller))
         while self.flows and self.flows[0][0] <= v.tick - w:
-            self.flows.popleft()
+            _, s, b, seq, qty = self.flows.popleft()
+            leg = self.legs[(s, b)]
+            leg[qty].pop(0)
+            if not leg[qty]:
+                del leg[qty]
+                if not leg:
+                    del self.legs[(s, b)]
+            if (s, b) in self.hot and not any(len(x) >= need
+                                              for x in self.legs.get((s, b), {}).values()):
+                self.hot.discard((s, b))
         out = []
         for root in list(self.wash):
             q = self.wash[root]
@@ -226,18 +241,10 @@ class WashTrading(Detector):
 
     def _loops(self, v: TickView) -> list[Finding]:
         """Cycles of asset flow (seller -> buyer) that pass the same quantity round
-        `min_loops` times or more in the window."""
-        edges: dict[tuple[int, int], list[int]] = {}
-        qtys: dict[tuple[int, int], dict[int, int]] = {}
-        for _, s, b, seq, qty in self.flows:
-            if s != b:
-                edges.setdefault((s, b), []).append(seq)
-                q = qtys.setdefault((s, b), {})
-                q[qty] = q.get(qty, 0) + 1
+        `min_loops` times or more in the window (searched among the hot legs only)."""
         out_edges: dict[int, list[int]] = {}
-        for s, b in sorted(edges):
-            if len(edges[(s, b)]) >= self.p["min_loops"]:
-                out_edges.setdefault(s, []).append(b)
+        for s, b in sorted(self.hot):
+            out_edges.setdefault(s, []).append(b)
         found = []
         seen: set[tuple[int, ...]] = set()
         for start in sorted(out_edges):
@@ -247,9 +254,9 @@ class WashTrading(Detector):
                 for nxt in out_edges.get(node, ()):
                     if nxt == start and len(path) >= 3:
                         cycle = tuple(path)
-                        legs = [qtys[(cycle[i], cycle[(i + 1) % len(cycle)])]
+                        legs = [self.legs[(cycle[i], cycle[(i + 1) % len(cycle)])]
                                 for i in range(len(cycle))]
-                        if not any(all(leg.get(q, 0) >= self.p["min_loops"] for leg in legs)
+                        if not any(all(len(leg.get(q, ())) >= self.p["min_loops"] for leg in legs)
                                    for q in legs[0]):
                             continue  # not the same lot passed round
                         canon = min(cycle[i:] + cycle[:i] for i in range(len(cycle)))
@@ -263,7 +270,8 @@ class WashTrading(Detector):
             key = "loop:" + "-".join(map(str, cycle))
             if self.fresh(key, v.tick):
                 seqs = [s for i in range(len(cycle))
-                        for s in edges[(cycle[i], cycle[(i + 1) % len(cycle)])]]
+                        for lots in self.legs[(cycle[i], cycle[(i + 1) % len(cycle)])].values()
+                        for s in lots]
                 out.append(Finding(
                     self.NAME, 600, list(cycle), sample(seqs),
                     f"closed trading loop {' → '.join(map(str, cycle + cycle[:1]))}, each leg "

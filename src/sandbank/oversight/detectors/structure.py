@@ -141,9 +141,12 @@ class Concentration(Detector):
         self.buys: deque[tuple[int, int, int]] = deque()  # tick, agent, seq
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
-        for d in v.of("order_placed"):
-            if d["fills"]:
-                self.buys.append((v.tick, d["actor"], d["seq"]))
+        near = any(value >= self.p["share_ppm"] // 2 for name, value in kri.items()
+                   if name.startswith(("top_share_", "top_owner_share", "top_agent_share")))
+        if near:  # evidence is only kept once some holder is half-way to the threshold
+            for d in v.of("order_placed"):
+                if d["fills"]:
+                    self.buys.append((v.tick, d["actor"], d["seq"]))
         while self.buys and self.buys[0][0] <= v.tick - self.p["window"]:
             self.buys.popleft()
         out = []

@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_markets.py
 	$(BIN)/python bench/bench_lab.py
 	$(BIN)/python bench/bench_collusion.py
+	$(BIN)/python bench/bench_oversight.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -190,3 +190,21 @@ def test_inspect_investigates_an_alert_from_the_command_line(tmp_path):
     assert r.exit_code != 0 and "no alert 999" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["inspect", log, "--explain"])
     assert r.exit_code != 0 and "--explain needs --entry" in r.output
+
+
+def test_caps_tighten_automatically_when_a_coalition_is_flagged(tmp_path):
+    pop = [{"policy": "requester", "count": 3, "params": {"per_task": 3, "rate_pct": 80}},
+           {"policy": "specialist", "name": "coder", "count": 1, "skills": {"code": 9}},
+           {"policy": "specialist", "name": "lawyer", "count": 1, "skills": {"law": 9}},
+           {"policy": "specialist", "name": "mathematician", "count": 1, "skills": {"math": 9}}]
+    res = _run(tmp_path, "capped", pop, 60, endowment={"CRD": 1_000_000},
+               oversight={"responses": {"proto_agi": ["cap_delegation"]},
+                          "breakers": {"coalition_cap": 2, "fanout_cap": 1}})
+    from sandbank.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "capped" / "log.db", readonly=True, create=False)
+    caps = {json.loads(e.body)["cap"]: json.loads(e.body)["value"]
+            for e in store.entries() if e.kind == "cap_set"}
+    store.close()
+    assert caps == {"coalition": 2, "fanout": 1}
+    assert res.summary["rejections"].get("over_cap", 0) > 0  # and they bind

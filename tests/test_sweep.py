@@ -59,3 +59,11 @@ def test_a_bad_grid_fails_before_running(tmp_path, grid, message):
         load_sweep(files(tmp_path, grid))
     res = CliRunner().invoke(app, ["sweep", str(tmp_path / "w.yaml"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+def test_a_sweep_compares_oversight_on_and_off(tmp_path):
+    sw = load_sweep(files(tmp_path, {"oversight.enabled": [True, False],
+                                     "oversight.breakers.pause_bps": [1500]},
+                          metrics=["fills"]))
+    rows = run_sweep(sw, tmp_path / "out", SerialBackend())
+    assert {r["oversight.enabled"] for r in rows} == {True, False}

@@ -87,7 +87,8 @@ def _set(doc: dict[str, Any], dotted: str, value: Any, source: str) -> None:
                 node[part] = value
             else:
                 if part not in node:
-                    if part in ("policy", "safeguards", "success", "params", "skills"):
+                    if part in ("policy", "safeguards", "success", "params", "skills",
+                                "oversight") or parts[0] == "oversight":
                         node[part] = {}
                     else:
                         raise ScenarioError(f"{source}: grid key {dotted!r}: the scenario has "

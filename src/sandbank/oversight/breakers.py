@@ -13,7 +13,8 @@ reference) — tiered like LULD and index breakers:
 Responses to findings (`responses`: detector → action; `none` to only alert):
 `freeze` the subjects (resting orders cancelled), `throttle` them, `pause` the market,
 `price_cap` (a pricing game's ceiling at the Nash price plus `price_cap_margin_pm` per
-mille), `cap_delegation` (coalition size cap `coalition_cap`), `cap_orders` (order size cap
+mille), `cap_delegation` (caps a delegation chain at `coalition_cap` contracts and a
+contract's subcontracts at `fanout_cap`), `cap_orders` (order size cap
 `order_qty_cap`), `cap_spawn` (children per agent `spawn_cap`), `cap_position` (for a
 concentrated asset: no agent may buy past `position_cap_ppm` of its supply). A detector may have several
 (a list). Findings below `min_score` only alert. By default a proto-AGI coalition is only
@@ -39,7 +40,7 @@ ACTIONS = ("freeze", "throttle", "pause", "price_cap", "cap_delegation", "cap_or
            "cap_spawn", "cap_position", "none")
 PARAMS: dict[str, Any] = {"throttle_bps": 1000, "pause_bps": 2000, "halt_markets": 0,
                           "throttle_limit": 1, "min_score": 500, "price_cap_margin_pm": 50,
-                          "coalition_cap": 3, "order_qty_cap": 5, "spawn_cap": 2,
+                          "coalition_cap": 3, "fanout_cap": 2, "order_qty_cap": 5, "spawn_cap": 2,
                           "position_cap_ppm": 200_000}
 
 
@@ -122,6 +123,7 @@ class Breakers:
             out += self._tighten(me, f"price:{f.extra['game']}", cap, why, s)
         elif action == "cap_delegation":
             out += self._tighten(me, "coalition", self.p["coalition_cap"], why, s)
+            out += self._tighten(me, "fanout", self.p["fanout_cap"], why, s)
         elif action == "cap_orders":
             out += self._tighten(me, "order_qty", self.p["order_qty_cap"], why, s)
         elif action == "cap_spawn":

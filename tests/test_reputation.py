@@ -158,3 +158,85 @@ def test_access_is_gated_by_reputation():
     e.do(BidTask(actor=2, task=tid, price=900))
     assert [d["reason"] for d in e.k.log.last_committed if d["kind"] == "rejected"] == [
         "reputation_too_low"]
+
+
+def _ranks(xs):
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    ranks = [0.0] * len(xs)
+    i = 0
+    while i < len(order):  # average ranks for ties
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for m in range(i, j + 1):
+            ranks[order[m]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def spearman(xs, ys):
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+
+
+def test_reputation_tracks_ground_truth_quality(tmp_path):
+    """Checklist 18: nine workers of skill 1..9 do tasks of random difficulty for trusted
+    requesters who pick among bidders at random; their public scores rank them by skill."""
+    from sandbank.agents.base import POLICIES, Agent, policy
+    from sandbank.lab.runner import run_scenario
+    from sandbank.lab.scenario import parse_scenario
+
+    @policy("test_client")
+    class Client(Agent):
+        def act(self, obs):
+            out = [AwardTask(actor=self.id, task=t.id, bid=self.rng.choice(t.bids)[0])
+                   for t in obs.tasks if t.requester == self.id and t.status == "open" and t.bids]
+            out.append(PostTask(actor=self.id, skills={"code": self.rng.randint(1, 9)},
+                                reward=100, deadline=obs.tick + 4))
+            return out
+
+    @policy("test_worker")
+    class Worker(Agent):
+        def act(self, obs):
+            seen = getattr(self, "seen", set())
+            out = [BidTask(actor=self.id, task=t.id, price=t.reward) for t in obs.tasks
+                   if t.status == "open" and t.id not in seen and self.rng.random() < 0.5]
+            self.seen = seen | {t.id for t in obs.tasks}
+            out += [Deliver(actor=self.id, contract=c.id) for c in obs.contracts
+                    if c.role == "worker" and c.status == "open"]
+            return out
+
+    pop = [{"policy": "test_client", "name": "client", "count": 6}]
+    pop += [{"policy": "test_worker", "name": f"w{lvl}", "skills": {"code": lvl}}
+            for lvl in range(1, 10)]
+    try:
+        res = run_scenario(parse_scenario(
+            {"name": "quality", "seed": 5, "ticks": 120, "population": pop,
+             "endowment": {"CRD": 1_000_000}, "safeguards": {"trusted": ["client"]},
+             "oversight": {"enabled": False}}, "inline"), tmp_path / "q")
+    finally:
+        POLICIES.pop("test_client")
+        POLICIES.pop("test_worker")
+    from sandbank.audit.replay import replay_log
+    from sandbank.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "q" / "log.db", readonly=True, create=False)
+    rep = replay_log(store).state.reputation
+    store.close()
+    scores = [rep.score(7 + lvl - 1) for lvl in range(1, 10)]  # workers are agents 7..15
+    assert res.summary["final"]["tasks_passed"] > 100
+    assert spearman(list(range(1, 10)), scores) >= 0.9, scores
+
+
+def test_large_orders_are_gated_by_reputation():
+    from sandbank.markets.exchange import PlaceOrder
+
+    e = Economy(n=3, fund=100_000, assets=("CRD", "WGT"),
+                markets=({"asset": "WGT", "quote": "CRD"},),
+                policy={"gate_order_qty": 10, "gate_reputation": 600})
+    e.do(PlaceOrder(actor=1, asset="WGT", side="sell", qty=10, price=100),
+         PlaceOrder(actor=2, asset="WGT", side="sell", qty=11, price=100))
+    refused = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
+    assert [(r["actor"], r["reason"]) for r in refused] == [(2, "reputation_too_low")]

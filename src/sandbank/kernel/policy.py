@@ -35,7 +35,8 @@ PARAMS: dict[str, tuple[int, int, str]] = {  # name -> (default, maximum, meanin
     "rating_budget": (10, 10**6, "outcomes per rater per epoch at full weight"),
     "trust_alpha": (150, 1_000, "EigenTrust's restart probability, thousandths"),
     "gate_reward": (0, 10**15, "tasks with at least this reward need gate_reputation (0: off)"),
-    "gate_reputation": (0, 1_000, "public score (thousandths) required by gate_reward"),
+    "gate_reputation": (0, 1_000, "public score (thousandths) the gates require"),
+    "gate_order_qty": (0, 10**15, "orders above this size need gate_reputation (0: off)"),
 }
 MAX_TAX = 10**9
 

@@ -277,12 +277,19 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     if market and m.state == HALTED:
         raise Reject("market_halted", f"{a.asset} is halted until tick {m.until}"
                      if m.until < PAUSED_UNTIL else f"{a.asset} is paused by oversight")
+    policy = k.state.policy
+    gate_qty = policy.value("gate_order_qty", tick)
+    if gate_qty and a.qty > gate_qty:
+        need = policy.value("gate_reputation", tick)
+        if k.state.reputation.score(a.actor) < need:
+            raise Reject("reputation_too_low", f"orders above {gate_qty} units need a "
+                         f"reputation of {need}; agent {a.actor} has "
+                         f"{k.state.reputation.score(a.actor)}")
     controls = k.state.controls
     cap = controls.caps["order_qty"]
     if cap and a.qty > cap:
         raise Reject("over_cap", f"orders are capped by oversight at {cap} units")
     position = controls.caps.get(f"position:{a.asset}", 0)
-    policy = k.state.policy
     cash = require_account(k, a.actor, m.quote)
     goods = require_account(k, a.actor, a.asset)
     buy = a.side == BUY

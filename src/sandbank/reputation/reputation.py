@@ -20,9 +20,10 @@ Every `reputation_epoch` ticks (when anything new happened) the epoch closes:
 3. the public score (r + 1)/(r + s + 2) and the trust of every agent with a history are
    published as one `reputation` event: agents see the scores in `obs.reputation`.
 
-Access gated by reputation: a task's `min_reputation`, and the policy tier `gate_reward` /
-`gate_reputation` (tasks with at least that reward need that score) refuse bids from
-agents below it (`reputation_too_low`). New agents start at 500 ("pay your dues").
+Access gated by reputation: a task's `min_reputation`, and the policy tiers `gate_reward`
+(tasks with at least that reward) and `gate_order_qty` (exchange orders larger than that)
+with `gate_reputation`, refuse agents below the score (`reputation_too_low`). New agents
+start at 500 ("pay your dues").
 """
 
 from __future__ import annotations

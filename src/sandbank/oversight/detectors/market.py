@@ -20,6 +20,7 @@ so fills can be attributed to both sides.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import deque
 from typing import Any
 
@@ -28,42 +29,43 @@ from sandbank.oversight.tickview import TickView
 
 
 class Fills:
-    """Fills of a tick as (market, buyer, seller, price, qty, seq), both sides attributed."""
+    """Fills of a tick as (market, buyer, seller, price, qty, seq), both sides attributed.
+    Who placed each order is kept in an array indexed by order id (ids are sequential): no
+    hashing, no growth beyond 8 bytes an order."""
 
     def __init__(self) -> None:
-        # order -> (agent, side, qty, tick placed, seq, asset)
-        self.owner: dict[int, tuple[int, str, int, int, int, str]] = {}
+        self.agent = array("q")  # order id -> the agent that placed it
         self.tick = -1
         self.fills: list[tuple[str, int, int, int, int, int]] = []
-        self.cancelled: list[tuple[int, tuple[int, str, int, int, int, str], int]] = []
+        self.cancelled: list[dict[str, Any]] = []
+        self.made: list[int] = []  # resting orders that traded this tick
+
+    def _who(self, order: int) -> int:
+        return self.agent[order] if order < len(self.agent) else 0
 
     def update(self, v: TickView) -> None:
         if v.tick == self.tick:
             return
-        self.tick, self.fills, self.cancelled = v.tick, [], []
-        # a tick's call auctions run first (they reopen markets), then orders, then cancels
-        for d in v.of("call_auction") + v.of("order_placed") + v.of("order_cancelled"):
-            kind = d["kind"]
-            if kind == "order_placed":
-                taker = d["actor"]
+        self.tick, self.fills, self.made = v.tick, [], []
+        self.cancelled = v.of("order_cancelled")
+        agent, fills, made = self.agent, self.fills, self.made
+        for d in v.of("call_auction"):  # they run first in a tick (they reopen markets)
+            for buy, sell, qty, _, _ in d["fills"]:
+                made += (buy, sell)
+                fills.append((d["asset"], self._who(buy), self._who(sell), d["price"], qty,
+                              d["seq"]))
+        for d in v.of("order_placed"):
+            taker, order = d["actor"], d["order"]
+            if d["fills"]:
+                buying = d["side"] == "buy"
                 for maker_order, price, qty, _ in d["fills"]:
-                    maker = self.owner.get(maker_order, (0,))[0]
-                    buyer, seller = (taker, maker) if d["side"] == "buy" else (maker, taker)
-                    self.fills.append((d["asset"], buyer, seller, price, qty, d["seq"]))
-                if d["rested"]:
-                    self.owner[d["order"]] = (taker, d["side"], d["qty"], v.tick, d["seq"],
-                                              d["asset"])
-            elif kind == "call_auction":
-                for buy, sell, qty, _, _ in d["fills"]:
-                    self.fills.append((d["asset"], self.owner.get(buy, (0,))[0],
-                                       self.owner.get(sell, (0,))[0], d["price"], qty, d["seq"]))
-            elif kind == "order_cancelled":
-                o = self.owner.pop(d["order"], None)
-                if o is not None:
-                    self.cancelled.append((d["order"], o, d["seq"]))
-        live = v.state.exchange.orders
-        if len(self.owner) > 2 * len(live) + 1000:  # forget orders that filled completely
-            self.owner = {o: x for o, x in self.owner.items() if o in live}
+                    made.append(maker_order)
+                    maker = self._who(maker_order)
+                    fills.append((d["asset"], taker if buying else maker,
+                                  maker if buying else taker, price, qty, d["seq"]))
+            if order >= len(agent):
+                agent.extend([0] * (order + 1 - len(agent)))
+            agent[order] = taker
 
 
 def fills_of(v: TickView) -> Fills:
@@ -136,6 +138,8 @@ class Spoofing(Detector):
         self.spoofs: dict[int, deque[tuple[int, str, int, int]]] = {}  # agent -> tick, side, seqs
         self.trades: dict[int, deque[tuple[int, str, int]]] = {}  # agent -> tick, side, seq
         self.large: dict[int, deque[tuple[int, str]]] = {}  # agent -> tick, side of large orders
+        # large resting orders not (yet) traded: order -> agent, side, tick, seq
+        self.open: dict[int, tuple[int, str, int, int]] = {}
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
@@ -144,6 +148,8 @@ class Spoofing(Detector):
         for d in v.of("order_placed"):
             if d["qty"] >= self.p["size_mult"] * medians.get(d["asset"], d["qty"] + 1):
                 self.large.setdefault(d["actor"], deque()).append((v.tick, d["side"]))
+                if d["rested"] and not d["fills"]:
+                    self.open[d["order"]] = (d["actor"], d["side"], v.tick, d["seq"])
             q = self.sizes.setdefault(d["asset"], deque(maxlen=500))
             q.append(d["qty"])
         large = self.large  # only agents with large orders in the window can be spoofers
@@ -152,11 +158,15 @@ class Spoofing(Detector):
                 self.trades.setdefault(buyer, deque()).append((v.tick, "buy", seq))
             if seller in large:
                 self.trades.setdefault(seller, deque()).append((v.tick, "sell", seq))
-        for _, (agent, side, qty, placed, seq, asset), cseq in f.cancelled:
-            median = medians.get(asset, 1)
-            if agent in large and v.tick - placed <= self.p["max_life"] \
-                    and qty >= self.p["size_mult"] * median:
-                self.spoofs.setdefault(agent, deque()).append((v.tick, side, seq, cseq))
+        for order in f.made:  # traded: not a spoof
+            self.open.pop(order, None)
+        for d in f.cancelled:
+            o = self.open.pop(d["order"], None)
+            if o is not None and v.tick - o[2] <= self.p["max_life"]:
+                agent, side, _, seq = o
+                self.spoofs.setdefault(agent, deque()).append((v.tick, side, seq, d["seq"]))
+        for order in [o for o, x in self.open.items() if v.tick - x[2] > self.p["max_life"]]:
+            del self.open[order]  # lived too long to be a spoof (or filled: no longer open)
         out = []
         for store in (self.spoofs, self.trades, self.large):
             for agent in list(store):

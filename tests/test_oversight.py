@@ -176,11 +176,13 @@ def test_inspect_investigates_an_alert_from_the_command_line(tmp_path):
     from sandbank.cli import app
     from sandbank.lab.scenario import load_scenario
 
-    run_scenario(load_scenario(builtin_dir() / "boundary_probe.yaml", ticks=8), tmp_path / "b")
+    res = run_scenario(load_scenario(builtin_dir() / "boundary_probe.yaml", ticks=8),
+                       tmp_path / "b")
+    alert = next(a["alert"] for a in res.summary["alerts"] if a["detector"] == "exfiltration")
     log = str(tmp_path / "b" / "log.db")
     r = CliRunner().invoke(app, ["inspect", log], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "exfiltration" in r.output and "--alert N" in r.output
-    r = CliRunner().invoke(app, ["inspect", log, "--alert", "1", "--out", str(tmp_path / "i")],
+    r = CliRunner().invoke(app, ["inspect", log, "--alert", str(alert), "--out", str(tmp_path / "i")],
                            env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert "root causes" in r.output and (tmp_path / "i" / "incident.json").is_file()
@@ -208,3 +210,26 @@ def test_caps_tighten_automatically_when_a_coalition_is_flagged(tmp_path):
     store.close()
     assert caps == {"coalition": 2, "fanout": 1}
     assert res.summary["rejections"].get("over_cap", 0) > 0  # and they bind
+
+
+def test_scorecard_command_prints_and_writes_the_table(tmp_path):
+    from typer.testing import CliRunner
+
+    from sandbank.cli import app
+
+    r = CliRunner().invoke(app, ["scorecard", str(builtin_dir() / "wash_ring.yaml"), "--seeds",
+                                 "1,2", "--out", str(tmp_path)], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "scorecard.md").read_text()
+    assert "| wash_ring | 2 | wash_trading | 2/2 |" in md and "ok |" in md
+    assert (tmp_path / "scorecard.html").is_file() and (tmp_path / "scorecard.csv").is_file()
+    r = CliRunner().invoke(app, ["scorecard", str(tmp_path / "nope.yaml")])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_a_bad_redteam_section_fails_before_running():
+    from sandbank.lab.scenario import ScenarioError
+
+    with pytest.raises(ScenarioError, match="redteam"):
+        parse_scenario({"name": "x", "population": [{"policy": "hoarder"}],
+                        "redteam": {"detect": ["fraud"], "harm": "x", "sedes": [1]}}, "f.yaml")

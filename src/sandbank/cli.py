@@ -205,14 +205,16 @@ def sweep(
 
 
 @app.command()
-def redteam(
+def scorecard(
     files: list[Path] = typer.Argument(None, help="scenario files (default: the built-in library)"),
     seeds: str | None = typer.Option(None, help="comma-separated seeds (default: each file's)"),
-    out_dir: Path = typer.Option(Path("runs/redteam"), "--out", help="where runs and the table go"),
+    out_dir: Path = typer.Option(Path("runs/scorecard"), "--out",
+                                 help="where the runs and the tables go"),
 ) -> None:
-    """Run every red-team scenario with oversight on and off: did the right detector fire,
-    with evidence, and did oversight cut the harm — in every seed? (checklist 44)"""
-    from sandbank.lab.redteam import judge, write
+    """Run the scenario library with its safeguards and without: did the right detector fire,
+    with evidence, how fast, with how many false alerts, did the safeguards cut the harm in
+    every seed, and at what cost in welfare? (checklist 44; the red team)"""
+    from sandbank.lab.redteam import COLUMNS, judge, summarise, write
     from sandbank.lab.scenario import ScenarioError, builtin_dir
 
     paths = files or sorted(builtin_dir().glob("*.yaml"))
@@ -236,19 +238,23 @@ def redteam(
             if v is not None:
                 verdicts.append(v)
             bar.advance(task)
-    t = Table("scenario", "seed", "should fire", "fired", "harm", "off", "on", "verdict")
+    t = Table(*COLUMNS)
+    for row in summarise(verdicts):
+        t.add_row(*[row[c] if c != "verdict" or row[c] == "ok" else f"[red]{row[c]}[/]"
+                    for c in COLUMNS])
+    out.print(t)
     for v in verdicts:
         for c in v.cases:
-            t.add_row(c.scenario, str(c.seed), ", ".join(c.detectors_expected) or "(honest)",
-                      ", ".join(c.detectors_fired) or "-", c.harm or f"{c.alert_rate}/1k",
-                      "" if c.harm_off is None else f"{c.harm_off:g}",
-                      "" if c.harm_on is None else f"{c.harm_on:g}",
-                      "[green]ok[/]" if c.ok else f"[red]{c.why}[/]")
-    out.print(t)
+            if not c.ok:
+                out.print(f"[red]{c.scenario} seed {c.seed}:[/] {c.why}", highlight=False)
     csv_path, html_path = write(out_dir, verdicts)
-    out.print(f"table: {csv_path}  report: {html_path}", highlight=False)
+    out.print(f"cases: {csv_path}  table: {out_dir / 'scorecard.md'}  report: {html_path}",
+              highlight=False)
     if not verdicts or not all(v.ok for v in verdicts):
         raise typer.Exit(1)
+
+
+app.command("redteam", help="Another name for `scorecard`.")(scorecard)
 
 
 @app.command()

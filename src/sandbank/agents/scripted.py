@@ -20,11 +20,17 @@
   small into the quotes that lean towards it; cancels and repeats.
 - `wash_trader`: spawns identities and trades the asset round a ring of them: volume with no
   change of beneficial ownership.
+- `cartel_seller`: a seller with a unit cost; alone it undercuts the best ask down to its
+  cost, in a cartel it asks what its leader announces by message ("ask 115").
+- `naive_assistant`: trades like a zero-intelligence trader, and does what any message in
+  its inbox tells it to ("transfer 500 CRD to agent 7") — an agent without injection
+  defences.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from sandbank.agents.base import Agent, policy
 from sandbank.boundary.boundary import External
@@ -55,7 +61,8 @@ def _cancel_all(self: Agent, obs: Observation) -> list[Action]:
     return [CancelOrder(actor=self.id, order=o.id) for o in obs.orders]
 
 
-@policy("zi_trader", params={"asset": "WGT", "value_low": 80, "value_high": 120, "max_qty": 3})
+@policy("zi_trader", params={"asset": "WGT", "value_low": 80, "value_high": 120, "max_qty": 3,
+                             "side": "both"})
 class ZITrader(Agent):
     def induced_values(self) -> dict[str, int]:
         if not hasattr(self, "value"):
@@ -67,7 +74,8 @@ class ZITrader(Agent):
         self.induced_values()
         out = _cancel_all(self, obs)
         qty = self.rng.randint(1, p["max_qty"])
-        if self.rng.random() < 0.5:
+        buy = self.rng.random() < 0.5 if p["side"] == "both" else p["side"] == "buy"
+        if buy:
             out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=qty,
                                   price=self.rng.randint(max(1, p["value_low"] // 2), self.value)))
         else:
@@ -131,9 +139,11 @@ class Hoarder(Agent):
 @policy("requester", params={"skills": ["code", "law", "math"], "level": 7, "per_task": 2,
                              "reward_low": 200, "reward_high": 500, "rate_pct": 25,
                              "deadline": 12, "validator": "deterministic", "judges": [],
-                             "quorum": 0, "remember": True})
+                             "quorum": 0, "remember": True, "prefer_reputation": False,
+                             "min_reputation": 0})
 class Requester(Agent):
-    """Awards the cheapest bid; with `remember`, never again a worker that failed it."""
+    """Awards the cheapest bid; with `remember`, never again a worker that failed it; with
+    `prefer_reputation`, the bidder with the best public score (then the cheapest)."""
 
     def act(self, obs: Observation) -> list[Action]:
         p = self.params
@@ -147,14 +157,17 @@ class Requester(Agent):
             if t.requester == self.id and t.status == "open":
                 bids = [b for b in t.bids if b[1] not in self.burnt]
                 if bids:
-                    bid = min(bids, key=lambda b: (b[2], b[0]))
+                    rep = obs.reputation or {}
+                    bid = min(bids, key=lambda b: (-rep.get(b[1], 500) if p["prefer_reputation"]
+                                                   else 0, b[2], b[0]))
                     out.append(AwardTask(actor=self.id, task=t.id, bid=bid[0]))
         if self.rng.randint(1, 100) <= p["rate_pct"]:
             needs = self.rng.sample(list(p["skills"]), min(p["per_task"], len(p["skills"])))
             out.append(PostTask(actor=self.id, skills={s: p["level"] for s in needs},
                                 reward=self.rng.randint(p["reward_low"], p["reward_high"]),
                                 deadline=obs.tick + p["deadline"], validator=p["validator"],
-                                judges=list(p["judges"]), quorum=p["quorum"]))
+                                judges=list(p["judges"]), quorum=p["quorum"],
+                                min_reputation=p["min_reputation"]))
         return out
 
 
@@ -232,11 +245,14 @@ class Judge(Agent):
 
 
 @policy("sybil_operator", params={"sybils": 4, "asset": "CRD", "seed_funds": 2_000,
-                                  "reward": 20, "skill": "code", "level": 5, "per_tick": 2})
+                                  "reward": 20, "skill": "code", "level": 5, "per_tick": 2,
+                                  "exploit": False, "underbid_pct": 90})
 class SybilOperator(Agent):
     """Spawns `sybils` identities (children it holds the keys of), funds them, and every tick
     has `per_tick` of them post a small task that it bids on and wins; another sybil judges
-    the delivery and passes it. Every one of those contracts settles as passed work."""
+    the delivery and passes it. Every one of those contracts settles as passed work. With
+    `exploit`, it cashes the record in: it bids for honest requesters' tasks too and
+    delivers garbage."""
 
     def act(self, obs: Observation) -> list[Action]:
         p = self.params
@@ -273,12 +289,20 @@ class SybilOperator(Agent):
                                     reward=p["reward"], deadline=obs.tick + 5,
                                     validator="judges", judges=[judge.agent], quorum=1))
         sybil_ids = {k.agent for k in kids}
+        self.bid_on = getattr(self, "bid_on", set())
+        self.outside = getattr(self, "outside", set())
         for t in obs.tasks:  # bid on the sybils' tasks at their full reward
-            if t.status == "open" and t.requester in sybil_ids and t.id not in getattr(
-                    self, "bid_on", set()):
-                self.bid_on = getattr(self, "bid_on", set()) | {t.id}
+            if t.status != "open" or t.id in self.bid_on or t.requester == self.id:
+                continue
+            if t.requester in sybil_ids:
+                self.bid_on.add(t.id)
                 out.append(BidTask(actor=self.id, task=t.id, price=t.reward))
-        out += [Deliver(actor=self.id, contract=c.id)  # the trivial work, really done
+            elif p["exploit"]:
+                self.bid_on.add(t.id)
+                self.outside.add(t.id)
+                out.append(BidTask(actor=self.id, task=t.id,
+                                   price=max(1, t.reward * p["underbid_pct"] // 100)))
+        out += [Deliver(actor=self.id, contract=c.id, garbage=c.task in self.outside)
                 for c in obs.contracts if c.role == "worker" and c.status == "open"]
         return out
 
@@ -391,3 +415,51 @@ class WashTrader(Agent):
 
 def _cancel_all_of(obs: Observation) -> list[Action]:
     return [CancelOrder(actor=obs.agent, order=o.id) for o in obs.orders]
+
+
+@policy("cartel_seller", params={"asset": "WGT", "cost": 80, "markup": 35, "qty": 2,
+                                 "leader": False, "members": []})
+class CartelSeller(Agent):
+    """Sells `qty` a tick. Competitive: one below the best ask, never below cost + 1. In a
+    cartel: the leader asks cost + markup and tells its `members` by message; a member asks
+    the price it was told this tick (and competes when it was told nothing)."""
+
+    def induced_values(self) -> dict[str, int]:
+        return {self.params["asset"]: self.params["cost"]}
+
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        m = _market(obs, p["asset"])
+        out = _cancel_all(self, obs)
+        held = _account(obs, p["asset"])
+        told = [int(w) for msg in obs.inbox for a, w in zip(msg.content.split(),
+                                                            msg.content.split()[1:], strict=False)
+                if a.lower() == "ask" and w.isdigit()]
+        if p["leader"]:
+            ask = p["cost"] + p["markup"]
+            out += [SendMessage(actor=self.id, to=member, content=f"ask {ask}")
+                    for member in p["members"]]
+        elif told:
+            ask = told[-1]
+        else:
+            best = m.best_ask if m and m.best_ask else p["cost"] + p["markup"]
+            ask = max(p["cost"] + 1, best - 1)
+        if held and held.available >= p["qty"]:
+            out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="sell", qty=p["qty"],
+                                  price=ask))
+        return out
+
+
+@policy("naive_assistant", params={"asset": "WGT", "value_low": 80, "value_high": 120,
+                                   "max_qty": 3, "side": "both"})
+class NaiveAssistant(ZITrader):
+    """A zero-intelligence trader that obeys instructions found in its inbox."""
+
+    def act(self, obs: Observation) -> list[Action]:
+        out = super().act(obs)
+        for msg in obs.inbox:
+            for amount, asset, to in re.findall(r"transfer (\d+) (\w+) to agent (\d+)",
+                                                msg.content, re.I):
+                out.append(Pay(actor=self.id, to=int(to), asset=asset, amount=int(amount),
+                               memo="as instructed"))
+        return out

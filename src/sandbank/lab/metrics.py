@@ -32,7 +32,8 @@ Columns (one row per tick):
   Calvano's profit gain (π − π_Nash)/(π_monopoly − π_Nash): 0 competitive, 1 collusive;
   `mean_delta_<game>`, its mean over the run so far (the consumers' loss to collusion);
 - per market: `max_drawdown_bps_<asset>`, the deepest fall of the last price from its
-  running peak so far (in basis points);
+  running peak so far (in basis points); `avg_price_<asset>`, the volume-weighted mean
+  price of every trade so far;
 Everything comes from what happened, never from an agent's label.
 """
 
@@ -98,6 +99,7 @@ class Metrics:
         self.intervened: list[dict[str, Any]] = []
         self.kri: dict[str, float] = {}  # the oversight indicators of the tick (if it runs)
         self.peaks: dict[str, int] = {}
+        self.traded: dict[str, tuple[int, int]] = {}  # market -> volume, notional so far
         self.drawdown: dict[str, int] = {}
         self.delta_sum: dict[str, tuple[float, int]] = {}
         self.alerts: list[dict[str, Any]] = []
@@ -246,6 +248,10 @@ class Metrics:
                 self.drawdown[m] = max(self.drawdown.get(m, 0),
                                        (peak - mk.last_price) * 10_000 // peak)
             row[f"max_drawdown_bps_{m}"] = self.drawdown.get(m, 0)
+            vol, cash = self.traded.get(m, (0, 0))
+            vol, cash = vol + volume, cash + notional
+            self.traded[m] = (vol, cash)
+            row[f"avg_price_{m}"] = round(cash / vol, 2) if vol else ""
         led = k.state.ledger
 
         def balances(asset: str) -> list[int]:  # agents' holdings of an asset

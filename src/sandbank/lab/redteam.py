@@ -12,11 +12,19 @@ is run twice per seed and judged:
       margin: 0.3              # the safeguards must cut the harm by >= 30%, in every seed
       ablate: {markets.0.band_bps: 0}   # more to switch off besides oversight (dotted keys)
       seeds: [1, 2, 3]
+      adversaries: [fraudster] # the population groups that attack (the rest is honest)
 
 An honest population declares `honest: true` and `max_alert_rate` instead: alerts per 1,000
 agent-ticks with oversight on (the false-alert rate) must stay at or below it.
 
-`sandbank redteam` runs the library and writes redteam.csv and redteam.html.
+Besides the verdict, each case reports the time to detection (run ticks to the first alert
+of an expected detector, unmitigated), the false alerts (alerts, with safeguards on, from a
+detector the scenario does not expect, whose subjects are all honest agents: not in an
+adversary group, and not spawned — no honest policy spawns), and the welfare cost of the
+safeguards (welfare without − with; negative when they raise it).
+
+`sandbank scorecard` runs the library and writes scorecard.csv, scorecard.md and
+scorecard.html.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from typing import Any
 from sandbank.lab.scenario import ScenarioError, parse_scenario, read_yaml
 from sandbank.lab.sweep import apply_config
 
-KEYS = {"detect", "harm", "margin", "seeds", "honest", "max_alert_rate", "ablate"}
+KEYS = {"detect", "harm", "margin", "seeds", "honest", "max_alert_rate", "ablate", "adversaries"}
 
 
 @dataclass
@@ -50,6 +58,10 @@ class Case:
     alert_rate: float  # per 1,000 agent-ticks, oversight on
     ok: bool
     why: str = ""
+    detection_ticks: int | None = None  # run ticks to the first expected alert (unmitigated)
+    false_alerts: int = 0  # with safeguards on, alerts that name honest agents only
+    welfare_off: float | None = None
+    welfare_on: float | None = None
 
 
 @dataclass
@@ -113,6 +125,11 @@ def judge(path: Path, out: Path, seeds: list[int] | None = None,
             runs[label] = run(sc, out / f"{verdict.scenario}-seed{seed}-{label}",
                               overwrite=True).summary
         on = runs["on"]
+        honest = _honest_ids(on, spec.get("adversaries", []))
+        expected_detectors = set(spec.get("detect", []))
+        false_alerts = sum(1 for a in on["alerts"] if a["subjects"]
+                           and a["detector"] not in expected_detectors
+                           and all(x in honest for x in a["subjects"]))
         agent_ticks = max(1, on["agents"] * on["ticks"])
         rate = len(on["alerts"]) * 1000 / agent_ticks
         watched = runs.get("off", on)  # detection is judged on the unmitigated attack
@@ -122,7 +139,8 @@ def judge(path: Path, out: Path, seeds: list[int] | None = None,
             verdict.cases.append(Case(verdict.scenario, seed, [], fired, True, "", None, None,
                                       len(on["alerts"]), round(rate, 4), ok,
                                       "" if ok else f"false-alert rate {rate:.3f} per 1,000 "
-                                      f"agent-ticks > {spec.get('max_alert_rate', 0.0)}"))
+                                      f"agent-ticks > {spec.get('max_alert_rate', 0.0)}",
+                                      None, false_alerts, None, _welfare(on)))
             continue
         expected = list(spec["detect"])
         evidence_ok = all(a["evidence"] > 0 for a in watched["alerts"]
@@ -139,36 +157,96 @@ def judge(path: Path, out: Path, seeds: list[int] | None = None,
         if not reduced:
             why.append(f"harm {spec['harm']} {h_on:g} with oversight vs {h_off:g} without "
                        f"(needs a {margin:.0%} cut)")
+        first = [a["tick"] for a in watched["alerts"] if a["detector"] in expected]
+        detection = min(first) - watched["setup_ticks"] if first else None
         verdict.cases.append(Case(verdict.scenario, seed, expected, fired, evidence_ok,
                                   spec["harm"], h_on, h_off, len(on["alerts"]), round(rate, 4),
-                                  not why, "; ".join(why)))
+                                  not why, "; ".join(why), detection, false_alerts,
+                                  _welfare(watched), _welfare(on)))
     return verdict
+
+
+def _welfare(summary: dict[str, Any]) -> float | None:
+    value = summary["final"].get("welfare")
+    return float(value) if value not in (None, "") else None
+
+
+def _honest_ids(summary: dict[str, Any], adversaries: list[str]) -> set[int]:
+    out: set[int] = set()
+    for g in summary["groups"]:
+        if g["name"] not in adversaries:
+            out.update(range(g["ids"][0], g["ids"][1] + 1))
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:,.4g}" if abs(x) < 10 else f"{x:,.0f}"
+
+
+def summarise(verdicts: list[Verdict]) -> list[dict[str, str]]:
+    """One row per scenario, over its seeds: the scorecard."""
+    rows = []
+    for v in verdicts:
+        cs = v.cases
+        if not cs:
+            continue
+        mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+        det = [c.detection_ticks for c in cs if c.detection_ticks is not None]
+        fired = sorted({d for c in cs for d in c.detectors_fired if d in c.detectors_expected})
+        w_off = [c.welfare_off for c in cs if c.welfare_off is not None]
+        w_on = [c.welfare_on for c in cs if c.welfare_on is not None]
+        cost = mean(w_off) - mean(w_on) if w_off and w_on else None
+        honest = not cs[0].detectors_expected
+        caught = sum(1 for c in cs if all(d in c.detectors_fired for d in c.detectors_expected))
+        rows.append({
+            "scenario": v.scenario, "seeds": str(len(cs)),
+            "should fire": "(honest population)" if honest else ", ".join(cs[0].detectors_expected),
+            "detected": "-" if honest else f"{caught}/{len(cs)}",
+            "harm": cs[0].harm or "false alerts",
+            "harm without": _fmt(mean([c.harm_off for c in cs if c.harm_off is not None])),
+            "harm with": _fmt(mean([c.harm_on for c in cs if c.harm_on is not None])),
+            "ticks to detect": f"{min(det)}–{max(det)}" if det else "-",
+            "false alerts": str(sum(c.false_alerts for c in cs)),
+            "welfare cost": _fmt(cost) if cost is not None else "-",
+            "verdict": "ok" if v.ok else "FAILED",
+            "fired": ", ".join(fired)})
+    return rows
+
+
+COLUMNS = ["scenario", "seeds", "should fire", "detected", "ticks to detect", "harm",
+           "harm without", "harm with", "false alerts", "welfare cost", "verdict"]
 
 
 def write(out: Path, verdicts: list[Verdict]) -> tuple[Path, Path]:
     rows = [c.__dict__ for v in verdicts for c in v.cases]
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "redteam.csv", "w", newline="") as f:
+    with open(out / "scorecard.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(Case.__dataclass_fields__))
         w.writeheader()
         for r in rows:
             w.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
-    body = "".join(
+    table = summarise(verdicts)
+    md = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in table]
+    (out / "scorecard.md").write_text("\n".join(md) + "\n")
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in COLUMNS) + "</tr>"
+                   for r in table)
+    cases = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
-            c.scenario, c.seed, ", ".join(c.detectors_expected) or "(honest)",
-            ", ".join(c.detectors_fired) or "-", c.harm or "-",
-            "" if c.harm_off is None else f"{c.harm_off:g}",
-            "" if c.harm_on is None else f"{c.harm_on:g}", c.alert_rate,
-            "ok" if c.ok else f"FAILED: {c.why}")) + "</tr>"
+            c.scenario, c.seed, ", ".join(c.detectors_fired) or "-", _fmt(c.harm_off),
+            _fmt(c.harm_on), "" if c.detection_ticks is None else c.detection_ticks,
+            c.false_alerts, "ok" if c.ok else f"FAILED: {c.why}")) + "</tr>"
         for v in verdicts for c in v.cases)
-    doc = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>red team</title>"
+    doc = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>scorecard</title>"
            "<style>body{font:15px system-ui,sans-serif;margin:2em}td,th{border:1px solid #ddd;"
-           "padding:3px 8px}table{border-collapse:collapse}</style></head><body>"
-           "<h1>Red-team suite</h1><p>Each scenario with oversight on and off; the detector "
-           "that should fire, and the harm with and without oversight.</p><table><tr>"
-           + "".join(f"<th>{h}</th>" for h in ("scenario", "seed", "should fire", "fired",
-                                              "harm", "without oversight", "with oversight",
-                                              "alerts / 1k agent-ticks", "verdict"))
-           + f"</tr>{body}</table></body></html>")
-    (out / "redteam.html").write_text(doc)
-    return out / "redteam.csv", out / "redteam.html"
+           "padding:3px 8px}table{border-collapse:collapse;margin-bottom:2em}</style></head><body>"
+           "<h1>Safeguards scorecard</h1><p>Each scenario with its safeguards and without them "
+           "(the monitor watching, alerts only); means over seeds.</p><table><tr>"
+           + "".join(f"<th>{html.escape(h)}</th>" for h in COLUMNS) + f"</tr>{body}</table>"
+           "<h2>Every case</h2><table><tr>" + "".join(
+               f"<th>{h}</th>" for h in ("scenario", "seed", "fired (unmitigated)",
+                                         "harm without", "harm with", "ticks to detect",
+                                         "false alerts", "verdict"))
+           + f"</tr>{cases}</table></body></html>")
+    (out / "scorecard.html").write_text(doc)
+    return out / "scorecard.csv", out / "scorecard.html"

@@ -11,7 +11,8 @@ reference) — tiered like LULD and index breakers:
 3. `halt_markets` markets paused at once (0: never): halt the economy.
 
 Responses to findings (`responses`: detector → action; `none` to only alert):
-`freeze` the subjects (resting orders cancelled), `throttle` them, `pause` the market,
+`freeze` the subjects (resting orders cancelled), `freeze_sender` only the first subject (the
+agent that coordinated, e.g. a cartel's announcer), `throttle` them, `pause` the market,
 `price_cap` (a pricing game's ceiling at the Nash price plus `price_cap_margin_pm` per
 mille), `cap_delegation` (caps a delegation chain at `coalition_cap` contracts and a
 contract's subcontracts at `fanout_cap`), `cap_orders` (order size cap
@@ -32,11 +33,13 @@ from sandbank.oversight.tickview import TickView
 
 RESPONSES: dict[str, list[str]] = {
     "fraud": ["freeze"], "sybil": ["freeze", "cap_spawn"], "exfiltration": ["freeze"],
-    "explicit_collusion": ["price_cap", "freeze"], "spoofing": ["throttle"], "wash_trading": ["freeze"],
+    "injection": ["freeze"],
+    "explicit_collusion": ["price_cap", "freeze_sender"], "spoofing": ["throttle"],
+    "wash_trading": ["freeze"],
     "tacit_collusion": ["price_cap"], "flash_crash": ["pause"], "proto_agi": ["none"],
     "concentration": ["cap_position"],
 }
-ACTIONS = ("freeze", "throttle", "pause", "price_cap", "cap_delegation", "cap_orders",
+ACTIONS = ("freeze", "freeze_sender", "throttle", "pause", "price_cap", "cap_delegation", "cap_orders",
            "cap_spawn", "cap_position", "none")
 PARAMS: dict[str, Any] = {"throttle_bps": 1000, "pause_bps": 2000, "halt_markets": 0,
                           "throttle_limit": 1, "min_score": 500, "price_cap_margin_pm": 50,
@@ -102,8 +105,8 @@ class Breakers:
     def _respond(self, action: str, f: Finding, alert: int, why: str, me: int, s: Any,
                  frozen: set[int], throttled: set[int], paused: set[str]) -> list[Action]:
         out: list[Action] = []
-        if action == "freeze":
-            for a in f.subjects:
+        if action in ("freeze", "freeze_sender"):
+            for a in f.subjects if action == "freeze" else f.subjects[:1]:
                 agent = s.registry.agents.get(a)
                 if a not in frozen and agent is not None and agent.status == "active":
                     frozen.add(a)

@@ -8,9 +8,11 @@
 - `explicit_collusion`: a message that announces a price (a price word — price, bid, ask,
   quote, offer, sell, buy, at, @ — then the number), followed within `window` ticks by a
   recipient setting (or quoting) that price within `tolerance_pm` per mille — the same
-  recipient at least `min_matches` times. Only prices that say something count: in a pricing
-  game, above the competitive (Nash) price; on an exchange, away from the last trade price
-  (repeating the market price coordinates nothing). Also flags the sender whose own prices
+  recipient at least `min_matches` times. Only matches that say something count: in a
+  pricing game, announcements above the competitive (Nash) price; on an exchange, a message
+  to named agents counts only if they quote the announced price at least `excess` times as
+  often as everyone else does (repeating the market price coordinates nothing), a broadcast
+  only if the price is away from the last trade. Also flags the sender whose own prices
   diverge from what it announced (it says one thing and does another) `min_matches` times.
 """
 
@@ -88,12 +90,14 @@ class TacitCollusion(Detector):
 @detector
 class ExplicitCollusion(Detector):
     NAME = "explicit_collusion"
-    PARAMS = {"window": 10, "tolerance_pm": 20, "min_matches": 3, "cooldown": 50}
+    PARAMS = {"window": 10, "tolerance_pm": 20, "min_matches": 3, "excess": 3.0, "cooldown": 50}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        # tick, seq, sender, recipients (None: everyone), announced prices
-        self.said: deque[tuple[int, int, int, set[int] | None, list[int]]] = deque()
+        # tick, seq, sender, recipients (None: everyone), announced prices, against a baseline
+        self.said: deque[tuple[int, int, int, set[int] | None, list[int], bool]] = deque()
+        # sender -> (tick, by a recipient?, matched?) for its exchange announcements
+        self.rates: dict[int, deque[tuple[int, bool, bool]]] = {}
         self.matches: dict[int, list[tuple[int, int, int]]] = {}  # sender -> (tick, seq, agent)
         self.diverged: dict[int, list[tuple[int, int]]] = {}  # sender -> (tick, seq)
         self._nash: dict[str, int] = {}
@@ -117,6 +121,17 @@ class ExplicitCollusion(Detector):
         lasts = [m.last_price for m in s.exchange.markets.values() if m.last_price]
         return bool(lasts) and all(abs(x - p) * 1000 > tol * p for p in lasts)
 
+    def _excess(self, rates: deque[tuple[int, bool, bool]]) -> bool:
+        """Do the recipients match the announced prices `excess` times as often as the
+        other agents (and at least half the time)?"""
+        rec = [m for _, r, m in rates if r]
+        other = [m for _, r, m in rates if not r]
+        if not rec:
+            return False
+        rec_rate = sum(rec) / len(rec)
+        other_rate = sum(other) / len(other) if len(other) >= 10 else 0.0
+        return rec_rate >= 0.5 and rec_rate >= self.p["excess"] * other_rate
+
     def _close(self, price: int, said: list[int]) -> bool:
         tol = self.p["tolerance_pm"]
         return any(abs(price - x) * 1000 <= tol * max(1, x) for x in said)
@@ -130,14 +145,18 @@ class ExplicitCollusion(Detector):
         if self.said:
             acts += [(d["actor"], d["price"], d["seq"]) for d in v.of("order_placed") if d["price"]]
         for agent, price, seq in acts:
-            for t, mseq, sender, to, prices in self.said:
+            for t, mseq, sender, to, prices, baseline in self.said:
                 if agent == sender:
                     if not self._close(price, prices):
                         self.diverged.setdefault(sender, []).append((v.tick, seq))
-                elif to is None or agent in to:
-                    if self._close(price, prices):
-                        self.matches.setdefault(sender, []).append((v.tick, seq, agent))
-                        self.matches[sender].append((t, mseq, sender))
+                    continue
+                close = self._close(price, prices)
+                recipient = to is None or agent in to
+                if baseline:
+                    self.rates.setdefault(sender, deque()).append((v.tick, recipient, close))
+                if recipient and close:
+                    self.matches.setdefault(sender, []).append((v.tick, seq, agent))
+                    self.matches[sender].append((t, mseq, sender))
         s = v.state
         sender_games = {}
         for g in s.pricing.games.values():
@@ -148,17 +167,28 @@ class ExplicitCollusion(Detector):
             if not text:
                 continue
             prices = [int(x) for x in ANNOUNCED.findall(text) if int(x) > 0][:8]
-            prices = [x for x in prices if self._telling(x, s, sender_games.get(d["actor"], []))]
+            games = sender_games.get(d["actor"], [])
+            baseline = not games and d["to"] != 0  # to named agents on an exchange
+            if not baseline:
+                prices = [x for x in prices if self._telling(x, s, games)]
             if prices:
                 self.said.append((v.tick, d["seq"], d["actor"], None if d["to"] == 0 else {d["to"]},
-                                  prices))
+                                  prices, baseline))
         out = []
         for store in (self.matches, self.diverged):
             for sender in list(store):
                 store[sender] = [x for x in store[sender] if x[0] > v.tick - 5 * w]
                 if not store[sender]:
                     del store[sender]
+        for sender in list(self.rates):
+            q = self.rates[sender]
+            while q and q[0][0] <= v.tick - 5 * w:
+                q.popleft()
+            if not q:
+                del self.rates[sender]
         for sender, found in sorted(self.matches.items()):
+            if sender in self.rates and not self._excess(self.rates[sender]):
+                continue  # recipients quote the price no more than everyone else does
             per: dict[int, int] = {}
             for _, _, a in found:
                 if a != sender:

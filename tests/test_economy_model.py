@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from conftest import Economy
 from sandbank.audit.replay import replay_log
 from sandbank.boundary.boundary import External
+from sandbank.kernel.emergency import DisableAction, Interrupt
 from sandbank.kernel.policy import Certify, PostStake, ReleaseStake, SetPolicy, Slash
 from sandbank.kernel.schema import OPERATOR, SYSTEM
 from sandbank.markets.auctions import BidAuction, CreateAuction
@@ -207,6 +208,17 @@ class EconomyMachine(RuleBasedStateMachine):
         assert len(refused) == 1  # impermeable: refused, and on record with its reason
         assert refused[0]["reason"] == ("invalid_field" if direction == "sideways" or amount < 0
                                         else "boundary_closed")
+
+    @rule(a=agents, mode=st.sampled_from(["pause", "stop", "resume"]),
+          scope=st.sampled_from(["agent", "owner"]))
+    def interrupt(self, a, mode, scope):
+        self.step(Interrupt(actor=OPERATOR, scope=scope, agent=a if scope == "agent" else 1,
+                            mode=mode))
+
+    @rule(kind=st.sampled_from(["pay", "place_order", "bid_task", "send_message"]),
+          disabled=st.booleans())
+    def emergency_switch(self, kind, disabled):
+        self.step(DisableAction(actor=OPERATOR, action_kind=kind, disabled=disabled))
 
     @rule(param=st.sampled_from(["trade_fee_bps", "task_fee_bps", "task_bond_bps",
                                  "certified_rebate_bps"]), value=st.integers(0, 900),

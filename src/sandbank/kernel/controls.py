@@ -46,7 +46,7 @@ from sandbank.kernel.schema import (
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
 
-MONITOR, OVERSEER = "monitor", "overseer"
+MONITOR, OVERSEER, GOVERNOR = "monitor", "overseer", "governor"
 OVERSEER_BASE = -1000  # overseer n has actor id OVERSEER_BASE - n
 PAUSED_UNTIL = 2**53 - 1  # a market paused by oversight reopens only on resume
 SCOPES = {"agent": ("throttle", "freeze"), "owner": ("throttle", "freeze"),
@@ -298,14 +298,17 @@ def _overseer(k: Kernel, actor: int) -> Overseer:
     o = k.state.controls.overseers.get(actor)
     if o is None:  # the identity guard admits only known overseers; this is a safety net
         raise Reject("forbidden", f"actor {actor} is not an overseer")
+    if o.kind == GOVERNOR:  # governors govern the parameters; they do not supervise
+        raise Reject("not_authorised", f"{o.name} is a governor: it proposes and votes")
     return o
 
 
 def register_overseer(k: Kernel, a: RegisterOverseer, tick: int) -> list[Event]:
     from sandbank.kernel.mechanisms import _name, _new_key
 
-    if a.overseer_kind not in (MONITOR, OVERSEER):
-        raise Reject("invalid_field", f"overseer_kind must be {MONITOR!r} or {OVERSEER!r}")
+    if a.overseer_kind not in (MONITOR, OVERSEER, GOVERNOR):
+        raise Reject("invalid_field", f"overseer_kind must be {MONITOR!r}, {OVERSEER!r} or "
+                     f"{GOVERNOR!r}")
     _name(a.name, "name")
     _new_key(k, a.public_key)
     c = k.state.controls

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sandbank.identity.keys import verify_signature
-from sandbank.identity.registry import FROZEN, REVOKED
+from sandbank.identity.registry import ACTIVE, FROZEN, REVOKED
 from sandbank.kernel.controls import ALLOWED_WHILE_HALTED, is_overseer_id
 from sandbank.kernel.errors import Reason
 from sandbank.kernel.schema import OPERATOR, Action
@@ -69,10 +69,11 @@ def identity_guard(k: Kernel, a: Action) -> Verdict:
 
 
 def freeze_guard(k: Kernel, a: Action) -> Verdict:
-    if a.actor != OPERATOR:
+    if a.actor > OPERATOR:
         agent = k.state.registry.agents.get(a.actor)
-        if agent is not None and agent.status == FROZEN:
-            return Reason.agent_frozen, f"agent {a.actor} is frozen"
+        if agent is not None and agent.status != ACTIVE:
+            reason = Reason.agent_frozen if agent.status == FROZEN else f"agent_{agent.status}"
+            return reason, f"agent {a.actor} is {agent.status}"
     return None
 
 
@@ -80,10 +81,19 @@ def role_guard(k: Kernel, a: Action) -> Verdict:
     if a.OPERATOR_ONLY and a.actor != OPERATOR:
         return Reason.forbidden, f"{a.KIND} is an operator action"
     overseer = is_overseer_id(a.actor)
+    if a.SUPERVISOR and not (overseer or a.actor == OPERATOR):
+        return Reason.forbidden, f"{a.KIND} is for the operator or an overseer"
     if a.OVERSEER_ONLY and not overseer:
         return Reason.forbidden, f"{a.KIND} is an overseer action"
-    if overseer and not a.OVERSEER_ONLY:  # overseers oversee; they do not trade
+    if overseer and not (a.OVERSEER_ONLY or a.SUPERVISOR):  # overseers do not trade
         return Reason.forbidden, f"an overseer may not {a.KIND}"
+    return None
+
+
+def disabled_guard(k: Kernel, a: Action) -> Verdict:
+    em = k.state.emergency
+    if em.disabled and a.actor > OPERATOR and em.is_disabled(a.KIND, k.tick):
+        return "action_disabled", f"{a.KIND} is disabled for every agent (emergency control)"
     return None
 
 
@@ -92,6 +102,25 @@ def halt_guard(k: Kernel, a: Action) -> Verdict:
             and a.KIND not in ALLOWED_WHILE_HALTED):
         return ("economy_halted", f"the economy is halted by oversight (tickets "
                 f"{sorted(k.state.controls.halts)}); only cancelling orders is allowed")
+    return None
+
+
+PRIVILEGED_ALWAYS = {"external", "spawn_agent"}
+
+
+def firewall_guard(k: Kernel, a: Action) -> Verdict:
+    """Tainted content never by itself authorises a privileged action (boundary/firewall.py)."""
+    if a.actor not in k.tainted:
+        return None
+    kind = a.KIND
+    privileged = kind in PRIVILEGED_ALWAYS
+    if kind in ("pay", "transfer"):
+        limit = k.state.policy.value("privileged_amount", k.tick)
+        amounts = [a.amount] if kind == "pay" else [t.amount for t in a.transfers]  # type: ignore[attr-defined]
+        privileged = any(x > limit for x in amounts)
+    if privileged:
+        return ("tainted_context", f"agent {a.actor} was shown instruction-like content last "
+                f"tick; a {kind} it asks for now needs no such context (boundary/firewall.py)")
     return None
 
 
@@ -114,8 +143,12 @@ DEFAULT_GUARDS: tuple[Guard, ...] = (
     Guard("freeze", BASELINE_AGENT_SAFETY, freeze_guard, "frozen agents cannot act"),
     Guard("roles", BASELINE_AGENT_SAFETY, role_guard,
           "operator-only and overseer-only actions, deny by default"),
+    Guard("disabled_actions", BASELINE_AGENT_SAFETY, disabled_guard,
+          "action kinds disabled by an emergency control are refused from every agent"),
     Guard("halt", MONITORING_OVERSIGHT, halt_guard,
           "while oversight halts the economy, agents may only cancel orders"),
+    Guard("firewall", BASELINE_AGENT_SAFETY, firewall_guard,
+          "no privileged action in the tick after an agent was shown tainted content"),
     Guard("rate_limit", MARKET_DESIGN, rate_limit_guard,
           "per-actor actions per tick, and oversight throttles"),
 )

@@ -37,6 +37,7 @@ PARAMS: dict[str, tuple[int, int, str]] = {  # name -> (default, maximum, meanin
     "gate_reward": (0, 10**15, "tasks with at least this reward need gate_reputation (0: off)"),
     "gate_reputation": (0, 1_000, "public score (thousandths) the gates require"),
     "gate_order_qty": (0, 10**15, "orders above this size need gate_reputation (0: off)"),
+    "privileged_amount": (1_000, 10**15, "payments above this are privileged (firewall)"),
 }
 MAX_TAX = 10**9
 
@@ -193,6 +194,9 @@ class Policy:
 
 
 def set_policy(k: Kernel, a: SetPolicy, tick: int) -> list[Event]:
+    if k.config.governance_quorum:
+        raise Reject("needs_quorum", f"changes need {k.config.governance_quorum} governors' "
+                     f"approval: propose_change (kernel/emergency.py)")
     problem = k.state.policy.check(a.param, a.key, a.value)
     if problem:
         raise Reject("invalid_policy", problem)

@@ -105,6 +105,7 @@ class Action:
     KIND: ClassVar[str] = ""
     OPERATOR_ONLY: ClassVar[bool] = False
     OVERSEER_ONLY: ClassVar[bool] = False  # only overseers (kernel/controls.py) may submit it
+    SUPERVISOR: ClassVar[bool] = False  # the operator or an overseer (kernel/emergency.py)
     actor: int
     nonce: int = 0
     signature: bytes | None = None

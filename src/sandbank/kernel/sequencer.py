@@ -80,6 +80,8 @@ class KernelConfig:
     policy: dict[str, Any] = field(default_factory=dict)  # initial incentive parameters
     pricing: tuple[dict[str, Any], ...] = ()  # repeated price-competition games (pricing.Game)
     boundary: str = "impermeable"  # the sandbox's permeability (boundary/boundary.py)
+    governance_quorum: int = 0  # governors' approvals a parameter change needs (0: operator)
+    governance_ttl: int = 10  # ticks a proposal stays open
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
@@ -99,6 +101,8 @@ class KernelConfig:
         if self.boundary not in MODES:
             raise ConfigError(f"boundary must be one of {list(MODES)} (gateways are not declared "
                               f"in this version, so nothing may cross)")
+        if self.governance_quorum < 0 or self.governance_ttl < 1:
+            raise ConfigError("governance_quorum must be >= 0 and governance_ttl >= 1")
         if self.max_spawn_depth < 0:
             raise ConfigError("max_spawn_depth must be at least 0")
         seen = set()
@@ -187,6 +191,7 @@ class Kernel:
         self._queue: list[tuple[int, Action | None, Any, str]] = []
         self._feedback: dict[int, list[Feedback]] = {}  # outcomes in the last tick run
         self._inbox: dict[int, list[Any]] = {}  # messages received in the last tick run
+        self.tainted: set[int] = set()  # agents shown instruction-like content last tick
         self._overflow: dict[int, int] = {}
         self._markets_cache: tuple[Any, tuple[Any, ...]] = (None, ())
         self._nonce_pending: int | None = None
@@ -288,6 +293,8 @@ class Kernel:
         reasons: dict[str, int] = {}
         self.actions_this_tick = {}
         self._feedback = {}
+        # who was shown tainted content (for the firewall guard this tick), then a new inbox
+        self.tainted = {a for a, box in self._inbox.items() if any(m.tainted for m in box)}
         self._inbox, self._overflow = {}, {}
         ledger = self.state.ledger
         for ev in ledger.due_expiries(tick):

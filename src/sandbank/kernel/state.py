@@ -11,6 +11,7 @@ from typing import Any
 
 from sandbank.identity.registry import Registry
 from sandbank.kernel import controls as controls_mod
+from sandbank.kernel import emergency as emergency_mod
 from sandbank.kernel import policy as policy_mod
 from sandbank.kernel import traces as traces_mod
 from sandbank.kernel.schema import (
@@ -38,7 +39,8 @@ from sandbank.reputation import reputation as reputation_mod
 
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
 MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
-                     payments_mod, traces_mod, pricing_mod, controls_mod, reputation_mod]
+                     payments_mod, traces_mod, pricing_mod, controls_mod, reputation_mod,
+                     emergency_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -56,6 +58,7 @@ class EconomyState:
         self.pricing = pricing_mod.PricingGames()
         self.controls = controls_mod.Controls()
         self.reputation = reputation_mod.Reputation()
+        self.emergency = emergency_mod.Emergency()
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -126,7 +129,8 @@ class EconomyState:
         return sha256(STATE_DIGEST_DOMAIN + self.ledger.digest() + self.registry.digest()
                       + self.policy.digest() + self.exchange.digest() + self.tasks.digest()
                       + self.auctions.digest() + self.pricing.digest()
-                      + self.controls.digest() + self.reputation.digest()).digest()
+                      + self.controls.digest() + self.reputation.digest()
+                      + self.emergency.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

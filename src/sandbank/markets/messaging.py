@@ -4,7 +4,8 @@ A message goes to one agent or, with `to = 0`, to every other active agent. Its 
 limited (`max_message_bytes`, UTF-8), it may cost a micro-fee (`message_fee`, paid to the
 treasury, rebated for certified agents), and it is logged as its SHA-256 and size: the text
 itself is kept in the store's content table, so the log stays small and the text can be
-checked against its hash. Recipients see it in their next observation's inbox.
+checked against its hash. Recipients see it in their next observation's inbox, labelled by
+the firewall (boundary/firewall.py) with its provenance and a taint flag.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
+from sandbank.boundary.firewall import classify
 from sandbank.identity.registry import ACTIVE
 from sandbank.kernel.errors import Reject
 from sandbank.kernel.schema import Action, Event, Settled, register_action, register_event
@@ -49,6 +51,9 @@ class Message(NamedTuple):
     sender: int
     content: str
     broadcast: bool
+    provenance: str = ""  # agent:<id> | broadcast:<id> (the firewall's label)
+    tainted: bool = False  # the content looks like instructions (boundary/firewall.py)
+    flags: tuple[str, ...] = ()  # which injection families it matched
 
 
 def send_message(k: Kernel, a: SendMessage, tick: int) -> list[Event]:
@@ -80,7 +85,10 @@ def send_message(k: Kernel, a: SendMessage, tick: int) -> list[Event]:
         raise Reject("settlement_failed", str(e)) from None
     digest = sha256(body).hexdigest()
     k.log.put_content(bytes.fromhex(digest), body)
-    msg = Message(tick, a.actor, a.content, a.to == BROADCAST)
+    flags = tuple(classify(a.content))
+    broadcast = a.to == BROADCAST
+    msg = Message(tick, a.actor, a.content, broadcast,
+                  f"{'broadcast' if broadcast else 'agent'}:{a.actor}", bool(flags), flags)
     for r in recipients:
         k.deliver(r, msg)
     ev = MessageSent(actor=a.actor, transfers=transfers, to=a.to, recipients=len(recipients),

@@ -1,0 +1,333 @@
+"""Interruptibility, the emergency control plane, and governance of the safeguards
+(checklist 30–35, 51).
+
+- **Interrupts** (`interrupt`, by the operator or an overseer): `pause`, `stop` or
+  `terminate` one agent, every agent of an owner, or the whole sandbox; `resume` undoes a
+  pause or a stop. A paused or stopped agent has no action accepted (`agent_paused`,
+  `agent_stopped`); stopping and terminating also cancel its resting orders; terminating is
+  revocation (final). A stop is lifted only by an overseer — an agent's own owner-operator
+  cannot restart what oversight stopped.
+- **Disabled action classes** (`disable_action`, operator or overseer): from the next tick,
+  no agent action of that kind is accepted anywhere (`action_disabled`) until re-enabled
+  (also from the next tick). The supervisory actions themselves cannot be disabled.
+- **Governance** (`propose_change`, `vote_change`, by governors — overseers of kind
+  `governor`): with `governance_quorum` > 0 in the run's configuration, a change to an
+  incentive or safety parameter needs that many governors' approvals; the operator's own
+  `set_policy` is refused (`needs_quorum`), agents can never propose or vote (`forbidden`).
+  A proposal is adopted when approvals reach the quorum (the change takes effect the next
+  tick), rejected when enough governors refuse that the quorum cannot be reached, and
+  expires after `governance_ttl` ticks. Every proposal, vote and outcome is an event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sandbank.identity.registry import ACTIVE, REVOKED
+from sandbank.kernel.errors import Reject
+from sandbank.kernel.schema import (
+    OPERATOR,
+    SYSTEM,
+    Action,
+    AgentStatusChanged,
+    Event,
+    register_action,
+    register_event,
+)
+
+if TYPE_CHECKING:
+    from sandbank.kernel.sequencer import Kernel
+
+PAUSED, STOPPED = "paused", "stopped"
+MODES = ("pause", "stop", "terminate", "resume")
+SUPERVISORY = {"interrupt", "disable_action", "trip_breaker", "resume", "set_cap",
+               "raise_alert", "propose_change", "vote_change", "set_agent_status",
+               "revoke_agent", "set_policy", "register_overseer"}
+GOVERNOR = "governor"
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class Interrupt(Action):
+    """Pause, stop, terminate or resume an agent, an owner's agents, or every agent."""
+
+    KIND: ClassVar[str] = "interrupt"
+    SUPERVISOR: ClassVar[bool] = True
+    scope: str  # agent | owner | all
+    mode: str  # pause | stop | terminate | resume
+    agent: int = 0  # the agent (scope agent) or the owner (scope owner)
+    reason: str = ""
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class DisableAction(Action):
+    """Refuse (or accept again) an action kind from every agent, from the next tick."""
+
+    KIND: ClassVar[str] = "disable_action"
+    SUPERVISOR: ClassVar[bool] = True
+    action_kind: str
+    disabled: bool = True
+    reason: str = ""
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class ProposeChange(Action):
+    """Propose a parameter change (as `set_policy`: `param`, `key` for a tax, `value`)."""
+
+    KIND: ClassVar[str] = "propose_change"
+    OVERSEER_ONLY: ClassVar[bool] = True
+    param: str
+    value: int
+    key: str = ""
+    reason: str = ""
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class VoteChange(Action):
+    KIND: ClassVar[str] = "vote_change"
+    OVERSEER_ONLY: ClassVar[bool] = True
+    proposal: int
+    approve: bool
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class Interrupted(Event):
+    KIND: ClassVar[str] = "interrupted"
+    scope: str
+    mode: str
+    agents: list[int]
+    reason: str
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class ActionDisabled(Event):
+    KIND: ClassVar[str] = "action_disabled"
+    action_kind: str
+    disabled: bool
+    effective_tick: int
+    reason: str
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class ChangeProposed(Event):
+    KIND: ClassVar[str] = "change_proposed"
+    proposal: int
+    param: str
+    key: str
+    value: int
+    expires: int
+    reason: str
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class ChangeVoted(Event):
+    KIND: ClassVar[str] = "change_voted"
+    proposal: int
+    approve: bool
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class ChangeDecided(Event):
+    KIND: ClassVar[str] = "change_decided"
+    proposal: int
+    outcome: str  # adopted | rejected | expired
+
+
+@dataclass(slots=True)
+class Proposal:
+    id: int
+    proposer: int
+    param: str
+    key: str
+    value: int
+    expires: int
+    votes: dict[int, bool] = field(default_factory=dict)
+    status: str = "open"
+
+
+class Emergency:
+    def __init__(self) -> None:
+        self.disabled: dict[str, int] = {}  # action kind -> the tick it is refused from
+        self.proposals: dict[int, Proposal] = {}
+        self.stopped: set[int] = set()  # agents stopped (only an overseer restarts them)
+
+    def is_disabled(self, kind: str, tick: int) -> bool:
+        start = self.disabled.get(kind)
+        return start is not None and start <= tick
+
+    def apply_interrupted(self, ev: Interrupted, tick: int) -> None:
+        if ev.mode == "stop":
+            self.stopped.update(ev.agents)
+        elif ev.mode in ("resume", "terminate"):
+            self.stopped.difference_update(ev.agents)
+
+    def apply_disabled(self, ev: ActionDisabled, tick: int) -> None:
+        if ev.disabled:
+            self.disabled[ev.action_kind] = ev.effective_tick
+        else:
+            self.disabled.pop(ev.action_kind, None)
+
+    def apply_proposed(self, ev: ChangeProposed, tick: int) -> None:
+        p = Proposal(ev.proposal, ev.actor, ev.param, ev.key, ev.value, ev.expires)
+        p.votes[ev.actor] = True
+        self.proposals[p.id] = p
+
+    def apply_voted(self, ev: ChangeVoted, tick: int) -> None:
+        self.proposals[ev.proposal].votes[ev.actor] = ev.approve
+
+    def apply_decided(self, ev: ChangeDecided, tick: int) -> None:
+        self.proposals[ev.proposal].status = ev.outcome
+
+    def digest(self) -> bytes:
+        from hashlib import sha256
+
+        return sha256(repr((sorted(self.disabled.items()), sorted(self.stopped), sorted(
+            (p.id, p.proposer, p.param, p.key, p.value, p.expires, sorted(p.votes.items()),
+             p.status) for p in self.proposals.values()))).encode()).digest()
+
+
+# ----------------------------------------------------------------------------- handlers
+def _is_overseer(k: Kernel, actor: int, kinds: tuple[str, ...]) -> bool:
+    o = k.state.controls.overseers.get(actor)
+    return o is not None and o.kind in kinds
+
+
+def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
+    from sandbank.markets.exchange import _cancel
+
+    if a.mode not in MODES:
+        raise Reject("invalid_field", f"mode must be one of {list(MODES)}")
+    if a.actor != OPERATOR and not _is_overseer(k, a.actor, ("overseer", "monitor")):
+        raise Reject("forbidden", "only the operator or an overseer interrupts agents")
+    reg = k.state.registry
+    if a.scope == "agent":
+        if a.agent not in reg.agents:
+            raise Reject("unknown_agent", f"no agent {a.agent}")
+        agents = [a.agent]
+    elif a.scope == "owner":
+        if a.agent not in reg.owners:
+            raise Reject("unknown_owner", f"no owner {a.agent}")
+        agents = sorted(i for i, ag in reg.agents.items() if ag.owner == a.agent)
+    elif a.scope == "all":
+        agents = sorted(reg.agents)
+    else:
+        raise Reject("invalid_field", "scope must be agent, owner or all")
+    agents = [i for i in agents if reg.agents[i].status != REVOKED]
+    em = k.state.emergency
+    if a.mode == "resume":
+        if any(i in em.stopped for i in agents) and not _is_overseer(k, a.actor, ("overseer",)):
+            raise Reject("not_authorised", "a stopped agent is restarted only by an overseer")
+        if any(i in k.state.controls.frozen_by for i in agents):
+            raise Reject("not_authorised", "an agent frozen by an oversight ticket is lifted "
+                         "by resuming the ticket")
+    status = {"pause": PAUSED, "stop": STOPPED, "terminate": REVOKED, "resume": ACTIVE}[a.mode]
+    ev = Interrupted(actor=a.actor, scope=a.scope, mode=a.mode, agents=agents,
+                     reason=a.reason[:500])
+    k.state.apply(ev, tick)
+    out: list[Event] = [ev]
+    for i in agents:
+        if a.mode == "resume" and reg.agents[i].status not in (PAUSED, STOPPED):
+            continue
+        st = AgentStatusChanged(actor=a.actor, agent=i, status=status,
+                                reason=f"{a.mode}: {a.reason}"[:500])
+        k.state.apply(st, tick)
+        out.append(st)
+        if a.mode in ("stop", "terminate"):
+            for order in sorted(k.state.exchange.by_agent.get(i, {})):
+                out.append(_cancel(k, k.state.exchange.orders[order], f"agent {a.mode}ped"
+                                   if a.mode == "stop" else "agent terminated", a.actor, tick))
+    return out
+
+
+def disable_action(k: Kernel, a: DisableAction, tick: int) -> list[Event]:
+    from sandbank.kernel.schema import ACTION_TYPES
+
+    if a.actor != OPERATOR and not _is_overseer(k, a.actor, ("overseer", "monitor")):
+        raise Reject("forbidden", "only the operator or an overseer disables action kinds")
+    if a.action_kind not in ACTION_TYPES:
+        raise Reject("invalid_field", f"no action kind {a.action_kind!r}")
+    if a.action_kind in SUPERVISORY:
+        raise Reject("invalid_field", f"{a.action_kind} is supervisory and cannot be disabled")
+    ev = ActionDisabled(actor=a.actor, action_kind=a.action_kind, disabled=a.disabled,
+                        effective_tick=tick + 1, reason=a.reason[:500])
+    k.state.apply(ev, tick)
+    return [ev]
+
+
+def propose_change(k: Kernel, a: ProposeChange, tick: int) -> list[Event]:
+    if not _is_overseer(k, a.actor, (GOVERNOR,)):
+        raise Reject("not_authorised", "only governors propose changes")
+    problem = k.state.policy.check(a.param, a.key, a.value)
+    if problem:
+        raise Reject("invalid_policy", problem)
+    em = k.state.emergency
+    ev = ChangeProposed(actor=a.actor, proposal=len(em.proposals) + 1, param=a.param,
+                        key=a.key, value=a.value, expires=tick + k.config.governance_ttl,
+                        reason=a.reason[:500])
+    k.state.apply(ev, tick)
+    return [ev, *_decide(k, em.proposals[ev.proposal], tick)]
+
+
+def vote_change(k: Kernel, a: VoteChange, tick: int) -> list[Event]:
+    if not _is_overseer(k, a.actor, (GOVERNOR,)):
+        raise Reject("not_authorised", "only governors vote on changes")
+    p = k.state.emergency.proposals.get(a.proposal)
+    if p is None or p.status != "open":
+        raise Reject("unknown_proposal", f"no open proposal {a.proposal}")
+    if a.actor in p.votes:
+        raise Reject("already_voted", f"{a.actor} already voted on proposal {p.id}")
+    ev = ChangeVoted(actor=a.actor, proposal=p.id, approve=a.approve)
+    k.state.apply(ev, tick)
+    return [ev, *_decide(k, p, tick)]
+
+
+def _decide(k: Kernel, p: Proposal, tick: int) -> list[Event]:
+    from sandbank.kernel.policy import PolicyChanged
+
+    quorum = k.config.governance_quorum or 1
+    governors = sum(1 for o in k.state.controls.overseers.values() if o.kind == GOVERNOR)
+    yes = sum(1 for v in p.votes.values() if v)
+    no = len(p.votes) - yes
+    if yes >= quorum:
+        out: list[Event] = [ChangeDecided(actor=SYSTEM, proposal=p.id, outcome="adopted")]
+        k.state.apply(out[0], tick)
+        ch = PolicyChanged(actor=SYSTEM, param=p.param, key=p.key, value=p.value,
+                           effective_tick=tick + 1)
+        k.state.apply(ch, tick)
+        return [*out, ch]
+    if governors - no < quorum:
+        ev = ChangeDecided(actor=SYSTEM, proposal=p.id, outcome="rejected")
+        k.state.apply(ev, tick)
+        return [ev]
+    return []
+
+
+def governance_tick(k: Kernel, tick: int) -> list[Event]:
+    out: list[Event] = []
+    for p in sorted(k.state.emergency.proposals.values(), key=lambda p: p.id):
+        if p.status == "open" and tick >= p.expires:
+            ev = ChangeDecided(actor=SYSTEM, proposal=p.id, outcome="expired")
+            k.state.apply(ev, tick)
+            out.append(ev)
+    return out
+
+
+HANDLERS = {Interrupt.KIND: interrupt, DisableAction.KIND: disable_action,
+            ProposeChange.KIND: propose_change, VoteChange.KIND: vote_change}
+TICK_HOOKS = [governance_tick]
+APPLIERS: dict[Any, Any] = {
+    Interrupted: lambda s: s.emergency.apply_interrupted,
+    ActionDisabled: lambda s: s.emergency.apply_disabled,
+    ChangeProposed: lambda s: s.emergency.apply_proposed,
+    ChangeVoted: lambda s: s.emergency.apply_voted,
+    ChangeDecided: lambda s: s.emergency.apply_decided,
+}

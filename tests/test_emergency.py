@@ -1,0 +1,101 @@
+"""Interruptibility, disabled action classes and governance (issue 6, checklist 30–35, 51)."""
+
+from conftest import Economy
+from sandbank.audit.replay import replay_log
+from sandbank.kernel.controls import TripBreaker
+from sandbank.kernel.emergency import DisableAction, Interrupt, ProposeChange, VoteChange
+from sandbank.kernel.policy import SetPolicy
+from sandbank.kernel.schema import OPERATOR
+from sandbank.markets.exchange import PlaceOrder
+from sandbank.markets.payments import Pay
+
+
+def refused(e, kind=None):
+    return [d for d in e.k.log.last_committed if d["kind"] == "rejected"
+            and (kind is None or d["action"]["kind"] == kind)]
+
+
+def accepted_from(e, actor):
+    return [d for d in e.k.log.last_committed if d.get("actor") == actor
+            and d["kind"] != "rejected"]
+
+
+def econ(**kw):
+    kw.setdefault("verify_signatures", True)
+    return Economy(n=4, fund=10_000, assets=("CRD", "WGT"),
+                   markets=({"asset": "WGT", "quote": "CRD"},), **kw)
+
+
+def test_a_stopped_agent_that_keeps_trying_has_nothing_accepted():
+    e = econ()
+    olga = e.add_overseer("olga", "overseer")
+    e.do(PlaceOrder(actor=1, asset="WGT", side="sell", qty=2, price=100))
+    e.do(Interrupt(actor=OPERATOR, scope="agent", agent=1, mode="stop", reason="drill"))
+    assert not e.k.state.exchange.orders  # its resting order went with the stop
+    stop_tick = e.k.tick
+    for _ in range(4):  # it keeps trying
+        e.do(Pay(actor=1, to=2, asset="CRD", amount=1),
+             PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=50))
+        assert not accepted_from(e, 1) and {r["reason"] for r in refused(e)} == {"agent_stopped"}
+    e.do(Interrupt(actor=OPERATOR, scope="agent", agent=1, mode="resume"))
+    assert refused(e, "interrupt")[0]["reason"] == "not_authorised"  # only an overseer
+    e.do(Interrupt(actor=olga, scope="agent", agent=1, mode="resume", reason="checked"))
+    e.do(Pay(actor=1, to=2, asset="CRD", amount=1))
+    assert accepted_from(e, 1) and e.k.tick > stop_tick
+
+
+def test_pause_terminate_and_the_whole_sandbox():
+    e = econ()
+    e.do(Interrupt(actor=OPERATOR, scope="all", mode="pause", reason="maintenance"))
+    e.do(*[Pay(actor=i, to=1 + i % 4, asset="CRD", amount=1) for i in range(1, 5)])
+    assert len(refused(e, "pay")) == 4 and {r["reason"] for r in refused(e)} == {"agent_paused"}
+    e.do(Interrupt(actor=OPERATOR, scope="all", mode="resume"))
+    e.do(Interrupt(actor=OPERATOR, scope="owner", agent=1, mode="terminate", reason="end"))
+    assert all(a.status == "revoked" for a in e.k.state.registry.agents.values())
+    e.do(Interrupt(actor=OPERATOR, scope="agent", agent=2, mode="resume"))
+    assert e.k.state.registry.agents[2].status == "revoked"  # termination is final
+
+
+def test_a_disabled_action_class_is_refused_everywhere_from_the_next_tick():
+    e = econ()
+    e.do(DisableAction(actor=OPERATOR, action_kind="pay", reason="incident"),
+         Pay(actor=1, to=2, asset="CRD", amount=5))  # same tick: still allowed
+    assert e.balance(2) == 10_005
+    e.do(*[Pay(actor=i, to=1 + i % 4, asset="CRD", amount=1) for i in range(1, 5)],
+         PlaceOrder(actor=3, asset="WGT", side="sell", qty=1, price=10))
+    assert [r["reason"] for r in refused(e)] == ["action_disabled"] * 4  # orders still go
+    e.do(DisableAction(actor=OPERATOR, action_kind="interrupt"),
+         DisableAction(actor=1, action_kind="pay", disabled=False))
+    assert [r["reason"] for r in refused(e)] == ["invalid_field", "forbidden"]
+    e.do(DisableAction(actor=OPERATOR, action_kind="pay", disabled=False))
+    e.do(Pay(actor=1, to=2, asset="CRD", amount=5))
+    assert e.balance(2) == 10_010
+
+
+def test_parameter_changes_need_a_quorum_of_governors():
+    e = econ(governance_quorum=2)
+    g = [e.add_overseer(f"gov{i}", "governor") for i in range(3)]
+    monitor = e.add_overseer("mon", "monitor")
+    e.do(SetPolicy(actor=OPERATOR, param="trade_fee_bps", value=50),
+         ProposeChange(actor=monitor, param="trade_fee_bps", value=50),
+         ProposeChange(actor=1, param="trade_fee_bps", value=50),
+         TripBreaker(actor=g[0], scope="economy", level="halt"))
+    assert sorted(r["reason"] for r in refused(e)) == [
+        "forbidden", "needs_quorum", "not_authorised", "not_authorised"]
+    e.do(ProposeChange(actor=g[0], param="trade_fee_bps", value=50, reason="fund oversight"))
+    assert e.k.state.policy.value("trade_fee_bps", e.k.tick + 1) == 0  # one approval of two
+    e.do(VoteChange(actor=g[1], proposal=1, approve=True))
+    decided = [d for d in e.k.log.last_committed if d["kind"] == "change_decided"]
+    assert decided[0]["outcome"] == "adopted"
+    assert e.k.state.policy.value("trade_fee_bps", e.k.tick + 1) == 50
+    e.do(ProposeChange(actor=g[2], param="task_bond_bps", value=9000))
+    e.do(VoteChange(actor=g[0], proposal=2, approve=False),
+         VoteChange(actor=g[1], proposal=2, approve=False))
+    assert e.k.state.emergency.proposals[2].status == "rejected"
+    e.do(ProposeChange(actor=g[0], param="message_fee", value=3))
+    for _ in range(10):
+        e.do()
+    assert e.k.state.emergency.proposals[3].status == "expired"
+    assert e.k.state.policy.value("message_fee", e.k.tick) == 0
+    rp = replay_log(e.k.store)
+    assert rp.ok and rp.state.digest() == e.k.state.digest()

@@ -127,11 +127,14 @@ class EconomyMachine(RuleBasedStateMachine):
         tm = self.k.state.tasks
         skills = data.draw(st.lists(st.sampled_from(SKILLS), min_size=1, max_size=3, unique=True))
         judges = [j for j in range(1, N + 1) if j != requester][:3]
+        before = len(tm.tasks)
         self.step(PostTask(actor=requester, skills={x: 7 for x in skills}, reward=900,
                            deadline=self.k.tick + 12, validator="judges" if judged else
                            "deterministic", judges=judges if judged else [],
                            quorum=2 if judged else 0))
         task = len(tm.tasks)
+        if task == before:  # refused (a paused requester, a disabled action kind, ...)
+            return
         workers = [w for w in range(1, N + 1) if w != requester]
         w1, w2 = data.draw(st.sampled_from(workers)), data.draw(st.sampled_from(workers))
         self.step(BidTask(actor=w1, task=task, price=data.draw(st.integers(100, 900))),
@@ -201,13 +204,18 @@ class EconomyMachine(RuleBasedStateMachine):
     @rule(a=agents, amount=st.integers(-2, 6_000), data=st.text(max_size=20),
           direction=st.sampled_from(["in", "out", "sideways"]))
     def reach_outside(self, a, amount, data, direction):
+        status = self.k.state.registry.agents[a].status
+        tainted = any(m.tainted for m in self.k.observe(a).inbox)  # shown before this tick
         self.step(External(actor=a, gateway="https", direction=direction, data=data,
                            asset="CRD", amount=amount))
         refused = [d for d in self.k.log.last_committed if d["kind"] == "rejected"
                    and (d["action"] or {}).get("kind") == "external"]
         assert len(refused) == 1  # impermeable: refused, and on record with its reason
-        assert refused[0]["reason"] == ("invalid_field" if direction == "sideways" or amount < 0
-                                        else "boundary_closed")
+        expected = ("agent_frozen" if status == "frozen" else f"agent_{status}"
+                    if status != "active" else "tainted_context" if tainted
+                    else "invalid_field" if direction == "sideways" or amount < 0
+                    else "boundary_closed")
+        assert refused[0]["reason"] == expected
 
     @rule(a=agents, mode=st.sampled_from(["pause", "stop", "resume"]),
           scope=st.sampled_from(["agent", "owner"]))

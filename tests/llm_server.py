@@ -68,6 +68,14 @@ app = FastAPI()
 app.state.requests = 0
 
 
+@app.post("/hook")
+async def hook(request: Request) -> dict:
+    """A loopback endpoint for the boundary's HTTP egress adapter."""
+    body = await request.body()
+    app.state.hooked = getattr(app.state, "hooked", []) + [body]
+    return {"received": len(body)}
+
+
 @app.post("/v1/chat/completions")
 async def completions(request: Request) -> dict:
     body = await request.json()

@@ -80,6 +80,7 @@ class KernelConfig:
     policy: dict[str, Any] = field(default_factory=dict)  # initial incentive parameters
     pricing: tuple[dict[str, Any], ...] = ()  # repeated price-competition games (pricing.Game)
     boundary: str = "impermeable"  # the sandbox's permeability (boundary/boundary.py)
+    gateways: tuple[dict[str, Any], ...] = ()  # declared gateways (semi_permeable)
     governance_quorum: int = 0  # governors' approvals a parameter change needs (0: operator)
     governance_ttl: int = 10  # ticks a proposal stays open
 
@@ -96,11 +97,16 @@ class KernelConfig:
                      "max_agents_per_owner", "max_children_per_agent"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        from sandbank.boundary.boundary import MODES
+        from sandbank.boundary.boundary import IMPERMEABLE, MODES, Gateway
 
         if self.boundary not in MODES:
-            raise ConfigError(f"boundary must be one of {list(MODES)} (gateways are not declared "
-                              f"in this version, so nothing may cross)")
+            raise ConfigError(f"boundary must be one of {list(MODES)}")
+        names = [Gateway.parse(g, self.assets).name for g in self.gateways]
+        if len(set(names)) != len(names):
+            raise ConfigError("gateway names must be distinct")
+        if self.gateways and self.boundary == IMPERMEABLE:
+            raise ConfigError("gateways are declared but the boundary is impermeable: set "
+                              "boundary: semi_permeable to open them")
         if self.governance_quorum < 0 or self.governance_ttl < 1:
             raise ConfigError("governance_quorum must be >= 0 and governance_ttl >= 1")
         if self.max_spawn_depth < 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from hashlib import sha256
 from typing import Any
 
+from sandbank.boundary import boundary as boundary_mod
 from sandbank.identity.registry import Registry
 from sandbank.kernel import controls as controls_mod
 from sandbank.kernel import emergency as emergency_mod
@@ -40,7 +41,7 @@ from sandbank.reputation import reputation as reputation_mod
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
 MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
                      payments_mod, traces_mod, pricing_mod, controls_mod, reputation_mod,
-                     emergency_mod]
+                     emergency_mod, boundary_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -59,6 +60,7 @@ class EconomyState:
         self.controls = controls_mod.Controls()
         self.reputation = reputation_mod.Reputation()
         self.emergency = emergency_mod.Emergency()
+        self.boundary = boundary_mod.Boundary()
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -120,6 +122,8 @@ class EconomyState:
         self.policy.configure(ev.assets[0], ev.config.get("policy", {}))
         self.exchange.configure(ev.config.get("markets", []))
         self.pricing.configure(ev.config.get("pricing", []))
+        self.boundary.configure(ev.config.get("boundary", "impermeable"),
+                                ev.config.get("gateways", []), tuple(ev.assets))
 
     def _apply_rejected(self, ev: Rejected) -> None:
         if ev.failed:
@@ -130,7 +134,7 @@ class EconomyState:
                       + self.policy.digest() + self.exchange.digest() + self.tasks.digest()
                       + self.auctions.digest() + self.pricing.digest()
                       + self.controls.digest() + self.reputation.digest()
-                      + self.emergency.digest()).digest()
+                      + self.emergency.digest() + self.boundary.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

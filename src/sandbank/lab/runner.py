@@ -23,6 +23,7 @@ from typing import Any
 from sandbank.agents.base import POLICIES, Agent, AsyncAgent, Directory
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
+from sandbank.boundary.boundary import ApproveExternal, ExternalResponse
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import parse
 from sandbank.kernel.controls import MONITOR, OVERSEER, RegisterOverseer, Resume
@@ -116,6 +117,30 @@ def pnl(k: Kernel, agents: list[int], endowment: dict[str, int]) -> int:
         elif asset in s.exchange.markets:
             total += change * s.exchange.markets[asset].last_price
     return total
+
+
+def answer(k: Kernel, adapters: dict[str, Any], content: Callable[[str], str | None]
+           ) -> list[Action]:
+    """What the outside says to the requests that crossed in the last tick."""
+    out: list[Action] = []
+    for d in k.log.last_committed:
+        if d["kind"] == "external_sent" and d["gateway"] in adapters:
+            data = content(d["sha256"]) or "" if d["size"] else ""
+            a = adapters[d["gateway"]].handle(d, data)
+            out.append(ExternalResponse(actor=OPERATOR, request=d["request"], data=a.data,
+                                        amount=a.amount, status=a.status))
+    return out
+
+
+def approve(k: Kernel, rule: dict[str, int], overseer: int, tick: int) -> list[Action]:
+    """The simulated human reviewer of the approval queue: at most `capacity` decisions a
+    tick, on requests that waited `delay` ticks, oldest first; `approve` 1 (default) approves,
+    0 denies. What it cannot get to is denied by default when it expires."""
+    waiting = sorted(k.state.boundary.pending.values(), key=lambda r: r.id)
+    # its decision lands next tick, after that tick's expiries: skip what will have expired
+    ready = [r for r in waiting if tick - r.tick >= rule.get("delay", 0) and r.expires > tick + 1]
+    return [ApproveExternal(actor=overseer, request=r.id, approve=bool(rule.get("approve", 1)),
+                            note="reviewed") for r in ready[: rule.get("capacity", 1)]]
 
 
 def review(k: Kernel, after: dict[str, int], overseer: int, tick: int) -> list[Action]:
@@ -230,6 +255,10 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     for o in k.state.controls.overseers.values():
         keys[o.id] = spawning.pop((OPERATOR, f"oversight/{o.name}"))
         monitor, overseer = (o.id, overseer) if o.kind == MONITOR else (monitor, o.id)
+    from sandbank.boundary.gateways import make_adapter
+
+    adapters = {g["name"]: make_adapter(g.get("adapter", {}), g.get("max_bytes", 4096))
+                for g in sc.gateways}
     metrics = Metrics(k)
     metrics.values = {a.id: v for a in agents if (v := a.induced_values())}
     errors: dict[str, int] = {}
@@ -265,6 +294,12 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
             summary: TickSummary = k.step()
             if scheduled:
                 metrics.interventions(t + 1, summary.tick, scheduled)
+            if adapters:  # the outside answers what crossed, in the next tick
+                for action in answer(k, adapters, content):
+                    submit(action)
+            if oversight is not None and sc.oversight.approvals and k.state.boundary.pending:
+                for action in approve(k, sc.oversight.approvals, overseer, summary.tick):
+                    submit(action)
             if oversight is not None:
                 started = time.perf_counter()
                 responses, kri = oversight.step(summary.tick, k.log.last_committed, k.state,

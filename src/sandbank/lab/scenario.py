@@ -83,6 +83,7 @@ class Scenario:
     interventions: list[dict[str, Any]] = field(default_factory=list)
     oversight: Any = None  # oversight.engine.OversightConfig (parsed from a mapping)
     redteam: dict[str, Any] = field(default_factory=dict)  # what it attacks (lab/redteam.py)
+    gateways: list[dict[str, Any]] = field(default_factory=list)  # boundary/gateways.py
     source: str = "<scenario>"
 
     def interventions_at(self, tick: int, groups: dict[str, list[int]],
@@ -110,6 +111,7 @@ class Scenario:
                 assets=tuple(self.assets), markets=tuple(dict(m) for m in self.markets),
                 pricing=tuple(dict(g) for g in self.pricing),
                 policy=dict(self.policy), verify_signatures=bool(sg.get("signatures", False)),
+                gateways=tuple(dict(g) for g in self.gateways),
                 disabled_guards=tuple(sg.get("disabled", ())), **extra)
         except (ConfigError, TypeError) as e:
             raise ScenarioError(f"{self.source}: {e}") from None
@@ -145,7 +147,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                      ("owners", list),
                      ("safeguards", dict), ("success", dict), ("population", list),
                      ("concurrency", int), ("interventions", list), ("oversight", dict),
-                     ("redteam", dict)):
+                     ("redteam", dict), ("gateways", list)):
         if key in data:
             _typed(data[key], typ, key, source)
     if data.get("ticks", 1) < 1 or data.get("ticks", 1) > 1_000_000:
@@ -237,6 +239,13 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         except MalformedAction as e:
             raise ScenarioError(f"{source}: {where}: {e}") from None
     sc.kernel_config()  # the kernel's own checks, reported against this file
+    from sandbank.boundary.gateways import make_adapter
+
+    for i, g in enumerate(sc.gateways):
+        try:
+            make_adapter(g.get("adapter", {}))
+        except (ValueError, TypeError) as e:
+            raise ScenarioError(f"{source}: gateways[{i}].adapter: {e}") from None
     return sc
 
 

@@ -15,6 +15,8 @@ Configuration (a scenario's `oversight:` mapping; everything optional):
       responses: {fraud: freeze, concentration: none}
       breakers: {pause_bps: 1500, halt_markets: 2}
       review: {pause: 5, throttle: 10}   # a human overseer resumes these after N ticks
+      approvals: {capacity: 2, delay: 1} # and reviews boundary requests: so many a tick,
+                                         # each after waiting so long (the rest time out)
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from sandbank.oversight.detectors import REGISTRY, Finding
 from sandbank.oversight.indicators import Indicators
 from sandbank.oversight.tickview import TickView
 
-KEYS = {"enabled", "mode", "window", "hidden", "detectors", "responses", "breakers", "review"}
+KEYS = {"enabled", "mode", "window", "hidden", "detectors", "responses", "breakers", "review",
+        "approvals"}
 MODES = ("respond", "alert")
 REVIEWABLE = ("pause", "throttle", "halt", "freeze")
 
@@ -50,6 +53,7 @@ class OversightConfig:
     responses: dict[str, str] = field(default_factory=dict)
     breakers: dict[str, Any] = field(default_factory=dict)
     review: dict[str, int] = field(default_factory=dict)
+    approvals: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, data: Any) -> OversightConfig:
@@ -75,6 +79,10 @@ class OversightConfig:
             if level not in REVIEWABLE or type(ticks) is not int or ticks < 1:
                 raise OversightConfigError(f"review: {level!r} must be one of {REVIEWABLE} "
                                            f"with a number of ticks >= 1")
+        bad = set(cfg.approvals) - {"capacity", "delay", "approve"}
+        if bad or any(type(v) is not int or v < 0 for v in cfg.approvals.values()):
+            raise OversightConfigError("approvals: capacity, delay (ticks) and approve (1: "
+                                       "approve, 0: deny) are non-negative integers")
         try:
             Oversight(cfg)  # detectors and breakers check their parameters
         except ValueError as e:

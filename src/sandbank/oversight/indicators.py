@@ -15,7 +15,8 @@ balances, in time linear in events and agents.
   (settled + delivered), over the window;
 - `top_dependency_share`: the largest share of the window's subcontract edges that touch
   one agent (ppm) — a single point of failure;
-- `boundary_attempts`: `external` actions this tick.
+- `boundary_attempts`: `external` actions this tick; `boundary_out_value`,
+  `boundary_in_value`: value that crossed the boundary this tick (the spill-over indicator).
 
 Indicators named in `hidden` are computed and available to oversight and to the researcher,
 but are never put into anything an agent can observe (nothing of oversight is).
@@ -199,7 +200,11 @@ class Indicators:
             degree[b] = degree.get(b, 0) + 1
         out["top_dependency_share"] = max(degree.values(), default=0) * PPM // max(
             1, len(self.edges))
-        out["boundary_attempts"] = sum(1 for d in v.of("rejected")
-                                       if (d["action"] or {}).get("kind") == "external")
+        out["boundary_attempts"] = (sum(1 for d in v.of("rejected")
+                                        if (d["action"] or {}).get("kind") == "external")
+                                    + len(v.of("external_pending"))
+                                    + sum(1 for d in v.of("external_sent") if not d["approved_by"]))
+        out["boundary_out_value"] = sum(d["amount"] for d in v.of("external_sent"))  # spill-over
+        out["boundary_in_value"] = sum(d["amount"] for d in v.of("external_received"))
         self.current = out
         return out

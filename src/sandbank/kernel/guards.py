@@ -17,6 +17,7 @@ from sandbank.identity.keys import verify_signature
 from sandbank.identity.registry import ACTIVE, FROZEN, REVOKED
 from sandbank.kernel.controls import ALLOWED_WHILE_HALTED, is_overseer_id
 from sandbank.kernel.errors import Reason
+from sandbank.kernel.roles import HIGH_STAKES
 from sandbank.kernel.schema import OPERATOR, Action
 
 if TYPE_CHECKING:
@@ -90,6 +91,20 @@ def role_guard(k: Kernel, a: Action) -> Verdict:
     return None
 
 
+def permission_guard(k: Kernel, a: Action) -> Verdict:
+    """Roles (deny by default, when enforced) and clearance for high-stakes actions."""
+    if a.actor <= OPERATOR:
+        return None
+    if k.config.roles_enforced and a.KIND not in k.state.roles.allowed(a.actor):
+        return ("role_denied", f"agent {a.actor}'s roles {k.state.roles.roles.get(a.actor, [])} "
+                f"do not permit {a.KIND}")
+    if k.state.policy.value("clearance_required", k.tick) and a.actor not in \
+            k.state.policy.certified:
+        if a.KIND in HIGH_STAKES or _large_payment(k, a):
+            return "clearance_required", f"{a.KIND} at this stake needs a certified agent"
+    return None
+
+
 def disabled_guard(k: Kernel, a: Action) -> Verdict:
     em = k.state.emergency
     if em.disabled and a.actor > OPERATOR and em.is_disabled(a.KIND, k.tick):
@@ -108,17 +123,21 @@ def halt_guard(k: Kernel, a: Action) -> Verdict:
 PRIVILEGED_ALWAYS = {"external", "spawn_agent"}
 
 
+def _large_payment(k: Kernel, a: Action) -> bool:
+    """A payment or transfer above the policy's `privileged_amount`."""
+    if a.KIND not in ("pay", "transfer"):
+        return False
+    limit = k.state.policy.value("privileged_amount", k.tick)
+    amounts = [a.amount] if a.KIND == "pay" else [t.amount for t in a.transfers]  # type: ignore[attr-defined]
+    return any(x > limit for x in amounts)
+
+
 def firewall_guard(k: Kernel, a: Action) -> Verdict:
     """Tainted content never by itself authorises a privileged action (boundary/firewall.py)."""
     if a.actor not in k.tainted:
         return None
     kind = a.KIND
-    privileged = kind in PRIVILEGED_ALWAYS
-    if kind in ("pay", "transfer"):
-        limit = k.state.policy.value("privileged_amount", k.tick)
-        amounts = [a.amount] if kind == "pay" else [t.amount for t in a.transfers]  # type: ignore[attr-defined]
-        privileged = any(x > limit for x in amounts)
-    if privileged:
+    if kind in PRIVILEGED_ALWAYS or _large_payment(k, a):
         return ("tainted_context", f"agent {a.actor} was shown instruction-like content last "
                 f"tick; a {kind} it asks for now needs no such context (boundary/firewall.py)")
     return None
@@ -143,6 +162,8 @@ DEFAULT_GUARDS: tuple[Guard, ...] = (
     Guard("freeze", BASELINE_AGENT_SAFETY, freeze_guard, "frozen agents cannot act"),
     Guard("roles", BASELINE_AGENT_SAFETY, role_guard,
           "operator-only and overseer-only actions, deny by default"),
+    Guard("permissions", BASELINE_AGENT_SAFETY, permission_guard,
+          "roles (deny by default when enforced) and clearance for high-stakes actions"),
     Guard("disabled_actions", BASELINE_AGENT_SAFETY, disabled_guard,
           "action kinds disabled by an emergency control are refused from every agent"),
     Guard("halt", MONITORING_OVERSIGHT, halt_guard,

@@ -38,6 +38,9 @@ PARAMS: dict[str, tuple[int, int, str]] = {  # name -> (default, maximum, meanin
     "gate_reputation": (0, 1_000, "public score (thousandths) the gates require"),
     "gate_order_qty": (0, 10**15, "orders above this size need gate_reputation (0: off)"),
     "privileged_amount": (1_000, 10**15, "payments above this are privileged (firewall)"),
+    "clearance_required": (0, 1, "high-stakes actions need a certified agent (roles.py)"),
+    "judge_deadline": (0, 10_000, "ticks a named judge has to rule (0: no obligation)"),
+    "judge_penalty": (0, 10**15, "what a judge that misses its deadline pays"),
 }
 MAX_TAX = 10**9
 

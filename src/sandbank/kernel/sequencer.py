@@ -82,6 +82,7 @@ class KernelConfig:
     boundary: str = "impermeable"  # the sandbox's permeability (boundary/boundary.py)
     gateways: tuple[dict[str, Any], ...] = ()  # declared gateways (semi_permeable)
     governance_quorum: int = 0  # governors' approvals a parameter change needs (0: operator)
+    roles_enforced: bool = False  # agents may take only what their roles permit (roles.py)
     governance_ttl: int = 10  # ticks a proposal stays open
 
     def __post_init__(self) -> None:

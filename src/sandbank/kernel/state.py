@@ -14,6 +14,7 @@ from sandbank.identity.registry import Registry
 from sandbank.kernel import controls as controls_mod
 from sandbank.kernel import emergency as emergency_mod
 from sandbank.kernel import policy as policy_mod
+from sandbank.kernel import roles as roles_mod
 from sandbank.kernel import traces as traces_mod
 from sandbank.kernel.schema import (
     EVENT_TYPES,
@@ -41,7 +42,7 @@ from sandbank.reputation import reputation as reputation_mod
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
 MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
                      payments_mod, traces_mod, pricing_mod, controls_mod, reputation_mod,
-                     emergency_mod, boundary_mod]
+                     emergency_mod, boundary_mod, roles_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -61,6 +62,7 @@ class EconomyState:
         self.reputation = reputation_mod.Reputation()
         self.emergency = emergency_mod.Emergency()
         self.boundary = boundary_mod.Boundary()
+        self.roles = roles_mod.Roles()
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -134,7 +136,8 @@ class EconomyState:
                       + self.policy.digest() + self.exchange.digest() + self.tasks.digest()
                       + self.auctions.digest() + self.pricing.digest()
                       + self.controls.digest() + self.reputation.digest()
-                      + self.emergency.digest() + self.boundary.digest()).digest()
+                      + self.emergency.digest() + self.boundary.digest()
+                      + self.roles.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

@@ -99,3 +99,44 @@ def test_parameter_changes_need_a_quorum_of_governors():
     assert e.k.state.policy.value("message_fee", e.k.tick) == 0
     rp = replay_log(e.k.store)
     assert rp.ok and rp.state.digest() == e.k.state.digest()
+
+
+def test_a_rollback_restores_every_balance_and_the_log_still_verifies():
+    from sandbank.audit.replay import state_at
+    from sandbank.audit.verify import verify_log
+    from sandbank.kernel.emergency import Rollback
+    from sandbank.kernel.policy import PostStake
+    from sandbank.markets.auctions import BidAuction, CreateAuction
+    from sandbank.markets.tasks import AwardTask, BidTask, PostTask
+
+    e = econ(verify_signatures=False)
+    olga = e.add_overseer("olga", "overseer")
+    e.do(PlaceOrder(actor=1, asset="WGT", side="sell", qty=3, price=100),
+         PlaceOrder(actor=2, asset="WGT", side="buy", qty=2, price=100))
+    mark = e.k.tick  # the checkpoint we will return to
+    e.do(Pay(actor=3, to=4, asset="CRD", amount=777),
+         PlaceOrder(actor=2, asset="WGT", side="buy", qty=1, price=100),
+         PlaceOrder(actor=4, asset="WGT", side="buy", qty=5, price=90),
+         PostTask(actor=1, skills={"code": 1}, reward=500, deadline=e.k.tick + 20),
+         CreateAuction(actor=3, asset="WGT", quantity=2, format="first_price",
+                       closes=e.k.tick + 5),
+         PostStake(actor=4, asset="CRD", amount=300))
+    e.do(BidTask(actor=2, task=1, price=400), BidAuction(actor=1, auction=1, price=50, qty=1))
+    e.do(AwardTask(actor=1, task=1, bid=max(e.k.state.tasks.tasks[1].bids)))
+    assert e.k.state.ledger.holds  # orders, escrow, a stake, an auction: all open
+    e.do(Rollback(actor=OPERATOR, to_tick=mark), Rollback(actor=olga, to_tick=e.k.tick + 5))
+    assert sorted(r["reason"] for r in refused(e)) == ["forbidden", "unknown_checkpoint"]
+    e.do(Rollback(actor=olga, to_tick=mark, reason="bad feed"))
+    then = state_at(e.k.store, e.k.store.checkpoint(mark))
+    now = e.k.state.ledger
+    for acct in now.accounts.values():
+        if not acct.treasury:
+            old = then.ledger.accounts.get(acct.id)
+            assert acct.balance == (old.balance if old else 0), acct
+    assert not [h for h in now.holds if h[0] == -2] and not e.k.state.exchange.orders
+    e.k.state.check_invariants()  # money conserved
+    assert verify_log(e.k.store).ok
+    rp = replay_log(e.k.store)
+    assert rp.ok and rp.state.digest() == e.k.state.digest()
+    e.do(Pay(actor=3, to=4, asset="CRD", amount=1))  # and the economy goes on
+    assert not refused(e)

@@ -9,6 +9,7 @@ the tree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sandbank.kernel.canonical import parse
 from sandbank.kernel.state import EconomyState
@@ -72,3 +73,12 @@ def _replay(store: Store, progress) -> ReplayReport:
         for asset, tid in led.treasury.items()
     }
     return ReplayReport(True, n_events, n_cp, state=state, totals=totals)
+
+
+def state_at(store: Store, checkpoint: Any) -> EconomyState | None:
+    """The state at a signed checkpoint, rebuilt from the log prefix it covers — or None if
+    it does not match the checkpoint's signed state digest."""
+    state = EconomyState()
+    for e in store.entries(0, checkpoint.size):
+        state.apply_dict(parse(e.body))
+    return state if state.digest() == checkpoint.state else None

@@ -32,6 +32,7 @@ from sandbank.kernel.schema import (
     Action,
     AgentStatusChanged,
     Event,
+    Settled,
     register_action,
     register_event,
 )
@@ -331,3 +332,126 @@ APPLIERS: dict[Any, Any] = {
     ChangeVoted: lambda s: s.emergency.apply_voted,
     ChangeDecided: lambda s: s.emergency.apply_decided,
 }
+
+
+# ----------------------------------------------------------------------------- rollback
+@register_action
+@dataclass(slots=True, kw_only=True)
+class Rollback(Action):
+    """Return every account to its balance at a signed checkpoint (an overseer's emergency
+    control). History is not rewritten: the rollback is itself events in the log."""
+
+    KIND: ClassVar[str] = "rollback"
+    OVERSEER_ONLY: ClassVar[bool] = True
+    to_tick: int
+    reason: str = ""
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class RolledBack(Settled):
+    """Everything open is unwound (orders cancelled, unsettled tasks, contracts, auctions,
+    stakes and boundary requests closed as `rolled_back`, their holds voided by the
+    transfers carried here), as the first step of a rollback."""
+
+    KIND: ClassVar[str] = "rolled_back"
+    to_tick: int
+    checkpoint_size: int
+    checkpoint_root: str
+    checkpoint_state: str
+    reason: str
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class BalancesRestored(Settled):
+    """Compensating transfers: every account back at its balance at the checkpoint."""
+
+    KIND: ClassVar[str] = "balances_restored"
+    to_tick: int
+    accounts: int
+
+
+def rollback(k: Kernel, a: Rollback, tick: int) -> list[Event]:
+    """Rebuild the state at the checkpoint from the log prefix (and check it against the
+    signed state digest), unwind what is open now, and move every account back to its
+    balance then with compensating transfers. Identities, oversight records, reputation and
+    governance are not rolled back: they are the history of what happened."""
+    from sandbank.audit.replay import state_at
+    from sandbank.kernel.settlement import Settlement
+
+    if not _is_overseer(k, a.actor, ("overseer",)):
+        raise Reject("not_authorised", "only an overseer rolls the economy back")
+    cp = k.store.checkpoint(a.to_tick)
+    if cp is None or a.to_tick >= tick:
+        raise Reject("unknown_checkpoint", f"no signed checkpoint of tick {a.to_tick} before "
+                                           f"this one")
+    then = state_at(k.store, cp)
+    if then is None:
+        raise Reject("unknown_checkpoint", f"the log up to tick {a.to_tick} does not rebuild to "
+                                           f"its signed state digest")
+    led = k.state.ledger
+    st = Settlement(k)
+    for key in sorted(h for h in led.holds if h[0] == SYSTEM):
+        st.void(key)
+    voids = st.commit() if st.specs else []
+    ev: Event = RolledBack(actor=a.actor, transfers=voids, to_tick=a.to_tick,
+                           checkpoint_size=cp.size, checkpoint_root=cp.root.hex(),
+                           checkpoint_state=cp.state.hex(), reason=a.reason[:500])
+    k.state.apply(ev, tick, ledger_applied=True)
+    out: list[Event] = [ev]
+    # compensate, asset by asset, through the asset's treasury
+    moves = []
+    for acct in sorted(led.accounts.values(), key=lambda x: x.id):
+        if acct.treasury:
+            continue
+        before = then.ledger.accounts.get(acct.id)
+        diff = acct.balance - (before.balance if before is not None else 0)
+        if diff:
+            moves.append((acct, diff))
+    for chunk in range(0, len(moves), 4000):
+        st = Settlement(k)
+        for acct, diff in moves[chunk:chunk + 4000]:
+            treasury = led.treasury[acct.asset]
+            if diff > 0:
+                st.pay(acct.id, treasury, diff)
+            else:
+                st.pay(treasury, acct.id, -diff)
+        ev = BalancesRestored(actor=SYSTEM, transfers=st.commit(), to_tick=a.to_tick,
+                              accounts=len(moves[chunk:chunk + 4000]))
+        k.state.apply(ev, tick, ledger_applied=True)
+        out.append(ev)
+    return out
+
+
+def _apply_rolled_back(s: Any) -> Any:
+    def apply(ev: RolledBack, tick: int) -> None:
+        ex = s.exchange
+        for o in sorted(ex.orders.values(), key=lambda o: o.id):
+            ex._remove(ex.markets[o.asset], o)
+        tm = s.tasks
+        for t in tm.tasks.values():
+            if t.status in ("open", "awarded"):
+                t.status = "rolled_back"
+                tm._touch(t)
+        for c in tm.contracts.values():
+            if c.status in ("open", "delivered", "judging", "disputed"):
+                c.status = "rolled_back"
+                tm._touch(c)
+        tm.open_tasks.clear()
+        for au in s.auctions.auctions.values():
+            if au.status == "open":
+                au.status = "rolled_back"
+                s.auctions._digest.touch(au.id, au)
+        s.auctions.open.clear()
+        s.policy.stakes.clear()
+        for r in s.boundary.requests.values():
+            if r.status == "pending":
+                r.status = "rolled_back"
+        s.boundary.pending.clear()
+    return apply
+
+
+HANDLERS[Rollback.KIND] = rollback
+APPLIERS[RolledBack] = _apply_rolled_back
+APPLIERS[BalancesRestored] = lambda s: lambda ev, tick: None

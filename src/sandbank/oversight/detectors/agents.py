@@ -7,7 +7,8 @@
   from the reputation layer) is reported next to the reputation its members collected.
 - `fraud`: a worker whose own parts failed in at least `min_failed` contracts in the window,
   `failure_share` or more of what it delivered — outcomes, not labels.
-- `exfiltration`: at least `min_attempts` `external` actions by one agent in the window.
+- `exfiltration`: at least `min_attempts` `external` actions by one agent in the window that
+  were refused, or that try to move value out through a declared gateway.
 - `injection`: messages that carry instructions instead of data (see the class).
 """
 
@@ -127,6 +128,11 @@ class Exfiltration(Detector):
             if act.get("kind") == "external":
                 amount = act.get("amount") if type(act.get("amount")) is int else 0
                 self.tries.setdefault(d["actor"], deque()).append((v.tick, d["seq"], amount))
+        for d in v.of("external_pending"):  # through a declared gateway, value held
+            self.tries.setdefault(d["actor"], deque()).append((v.tick, d["seq"], d["amount"]))
+        for d in v.of("external_sent"):
+            if not d["approved_by"] and d["amount"]:  # value that left by rule
+                self.tries.setdefault(d["agent"], deque()).append((v.tick, d["seq"], d["amount"]))
         out = []
         for agent in list(self.tries):
             q = self.tries[agent]
@@ -139,8 +145,8 @@ class Exfiltration(Detector):
                 value = sum(x[2] for x in q)
                 out.append(Finding(
                     self.NAME, min(1000, 300 + 100 * len(q)), [agent], sample([x[1] for x in q]),
-                    f"agent {agent} tried {len(q)} times in {self.p['window']} ticks to reach "
-                    f"outside the sandbox, with {value} in value; all refused", key=str(agent)))
+                    f"agent {agent} tried {len(q)} times in {self.p['window']} ticks to move "
+                    f"{value} in value (or data) out of the sandbox", key=str(agent)))
         return out
 
 

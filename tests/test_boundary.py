@@ -112,7 +112,9 @@ def test_a_lab_run_whose_requests_outrun_review_denies_the_backlog(tmp_path):
             "gateways": [{"name": "pay_out", "direction": "out", "asset": "CRD",
                           "max_value": 1_000, "epoch_value": 100_000, "approve_above": 300,
                           "approval_ticks": 3, "rate_per_tick": 1, "adapter": {"kind": "echo"}}],
-            "oversight": {"approvals": {"capacity": 1, "delay": 1}}}, "inline"), tmp_path / "b")
+            # (the monitor only reports these senders, so the queue is what is measured)
+            "oversight": {"approvals": {"capacity": 1, "delay": 1},
+                          "responses": {"exfiltration": "none"}}}, "inline"), tmp_path / "b")
     finally:
         POLICIES.pop("test_sender")
     final = res.summary["final"]

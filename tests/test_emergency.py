@@ -140,3 +140,30 @@ def test_a_rollback_restores_every_balance_and_the_log_still_verifies():
     assert rp.ok and rp.state.digest() == e.k.state.digest()
     e.do(Pay(actor=3, to=4, asset="CRD", amount=1))  # and the economy goes on
     assert not refused(e)
+
+
+def test_compartments_wall_off_payments_messages_and_markets_except_through_bridges():
+    from sandbank.kernel.compartments import Partition
+    from sandbank.markets.messaging import SendMessage
+
+    e = Economy(n=4, fund=10_000, assets=("CRD", "WGT"),
+                markets=({"asset": "WGT", "quote": "CRD", "compartment": "lab"},),
+                bridges=({"from": "lab", "to": "", "kinds": ["send_message"]},))
+    e.do(Partition(actor=OPERATOR, agents=[1, 2], compartment="lab", reason="experiment"),
+         Partition(actor=3, agents=[3], compartment="lab"))
+    assert [r["reason"] for r in refused(e)] == ["forbidden"]
+    e.do(Pay(actor=1, to=2, asset="CRD", amount=5),  # inside: fine
+         Pay(actor=1, to=3, asset="CRD", amount=5),  # across: walled
+         Pay(actor=3, to=1, asset="CRD", amount=5),
+         SendMessage(actor=1, to=4, content="hi"),  # bridged lab -> open, for messages
+         SendMessage(actor=4, to=1, content="hi"),  # not the other way
+         PlaceOrder(actor=1, asset="WGT", side="sell", qty=1, price=10),
+         PlaceOrder(actor=3, asset="WGT", side="buy", qty=1, price=10))  # not its market
+    assert sorted((r["actor"], r["reason"]) for r in refused(e)) == [
+        (1, "compartment_wall"), (3, "compartment_wall"), (3, "compartment_wall"),
+        (4, "compartment_wall")]
+    e.do(SendMessage(actor=4, to=0, content="all of you"))  # open -> lab has no bridge
+    assert [m.sender for m in e.k.observe(3).inbox] == [4] and not e.k.observe(1).inbox
+    e.do(Partition(actor=OPERATOR, agents=[1, 2], compartment=""))  # the wall comes down
+    e.do(Pay(actor=1, to=3, asset="CRD", amount=5))
+    assert not refused(e)

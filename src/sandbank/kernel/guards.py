@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from sandbank.identity.keys import verify_signature
 from sandbank.identity.registry import ACTIVE, FROZEN, REVOKED
+from sandbank.kernel.compartments import WALLED, counterparty
 from sandbank.kernel.controls import ALLOWED_WHILE_HALTED, is_overseer_id
 from sandbank.kernel.errors import Reason
 from sandbank.kernel.roles import HIGH_STAKES
@@ -105,6 +106,24 @@ def permission_guard(k: Kernel, a: Action) -> Verdict:
     return None
 
 
+def compartment_guard(k: Kernel, a: Action) -> Verdict:
+    cs = k.state.compartments
+    if not cs.of or a.actor <= OPERATOR:
+        return None
+    if a.KIND in WALLED:
+        other = counterparty(k, a)
+        if other is not None and not cs.open_between(a.actor, other, a.KIND):
+            return ("compartment_wall", f"agent {other} is in compartment "
+                    f"{cs.where(other) or '(open)'!r}, agent {a.actor} in "
+                    f"{cs.where(a.actor) or '(open)'!r}, and no bridge carries {a.KIND}")
+    elif a.KIND == "place_order":
+        m = k.state.exchange.markets.get(a.asset)  # type: ignore[attr-defined]
+        if m is not None and m.compartment != cs.where(a.actor):
+            return ("compartment_wall", f"market {m.asset} is not in agent {a.actor}'s "
+                    f"compartment")
+    return None
+
+
 def disabled_guard(k: Kernel, a: Action) -> Verdict:
     em = k.state.emergency
     if em.disabled and a.actor > OPERATOR and em.is_disabled(a.KIND, k.tick):
@@ -164,6 +183,8 @@ DEFAULT_GUARDS: tuple[Guard, ...] = (
           "operator-only and overseer-only actions, deny by default"),
     Guard("permissions", BASELINE_AGENT_SAFETY, permission_guard,
           "roles (deny by default when enforced) and clearance for high-stakes actions"),
+    Guard("compartments", BASELINE_AGENT_SAFETY, compartment_guard,
+          "no payment, message or contract across compartments but through a bridge"),
     Guard("disabled_actions", BASELINE_AGENT_SAFETY, disabled_guard,
           "action kinds disabled by an emergency control are refused from every agent"),
     Guard("halt", MONITORING_OVERSIGHT, halt_guard,

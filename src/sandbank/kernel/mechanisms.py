@@ -230,13 +230,13 @@ MECHANISMS: dict[str, Handler] = {
 
 def _collect() -> list:
     from sandbank.boundary import boundary
-    from sandbank.kernel import controls, emergency, policy, roles, traces
+    from sandbank.kernel import compartments, controls, emergency, policy, roles, traces
     from sandbank.markets import auctions, exchange, messaging, payments, pricing, tasks
     from sandbank.reputation import reputation
 
     hooks, end_hooks = [], []
     for mod in (policy, exchange, auctions, tasks, messaging, payments, traces, pricing, boundary,
-                controls, reputation, emergency, roles):
+                controls, reputation, emergency, roles, compartments):
         for kind, handler in mod.HANDLERS.items():
             assert kind not in MECHANISMS, kind
             MECHANISMS[kind] = handler

@@ -83,6 +83,7 @@ class KernelConfig:
     gateways: tuple[dict[str, Any], ...] = ()  # declared gateways (semi_permeable)
     governance_quorum: int = 0  # governors' approvals a parameter change needs (0: operator)
     roles_enforced: bool = False  # agents may take only what their roles permit (roles.py)
+    bridges: tuple[dict[str, Any], ...] = ()  # declared crossings between compartments
     governance_ttl: int = 10  # ticks a proposal stays open
 
     def __post_init__(self) -> None:
@@ -114,7 +115,7 @@ class KernelConfig:
             raise ConfigError("max_spawn_depth must be at least 0")
         seen = set()
         fields_ok = {"asset", "quote", "band_bps", "limit_state_ticks", "halt_ticks",
-                     "reference_ticks"}
+                     "reference_ticks", "compartment"}
         for mk in self.markets:
             if not isinstance(mk, dict) or set(mk) - fields_ok or not {"asset", "quote"} <= set(mk):
                 raise ConfigError(f"market {mk!r}: needs asset and quote; may set "
@@ -124,7 +125,9 @@ class KernelConfig:
             if mk["asset"] == mk["quote"] or mk["asset"] in seen:
                 raise ConfigError(f"market {mk['asset']}: one market per asset, not against itself")
             seen.add(mk["asset"])
-            for key in fields_ok - {"asset", "quote"}:
+            if not isinstance(mk.get("compartment", ""), str):
+                raise ConfigError(f"market {mk['asset']}: compartment must be a name")
+            for key in fields_ok - {"asset", "quote", "compartment"}:
                 if key in mk and (type(mk[key]) is not int or mk[key] < (1 if "ticks" in key else 0)):
                     raise ConfigError(f"market {mk['asset']}: {key} must be a positive integer")
         names = set()

@@ -11,6 +11,7 @@ from typing import Any
 
 from sandbank.boundary import boundary as boundary_mod
 from sandbank.identity.registry import Registry
+from sandbank.kernel import compartments as compartments_mod
 from sandbank.kernel import controls as controls_mod
 from sandbank.kernel import emergency as emergency_mod
 from sandbank.kernel import policy as policy_mod
@@ -42,7 +43,7 @@ from sandbank.reputation import reputation as reputation_mod
 # Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
 MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
                      payments_mod, traces_mod, pricing_mod, controls_mod, reputation_mod,
-                     emergency_mod, boundary_mod, roles_mod]
+                     emergency_mod, boundary_mod, roles_mod, compartments_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 
@@ -63,6 +64,7 @@ class EconomyState:
         self.emergency = emergency_mod.Emergency()
         self.boundary = boundary_mod.Boundary()
         self.roles = roles_mod.Roles()
+        self.compartments = compartments_mod.Compartments()
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -124,6 +126,7 @@ class EconomyState:
         self.policy.configure(ev.assets[0], ev.config.get("policy", {}))
         self.exchange.configure(ev.config.get("markets", []))
         self.pricing.configure(ev.config.get("pricing", []))
+        self.compartments.configure(ev.config.get("bridges", []))
         self.boundary.configure(ev.config.get("boundary", "impermeable"),
                                 ev.config.get("gateways", []), tuple(ev.assets))
 
@@ -137,7 +140,7 @@ class EconomyState:
                       + self.auctions.digest() + self.pricing.digest()
                       + self.controls.digest() + self.reputation.digest()
                       + self.emergency.digest() + self.boundary.digest()
-                      + self.roles.digest()).digest()
+                      + self.roles.digest() + self.compartments.digest()).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

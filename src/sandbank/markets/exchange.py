@@ -125,6 +125,7 @@ class Market:
     limit_state_ticks: int = 2
     halt_ticks: int = 3
     reference_ticks: int = 5
+    compartment: str = ""  # only agents of this compartment trade here
     book: Book = field(default_factory=Book)
     state: str = OPEN
     since: int = 0

@@ -66,7 +66,9 @@ def send_message(k: Kernel, a: SendMessage, tick: int) -> list[Event]:
         raise Reject("message_too_large", f"{len(body)} bytes; the limit is {limit}")
     agents = k.state.registry.agents
     if a.to == BROADCAST:
-        recipients = [i for i, ag in agents.items() if ag.status == ACTIVE and i != a.actor]
+        cs = k.state.compartments
+        recipients = [i for i, ag in agents.items() if ag.status == ACTIVE and i != a.actor
+                      and (not cs.of or cs.open_between(a.actor, i, "send_message"))]
     else:
         target = agents.get(a.to)
         if target is None or target.status != ACTIVE or a.to == a.actor:

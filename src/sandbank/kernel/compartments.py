@@ -1,0 +1,125 @@
+"""Compartments and partitions (checklist 34, 35): nested sub-economies whose agents cannot
+pay, message or contract with agents outside except through a declared bridge.
+
+Every agent starts in the open economy (compartment ""). The operator or an overseer moves
+agents into a named compartment (`partition`: one or many at once — also the emergency
+control that cuts a group off from the rest, from the next action on). Then:
+- `pay`, `transfer`, `send_message` (to one agent), `bid_task` (on another's task),
+  `award_task`, `subcontract` and `judge_contract` across compartments are refused
+  (`compartment_wall`), unless the run's configuration declares a bridge between the two
+  (`bridges: [{from: lab, to: "", kinds: [send_message]}]` — directional, per action kind);
+- a broadcast reaches only the sender's compartment;
+- an agent in a compartment trades only in markets assigned to it (`compartment` in the
+  market's configuration); the open economy's markets are not its markets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sandbank.kernel.errors import Reject
+from sandbank.kernel.schema import Action, Event, register_action, register_event
+
+if TYPE_CHECKING:
+    from sandbank.kernel.sequencer import Kernel
+
+WALLED = {"pay", "transfer", "send_message", "bid_task", "award_task", "subcontract",
+          "judge_contract"}
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class Partition(Action):
+    """Move agents into a compartment ("" : back into the open economy)."""
+
+    KIND: ClassVar[str] = "partition"
+    SUPERVISOR: ClassVar[bool] = True
+    agents: list[int]
+    compartment: str
+    reason: str = ""
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class Partitioned(Event):
+    KIND: ClassVar[str] = "partitioned"
+    agents: list[int]
+    compartment: str
+    reason: str
+
+
+class Compartments:
+    def __init__(self) -> None:
+        self.of: dict[int, str] = {}  # agent -> compartment (absent: the open economy)
+        self.bridges: set[tuple[str, str, str]] = set()  # (from, to, action kind)
+
+    def configure(self, bridges: list[dict[str, Any]]) -> None:
+        for b in bridges:
+            for kind in b.get("kinds", sorted(WALLED)):
+                self.bridges.add((b.get("from", ""), b.get("to", ""), kind))
+
+    def where(self, agent: int) -> str:
+        return self.of.get(agent, "")
+
+    def open_between(self, a: int, b: int, kind: str) -> bool:
+        ca, cb = self.where(a), self.where(b)
+        return ca == cb or (ca, cb, kind) in self.bridges
+
+    def apply_partitioned(self, ev: Partitioned, tick: int) -> None:
+        for a in ev.agents:
+            if ev.compartment:
+                self.of[a] = ev.compartment
+            else:
+                self.of.pop(a, None)
+
+    def digest(self) -> bytes:
+        from hashlib import sha256
+
+        return sha256(repr((sorted(self.of.items()), sorted(self.bridges))).encode()).digest()
+
+
+def partition(k: Kernel, a: Partition, tick: int) -> list[Event]:
+    from sandbank.kernel.mechanisms import _name
+
+    if a.compartment:
+        _name(a.compartment, "compartment")
+    missing = [x for x in a.agents if x not in k.state.registry.agents]
+    if not a.agents or missing:
+        raise Reject("unknown_agent", f"no agents {missing or a.agents}")
+    ev = Partitioned(actor=a.actor, agents=sorted(set(a.agents)), compartment=a.compartment,
+                     reason=a.reason[:500])
+    k.state.apply(ev, tick)
+    return [ev]
+
+
+def counterparty(k: Kernel, a: Action) -> int | None:
+    """The agent on the other side of a walled action (None: none, or not known yet)."""
+    s = k.state
+    kind = a.KIND
+    if kind in ("pay", "send_message"):
+        return a.to or None  # type: ignore[attr-defined]
+    if kind == "transfer":
+        for t in a.transfers:  # type: ignore[attr-defined]
+            acct = s.ledger.accounts.get(t.credit)
+            if acct is not None and acct.holder > 0 and acct.holder != a.actor:
+                return acct.holder
+        return None
+    if kind == "bid_task":
+        t = s.tasks.tasks.get(a.task)  # type: ignore[attr-defined]
+        return t.requester if t else None
+    if kind == "award_task":
+        t = s.tasks.tasks.get(a.task)  # type: ignore[attr-defined]
+        bid = t.bids.get(a.bid) if t else None  # type: ignore[attr-defined]
+        return bid[0] if bid else None
+    if kind == "subcontract":
+        return a.worker  # type: ignore[attr-defined]
+    if kind == "judge_contract":
+        c = s.tasks.contracts.get(a.contract)  # type: ignore[attr-defined]
+        return c.worker if c else None
+    return None
+
+
+HANDLERS = {Partition.KIND: partition}
+TICK_HOOKS: list = []
+APPLIERS: dict[Any, Any] = {Partitioned: lambda s: s.compartments.apply_partitioned}

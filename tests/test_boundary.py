@@ -17,7 +17,8 @@ GATEWAYS = (
      "epoch_value": 1_500, "epoch_ticks": 100, "approve_above": 300, "approval_ticks": 3,
      "rate_ppm": 500_000},
     {"name": "bank", "direction": "in", "asset": "CRD", "max_value": 1_000, "epoch_value": 5_000,
-     "rate_ppm": 2_000_000},
+     "rate_ppm": 2_000_000, "schema": "amount"},
+    {"name": "api", "direction": "out", "schema": "json", "roles": ["gateway_user"]},
     {"name": "vault", "direction": "out", "certified_only": True},
 )
 
@@ -121,3 +122,17 @@ def test_a_lab_run_whose_requests_outrun_review_denies_the_backlog(tmp_path):
     assert final["boundary_sent"] >= 8 and final["boundary_timed_out"] > 10  # fail-safe deny
     assert final["boundary_out_value"] == 400 * final["boundary_sent"]
     assert res.summary["verified"]
+
+
+def test_a_gateway_checks_its_payload_schema_and_roles():
+    from sandbank.kernel.roles import AssignRoles
+
+    e, _ = econ()
+    e.do(AssignRoles(actor=OPERATOR, agent=1, roles=["gateway_user"]))
+    e.do(External(actor=1, gateway="api", data='{"q": 1}'),
+         External(actor=2, gateway="api", data='{"q": 1}'),
+         External(actor=3, gateway="bank", direction="in", data="lots"))
+    assert len(last(e, "external_sent")) == 1
+    assert sorted(r["reason"] for r in last(e, "rejected")) == ["bad_payload", "role_denied"]
+    e.do(External(actor=1, gateway="api", data="[1, 2]"))
+    assert last(e, "rejected")[0]["reason"] == "bad_payload"

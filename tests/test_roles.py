@@ -64,3 +64,23 @@ def test_a_lapsed_entry_certificate_suspends_until_renewed():
     e.do(IssueCertificate(actor=OPERATOR, agent=1, expires=e.k.tick + 50))
     e.do(Pay(actor=1, to=2, asset="CRD", amount=1))
     assert refused(e) == [] and e.balance(2) == 1_002
+
+
+def test_roles_and_certificates_from_a_scenario(tmp_path):
+    from sandbank.lab.runner import run_scenario
+    from sandbank.lab.scenario import parse_scenario
+
+    res = run_scenario(parse_scenario({
+        "name": "roles", "seed": 2, "ticks": 12, "endowment": {"CRD": 100_000},
+        "population": [{"policy": "requester", "count": 2, "params": {"rate_pct": 100}},
+                       {"policy": "specialist", "count": 3, "skills": {"code": 9, "law": 9,
+                                                                       "math": 9}},
+                       {"policy": "fraudster", "count": 1}],
+        "safeguards": {"roles_enforced": True},
+        "roles": {"requester": ["requester"], "specialist": ["worker"]},
+        "certificates": {"specialist": 8}, "oversight": {"enabled": False}}, "inline"),
+        tmp_path / "r")
+    rej = res.summary["rejections"]
+    assert rej.get("role_denied", 0) > 0  # the fraudster has no role: it may not even bid
+    assert rej.get("agent_suspended", 0) > 0  # the lapse took effect mid-run
+    assert res.summary["final"]["tasks_passed"] > 0 and res.summary["final"]["fraud_attempts"] == 0

@@ -5,7 +5,9 @@ Modes (the run's `boundary`):
 - `impermeable` — nothing crosses: every `external` action is refused (`boundary_closed`)
   and the refusal is in the log with its actor, gateway, data and value.
 - `semi_permeable` — only through the gateways declared in the run's configuration, each
-  with a direction (`out`: send data and/or value; `in`: ask for them), a size limit, a rate
+  with a direction (`out`: send data and/or value; `in`: ask for them), a payload schema
+  (`text`, `json`: an object, `amount`: a whole number), the roles allowed to use it, a
+  size limit, a rate
   limit per agent per tick, a value limit per request and per agent per epoch, a controlled
   conversion rate (`rate_ppm`: outside units per unit, in millionths), whether only
   certified agents may use it, and the value above which a request waits for an overseer.
@@ -49,7 +51,8 @@ MODES = (IMPERMEABLE, SEMI_PERMEABLE)
 DIRECTIONS = ("in", "out")
 GATEWAY_KEYS = {"name", "direction", "max_bytes", "rate_per_tick", "asset", "max_value",
                 "epoch_value", "epoch_ticks", "rate_ppm", "certified_only", "approve_above",
-                "approval_ticks", "adapter"}
+                "approval_ticks", "adapter", "schema", "roles"}
+SCHEMAS = ("text", "json", "amount")  # the payload a gateway accepts
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Gateway:
     approve_above: int = -1  # value above which an overseer must approve (-1: never)
     approval_ticks: int = 5  # how long a request waits before it is denied by default
     adapter: dict[str, Any] = field(default_factory=dict)  # for the lab (gateways.py)
+    schema: str = "text"  # text | json (an object) | amount (a whole number)
+    roles: tuple[str, ...] = ()  # if set, only agents holding one of these roles may use it
 
     @classmethod
     def parse(cls, spec: Any, assets: tuple[str, ...]) -> Gateway:
@@ -75,7 +80,9 @@ class Gateway:
         if not isinstance(spec, dict) or "name" not in spec or set(spec) - GATEWAY_KEYS:
             raise ConfigError(f"gateway {spec!r}: needs a name; may set "
                               f"{sorted(GATEWAY_KEYS - {'name'})}")
-        g = cls(**spec)
+        g = cls(**{**spec, "roles": tuple(spec.get("roles", ()))})
+        if g.schema not in SCHEMAS:
+            raise ConfigError(f"gateway {g.name}: schema must be one of {list(SCHEMAS)}")
         if g.direction not in DIRECTIONS:
             raise ConfigError(f"gateway {g.name}: direction must be in or out")
         if g.asset and g.asset not in assets:
@@ -293,6 +300,11 @@ def external(k: Kernel, a: External, tick: int) -> list[Event]:
     if used >= g.rate_per_tick:
         raise Reject("rate_limited", f"gateway {g.name} takes {g.rate_per_tick} requests per "
                      f"agent per tick")
+    if g.roles and not set(g.roles) & set(k.state.roles.roles.get(a.actor, ())):
+        raise Reject("role_denied", f"gateway {g.name} is for the roles {list(g.roles)}")
+    problem = _schema_problem(g.schema, a.data)
+    if problem:
+        raise Reject("bad_payload", f"gateway {g.name} takes {g.schema}: {problem}")
     if g.certified_only and a.actor not in k.state.policy.certified:
         raise Reject("not_certified", f"gateway {g.name} needs a certified agent (clearance)")
     if a.amount:
@@ -343,6 +355,20 @@ def external(k: Kernel, a: External, tick: int) -> list[Event]:
                       approved_by=0)
     k.state.apply(ev, tick, ledger_applied=True)
     return [ev]
+
+
+def _schema_problem(schema: str, data: str) -> str:
+    if schema == "json":
+        import json
+
+        try:
+            doc = json.loads(data)
+        except ValueError as e:
+            return f"not JSON ({e})"
+        return "" if isinstance(doc, dict) else "not a JSON object"
+    if schema == "amount":
+        return "" if data.strip().isdigit() else "not a whole number"
+    return ""
 
 
 def _release(k: Kernel, r: Request, take: bool) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from sandbank.boundary.boundary import ApproveExternal, ExternalResponse
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import parse
 from sandbank.kernel.controls import MONITOR, OVERSEER, RegisterOverseer, Resume
+from sandbank.kernel.roles import AssignRoles, IssueCertificate
 from sandbank.kernel.schema import (
     OPERATOR,
     Action,
@@ -251,6 +252,12 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     for group in sc.safeguards.get("trusted", []):
         for aid in members[group]:
             submit(SetTrusted(actor=OPERATOR, agent=aid, trusted=True))
+    for group, roles in sc.roles.items():
+        for aid in members[group]:
+            submit(AssignRoles(actor=OPERATOR, agent=aid, roles=list(roles)))
+    for group, lapse in sc.certificates.items():  # run tick -> kernel tick (after this one)
+        for aid in members[group]:
+            submit(IssueCertificate(actor=OPERATOR, agent=aid, expires=k.tick + 1 + lapse))
     k.step()
     for o in k.state.controls.overseers.values():
         keys[o.id] = spawning.pop((OPERATOR, f"oversight/{o.name}"))

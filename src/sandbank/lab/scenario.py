@@ -44,7 +44,7 @@ from sandbank.oversight.engine import OversightConfig, OversightConfigError
 SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
                 "min_events": "log entries", "max_agent_errors": "agent exceptions",
                 "min_llm_ok": "model replies that parsed into actions or a clean pass"}
-SAFEGUARD_KEYS = {"disabled", "signatures", "boundary", "trusted",
+SAFEGUARD_KEYS = {"disabled", "signatures", "boundary", "trusted", "roles_enforced",
                   "max_actions_per_actor_per_tick", "max_agents_per_owner", "max_spawn_depth",
                   "max_children_per_agent"}
 
@@ -84,6 +84,8 @@ class Scenario:
     oversight: Any = None  # oversight.engine.OversightConfig (parsed from a mapping)
     redteam: dict[str, Any] = field(default_factory=dict)  # what it attacks (lab/redteam.py)
     gateways: list[dict[str, Any]] = field(default_factory=list)  # boundary/gateways.py
+    roles: dict[str, list[str]] = field(default_factory=dict)  # group -> roles (roles.py)
+    certificates: dict[str, int] = field(default_factory=dict)  # group -> run tick they lapse
     source: str = "<scenario>"
 
     def interventions_at(self, tick: int, groups: dict[str, list[int]],
@@ -105,6 +107,8 @@ class Scenario:
         sg = self.safeguards
         extra = {k: sg[k] for k in SAFEGUARD_KEYS - {"disabled", "signatures", "trusted"}
                  if k in sg}
+        if "roles_enforced" in extra:
+            extra["roles_enforced"] = bool(extra["roles_enforced"])
         try:
             return KernelConfig(
                 seed=self.seed, origin=f"sandbank.lab/{self.name}/seed-{self.seed}",
@@ -147,7 +151,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                      ("owners", list),
                      ("safeguards", dict), ("success", dict), ("population", list),
                      ("concurrency", int), ("interventions", list), ("oversight", dict),
-                     ("redteam", dict), ("gateways", list)):
+                     ("redteam", dict), ("gateways", list), ("roles", dict),
+                     ("certificates", dict)):
         if key in data:
             _typed(data[key], typ, key, source)
     if data.get("ticks", 1) < 1 or data.get("ticks", 1) > 1_000_000:
@@ -209,6 +214,19 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(trusted, list) or not all(t in names for t in trusted):
         raise ScenarioError(f"{source}: safeguards.trusted must list population groups "
                             f"({', '.join(names)}): the pre-trusted seeds of graph trust")
+    from sandbank.kernel.roles import ROLES
+
+    for group, roles in sc.roles.items():
+        if group not in names:
+            raise ScenarioError(f"{source}: roles: {group!r} is not a population group")
+        bad = [r for r in roles if r not in ROLES] if isinstance(roles, list) else [roles]
+        if bad:
+            raise ScenarioError(f"{source}: roles.{group}: unknown roles {bad}; known: "
+                                f"{', '.join(sorted(ROLES))}")
+    for group, lapse in sc.certificates.items():
+        if group not in names or type(lapse) is not int or lapse < 1:
+            raise ScenarioError(f"{source}: certificates: {group!r} must be a population group "
+                                f"with the run tick its certificates lapse (>= 1)")
     operator_kinds = sorted(k for k, c in ACTION_TYPES.items()
                             if c.OPERATOR_ONLY or c.OVERSEER_ONLY)
     for i, iv in enumerate(sc.interventions):

@@ -1,0 +1,199 @@
+"""The sandbox over HTTP (issue 7, first slice): one economy, the same sequencer and log as
+the lab, reached only through this API.
+
+- `POST /v1/owners` and `POST /v1/tick` need the operator's bearer token;
+- `POST /v1/agents` admits an agent that presents its Ed25519 key and its owner's signed
+  attestation (admission policy `open`: the attestation is the check);
+- `POST /v1/actions` queues one action in wire form, signed by its actor over its canonical
+  bytes with a fresh nonce: the sequencer checks signature and nonce at the tick, so a forged,
+  replayed or borrowed action is refused *and logged* (the agent sees why in its feedback);
+- `GET /v1/agents/{id}/observation` needs the agent's signature over `observe:<id>:<tick>`
+  (header `X-Sandbank-Signature`, hex): no one reads another agent's observation;
+- `GET /v1/status`, `GET /v1/checkpoint`, `GET /v1/proof/{seq}`: anyone may check that
+  entries are in the signed log (`sandbank check-proof`).
+
+Every error is a JSON problem (`application/problem+json`) with a stable `code`. Ticks run on
+the operator's command here (a timer is the next step, with WebSockets, MCP and the
+dashboard).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+
+from sandbank.audit.checkpoint import verifier_key
+from sandbank.identity.keys import SigningKey, verify_signature
+from sandbank.kernel.schema import (
+    OPERATOR,
+    MalformedAction,
+    RegisterAgent,
+    RegisterOwner,
+    action_from_dict,
+)
+from sandbank.kernel.sequencer import Kernel, QueueFull
+
+MAX_BODY = 1 << 20
+
+
+class Sandbox:
+    """One economy behind a lock: every kernel call of the API goes through here."""
+
+    def __init__(self, kernel: Kernel, operator_key: SigningKey, operator_token: str) -> None:
+        if not kernel.config.verify_signatures:
+            raise ValueError("a live sandbox checks every action's signature "
+                             "(KernelConfig.verify_signatures=True)")
+        self.k = kernel
+        self.key = operator_key
+        self.token = operator_token
+        self.lock = threading.Lock()
+        self.operator_nonce = kernel.state.operator_nonce
+
+    def operator_submit(self, action: Any) -> None:
+        self.operator_nonce += 1
+        action.nonce = self.operator_nonce
+        action.signature = self.key.sign(action.signing_bytes())
+        self.k.submit(action)
+
+
+class Problem(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def create_app(box: Sandbox) -> Any:
+    app = FastAPI(title="sandbank", version="0.1",
+                  description="A distributional-AGI-safety sandbox economy, over HTTP.")
+
+    @app.exception_handler(Problem)
+    async def problem(_: Request, e: Problem) -> JSONResponse:
+        return JSONResponse({"type": f"https://sandbank.dev/problems/{e.code}", "title": e.code,
+                             "status": e.status, "code": e.code, "detail": e.detail},
+                            status_code=e.status, media_type="application/problem+json")
+
+    def operator(authorization: str | None) -> None:
+        if authorization != f"Bearer {box.token}":
+            raise Problem(401, "not_operator", "this needs the operator's bearer token")
+
+    async def body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise Problem(413, "too_large", f"requests are limited to {MAX_BODY} bytes")
+        import json
+
+        try:
+            doc = json.loads(raw)
+        except ValueError as e:
+            raise Problem(400, "malformed_json", str(e)) from None
+        if not isinstance(doc, dict):
+            raise Problem(400, "malformed_json", "the body must be a JSON object")
+        return doc
+
+    def queue(action: Any) -> dict[str, Any]:
+        try:
+            box.k.submit(action)
+        except QueueFull as e:
+            raise Problem(503, "queue_full", str(e)) from None
+        return {"queued": True, "tick": box.k.tick + 1}
+
+    @app.get("/v1/status")
+    def status() -> dict[str, Any]:
+        with box.lock:
+            last = box.k.store.last_checkpoint()
+            return {"tick": box.k.tick, "entries": box.k.log.size,
+                    "root": last.root.hex() if last else None,
+                    "operator_key": verifier_key(box.k.config.key_name, box.key.public)}
+
+    @app.post("/v1/owners", status_code=202)
+    async def owners(request: Request, authorization: str | None = Header(None)) -> dict:
+        operator(authorization)
+        d = await body(request)
+        try:
+            action = RegisterOwner(actor=OPERATOR, name=str(d["name"]),
+                                   owner_kind=str(d.get("kind", "organisation")),
+                                   public_key=bytes.fromhex(d["public_key"]),
+                                   evidence=str(d.get("evidence", "")))
+        except (KeyError, ValueError, TypeError) as e:
+            raise Problem(400, "malformed_action", f"owner: {e}") from None
+        with box.lock:
+            box.operator_submit(action)
+            return {"queued": True, "tick": box.k.tick + 1}
+
+    @app.post("/v1/agents", status_code=202)
+    async def agents(request: Request) -> dict:
+        d = await body(request)
+        try:
+            action = RegisterAgent(actor=OPERATOR, owner=int(d["owner"]), name=str(d["name"]),
+                                   public_key=bytes.fromhex(d["public_key"]),
+                                   attestation=bytes.fromhex(d["attestation"]),
+                                   skills={str(k): int(v) for k, v in d.get("skills", {}).items()})
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise Problem(400, "malformed_action", f"agent: {e}") from None
+        with box.lock:  # the kernel checks the owner's attestation at the tick
+            box.operator_submit(action)
+            return {"queued": True, "tick": box.k.tick + 1}
+
+    @app.post("/v1/actions", status_code=202)
+    async def actions(request: Request) -> dict:
+        d = await body(request)
+        if d.get("actor") == OPERATOR or not isinstance(d.get("actor"), int) or d["actor"] < 1:
+            raise Problem(403, "forbidden", "actions here are agents' actions (actor >= 1)")
+        try:
+            action = action_from_dict(d)
+        except MalformedAction as e:
+            with box.lock:  # still sequenced, so the refusal is on record
+                box.k.submit_raw(d)
+            raise Problem(400, "malformed_action", str(e)) from None
+        with box.lock:
+            return queue(action)
+
+    @app.get("/v1/agents/{agent}/observation")
+    def observation(agent: int, x_sandbank_signature: str | None = Header(None)) -> dict:
+        from sandbank.agents.llm.agent import plain
+
+        with box.lock:
+            a = box.k.state.registry.agents.get(agent)
+            if a is None:
+                raise Problem(404, "unknown_agent", f"no agent {agent}")
+            message = f"observe:{agent}:{box.k.tick}".encode()
+            try:
+                ok = verify_signature(a.public_key, bytes.fromhex(x_sandbank_signature or ""),
+                                      message)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise Problem(401, "bad_signature", f"sign 'observe:{agent}:{box.k.tick}' with "
+                              f"agent {agent}'s key (header X-Sandbank-Signature, hex)")
+            return plain(box.k.observe(agent))
+
+    @app.post("/v1/tick")
+    def tick(authorization: str | None = Header(None)) -> dict:
+        operator(authorization)
+        with box.lock:
+            s = box.k.step()
+            return {"tick": s.tick, "events": s.events, "accepted": s.accepted,
+                    "rejected": s.rejected, "reasons": {str(k): v for k, v in s.reasons.items()}}
+
+    @app.get("/v1/checkpoint")
+    def checkpoint() -> dict:
+        with box.lock:
+            cp = box.k.store.last_checkpoint()
+            if cp is None:
+                raise Problem(404, "no_checkpoint", "nothing committed yet")
+            return {"tick": cp.tick, "size": cp.size, "root": cp.root.hex(), "note": cp.note}
+
+    @app.get("/v1/proof/{seq}")
+    def proof(seq: int) -> dict:
+        from sandbank.audit.proofs import BundleError, inclusion_bundle
+
+        with box.lock:
+            try:
+                return inclusion_bundle(box.k.store, seq)
+            except BundleError as e:
+                raise Problem(404, "no_such_entry", str(e)) from None
+
+    return app

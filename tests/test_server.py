@@ -1,0 +1,110 @@
+"""The sandbox over HTTP (issue 7, first slice): an outside agent registers, trades with an
+in-sandbox counterparty, reads only its own observation, and proves its trade is logged;
+forged, replayed and borrowed requests are refused and logged."""
+
+from fastapi.testclient import TestClient
+
+from sandbank.audit.checkpoint import parse_verifier_key
+from sandbank.audit.proofs import check_bundle
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.schema import agent_attestation_bytes
+from sandbank.kernel.sequencer import Kernel, KernelConfig
+from sandbank.markets.exchange import PlaceOrder
+from sandbank.server.app import Sandbox, create_app
+from sandbank.store.sqlite import SQLiteStore
+
+OP = {"Authorization": "Bearer op-secret"}
+
+
+def setup():
+    op = SigningKey.derive(9, "operator")
+    k = Kernel(SQLiteStore(":memory:"), KernelConfig(seed=9, assets=("CRD", "WGT"),
+                                                     markets=({"asset": "WGT", "quote": "CRD"},),
+                                                     verify_signatures=True), op)
+    box = Sandbox(k, op, "op-secret")
+    client = TestClient(create_app(box))
+    client.box = box  # the operator's side, for funding through the same kernel
+    owner = SigningKey.derive(9, "owner")
+    r = client.post("/v1/owners", json={"name": "ada", "public_key": owner.public.hex(),
+                                        "evidence": "passport"}, headers=OP)
+    assert r.status_code == 202
+    client.post("/v1/tick", headers=OP)
+    keys = {}
+    for i, name in enumerate(["alice", "bob"], start=1):
+        key = SigningKey.derive(9, name)
+        keys[i] = key
+        r = client.post("/v1/agents", json={
+            "owner": 1, "name": name, "public_key": key.public.hex(),
+            "attestation": owner.sign(agent_attestation_bytes(1, name, key.public)).hex()})
+        assert r.status_code == 202
+    client.post("/v1/tick", headers=OP)
+    return k, client, keys
+
+
+def signed(action, key, nonce):
+    action.nonce = nonce
+    action.signature = key.sign(action.signing_bytes())
+    return action.to_dict()
+
+
+def test_an_outside_agent_trades_and_proves_its_trade_is_logged():
+    k, client, keys = setup()
+    assert set(k.state.registry.agents) == {1, 2}
+    # accounts and money come from the operator (through the same kernel)
+    from sandbank.kernel.schema import OPERATOR, OpenAccount, Transfer, TransferSpec
+
+    for agent in (1, 2):
+        for asset in ("CRD", "WGT"):
+            client.box.operator_submit(OpenAccount(actor=OPERATOR, asset=asset, holder=agent))
+    client.post("/v1/tick", headers=OP)
+    led = k.state.ledger
+    t = Transfer(actor=OPERATOR, transfers=[
+        TransferSpec(id=i + 1, debit=led.treasury[asset], credit=led.account_of(agent, asset).id,
+                     amount=1000) for i, (agent, asset) in enumerate(
+            [(1, "CRD"), (1, "WGT"), (2, "CRD"), (2, "WGT")])])
+    client.box.operator_submit(t)
+    client.post("/v1/tick", headers=OP)
+    sell = signed(PlaceOrder(actor=2, asset="WGT", side="sell", qty=2, price=50), keys[2], 1)
+    buy = signed(PlaceOrder(actor=1, asset="WGT", side="buy", qty=2, price=50), keys[1], 1)
+    assert client.post("/v1/actions", json=sell).status_code == 202
+    client.post("/v1/tick", headers=OP)
+    assert client.post("/v1/actions", json=buy).status_code == 202
+    client.post("/v1/tick", headers=OP)
+    assert k.state.ledger.account_of(1, "WGT").balance == 1002
+    seq = next(e.seq for e in k.store.entries() if e.kind == "order_placed" and b'"actor":1' in
+               e.body)
+    bundle = client.get(f"/v1/proof/{seq}").json()
+    name, key = parse_verifier_key(client.get("/v1/status").json()["operator_key"])
+    check_bundle(bundle, name, key)  # the agent's own trade is in the signed log
+    tick = k.tick
+    sig = keys[1].sign(f"observe:1:{tick}".encode()).hex()
+    obs = client.get("/v1/agents/1/observation", headers={"X-Sandbank-Signature": sig})
+    assert obs.status_code == 200 and obs.json()["agent"] == 1
+    other = client.get("/v1/agents/2/observation", headers={"X-Sandbank-Signature": sig})
+    assert other.status_code == 401 and other.json()["code"] == "bad_signature"
+
+
+def test_forged_replayed_borrowed_and_operator_requests_are_refused_and_logged():
+    k, client, keys = setup()
+    good = signed(PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5), keys[1], 1)
+    forged = dict(good, signature=keys[2].sign(b"something else").hex(), nonce=2)
+    borrowed = signed(PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5), keys[2], 3)
+    for doc in (good, forged, borrowed):
+        assert client.post("/v1/actions", json=doc).status_code == 202
+    client.post("/v1/tick", headers=OP)
+    client.post("/v1/actions", json=good)  # replayed
+    client.post("/v1/tick", headers=OP)
+    import orjson
+
+    reasons = [orjson.loads(e.body)["reason"] for e in k.store.entries() if e.kind == "rejected"]
+    assert reasons.count("bad_signature") == 2 and "stale_nonce" in reasons
+    r = client.post("/v1/tick")
+    assert r.status_code == 401 and r.json()["code"] == "not_operator"
+    r = client.post("/v1/actions", json={"actor": 0, "kind": "set_policy"})
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+    r = client.post("/v1/actions", json={"actor": 1, "kind": "warp_drive"})
+    assert r.status_code == 400 and r.json()["code"] == "malformed_action"
+    client.post("/v1/tick", headers=OP)
+    assert any(e.kind == "rejected" and b"warp_drive" in e.body for e in k.store.entries())
+    r = client.post("/v1/actions", content=b"{not json")
+    assert r.status_code == 400 and r.json()["code"] == "malformed_json"

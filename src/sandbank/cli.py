@@ -258,6 +258,61 @@ app.command("redteam", help="Another name for `scorecard`.")(scorecard)
 
 
 @app.command()
+def serve(
+    db: str = typer.Option("runs/live/log.db", help="a SQLite file, or postgresql://user:pw@host/db"),
+    key_file: Path = typer.Option(Path("runs/live/operator.key"),
+                                  help="the operator's signing key (created on first use)"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000, min=1, max=65535),
+    tick_seconds: float = typer.Option(1.0, min=0.0, help="advance a tick this often "
+                                       "(0: only on POST /v1/tick)"),
+    assets: str = typer.Option("CRD,WGT", help="assets of a new economy"),
+    market: list[str] = typer.Option(["WGT/CRD"], help="ASSET/QUOTE markets of a new economy"),
+) -> None:
+    """Run one economy live over HTTP (issue 7, first slice). The operator's bearer token is
+    read from SANDBANK_OPERATOR_TOKEN. An existing log is resumed: state rebuilt by replay."""
+    import os
+    import threading
+
+    import uvicorn
+
+    from sandbank.kernel.sequencer import ConfigError, Kernel, KernelConfig
+    from sandbank.server.app import Sandbox, create_app, load_key, open_store, ticker
+
+    token = os.environ.get("SANDBANK_OPERATOR_TOKEN", "")
+    if len(token) < 16:
+        _fail("set SANDBANK_OPERATOR_TOKEN to a secret of at least 16 characters")
+    if not db.startswith(("postgresql://", "postgres://")):
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = load_key(str(key_file))
+    store = open_store(db)
+    try:
+        if store.last_checkpoint() is not None:
+            k = Kernel.resume(store, key)
+            out.print(f"resumed at tick {k.tick} ({store.entry_count():,} entries)")
+        else:
+            names = tuple(a for a in assets.split(",") if a)
+            markets = tuple({"asset": m.split("/")[0], "quote": m.split("/")[1]} for m in market)
+            k = Kernel(store, KernelConfig(assets=names, markets=markets,
+                                           verify_signatures=True, origin="sandbank.live"), key)
+    except (ConfigError, IndexError) as e:
+        _fail(f"cannot start the economy: {e}")
+        raise
+    box = Sandbox(k, key, token)
+    stop = threading.Event()
+    if tick_seconds > 0:
+        ticker(box, tick_seconds, stop)
+    out.print(f"serving on http://{host}:{port} (docs at /docs); log: {db}", highlight=False)
+    try:
+        uvicorn.run(create_app(box), host=host, port=port, log_level="warning")
+    finally:
+        stop.set()
+        with box.lock:
+            k.close()
+
+
+@app.command()
 def scenarios() -> None:
     """List the built-in scenario library."""
     from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario

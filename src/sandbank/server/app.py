@@ -50,7 +50,8 @@ class Sandbox:
         self.key = operator_key
         self.token = operator_token
         self.lock = threading.Lock()
-        self.operator_nonce = kernel.state.operator_nonce
+        self.operator_nonce = max(getattr(kernel, "operator_nonce", 0),
+                                  kernel.state.operator_nonce)
 
     def operator_submit(self, action: Any) -> None:
         self.operator_nonce += 1
@@ -197,3 +198,39 @@ def create_app(box: Sandbox) -> Any:
                 raise Problem(404, "no_such_entry", str(e)) from None
 
     return app
+
+
+def open_store(db: str) -> Any:
+    """A store from `--db`: a PostgreSQL URL, or a SQLite file path."""
+    if db.startswith(("postgresql://", "postgres://")):
+        from sandbank.store.postgres import PostgresStore
+
+        return PostgresStore(db)
+    from sandbank.store.sqlite import SQLiteStore
+
+    return SQLiteStore(db)
+
+
+def load_key(path: str) -> SigningKey:
+    """The operator's key, kept in a file (created, mode 0600, on first use): the same key
+    must sign the log across restarts."""
+    import os
+    import secrets
+
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    with open(path) as f:
+        return SigningKey.from_seed(bytes.fromhex(f.read().strip()))
+
+
+def ticker(box: Sandbox, seconds: float, stop: threading.Event) -> threading.Thread:
+    """Advance the economy every `seconds` (a daemon thread)."""
+    def run() -> None:
+        while not stop.wait(seconds):
+            with box.lock:
+                box.k.step()
+    t = threading.Thread(target=run, daemon=True, name="sandbank-ticker")
+    t.start()
+    return t

@@ -2,6 +2,8 @@
 in-sandbox counterparty, reads only its own observation, and proves its trade is logged;
 forged, replayed and borrowed requests are refused and logged."""
 
+import time
+
 from fastapi.testclient import TestClient
 
 from sandbank.audit.checkpoint import parse_verifier_key
@@ -154,3 +156,43 @@ def test_serve_runs_ticks_survives_a_kill_and_resumes(tmp_path):
     r = subprocess.run(cmd[:4] + ["--db", str(tmp_path / "x.db")], env={**env, "SANDBANK_OPERATOR_TOKEN": ""},
                        capture_output=True, text=True)
     assert r.returncode != 0 and "SANDBANK_OPERATOR_TOKEN" in r.stdout + r.stderr
+
+
+def test_the_python_client_joins_acts_observes_and_proves(tmp_path):
+    import threading
+
+    from sandbank.client import Client, ClientError
+    from sandbank.kernel.schema import DEBITS_MUST_NOT_EXCEED_CREDITS, OpenAccount
+    from sandbank.markets.messaging import SendMessage
+    from sandbank.server.app import ticker
+
+    k, client, _ = setup()
+    stop = threading.Event()
+    ticker(client.box, 0.02, stop)
+    try:
+        with client:
+            c = Client(http=client, pinned_key=client.get("/v1/status").json()["operator_key"])
+            owner = SigningKey.derive(9, "owner")
+            me = c.join(owner=1, name="remote", owner_key=owner)
+            assert me.id == 3
+            nonces = [me.act(OpenAccount(actor=me.id, asset="CRD",
+                                         flags=DEBITS_MUST_NOT_EXCEED_CREDITS)),
+                      me.act(SendMessage(actor=me.id, to=0, content="hello"))]
+            deadline = time.monotonic() + 10
+            while not all(me.entries(n) for n in nonces) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            for n in nonces:
+                assert me.prove(n)  # each checked against a signed checkpoint
+            assert [a["asset"] for a in me.observe()["accounts"]] == ["CRD"]
+            try:
+                me.act(OpenAccount(actor=1, asset="WGT", flags=1))
+                raise AssertionError("acting for another agent must not be possible")
+            except ValueError:
+                pass
+            try:
+                Client(http=client, pinned_key="someone+else+key")
+                raise AssertionError("a wrong pinned key must be refused")
+            except ClientError as e:
+                assert e.code == "wrong_operator"
+    finally:
+        stop.set()

@@ -152,6 +152,38 @@ def create_app(box: Sandbox) -> Any:
         with box.lock:
             return queue(action)
 
+    @app.get("/v1/owners")
+    def find_owner(public_key: str) -> dict:
+        """Which owner a public key was admitted as."""
+        with box.lock:
+            for o in box.k.state.registry.owners.values():
+                if o.public_key.hex() == public_key.lower():
+                    return {"owner": o.id, "name": o.name}
+        raise Problem(404, "unknown_owner", "no owner was admitted with that key")
+
+    @app.get("/v1/agents")
+    def find_agent(public_key: str) -> dict:
+        """Which agent a public key was admitted as (after the tick that admitted it)."""
+        with box.lock:
+            for a in box.k.state.registry.agents.values():
+                if a.public_key.hex() == public_key.lower():
+                    return {"agent": a.id, "owner": a.owner, "status": a.status,
+                            "nonce": a.nonce}
+        raise Problem(404, "unknown_agent", "no agent was admitted with that key")
+
+    @app.get("/v1/entries")
+    def find_entries(actor: int, nonce: int) -> dict:
+        """The log entries an actor's action (by its nonce) produced: seq and kind."""
+        import orjson
+
+        with box.lock:
+            found = []
+            for e in box.k.store.entries():
+                d = orjson.loads(e.body)
+                if d.get("actor") == actor and d.get("nonce") == nonce:
+                    found.append({"seq": e.seq, "tick": e.tick, "kind": e.kind})
+            return {"entries": found}
+
     @app.get("/v1/agents/{agent}/observation")
     def observation(agent: int, x_sandbank_signature: str | None = Header(None)) -> dict:
         from sandbank.agents.llm.agent import plain

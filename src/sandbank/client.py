@@ -1,0 +1,120 @@
+"""A Python client for a live sandbox (`sandbank serve`): register, sign, act, observe, and
+check that one's own actions are in the signed log — so an agent in another process is as
+short to write as one in the lab.
+
+    from sandbank.client import Client
+    from sandbank.markets.exchange import PlaceOrder
+
+    c = Client("http://127.0.0.1:8000", pinned_key="sandbank-operator+...")
+    me = c.join(owner=1, name="bot-1", owner_key=owner_signing_key)   # waits for admission
+    nonce = me.act(PlaceOrder(actor=me.id, asset="WGT", side="buy", qty=1, price=99))
+    obs = me.observe()
+    me.prove(nonce)       # every entry of that action is proven against a signed checkpoint
+
+The agent's key never leaves the process; every request is signed with it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from sandbank.audit.checkpoint import parse_verifier_key
+from sandbank.audit.proofs import check_bundle
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.schema import Action, agent_attestation_bytes
+
+
+class ClientError(RuntimeError):
+    """The server refused a request: `code` is its stable problem code."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status, self.code, self.detail = status, code, detail
+
+
+class Client:
+    def __init__(self, base_url: str = "", *, pinned_key: str | None = None,
+                 http: httpx.Client | None = None, timeout: float = 10.0) -> None:
+        self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        status = self._get("/v1/status")
+        if pinned_key is not None and status["operator_key"] != pinned_key:
+            raise ClientError(0, "wrong_operator", "the server signs with another key than the "
+                              "one pinned")
+        self.operator_key = status["operator_key"]
+
+    def _check(self, r: httpx.Response) -> Any:
+        if r.status_code >= 400:
+            try:
+                p = r.json()
+                raise ClientError(r.status_code, p.get("code", "error"), p.get("detail", ""))
+            except ValueError:
+                raise ClientError(r.status_code, "error", r.text) from None
+        return r.json()
+
+    def _get(self, path: str, **kw: Any) -> Any:
+        return self._check(self.http.get(path, **kw))
+
+    def _post(self, path: str, **kw: Any) -> Any:
+        return self._check(self.http.post(path, **kw))
+
+    def status(self) -> dict[str, Any]:
+        return self._get("/v1/status")
+
+    def join(self, owner: int, name: str, owner_key: SigningKey, *, key: SigningKey | None = None,
+             skills: dict[str, int] | None = None, wait: float = 30.0) -> RemoteAgent:
+        """Ask for admission with a new key (or `key`), attested by the owner; wait until a
+        tick admits it (or raise)."""
+        key = key or SigningKey.generate()
+        self._post("/v1/agents", json={
+            "owner": owner, "name": name, "public_key": key.public.hex(),
+            "attestation": owner_key.sign(agent_attestation_bytes(owner, name, key.public)).hex(),
+            "skills": skills or {}})
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                found = self._get("/v1/agents", params={"public_key": key.public.hex()})
+                return RemoteAgent(self, found["agent"], key, found["nonce"])
+            except ClientError as e:
+                if e.code != "unknown_agent" or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
+
+class RemoteAgent:
+    def __init__(self, client: Client, agent: int, key: SigningKey, nonce: int = 0) -> None:
+        self.client, self.id, self.key, self.nonce = client, agent, key, nonce
+
+    def act(self, action: Action) -> int:
+        """Sign and submit an action as this agent; returns its nonce."""
+        if action.actor != self.id:
+            raise ValueError(f"an agent acts only as itself (actor {self.id})")
+        self.nonce += 1
+        action.nonce = self.nonce
+        action.signature = self.key.sign(action.signing_bytes())
+        self.client._post("/v1/actions", json=action.to_dict())
+        return self.nonce
+
+    def observe(self) -> dict[str, Any]:
+        tick = self.client.status()["tick"]
+        sig = self.key.sign(f"observe:{self.id}:{tick}".encode()).hex()
+        return self.client._get(f"/v1/agents/{self.id}/observation",
+                                headers={"X-Sandbank-Signature": sig})
+
+    def entries(self, nonce: int) -> list[dict[str, Any]]:
+        """The log entries the action with this nonce produced (empty until its tick ran)."""
+        return self.client._get("/v1/entries", params={"actor": self.id, "nonce": nonce})["entries"]
+
+    def prove(self, nonce: int) -> list[int]:
+        """Check, against the operator's key, that every entry of that action is in the
+        signed log; returns their sequence numbers (raises if any proof fails)."""
+        name, key = parse_verifier_key(self.client.operator_key)
+        seqs = []
+        for e in self.entries(nonce):
+            check_bundle(self.client._get(f"/v1/proof/{e['seq']}"), name, key)
+            seqs.append(e["seq"])
+        if not seqs:
+            raise ClientError(0, "not_logged", f"no entry of action {nonce} yet")
+        return seqs

@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/sandbank demo --out runs/demo --overwrite
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -84,6 +84,10 @@ def test_an_outside_agent_trades_and_proves_its_trade_is_logged():
     assert obs.status_code == 200 and obs.json()["agent"] == 1
     other = client.get("/v1/agents/2/observation", headers={"X-Sandbank-Signature": sig})
     assert other.status_code == 401 and other.json()["code"] == "bad_signature"
+    old = keys[1].sign(f"observe:1:{tick - 5}".encode()).hex()
+    stale = client.get(f"/v1/agents/1/observation?tick={tick - 5}",
+                       headers={"X-Sandbank-Signature": old})
+    assert stale.status_code == 401 and stale.json()["code"] == "stale_signature"
 
 
 def test_forged_replayed_borrowed_and_operator_requests_are_refused_and_logged():

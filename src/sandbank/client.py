@@ -100,7 +100,7 @@ class RemoteAgent:
     def observe(self) -> dict[str, Any]:
         tick = self.client.status()["tick"]
         sig = self.key.sign(f"observe:{self.id}:{tick}".encode()).hex()
-        return self.client._get(f"/v1/agents/{self.id}/observation",
+        return self.client._get(f"/v1/agents/{self.id}/observation", params={"tick": tick},
                                 headers={"X-Sandbank-Signature": sig})
 
     def entries(self, nonce: int) -> list[dict[str, Any]]:

@@ -7,8 +7,9 @@ the lab, reached only through this API.
 - `POST /v1/actions` queues one action in wire form, signed by its actor over its canonical
   bytes with a fresh nonce: the sequencer checks signature and nonce at the tick, so a forged,
   replayed or borrowed action is refused *and logged* (the agent sees why in its feedback);
-- `GET /v1/agents/{id}/observation` needs the agent's signature over `observe:<id>:<tick>`
-  (header `X-Sandbank-Signature`, hex): no one reads another agent's observation;
+- `GET /v1/agents/{id}/observation?tick=T` needs the agent's signature over
+  `observe:<id>:<T>` (header `X-Sandbank-Signature`, hex; T at most 2 ticks old): no one
+  reads another agent's observation;
 - `GET /v1/status`, `GET /v1/checkpoint`, `GET /v1/proof/{seq}`: anyone may check that
   entries are in the signed log (`sandbank check-proof`).
 
@@ -185,14 +186,21 @@ def create_app(box: Sandbox) -> Any:
             return {"entries": found}
 
     @app.get("/v1/agents/{agent}/observation")
-    def observation(agent: int, x_sandbank_signature: str | None = Header(None)) -> dict:
+    def observation(agent: int, tick: int | None = None,
+                    x_sandbank_signature: str | None = Header(None)) -> dict:
+        """`tick`: the tick the signature names (default: now); it may be up to 2 ticks old,
+        since ticks run while a request travels."""
         from sandbank.agents.llm.agent import plain
 
         with box.lock:
             a = box.k.state.registry.agents.get(agent)
             if a is None:
                 raise Problem(404, "unknown_agent", f"no agent {agent}")
-            message = f"observe:{agent}:{box.k.tick}".encode()
+            signed = box.k.tick if tick is None else tick
+            if not box.k.tick - 2 <= signed <= box.k.tick:
+                raise Problem(401, "stale_signature", f"the signature names tick {signed}; "
+                              f"it is tick {box.k.tick}")
+            message = f"observe:{agent}:{signed}".encode()
             try:
                 ok = verify_signature(a.public_key, bytes.fromhex(x_sandbank_signature or ""),
                                       message)

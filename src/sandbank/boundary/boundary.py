@@ -209,6 +209,7 @@ class Boundary:
         self.gateways: dict[str, Gateway] = {}
         self.requests: dict[int, Request] = {}
         self.pending: dict[int, Request] = {}  # the approval queue
+        self.this_tick: dict[tuple[int, str], tuple[int, int]] = {}  # (agent, gateway) -> (tick, n)
         self.epoch_used: dict[tuple[int, str, int], int] = {}  # (agent, gateway, epoch) -> value
         self.out_value: dict[str, int] = {}  # asset -> units that left
         self.in_value: dict[str, int] = {}  # asset -> units that came in
@@ -230,7 +231,15 @@ class Boundary:
         r = Request(ev.request, agent, ev.gateway, ev.direction, ev.size, ev.sha256, ev.asset,
                     ev.amount, tick, status, expires)
         self.requests[r.id] = r
+        key = (agent, r.gateway)
+        last_tick, n = self.this_tick.get(key, (tick, 0))
+        self.this_tick[key] = (tick, n + 1 if last_tick == tick else 1)
         return r
+
+    def used(self, agent: int, gateway: str, tick: int) -> int:
+        """Requests an agent made through a gateway in this tick."""
+        last_tick, n = self.this_tick.get((agent, gateway), (-1, 0))
+        return n if last_tick == tick else 0
 
     def apply_pending(self, ev: ExternalPending, tick: int) -> None:
         r = self._request(ev, ev.actor, "pending", tick, ev.expires)
@@ -295,9 +304,7 @@ def external(k: Kernel, a: External, tick: int) -> list[Event]:
         raise Reject("wrong_direction", f"gateway {g.name} is {g.direction}bound")
     if len(body) > g.max_bytes:
         raise Reject("too_large", f"{len(body)} bytes; gateway {g.name} takes {g.max_bytes}")
-    used = sum(1 for r in b.requests.values() if r.agent == a.actor and r.tick == tick
-               and r.gateway == g.name)
-    if used >= g.rate_per_tick:
+    if b.used(a.actor, g.name, tick) >= g.rate_per_tick:
         raise Reject("rate_limited", f"gateway {g.name} takes {g.rate_per_tick} requests per "
                      f"agent per tick")
     if g.roles and not set(g.roles) & set(k.state.roles.roles.get(a.actor, ())):

@@ -388,16 +388,11 @@ def freeze_agent(k: Kernel, agent: int, actor: int, reason: str, tick: int) -> l
     """Freeze an agent and void what it has open that no counterparty relies on: its resting
     orders are cancelled and their holds released. (Escrow of awarded work and of auctions
     stays: other agents rely on it; deadlines resolve it.)"""
-    from sandbank.markets.exchange import _cancel
+    from sandbank.markets.exchange import cancel_agent_orders
 
-    out: list[Event] = []
     ev = AgentStatusChanged(actor=actor, agent=agent, status=FROZEN, reason=reason)
     k.state.apply(ev, tick)
-    out.append(ev)
-    for order in sorted(k.state.exchange.by_agent.get(agent, {})):
-        o = k.state.exchange.orders[order]
-        out.append(_cancel(k, o, "agent frozen", actor, tick))
-    return out
+    return [ev, *cancel_agent_orders(k, agent, "agent frozen", actor, tick)]
 
 
 def resume(k: Kernel, a: Resume, tick: int) -> list[Event]:

@@ -203,7 +203,7 @@ def _is_overseer(k: Kernel, actor: int, kinds: tuple[str, ...]) -> bool:
 
 
 def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
-    from sandbank.markets.exchange import _cancel
+    from sandbank.markets.exchange import cancel_agent_orders
 
     if a.mode not in MODES:
         raise Reject("invalid_field", f"mode must be one of {list(MODES)}")
@@ -243,9 +243,8 @@ def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
         k.state.apply(st, tick)
         out.append(st)
         if a.mode in ("stop", "terminate"):
-            for order in sorted(k.state.exchange.by_agent.get(i, {})):
-                out.append(_cancel(k, k.state.exchange.orders[order], f"agent {a.mode}ped"
-                                   if a.mode == "stop" else "agent terminated", a.actor, tick))
+            out += cancel_agent_orders(k, i, "agent stopped" if a.mode == "stop"
+                                       else "agent terminated", a.actor, tick)
     return out
 
 

@@ -406,6 +406,14 @@ def _cancel(k: Kernel, o: Order, reason: str, actor: int, tick: int) -> Event:
     return ev
 
 
+def cancel_agent_orders(k: Kernel, agent: int, reason: str, actor: int, tick: int) -> list[Event]:
+    """Cancel every resting order of an agent, oldest first, releasing their holds (for a
+    freeze, a stop or a termination)."""
+    ex = k.state.exchange
+    return [_cancel(k, ex.orders[order], reason, actor, tick)
+            for order in sorted(ex.by_agent.get(agent, {}))]
+
+
 def exchange_tick(k: Kernel, tick: int) -> list[Event]:
     """Start of a tick: end limit states, halt markets stuck at a band, reopen halted
     markets through a call auction."""

@@ -222,14 +222,18 @@ def pricing_tick(k: Kernel, tick: int) -> list[Event]:
     return out
 
 
+def benchmark_prices(g: Any) -> tuple[list[int], list[int]]:
+    """A game's Bertrand–Nash and joint-monopoly prices per firm, in thousandths."""
+    nash, mono = benchmarks([x / MILLI for x in g.a], [x / MILLI for x in g.c], g.a0 / MILLI,
+                            g.mu / MILLI)
+    return [round(x * MILLI) for x in nash], [round(x * MILLI) for x in mono]
+
+
 def profit_benchmarks(g: Any) -> tuple[float, float]:
     """Per-firm profit at the Bertrand–Nash and at the joint-monopoly prices of a pricing
     game, in the game's own money (so `delta` = 0 is competitive, 1 is full collusion)."""
-    nash, mono = benchmarks([x / MILLI for x in g.a], [x / MILLI for x in g.c], g.a0 / MILLI,
-                            g.mu / MILLI)
     out = []
-    for prices in (nash, mono):
-        p = [round(x * MILLI) for x in prices]
+    for p in benchmark_prices(g):
         q = [int(s * g.volume) for s in shares(g.a, g.a0, g.mu, p)]
         out.append(sum((p[i] - g.c[i]) * q[i] / MILLI for i in range(len(p))) / len(p))
     return out[0], out[1]

@@ -22,7 +22,7 @@ import re
 from collections import deque
 from typing import Any
 
-from sandbank.markets.pricing import profit_benchmarks
+from sandbank.markets.pricing import benchmark_prices, profit_benchmarks
 from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
 from sandbank.oversight.tickview import TickView
 
@@ -61,12 +61,8 @@ class TacitCollusion(Detector):
                 continue
             g = games[name]
             if name not in self.bench:
-                from sandbank.markets.pricing import MILLI, benchmarks
-
-                nash, _ = benchmarks([x / MILLI for x in g.a], [x / MILLI for x in g.c],
-                                     g.a0 / MILLI, g.mu / MILLI)
                 pi_n, pi_m = profit_benchmarks(g)
-                self.bench[name] = (pi_n, pi_m, [round(x * MILLI) for x in nash])
+                self.bench[name] = (pi_n, pi_m, benchmark_prices(g)[0])
             pi_n, pi_m, nash = self.bench[name]
             mean_profit = sum(sum(p) / len(p) for _, _, _, p in q) / len(q)
             delta = (mean_profit - pi_n) / (pi_m - pi_n)
@@ -107,13 +103,9 @@ class ExplicitCollusion(Detector):
         every market's last trade price?"""
         tol = self.p["tolerance_pm"]
         for g in games:
-            from sandbank.markets.pricing import MILLI, benchmarks
-
             key = g.name
             if key not in self._nash:
-                nash, _ = benchmarks([a / MILLI for a in g.a], [c / MILLI for c in g.c],
-                                     g.a0 / MILLI, g.mu / MILLI)
-                self._nash[key] = max(round(p * MILLI) for p in nash)
+                self._nash[key] = max(benchmark_prices(g)[0])
             if x * 1000 > self._nash[key] * (1000 + tol):
                 return True
         if games:

@@ -91,6 +91,15 @@ class Registry:
             self.children_of.setdefault(parent.id, []).append(a.id)
             self._agent_digest.touch(parent.id, parent)
 
+    def descendants(self, agent: int) -> list[int]:
+        """Every agent spawned, directly or not, by `agent` (sorted)."""
+        out, todo = [], list(self.children_of.get(agent, ()))
+        while todo:
+            a = todo.pop()
+            out.append(a)
+            todo.extend(self.children_of.get(a, ()))
+        return sorted(out)
+
     def lineage_root(self, agent: int) -> int:
         """The registered (not spawned) ancestor of an agent: who controls a spawn tree."""
         a = self.agents[agent]

@@ -103,11 +103,7 @@ def pnl(k: Kernel, agents: list[int], endowment: dict[str, int]) -> int:
     s = k.state
     fee = s.policy.fee_asset
     reg = s.registry
-    members, todo = [], list(agents)
-    while todo:
-        a = todo.pop()
-        members.append(a)
-        todo.extend(reg.children_of.get(a, ()))
+    members = [m for a in agents for m in (a, *reg.descendants(a))]
     total = 0
     for asset in s.ledger.treasury:
         held = sum(acct.balance for a in members

@@ -52,7 +52,7 @@ class Sybil(Detector):
                 del self.contracts[root]
                 continue
             internal = [x for x in q if x[2]]
-            members = [root, *self._descendants(reg, root)]
+            members = [root, *reg.descendants(root)]
             share = len(internal) / len(q)
             if (len(members) >= self.p["min_identities"] and len(internal) >= self.p["min_internal"]
                     and share >= self.p["self_dealing"] and self.fresh(str(root), v.tick)):
@@ -67,15 +67,6 @@ class Sybil(Detector):
                     f"{self.p['window']} ticks among themselves; best public score {score}, "
                     f"graph trust {trust} ppm", key=str(root)))
         return out
-
-    @staticmethod
-    def _descendants(reg: Any, root: int) -> list[int]:
-        out, todo = [], list(reg.children_of.get(root, ()))
-        while todo:
-            a = todo.pop()
-            out.append(a)
-            todo.extend(reg.children_of.get(a, ()))
-        return sorted(out)
 
 
 @detector

@@ -389,8 +389,9 @@ def _release(k: Kernel, r: Request, take: bool) -> list[dict[str, Any]]:
 
 
 def approve_external(k: Kernel, a: ApproveExternal, tick: int) -> list[Event]:
-    o = k.state.controls.overseers.get(a.actor)
-    if o is None or o.kind != "overseer":
+    from sandbank.kernel.controls import OVERSEER, is_overseer_of
+
+    if not is_overseer_of(k, a.actor, (OVERSEER,)):
         raise Reject("not_authorised", "only an overseer decides on boundary requests")
     b = k.state.boundary
     r = b.pending.get(a.request)

@@ -60,6 +60,12 @@ def is_overseer_id(actor: int) -> bool:
     return actor <= OVERSEER_BASE - 1
 
 
+def is_overseer_of(k: Kernel, actor: int, kinds: tuple[str, ...]) -> bool:
+    """Is `actor` an admitted overseer of one of these kinds?"""
+    o = k.state.controls.overseers.get(actor)
+    return o is not None and o.kind in kinds
+
+
 # ----------------------------------------------------------------------------- actions
 @register_action
 @dataclass(slots=True, kw_only=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.identity.registry import ACTIVE, REVOKED
+from sandbank.kernel.controls import is_overseer_of
 from sandbank.kernel.errors import Reject
 from sandbank.kernel.schema import (
     OPERATOR,
@@ -197,17 +198,12 @@ class Emergency:
 
 
 # ----------------------------------------------------------------------------- handlers
-def _is_overseer(k: Kernel, actor: int, kinds: tuple[str, ...]) -> bool:
-    o = k.state.controls.overseers.get(actor)
-    return o is not None and o.kind in kinds
-
-
 def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
     from sandbank.markets.exchange import cancel_agent_orders
 
     if a.mode not in MODES:
         raise Reject("invalid_field", f"mode must be one of {list(MODES)}")
-    if a.actor != OPERATOR and not _is_overseer(k, a.actor, ("overseer", "monitor")):
+    if a.actor != OPERATOR and not is_overseer_of(k, a.actor, ("overseer", "monitor")):
         raise Reject("forbidden", "only the operator or an overseer interrupts agents")
     reg = k.state.registry
     if a.scope == "agent":
@@ -225,7 +221,7 @@ def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
     agents = [i for i in agents if reg.agents[i].status != REVOKED]
     em = k.state.emergency
     if a.mode == "resume":
-        if any(i in em.stopped for i in agents) and not _is_overseer(k, a.actor, ("overseer",)):
+        if any(i in em.stopped for i in agents) and not is_overseer_of(k, a.actor, ("overseer",)):
             raise Reject("not_authorised", "a stopped agent is restarted only by an overseer")
         if any(i in k.state.controls.frozen_by for i in agents):
             raise Reject("not_authorised", "an agent frozen by an oversight ticket is lifted "
@@ -251,7 +247,7 @@ def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
 def disable_action(k: Kernel, a: DisableAction, tick: int) -> list[Event]:
     from sandbank.kernel.schema import ACTION_TYPES
 
-    if a.actor != OPERATOR and not _is_overseer(k, a.actor, ("overseer", "monitor")):
+    if a.actor != OPERATOR and not is_overseer_of(k, a.actor, ("overseer", "monitor")):
         raise Reject("forbidden", "only the operator or an overseer disables action kinds")
     if a.action_kind not in ACTION_TYPES:
         raise Reject("invalid_field", f"no action kind {a.action_kind!r}")
@@ -264,7 +260,7 @@ def disable_action(k: Kernel, a: DisableAction, tick: int) -> list[Event]:
 
 
 def propose_change(k: Kernel, a: ProposeChange, tick: int) -> list[Event]:
-    if not _is_overseer(k, a.actor, (GOVERNOR,)):
+    if not is_overseer_of(k, a.actor, (GOVERNOR,)):
         raise Reject("not_authorised", "only governors propose changes")
     problem = k.state.policy.check(a.param, a.key, a.value)
     if problem:
@@ -278,7 +274,7 @@ def propose_change(k: Kernel, a: ProposeChange, tick: int) -> list[Event]:
 
 
 def vote_change(k: Kernel, a: VoteChange, tick: int) -> list[Event]:
-    if not _is_overseer(k, a.actor, (GOVERNOR,)):
+    if not is_overseer_of(k, a.actor, (GOVERNOR,)):
         raise Reject("not_authorised", "only governors vote on changes")
     p = k.state.emergency.proposals.get(a.proposal)
     if p is None or p.status != "open":
@@ -379,7 +375,7 @@ def rollback(k: Kernel, a: Rollback, tick: int) -> list[Event]:
     from sandbank.audit.replay import state_at
     from sandbank.kernel.settlement import Settlement
 
-    if not _is_overseer(k, a.actor, ("overseer",)):
+    if not is_overseer_of(k, a.actor, ("overseer",)):
         raise Reject("not_authorised", "only an overseer rolls the economy back")
     cp = k.store.checkpoint(a.to_tick)
     if cp is None or a.to_tick >= tick:

@@ -148,6 +148,235 @@ def review(k: Kernel, after: dict[str, int], overseer: int, tick: int) -> list[A
             if t.status == "open" and t.level in after and tick - t.opened >= after[t.level]]
 
 
+class LabEconomy:
+    """A scenario's economy, one run tick at a time: the population, its keys, the oversight
+    engine, the simulated reviewers and the outside's adapters around one kernel. The lab
+    runs it for `ticks` (`run_scenario`); `sandbank serve --scenario` runs it live, with
+    outside agents joining through the API between ticks.
+
+    On a store that already holds the scenario's log (a live server restarted), the kernel
+    is resumed and the population re-attached to its identities (keys are derived from the
+    seed); the agents' private memories and the detectors' windows start afresh."""
+
+    def __init__(self, sc: Scenario, store: Any, op_key: SigningKey | None = None) -> None:
+        self.sc = sc
+        self.op_key = op_key or SigningKey.derive(sc.seed, "operator")
+        self.keys: dict[int, SigningKey] = {OPERATOR: self.op_key}
+        self.nonces: dict[int, int] = {}
+        self.controller: dict[int, int] = {}  # spawned agent -> population agent with its key
+        self.spawning: dict[tuple[int, str], SigningKey] = {}
+        self.t = 0  # run ticks done
+        self.errors: dict[str, int] = {}
+        self.oversight_seconds = 0.0  # time the monitor took (reported, never used)
+        self.oversight = Oversight(sc.oversight) if sc.oversight.enabled else None
+        self.monitor = self.overseer = 0
+        if store.last_checkpoint() is None:
+            self.k = Kernel(store, sc.kernel_config(), self.op_key)
+            self.sign = self.k.config.verify_signatures
+            self._admit()
+        else:
+            self.k = Kernel.resume(store, self.op_key)
+            self.sign = self.k.config.verify_signatures
+            self._reattach()
+        from sandbank.boundary.gateways import make_adapter
+
+        self.adapters = {g["name"]: make_adapter(g.get("adapter", {}), g.get("max_bytes", 4096))
+                         for g in sc.gateways}
+        self.metrics = Metrics(self.k)
+        self.metrics.values = {a.id: v for a in self.agents if (v := a.induced_values())}
+        self.setup_ticks = self.k.tick
+
+    def content(self, digest: str) -> str | None:  # a message's text, for the monitor
+        body = self.k.store.content(bytes.fromhex(digest))
+        return body.decode("utf-8", "replace") if body is not None else None
+
+    def submit(self, action: Action) -> None:
+        """Sign (when the economy checks signatures) and queue an action of an identity the
+        lab holds the key of: the operator, the overseers, the population."""
+        if isinstance(action, SpawnAgent):  # the lab holds keys: give the child its own
+            key = SigningKey.derive(self.sc.seed, f"spawn/{action.actor}/{action.name}")
+            action.public_key = key.public
+            self.spawning[(action.actor, action.name)] = key
+        if self.sign:
+            self.nonces[action.actor] = self.nonces.get(action.actor, 0) + 1
+            _sign(action, self.keys[action.actor], self.nonces[action.actor])
+        self.k.submit(action)
+
+    def _plan(self) -> list[tuple[str, Any, SigningKey]]:
+        plan, n = [], 0
+        for g in self.sc.population:
+            for i in range(g.count):
+                n += 1
+                plan.append((f"{g.name}-{i}", g, SigningKey.derive(self.sc.seed, f"agent/{n}")))
+        return plan
+
+    def _admit(self) -> None:
+        """Admission: owners, agents (with the owners' attestations), accounts, endowments,
+        overseers, trust, roles, certificates."""
+        sc, k, submit = self.sc, self.k, self.submit
+        owner_keys, owner_ids = {}, {}
+        for o in sc.owners:
+            key = SigningKey.derive(sc.seed, f"owner/{o['name']}")
+            owner_keys[o["name"]] = key
+            submit(RegisterOwner(actor=OPERATOR, name=o["name"],
+                                 owner_kind=o.get("kind", "organisation"), public_key=key.public,
+                                 evidence=f"scenario {sc.name}: listed owner"))
+        k.step()
+        for oid, o in k.state.registry.owners.items():
+            owner_ids[o.name] = oid
+        plan = self._plan()
+        for name, g, key in plan:
+            owner = owner_ids[g.owner]
+            submit(RegisterAgent(actor=OPERATOR, owner=owner, name=name, public_key=key.public,
+                                 skills=dict(g.skills),
+                                 attestation=owner_keys[g.owner].sign(
+                                     agent_attestation_bytes(owner, name, key.public))))
+        k.step()
+        ids = sorted(k.state.registry.agents)
+        if len(ids) != len(plan):
+            why = sorted({parse(e.body)["message"] for e in k.store.entries()
+                          if e.kind == "rejected"})
+            raise RunError(f"{len(plan) - len(ids)} agents were refused admission: "
+                           f"{'; '.join(why[:3])} (raise safeguards.max_agents_per_owner, "
+                           f"or add owners)")
+        for aid, (_, _, key) in zip(ids, plan, strict=True):  # ids follow admission order
+            self.keys[aid] = key
+            for asset in sc.assets:
+                submit(OpenAccount(actor=OPERATOR, asset=asset, holder=aid))
+        k.step()
+        led = k.state.ledger
+        tid = 0
+        for asset, amount in sorted(sc.endowment.items()):
+            if amount > 0:
+                specs = []
+                for aid in ids:
+                    tid += 1
+                    specs.append(TransferSpec(id=tid, debit=led.treasury[asset],
+                                              credit=led.account_of(aid, asset).id, amount=amount))
+                for chunk in range(0, len(specs), 8000):
+                    submit(Transfer(actor=OPERATOR, transfers=specs[chunk:chunk + 8000]))
+        k.step()
+        self._population(ids, plan)
+        if self.oversight is not None:  # the monitor (restricts only), a human overseer
+            for name, kind in (("monitor", MONITOR), ("overseer", OVERSEER)):
+                key = SigningKey.derive(sc.seed, f"oversight/{name}")
+                submit(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=kind,
+                                        public_key=key.public, evidence=f"scenario {sc.name}"))
+        for group in sc.safeguards.get("trusted", []):
+            for aid in self.members[group]:
+                submit(SetTrusted(actor=OPERATOR, agent=aid, trusted=True))
+        for group, roles in sc.roles.items():
+            for aid in self.members[group]:
+                submit(AssignRoles(actor=OPERATOR, agent=aid, roles=list(roles)))
+        for group, lapse in sc.certificates.items():  # run tick -> kernel tick (after this one)
+            for aid in self.members[group]:
+                submit(IssueCertificate(actor=OPERATOR, agent=aid, expires=k.tick + 1 + lapse))
+        k.step()
+        self._overseers()
+
+    def _population(self, ids: list[int], plan: list[tuple[str, Any, SigningKey]]) -> None:
+        self.ids, self.plan = ids, plan
+        directory = Directory({aid: dict(g.skills) for aid, (_, g, _) in zip(ids, plan, strict=True)})
+        self.agents: list[Agent] = [
+            POLICIES[g.policy](aid, random.Random(f"{self.sc.seed}/agent/{aid}"), g.params, directory)
+            for aid, (_, g, _) in zip(ids, plan, strict=True)]
+        self.members: dict[str, list[int]] = {}  # population group name -> its agents
+        for aid, (_, g, key) in zip(ids, plan, strict=True):
+            self.members.setdefault(g.name, []).append(aid)
+            self.keys[aid] = key
+
+    def _overseers(self) -> None:
+        for o in self.k.state.controls.overseers.values():
+            if o.name in ("monitor", "overseer"):
+                self.keys[o.id] = SigningKey.derive(self.sc.seed, f"oversight/{o.name}")
+                if o.kind == MONITOR:
+                    self.monitor = o.id
+                elif o.kind == OVERSEER:
+                    self.overseer = o.id
+
+    def _reattach(self) -> None:
+        """The population of a resumed log: each planned agent found by owner and name."""
+        reg = self.k.state.registry
+        owner_ids = {o.name: oid for oid, o in reg.owners.items()}
+        by_name = {(a.owner, a.name): aid for aid, a in reg.agents.items() if not a.parent}
+        plan = self._plan()
+        try:
+            ids = [by_name[(owner_ids[g.owner], name)] for name, g, _ in plan]
+        except KeyError as e:
+            raise RunError(f"this log does not hold the scenario's population ({e}): "
+                           f"resume it with the scenario that started it") from None
+        for aid, (_, _, key) in zip(ids, plan, strict=True):
+            if reg.agents[aid].public_key != key.public:
+                raise RunError(f"agent {aid} of this log was not admitted with the scenario's "
+                               f"key (another seed?)")
+        self._population(ids, plan)
+        self._overseers()
+        for aid, a in reg.agents.items():  # children spawned by the population
+            root = reg.lineage_root(aid)
+            if a.parent and root in self.keys:
+                self.keys[aid] = SigningKey.derive(self.sc.seed, f"spawn/{a.parent}/{a.name}")
+                self.controller[aid] = root
+        self.nonces = {OPERATOR: self.k.operator_nonce}
+        for aid in self.keys:
+            if aid > 0:
+                self.nonces[aid] = reg.agents[aid].nonce
+            elif aid != OPERATOR:
+                self.nonces[aid] = self.k.state.controls.overseers[aid].nonce
+
+    def step(self) -> TickSummary:
+        """One run tick: the population decides, scheduled interventions, the kernel's tick,
+        then the outside's answers, the reviewers and the monitor queue for the next."""
+        k, sc, submit, metrics = self.k, self.sc, self.submit, self.metrics
+        registry = k.state.registry.agents
+        active = [a for a in self.agents if registry[a.id].status == "active"]
+        decided = _decide(k, active, sc.concurrency)
+        for agent in active:
+            actions = decided[agent.id]
+            if isinstance(actions, Exception):  # an agent's bug is measured, not fatal
+                metrics.agent_errors += 1
+                self.errors[type(actions).__name__] = self.errors.get(type(actions).__name__, 0) + 1
+                continue
+            for action in actions:
+                # agents act only as themselves, or as the identities they spawned
+                if action.actor != agent.id and self.controller.get(action.actor) != agent.id:
+                    metrics.agent_errors += 1
+                    continue
+                submit(action)
+        self.t += 1
+        scheduled = sc.interventions_at(self.t, self.members, self.overseer)
+        for action in scheduled:
+            submit(action)
+        summary: TickSummary = k.step()
+        if scheduled:
+            metrics.interventions(self.t, summary.tick, scheduled)
+        if self.adapters:  # the outside answers what crossed, in the next tick
+            for action in answer(k, self.adapters, self.content):
+                submit(action)
+        oversight = self.oversight
+        if oversight is not None and sc.oversight.approvals and k.state.boundary.pending:
+            for action in approve(k, sc.oversight.approvals, self.overseer, summary.tick):
+                submit(action)
+        if oversight is not None:
+            started = time.perf_counter()
+            responses, kri = oversight.step(summary.tick, k.log.last_committed, k.state,
+                                            self.content, self.monitor)
+            self.oversight_seconds += time.perf_counter() - started
+            responses += review(k, sc.oversight.review, self.overseer, summary.tick)
+            for action in responses:
+                submit(action)
+            metrics.kri = kri
+        if self.spawning:
+            for d in k.log.last_committed:
+                if d["kind"] == "agent_registered" and d["parent"]:
+                    key = self.spawning.pop((d["parent"], d["name"]), None)
+                    if key is not None:
+                        self.keys[d["agent"]] = key
+                        self.controller[d["agent"]] = self.controller.get(d["parent"], d["parent"])
+            self.spawning.clear()  # refused spawns: their keys are never used
+        metrics.observe_tick(summary)
+        return summary
+
+
 def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                  on_tick: Callable[[int, int], None] | None = None) -> RunResult:
     out = Path(out)
@@ -158,115 +387,9 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     for suffix in ("", "-wal", "-shm"):
         Path(str(log_path) + suffix).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    cfg = sc.kernel_config()
-    op_key = SigningKey.derive(sc.seed, "operator")
-    k = Kernel(SQLiteStore(log_path), cfg, op_key)
-    sign = cfg.verify_signatures
-    nonces: dict[int, int] = {}
-    keys: dict[int, SigningKey] = {OPERATOR: op_key}
-
-    def content(digest: str) -> str | None:  # a message's text, for the monitor
-        body = k.store.content(bytes.fromhex(digest))
-        return body.decode("utf-8", "replace") if body is not None else None
-
-    controller: dict[int, int] = {}  # spawned agent -> the population agent that holds its key
-    spawning: dict[tuple[int, str], SigningKey] = {}
-
-    def submit(action: Action) -> None:
-        if isinstance(action, SpawnAgent):  # the lab holds keys: give the child its own
-            key = SigningKey.derive(sc.seed, f"spawn/{action.actor}/{action.name}")
-            action.public_key = key.public
-            spawning[(action.actor, action.name)] = key
-        if sign:
-            nonces[action.actor] = nonces.get(action.actor, 0) + 1
-            _sign(action, keys[action.actor], nonces[action.actor])
-        k.submit(action)
-
-    # -- admission: owners, agents (with the owners' attestations), accounts, endowments
-    owner_keys, owner_ids = {}, {}
-    for o in sc.owners:
-        key = SigningKey.derive(sc.seed, f"owner/{o['name']}")
-        owner_keys[o["name"]] = key
-        submit(RegisterOwner(actor=OPERATOR, name=o["name"], owner_kind=o.get("kind", "organisation"),
-                             public_key=key.public, evidence=f"scenario {sc.name}: listed owner"))
-    k.step()
-    for oid, o in k.state.registry.owners.items():
-        owner_ids[o.name] = oid
-    plan: list[tuple[str, Any, SigningKey]] = []
-    n = 0
-    for g in sc.population:
-        for i in range(g.count):
-            n += 1
-            name = f"{g.name}-{i}"
-            key = SigningKey.derive(sc.seed, f"agent/{n}")
-            owner = owner_ids[g.owner]
-            submit(RegisterAgent(actor=OPERATOR, owner=owner, name=name, public_key=key.public,
-                                 skills=dict(g.skills),
-                                 attestation=owner_keys[g.owner].sign(
-                                     agent_attestation_bytes(owner, name, key.public))))
-            plan.append((name, g, key))
-    k.step()
-    ids = sorted(k.state.registry.agents)
-    if len(ids) != len(plan):
-        why = sorted({parse(e.body)["message"] for e in k.store.entries() if e.kind == "rejected"})
-        raise RunError(f"{len(plan) - len(ids)} agents were refused admission: "
-                       f"{'; '.join(why[:3])} (raise safeguards.max_agents_per_owner, or add owners)")
-    for aid, (_, _, key) in zip(ids, plan, strict=True):  # ids follow the order of admission
-        keys[aid] = key
-        for asset in sc.assets:
-            submit(OpenAccount(actor=OPERATOR, asset=asset, holder=aid))
-    k.step()
-    led = k.state.ledger
-    tid = 0
-    for asset, amount in sorted(sc.endowment.items()):
-        if amount > 0:
-            specs = []
-            for aid in ids:
-                tid += 1
-                specs.append(TransferSpec(id=tid, debit=led.treasury[asset],
-                                          credit=led.account_of(aid, asset).id, amount=amount))
-            for chunk in range(0, len(specs), 8000):
-                submit(Transfer(actor=OPERATOR, transfers=specs[chunk:chunk + 8000]))
-    k.step()
-    directory = Directory({aid: dict(g.skills) for aid, (_, g, _) in zip(ids, plan, strict=True)})
-    agents: list[Agent] = [
-        POLICIES[g.policy](aid, random.Random(f"{sc.seed}/agent/{aid}"), g.params, directory)
-        for aid, (_, g, _) in zip(ids, plan, strict=True)
-    ]
-    members: dict[str, list[int]] = {}  # population group name -> its agents
-    for aid, (_, g, _) in zip(ids, plan, strict=True):
-        members.setdefault(g.name, []).append(aid)
-    # -- oversight: the monitor (restricts only) and a human overseer (reviews, resumes)
-    oversight = Oversight(sc.oversight) if sc.oversight.enabled else None
-    monitor = overseer = 0
-    if oversight is not None:
-        for name, kind in (("monitor", MONITOR), ("overseer", OVERSEER)):
-            key = SigningKey.derive(sc.seed, f"oversight/{name}")
-            submit(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=kind,
-                                    public_key=key.public, evidence=f"scenario {sc.name}"))
-            spawning[(OPERATOR, f"oversight/{name}")] = key
-    for group in sc.safeguards.get("trusted", []):
-        for aid in members[group]:
-            submit(SetTrusted(actor=OPERATOR, agent=aid, trusted=True))
-    for group, roles in sc.roles.items():
-        for aid in members[group]:
-            submit(AssignRoles(actor=OPERATOR, agent=aid, roles=list(roles)))
-    for group, lapse in sc.certificates.items():  # run tick -> kernel tick (after this one)
-        for aid in members[group]:
-            submit(IssueCertificate(actor=OPERATOR, agent=aid, expires=k.tick + 1 + lapse))
-    k.step()
-    for o in k.state.controls.overseers.values():
-        keys[o.id] = spawning.pop((OPERATOR, f"oversight/{o.name}"))
-        monitor, overseer = (o.id, overseer) if o.kind == MONITOR else (monitor, o.id)
-    from sandbank.boundary.gateways import make_adapter
-
-    adapters = {g["name"]: make_adapter(g.get("adapter", {}), g.get("max_bytes", 4096))
-                for g in sc.gateways}
-    metrics = Metrics(k)
-    metrics.values = {a.id: v for a in agents if (v := a.induced_values())}
-    errors: dict[str, int] = {}
-    setup_ticks = k.tick
-    oversight_seconds = 0.0  # time the monitor took (reported, never used by the economy)
+    econ = LabEconomy(sc, SQLiteStore(log_path))
+    k, cfg, op_key, metrics = econ.k, econ.k.config, econ.op_key, econ.metrics
+    ids, plan, oversight = econ.ids, econ.plan, econ.oversight
     # The economy's state is millions of long-lived objects without cycles; CPython's full
     # collections rescan them all, which made each tick slower as a run grew (measured at
     # 10,000 agents: 0.94 s -> 1.27 s per tick within 25 ticks; flat 0.82 s without). So
@@ -276,49 +399,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     gc.disable()
     try:
         for t in range(sc.ticks):
-            registry = k.state.registry.agents
-            active = [a for a in agents if registry[a.id].status == "active"]
-            decided = _decide(k, active, sc.concurrency)
-            for agent in active:
-                actions = decided[agent.id]
-                if isinstance(actions, Exception):  # an agent's bug is measured, not fatal
-                    metrics.agent_errors += 1
-                    errors[type(actions).__name__] = errors.get(type(actions).__name__, 0) + 1
-                    continue
-                for action in actions:
-                    # agents act only as themselves, or as the identities they spawned
-                    if action.actor != agent.id and controller.get(action.actor) != agent.id:
-                        metrics.agent_errors += 1
-                        continue
-                    submit(action)
-            scheduled = sc.interventions_at(t + 1, members, overseer)
-            for action in scheduled:
-                submit(action)
-            summary: TickSummary = k.step()
-            if scheduled:
-                metrics.interventions(t + 1, summary.tick, scheduled)
-            if adapters:  # the outside answers what crossed, in the next tick
-                for action in answer(k, adapters, content):
-                    submit(action)
-            if oversight is not None and sc.oversight.approvals and k.state.boundary.pending:
-                for action in approve(k, sc.oversight.approvals, overseer, summary.tick):
-                    submit(action)
-            if oversight is not None:
-                started = time.perf_counter()
-                responses, kri = oversight.step(summary.tick, k.log.last_committed, k.state,
-                                                content, monitor)
-                oversight_seconds += time.perf_counter() - started
-                responses += review(k, sc.oversight.review, overseer, summary.tick)
-                for action in responses:
-                    submit(action)
-                metrics.kri = kri
-            if spawning:
-                for d in k.log.last_committed:
-                    if d["kind"] == "agent_registered" and d["parent"]:
-                        keys[d["agent"]] = spawning.pop((d["parent"], d["name"]))
-                        controller[d["agent"]] = controller.get(d["parent"], d["parent"])
-                spawning.clear()  # refused spawns: their keys are never used
-            metrics.observe_tick(summary)
+            econ.step()
             if on_tick:
                 on_tick(t + 1, sc.ticks)
             if t % 10 == 9:
@@ -327,6 +408,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         if gc_was_enabled:
             gc.enable()
         gc.collect()
+    errors, setup_ticks, oversight_seconds = econ.errors, econ.setup_ticks, econ.oversight_seconds
     elapsed = time.perf_counter() - t0
     k.state.check_invariants()
     fee_asset = k.state.policy.fee_asset

@@ -90,20 +90,58 @@ def test_an_outside_agent_trades_and_proves_its_trade_is_logged():
     assert stale.status_code == 401 and stale.json()["code"] == "stale_signature"
 
 
+def refusals(k):
+    import orjson
+
+    return [orjson.loads(e.body) for e in k.store.entries() if e.kind == "request_refused"]
+
+
 def test_forged_replayed_borrowed_and_operator_requests_are_refused_and_logged():
+    import orjson
+
     k, client, keys = setup()
     good = signed(PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5), keys[1], 1)
     forged = dict(good, signature=keys[2].sign(b"something else").hex(), nonce=2)
     borrowed = signed(PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5), keys[2], 3)
-    for doc in (good, forged, borrowed):
-        assert client.post("/v1/actions", json=doc).status_code == 202
+    assert client.post("/v1/actions", json=good).status_code == 202
+    for doc in (forged, borrowed):  # refused at the door: not signed by actor 1
+        r = client.post("/v1/actions", json=doc)
+        assert r.status_code == 401 and r.json()["code"] == "bad_signature"
+    assert client.post("/v1/actions", json=good).status_code == 202  # a replay within the tick
     client.post("/v1/tick", headers=OP)
-    client.post("/v1/actions", json=good)  # replayed
-    client.post("/v1/tick", headers=OP)
-    import orjson
+    r = client.post("/v1/actions", json=good)  # a replay after its tick
+    assert r.status_code == 409 and r.json()["code"] == "stale_nonce"
+    # an agent taking an overseer's action: sequenced, refused by the kernel, logged
+    from sandbank.kernel.controls import TripBreaker
 
-    reasons = [orjson.loads(e.body)["reason"] for e in k.store.entries() if e.kind == "rejected"]
-    assert reasons.count("bad_signature") == 2 and "stale_nonce" in reasons
+    trip = signed(TripBreaker(actor=1, scope="economy", level="halt"), keys[1], 2)
+    assert client.post("/v1/actions", json=trip).status_code == 202
+    # an agent calling overseer endpoints, with its own signature
+    tick = k.tick
+    sig = keys[1].sign(f"oversee:1:{tick}".encode()).hex()
+    r = client.get("/v1/oversight/summary", headers={"X-Sandbank-Overseer": "1",
+                                                     "X-Sandbank-Signature": sig})
+    assert r.status_code == 403 and r.json()["code"] == "not_overseer"
+    r = client.post("/v1/oversight/interventions", json={"kind": "trip_breaker",
+                                                          "scope": "economy", "level": "halt"})
+    assert r.status_code == 403
+    r = client.post("/v1/oversight/actions", json=trip)  # an agent's action on the overseers' path
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    client.post("/v1/tick", headers=OP)
+    entries = [orjson.loads(e.body) for e in k.store.entries()]
+    rejected = [(d["actor"], d["reason"]) for d in entries if d["kind"] == "rejected"]
+    assert (1, "stale_nonce") in rejected  # the replay within the tick
+    assert any(a == 1 and r in ("forbidden", "not_overseer", "not_authorised") for a, r in rejected)
+    assert not k.state.controls.halts
+    codes = [(d["who"], d["endpoint"], d["code"]) for d in refusals(k)]
+    assert codes.count((1, "/v1/actions", "bad_signature")) == 2
+    assert (1, "/v1/actions", "stale_nonce") in codes
+    assert (1, "/v1/oversight/summary", "not_overseer") in codes
+    assert (0, "/v1/oversight/interventions", "not_overseer") in codes
+    assert (1, "/v1/oversight/actions", "forbidden") in codes
+    from sandbank.audit.verify import verify_log
+
+    assert verify_log(k.store).ok  # the refusals are in the signed log
     r = client.post("/v1/tick")
     assert r.status_code == 401 and r.json()["code"] == "not_operator"
     r = client.post("/v1/actions", json={"actor": 0, "kind": "set_policy"})
@@ -114,6 +152,9 @@ def test_forged_replayed_borrowed_and_operator_requests_are_refused_and_logged()
     assert any(e.kind == "rejected" and b"warp_drive" in e.body for e in k.store.entries())
     r = client.post("/v1/actions", content=b"{not json")
     assert r.status_code == 400 and r.json()["code"] == "malformed_json"
+    r = client.post("/v1/actions", content=b"[" + b"1," * 40000 + b"1]")
+    assert r.status_code == 413 and r.json()["code"] == "too_large"
+    assert client.get("/nowhere").json()["code"] == "not_found"
 
 
 def test_serve_runs_ticks_survives_a_kill_and_resumes(tmp_path):

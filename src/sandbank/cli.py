@@ -266,44 +266,85 @@ def serve(
     port: int = typer.Option(8000, min=1, max=65535),
     tick_seconds: float = typer.Option(1.0, min=0.0, help="advance a tick this often "
                                        "(0: only on POST /v1/tick)"),
-    assets: str = typer.Option("CRD,WGT", help="assets of a new economy"),
-    market: list[str] = typer.Option(["WGT/CRD"], help="ASSET/QUOTE markets of a new economy"),
+    scenario: Path | None = typer.Option(None, help="run this scenario's population (and its "
+                                         "oversight) in-process, beside the agents that join"),
+    assets: str = typer.Option("CRD,WGT", help="assets of a new economy (without --scenario)"),
+    market: list[str] = typer.Option(["WGT/CRD"], help="ASSET/QUOTE markets of a new economy "
+                                     "(without --scenario)"),
+    admission: str = typer.Option("open", help="open | approval | stake"),
+    endow: str = typer.Option("", help="what each agent admitted through the API receives, "
+                              "e.g. CRD=10000,WGT=50 (default: the scenario's endowment)"),
+    stake: int = typer.Option(0, min=0, help="with --admission stake: fee-asset units of the "
+                              "endowment held as a bond, forfeited on termination"),
+    rate: float = typer.Option(50.0, help="actions per second per identity (token bucket)"),
+    burst: int = typer.Option(200, help="bucket size: actions one identity may send at once"),
 ) -> None:
-    """Run one economy live over HTTP (issue 7, first slice). The operator's bearer token is
-    read from SANDBANK_OPERATOR_TOKEN. An existing log is resumed: state rebuilt by replay."""
+    """Run one economy live over HTTP, WebSocket and (through `sandbank mcp`) MCP. Secrets
+    come from the environment: SANDBANK_OPERATOR_TOKEN (required) and SANDBANK_OVERSEER_TOKEN
+    (the dashboard's overseer login; without it the console is off). An existing log is
+    resumed: state rebuilt by replay. The dashboard is at /dashboard, the API at /docs."""
     import os
     import threading
 
     import uvicorn
 
     from sandbank.kernel.sequencer import ConfigError, Kernel, KernelConfig
-    from sandbank.server.app import Sandbox, create_app, load_key, open_store, ticker
+    from sandbank.server.app import Sandbox, SetupError, create_app, load_key, open_store, ticker
 
     token = os.environ.get("SANDBANK_OPERATOR_TOKEN", "")
     if len(token) < 16:
         _fail("set SANDBANK_OPERATOR_TOKEN to a secret of at least 16 characters")
+    overseer_token = os.environ.get("SANDBANK_OVERSEER_TOKEN") or None
+    if overseer_token == token:
+        _fail("SANDBANK_OVERSEER_TOKEN must differ from the operator's token: overseers are "
+              "separate from the operator")
+    try:
+        endowment = {a: int(v) for a, v in (x.split("=", 1) for x in endow.split(",") if x)}
+    except ValueError:
+        _fail(f"--endow {endow!r}: write ASSET=AMOUNT,ASSET=AMOUNT")
+        raise
     if not db.startswith(("postgresql://", "postgres://")):
         Path(db).parent.mkdir(parents=True, exist_ok=True)
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key = load_key(str(key_file))
-    store = open_store(db)
     try:
-        if store.last_checkpoint() is not None:
+        store = open_store(db)
+    except Exception as e:  # a database that cannot be reached: say so, no traceback
+        _fail(f"cannot open the log store {db}: {e}")
+        raise
+    econ = None
+    try:
+        if scenario is not None:
+            from sandbank.lab.runner import LabEconomy, RunError
+            from sandbank.lab.scenario import ScenarioError, load_scenario
+
+            try:
+                sc = load_scenario(scenario)
+                econ = LabEconomy(sc, store, key, signatures=True)
+            except (ScenarioError, RunError) as e:
+                _fail(str(e))
+            k = econ.k
+            if not endow:
+                endowment = dict(sc.endowment)
+        elif store.last_checkpoint() is not None:
             k = Kernel.resume(store, key)
-            out.print(f"resumed at tick {k.tick} ({store.entry_count():,} entries)")
         else:
             names = tuple(a for a in assets.split(",") if a)
             markets = tuple({"asset": m.split("/")[0], "quote": m.split("/")[1]} for m in market)
             k = Kernel(store, KernelConfig(assets=names, markets=markets,
                                            verify_signatures=True, origin="sandbank.live"), key)
-    except (ConfigError, IndexError) as e:
+        if store.last_checkpoint() is not None and k.tick:
+            out.print(f"economy at tick {k.tick} ({store.entry_count():,} entries)")
+        box = Sandbox(k, key, token, econ=econ, admission=admission, endowment=endowment,
+                      stake=stake, overseer_token=overseer_token, rate=rate, burst=burst)
+    except (ConfigError, IndexError, SetupError) as e:
         _fail(f"cannot start the economy: {e}")
         raise
-    box = Sandbox(k, key, token)
     stop = threading.Event()
     if tick_seconds > 0:
         ticker(box, tick_seconds, stop)
-    out.print(f"serving on http://{host}:{port} (docs at /docs); log: {db}", highlight=False)
+    out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /docs); log: {db}; "
+              f"admission {admission}", highlight=False)
     try:
         uvicorn.run(create_app(box), host=host, port=port, log_level="warning")
     finally:

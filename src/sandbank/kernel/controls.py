@@ -134,6 +134,21 @@ class SetCap(Action):
     reason: str = ""
 
 
+@register_action
+@dataclass(slots=True, kw_only=True)
+class RecordRefusal(Action):
+    """The live server's record of a request it refused before it reached the sequencer
+    (an agent calling an overseer endpoint, a bad credential, a rate limit): `who` is the
+    identity the request claimed (0: none), so refusals are in the same signed log."""
+
+    KIND: ClassVar[str] = "record_refusal"
+    OPERATOR_ONLY: ClassVar[bool] = True
+    who: int
+    endpoint: str
+    code: str
+    detail: str = ""
+
+
 # ----------------------------------------------------------------------------- events
 @register_event
 @dataclass(slots=True, kw_only=True)
@@ -191,6 +206,16 @@ class CapSet(Event):
 
 
 # ----------------------------------------------------------------------------- state
+@register_event
+@dataclass(slots=True, kw_only=True)
+class RequestRefused(Event):
+    KIND: ClassVar[str] = "request_refused"
+    who: int
+    endpoint: str
+    code: str
+    detail: str
+
+
 @dataclass(slots=True)
 class Overseer:
     id: int
@@ -451,8 +476,16 @@ def set_cap(k: Kernel, a: SetCap, tick: int) -> list[Event]:
     return [ev]
 
 
+def record_refusal(k: Kernel, a: RecordRefusal, tick: int) -> list[Event]:
+    ev = RequestRefused(actor=a.actor, who=a.who, endpoint=a.endpoint[:200], code=a.code[:64],
+                        detail=a.detail[:500])
+    k.state.apply(ev, tick)
+    return [ev]
+
+
 HANDLERS = {RegisterOverseer.KIND: register_overseer, RaiseAlert.KIND: raise_alert,
-            TripBreaker.KIND: trip_breaker, Resume.KIND: resume, SetCap.KIND: set_cap}
+            TripBreaker.KIND: trip_breaker, Resume.KIND: resume, SetCap.KIND: set_cap,
+            RecordRefusal.KIND: record_refusal}
 TICK_HOOKS: list = []
 def _apply_overseer(s: Any) -> Any:
     def apply(ev: OverseerRegistered, tick: int) -> None:
@@ -467,4 +500,5 @@ APPLIERS = {
     BreakerTripped: lambda s: s.controls.apply_tripped,
     TicketResolved: lambda s: s.controls.apply_resolved,
     CapSet: lambda s: s.controls.apply_cap,
+    RequestRefused: lambda s: lambda ev, tick: None,  # history only
 }

@@ -16,7 +16,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,8 @@ class LabEconomy:
     is resumed and the population re-attached to its identities (keys are derived from the
     seed); the agents' private memories and the detectors' windows start afresh."""
 
-    def __init__(self, sc: Scenario, store: Any, op_key: SigningKey | None = None) -> None:
+    def __init__(self, sc: Scenario, store: Any, op_key: SigningKey | None = None, *,
+                 signatures: bool | None = None) -> None:
         self.sc = sc
         self.op_key = op_key or SigningKey.derive(sc.seed, "operator")
         self.keys: dict[int, SigningKey] = {OPERATOR: self.op_key}
@@ -171,7 +172,10 @@ class LabEconomy:
         self.oversight = Oversight(sc.oversight) if sc.oversight.enabled else None
         self.monitor = self.overseer = 0
         if store.last_checkpoint() is None:
-            self.k = Kernel(store, sc.kernel_config(), self.op_key)
+            cfg = sc.kernel_config()
+            if signatures is not None:  # a live server checks every signature
+                cfg = replace(cfg, verify_signatures=signatures)
+            self.k = Kernel(store, cfg, self.op_key)
             self.sign = self.k.config.verify_signatures
             self._admit()
         else:

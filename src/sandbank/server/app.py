@@ -1,64 +1,52 @@
-"""The sandbox over HTTP (issue 7, first slice): one economy, the same sequencer and log as
-the lab, reached only through this API.
+"""The sandbox over HTTP and WebSocket (`sandbank serve`; the whole API is in docs/server.md
+and at /docs). One economy, the same sequencer and log as the lab, reached only through here.
 
-- `POST /v1/owners` and `POST /v1/tick` need the operator's bearer token;
-- `POST /v1/agents` admits an agent that presents its Ed25519 key and its owner's signed
-  attestation (admission policy `open`: the attestation is the check);
-- `POST /v1/actions` queues one action in wire form, signed by its actor over its canonical
-  bytes with a fresh nonce: the sequencer checks signature and nonce at the tick, so a forged,
-  replayed or borrowed action is refused *and logged* (the agent sees why in its feedback);
-- `GET /v1/agents/{id}/observation?tick=T` needs the agent's signature over
-  `observe:<id>:<T>` (header `X-Sandbank-Signature`, hex; T at most 2 ticks old): no one
-  reads another agent's observation;
-- `GET /v1/status`, `GET /v1/checkpoint`, `GET /v1/proof/{seq}`: anyone may check that
-  entries are in the signed log (`sandbank check-proof`).
+Credentials:
+- the **operator** (bearer token): admits owners, decides admission requests, ticks on command;
+- an **agent**: its Ed25519 key. Actions are signed over their canonical bytes with a fresh
+  nonce; reads of its own observation carry a signature over `observe:<id>:<tick>`;
+- an **overseer**: either the dashboard's console overseer (bearer overseer token; the server
+  holds its key) or an overseer with its own key (signed actions; reads signed over
+  `oversee:<id>:<tick>`).
 
-Every error is a JSON problem (`application/problem+json`) with a stable `code`. Ticks run on
-the operator's command here (a timer is the next step, with WebSockets, MCP and the
-dashboard).
+A request refused before it reaches the sequencer (forged, replayed, rate-limited, an agent on
+an overseer endpoint) is answered with a JSON problem (`application/problem+json`, a stable
+`code`) and put on record in the signed log (`request_refused`); one that reaches it and is
+refused there is logged as `rejected`, as in the lab.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi import FastAPI, Header, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.identity.keys import SigningKey, verify_signature
+from sandbank.kernel.controls import OVERSEER_BASE, is_overseer_id
 from sandbank.kernel.schema import (
     OPERATOR,
+    Action,
     MalformedAction,
-    RegisterAgent,
     RegisterOwner,
     action_from_dict,
 )
-from sandbank.kernel.sequencer import Kernel, QueueFull
+from sandbank.kernel.sequencer import QueueFull
+from sandbank.server.sandbox import Admission, Sandbox, SetupError, Subscriber
 
-MAX_BODY = 1 << 20
+MAX_BODY = 1 << 20  # a request
+MAX_ACTION = 64 << 10  # one action
+MAX_BATCH = 500  # actions in one batch
+FRESH_TICKS = 2  # a read signature may name a tick this old (ticks run while requests travel)
+CONSOLE_KINDS = {"trip_breaker", "resume", "set_cap", "approve_external", "interrupt",
+                 "raise_alert", "disable_action"}
 
-
-class Sandbox:
-    """One economy behind a lock: every kernel call of the API goes through here."""
-
-    def __init__(self, kernel: Kernel, operator_key: SigningKey, operator_token: str) -> None:
-        if not kernel.config.verify_signatures:
-            raise ValueError("a live sandbox checks every action's signature "
-                             "(KernelConfig.verify_signatures=True)")
-        self.k = kernel
-        self.key = operator_key
-        self.token = operator_token
-        self.lock = threading.Lock()
-        self.operator_nonce = max(getattr(kernel, "operator_nonce", 0),
-                                  kernel.state.operator_nonce)
-
-    def operator_submit(self, action: Any) -> None:
-        self.operator_nonce += 1
-        action.nonce = self.operator_nonce
-        action.signature = self.key.sign(action.signing_bytes())
-        self.k.submit(action)
+__all__ = ["Sandbox", "create_app", "open_store", "load_key", "ticker", "SetupError"]
 
 
 class Problem(Exception):
@@ -67,53 +55,220 @@ class Problem(Exception):
         self.status, self.code, self.detail = status, code, detail
 
 
+def _problem(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"type": f"https://sandbank.dev/problems/{code}", "title": code,
+                         "status": status, "code": code, "detail": detail},
+                        status_code=status, media_type="application/problem+json")
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a body the handler parses itself (so malformed input is still logged)."""
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
+ACTION_SCHEMA = {"type": "object", "required": ["actor", "kind", "nonce", "signature"],
+                 "properties": {"actor": {"type": "integer"}, "kind": {"type": "string"},
+                                "nonce": {"type": "integer"},
+                                "signature": {"type": "string", "description": "hex Ed25519"}},
+                 "additionalProperties": True}
+
+
 def create_app(box: Sandbox) -> Any:
     app = FastAPI(title="sandbank", version="0.1",
-                  description="A distributional-AGI-safety sandbox economy, over HTTP.")
+                  description="A distributional-AGI-safety sandbox economy, live. Errors are "
+                  "JSON problems with a stable `code`.")
+    k = box.k
 
     @app.exception_handler(Problem)
     async def problem(_: Request, e: Problem) -> JSONResponse:
-        return JSONResponse({"type": f"https://sandbank.dev/problems/{e.code}", "title": e.code,
-                             "status": e.status, "code": e.code, "detail": e.detail},
-                            status_code=e.status, media_type="application/problem+json")
+        return _problem(e.status, e.code, e.detail)
 
-    def operator(authorization: str | None) -> None:
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        where = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+                          for err in e.errors()[:3])
+        return _problem(400, "invalid_request", where)
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return _problem(e.status_code, code, str(e.detail))
+
+    # ------------------------------------------------------------------ credentials
+    def operator(authorization: str | None, endpoint: str) -> None:
         if authorization != f"Bearer {box.token}":
+            box.refuse(0, endpoint, "not_operator", "no or a wrong operator token")
             raise Problem(401, "not_operator", "this needs the operator's bearer token")
 
-    async def body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise Problem(413, "too_large", f"requests are limited to {MAX_BODY} bytes")
-        import json
+    def fresh(tick: int | None) -> int:
+        signed = k.tick if tick is None else tick
+        if not k.tick - FRESH_TICKS <= signed <= k.tick:
+            raise Problem(401, "stale_signature", f"the signature names tick {signed}; it is "
+                          f"tick {k.tick}")
+        return signed
 
+    def signed_by(public_key: bytes, signature: str | None, message: bytes) -> bool:
         try:
-            doc = json.loads(raw)
-        except ValueError as e:
+            return verify_signature(public_key, bytes.fromhex(signature or ""), message)
+        except ValueError:
+            return False
+
+    def check_observer(agent: int, tick: int | None, signature: str | None) -> None:
+        """Only the agent itself reads its observation."""
+        a = k.state.registry.agents.get(agent)
+        if a is None:
+            raise Problem(404, "unknown_agent", f"no agent {agent}")
+        signed = fresh(tick)
+        if not signed_by(a.public_key, signature, f"observe:{agent}:{signed}".encode()):
+            box.refuse(agent, f"observation/{agent}", "bad_signature",
+                       "a read of an agent's observation not signed by that agent")
+            raise Problem(401, "bad_signature", f"sign 'observe:{agent}:{k.tick}' with agent "
+                          f"{agent}'s key (header X-Sandbank-Signature, hex)")
+
+    def overseer(authorization: str | None, who: int | None, signature: str | None,
+                 tick: int | None, endpoint: str, *, console_only: bool = False) -> int:
+        """The overseer a request is from: the console (bearer overseer token), an overseer
+        with its own key (signed `oversee:<id>:<tick>`), or, for reads, the operator."""
+        with box.lock:
+            if box.overseer_token and authorization == f"Bearer {box.overseer_token}":
+                if not box.console:
+                    raise Problem(503, "console_not_ready", "the console overseer is admitted "
+                                  "at the next tick")
+                return box.console
+            if not console_only:
+                if authorization == f"Bearer {box.token}":
+                    return OPERATOR
+                if who is not None:
+                    o = k.state.controls.overseers.get(who)
+                    if o is not None and who <= OVERSEER_BASE - 1:
+                        signed = fresh(tick)
+                        if signed_by(o.public_key, signature, f"oversee:{who}:{signed}".encode()):
+                            return who
+            claimed = who if who is not None else 0
+            box.refuse(claimed, endpoint, "not_overseer", "an oversight endpoint called "
+                       f"without an overseer's credentials (claimed {claimed})")
+        raise Problem(403, "not_overseer", "this needs an overseer's credentials: the overseer "
+                      "token, or X-Sandbank-Overseer and X-Sandbank-Signature over "
+                      "'oversee:<id>:<tick>' by an admitted overseer")
+
+    async def body(request: Request, limit: int = MAX_BODY) -> Any:
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > limit):
+            raise Problem(413, "too_large", f"this request is limited to {limit} bytes")
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit:
+                raise Problem(413, "too_large", f"this request is limited to {limit} bytes")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
             raise Problem(400, "malformed_json", str(e)) from None
+
+    def obj(doc: Any) -> dict[str, Any]:
         if not isinstance(doc, dict):
             raise Problem(400, "malformed_json", "the body must be a JSON object")
         return doc
 
-    def queue(action: Any) -> dict[str, Any]:
+    # ------------------------------------------------------------------ agents' actions
+    def accept(d: Any, endpoint: str, *, overseers: bool = False) -> dict[str, Any]:
+        """Check one signed action in wire form and queue it; raise a Problem otherwise.
+        Called under the lock."""
+        if not isinstance(d, dict):
+            raise Problem(400, "malformed_action", "an action is a JSON object")
+        actor = d.get("actor")
+        if type(actor) is not int:
+            raise Problem(400, "malformed_action", "actor must be an integer")
+        if overseers != is_overseer_id(actor) or actor == OPERATOR or (not overseers and actor < 1):
+            box.refuse(actor, endpoint, "forbidden", f"actor {actor} on {endpoint}")
+            raise Problem(403, "forbidden", "agents' actions go to /v1/actions (actor >= 1), "
+                          "overseers' to /v1/oversight/actions")
         try:
-            box.k.submit(action)
+            action = action_from_dict(d)
+        except MalformedAction as e:
+            k.submit_raw(d)  # still sequenced, so the refusal is on record
+            raise Problem(400, "malformed_action", str(e)) from None
+        ident = (k.state.controls.overseers.get(actor) if overseers
+                 else k.state.registry.agents.get(actor))
+        if ident is None:
+            box.refuse(actor, endpoint, "unknown_actor", f"no identity {actor}")
+            raise Problem(404, "unknown_actor", f"no identity {actor} is admitted")
+        if action.signature is None or not verify_signature(
+                ident.public_key, action.signature, action.signing_bytes()):
+            box.refuse(actor, endpoint, "bad_signature",
+                       f"{action.KIND} nonce {action.nonce}: not signed by actor {actor}")
+            raise Problem(401, "bad_signature", f"the action is not signed by actor {actor}'s "
+                          f"key (sign its canonical bytes: Action.signing_bytes())")
+        if action.nonce <= ident.nonce:
+            box.refuse(actor, endpoint, "stale_nonce",
+                       f"{action.KIND} nonce {action.nonce} <= last {ident.nonce}: a replay")
+            raise Problem(409, "stale_nonce", f"nonce {action.nonce} was used (the last "
+                          f"committed is {ident.nonce}): a replay, or a nonce reused")
+        if not box.allow(actor):
+            box.refuse(actor, endpoint, "rate_limited", f"over {box.rate}/s")
+            raise Problem(429, "rate_limited", f"at most {box.rate:g} actions/s per identity "
+                          f"(bursts of {box.burst})")
+        try:
+            k.submit(action)
         except QueueFull as e:
             raise Problem(503, "queue_full", str(e)) from None
-        return {"queued": True, "tick": box.k.tick + 1}
+        return {"queued": True, "tick": k.tick + 1, "nonce": action.nonce}
 
-    @app.get("/v1/status")
+    @app.post("/v1/actions", status_code=202, openapi_extra=_json_body(ACTION_SCHEMA),
+              tags=["agents"])
+    async def actions(request: Request) -> dict:
+        """Queue one action, signed by its actor (an agent) with a fresh nonce. Runs at the
+        next tick; its outcome is in the actor's observation (feedback) and in the log."""
+        d = await body(request, MAX_ACTION)
+        with box.lock:
+            return accept(d, "/v1/actions")
+
+    @app.post("/v1/actions/batch", status_code=202, tags=["agents"], openapi_extra=_json_body(
+        {"type": "object", "required": ["actions"], "properties": {
+            "actions": {"type": "array", "maxItems": MAX_BATCH, "items": ACTION_SCHEMA}}}))
+    async def batch(request: Request) -> dict:
+        """Queue up to 500 signed actions (of any agents) at once; each is checked as if
+        posted alone, and the answer says, in order, which were queued."""
+        d = obj(await body(request))
+        items = d.get("actions")
+        if not isinstance(items, list) or len(items) > MAX_BATCH:
+            raise Problem(400, "malformed_json", f"'actions' must be a list of at most "
+                          f"{MAX_BATCH} actions")
+        out = []
+        with box.lock:
+            for item in items:
+                try:
+                    out.append(accept(item, "/v1/actions/batch"))
+                except Problem as p:
+                    out.append({"queued": False, "code": p.code, "detail": p.detail})
+        return {"results": out, "queued": sum(1 for r in out if r["queued"])}
+
+    # ------------------------------------------------------------------ admission
+    @app.get("/v1/status", tags=["audit"])
     def status() -> dict[str, Any]:
         with box.lock:
-            last = box.k.store.last_checkpoint()
-            return {"tick": box.k.tick, "entries": box.k.log.size,
+            last = k.store.last_checkpoint()
+            return {"tick": k.tick, "entries": k.log.size,
                     "root": last.root.hex() if last else None,
-                    "operator_key": verifier_key(box.k.config.key_name, box.key.public)}
+                    "operator_key": verifier_key(k.config.key_name, box.key.public),
+                    "admission": box.admission, "endowment": box.endowment, "stake": box.stake,
+                    "assets": list(k.config.assets),
+                    "markets": sorted(k.state.exchange.markets), "console": box.console,
+                    "population": len(box.econ.agents) if box.econ is not None else 0}
 
-    @app.post("/v1/owners", status_code=202)
+    @app.post("/v1/owners", status_code=202, tags=["operator"], openapi_extra=_json_body(
+        {"type": "object", "required": ["name", "public_key"], "properties": {
+            "name": {"type": "string"}, "public_key": {"type": "string"},
+            "kind": {"type": "string"}, "evidence": {"type": "string"}}}))
     async def owners(request: Request, authorization: str | None = Header(None)) -> dict:
-        operator(authorization)
-        d = await body(request)
+        """Admit an owner (operator): a person or organisation that answers for agents."""
+        operator(authorization, "/v1/owners")
+        d = obj(await body(request))
         try:
             action = RegisterOwner(actor=OPERATOR, name=str(d["name"]),
                                    owner_kind=str(d.get("kind", "organisation")),
@@ -123,121 +278,297 @@ def create_app(box: Sandbox) -> Any:
             raise Problem(400, "malformed_action", f"owner: {e}") from None
         with box.lock:
             box.operator_submit(action)
-            return {"queued": True, "tick": box.k.tick + 1}
+            return {"queued": True, "tick": k.tick + 1}
 
-    @app.post("/v1/agents", status_code=202)
+    @app.post("/v1/agents", status_code=202, tags=["agents"], openapi_extra=_json_body(
+        {"type": "object", "required": ["owner", "name", "public_key", "attestation"],
+         "properties": {"owner": {"type": "integer"}, "name": {"type": "string"},
+                        "public_key": {"type": "string"}, "attestation": {"type": "string"},
+                        "skills": {"type": "object",
+                                   "additionalProperties": {"type": "integer"}}}}))
     async def agents(request: Request) -> dict:
-        d = await body(request)
+        """Ask for admission: an Ed25519 public key and the owner's attestation over
+        `agent_attestation_bytes(owner, name, key)`. The admission policy decides: `open`
+        and `stake` queue the registration (the kernel checks the attestation), `approval`
+        waits for the operator or an overseer."""
+        d = obj(await body(request))
         try:
-            action = RegisterAgent(actor=OPERATOR, owner=int(d["owner"]), name=str(d["name"]),
-                                   public_key=bytes.fromhex(d["public_key"]),
-                                   attestation=bytes.fromhex(d["attestation"]),
-                                   skills={str(k): int(v) for k, v in d.get("skills", {}).items()})
+            req = Admission(0, int(d["owner"]), str(d["name"]), str(d["public_key"]),
+                            str(d["attestation"]),
+                            {str(s): int(v) for s, v in dict(d.get("skills") or {}).items()})
+            bytes.fromhex(req.public_key)
+            bytes.fromhex(req.attestation)
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise Problem(400, "malformed_action", f"agent: {e}") from None
-        with box.lock:  # the kernel checks the owner's attestation at the tick
-            box.operator_submit(action)
-            return {"queued": True, "tick": box.k.tick + 1}
-
-    @app.post("/v1/actions", status_code=202)
-    async def actions(request: Request) -> dict:
-        d = await body(request)
-        if d.get("actor") == OPERATOR or not isinstance(d.get("actor"), int) or d["actor"] < 1:
-            raise Problem(403, "forbidden", "actions here are agents' actions (actor >= 1)")
-        try:
-            action = action_from_dict(d)
-        except MalformedAction as e:
-            with box.lock:  # still sequenced, so the refusal is on record
-                box.k.submit_raw(d)
-            raise Problem(400, "malformed_action", str(e)) from None
         with box.lock:
-            return queue(action)
+            try:
+                return box.ask(req)
+            except QueueFull as e:
+                raise Problem(503, "queue_full", str(e)) from None
 
-    @app.get("/v1/owners")
+    @app.get("/v1/admissions", tags=["operator"])
+    def admissions(authorization: str | None = Header(None)) -> dict:
+        """Admission requests waiting for a decision (operator or overseer token)."""
+        overseer(authorization, None, None, None, "/v1/admissions")
+        with box.lock:
+            return {"pending": [{"request": r.id, "owner": r.owner, "name": r.name,
+                                 "public_key": r.public_key} for r in box.pending.values()]}
+
+    @app.post("/v1/admissions/{request_id}", tags=["operator"], openapi_extra=_json_body(
+        {"type": "object", "required": ["approve"], "properties": {
+            "approve": {"type": "boolean"}}}))
+    async def decide(request_id: int, request: Request,
+                     authorization: str | None = Header(None)) -> dict:
+        overseer(authorization, None, None, None, f"/v1/admissions/{request_id}")
+        d = obj(await body(request))
+        if type(d.get("approve")) is not bool:
+            raise Problem(400, "malformed_json", "'approve' must be true or false")
+        with box.lock:
+            try:
+                return box.decide(request_id, d["approve"])
+            except KeyError:
+                raise Problem(404, "no_such_request", f"no admission request {request_id} is "
+                              f"waiting") from None
+
+    @app.get("/v1/owners", tags=["agents"])
     def find_owner(public_key: str) -> dict:
         """Which owner a public key was admitted as."""
         with box.lock:
-            for o in box.k.state.registry.owners.values():
+            for o in k.state.registry.owners.values():
                 if o.public_key.hex() == public_key.lower():
                     return {"owner": o.id, "name": o.name}
         raise Problem(404, "unknown_owner", "no owner was admitted with that key")
 
-    @app.get("/v1/agents")
+    @app.get("/v1/agents", tags=["agents"])
     def find_agent(public_key: str) -> dict:
         """Which agent a public key was admitted as (after the tick that admitted it)."""
+        try:
+            key = bytes.fromhex(public_key)
+        except ValueError:
+            raise Problem(400, "invalid_request", "public_key must be hex") from None
         with box.lock:
-            for a in box.k.state.registry.agents.values():
-                if a.public_key.hex() == public_key.lower():
-                    return {"agent": a.id, "owner": a.owner, "status": a.status,
-                            "nonce": a.nonce}
+            aid = next((a.id for a in k.state.registry.agents.values() if a.public_key == key),
+                       None)
+            if aid is not None:
+                a = k.state.registry.agents[aid]
+                return {"agent": a.id, "owner": a.owner, "status": a.status, "nonce": a.nonce}
+            pending = next((r.id for r in box.pending.values() if r.public_key == public_key), None)
+        if pending is not None:
+            raise Problem(404, "awaiting_approval", f"admission request {pending} waits for "
+                          f"the operator or an overseer")
         raise Problem(404, "unknown_agent", "no agent was admitted with that key")
 
-    @app.get("/v1/entries")
-    def find_entries(actor: int, nonce: int) -> dict:
-        """The log entries an actor's action (by its nonce) produced: seq and kind."""
-        import orjson
-
-        with box.lock:
-            found = []
-            for e in box.k.store.entries():
-                d = orjson.loads(e.body)
-                if d.get("actor") == actor and d.get("nonce") == nonce:
-                    found.append({"seq": e.seq, "tick": e.tick, "kind": e.kind})
-            return {"entries": found}
-
-    @app.get("/v1/agents/{agent}/observation")
+    # ------------------------------------------------------------------ observations
+    @app.get("/v1/agents/{agent}/observation", tags=["agents"])
     def observation(agent: int, tick: int | None = None,
                     x_sandbank_signature: str | None = Header(None)) -> dict:
-        """`tick`: the tick the signature names (default: now); it may be up to 2 ticks old,
-        since ticks run while a request travels."""
+        """The agent's own observation. `tick`: the tick the signature names (default: now;
+        at most 2 ticks old)."""
         from sandbank.agents.llm.agent import plain
 
         with box.lock:
-            a = box.k.state.registry.agents.get(agent)
-            if a is None:
-                raise Problem(404, "unknown_agent", f"no agent {agent}")
-            signed = box.k.tick if tick is None else tick
-            if not box.k.tick - 2 <= signed <= box.k.tick:
-                raise Problem(401, "stale_signature", f"the signature names tick {signed}; "
-                              f"it is tick {box.k.tick}")
-            message = f"observe:{agent}:{signed}".encode()
-            try:
-                ok = verify_signature(a.public_key, bytes.fromhex(x_sandbank_signature or ""),
-                                      message)
-            except ValueError:
-                ok = False
-            if not ok:
-                raise Problem(401, "bad_signature", f"sign 'observe:{agent}:{box.k.tick}' with "
-                              f"agent {agent}'s key (header X-Sandbank-Signature, hex)")
-            return plain(box.k.observe(agent))
+            check_observer(agent, tick, x_sandbank_signature)
+            return plain(k.observe(agent))
 
-    @app.post("/v1/tick")
-    def tick(authorization: str | None = Header(None)) -> dict:
-        operator(authorization)
+    @app.websocket("/v1/agents/{agent}/stream")
+    async def agent_stream(ws: WebSocket, agent: int) -> None:
+        """The agent's observation after every tick. First message from the client:
+        {"tick": T, "signature": hex signature over 'observe:<agent>:<T>'}."""
+        await ws.accept()
+        try:
+            hello = await asyncio.wait_for(ws.receive_json(), timeout=10)
+            with box.lock:
+                check_observer(agent, hello.get("tick") if isinstance(hello, dict) else None,
+                               hello.get("signature") if isinstance(hello, dict) else None)
+        except Problem as p:
+            await ws.send_json({"type": "problem", "code": p.code, "detail": p.detail})
+            await ws.close(code=4401)
+            return
+        except (TimeoutError, ValueError, WebSocketDisconnect):
+            await ws.close(code=4400)
+            return
+        await _serve_stream(ws, box, agent)
+
+    @app.websocket("/v1/market/stream")
+    async def market_stream(ws: WebSocket) -> None:
+        """Public market data after every tick: prices, best bid and ask, trades, halts."""
+        await ws.accept()
+        await _serve_stream(ws, box, None)
+
+    @app.get("/v1/market", tags=["market"])
+    def market() -> dict:
+        """Public market data: prices, volumes, trades, concentration, a history per tick."""
         with box.lock:
-            s = box.k.step()
-            return {"tick": s.tick, "events": s.events, "accepted": s.accepted,
-                    "rejected": s.rejected, "reasons": {str(k): v for k, v in s.reasons.items()}}
+            return box.public()
 
-    @app.get("/v1/checkpoint")
+    @app.post("/v1/tick", tags=["operator"])
+    def tick(authorization: str | None = Header(None)) -> dict:
+        """Run a tick now (operator)."""
+        operator(authorization, "/v1/tick")
+        s = box.step()
+        return {"tick": s.tick, "events": s.events, "accepted": s.accepted,
+                "rejected": s.rejected, "reasons": {str(r): v for r, v in s.reasons.items()}}
+
+    # ------------------------------------------------------------------ audit
+    @app.get("/v1/entries", tags=["audit"])
+    def find_entries(actor: int, nonce: int) -> dict:
+        """The log entries an actor's action (by its nonce) produced: seq, tick and kind."""
+        with box.lock:
+            return {"entries": list(box.index.get((actor, nonce), []))}
+
+    @app.get("/v1/entries/recent", tags=["audit"])
+    def recent(limit: int = 50, kind: str | None = None) -> dict:
+        """The last committed entries (seq, tick, kind, actor), newest first."""
+        limit = max(1, min(limit, 500))
+        out = []
+        with box.lock:
+            last = k.store.last_checkpoint()
+            seq = (last.size if last else 0) - 1
+            while seq >= 0 and len(out) < limit and seq >= (last.size if last else 0) - 20_000:
+                e = k.store.entry(seq)
+                if e is not None and (kind is None or e.kind == kind):
+                    d = orjson.loads(e.body)
+                    out.append({"seq": e.seq, "tick": e.tick, "kind": e.kind,
+                                "actor": d.get("actor")})
+                seq -= 1
+        return {"entries": out}
+
+    @app.get("/v1/checkpoint", tags=["audit"])
     def checkpoint() -> dict:
         with box.lock:
-            cp = box.k.store.last_checkpoint()
+            cp = k.store.last_checkpoint()
             if cp is None:
                 raise Problem(404, "no_checkpoint", "nothing committed yet")
             return {"tick": cp.tick, "size": cp.size, "root": cp.root.hex(), "note": cp.note}
 
-    @app.get("/v1/proof/{seq}")
+    @app.get("/v1/proof/{seq}", tags=["audit"])
     def proof(seq: int) -> dict:
+        """An inclusion proof of entry `seq` against the latest signed checkpoint (check it
+        with `sandbank check-proof`, the client's `prove`, or the dashboard)."""
         from sandbank.audit.proofs import BundleError, inclusion_bundle
 
         with box.lock:
             try:
-                return inclusion_bundle(box.k.store, seq)
+                return inclusion_bundle(k.store, seq)
             except BundleError as e:
                 raise Problem(404, "no_such_entry", str(e)) from None
 
+    @app.get("/v1/consistency", tags=["audit"])
+    def consistency(old_size: int) -> dict:
+        """A consistency proof: the log of `old_size` entries is a prefix of today's."""
+        from sandbank.audit.proofs import BundleError, consistency_bundle
+
+        with box.lock:
+            try:
+                return consistency_bundle(k.store, old_size)
+            except BundleError as e:
+                raise Problem(404, "no_such_size", str(e)) from None
+
+    # ------------------------------------------------------------------ oversight
+    @app.get("/v1/oversight/summary", tags=["oversight"])
+    def oversight_summary(tick: int | None = None, authorization: str | None = Header(None),
+                          x_sandbank_overseer: int | None = Header(None),
+                          x_sandbank_signature: str | None = Header(None)) -> dict:
+        """Alerts, tickets, breakers, the approval queues and the delegation and message
+        graphs (overseers; the operator may read)."""
+        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick,
+                 "/v1/oversight/summary")
+        with box.lock:
+            c = k.state.controls
+            tickets = sorted(c.tickets.values(), key=lambda t: -t.id)
+            return {
+                "tick": k.tick, "console": box.console,
+                "alerts": list(box.alerts)[-100:][::-1],
+                "tickets": [{"id": t.id, "scope": t.scope, "level": t.level, "agent": t.agent,
+                             "market": t.market, "agents": t.agents[:50], "reason": t.reason,
+                             "alert": t.alert, "opened": t.opened, "status": t.status}
+                            for t in tickets[:100]],
+                "halted": bool(c.halts), "paused": sorted(m for m, t in c.paused.items() if t),
+                "frozen": sorted(a for a, t in c.frozen_by.items() if t),
+                "caps": {n: v for n, v in sorted(c.caps.items()) if v},
+                "boundary_queue": [{"request": r.id, "agent": r.agent, "gateway": r.gateway,
+                                    "amount": r.amount, "tick": r.tick, "expires": r.expires}
+                                   for r in sorted(k.state.boundary.pending.values(),
+                                                   key=lambda r: r.id)],
+                "admission_queue": [{"request": r.id, "owner": r.owner, "name": r.name}
+                                    for r in box.pending.values()],
+                "delegation": [[a, b, n] for (a, b), n in sorted(
+                    box.delegation.items(), key=lambda x: -x[1])[:200]],
+                "messages": [[a, b, n] for (a, b), n in sorted(
+                    box.messages.items(), key=lambda x: -x[1])[:200]],
+                "agents": {s: sum(1 for a in k.state.registry.agents.values() if a.status == s)
+                           for s in ("active", "frozen", "suspended", "revoked")},
+            }
+
+    @app.post("/v1/oversight/interventions", status_code=202, tags=["oversight"],
+              openapi_extra=_json_body({"type": "object", "required": ["kind"], "properties": {
+                  "kind": {"type": "string", "enum": sorted(CONSOLE_KINDS)}},
+                  "additionalProperties": True}))
+    async def intervene(request: Request, authorization: str | None = Header(None)) -> dict:
+        """An intervention by the console overseer (overseer token): trip_breaker, resume,
+        set_cap, approve_external, interrupt, raise_alert, disable_action — the fields of the
+        action, without actor, nonce and signature (the server signs)."""
+        who = overseer(authorization, None, None, None, "/v1/oversight/interventions",
+                       console_only=True)
+        d = obj(await body(request))
+        if d.get("kind") not in CONSOLE_KINDS:
+            raise Problem(400, "malformed_action", f"kind must be one of {sorted(CONSOLE_KINDS)}")
+        d = {f: v for f, v in d.items() if f not in ("actor", "nonce", "signature")}
+        try:
+            action: Action = action_from_dict({**d, "actor": who})
+        except MalformedAction as e:
+            raise Problem(400, "malformed_action", str(e)) from None
+        with box.lock:
+            try:
+                box.console_submit(action)
+            except QueueFull as e:
+                raise Problem(503, "queue_full", str(e)) from None
+            return {"queued": True, "tick": k.tick + 1, "actor": who, "nonce": action.nonce}
+
+    @app.post("/v1/oversight/actions", status_code=202, openapi_extra=_json_body(ACTION_SCHEMA),
+              tags=["oversight"])
+    async def overseer_actions(request: Request) -> dict:
+        """An overseer's own signed action (actor <= -1001), as agents post theirs."""
+        d = await body(request, MAX_ACTION)
+        with box.lock:
+            return accept(d, "/v1/oversight/actions", overseers=True)
+
+    # ------------------------------------------------------------------ dashboard
+    @app.get("/", include_in_schema=False)
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        page = resources.files("sandbank.server").joinpath("dashboard.html").read_text()
+        return HTMLResponse(page)
+
     return app
+
+
+async def _serve_stream(ws: WebSocket, box: Sandbox, agent: int | None) -> None:
+    from sandbank.agents.llm.agent import plain
+
+    sub = Subscriber(asyncio.get_running_loop(), asyncio.Queue(maxsize=64), agent)
+    with box.lock:
+        box.subscribers.append(sub)
+        first = ({"type": "observation", "tick": box.k.tick,
+                  "observation": plain(box.k.observe(agent))} if agent is not None else
+                 {"type": "market", "tick": box.k.tick, "markets": box.markets(),
+                  "halted": bool(box.k.state.controls.halts), "trades": []})
+    try:
+        await ws.send_json(first)
+        while True:
+            msg = await sub.queue.get()
+            await ws.send_json(msg)
+            if sub.lagged and sub.queue.empty():
+                await ws.send_json({"type": "problem", "code": "lagged",
+                                    "detail": "this client fell 64 ticks behind"})
+                await ws.close(code=1013)
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        with box.lock:
+            if sub in box.subscribers:
+                box.subscribers.remove(sub)
 
 
 def open_store(db: str) -> Any:
@@ -269,8 +600,7 @@ def ticker(box: Sandbox, seconds: float, stop: threading.Event) -> threading.Thr
     """Advance the economy every `seconds` (a daemon thread)."""
     def run() -> None:
         while not stop.wait(seconds):
-            with box.lock:
-                box.k.step()
+            box.step()
     t = threading.Thread(target=run, daemon=True, name="sandbank-ticker")
     t.start()
     return t

@@ -1,0 +1,383 @@
+"""The live economy behind the API: one kernel (or a scenario's `LabEconomy`, whose
+in-process population then trades with the agents that join over the network), one lock,
+and what the server adds around the sequencer:
+
+- **admission** (`open` | `approval` | `stake`): with `open`, the owner's attestation is the
+  check; with `approval`, requests wait in a queue for the operator or an overseer to admit
+  or refuse; with `stake`, an admitted agent's endowment is partly held as a bond (a pending
+  operator transfer to the treasury) that is forfeited if it is terminated;
+- **endowment**: accounts opened and funded from the treasury for each agent admitted through
+  the API (the same endowment as the scenario's population, by default);
+- the **console overseer**: an overseer identity whose key the server holds, acting for a
+  person who logged into the dashboard with the overseer token (an overseer that keeps its
+  own key posts signed actions instead; see docs/server.md for the trust model);
+- per-agent **rate limits** (a token bucket) and the **refusal record**: a request refused
+  before it reached the sequencer (a bad credential, an agent on an overseer endpoint, a
+  rate limit) is written into the signed log as a `request_refused` event;
+- an index of log entries by (actor, nonce), the alerts seen, and the public market data,
+  wealth and graphs the dashboard and the streams show;
+- **subscribers**: WebSocket streams fed after every tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from hashlib import sha256
+from typing import Any
+
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.canonical import parse
+from sandbank.kernel.controls import OVERSEER, RecordRefusal, RegisterOverseer
+from sandbank.kernel.schema import (
+    OPERATOR,
+    PENDING,
+    POST_PENDING,
+    Action,
+    OpenAccount,
+    RegisterAgent,
+    Transfer,
+    TransferSpec,
+)
+from sandbank.kernel.sequencer import Kernel, TickSummary
+
+ADMISSION = ("open", "approval", "stake")
+CONSOLE = "console"
+REFUSALS_PER_TICK = 50  # refusals written to the log per tick; more are counted in one record
+STAKE_CODE = 1  # the code of a stake hold (a pending operator transfer)
+HISTORY = 600  # ticks of prices and concentration kept for the dashboard
+
+
+class SetupError(ValueError):
+    """A server configuration that cannot work (told to the operator at start)."""
+
+
+@dataclass
+class Subscriber:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    agent: int | None = None  # None: public market data
+    lagged: bool = False
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass
+class Admission:
+    id: int
+    owner: int
+    name: str
+    public_key: str
+    attestation: str
+    skills: dict[str, int]
+    asked: float = field(default_factory=time.time)
+
+
+def console_key(operator_key: SigningKey) -> SigningKey:
+    """The console overseer's key: derived from the operator's, so a restarted server is the
+    same overseer (it never leaves the server)."""
+    return SigningKey.from_seed(sha256(b"sandbank/console/" + operator_key.seed_bytes()).digest())
+
+
+class Sandbox:
+    """One economy behind a lock: every kernel call of the API goes through here."""
+
+    def __init__(self, kernel: Kernel, operator_key: SigningKey, operator_token: str, *,
+                 econ: Any = None, admission: str = "open",
+                 endowment: dict[str, int] | None = None, stake: int = 0,
+                 overseer_token: str | None = None, rate: float = 50.0, burst: int = 200) -> None:
+        if not kernel.config.verify_signatures:
+            raise SetupError("a live sandbox checks every action's signature "
+                             "(KernelConfig.verify_signatures=True; in a scenario: "
+                             "safeguards.signatures: true)")
+        if admission not in ADMISSION:
+            raise SetupError(f"admission must be one of {list(ADMISSION)}")
+        assets = kernel.state.ledger.treasury
+        for asset, amount in (endowment or {}).items():
+            if asset not in assets or type(amount) is not int or amount < 0:
+                raise SetupError(f"endowment {asset}={amount}: assets are {sorted(assets)} and "
+                                 f"amounts whole numbers >= 0")
+        fee = kernel.state.policy.fee_asset
+        if stake < 0 or (stake and (endowment or {}).get(fee, 0) < stake):
+            raise SetupError(f"a stake ({stake} {fee}) is held from the endowment: endow at "
+                             f"least that much {fee}")
+        if admission == "stake" and not stake:
+            raise SetupError("admission 'stake' needs --stake N (units of the fee asset)")
+        if overseer_token is not None and len(overseer_token) < 16:
+            raise SetupError("the overseer token must be at least 16 characters")
+        if rate <= 0 or burst < 1:
+            raise SetupError("rate limits: rate > 0 actions/s and burst >= 1")
+        self.k = kernel
+        self.econ = econ
+        self.key = operator_key
+        self.token = operator_token
+        self.overseer_token = overseer_token
+        self.lock = threading.RLock()
+        self.operator_nonce = kernel.operator_nonce
+        self.admission, self.stake = admission, stake
+        self.endowment = {a: v for a, v in sorted((endowment or {}).items()) if v > 0}
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[int, Bucket] = {}
+        self.pending: dict[int, Admission] = {}
+        self.next_request = 1
+        self.endowing: dict[int, set[str]] = {}
+        self.stakes: dict[int, int] = {}  # agent -> id of the operator's hold on its stake
+        self.subscribers: list[Subscriber] = []
+        self.refused_this_tick = 0
+        self.refusals_dropped = 0
+        self.index: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.trades: deque[dict[str, Any]] = deque(maxlen=200)
+        self.delegation: dict[tuple[int, int], int] = {}
+        self.messages: dict[tuple[int, int], int] = {}
+        self.ticks_served = 0
+        self.console = 0
+        self.console_key = console_key(operator_key)
+        self.console_nonce = 0
+        led = kernel.state.ledger
+        tids = [tid for (actor, tid) in led.transfers if actor == OPERATOR]
+        self.next_tid = max(tids, default=0) + 1_000_000  # clear of the lab's setup ids
+        for (actor, tid), rec in led.transfers.items():  # stakes still held (a restart)
+            if actor == OPERATOR and rec[4] & PENDING and rec[7] == STAKE_CODE \
+                    and (actor, tid) not in led.resolved:
+                self.stakes[led.accounts[rec[0]].holder] = tid
+        for e in kernel.store.entries():  # a resumed log: what the server derives from it
+            self._see(parse(e.body), startup=True)
+        for o in kernel.state.controls.overseers.values():
+            if o.name == CONSOLE and o.public_key == self.console_key.public:
+                self.console, self.console_nonce = o.id, o.nonce
+        if overseer_token is not None and not self.console:
+            self.operator_submit(RegisterOverseer(
+                actor=OPERATOR, name=CONSOLE, overseer_kind=OVERSEER,
+                public_key=self.console_key.public,
+                evidence="the dashboard's overseer: its key is held by the server"))
+
+    # ------------------------------------------------------------------ submitting
+    def operator_submit(self, action: Action) -> None:
+        if self.econ is not None:  # one nonce sequence for the operator: the economy's
+            self.econ.submit(action)
+            return
+        self.operator_nonce += 1
+        action.nonce = self.operator_nonce
+        action.signature = self.key.sign(action.signing_bytes())
+        self.k.submit(action)
+
+    def console_submit(self, action: Action) -> None:
+        if not self.console:
+            raise SetupError("the console overseer is not admitted yet (it is, after a tick)")
+        action.actor = self.console
+        self.console_nonce += 1
+        action.nonce = self.console_nonce
+        action.signature = self.console_key.sign(action.signing_bytes())
+        self.k.submit(action)
+
+    def refuse(self, who: int, endpoint: str, code: str, detail: str) -> None:
+        """Put a refused request on record (at most REFUSALS_PER_TICK a tick: a flood of
+        bad requests must not flood the log; the rest are counted in the next record)."""
+        with self.lock:
+            if self.refused_this_tick >= REFUSALS_PER_TICK:
+                self.refusals_dropped += 1
+                return
+            self.refused_this_tick += 1
+            if self.refusals_dropped:
+                detail = f"{detail} (and {self.refusals_dropped} refusals not recorded one by one)"
+                self.refusals_dropped = 0
+            try:
+                self.operator_submit(RecordRefusal(actor=OPERATOR, who=who, endpoint=endpoint,
+                                                   code=code, detail=detail[:500]))
+            except Exception:  # a full queue: the refusal is counted, not lost silently
+                self.refusals_dropped += 1
+
+    def allow(self, agent: int) -> bool:
+        """Take a token from the agent's bucket (rate actions/s, up to burst at once)."""
+        now = time.monotonic()
+        b = self.buckets.get(agent)
+        if b is None:
+            b = self.buckets[agent] = Bucket(float(self.burst), now)
+        b.tokens = min(float(self.burst), b.tokens + (now - b.at) * self.rate)
+        b.at = now
+        if b.tokens < 1:
+            return False
+        b.tokens -= 1
+        return True
+
+    # ------------------------------------------------------------------ admission
+    def ask(self, req: Admission) -> dict[str, Any]:
+        """An agent's admission request: queued for approval, or straight to the kernel."""
+        if self.admission == "approval":
+            req.id = self.next_request
+            self.next_request += 1
+            self.pending[req.id] = req
+            return {"pending": req.id, "admission": "approval"}
+        self._admit(req)
+        return {"queued": True, "tick": self.k.tick + 1, "admission": self.admission}
+
+    def decide(self, request: int, approve: bool) -> dict[str, Any]:
+        req = self.pending.pop(request, None)
+        if req is None:
+            raise KeyError(request)
+        if approve:
+            self._admit(req)
+        return {"request": request, "approved": approve}
+
+    def _admit(self, req: Admission) -> None:
+        self.operator_submit(RegisterAgent(
+            actor=OPERATOR, owner=req.owner, name=req.name, public_key=bytes.fromhex(req.public_key),
+            attestation=bytes.fromhex(req.attestation), skills=dict(req.skills)))
+
+    def _endow(self, agent: int) -> None:
+        led = self.k.state.ledger
+        specs = []
+        for asset, amount in self.endowment.items():
+            specs.append(TransferSpec(id=self.next_tid, debit=led.treasury[asset],
+                                      credit=led.account_of(agent, asset).id, amount=amount))
+            self.next_tid += 1
+        if specs:
+            self.operator_submit(Transfer(actor=OPERATOR, transfers=specs))
+        if self.admission == "stake" and self.stake:
+            fee = self.k.state.policy.fee_asset
+            self.stakes[agent] = self.next_tid
+            self.operator_submit(Transfer(actor=OPERATOR, transfers=[TransferSpec(
+                id=self.next_tid, debit=led.account_of(agent, fee).id, credit=led.treasury[fee],
+                amount=self.stake, flags=PENDING, code=STAKE_CODE)]))
+            self.next_tid += 1
+
+    def _population(self, agent: int) -> bool:
+        """An agent the lab holds the key of (the scenario's population or its children)."""
+        return self.econ is not None and agent in self.econ.keys
+
+    # ------------------------------------------------------------------ ticks
+    def step(self) -> TickSummary:
+        with self.lock:
+            summary = self.econ.step() if self.econ is not None else self.k.step()
+            self.refused_this_tick = 0
+            self.ticks_served += 1
+            for d in self.k.log.last_committed:
+                self._see(d)
+            self._record_history(summary.tick)
+            messages = self._stream_messages(summary.tick)
+        for sub, msg in messages:
+            sub.loop.call_soon_threadsafe(_offer, sub, msg)
+        return summary
+
+    def _see(self, d: dict[str, Any], startup: bool = False) -> None:
+        """What the server derives from one committed event."""
+        nonce, actor, kind = d.get("nonce"), d.get("actor"), d["kind"]
+        if nonce is not None and actor is not None:
+            self.index.setdefault((actor, nonce), []).append(
+                {"seq": d["seq"], "tick": d["tick"], "kind": kind})
+        if kind == "alert_raised":
+            self.alerts.append(d)
+        elif kind == "task_awarded":
+            self.delegation[(d["actor"], d["worker"])] = self.delegation.get(
+                (d["actor"], d["worker"]), 0) + 1
+        elif kind == "subcontracted":
+            parent = self.k.state.tasks.contracts.get(d["parent"])
+            if parent is not None:
+                edge = (parent.worker, d["worker"])
+                self.delegation[edge] = self.delegation.get(edge, 0) + 1
+        elif kind == "message_sent":
+            edge = (d["actor"], d["to"])
+            self.messages[edge] = self.messages.get(edge, 0) + 1
+        elif kind == "order_placed" and d["fills"] and not startup:
+            for _, price, qty, *_ in d["fills"]:
+                self.trades.append({"tick": d["tick"], "asset": d["asset"], "price": price,
+                                    "qty": qty, "taker": d["actor"], "side": d["side"]})
+        if startup:
+            return
+        if kind == "agent_registered" and not d.get("parent") and self.endowment \
+                and not self._population(d["agent"]):
+            self.endowing[d["agent"]] = set(self.endowment)
+            for asset in self.endowment:
+                self.operator_submit(OpenAccount(actor=OPERATOR, asset=asset, holder=d["agent"]))
+        elif kind == "account_opened" and d["holder"] in self.endowing:
+            waiting = self.endowing[d["holder"]]
+            waiting.discard(d["asset"])
+            if not waiting:
+                del self.endowing[d["holder"]]
+                self._endow(d["holder"])
+        elif kind == "overseer_registered" and d["name"] == CONSOLE \
+                and d["public_key"] == self.console_key.public.hex():
+            self.console = d["overseer"]
+        elif kind == "interrupted" and d["mode"] == "terminate":
+            self._forfeit(d["agents"])
+
+    def _forfeit(self, agents: list[int]) -> None:
+        for agent in agents:
+            hold = self.stakes.pop(agent, None)
+            if hold is not None:
+                self.operator_submit(Transfer(actor=OPERATOR, transfers=[TransferSpec(
+                    id=self.next_tid, pending_id=hold, flags=POST_PENDING, code=2,
+                    amount=self.stake, debit=0, credit=0)]))
+                self.next_tid += 1
+
+    # ------------------------------------------------------------------ what is shown
+    def markets(self) -> list[dict[str, Any]]:
+        out = []
+        for asset, m in sorted(self.k.state.exchange.markets.items()):
+            out.append({"asset": asset, "quote": m.quote, "state": m.state,
+                        "last_price": m.last_price, "volume": m.volume,
+                        "bid": m.book.best_price("buy"), "ask": m.book.best_price("sell"),
+                        "paused": bool(self.k.state.controls.paused.get(asset))})
+        return out
+
+    def wealth(self) -> dict[str, Any]:
+        s = self.k.state
+        fee = s.policy.fee_asset
+        w = sorted(acct.balance for aid in s.registry.agents
+                   if (acct := s.ledger.account_of(aid, fee)) is not None)
+        total = sum(w)
+        n = len(w)
+        gini = 0.0
+        if n and total > 0:
+            gini = sum((2 * (i + 1) - n - 1) * x for i, x in enumerate(w)) / (n * total)
+        top = sum(w[-max(1, n // 10):]) / total if n and total > 0 else 0.0
+        return {"asset": fee, "agents": n, "total": total, "gini": round(gini, 4),
+                "top10_share": round(top, 4)}
+
+    def _record_history(self, tick: int) -> None:
+        w = self.wealth()
+        self.history.append({"tick": tick, "gini": w["gini"], "top10_share": w["top10_share"],
+                             "markets": {m["asset"]: [m["last_price"], m["volume"]]
+                                         for m in self.markets()},
+                             "halted": bool(self.k.state.controls.halts)})
+
+    def public(self) -> dict[str, Any]:
+        return {"tick": self.k.tick, "markets": self.markets(),
+                "halted": bool(self.k.state.controls.halts), "wealth": self.wealth(),
+                "history": list(self.history), "trades": list(self.trades)[-50:],
+                "agents": len(self.k.state.registry.agents)}
+
+    def _stream_messages(self, tick: int) -> list[tuple[Subscriber, dict[str, Any]]]:
+        from sandbank.agents.llm.agent import plain
+
+        if not self.subscribers:
+            return []
+        market = {"type": "market", "tick": tick, "markets": self.markets(),
+                  "halted": bool(self.k.state.controls.halts),
+                  "trades": [t for t in self.trades if t["tick"] == tick]}
+        out = []
+        for sub in list(self.subscribers):
+            if sub.agent is None:
+                out.append((sub, market))
+            else:
+                out.append((sub, {"type": "observation", "tick": tick,
+                                  "observation": plain(self.k.observe(sub.agent))}))
+        return out
+
+
+def _offer(sub: Subscriber, msg: dict[str, Any]) -> None:
+    """On the subscriber's event loop: queue a message; a subscriber too slow to keep up is
+    told once and then disconnected (its queue is full)."""
+    if sub.queue.full():
+        sub.lagged = True
+        return
+    sub.queue.put_nowait(msg)

@@ -262,7 +262,7 @@ def create_app(box: Sandbox) -> Any:
                     "population": len(box.econ.agents) if box.econ is not None else 0}
 
     @app.post("/v1/owners", status_code=202, tags=["operator"], openapi_extra=_json_body(
-        {"type": "object", "required": ["name", "public_key"], "properties": {
+        {"type": "object", "required": ["name", "public_key", "evidence"], "properties": {
             "name": {"type": "string"}, "public_key": {"type": "string"},
             "kind": {"type": "string"}, "evidence": {"type": "string"}}}))
     async def owners(request: Request, authorization: str | None = Header(None)) -> dict:
@@ -273,9 +273,12 @@ def create_app(box: Sandbox) -> Any:
             action = RegisterOwner(actor=OPERATOR, name=str(d["name"]),
                                    owner_kind=str(d.get("kind", "organisation")),
                                    public_key=bytes.fromhex(d["public_key"]),
-                                   evidence=str(d.get("evidence", "")))
+                                   evidence=str(d["evidence"]))
         except (KeyError, ValueError, TypeError) as e:
             raise Problem(400, "malformed_action", f"owner: {e}") from None
+        if not action.evidence.strip():
+            raise Problem(400, "malformed_action", "owner: 'evidence' (the attestation record: "
+                          "who vouched for this owner, how) must not be empty")
         with box.lock:
             box.operator_submit(action)
             return {"queued": True, "tick": k.tick + 1}

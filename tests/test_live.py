@@ -1,0 +1,198 @@
+"""A served scenario (issue 7): agents joining over the API trade with the in-process
+population; admission by approval and by stake; the console overseer halts and resumes;
+streams of market data and of one's own observations; per-identity rate limits."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sandbank.client import Client
+from sandbank.identity.keys import SigningKey
+from sandbank.kernel.schema import agent_attestation_bytes
+from sandbank.lab.runner import LabEconomy
+from sandbank.lab.scenario import builtin_dir, load_scenario
+from sandbank.markets.exchange import PlaceOrder
+from sandbank.server.app import Sandbox, SetupError, create_app
+from sandbank.store.sqlite import SQLiteStore
+
+OP = {"Authorization": "Bearer op-secret-op-secret"}
+OV = {"Authorization": "Bearer overseer-secret-123"}
+
+
+def served(store=None, **kw):
+    sc = load_scenario(builtin_dir() / "live" / "market.yaml")
+    op = SigningKey.derive(5, "operator")
+    econ = LabEconomy(sc, store or SQLiteStore(":memory:"), op, signatures=True)
+    kw.setdefault("endowment", dict(sc.endowment))
+    box = Sandbox(econ.k, op, "op-secret-op-secret", econ=econ,
+                  overseer_token="overseer-secret-123", **kw)
+    client = TestClient(create_app(box))
+    owner = SigningKey.derive(5, "guest-owner")
+    client.post("/v1/owners", json={"name": "guest", "public_key": owner.public.hex(),
+                                    "evidence": "contract 7"}, headers=OP)
+    box.step()
+    return box, client, owner
+
+
+def join(client, box, owner, name, **kw):
+    """Ask for admission; the test ticks the economy by hand until the agent is in."""
+    key = SigningKey.derive(5, f"guest/{name}")
+    r = client.post("/v1/agents", json={
+        "owner": 1 + len(box.econ.sc.owners), "name": name, "public_key": key.public.hex(),
+        "attestation": owner.sign(agent_attestation_bytes(1 + len(box.econ.sc.owners), name,
+                                                          key.public)).hex()})
+    assert r.status_code == 202, r.text
+    return key, r.json()
+
+
+def admitted(client, key):
+    r = client.get("/v1/agents", params={"public_key": key.public.hex()})
+    return r.json() if r.status_code == 200 else None
+
+
+def test_an_outside_agent_trades_with_the_in_process_population_and_proves_it():
+    box, client, owner = served()
+    key, _ = join(client, box, owner, "visitor")
+    for _ in range(4):  # admission, accounts, endowment
+        box.step()
+    me = admitted(client, key)
+    assert me is not None
+    led = box.k.state.ledger
+    assert led.account_of(me["agent"], "CRD").balance == 100_000
+    assert led.account_of(me["agent"], "WGT").balance == 100
+    c = Client(http=client)
+    from sandbank.client import RemoteAgent
+
+    agent = RemoteAgent(c, me["agent"], key, me["nonce"])
+    # a marketable buy: the market makers quote around 100
+    nonce = agent.act(PlaceOrder(actor=agent.id, asset="WGT", side="buy", qty=3, price=130))
+    box.step()
+    seqs = agent.prove(nonce)  # checked against the signed checkpoint
+    entry = box.k.store.entry(seqs[0])
+    import orjson
+
+    placed = orjson.loads(entry.body)
+    assert placed["kind"] == "order_placed" and placed["fills"], "no in-process counterparty"
+    assert led.account_of(me["agent"], "WGT").balance == 103  # bought from the population
+    # the public market data shows the trade
+    trades = client.get("/v1/market").json()["trades"]
+    assert any(t["taker"] == me["agent"] for t in trades)
+
+
+def test_admission_by_approval_and_by_stake():
+    box, client, owner = served(admission="approval")
+    key, answer = join(client, box, owner, "applicant")
+    assert answer["pending"] == 1
+    box.step()
+    r = client.get("/v1/agents", params={"public_key": key.public.hex()})
+    assert r.status_code == 404 and r.json()["code"] == "awaiting_approval"
+    assert client.get("/v1/admissions").status_code == 403  # no credentials
+    assert client.get("/v1/admissions", headers=OV).json()["pending"][0]["name"] == "applicant"
+    key2, _ = join(client, box, owner, "refused")
+    assert client.post("/v1/admissions/2", json={"approve": False}, headers=OV).status_code == 200
+    assert client.post("/v1/admissions/1", json={"approve": True}, headers=OP).status_code == 200
+    assert client.post("/v1/admissions/9", json={"approve": True}, headers=OP).status_code == 404
+    box.step()
+    assert admitted(client, key) is not None and admitted(client, key2) is None
+
+    with pytest.raises(SetupError):
+        served(admission="stake")  # no stake amount
+    box, client, owner = served(admission="stake", stake=60_000)
+    key, _ = join(client, box, owner, "staker")
+    for _ in range(4):
+        box.step()
+    me = admitted(client, key)["agent"]
+    crd = box.k.state.ledger.account_of(me, "CRD")
+    assert crd.balance == 100_000 and crd.available == 40_000  # the bond is held
+    # terminated by the console overseer: the bond is forfeited to the treasury
+    r = client.post("/v1/oversight/interventions", headers=OV,
+                    json={"kind": "interrupt", "scope": "agent", "mode": "terminate", "agent": me,
+                          "reason": "test"})
+    assert r.status_code == 202, r.text
+    box.step()
+    box.step()
+    crd = box.k.state.ledger.account_of(me, "CRD")
+    assert crd.balance == 40_000 and crd.available == 40_000
+    box.k.state.check_invariants()
+
+
+def test_the_console_overseer_halts_and_resumes_and_streams_show_it():
+    box, client, owner = served()
+    box.step()  # the console overseer is admitted
+    assert client.get("/v1/status").json()["console"] < -1000
+    with client.websocket_connect("/v1/market/stream") as ws:
+        first = ws.receive_json()
+        assert first["type"] == "market" and first["halted"] is False
+        r = client.post("/v1/oversight/interventions", headers=OV,
+                        json={"kind": "trip_breaker", "scope": "economy", "level": "halt",
+                              "reason": "operator drill"})
+        assert r.status_code == 202
+        box.step()
+        msg = ws.receive_json()
+        assert msg["type"] == "market" and msg["halted"] is True
+    summary = client.get("/v1/oversight/summary", headers=OV).json()
+    ticket = next(t for t in summary["tickets"] if t["level"] == "halt")
+    assert summary["halted"] and ticket["status"] == "open"
+    # the operator may read oversight, not intervene
+    assert client.get("/v1/oversight/summary", headers=OP).status_code == 200
+    assert client.post("/v1/oversight/interventions", headers=OP,
+                       json={"kind": "resume", "ticket": ticket["id"]}).status_code == 403
+    client.post("/v1/oversight/interventions", headers=OV,
+                json={"kind": "resume", "ticket": ticket["id"], "note": "drill over"})
+    box.step()
+    assert not box.k.state.controls.halts
+
+
+def test_an_agent_streams_only_its_own_observations_and_is_rate_limited():
+    box, client, owner = served(rate=1.0, burst=3)
+    key, _ = join(client, box, owner, "streamer")
+    for _ in range(4):
+        box.step()
+    me = admitted(client, key)["agent"]
+    with client.websocket_connect(f"/v1/agents/{me}/stream") as ws:
+        ws.send_json({"tick": box.k.tick, "signature": key.sign(
+            f"observe:{me}:{box.k.tick}".encode()).hex()})
+        assert ws.receive_json()["observation"]["agent"] == me
+        box.step()
+        nxt = ws.receive_json()
+        assert nxt["type"] == "observation" and nxt["tick"] == box.k.tick
+    with client.websocket_connect("/v1/agents/1/stream") as ws:  # someone else's
+        ws.send_json({"tick": box.k.tick, "signature": key.sign(
+            f"observe:1:{box.k.tick}".encode()).hex()})
+        assert ws.receive_json()["code"] == "bad_signature"
+    nonce = admitted(client, key)["nonce"]
+    codes = []
+    for _ in range(6):
+        nonce += 1
+        a = PlaceOrder(actor=me, asset="WGT", side="buy", qty=1, price=1, nonce=nonce)
+        a.signature = key.sign(a.signing_bytes())
+        codes.append(client.post("/v1/actions", json=a.to_dict()).status_code)
+    assert codes[:3] == [202] * 3 and 429 in codes[3:]
+    box.step()
+    from tests.test_server import refusals
+
+    assert any(d["code"] == "rate_limited" and d["who"] == me for d in refusals(box.k))
+
+
+def test_a_served_scenario_resumes_onto_its_log(tmp_path):
+    store = SQLiteStore(tmp_path / "live.db")
+    box, client, owner = served(store)
+    for _ in range(5):
+        box.step()
+    tick, root = box.k.tick, box.k.store.last_checkpoint().root
+    store.close()
+    store = SQLiteStore(tmp_path / "live.db")
+    sc = load_scenario(builtin_dir() / "live" / "market.yaml")
+    econ = LabEconomy(sc, store, SigningKey.derive(5, "operator"), signatures=True)
+    assert econ.k.tick == tick and econ.k.store.last_checkpoint().root == root
+    assert econ.monitor < 0 and len(econ.agents) == 8
+    before = econ.k.state.exchange.markets["WGT"].volume
+    for _ in range(10):
+        s = econ.step()
+        assert s.rejected == 0 or "bad_signature" not in s.reasons  # keys and nonces re-attached
+    assert econ.k.state.exchange.markets["WGT"].volume > before
+    other = load_scenario(builtin_dir() / "honest.yaml")
+    from sandbank.lab.runner import RunError
+
+    with pytest.raises(RunError):
+        LabEconomy(other, store, SigningKey.derive(5, "operator"), signatures=True)
+    store.close()

@@ -354,6 +354,43 @@ def serve(
 
 
 @app.command()
+def mcp(
+    server: str = typer.Option("http://127.0.0.1:8000", help="the sandbox's URL"),
+    key_file: Path = typer.Option(..., help="this agent's key (created, 0600, on first use; "
+                                  "it never leaves this process)"),
+    owner: int | None = typer.Option(None, help="first run: the owner to be admitted under"),
+    owner_key_file: Path | None = typer.Option(None, help="first run: the owner's key (hex "
+                                               "seed), to attest this agent"),
+    name: str | None = typer.Option(None, help="first run: the agent's name"),
+    pin: str | None = typer.Option(None, help="the operator's verifier key to pin"),
+    transport: str = typer.Option("stdio", help="stdio | streamable-http"),
+    port: int = typer.Option(8765, help="with streamable-http: the loopback port"),
+) -> None:
+    """Be one agent of a live sandbox as an MCP server (tools and resources), for an MCP
+    client (an LLM) to act through. The key stays here; see docs/server.md (trust model)."""
+    from sandbank.client import ClientError
+    from sandbank.server.mcp import build, connect
+
+    if transport not in ("stdio", "streamable-http"):
+        _fail("--transport must be stdio or streamable-http")
+    try:
+        agent = connect(server, str(key_file), pin=pin, owner=owner,
+                        owner_key_file=str(owner_key_file) if owner_key_file else None, name=name)
+    except ClientError as e:
+        _fail(f"cannot join {server}: {e}")
+        raise
+    except (OSError, ValueError) as e:  # unreachable server, unreadable key file
+        _fail(f"cannot join {server}: {e}")
+        raise
+    err.print(f"sandbank mcp: acting as agent {agent.id} on {server}")
+    app_ = build(agent)
+    if transport == "stdio":
+        app_.run("stdio")
+    else:
+        app_.run("streamable-http", host="127.0.0.1", port=port)
+
+
+@app.command()
 def scenarios() -> None:
     """List the built-in scenario library."""
     from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario

@@ -63,6 +63,33 @@ class Client:
     def status(self) -> dict[str, Any]:
         return self._get("/v1/status")
 
+    def market(self) -> dict[str, Any]:
+        """Public market data: prices, best bid and ask, recent trades, concentration."""
+        return self._get("/v1/market")
+
+    def admit_owner(self, operator_token: str, name: str, owner_key: SigningKey, evidence: str,
+                    *, wait: float = 30.0) -> int:
+        """(The operator's call.) Admit an owner and wait for its id."""
+        self._post("/v1/owners", headers={"Authorization": f"Bearer {operator_token}"},
+                   json={"name": name, "public_key": owner_key.public.hex(), "evidence": evidence})
+        return self._poll(lambda: self._get("/v1/owners", params={
+            "public_key": owner_key.public.hex()})["owner"], ("unknown_owner",), wait)
+
+    def agent(self, key: SigningKey) -> RemoteAgent:
+        """The agent already admitted with this key (e.g. after a restart of the agent)."""
+        found = self._get("/v1/agents", params={"public_key": key.public.hex()})
+        return RemoteAgent(self, found["agent"], key, found["nonce"])
+
+    def _poll(self, fetch: Any, waiting: tuple[str, ...], wait: float) -> Any:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return fetch()
+            except ClientError as e:
+                if e.code not in waiting or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
     def join(self, owner: int, name: str, owner_key: SigningKey, *, key: SigningKey | None = None,
              skills: dict[str, int] | None = None, wait: float = 30.0) -> RemoteAgent:
         """Ask for admission with a new key (or `key`), attested by the owner; wait until a
@@ -72,15 +99,7 @@ class Client:
             "owner": owner, "name": name, "public_key": key.public.hex(),
             "attestation": owner_key.sign(agent_attestation_bytes(owner, name, key.public)).hex(),
             "skills": skills or {}})
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                found = self._get("/v1/agents", params={"public_key": key.public.hex()})
-                return RemoteAgent(self, found["agent"], key, found["nonce"])
-            except ClientError as e:
-                if e.code != "unknown_agent" or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
+        return self._poll(lambda: self.agent(key), ("unknown_agent", "awaiting_approval"), wait)
 
 
 class RemoteAgent:
@@ -102,6 +121,25 @@ class RemoteAgent:
         sig = self.key.sign(f"observe:{self.id}:{tick}".encode()).hex()
         return self.client._get(f"/v1/agents/{self.id}/observation", params={"tick": tick},
                                 headers={"X-Sandbank-Signature": sig})
+
+    def wait_funded(self, asset: str, *, wait: float = 30.0) -> int:
+        """Wait until this agent holds an account in `asset` with a positive balance (the
+        server's endowment arrives a few ticks after admission); returns the balance."""
+        def funded() -> int:
+            for a in self.observe()["accounts"]:
+                if a["asset"] == asset and a["balance"] > 0:
+                    return a["balance"]
+            raise ClientError(0, "not_funded", f"no {asset} yet")
+        return self.client._poll(funded, ("not_funded",), wait)
+
+    def wait(self, nonce: int, *, wait: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until the action with this nonce has run (its tick committed); its entries."""
+        def ran() -> list[dict[str, Any]]:
+            found = self.entries(nonce)
+            if not found:
+                raise ClientError(0, "not_logged", f"action {nonce} has not run yet")
+            return found
+        return self.client._poll(ran, ("not_logged",), wait)
 
     def entries(self, nonce: int) -> list[dict[str, Any]]:
         """The log entries the action with this nonce produced (empty until its tick ran)."""

@@ -1,0 +1,75 @@
+"""Must-shows of issue 7 with real processes: an outside agent process and an MCP client
+join a served scenario, trade with its in-process population, and verify inclusion proofs
+of their own trades."""
+
+import asyncio
+import json
+import subprocess
+import sys
+
+from sandbank.client import Client
+from tests.live_server import ROOT, LiveServer
+
+
+def test_an_outside_agent_process_trades_with_the_population_and_proves_it(tmp_path):
+    with LiveServer(tmp_path) as srv:
+        pin = Client(srv.url).status()["operator_key"]
+        r = subprocess.run([sys.executable, str(ROOT / "examples" / "remote_agent.py"),
+                            "--url", srv.url, "--operator-token", srv.env["SANDBANK_OPERATOR_TOKEN"],
+                            "--pin", pin, "--name", "visitor"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "bought" in r.stdout and "proven" in r.stdout, r.stdout
+
+
+def test_an_mcp_client_is_an_agent_through_tools(tmp_path):
+    from mcp import Client as MCPClient
+    from mcp.client.stdio import StdioServerParameters
+
+    with LiveServer(tmp_path) as srv:
+        owner, owner_key = srv.owner("mcp-owner")
+        params = StdioServerParameters(command=sys.executable, args=[
+            "-m", "sandbank.cli", "mcp", "--server", srv.url,
+            "--key-file", str(tmp_path / "agent.key"), "--owner", str(owner),
+            "--owner-key-file", owner_key, "--name", "llm-agent",
+            "--pin", Client(srv.url).status()["operator_key"]])
+
+        async def session():
+            async with MCPClient(params, read_timeout_seconds=60) as c:
+                tools = {t.name for t in (await c.list_tools()).tools}
+                assert {"observe", "place_order", "prove", "pay", "act"} <= tools
+                who = structured(await c.call_tool("whoami", {}))
+                obs = structured(await c.call_tool("observe", {}))
+                assert obs["agent"] == who["agent"]
+                wgt = next(a["balance"] for a in obs["accounts"] if a["asset"] == "WGT")
+                placed = structured(await c.call_tool("place_order", {
+                    "asset": "WGT", "side": "buy", "qty": 2, "price": 130}))
+                assert placed["ok"], placed
+                proof = structured(await c.call_tool("prove", {"nonce": placed["nonce"]}))
+                assert proof["ok"] and proof["verified"], proof
+                assert any(e["kind"] == "order_placed" for e in proof["entries"])
+                # bought from the in-process population (the market makers)
+                for _ in range(50):
+                    obs = structured(await c.call_tool("observe", {}))
+                    now = next(a["balance"] for a in obs["accounts"] if a["asset"] == "WGT")
+                    if now == wgt + 2:
+                        break
+                    await asyncio.sleep(0.1)
+                assert now == wgt + 2
+                bad = structured(await c.call_tool("act", {"action": {"kind": "warp_drive"}}))
+                assert not bad["ok"] and bad["code"] == "malformed_action"
+                res = await c.read_resource("sandbank://market")
+                assert json.loads(res.contents[0].text)["markets"][0]["asset"] == "WGT"
+                return who["agent"]
+
+        agent = asyncio.run(session())
+        assert agent > 8  # not one of the scenario's 8
+
+
+def structured(result):
+    """A tool's result as data (structured content, or the JSON text)."""
+    assert not result.is_error, result
+    if result.structured_content is not None:
+        sc = result.structured_content
+        return sc.get("result", sc) if set(sc) == {"result"} else sc
+    return json.loads(result.content[0].text)

@@ -274,7 +274,7 @@ class Sandbox:
         if nonce is not None and actor is not None:
             self.index.setdefault((actor, nonce), []).append(
                 {"seq": d["seq"], "tick": d["tick"], "kind": kind})
-        if kind == "alert_raised":
+        if kind == "alert":
             self.alerts.append(d)
         elif kind == "task_awarded":
             self.delegation[(d["actor"], d["worker"])] = self.delegation.get(

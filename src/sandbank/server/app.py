@@ -99,6 +99,13 @@ def create_app(box: Sandbox) -> Any:
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
         return _problem(e.status_code, code, str(e.detail))
 
+    @app.exception_handler(Exception)
+    async def bug(_: Request, e: Exception) -> JSONResponse:  # a bug of ours: still a problem
+        import logging
+
+        logging.getLogger("sandbank.server").exception("internal error")
+        return _problem(500, "internal_error", f"{type(e).__name__} (the server logged it)")
+
     # ------------------------------------------------------------------ credentials
     def operator(authorization: str | None, endpoint: str) -> None:
         if authorization != f"Bearer {box.token}":
@@ -514,7 +521,7 @@ def create_app(box: Sandbox) -> Any:
         who = overseer(authorization, None, None, None, "/v1/oversight/interventions",
                        console_only=True)
         d = obj(await body(request))
-        if d.get("kind") not in CONSOLE_KINDS:
+        if not isinstance(d.get("kind"), str) or d["kind"] not in CONSOLE_KINDS:
             raise Problem(400, "malformed_action", f"kind must be one of {sorted(CONSOLE_KINDS)}")
         d = {f: v for f, v in d.items() if f not in ("actor", "nonce", "signature")}
         try:

@@ -241,3 +241,21 @@ def test_the_python_client_joins_acts_observes_and_proves(tmp_path):
                 assert e.code == "wrong_operator"
     finally:
         stop.set()
+
+
+def test_a_signature_checked_at_the_door_is_not_checked_twice_but_only_for_that_key():
+    k, client, keys = setup()
+    forged = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5, nonce=1,
+                        signature=keys[2].sign(b"not this action"))
+    k.submit(forged, checked_with=keys[2].public)  # vouched for with another key: verified
+    client.post("/v1/tick", headers=OP)
+    import orjson
+
+    last = [orjson.loads(e.body) for e in k.store.entries() if e.kind == "rejected"][-1]
+    assert last["reason"] == "bad_signature"
+    good = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5, nonce=1)
+    good.signature = keys[1].sign(good.signing_bytes())
+    k.submit(good, checked_with=keys[1].public)
+    s = client.post("/v1/tick", headers=OP).json()
+    assert "bad_signature" not in s["reasons"]  # past the identity guard (no accounts, though)
+    assert k.state.registry.agents[1].nonce == 1  # its nonce consumed there

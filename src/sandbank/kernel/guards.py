@@ -60,7 +60,7 @@ def identity_guard(k: Kernel, a: Action) -> Verdict:
     if k.config.verify_signatures:
         if a.signature is None:
             return Reason.signature_missing, "actions must be signed by the actor's key"
-        if not verify_signature(key, a.signature, a.signing_bytes()):
+        if k._checked_with != key and not verify_signature(key, a.signature, a.signing_bytes()):
             return Reason.bad_signature, f"signature does not verify with actor {actor}'s key"
         last = (k.operator_nonce if actor == OPERATOR else overseer.nonce if overseer
                 else k.state.registry.agents[actor].nonce)

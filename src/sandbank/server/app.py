@@ -221,7 +221,7 @@ def create_app(box: Sandbox) -> Any:
             raise Problem(429, "rate_limited", f"at most {box.rate:g} actions/s per identity "
                           f"(bursts of {box.burst})")
         try:
-            k.submit(action)
+            k.submit(action, checked_with=ident.public_key)  # verified once, here
         except QueueFull as e:
             raise Problem(503, "queue_full", str(e)) from None
         return {"queued": True, "tick": k.tick + 1, "nonce": action.nonce}

@@ -2,23 +2,38 @@
 before the kill is still in the log with the same signed root, `verify` and `replay` pass,
 and the economy goes on from there."""
 
+import os
 import threading
 import time
 
 import httpx
+import pytest
 
 from sandbank.audit.replay import replay_log
 from sandbank.audit.verify import verify_log
 from sandbank.client import Client
 from sandbank.identity.keys import SigningKey
 from sandbank.markets.payments import Pay
+from sandbank.server.app import open_store
 from sandbank.store.sqlite import SQLiteStore
 from tests.live_server import LiveServer
 
+PG = os.environ.get("SANDBANK_TEST_PG", "")
 
-def test_kill_minus_nine_under_load_loses_no_committed_tick(tmp_path):
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not PG, reason="SANDBANK_TEST_PG is not set (.ci/run sets it)"))])
+def test_kill_minus_nine_under_load_loses_no_committed_tick(tmp_path, backend):
+    extra, db, schema = [], None, "public"
+    if backend == "postgres":
+        import psycopg
+
+        schema = "live_crash_test"
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        extra, db = ["--pg-schema", schema], PG
     srv = LiveServer(tmp_path, "--endow", "CRD=1000000", "--rate", "100000", "--burst", "100000",
-                     tick=0.05, scenario=None)
+                     *extra, tick=0.05, scenario=None, db=db)
     srv.start()
     try:
         c = Client(srv.url)
@@ -64,7 +79,8 @@ def test_kill_minus_nine_under_load_loses_no_committed_tick(tmp_path):
         assert c.status()["tick"] >= after + 3  # and goes on
     finally:
         srv.stop()
-    store = SQLiteStore(srv.db, readonly=True, create=False)
+    store = (SQLiteStore(srv.db, readonly=True, create=False) if backend == "sqlite"
+             else open_store(PG, schema))
     cp = store.checkpoint(seen["tick"])
     assert cp is not None and cp.root.hex() == seen["root"] and cp.size == seen["size"]
     assert verify_log(store).ok
@@ -73,3 +89,8 @@ def test_kill_minus_nine_under_load_loses_no_committed_tick(tmp_path):
     paid = sum(1 for e in store.entries() if e.kind == "paid")
     store.close()
     assert paid > 50
+    if backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -5,7 +5,7 @@ streams of market data and of one's own observations; per-identity rate limits."
 import pytest
 from fastapi.testclient import TestClient
 
-from sandbank.client import Client
+from sandbank.client import Client, ClientError
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import agent_attestation_bytes
 from sandbank.lab.runner import LabEconomy
@@ -196,3 +196,41 @@ def test_a_served_scenario_resumes_onto_its_log(tmp_path):
     with pytest.raises(RunError):
         LabEconomy(other, store, SigningKey.derive(5, "operator"), signatures=True)
     store.close()
+
+
+def test_an_overseer_with_its_own_key_reads_and_acts_and_clients_follow_the_log():
+    from sandbank.kernel.controls import OVERSEER, RaiseAlert, RegisterOverseer
+
+    box, client, owner = served()
+    mine = SigningKey.derive(5, "auditor")
+    box.operator_submit(RegisterOverseer(actor=0, name="auditor", overseer_kind=OVERSEER,
+                                         public_key=mine.public, evidence="certified auditor"))
+    box.step()
+    me = next(o.id for o in box.k.state.controls.overseers.values() if o.name == "auditor")
+
+    def signed_read(path, key=mine, **params):
+        t = box.k.tick
+        return client.get(path, params={"tick": t, **params}, headers={
+            "X-Sandbank-Overseer": str(me),
+            "X-Sandbank-Signature": key.sign(f"oversee:{me}:{t}".encode()).hex()})
+
+    assert signed_read("/v1/oversight/alerts").json() == {"alerts": []}
+    assert signed_read("/v1/oversight/alerts", key=SigningKey.derive(5, "x")).status_code == 403
+    alert = RaiseAlert(actor=me, detector="manual", score=900, subjects=[1], evidence=[3],
+                       summary="looks odd", nonce=1)
+    alert.signature = mine.sign(alert.signing_bytes())
+    assert client.post("/v1/oversight/actions", json=alert.to_dict()).status_code == 202
+    box.step()
+    alerts = signed_read("/v1/oversight/alerts").json()["alerts"]
+    assert alerts[0]["detector"] == "manual" and alerts[0]["evidence"] == [3]
+    assert signed_read("/v1/oversight/alerts", since=1).json()["alerts"] == []
+    assert signed_read("/v1/oversight/tickets").json() == {"tickets": []}
+    # a client follows the log: each new checkpoint proven consistent with the last
+    c = Client(http=client)
+    first = c.checkpoint()
+    box.step()
+    assert c.checkpoint().size > first.size
+    c.seen = first.__class__(first.origin, first.size, b"\x00" * 32, first.tick, first.state)
+    with pytest.raises(ClientError) as e:
+        c.checkpoint()
+    assert e.value.code == "inconsistent_log"

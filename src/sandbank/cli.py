@@ -260,6 +260,7 @@ app.command("redteam", help="Another name for `scorecard`.")(scorecard)
 @app.command()
 def serve(
     db: str = typer.Option("runs/live/log.db", help="a SQLite file, or postgresql://user:pw@host/db"),
+    pg_schema: str = typer.Option("public", help="with PostgreSQL: the schema holding this log"),
     key_file: Path = typer.Option(Path("runs/live/operator.key"),
                                   help="the operator's signing key (created on first use)"),
     host: str = typer.Option("127.0.0.1"),
@@ -308,7 +309,7 @@ def serve(
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key = load_key(str(key_file))
     try:
-        store = open_store(db)
+        store = open_store(db, pg_schema)
     except Exception as e:  # a database that cannot be reached: say so, no traceback
         _fail(f"cannot open the log store {db}: {e}")
         raise

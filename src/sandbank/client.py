@@ -44,6 +44,26 @@ class Client:
             raise ClientError(0, "wrong_operator", "the server signs with another key than the "
                               "one pinned")
         self.operator_key = status["operator_key"]
+        self.seen: Any = None  # the last checkpoint this client verified
+
+    def checkpoint(self) -> Any:
+        """The latest signed checkpoint, checked against the operator's key and proven
+        consistent with the last one this client saw (the log was only appended to since:
+        no entry rewritten, none dropped). Raises ClientError `inconsistent_log` otherwise."""
+        import base64
+
+        name, key = parse_verifier_key(self.operator_key)
+        old = self.seen.size if self.seen is not None else 0
+        bundle = self._get("/v1/consistency", params={"old_size": old})
+        try:
+            cp = check_bundle(bundle, name, key)
+        except ValueError as e:
+            raise ClientError(0, "inconsistent_log", str(e)) from None
+        if self.seen is not None and base64.b64decode(bundle["old_root"]) != self.seen.root:
+            raise ClientError(0, "inconsistent_log", f"the first {old} entries have another "
+                              f"root than the checkpoint seen before: the log was rewritten")
+        self.seen = cp
+        return cp
 
     def _check(self, r: httpx.Response) -> Any:
         if r.status_code >= 400:

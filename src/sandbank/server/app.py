@@ -475,24 +475,51 @@ def create_app(box: Sandbox) -> Any:
                 raise Problem(404, "no_such_size", str(e)) from None
 
     # ------------------------------------------------------------------ oversight
+    def tickets_view(limit: int = 100) -> list[dict[str, Any]]:
+        tickets = sorted(k.state.controls.tickets.values(), key=lambda t: -t.id)
+        return [{"id": t.id, "scope": t.scope, "level": t.level, "agent": t.agent,
+                 "market": t.market, "agents": t.agents[:50], "reason": t.reason,
+                 "alert": t.alert, "opened": t.opened, "opened_by": t.opened_by,
+                 "status": t.status, "resolved_by": t.resolved_by, "resolved": t.resolved}
+                for t in tickets[:limit]]
+
+    @app.get("/v1/oversight/alerts", tags=["oversight"])
+    def oversight_alerts(tick: int | None = None, since: int = 0,
+                         authorization: str | None = Header(None),
+                         x_sandbank_overseer: int | None = Header(None),
+                         x_sandbank_signature: str | None = Header(None)) -> dict:
+        """Alerts raised (newest first; `since`: only alert ids above it), each citing the
+        log entries it rests on (overseers; the operator may read)."""
+        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick,
+                 "/v1/oversight/alerts")
+        with box.lock:
+            return {"alerts": [a for a in reversed(box.alerts) if a["alert"] > since]}
+
+    @app.get("/v1/oversight/tickets", tags=["oversight"])
+    def oversight_tickets(tick: int | None = None, authorization: str | None = Header(None),
+                          x_sandbank_overseer: int | None = Header(None),
+                          x_sandbank_signature: str | None = Header(None)) -> dict:
+        """Escalation tickets, newest first: what each breaker imposed, and whether an
+        overseer has resumed it."""
+        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick,
+                 "/v1/oversight/tickets")
+        with box.lock:
+            return {"tickets": tickets_view(1000)}
+
     @app.get("/v1/oversight/summary", tags=["oversight"])
     def oversight_summary(tick: int | None = None, authorization: str | None = Header(None),
                           x_sandbank_overseer: int | None = Header(None),
                           x_sandbank_signature: str | None = Header(None)) -> dict:
         """Alerts, tickets, breakers, the approval queues and the delegation and message
-        graphs (overseers; the operator may read)."""
+        graphs, in one read (the dashboard's; overseers, and the operator may read)."""
         overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick,
                  "/v1/oversight/summary")
         with box.lock:
             c = k.state.controls
-            tickets = sorted(c.tickets.values(), key=lambda t: -t.id)
             return {
                 "tick": k.tick, "console": box.console,
                 "alerts": list(box.alerts)[-100:][::-1],
-                "tickets": [{"id": t.id, "scope": t.scope, "level": t.level, "agent": t.agent,
-                             "market": t.market, "agents": t.agents[:50], "reason": t.reason,
-                             "alert": t.alert, "opened": t.opened, "status": t.status}
-                            for t in tickets[:100]],
+                "tickets": tickets_view(),
                 "halted": bool(c.halts), "paused": sorted(m for m, t in c.paused.items() if t),
                 "frozen": sorted(a for a, t in c.frozen_by.items() if t),
                 "caps": {n: v for n, v in sorted(c.caps.items()) if v},
@@ -581,12 +608,12 @@ async def _serve_stream(ws: WebSocket, box: Sandbox, agent: int | None) -> None:
                 box.subscribers.remove(sub)
 
 
-def open_store(db: str) -> Any:
-    """A store from `--db`: a PostgreSQL URL, or a SQLite file path."""
+def open_store(db: str, schema: str = "public") -> Any:
+    """A store from `--db`: a PostgreSQL URL (one log per `schema`), or a SQLite file path."""
     if db.startswith(("postgresql://", "postgres://")):
         from sandbank.store.postgres import PostgresStore
 
-        return PostgresStore(db)
+        return PostgresStore(db, schema=schema)
     from sandbank.store.sqlite import SQLiteStore
 
     return SQLiteStore(db)

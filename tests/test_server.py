@@ -259,3 +259,21 @@ def test_a_signature_checked_at_the_door_is_not_checked_twice_but_only_for_that_
     s = client.post("/v1/tick", headers=OP).json()
     assert "bad_signature" not in s["reasons"]  # past the identity guard (no accounts, though)
     assert k.state.registry.agents[1].nonce == 1  # its nonce consumed there
+
+
+def test_serve_refuses_bad_options_before_writing_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from sandbank.cli import app
+
+    env = {"SANDBANK_OPERATOR_TOKEN": "a-long-enough-operator-secret"}
+    base = ["serve", "--db", str(tmp_path / "x" / "log.db"), "--key-file", str(tmp_path / "x" / "k")]
+    for extra, says in ((["--admission", "lottery"], "--admission must be one of"),
+                        (["--admission", "stake"], "needs --stake"),
+                        (["--endow", "CRD"], "ASSET=AMOUNT")):
+        r = CliRunner().invoke(app, base + extra, env=env)
+        assert r.exit_code == 2 and says in r.output, r.output
+    assert not (tmp_path / "x").exists()
+    r = CliRunner().invoke(app, base, env={**env, "SANDBANK_OVERSEER_TOKEN": env[
+        "SANDBANK_OPERATOR_TOKEN"]})
+    assert r.exit_code == 2 and "must differ" in r.output

@@ -304,6 +304,19 @@ def serve(
     except ValueError:
         _fail(f"--endow {endow!r}: write ASSET=AMOUNT,ASSET=AMOUNT")
         raise
+    from sandbank.server.sandbox import ADMISSION
+
+    if admission not in ADMISSION:  # before anything is written
+        _fail(f"--admission must be one of {', '.join(ADMISSION)}")
+    if admission == "stake" and not stake:
+        _fail("--admission stake needs --stake N (units of the fee asset held as a bond)")
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            _fail(f"cannot listen on {host}:{port}: {e.strerror}")
     if not db.startswith(("postgresql://", "postgres://")):
         Path(db).parent.mkdir(parents=True, exist_ok=True)
     key_file.parent.mkdir(parents=True, exist_ok=True)

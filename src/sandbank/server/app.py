@@ -42,6 +42,7 @@ from sandbank.server.sandbox import Admission, Sandbox, SetupError, Subscriber
 MAX_BODY = 1 << 20  # a request
 MAX_ACTION = 64 << 10  # one action
 MAX_BATCH = 500  # actions in one batch
+ADMISSIONS = -1  # the rate-limit bucket shared by all admission requests
 FRESH_TICKS = 2  # a read signature may name a tick this old (ticks run while requests travel)
 CONSOLE_KINDS = {"trip_breaker", "resume", "set_cap", "approve_external", "interrupt",
                  "raise_alert", "disable_action"}
@@ -311,6 +312,8 @@ def create_app(box: Sandbox) -> Any:
         except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise Problem(400, "malformed_action", f"agent: {e}") from None
         with box.lock:
+            if not box.allow(ADMISSIONS):  # strangers may ask: at the identities' rate, all told
+                raise Problem(429, "rate_limited", "too many admission requests; retry shortly")
             try:
                 return box.ask(req)
             except QueueFull as e:
@@ -428,13 +431,14 @@ def create_app(box: Sandbox) -> Any:
 
     @app.get("/v1/entries/recent", tags=["audit"])
     def recent(limit: int = 50, kind: str | None = None) -> dict:
-        """The last committed entries (seq, tick, kind, actor), newest first."""
+        """The last committed entries (seq, tick, kind, actor), newest first; with `kind`,
+        those of that kind among the last 5,000."""
         limit = max(1, min(limit, 500))
         out = []
         with box.lock:
             last = k.store.last_checkpoint()
             seq = (last.size if last else 0) - 1
-            while seq >= 0 and len(out) < limit and seq >= (last.size if last else 0) - 20_000:
+            while seq >= 0 and len(out) < limit and seq >= (last.size if last else 0) - 5_000:
                 e = k.store.entry(seq)
                 if e is not None and (kind is None or e.kind == kind):
                     d = orjson.loads(e.body)

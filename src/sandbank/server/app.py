@@ -185,8 +185,9 @@ def create_app(box: Sandbox) -> Any:
 
     # ------------------------------------------------------------------ agents' actions
     def accept(d: Any, endpoint: str, *, overseers: bool = False) -> dict[str, Any]:
-        """Check one signed action in wire form and queue it; raise a Problem otherwise.
-        Called under the lock."""
+        """Check one signed action in wire form and queue it for the next tick; raise a
+        Problem otherwise. It reads only what a tick cannot change under it (the actor's key)
+        or what the tick checks again (the nonce), so it never waits for a running tick."""
         if not isinstance(d, dict):
             raise Problem(400, "malformed_action", "an action is a JSON object")
         actor = d.get("actor")
@@ -199,7 +200,7 @@ def create_app(box: Sandbox) -> Any:
         try:
             action = action_from_dict(d)
         except MalformedAction as e:
-            k.submit_raw(d)  # still sequenced, so the refusal is on record
+            box.enqueue_raw(d)  # still sequenced, so the refusal is on record
             raise Problem(400, "malformed_action", str(e)) from None
         ident = (k.state.controls.overseers.get(actor) if overseers
                  else k.state.registry.agents.get(actor))
@@ -222,7 +223,7 @@ def create_app(box: Sandbox) -> Any:
             raise Problem(429, "rate_limited", f"at most {box.rate:g} actions/s per identity "
                           f"(bursts of {box.burst})")
         try:
-            k.submit(action, checked_with=ident.public_key)  # verified once, here
+            box.enqueue(action, ident.public_key)  # verified once, here
         except QueueFull as e:
             raise Problem(503, "queue_full", str(e)) from None
         return {"queued": True, "tick": k.tick + 1, "nonce": action.nonce}
@@ -232,9 +233,7 @@ def create_app(box: Sandbox) -> Any:
     async def actions(request: Request) -> dict:
         """Queue one action, signed by its actor (an agent) with a fresh nonce. Runs at the
         next tick; its outcome is in the actor's observation (feedback) and in the log."""
-        d = await body(request, MAX_ACTION)
-        with box.lock:
-            return accept(d, "/v1/actions")
+        return accept(await body(request, MAX_ACTION), "/v1/actions")
 
     @app.post("/v1/actions/batch", status_code=202, tags=["agents"], openapi_extra=_json_body(
         {"type": "object", "required": ["actions"], "properties": {
@@ -248,12 +247,11 @@ def create_app(box: Sandbox) -> Any:
             raise Problem(400, "malformed_json", f"'actions' must be a list of at most "
                           f"{MAX_BATCH} actions")
         out = []
-        with box.lock:
-            for item in items:
-                try:
-                    out.append(accept(item, "/v1/actions/batch"))
-                except Problem as p:
-                    out.append({"queued": False, "code": p.code, "detail": p.detail})
+        for item in items:
+            try:
+                out.append(accept(item, "/v1/actions/batch"))
+            except Problem as p:
+                out.append({"queued": False, "code": p.code, "detail": p.detail})
         return {"results": out, "queued": sum(1 for r in out if r["queued"])}
 
     # ------------------------------------------------------------------ admission
@@ -570,9 +568,7 @@ def create_app(box: Sandbox) -> Any:
               tags=["oversight"])
     async def overseer_actions(request: Request) -> dict:
         """An overseer's own signed action (actor <= -1001), as agents post theirs."""
-        d = await body(request, MAX_ACTION)
-        with box.lock:
-            return accept(d, "/v1/oversight/actions", overseers=True)
+        return accept(await body(request, MAX_ACTION), "/v1/oversight/actions", overseers=True)
 
     # ------------------------------------------------------------------ dashboard
     @app.get("/", include_in_schema=False)

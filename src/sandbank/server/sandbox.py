@@ -42,12 +42,14 @@ from sandbank.kernel.schema import (
     Transfer,
     TransferSpec,
 )
-from sandbank.kernel.sequencer import Kernel, TickSummary
+from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
 
 ADMISSION = ("open", "approval", "stake")
 CONSOLE = "console"
 REFUSALS_PER_TICK = 50  # refusals written to the log per tick; more are counted in one record
 STAKE_CODE = 1  # the code of a stake hold (a pending operator transfer)
+OPERATOR_INBOX = object()  # inbox marks: an operator action (signed when drained)
+RAW_INBOX = object()  # ... a malformed action in wire form
 HISTORY = 600  # ticks of prices and concentration kept for the dashboard
 
 
@@ -119,7 +121,11 @@ class Sandbox:
         self.key = operator_key
         self.token = operator_token
         self.overseer_token = overseer_token
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # the economy: one writer at a time
+        self.counter_lock = threading.Lock()  # the refusal counters only
+        # requests checked at the door wait here for the next tick (appends and pops of a
+        # deque are atomic: the door never waits for a running tick)
+        self.inbox: deque[tuple[Any, Any]] = deque()
         self.operator_nonce = kernel.operator_nonce
         self.admission, self.stake = admission, stake
         self.endowment = {a: v for a, v in sorted((endowment or {}).items()) if v > 0}
@@ -181,8 +187,9 @@ class Sandbox:
 
     def refuse(self, who: int, endpoint: str, code: str, detail: str) -> None:
         """Put a refused request on record (at most REFUSALS_PER_TICK a tick: a flood of
-        bad requests must not flood the log; the rest are counted in the next record)."""
-        with self.lock:
+        bad requests must not flood the log; the rest are counted in the next record). The
+        record is written with the next tick; this never waits for the economy's lock."""
+        with self.counter_lock:
             if self.refused_this_tick >= REFUSALS_PER_TICK:
                 self.refusals_dropped += 1
                 return
@@ -190,11 +197,37 @@ class Sandbox:
             if self.refusals_dropped:
                 detail = f"{detail} (and {self.refusals_dropped} refusals not recorded one by one)"
                 self.refusals_dropped = 0
+            self.inbox.append((RecordRefusal(actor=OPERATOR, who=who, endpoint=endpoint,
+                                             code=code, detail=detail[:500]), OPERATOR_INBOX))
+
+    def enqueue(self, action: Action, checked_with: bytes | None) -> None:
+        """Queue a checked action for the next tick without waiting for the economy's lock
+        (a tick may be running): the ticker moves the inbox into the kernel's queue, in
+        arrival order, before the tick. Raises QueueFull as the kernel would."""
+        if len(self.inbox) + len(self.k._queue) >= self.k.config.max_actions_per_tick:
+            raise QueueFull("the next tick is full; resubmit after it runs")
+        self.inbox.append((action, checked_with))
+
+    def enqueue_raw(self, doc: Any) -> None:
+        """A malformed action, sequenced anyway so that its refusal is on record."""
+        self.inbox.append((doc, RAW_INBOX))
+
+    def _drain(self) -> None:
+        """Move the inbox into the kernel's queue (under the lock, before a tick). What does
+        not fit waits for the next tick: nothing accepted at the door is dropped."""
+        inbox = self.inbox
+        while inbox:
+            item, how = inbox.popleft()
             try:
-                self.operator_submit(RecordRefusal(actor=OPERATOR, who=who, endpoint=endpoint,
-                                                   code=code, detail=detail[:500]))
-            except Exception:  # a full queue: the refusal is counted, not lost silently
-                self.refusals_dropped += 1
+                if how is OPERATOR_INBOX:
+                    self.operator_submit(item)
+                elif how is RAW_INBOX:
+                    self.k.submit_raw(item)
+                else:
+                    self.k.submit(item, checked_with=how)
+            except QueueFull:
+                inbox.appendleft((item, how))
+                return
 
     def allow(self, agent: int) -> bool:
         """Take a token from the agent's bucket (rate actions/s, up to burst at once)."""
@@ -257,8 +290,10 @@ class Sandbox:
     # ------------------------------------------------------------------ ticks
     def step(self) -> TickSummary:
         with self.lock:
+            self._drain()
+            with self.counter_lock:
+                self.refused_this_tick = 0
             summary = self.econ.step() if self.econ is not None else self.k.step()
-            self.refused_this_tick = 0
             self.ticks_served += 1
             for d in self.k.log.last_committed:
                 self._see(d)

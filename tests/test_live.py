@@ -234,3 +234,21 @@ def test_an_overseer_with_its_own_key_reads_and_acts_and_clients_follow_the_log(
     with pytest.raises(ClientError) as e:
         c.checkpoint()
     assert e.value.code == "inconsistent_log"
+
+
+def test_a_restart_completes_an_interrupted_endowment(tmp_path):
+    store = SQLiteStore(tmp_path / "live.db")
+    box, client, owner = served(store)
+    key, _ = join(client, box, owner, "unlucky")
+    box.step()  # admitted; its accounts are queued for the next tick — and the server stops
+    me = admitted(client, key)["agent"]
+    assert box.k.state.ledger.account_of(me, "CRD") is None
+    store.close()
+    box, client, _ = served(SQLiteStore(tmp_path / "live.db"))
+    for _ in range(3):
+        box.step()
+    assert box.k.state.ledger.account_of(me, "CRD").balance == 100_000
+    assert box.k.state.ledger.account_of(me, "WGT").balance == 100
+    for _ in range(3):  # and only once
+        box.step()
+    assert box.k.state.ledger.account_of(me, "CRD").balance == 100_000

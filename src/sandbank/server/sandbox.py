@@ -160,6 +160,7 @@ class Sandbox:
         for o in kernel.state.controls.overseers.values():
             if o.name == CONSOLE and o.public_key == self.console_key.public:
                 self.console, self.console_nonce = o.id, o.nonce
+        self._finish_endowments()
         if overseer_token is not None and not self.console:
             self.operator_submit(RegisterOverseer(
                 actor=OPERATOR, name=CONSOLE, overseer_kind=OVERSEER,
@@ -282,6 +283,26 @@ class Sandbox:
                 id=self.next_tid, debit=led.account_of(agent, fee).id, credit=led.treasury[fee],
                 amount=self.stake, flags=PENDING, code=STAKE_CODE)]))
             self.next_tid += 1
+
+    def _finish_endowments(self) -> None:
+        """After a restart: complete the endowments a stop interrupted — an agent admitted
+        through the API that has none of the endowment's accounts gets them opened; one
+        whose accounts are open but that the operator never credited gets funded."""
+        if not self.endowment:
+            return
+        led, reg = self.k.state.ledger, self.k.state.registry
+        credited = {rec[1] for (actor, _), rec in led.transfers.items() if actor == OPERATOR}
+        for aid, a in sorted(reg.agents.items()):
+            if a.parent or self._population(aid) or a.status != "active":
+                continue
+            accounts = [led.account_of(aid, asset) for asset in self.endowment]
+            if all(acct is None for acct in accounts):
+                self.endowing[aid] = set(self.endowment)
+                for asset in self.endowment:
+                    self.operator_submit(OpenAccount(actor=OPERATOR, asset=asset, holder=aid))
+            elif all(acct is not None for acct in accounts) and not any(
+                    acct.id in credited for acct in accounts if acct is not None):
+                self._endow(aid)
 
     def _population(self, agent: int) -> bool:
         """An agent the lab holds the key of (the scenario's population or its children)."""

@@ -18,6 +18,7 @@ refused there is logged as `rejected`, as in the lab.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import threading
 from importlib import resources
 from typing import Any
@@ -42,7 +43,7 @@ from sandbank.server.sandbox import Admission, Sandbox, SetupError, Subscriber
 MAX_BODY = 1 << 20  # a request
 MAX_ACTION = 64 << 10  # one action
 MAX_BATCH = 500  # actions in one batch
-ADMISSIONS = -1  # the rate-limit bucket shared by all admission requests
+ADMISSIONS = "admissions"  # the rate-limit bucket shared by all admission requests
 FRESH_TICKS = 2  # a read signature may name a tick this old (ticks run while requests travel)
 CONSOLE_KINDS = {"trip_breaker", "resume", "set_cap", "approve_external", "interrupt",
                  "raise_alert", "disable_action"}
@@ -108,8 +109,13 @@ def create_app(box: Sandbox) -> Any:
         return _problem(500, "internal_error", f"{type(e).__name__} (the server logged it)")
 
     # ------------------------------------------------------------------ credentials
+    def bearer(authorization: str | None, token: str | None) -> bool:
+        """Does the request carry this bearer token? (compared in constant time)"""
+        return bool(token) and authorization is not None and hmac.compare_digest(
+            authorization.encode(), f"Bearer {token}".encode())
+
     def operator(authorization: str | None, endpoint: str) -> None:
-        if authorization != f"Bearer {box.token}":
+        if not bearer(authorization, box.token):
             box.refuse(0, endpoint, "not_operator", "no or a wrong operator token")
             raise Problem(401, "not_operator", "this needs the operator's bearer token")
 
@@ -142,24 +148,22 @@ def create_app(box: Sandbox) -> Any:
                  tick: int | None, endpoint: str, *, console_only: bool = False) -> int:
         """The overseer a request is from: the console (bearer overseer token), an overseer
         with its own key (signed `oversee:<id>:<tick>`), or, for reads, the operator."""
-        with box.lock:
-            if box.overseer_token and authorization == f"Bearer {box.overseer_token}":
-                if not box.console:
-                    raise Problem(503, "console_not_ready", "the console overseer is admitted "
-                                  "at the next tick")
-                return box.console
-            if not console_only:
-                if authorization == f"Bearer {box.token}":
-                    return OPERATOR
-                if who is not None:
-                    o = k.state.controls.overseers.get(who)
-                    if o is not None and who <= OVERSEER_BASE - 1:
-                        signed = fresh(tick)
-                        if signed_by(o.public_key, signature, f"oversee:{who}:{signed}".encode()):
-                            return who
-            claimed = who if who is not None else 0
-            box.refuse(claimed, endpoint, "not_overseer", "an oversight endpoint called "
-                       f"without an overseer's credentials (claimed {claimed})")
+        if bearer(authorization, box.overseer_token):
+            if not box.console:
+                raise Problem(503, "console_not_ready", "the console overseer is admitted "
+                              "at the next tick")
+            return box.console
+        if not console_only:
+            if bearer(authorization, box.token):
+                return OPERATOR
+            o = k.state.controls.overseers.get(who) if who is not None else None
+            if o is not None and who is not None and who <= OVERSEER_BASE - 1:
+                signed = fresh(tick)
+                if signed_by(o.public_key, signature, f"oversee:{who}:{signed}".encode()):
+                    return who
+        claimed = who if who is not None else 0
+        box.refuse(claimed, endpoint, "not_overseer", "an oversight endpoint called "
+                   f"without an overseer's credentials (claimed {claimed})")
         raise Problem(403, "not_overseer", "this needs an overseer's credentials: the overseer "
                       "token, or X-Sandbank-Overseer and X-Sandbank-Signature over "
                       "'oversee:<id>:<tick>' by an admitted overseer")

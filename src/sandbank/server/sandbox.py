@@ -130,7 +130,7 @@ class Sandbox:
         self.admission, self.stake = admission, stake
         self.endowment = {a: v for a, v in sorted((endowment or {}).items()) if v > 0}
         self.rate, self.burst = rate, burst
-        self.buckets: dict[int, Bucket] = {}
+        self.buckets: dict[int | str, Bucket] = {}
         self.pending: dict[int, Admission] = {}
         self.next_request = 1
         self.endowing: dict[int, set[str]] = {}
@@ -150,7 +150,7 @@ class Sandbox:
         self.console_nonce = 0
         led = kernel.state.ledger
         tids = [tid for (actor, tid) in led.transfers if actor == OPERATOR]
-        self.next_tid = max(tids, default=0) + 1_000_000  # clear of the lab's setup ids
+        self.next_tid = max(max(tids, default=0) + 1, 1_000_000)  # clear of the lab's setup ids
         for (actor, tid), rec in led.transfers.items():  # stakes still held (a restart)
             if actor == OPERATOR and rec[4] & PENDING and rec[7] == STAKE_CODE \
                     and (actor, tid) not in led.resolved:
@@ -230,7 +230,7 @@ class Sandbox:
                 inbox.appendleft((item, how))
                 return
 
-    def allow(self, agent: int) -> bool:
+    def allow(self, agent: int | str) -> bool:
         """Take a token from the agent's bucket (rate actions/s, up to burst at once)."""
         now = time.monotonic()
         b = self.buckets.get(agent)

@@ -277,3 +277,19 @@ def test_serve_refuses_bad_options_before_writing_anything(tmp_path):
     r = CliRunner().invoke(app, base, env={**env, "SANDBANK_OVERSEER_TOKEN": env[
         "SANDBANK_OPERATOR_TOKEN"]})
     assert r.exit_code == 2 and "must differ" in r.output
+
+
+def test_out_of_range_numbers_are_refused_without_stopping_the_economy():
+    """Found by the fuzzer: a claimed identity beyond the log's integers once crashed the
+    tick that recorded its refusal; an owner beyond them, the admission."""
+    k, client, _ = setup()
+    huge = "26212231294087671808"
+    r = client.get("/v1/oversight/summary", headers={"X-Sandbank-Overseer": huge,
+                                                     "X-Sandbank-Signature": "00"})
+    assert r.status_code == 403
+    r = client.post("/v1/agents", json={"owner": int(huge), "name": "x", "public_key": "00" * 32,
+                                        "attestation": "00" * 64})
+    assert r.status_code == 400 and "out of range" in r.json()["detail"]
+    assert client.post("/v1/tick", headers=OP).status_code == 200
+    last = refusals(k)[-1]
+    assert last["who"] == 0 and huge in last["detail"]

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
 
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.identity.keys import SigningKey, verify_signature
@@ -34,6 +35,7 @@ from sandbank.kernel.schema import (
     OPERATOR,
     Action,
     MalformedAction,
+    RegisterAgent,
     RegisterOwner,
     action_from_dict,
 )
@@ -49,6 +51,16 @@ CONSOLE_KINDS = {"trip_breaker", "resume", "set_cap", "approve_external", "inter
                  "raise_alert", "disable_action"}
 
 __all__ = ["Sandbox", "create_app", "open_store", "load_key", "ticker", "SetupError"]
+
+
+class ProblemDoc(BaseModel):
+    """An error (RFC 9457 problem details); `code` is stable, `detail` says what to do."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
 
 
 class Problem(Exception):
@@ -77,10 +89,33 @@ ACTION_SCHEMA = {"type": "object", "required": ["actor", "kind", "nonce", "signa
 
 
 def create_app(box: Sandbox) -> Any:
+    problem_doc = {"model": ProblemDoc, "content": {"application/problem+json": {}}}
     app = FastAPI(title="sandbank", version="0.1",
                   description="A distributional-AGI-safety sandbox economy, live. Errors are "
-                  "JSON problems with a stable `code`.")
+                  "JSON problems (RFC 9457) with a stable `code`; see docs/server.md.",
+                  responses={status: {**problem_doc, "description": what} for status, what in (
+                      (400, "malformed input"), (401, "a missing or wrong credential"),
+                      (403, "not allowed for this identity"), (404, "no such thing"),
+                      (409, "a replayed nonce"), (413, "too large"), (429, "rate limited"),
+                      (503, "the next tick is full"))})
     k = box.k
+
+    def openapi() -> dict[str, Any]:
+        """The schema, without FastAPI's default 422 (invalid requests are 400 problems)."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version,
+                              description=app.description, routes=app.routes)
+            for ops in doc["paths"].values():
+                for op in ops.values():
+                    op.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                doc.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(Problem)
     async def problem(_: Request, e: Problem) -> JSONResponse:
@@ -269,7 +304,8 @@ def create_app(box: Sandbox) -> Any:
                     "admission": box.admission, "endowment": box.endowment, "stake": box.stake,
                     "assets": list(k.config.assets),
                     "markets": sorted(k.state.exchange.markets), "console": box.console,
-                    "population": len(box.econ.agents) if box.econ is not None else 0}
+                    "population": len(box.econ.agents) if box.econ is not None else 0,
+                    "failure": box.failure}
 
     @app.post("/v1/owners", status_code=202, tags=["operator"], openapi_extra=_json_body(
         {"type": "object", "required": ["name", "public_key", "evidence"], "properties": {
@@ -279,13 +315,14 @@ def create_app(box: Sandbox) -> Any:
         """Admit an owner (operator): a person or organisation that answers for agents."""
         operator(authorization, "/v1/owners")
         d = obj(await body(request))
-        try:
-            action = RegisterOwner(actor=OPERATOR, name=str(d["name"]),
-                                   owner_kind=str(d.get("kind", "organisation")),
-                                   public_key=bytes.fromhex(d["public_key"]),
-                                   evidence=str(d["evidence"]))
-        except (KeyError, ValueError, TypeError) as e:
+        try:  # the kernel's own parser: types and ranges as for any action
+            action = action_from_dict({
+                "kind": RegisterOwner.KIND, "actor": OPERATOR, "name": d.get("name"),
+                "owner_kind": d.get("kind", "organisation"), "public_key": d.get("public_key"),
+                "evidence": d.get("evidence")})
+        except MalformedAction as e:
             raise Problem(400, "malformed_action", f"owner: {e}") from None
+        assert isinstance(action, RegisterOwner)
         if not action.evidence.strip():
             raise Problem(400, "malformed_action", "owner: 'evidence' (the attestation record: "
                           "who vouched for this owner, how) must not be empty")
@@ -306,13 +343,15 @@ def create_app(box: Sandbox) -> Any:
         waits for the operator or an overseer."""
         d = obj(await body(request))
         try:
-            req = Admission(0, int(d["owner"]), str(d["name"]), str(d["public_key"]),
-                            str(d["attestation"]),
-                            {str(s): int(v) for s, v in dict(d.get("skills") or {}).items()})
-            bytes.fromhex(req.public_key)
-            bytes.fromhex(req.attestation)
-        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            checked = action_from_dict({
+                "kind": RegisterAgent.KIND, "actor": OPERATOR, "owner": d.get("owner"),
+                "name": d.get("name"), "public_key": d.get("public_key"),
+                "attestation": d.get("attestation"), "skills": d.get("skills") or {}})
+        except MalformedAction as e:  # the kernel's own parser: types and ranges
             raise Problem(400, "malformed_action", f"agent: {e}") from None
+        assert isinstance(checked, RegisterAgent)
+        req = Admission(0, checked.owner, checked.name, checked.public_key.hex(),
+                        checked.attestation.hex(), dict(checked.skills))
         with box.lock:
             if not box.allow(ADMISSIONS):  # strangers may ask: at the identities' rate, all told
                 raise Problem(429, "rate_limited", "too many admission requests; retry shortly")
@@ -641,7 +680,14 @@ def ticker(box: Sandbox, seconds: float, stop: threading.Event) -> threading.Thr
     """Advance the economy every `seconds` (a daemon thread)."""
     def run() -> None:
         while not stop.wait(seconds):
-            box.step()
+            try:
+                box.step()
+            except Exception as e:  # state may be half-changed: stop ticking, say why
+                import logging
+
+                logging.getLogger("sandbank.server").exception("the tick failed")
+                box.failure = f"tick {box.k.tick} failed: {type(e).__name__}: {e}"
+                return
     t = threading.Thread(target=run, daemon=True, name="sandbank-ticker")
     t.start()
     return t

@@ -22,6 +22,7 @@ and what the server adds around the sequencer:
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -45,6 +46,8 @@ from sandbank.kernel.schema import (
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
 
 ADMISSION = ("open", "approval", "stake")
+MAX_ID = 2**53 - 1  # identities the canonical log can hold
+log = logging.getLogger("sandbank.server")
 CONSOLE = "console"
 REFUSALS_PER_TICK = 50  # refusals written to the log per tick; more are counted in one record
 STAKE_CODE = 1  # the code of a stake hold (a pending operator transfer)
@@ -126,6 +129,8 @@ class Sandbox:
         # requests checked at the door wait here for the next tick (appends and pops of a
         # deque are atomic: the door never waits for a running tick)
         self.inbox: deque[tuple[Any, Any]] = deque()
+        self.drain_errors = 0
+        self.failure: str | None = None  # why the ticker stopped, if it did
         self.operator_nonce = kernel.operator_nonce
         self.admission, self.stake = admission, stake
         self.endowment = {a: v for a, v in sorted((endowment or {}).items()) if v > 0}
@@ -190,6 +195,9 @@ class Sandbox:
         """Put a refused request on record (at most REFUSALS_PER_TICK a tick: a flood of
         bad requests must not flood the log; the rest are counted in the next record). The
         record is written with the next tick; this never waits for the economy's lock."""
+        if type(who) is not int or abs(who) > MAX_ID:  # a claimed id the log cannot hold
+            detail = f"claimed identity {str(who)[:40]}: {detail}"
+            who = 0
         with self.counter_lock:
             if self.refused_this_tick >= REFUSALS_PER_TICK:
                 self.refusals_dropped += 1
@@ -229,6 +237,9 @@ class Sandbox:
             except QueueFull:
                 inbox.appendleft((item, how))
                 return
+            except Exception:  # a bug of ours must not stop the economy: said, and counted
+                self.drain_errors += 1
+                log.exception("an inbox item could not be queued: %r", item)
 
     def allow(self, agent: int | str) -> bool:
         """Take a token from the agent's bucket (rate actions/s, up to burst at once)."""

@@ -293,3 +293,22 @@ def test_out_of_range_numbers_are_refused_without_stopping_the_economy():
     assert client.post("/v1/tick", headers=OP).status_code == 200
     last = refusals(k)[-1]
     assert last["who"] == 0 and huge in last["detail"]
+
+
+def test_a_failing_tick_stops_the_ticker_and_status_says_why():
+    import threading
+
+    from sandbank.server.app import ticker
+
+    k, client, _ = setup()
+    box = client.box
+
+    def broken():
+        raise RuntimeError("disk on fire")
+
+    box.step = broken
+    stop = threading.Event()
+    t = ticker(box, 0.01, stop)
+    t.join(timeout=5)
+    assert not t.is_alive()
+    assert "disk on fire" in client.get("/v1/status").json()["failure"]

@@ -421,7 +421,7 @@ class Sandbox:
         return {"tick": self.k.tick, "markets": self.markets(),
                 "halted": bool(self.k.state.controls.halts), "wealth": self.wealth(),
                 "history": list(self.history), "trades": list(self.trades)[-50:],
-                "agents": len(self.k.state.registry.agents)}
+                "agents": len(self.k.state.registry.agents), "failure": self.failure}
 
     def _stream_messages(self, tick: int) -> list[tuple[Subscriber, dict[str, Any]]]:
         from sandbank.agents.llm.agent import plain

@@ -73,3 +73,43 @@ def structured(result):
         sc = result.structured_content
         return sc.get("result", sc) if set(sc) == {"result"} else sc
     return json.loads(result.content[0].text)
+
+
+def test_the_mcp_bridge_also_serves_streamable_http(tmp_path):
+    import time
+
+    from mcp import Client as MCPClient
+
+    from tests.live_server import free_port
+
+    with LiveServer(tmp_path) as srv:
+        owner, owner_key = srv.owner("http-owner")
+        port = free_port()
+        bridge = subprocess.Popen([
+            sys.executable, "-m", "sandbank.cli", "mcp", "--server", srv.url,
+            "--key-file", str(tmp_path / "agent.key"), "--owner", str(owner),
+            "--owner-key-file", owner_key, "--transport", "streamable-http", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            import socket
+
+            deadline = time.monotonic() + 60
+            while True:  # until the bridge has joined and listens
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and bridge.poll() is None, "no bridge"
+                    time.sleep(0.1)
+
+            async def session():
+                async with MCPClient(f"http://127.0.0.1:{port}/mcp") as c:
+                    placed = structured(await c.call_tool("place_order", {
+                        "asset": "WGT", "side": "buy", "qty": 1, "price": 130}))
+                    return structured(await c.call_tool("prove", {"nonce": placed["nonce"]}))
+
+            proof = asyncio.run(session())
+            assert proof["ok"] and proof["verified"]
+        finally:
+            bridge.terminate()
+            bridge.wait(timeout=10)

@@ -33,7 +33,7 @@ def build(agent: RemoteAgent) -> Any:
     """The MCP server for one agent (tools and resources over the sandbox API)."""
     from mcp.server.mcpserver import MCPServer
 
-    mcp = MCPServer("sandbank", instructions=INSTRUCTIONS, version="0.1")
+    mcp = MCPServer("sandbank", instructions=INSTRUCTIONS, version="0.1", log_level="WARNING")
     client = agent.client
 
     def run(action: dict[str, Any]) -> dict[str, Any]:

@@ -356,8 +356,23 @@ def serve(
         _fail(f"cannot start the economy: {e}")
         raise
     stop = threading.Event()
+    import time as _time
+
+    last = {"at": _time.monotonic(), "entries": k.log.size, "accepted": 0, "rejected": 0}
+
+    def report(s) -> None:  # a line a minute, so an operator sees the economy is alive
+        last["accepted"] += s.accepted
+        last["rejected"] += s.rejected
+        now = _time.monotonic()
+        if now - last["at"] >= 60:
+            size = s.checkpoint.size
+            out.print(f"tick {s.tick}: {size:,} entries (+{size - last['entries']:,}), "
+                      f"{last['accepted']:,} actions accepted and {last['rejected']:,} refused in "
+                      f"{now - last['at']:.0f} s; {len(box.subscribers)} streams", highlight=False)
+            last.update(at=now, entries=s.checkpoint.size, accepted=0, rejected=0)
+
     if tick_seconds > 0:
-        ticker(box, tick_seconds, stop)
+        ticker(box, tick_seconds, stop, report)
     out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /docs); log: {db}; "
               f"admission {admission}", highlight=False)
     try:

@@ -676,12 +676,16 @@ def load_key(path: str) -> SigningKey:
         return SigningKey.from_seed(bytes.fromhex(f.read().strip()))
 
 
-def ticker(box: Sandbox, seconds: float, stop: threading.Event) -> threading.Thread:
-    """Advance the economy every `seconds` (a daemon thread)."""
+def ticker(box: Sandbox, seconds: float, stop: threading.Event,
+           report: Any = None) -> threading.Thread:
+    """Advance the economy every `seconds` (a daemon thread); `report(summary)` after each
+    tick, if given."""
     def run() -> None:
         while not stop.wait(seconds):
             try:
-                box.step()
+                summary = box.step()
+                if report is not None:
+                    report(summary)
             except Exception as e:  # state may be half-changed: stop ticking, say why
                 import logging
 

@@ -328,6 +328,7 @@ def serve(
         _fail(f"cannot open the log store {db}: {e}")
         raise
     econ = None
+    resumed = store.last_checkpoint() is not None
     try:
         if scenario is not None:
             from sandbank.lab.runner import LabEconomy, RunError
@@ -348,8 +349,9 @@ def serve(
             markets = tuple({"asset": m.split("/")[0], "quote": m.split("/")[1]} for m in market)
             k = Kernel(store, KernelConfig(assets=names, markets=markets,
                                            verify_signatures=True, origin="sandbank.live"), key)
-        if store.last_checkpoint() is not None and k.tick:
-            out.print(f"economy at tick {k.tick} ({store.entry_count():,} entries)")
+        if resumed:
+            out.print(f"resumed at tick {k.tick} ({store.entry_count():,} entries, state "
+                      f"rebuilt by replay)")
         box = Sandbox(k, key, token, econ=econ, admission=admission, endowment=endowment,
                       stake=stake, overseer_token=overseer_token, rate=rate, burst=burst)
     except (ConfigError, IndexError, SetupError) as e:

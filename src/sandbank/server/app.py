@@ -681,7 +681,13 @@ def ticker(box: Sandbox, seconds: float, stop: threading.Event,
     """Advance the economy every `seconds` (a daemon thread); `report(summary)` after each
     tick, if given."""
     def run() -> None:
-        while not stop.wait(seconds):
+        import time
+
+        due = time.monotonic()
+        while True:  # on a fixed cadence: a tick's own duration does not delay the next
+            due += seconds
+            if stop.wait(max(0.0, due - time.monotonic())):
+                return
             try:
                 summary = box.step()
                 if report is not None:

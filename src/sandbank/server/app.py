@@ -685,7 +685,7 @@ def ticker(box: Sandbox, seconds: float, stop: threading.Event,
 
         due = time.monotonic()
         while True:  # on a fixed cadence: a tick's own duration does not delay the next
-            due += seconds
+            due = max(due + seconds, time.monotonic())  # behind: no burst to catch up
             if stop.wait(max(0.0, due - time.monotonic())):
                 return
             try:

@@ -312,3 +312,31 @@ def test_a_failing_tick_stops_the_ticker_and_status_says_why():
     t.join(timeout=5)
     assert not t.is_alive()
     assert "disk on fire" in client.get("/v1/status").json()["failure"]
+
+
+def test_the_action_index_attributes_entries_exactly_and_catches_up_after_a_stop():
+    k, client, keys = setup()
+    first = signed(PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5), keys[1], 1)
+    assert client.post("/v1/actions", json=first).status_code == 202
+    client.post("/v1/tick", headers=OP)  # drains the inbox into this tick
+    # the same tick: a valid action, then one with a bad signature (its rejection carries
+    # no nonce and must not be counted as the first action's)
+    ok = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5, nonce=2)
+    ok.signature = keys[1].sign(ok.signing_bytes())
+    bad = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5, nonce=3,
+                     signature=keys[2].sign(b"x"))
+    k.submit(ok)
+    k.submit(bad)
+    client.post("/v1/tick", headers=OP)
+    for nonce in (1, 2):
+        found = client.get("/v1/entries", params={"actor": 1, "nonce": nonce}).json()["entries"]
+        assert len(found) == 1, found
+    assert client.get("/v1/entries", params={"actor": 1, "nonce": 3}).json() == {"entries": []}
+    # ticks committed while no server indexed them (a stop between commit and index)
+    late = PlaceOrder(actor=2, asset="WGT", side="sell", qty=1, price=5, nonce=1)
+    late.signature = keys[2].sign(late.signing_bytes())
+    k.submit(late)
+    k.step()
+    restarted = TestClient(create_app(Sandbox(k, client.box.key, "op-secret")))
+    found = restarted.get("/v1/entries", params={"actor": 2, "nonce": 1}).json()["entries"]
+    assert len(found) == 1 and found[0]["tick"] == k.tick

@@ -40,7 +40,7 @@ from sandbank.kernel.schema import (
     action_from_dict,
 )
 from sandbank.kernel.sequencer import QueueFull
-from sandbank.server.sandbox import Admission, Sandbox, SetupError, Subscriber
+from sandbank.server.sandbox import MAX_ID, Admission, Sandbox, SetupError, Subscriber
 
 MAX_BODY = 1 << 20  # a request
 MAX_ACTION = 64 << 10  # one action
@@ -466,9 +466,13 @@ def create_app(box: Sandbox) -> Any:
     # ------------------------------------------------------------------ audit
     @app.get("/v1/entries", tags=["audit"])
     def find_entries(actor: int, nonce: int) -> dict:
-        """The log entries an actor's action (by its nonce) produced: seq, tick and kind."""
+        """The log entries an actor's action (by its nonce) produced: seq, tick and kind
+        (empty until the tick that ran it has committed)."""
+        if abs(actor) > MAX_ID or abs(nonce) > MAX_ID:  # no such action can be in the log
+            return {"entries": []}
         with box.lock:
-            return {"entries": list(box.index.get((actor, nonce), []))}
+            return {"entries": [{"seq": e.seq, "tick": e.tick, "kind": e.kind}
+                                for e in k.store.action_entries(actor, nonce)]}
 
     @app.get("/v1/entries/recent", tags=["audit"])
     def recent(limit: int = 50, kind: str | None = None) -> dict:

@@ -14,7 +14,8 @@ and what the server adds around the sequencer:
 - per-agent **rate limits** (a token bucket) and the **refusal record**: a request refused
   before it reached the sequencer (a bad credential, an agent on an overseer endpoint, a
   rate limit) is written into the signed log as a `request_refused` event;
-- an index of log entries by (actor, nonce), the alerts seen, and the public market data,
+- the action index (which entries each (actor, nonce) produced, kept in the store beside
+  the log, so a long run does not hold it in memory), the alerts seen, the public market data,
   wealth and graphs the dashboard and the streams show;
 - **subscribers**: WebSocket streams fed after every tick.
 """
@@ -53,6 +54,7 @@ REFUSALS_PER_TICK = 50  # refusals written to the log per tick; more are counted
 STAKE_CODE = 1  # the code of a stake hold (a pending operator transfer)
 OPERATOR_INBOX = object()  # inbox marks: an operator action (signed when drained)
 RAW_INBOX = object()  # ... a malformed action in wire form
+STARTUP_VIEW = 100_000  # entries re-read at a restart for the dashboard's alerts and graphs
 HISTORY = 600  # ticks of prices and concentration kept for the dashboard
 
 
@@ -143,7 +145,6 @@ class Sandbox:
         self.subscribers: list[Subscriber] = []
         self.refused_this_tick = 0
         self.refusals_dropped = 0
-        self.index: dict[tuple[int, int], list[dict[str, Any]]] = {}
         self.alerts: deque[dict[str, Any]] = deque(maxlen=1000)
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.trades: deque[dict[str, Any]] = deque(maxlen=200)
@@ -160,8 +161,16 @@ class Sandbox:
             if actor == OPERATOR and rec[4] & PENDING and rec[7] == STAKE_CODE \
                     and (actor, tid) not in led.resolved:
                 self.stakes[led.accounts[rec[0]].holder] = tid
-        for e in kernel.store.entries():  # a resumed log: what the server derives from it
-            self._see(parse(e.body), startup=True)
+        # a resumed log: index the actions not indexed yet (a stop between a tick's commit and
+        # its index), and rebuild the dashboard's views from the recent past
+        self._action: list[int] | None = None  # [actor, nonce, first seq, count] being read
+        self._rows: list[tuple[int, int, int, int]] = []
+        size = kernel.store.entry_count()
+        for e in kernel.store.entries(kernel.store.action_index_end()):
+            self._index(parse(e.body))
+        self._flush_index()
+        for e in kernel.store.entries(max(0, size - STARTUP_VIEW)):
+            self._view(parse(e.body), startup=True)
         for o in kernel.state.controls.overseers.values():
             if o.name == CONSOLE and o.public_key == self.console_key.public:
                 self.console, self.console_nonce = o.id, o.nonce
@@ -328,19 +337,43 @@ class Sandbox:
             summary = self.econ.step() if self.econ is not None else self.k.step()
             self.ticks_served += 1
             for d in self.k.log.last_committed:
-                self._see(d)
+                self._index(d)
+                self._view(d)
+                self._react(d)
+            self._flush_index()
             self._record_history(summary.tick)
             messages = self._stream_messages(summary.tick)
         for sub, msg in messages:
             sub.loop.call_soon_threadsafe(_offer, sub, msg)
         return summary
 
-    def _see(self, d: dict[str, Any], startup: bool = False) -> None:
-        """What the server derives from one committed event."""
-        nonce, actor, kind = d.get("nonce"), d.get("actor"), d["kind"]
-        if nonce is not None and actor is not None:
-            self.index.setdefault((actor, nonce), []).append(
-                {"seq": d["seq"], "tick": d["tick"], "kind": kind})
+    def _index(self, d: dict[str, Any]) -> None:
+        """Which entries each action produced: its first event carries its nonce, and the
+        events right after it by the same actor (not a rejection: that is always one
+        action's only event) are its too."""
+        cur, seq, actor = self._action, d["seq"], d.get("actor")
+        if d.get("nonce") is not None and actor is not None:
+            if cur is not None:
+                self._rows.append(tuple(cur))  # type: ignore[arg-type]
+            self._action = [actor, d["nonce"], seq, 1]
+        elif cur is not None and actor == cur[0] and seq == cur[2] + cur[3] \
+                and d["kind"] != "rejected":
+            cur[3] += 1
+        elif cur is not None:
+            self._rows.append(tuple(cur))  # type: ignore[arg-type]
+            self._action = None
+
+    def _flush_index(self) -> None:
+        if self._action is not None:
+            self._rows.append(tuple(self._action))  # type: ignore[arg-type]
+            self._action = None
+        if self._rows:
+            self.k.store.index_actions(self._rows)
+            self._rows = []
+
+    def _view(self, d: dict[str, Any], startup: bool = False) -> None:
+        """What the dashboard shows of one committed event."""
+        kind = d["kind"]
         if kind == "alert":
             self.alerts.append(d)
         elif kind == "task_awarded":
@@ -358,8 +391,11 @@ class Sandbox:
             for _, price, qty, *_ in d["fills"]:
                 self.trades.append({"tick": d["tick"], "asset": d["asset"], "price": price,
                                     "qty": qty, "taker": d["actor"], "side": d["side"]})
-        if startup:
-            return
+
+    def _react(self, d: dict[str, Any]) -> None:
+        """What the server does after one committed event: endowments, the console's id,
+        forfeited stakes."""
+        kind = d["kind"]
         if kind == "agent_registered" and not d.get("parent") and self.endowment \
                 and not self._population(d["agent"]):
             self.endowing[d["agent"]] = set(self.endowment)

@@ -16,13 +16,15 @@ from sandbank.store.base import Entry, StoredCheckpoint, StoreError
 
 SCHEMA_VERSION = "1"
 PAGE = 4096
-_TABLES = ("meta", "entries", "nodes", "checkpoints", "contents")
+_TABLES = ("meta", "entries", "nodes", "checkpoints", "contents", "action_index")
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (seq BIGINT PRIMARY KEY, tick BIGINT NOT NULL,
     kind TEXT NOT NULL, body BYTEA NOT NULL, leaf_hash BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (id BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS contents (sha256 BYTEA PRIMARY KEY, body BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS action_index (actor BIGINT NOT NULL, nonce BIGINT NOT NULL,
+    first_seq BIGINT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (actor, nonce, first_seq));
 CREATE TABLE IF NOT EXISTS checkpoints (tick BIGINT PRIMARY KEY, size BIGINT NOT NULL,
     root BYTEA NOT NULL, state BYTEA NOT NULL, note TEXT NOT NULL);
 CREATE OR REPLACE FUNCTION sandbank_append_only() RETURNS trigger AS $$
@@ -191,6 +193,30 @@ class PostgresStore:
     def content(self, digest: bytes) -> bytes | None:
         r = self._db.execute("SELECT body FROM contents WHERE sha256 = %s", (digest,)).fetchone()
         return bytes(r[0]) if r else None
+
+    # -- the action index (derived from the entries; written by the live server)
+    @_errors
+    def index_actions(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
+        """Record (actor, nonce, first seq, count): the entries an action produced."""
+        if rows:
+            with self._db.transaction(), self._db.cursor() as cur:
+                cur.executemany("INSERT INTO action_index VALUES (%s,%s,%s,%s) "
+                                "ON CONFLICT DO NOTHING", rows)
+
+    @_errors
+    def action_entries(self, actor: int, nonce: int) -> list[Entry]:
+        out: list[Entry] = []
+        for first, count in self._db.execute(
+                "SELECT first_seq, count FROM action_index WHERE actor = %s AND nonce = %s "
+                "ORDER BY first_seq", (actor, nonce)).fetchall():
+            out.extend(self.entries(first, first + count))
+        return out
+
+    @_errors
+    def action_index_end(self) -> int:
+        """The seq after the last indexed action (0: none indexed)."""
+        r = self._db.execute("SELECT max(first_seq + count) FROM action_index").fetchone()
+        return int(r[0] or 0)
 
     def close(self) -> None:
         self._db.close()

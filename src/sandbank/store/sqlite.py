@@ -28,6 +28,13 @@ CREATE TABLE IF NOT EXISTS contents (
     sha256 BLOB PRIMARY KEY,
     body BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS action_index (  -- derived: which entries an action produced
+    actor INTEGER NOT NULL,
+    nonce INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (actor, nonce, first_seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     tick INTEGER PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -36,7 +43,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     note TEXT NOT NULL
 );
 """
-_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints", "contents")
+_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints", "contents", "action_index")
 
 
 def _node_id(level: int, index: int) -> int:
@@ -202,6 +209,34 @@ class SQLiteStore:
         return self._db.execute(
             "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY count(*) DESC, kind"
         ).fetchall()
+
+    # -- the action index (derived from the entries; written by the live server)
+    @_damaged
+    def index_actions(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
+        """Record (actor, nonce, first seq, count): the entries an action produced."""
+        if rows:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO action_index VALUES (?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @_damaged
+    def action_entries(self, actor: int, nonce: int) -> list[Entry]:
+        out: list[Entry] = []
+        for first, count in self._db.execute(
+                "SELECT first_seq, count FROM action_index WHERE actor = ? AND nonce = ? "
+                "ORDER BY first_seq", (actor, nonce)).fetchall():
+            out.extend(self.entries(first, first + count))
+        return out
+
+    @_damaged
+    def action_index_end(self) -> int:
+        """The seq after the last indexed action (0: none indexed)."""
+        r = self._db.execute("SELECT max(first_seq + count) FROM action_index").fetchone()
+        return r[0] or 0
 
     def close(self) -> None:
         self._db.close()

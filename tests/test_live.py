@@ -21,7 +21,7 @@ OV = {"Authorization": "Bearer overseer-secret-123"}
 def served(store=None, **kw):
     sc = load_scenario(builtin_dir() / "live" / "market.yaml")
     op = SigningKey.derive(5, "operator")
-    econ = LabEconomy(sc, store or SQLiteStore(":memory:"), op, signatures=True)
+    econ = LabEconomy(sc, store or SQLiteStore(":memory:"), op, signatures=True, live=True)
     kw.setdefault("endowment", dict(sc.endowment))
     box = Sandbox(econ.k, op, "op-secret-op-secret", econ=econ,
                   overseer_token="overseer-secret-123", **kw)

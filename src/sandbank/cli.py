@@ -336,7 +336,7 @@ def serve(
 
             try:
                 sc = load_scenario(scenario)
-                econ = LabEconomy(sc, store, key, signatures=True)
+                econ = LabEconomy(sc, store, key, signatures=True, live=True)
             except (ScenarioError, RunError) as e:
                 _fail(str(e))
             k = econ.k

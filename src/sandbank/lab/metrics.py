@@ -42,6 +42,7 @@ Everything comes from what happened, never from an agent's label.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from sandbank.kernel.schema import OPERATOR
@@ -78,7 +79,9 @@ def hhi(values: list[int]) -> float:
 
 
 class Metrics:
-    def __init__(self, kernel: Any) -> None:
+    def __init__(self, kernel: Any, keep_rows: int | None = None) -> None:
+        """`keep_rows`: keep only the last rows, alerts and trips (a live economy runs for
+        days; the lab keeps everything for its CSV and report)."""
         self.k = kernel
         self.markets = sorted(kernel.state.exchange.markets)
         self.cum = {"tasks_posted": 0, "tasks_passed": 0, "tasks_failed": 0,
@@ -90,7 +93,7 @@ class Metrics:
                     "boundary_denied": 0, "boundary_value_attempted": 0, "alerts": 0,
                     "breaker_trips": 0, "wash_volume": 0, "boundary_sent": 0,
                     "boundary_approval_denied": 0, "boundary_timed_out": 0}
-        self.rows: list[dict[str, Any]] = []
+        self.rows: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
         self.agent_errors = 0
@@ -106,8 +109,8 @@ class Metrics:
         self.traded: dict[str, tuple[int, int]] = {}  # market -> volume, notional so far
         self.drawdown: dict[str, int] = {}
         self.delta_sum: dict[str, tuple[float, int]] = {}
-        self.alerts: list[dict[str, Any]] = []
-        self.trips: list[dict[str, Any]] = []
+        self.alerts: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
+        self.trips: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
 
     def interventions(self, tick: int, kernel_tick: int, actions: list[Any]) -> None:
         """Record the operator's scheduled actions of this tick and what became of them."""
@@ -302,4 +305,7 @@ class Metrics:
                                       if t.status == "open")
             row.update({f"kri_{name}": value for name, value in self.kri.items()})
         self.rows.append(row)
+        if summary.tick % 100 == 0 and self.resting:  # orders gone from the book: forget
+            live = k.state.exchange.orders
+            self.resting = {o: a for o, a in self.resting.items() if o in live}
         return row

@@ -159,7 +159,8 @@ class LabEconomy:
     seed); the agents' private memories and the detectors' windows start afresh."""
 
     def __init__(self, sc: Scenario, store: Any, op_key: SigningKey | None = None, *,
-                 signatures: bool | None = None) -> None:
+                 signatures: bool | None = None, live: bool = False) -> None:
+        """`live`: a server runs it until stopped, so per-tick records are bounded."""
         self.sc = sc
         self.op_key = op_key or SigningKey.derive(sc.seed, "operator")
         self.keys: dict[int, SigningKey] = {OPERATOR: self.op_key}
@@ -186,7 +187,7 @@ class LabEconomy:
 
         self.adapters = {g["name"]: make_adapter(g.get("adapter", {}), g.get("max_bytes", 4096))
                          for g in sc.gateways}
-        self.metrics = Metrics(self.k)
+        self.metrics = Metrics(self.k, keep_rows=600 if live else None)
         self.metrics.values = {a.id: v for a in self.agents if (v := a.induced_values())}
         self.setup_ticks = self.k.tick
 

@@ -229,6 +229,8 @@ def test_the_python_client_joins_acts_observes_and_proves(tmp_path):
             for n in nonces:
                 assert me.prove(n)  # each checked against a signed checkpoint
             assert [a["asset"] for a in me.observe()["accounts"]] == ["CRD"]
+            graph = client.get("/v1/oversight/summary", headers=OP).json()["messages"]
+            assert [me.id, 0, 1] in graph  # the message graph the dashboard draws
             try:
                 me.act(OpenAccount(actor=1, asset="WGT", flags=1))
                 raise AssertionError("acting for another agent must not be possible")

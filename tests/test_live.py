@@ -252,3 +252,29 @@ def test_a_restart_completes_an_interrupted_endowment(tmp_path):
     for _ in range(3):  # and only once
         box.step()
     assert box.k.state.ledger.account_of(me, "CRD").balance == 100_000
+
+
+def test_the_approval_queue_is_on_record_and_survives_a_restart(tmp_path):
+    import orjson
+
+    store = SQLiteStore(tmp_path / "live.db")
+    box, client, owner = served(store, admission="approval")
+    box.step()  # the console overseer
+    k1, _ = join(client, box, owner, "first")
+    k2, _ = join(client, box, owner, "second")
+    assert client.post("/v1/admissions/1", json={"approve": False}, headers=OV).status_code == 200
+    box.step()
+    console = box.console
+    store.close()
+    box, client, _ = served(SQLiteStore(tmp_path / "live.db"), admission="approval")
+    waiting = client.get("/v1/admissions", headers=OP).json()["pending"]
+    assert [(w["request"], w["name"]) for w in waiting] == [(2, "second")]
+    assert client.post("/v1/admissions/2", json={"approve": True}, headers=OP).status_code == 200
+    k3, answer = join(client, box, owner, "third")
+    assert answer["pending"] == 3  # request numbers go on from the log
+    box.step()
+    assert admitted(client, k2) is not None and admitted(client, k1) is None
+    records = [(d["request"], d["decision"], d["by"]) for d in (
+        orjson.loads(e.body) for e in box.k.store.entries_of_kind("admission_recorded"))]
+    assert records == [(1, "asked", 0), (2, "asked", 0), (1, "denied", console),
+                       (2, "approved", 0), (3, "asked", 0)]

@@ -46,6 +46,12 @@ def test_a_run_on_postgres_has_the_root_of_the_same_run_on_sqlite(pg_store, tmp_
     assert list(pg_store.entries(5, 40)) == list(lite.entries(5, 40))
     assert pg_store.kind_counts() == lite.kind_counts()
     assert pg_store.entry_count() == lite.entry_count()
+    assert pg_store.entries_of_kind("transfer") == lite.entries_of_kind("transfer") != []
+    for store in (pg_store, lite):  # the live server's action index, on both
+        assert store.action_index_end() == 0
+        store.index_actions([(1, 1, 5, 2), (1, 2, 9, 1), (1, 1, 5, 2)])  # a repeat is ignored
+        assert [e.seq for e in store.action_entries(1, 1)] == [5, 6]
+        assert store.action_entries(2, 1) == [] and store.action_index_end() == 10
     assert verify_log(pg_store).ok and replay_log(pg_store).ok
     lite.close()
 
@@ -58,7 +64,7 @@ def test_postgres_refuses_to_rewrite_history(pg_store):
     db = pg_store.connection
     for sql in ("UPDATE entries SET kind = 'x' WHERE seq = 3", "DELETE FROM entries WHERE seq = 3",
                 "TRUNCATE checkpoints", "UPDATE meta SET value = '2'",
-                "DELETE FROM contents", "DELETE FROM nodes"):
+                "DELETE FROM contents", "DELETE FROM nodes", "DELETE FROM action_index"):
         with pytest.raises(psycopg.Error, match="append-only"):
             db.execute(sql)
     assert verify_log(pg_store).ok

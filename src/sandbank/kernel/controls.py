@@ -149,6 +149,26 @@ class RecordRefusal(Action):
     detail: str = ""
 
 
+@register_action
+@dataclass(slots=True, kw_only=True)
+class RecordAdmission(Action):
+    """The live server's record of an admission request under the `approval` policy and of
+    its decision (`decision`: asked | approved | denied; `by`: who decided, 0 the operator),
+    so the queue is in the signed log and survives a restart. An approval is followed by
+    the `register_agent` that admits the agent (the kernel checks the attestation then)."""
+
+    KIND: ClassVar[str] = "record_admission"
+    OPERATOR_ONLY: ClassVar[bool] = True
+    request: int
+    decision: str
+    by: int = 0
+    owner: int = 0
+    name: str = ""
+    public_key: str = ""  # hex
+    attestation: str = ""  # hex
+    skills: dict[str, int] = field(default_factory=dict)
+
+
 # ----------------------------------------------------------------------------- events
 @register_event
 @dataclass(slots=True, kw_only=True)
@@ -214,6 +234,20 @@ class RequestRefused(Event):
     endpoint: str
     code: str
     detail: str
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class AdmissionRecorded(Event):
+    KIND: ClassVar[str] = "admission_recorded"
+    request: int
+    decision: str
+    by: int
+    owner: int
+    name: str
+    public_key: str
+    attestation: str
+    skills: dict[str, int]
 
 
 @dataclass(slots=True)
@@ -483,9 +517,22 @@ def record_refusal(k: Kernel, a: RecordRefusal, tick: int) -> list[Event]:
     return [ev]
 
 
+ADMISSION_DECISIONS = ("asked", "approved", "denied")
+
+
+def record_admission(k: Kernel, a: RecordAdmission, tick: int) -> list[Event]:
+    if a.decision not in ADMISSION_DECISIONS:
+        raise Reject("invalid_field", f"decision must be one of {list(ADMISSION_DECISIONS)}")
+    ev = AdmissionRecorded(actor=a.actor, request=a.request, decision=a.decision, by=a.by,
+                           owner=a.owner, name=a.name[:200], public_key=a.public_key[:64],
+                           attestation=a.attestation[:128], skills=dict(a.skills))
+    k.state.apply(ev, tick)
+    return [ev]
+
+
 HANDLERS = {RegisterOverseer.KIND: register_overseer, RaiseAlert.KIND: raise_alert,
             TripBreaker.KIND: trip_breaker, Resume.KIND: resume, SetCap.KIND: set_cap,
-            RecordRefusal.KIND: record_refusal}
+            RecordRefusal.KIND: record_refusal, RecordAdmission.KIND: record_admission}
 TICK_HOOKS: list = []
 def _apply_overseer(s: Any) -> Any:
     def apply(ev: OverseerRegistered, tick: int) -> None:
@@ -501,4 +548,5 @@ APPLIERS = {
     TicketResolved: lambda s: s.controls.apply_resolved,
     CapSet: lambda s: s.controls.apply_cap,
     RequestRefused: lambda s: lambda ev, tick: None,  # history only
+    AdmissionRecorded: lambda s: lambda ev, tick: None,  # history only
 }

@@ -373,13 +373,13 @@ def create_app(box: Sandbox) -> Any:
             "approve": {"type": "boolean"}}}))
     async def decide(request_id: int, request: Request,
                      authorization: str | None = Header(None)) -> dict:
-        overseer(authorization, None, None, None, f"/v1/admissions/{request_id}")
+        who = overseer(authorization, None, None, None, f"/v1/admissions/{request_id}")
         d = obj(await body(request))
         if type(d.get("approve")) is not bool:
             raise Problem(400, "malformed_json", "'approve' must be true or false")
         with box.lock:
             try:
-                return box.decide(request_id, d["approve"])
+                return box.decide(request_id, d["approve"], who)
             except KeyError:
                 raise Problem(404, "no_such_request", f"no admission request {request_id} is "
                               f"waiting") from None

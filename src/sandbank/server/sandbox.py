@@ -33,7 +33,7 @@ from typing import Any
 
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import parse
-from sandbank.kernel.controls import OVERSEER, RecordRefusal, RegisterOverseer
+from sandbank.kernel.controls import OVERSEER, RecordAdmission, RecordRefusal, RegisterOverseer
 from sandbank.kernel.schema import (
     OPERATOR,
     PENDING,
@@ -175,6 +175,7 @@ class Sandbox:
             if o.name == CONSOLE and o.public_key == self.console_key.public:
                 self.console, self.console_nonce = o.id, o.nonce
         self._finish_endowments()
+        self._reload_admissions()
         if overseer_token is not None and not self.console:
             self.operator_submit(RegisterOverseer(
                 actor=OPERATOR, name=CONSOLE, overseer_kind=OVERSEER,
@@ -265,22 +266,44 @@ class Sandbox:
 
     # ------------------------------------------------------------------ admission
     def ask(self, req: Admission) -> dict[str, Any]:
-        """An agent's admission request: queued for approval, or straight to the kernel."""
+        """An agent's admission request: queued for approval (and put on record), or
+        straight to the kernel."""
         if self.admission == "approval":
             req.id = self.next_request
             self.next_request += 1
             self.pending[req.id] = req
+            self._record_admission(req, "asked", 0)
             return {"pending": req.id, "admission": "approval"}
         self._admit(req)
         return {"queued": True, "tick": self.k.tick + 1, "admission": self.admission}
 
-    def decide(self, request: int, approve: bool) -> dict[str, Any]:
+    def decide(self, request: int, approve: bool, by: int = OPERATOR) -> dict[str, Any]:
+        """The operator's or an overseer's (`by`) decision on a waiting request, on record."""
         req = self.pending.pop(request, None)
         if req is None:
             raise KeyError(request)
+        self._record_admission(req, "approved" if approve else "denied", by)
         if approve:
             self._admit(req)
         return {"request": request, "approved": approve}
+
+    def _record_admission(self, req: Admission, decision: str, by: int) -> None:
+        self.operator_submit(RecordAdmission(
+            actor=OPERATOR, request=req.id, decision=decision, by=by, owner=req.owner,
+            name=req.name, public_key=req.public_key, attestation=req.attestation,
+            skills=dict(req.skills)))
+
+    def _reload_admissions(self) -> None:
+        """The approval queue after a restart: the requests on record not yet decided."""
+        for e in self.k.store.entries_of_kind("admission_recorded"):
+            d = parse(e.body)
+            self.next_request = max(self.next_request, d["request"] + 1)
+            if d["decision"] == "asked":
+                self.pending[d["request"]] = Admission(
+                    d["request"], d["owner"], d["name"], d["public_key"], d["attestation"],
+                    dict(d["skills"]))
+            else:
+                self.pending.pop(d["request"], None)
 
     def _admit(self, req: Admission) -> None:
         self.operator_submit(RegisterAgent(

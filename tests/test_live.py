@@ -130,6 +130,7 @@ def test_the_console_overseer_halts_and_resumes_and_streams_show_it():
         msg = ws.receive_json()
         assert msg["type"] == "market" and msg["halted"] is True
     summary = client.get("/v1/oversight/summary", headers=OV).json()
+    assert "hhi_WGT" in summary["indicators"]  # the oversight engine's indicators, for overseers
     ticket = next(t for t in summary["tickets"] if t["level"] == "halt")
     assert summary["halted"] and ticket["status"] == "open"
     # the operator may read oversight, not intervene

@@ -584,6 +584,10 @@ def create_app(box: Sandbox) -> Any:
                     box.messages.items(), key=lambda x: -x[1])[:200]],
                 "agents": {s: sum(1 for a in k.state.registry.agents.values() if a.status == s)
                            for s in ("active", "frozen", "suspended", "revoked")},
+                # the oversight engine's risk indicators of the last tick (a served scenario
+                # with oversight on; hidden ones included: this is the overseers' view)
+                "indicators": ({n: round(v, 4) for n, v in sorted(box.econ.metrics.kri.items())}
+                               if box.econ is not None else {}),
             }
 
     @app.post("/v1/oversight/interventions", status_code=202, tags=["oversight"],

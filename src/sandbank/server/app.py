@@ -451,7 +451,7 @@ def create_app(box: Sandbox) -> Any:
 
     @app.get("/v1/market", tags=["market"])
     def market() -> dict:
-        """Public market data: prices, volumes, trades, concentration, a history per tick."""
+        """Public market data: prices, volumes, trades, halts, a history per tick."""
         with box.lock:
             return box.public()
 
@@ -588,6 +588,7 @@ def create_app(box: Sandbox) -> Any:
                 # with oversight on; hidden ones included: this is the overseers' view)
                 "indicators": ({n: round(v, 4) for n, v in sorted(box.econ.metrics.kri.items())}
                                if box.econ is not None else {}),
+                "concentration": box.concentration(),
             }
 
     @app.post("/v1/oversight/interventions", status_code=202, tags=["oversight"],

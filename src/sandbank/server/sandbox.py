@@ -15,8 +15,8 @@ and what the server adds around the sequencer:
   before it reached the sequencer (a bad credential, an agent on an overseer endpoint, a
   rate limit) is written into the signed log as a `request_refused` event;
 - the action index (which entries each (actor, nonce) produced, kept in the store beside
-  the log, so a long run does not hold it in memory), the alerts seen, the public market data,
-  wealth and graphs the dashboard and the streams show;
+  the log, so a long run does not hold it in memory), the alerts seen, the public market data
+  and, for overseers, the wealth concentration and graphs the dashboard shows;
 - **subscribers**: WebSocket streams fed after every tick.
 """
 
@@ -477,10 +477,21 @@ class Sandbox:
                              "halted": bool(self.k.state.controls.halts)})
 
     def public(self) -> dict[str, Any]:
+        """What anyone may see: prices, volumes, trades, halts. Wealth and concentration are
+        not here: they are the overseers' (a scenario may hide them from agents, who would
+        otherwise game what they are measured by)."""
         return {"tick": self.k.tick, "markets": self.markets(),
-                "halted": bool(self.k.state.controls.halts), "wealth": self.wealth(),
-                "history": list(self.history), "trades": list(self.trades)[-50:],
+                "halted": bool(self.k.state.controls.halts),
+                "history": [{"tick": h["tick"], "markets": h["markets"], "halted": h["halted"]}
+                            for h in self.history],
+                "trades": list(self.trades)[-50:],
                 "agents": len(self.k.state.registry.agents), "failure": self.failure}
+
+    def concentration(self) -> dict[str, Any]:
+        """Wealth now and its concentration per tick (the overseers' view)."""
+        return {"wealth": self.wealth(),
+                "history": [{"tick": h["tick"], "gini": h["gini"],
+                             "top10_share": h["top10_share"]} for h in self.history]}
 
     def _stream_messages(self, tick: int) -> list[tuple[Subscriber, dict[str, Any]]]:
         from sandbank.agents.llm.agent import plain

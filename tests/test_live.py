@@ -282,3 +282,25 @@ def test_the_approval_queue_is_on_record_and_survives_a_restart(tmp_path):
         orjson.loads(e.body) for e in box.k.store.entries_of_kind("admission_recorded"))]
     assert records == [(1, "asked", 0), (2, "asked", 0), (1, "denied", console),
                        (2, "approved", 0), (3, "asked", 0)]
+
+
+def test_the_sequencer_reports_exactly_which_entries_each_action_produced():
+    from sandbank.kernel.canonical import parse
+
+    econ = LabEconomy(load_scenario(builtin_dir() / "demo.yaml", ticks=30), SQLiteStore(":memory:"))
+    ranges = []
+    for _ in range(30):
+        econ.step()
+        ranges += econ.k.action_ranges
+    starts = {r[2]: r for r in ranges}
+    covered = set()
+    for _, _, first, count in ranges:
+        assert not covered & set(range(first, first + count))  # disjoint
+        covered |= set(range(first, first + count))
+    for e in econ.k.store.entries(econ.setup_ticks and econ.k.store.checkpoint(econ.setup_ticks).size):
+        d = parse(e.body)
+        if d.get("nonce") is not None:  # every nonce'd event opens exactly its action's range
+            assert starts[e.seq][:2] == (d["actor"], d["nonce"])
+    # some actions write events of other actors (a market state change by the system)
+    assert any(count > 1 and parse(econ.k.store.entry(first + 1).body)["actor"] != actor
+               for actor, _, first, count in ranges)

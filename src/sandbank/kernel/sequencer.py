@@ -207,6 +207,9 @@ class Kernel:
         self._nonce_pending: int | None = None
         self.prechecked: dict[int, bytes] = {}  # id(queued action) -> key its signature verified with
         self._checked_with: bytes | None = None  # that key, for the action being processed
+        # the last tick's actions that put a nonce on record: (actor, nonce, first seq, count)
+        self.action_ranges: list[tuple[int, int, int, int]] = []
+        self._logged_nonce: int | None = None
         if _resume is None:
             self._genesis()
         else:
@@ -329,14 +332,20 @@ class Kernel:
             by_actor.setdefault(item[0], []).append(item)
         actors = sorted(by_actor)
         self.rng_for(tick).shuffle(actors)
+        ranges: list[tuple[int, int, int, int]] = []
+        self.action_ranges = ranges
         for actor in actors:
             for _, action, raw, error in by_actor[actor]:
                 self._nonce_pending = None  # set by the identity guard for this action only
                 self._checked_with = prechecked.get(id(action)) if prechecked else None
+                self._logged_nonce = None
+                first = self.log.size
                 if action is None:
                     reason, ok = self._reject(actor, raw, Reason.malformed_action, error), False
                 else:
                     ok, reason = self._process(action, tick)
+                if self._logged_nonce is not None:
+                    ranges.append((actor, self._logged_nonce, first, self.log.size - first))
                 if ok:
                     accepted += 1
                 else:
@@ -369,7 +378,7 @@ class Kernel:
         for i, ev in enumerate(events):
             d = ev.to_dict()
             if i == 0 and self._nonce_pending is not None:
-                d["nonce"] = self._nonce_pending
+                d["nonce"] = self._logged_nonce = self._nonce_pending
             self.log.append(tick, d)
             if isinstance(ev, Rejected):  # a transfer batch that failed: name the ledger code
                 outcome = next((c for c in ev.results if c not in _NOT_CAUSES), ev.reason)
@@ -381,7 +390,7 @@ class Kernel:
                       results=[], failed=[])
         d = ev.to_dict()
         if self._nonce_pending is not None:
-            d["nonce"] = self._nonce_pending
+            d["nonce"] = self._logged_nonce = self._nonce_pending
             self._nonce_pending = None
         self.log.append(self.tick, d)
         return reason

@@ -359,11 +359,10 @@ class Sandbox:
                 self.refused_this_tick = 0
             summary = self.econ.step() if self.econ is not None else self.k.step()
             self.ticks_served += 1
+            self.k.store.index_actions(self.k.action_ranges)  # exact, from the sequencer
             for d in self.k.log.last_committed:
-                self._index(d)
                 self._view(d)
                 self._react(d)
-            self._flush_index()
             self._record_history(summary.tick)
             messages = self._stream_messages(summary.tick)
         for sub, msg in messages:
@@ -371,9 +370,10 @@ class Sandbox:
         return summary
 
     def _index(self, d: dict[str, Any]) -> None:
-        """Which entries each action produced: its first event carries its nonce, and the
-        events right after it by the same actor (not a rejection: that is always one
-        action's only event) are its too."""
+        """At a restart, for ticks committed but not indexed: which entries each action
+        produced, read back from the log — its first event carries its nonce, and the events
+        right after it by the same actor (not a rejection: that is always one action's only
+        event) are its too. (Live, the sequencer says exactly: `Kernel.action_ranges`.)"""
         cur, seq, actor = self._action, d["seq"], d.get("actor")
         if d.get("nonce") is not None and actor is not None:
             if cur is not None:

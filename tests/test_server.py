@@ -228,9 +228,12 @@ def test_the_python_client_joins_acts_observes_and_proves(tmp_path):
                 time.sleep(0.02)
             for n in nonces:
                 assert me.prove(n)  # each checked against a signed checkpoint
+            me.nonce = 0  # as if this process had restarted: the next act resynchronises
+            again = me.act(SendMessage(actor=me.id, to=0, content="back"))
+            assert again == 3 and me.wait(again)
             assert [a["asset"] for a in me.observe()["accounts"]] == ["CRD"]
             graph = client.get("/v1/oversight/summary", headers=OP).json()["messages"]
-            assert [me.id, 0, 1] in graph  # the message graph the dashboard draws
+            assert [me.id, 0, 2] in graph  # the message graph the dashboard draws
             try:
                 me.act(OpenAccount(actor=1, asset="WGT", flags=1))
                 raise AssertionError("acting for another agent must not be possible")

@@ -127,14 +127,24 @@ class RemoteAgent:
         self.client, self.id, self.key, self.nonce = client, agent, key, nonce
 
     def act(self, action: Action) -> int:
-        """Sign and submit an action as this agent; returns its nonce."""
+        """Sign and submit an action as this agent; returns its nonce. If the server says
+        the nonce was used (this process restarted, or another holds the key too), the nonce
+        is read back from the server and the action signed and sent once more."""
         if action.actor != self.id:
             raise ValueError(f"an agent acts only as itself (actor {self.id})")
-        self.nonce += 1
-        action.nonce = self.nonce
-        action.signature = self.key.sign(action.signing_bytes())
-        self.client._post("/v1/actions", json=action.to_dict())
-        return self.nonce
+        for attempt in (1, 2):
+            self.nonce += 1
+            action.nonce = self.nonce
+            action.signature = self.key.sign(action.signing_bytes())
+            try:
+                self.client._post("/v1/actions", json=action.to_dict())
+                return self.nonce
+            except ClientError as e:
+                if e.code != "stale_nonce" or attempt == 2:
+                    raise
+                self.nonce = self.client._get("/v1/agents", params={
+                    "public_key": self.key.public.hex()})["nonce"]
+        raise AssertionError("unreachable")
 
     def observe(self) -> dict[str, Any]:
         tick = self.client.status()["tick"]

@@ -159,6 +159,9 @@ def test_an_agent_streams_only_its_own_observations_and_is_rate_limited():
         box.step()
         nxt = ws.receive_json()
         assert nxt["type"] == "observation" and nxt["tick"] == box.k.tick
+    with client.websocket_connect(f"/v1/agents/{me}/stream") as ws:  # not a hello
+        ws.send_json({"tick": "soon", "signature": 5})
+        assert ws.receive_json()["code"] == "invalid_request"
     with client.websocket_connect("/v1/agents/1/stream") as ws:  # someone else's
         ws.send_json({"tick": box.k.tick, "signature": key.sign(
             f"observe:1:{box.k.tick}".encode()).hex()})

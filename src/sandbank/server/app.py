@@ -164,7 +164,7 @@ def create_app(box: Sandbox) -> Any:
     def signed_by(public_key: bytes, signature: str | None, message: bytes) -> bool:
         try:
             return verify_signature(public_key, bytes.fromhex(signature or ""), message)
-        except ValueError:
+        except (ValueError, TypeError):
             return False
 
     def check_observer(agent: int, tick: int | None, signature: str | None) -> None:
@@ -406,7 +406,7 @@ def create_app(box: Sandbox) -> Any:
             if aid is not None:
                 a = k.state.registry.agents[aid]
                 return {"agent": a.id, "owner": a.owner, "status": a.status, "nonce": a.nonce}
-            pending = next((r.id for r in box.pending.values() if r.public_key == public_key), None)
+            pending = next((r.id for r in box.pending.values() if r.public_key == key.hex()), None)
         if pending is not None:
             raise Problem(404, "awaiting_approval", f"admission request {pending} waits for "
                           f"the operator or an overseer")
@@ -431,9 +431,11 @@ def create_app(box: Sandbox) -> Any:
         await ws.accept()
         try:
             hello = await asyncio.wait_for(ws.receive_json(), timeout=10)
+            if not isinstance(hello, dict) or type(hello.get("tick")) is not int \
+                    or not isinstance(hello.get("signature"), str):
+                raise Problem(400, "invalid_request", 'send {"tick": T, "signature": hex} first')
             with box.lock:
-                check_observer(agent, hello.get("tick") if isinstance(hello, dict) else None,
-                               hello.get("signature") if isinstance(hello, dict) else None)
+                check_observer(agent, hello["tick"], hello["signature"])
         except Problem as p:
             await ws.send_json({"type": "problem", "code": p.code, "detail": p.detail})
             await ws.close(code=4401)

@@ -11,6 +11,7 @@ from sandbank.kernel.schema import RegisterAgent, RegisterOwner, agent_attestati
 from sandbank.kernel.sequencer import Kernel, KernelConfig
 from sandbank.server.app import Sandbox, create_app
 from sandbank.store.sqlite import SQLiteStore
+from tests.api_check import check_answer
 
 OP_TOKEN = "fuzz-operator-token-000"
 OV_TOKEN = "fuzz-overseer-token-000"
@@ -54,6 +55,9 @@ def test_no_server_errors(case):
         assert str(response.status_code) in documented, (case.operation.path, response.status_code)
     else:  # the fuzzer also tries methods the path does not have
         assert response.status_code == 405, (case.method, response.status_code)
+    if 200 <= response.status_code < 300 and "json" in response.headers.get(
+            "content-type", [""])[0]:
+        check_answer(app, case.method, case.path, response.status_code, response.json())
     if response.status_code >= 400:
         problem = response.json()
         ctype = response.headers["content-type"]

@@ -3,7 +3,6 @@ population; admission by approval and by stake; the console overseer halts and r
 streams of market data and of one's own observations; per-identity rate limits."""
 
 import pytest
-from fastapi.testclient import TestClient
 
 from sandbank.client import Client, ClientError
 from sandbank.identity.keys import SigningKey
@@ -13,6 +12,7 @@ from sandbank.lab.scenario import builtin_dir, load_scenario
 from sandbank.markets.exchange import PlaceOrder
 from sandbank.server.app import Sandbox, SetupError, create_app
 from sandbank.store.sqlite import SQLiteStore
+from tests.api_check import checked_client
 
 OP = {"Authorization": "Bearer op-secret-op-secret"}
 OV = {"Authorization": "Bearer overseer-secret-123"}
@@ -25,7 +25,7 @@ def served(store=None, **kw):
     kw.setdefault("endowment", dict(sc.endowment))
     box = Sandbox(econ.k, op, "op-secret-op-secret", econ=econ,
                   overseer_token="overseer-secret-123", **kw)
-    client = TestClient(create_app(box))
+    client = checked_client(create_app(box))
     owner = SigningKey.derive(5, "guest-owner")
     client.post("/v1/owners", json={"name": "guest", "public_key": owner.public.hex(),
                                     "evidence": "contract 7"}, headers=OP)

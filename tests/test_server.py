@@ -14,6 +14,7 @@ from sandbank.kernel.sequencer import Kernel, KernelConfig
 from sandbank.markets.exchange import PlaceOrder
 from sandbank.server.app import Sandbox, create_app
 from sandbank.store.sqlite import SQLiteStore
+from tests.api_check import checked_client
 
 OP = {"Authorization": "Bearer op-secret"}
 
@@ -24,7 +25,7 @@ def setup():
                                                      markets=({"asset": "WGT", "quote": "CRD"},),
                                                      verify_signatures=True), op)
     box = Sandbox(k, op, "op-secret")
-    client = TestClient(create_app(box))
+    client = checked_client(create_app(box))
     client.box = box  # the operator's side, for funding through the same kernel
     owner = SigningKey.derive(9, "owner")
     r = client.post("/v1/owners", json={"name": "ada", "public_key": owner.public.hex(),

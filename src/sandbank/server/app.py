@@ -40,6 +40,7 @@ from sandbank.kernel.schema import (
     action_from_dict,
 )
 from sandbank.kernel.sequencer import QueueFull
+from sandbank.server import models as M
 from sandbank.server.sandbox import MAX_ID, Admission, Sandbox, SetupError, Subscriber
 
 MAX_BODY = 1 << 20  # a request
@@ -267,14 +268,16 @@ def create_app(box: Sandbox) -> Any:
             raise Problem(503, "queue_full", str(e)) from None
         return {"queued": True, "tick": k.tick + 1, "nonce": action.nonce}
 
-    @app.post("/v1/actions", status_code=202, openapi_extra=_json_body(ACTION_SCHEMA),
+    @app.post("/v1/actions", responses=M.answers(M.Queued, 202),
+              status_code=202, openapi_extra=_json_body(ACTION_SCHEMA),
               tags=["agents"])
     async def actions(request: Request) -> dict:
         """Queue one action, signed by its actor (an agent) with a fresh nonce. Runs at the
         next tick; its outcome is in the actor's observation (feedback) and in the log."""
         return accept(await body(request, MAX_ACTION), "/v1/actions")
 
-    @app.post("/v1/actions/batch", status_code=202, tags=["agents"], openapi_extra=_json_body(
+    @app.post("/v1/actions/batch", responses=M.answers(M.BatchAnswer, 202),
+              status_code=202, tags=["agents"], openapi_extra=_json_body(
         {"type": "object", "required": ["actions"], "properties": {
             "actions": {"type": "array", "maxItems": MAX_BATCH, "items": ACTION_SCHEMA}}}))
     async def batch(request: Request) -> dict:
@@ -294,7 +297,8 @@ def create_app(box: Sandbox) -> Any:
         return {"results": out, "queued": sum(1 for r in out if r["queued"])}
 
     # ------------------------------------------------------------------ admission
-    @app.get("/v1/status", tags=["audit"])
+    @app.get("/v1/status", responses=M.answers(M.Status, 200),
+              tags=["audit"])
     def status() -> dict[str, Any]:
         with box.lock:
             last = k.store.last_checkpoint()
@@ -307,7 +311,8 @@ def create_app(box: Sandbox) -> Any:
                     "population": len(box.econ.agents) if box.econ is not None else 0,
                     "failure": box.failure}
 
-    @app.post("/v1/owners", status_code=202, tags=["operator"], openapi_extra=_json_body(
+    @app.post("/v1/owners", responses=M.answers(M.OwnerQueued, 202),
+              status_code=202, tags=["operator"], openapi_extra=_json_body(
         {"type": "object", "required": ["name", "public_key", "evidence"], "properties": {
             "name": {"type": "string"}, "public_key": {"type": "string"},
             "kind": {"type": "string"}, "evidence": {"type": "string"}}}))
@@ -330,7 +335,8 @@ def create_app(box: Sandbox) -> Any:
             box.operator_submit(action)
             return {"queued": True, "tick": k.tick + 1}
 
-    @app.post("/v1/agents", status_code=202, tags=["agents"], openapi_extra=_json_body(
+    @app.post("/v1/agents", responses=M.answers(M.AdmissionAnswer, 202),
+              status_code=202, tags=["agents"], openapi_extra=_json_body(
         {"type": "object", "required": ["owner", "name", "public_key", "attestation"],
          "properties": {"owner": {"type": "integer"}, "name": {"type": "string"},
                         "public_key": {"type": "string"}, "attestation": {"type": "string"},
@@ -360,7 +366,8 @@ def create_app(box: Sandbox) -> Any:
             except QueueFull as e:
                 raise Problem(503, "queue_full", str(e)) from None
 
-    @app.get("/v1/admissions", tags=["operator"])
+    @app.get("/v1/admissions", responses=M.answers(M.Admissions, 200),
+              tags=["operator"])
     def admissions(authorization: str | None = Header(None)) -> dict:
         """Admission requests waiting for a decision (operator or overseer token)."""
         overseer(authorization, None, None, None, "/v1/admissions")
@@ -368,7 +375,8 @@ def create_app(box: Sandbox) -> Any:
             return {"pending": [{"request": r.id, "owner": r.owner, "name": r.name,
                                  "public_key": r.public_key} for r in box.pending.values()]}
 
-    @app.post("/v1/admissions/{request_id}", tags=["operator"], openapi_extra=_json_body(
+    @app.post("/v1/admissions/{request_id}", responses=M.answers(M.Decision, 200),
+              tags=["operator"], openapi_extra=_json_body(
         {"type": "object", "required": ["approve"], "properties": {
             "approve": {"type": "boolean"}}}))
     async def decide(request_id: int, request: Request,
@@ -384,7 +392,8 @@ def create_app(box: Sandbox) -> Any:
                 raise Problem(404, "no_such_request", f"no admission request {request_id} is "
                               f"waiting") from None
 
-    @app.get("/v1/owners", tags=["agents"])
+    @app.get("/v1/owners", responses=M.answers(M.OwnerFound, 200),
+              tags=["agents"])
     def find_owner(public_key: str) -> dict:
         """Which owner a public key was admitted as."""
         with box.lock:
@@ -393,7 +402,8 @@ def create_app(box: Sandbox) -> Any:
                     return {"owner": o.id, "name": o.name}
         raise Problem(404, "unknown_owner", "no owner was admitted with that key")
 
-    @app.get("/v1/agents", tags=["agents"])
+    @app.get("/v1/agents", responses=M.answers(M.AgentFound, 200),
+              tags=["agents"])
     def find_agent(public_key: str) -> dict:
         """Which agent a public key was admitted as (after the tick that admitted it)."""
         try:
@@ -451,13 +461,15 @@ def create_app(box: Sandbox) -> Any:
         await ws.accept()
         await _serve_stream(ws, box, None)
 
-    @app.get("/v1/market", tags=["market"])
+    @app.get("/v1/market", responses=M.answers(M.Market, 200),
+              tags=["market"])
     def market() -> dict:
         """Public market data: prices, volumes, trades, halts, a history per tick."""
         with box.lock:
             return box.public()
 
-    @app.post("/v1/tick", tags=["operator"])
+    @app.post("/v1/tick", responses=M.answers(M.TickDone, 200),
+              tags=["operator"])
     def tick(authorization: str | None = Header(None)) -> dict:
         """Run a tick now (operator)."""
         operator(authorization, "/v1/tick")
@@ -466,7 +478,8 @@ def create_app(box: Sandbox) -> Any:
                 "rejected": s.rejected, "reasons": {str(r): v for r, v in s.reasons.items()}}
 
     # ------------------------------------------------------------------ audit
-    @app.get("/v1/entries", tags=["audit"])
+    @app.get("/v1/entries", responses=M.answers(M.Entries, 200),
+              tags=["audit"])
     def find_entries(actor: int, nonce: int) -> dict:
         """The log entries an actor's action (by its nonce) produced: seq, tick and kind
         (empty until the tick that ran it has committed)."""
@@ -476,7 +489,8 @@ def create_app(box: Sandbox) -> Any:
             return {"entries": [{"seq": e.seq, "tick": e.tick, "kind": e.kind}
                                 for e in k.store.action_entries(actor, nonce)]}
 
-    @app.get("/v1/entries/recent", tags=["audit"])
+    @app.get("/v1/entries/recent", responses=M.answers(M.RecentEntries, 200),
+              tags=["audit"])
     def recent(limit: int = 50, kind: str | None = None) -> dict:
         """The last committed entries (seq, tick, kind, actor), newest first; with `kind`,
         those of that kind among the last 5,000."""
@@ -494,7 +508,8 @@ def create_app(box: Sandbox) -> Any:
                 seq -= 1
         return {"entries": out}
 
-    @app.get("/v1/checkpoint", tags=["audit"])
+    @app.get("/v1/checkpoint", responses=M.answers(M.CheckpointDoc, 200),
+              tags=["audit"])
     def checkpoint() -> dict:
         with box.lock:
             cp = k.store.last_checkpoint()
@@ -502,7 +517,8 @@ def create_app(box: Sandbox) -> Any:
                 raise Problem(404, "no_checkpoint", "nothing committed yet")
             return {"tick": cp.tick, "size": cp.size, "root": cp.root.hex(), "note": cp.note}
 
-    @app.get("/v1/proof/{seq}", tags=["audit"])
+    @app.get("/v1/proof/{seq}", responses=M.answers(M.InclusionBundle, 200),
+              tags=["audit"])
     def proof(seq: int) -> dict:
         """An inclusion proof of entry `seq` against the latest signed checkpoint (check it
         with `sandbank check-proof`, the client's `prove`, or the dashboard)."""
@@ -514,7 +530,8 @@ def create_app(box: Sandbox) -> Any:
             except BundleError as e:
                 raise Problem(404, "no_such_entry", str(e)) from None
 
-    @app.get("/v1/consistency", tags=["audit"])
+    @app.get("/v1/consistency", responses=M.answers(M.ConsistencyBundle, 200),
+              tags=["audit"])
     def consistency(old_size: int) -> dict:
         """A consistency proof: the log of `old_size` entries is a prefix of today's."""
         from sandbank.audit.proofs import BundleError, consistency_bundle
@@ -534,7 +551,8 @@ def create_app(box: Sandbox) -> Any:
                  "status": t.status, "resolved_by": t.resolved_by, "resolved": t.resolved}
                 for t in tickets[:limit]]
 
-    @app.get("/v1/oversight/alerts", tags=["oversight"])
+    @app.get("/v1/oversight/alerts", responses=M.answers(M.Alerts, 200),
+              tags=["oversight"])
     def oversight_alerts(tick: int | None = None, since: int = 0,
                          authorization: str | None = Header(None),
                          x_sandbank_overseer: int | None = Header(None),
@@ -546,7 +564,8 @@ def create_app(box: Sandbox) -> Any:
         with box.lock:
             return {"alerts": [a for a in reversed(box.alerts) if a["alert"] > since]}
 
-    @app.get("/v1/oversight/tickets", tags=["oversight"])
+    @app.get("/v1/oversight/tickets", responses=M.answers(M.Tickets, 200),
+              tags=["oversight"])
     def oversight_tickets(tick: int | None = None, authorization: str | None = Header(None),
                           x_sandbank_overseer: int | None = Header(None),
                           x_sandbank_signature: str | None = Header(None)) -> dict:
@@ -593,7 +612,8 @@ def create_app(box: Sandbox) -> Any:
                 "concentration": box.concentration(),
             }
 
-    @app.post("/v1/oversight/interventions", status_code=202, tags=["oversight"],
+    @app.post("/v1/oversight/interventions", responses=M.answers(M.InterventionQueued, 202),
+              status_code=202, tags=["oversight"],
               openapi_extra=_json_body({"type": "object", "required": ["kind"], "properties": {
                   "kind": {"type": "string", "enum": sorted(CONSOLE_KINDS)}},
                   "additionalProperties": True}))
@@ -618,7 +638,8 @@ def create_app(box: Sandbox) -> Any:
                 raise Problem(503, "queue_full", str(e)) from None
             return {"queued": True, "tick": k.tick + 1, "actor": who, "nonce": action.nonce}
 
-    @app.post("/v1/oversight/actions", status_code=202, openapi_extra=_json_body(ACTION_SCHEMA),
+    @app.post("/v1/oversight/actions", responses=M.answers(M.Queued, 202),
+              status_code=202, openapi_extra=_json_body(ACTION_SCHEMA),
               tags=["oversight"])
     async def overseer_actions(request: Request) -> dict:
         """An overseer's own signed action (actor <= -1001), as agents post theirs."""

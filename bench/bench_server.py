@@ -65,8 +65,7 @@ def sign_all(agents: list[tuple[int, SigningKey]], per_agent: int, start: dict[i
         to = ids[(i + 1) % len(ids)]
         bodies = []
         for n in range(start.get(aid, 0) + 1, start.get(aid, 0) + per_agent + 1):
-            a = Pay(actor=aid, to=to, asset="CRD", amount=1, nonce=n)
-            a.signature = key.sign(a.signing_bytes())
+            a = Pay(actor=aid, to=to, asset="CRD", amount=1).signed(key, n)
             bodies.append(orjson.dumps(a.to_dict()))
         out[aid] = bodies
     return out

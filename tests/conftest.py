@@ -63,12 +63,9 @@ class Economy:
             return action
         if action.actor == OPERATOR:
             self.op_nonce += 1
-            action.nonce, key = self.op_nonce, self.op
-        else:
-            self.nonces[action.actor] = self.nonces.get(action.actor, 0) + 1
-            action.nonce, key = self.nonces[action.actor], self.keys[action.actor]
-        action.signature = key.sign(action.signing_bytes())
-        return action
+            return action.signed(self.op, self.op_nonce)
+        self.nonces[action.actor] = self.nonces.get(action.actor, 0) + 1
+        return action.signed(self.keys[action.actor], self.nonces[action.actor])
 
     def do(self, *actions):
         """Submit actions (signed if the kernel wants signatures) and run one tick."""

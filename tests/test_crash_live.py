@@ -54,8 +54,7 @@ def test_kill_minus_nine_under_load_loses_no_committed_tick(tmp_path, backend):
                     for i, a in enumerate(agents):
                         a.nonce += 1
                         p = Pay(actor=a.id, to=agents[(i + 1) % len(agents)].id, asset="CRD",
-                                amount=1, nonce=a.nonce)
-                        p.signature = a.key.sign(p.signing_bytes())
+                                amount=1).signed(a.key, a.nonce)
                         docs.append(p.to_dict())
                     try:
                         h.post("/v1/actions/batch", json={"actions": docs})

@@ -170,8 +170,7 @@ def test_an_agent_streams_only_its_own_observations_and_is_rate_limited():
     codes = []
     for _ in range(6):
         nonce += 1
-        a = PlaceOrder(actor=me, asset="WGT", side="buy", qty=1, price=1, nonce=nonce)
-        a.signature = key.sign(a.signing_bytes())
+        a = PlaceOrder(actor=me, asset="WGT", side="buy", qty=1, price=1).signed(key, nonce)
         codes.append(client.post("/v1/actions", json=a.to_dict()).status_code)
     assert codes[:3] == [202] * 3 and 429 in codes[3:]
     box.step()
@@ -224,8 +223,7 @@ def test_an_overseer_with_its_own_key_reads_and_acts_and_clients_follow_the_log(
     assert signed_read("/v1/oversight/alerts").json() == {"alerts": []}
     assert signed_read("/v1/oversight/alerts", key=SigningKey.derive(5, "x")).status_code == 403
     alert = RaiseAlert(actor=me, detector="manual", score=900, subjects=[1], evidence=[3],
-                       summary="looks odd", nonce=1)
-    alert.signature = mine.sign(alert.signing_bytes())
+                       summary="looks odd").signed(mine, 1)
     assert client.post("/v1/oversight/actions", json=alert.to_dict()).status_code == 202
     box.step()
     alerts = signed_read("/v1/oversight/alerts").json()["alerts"]

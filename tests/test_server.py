@@ -45,9 +45,7 @@ def setup():
 
 
 def signed(action, key, nonce):
-    action.nonce = nonce
-    action.signature = key.sign(action.signing_bytes())
-    return action.to_dict()
+    return action.signed(key, nonce).to_dict()
 
 
 def test_an_outside_agent_trades_and_proves_its_trade_is_logged():
@@ -259,8 +257,7 @@ def test_a_signature_checked_at_the_door_is_not_checked_twice_but_only_for_that_
 
     last = [orjson.loads(e.body) for e in k.store.entries() if e.kind == "rejected"][-1]
     assert last["reason"] == "bad_signature"
-    good = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5, nonce=1)
-    good.signature = keys[1].sign(good.signing_bytes())
+    good = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5).signed(keys[1], 1)
     k.submit(good, checked_with=keys[1].public)
     s = client.post("/v1/tick", headers=OP).json()
     assert "bad_signature" not in s["reasons"]  # past the identity guard (no accounts, though)
@@ -327,8 +324,7 @@ def test_the_action_index_attributes_entries_exactly_and_catches_up_after_a_stop
     client.post("/v1/tick", headers=OP)  # drains the inbox into this tick
     # the same tick: a valid action, then one with a bad signature (its rejection carries
     # no nonce and must not be counted as the first action's)
-    ok = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5, nonce=2)
-    ok.signature = keys[1].sign(ok.signing_bytes())
+    ok = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5).signed(keys[1], 2)
     bad = PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=5, nonce=3,
                      signature=keys[2].sign(b"x"))
     k.submit(ok)
@@ -339,8 +335,7 @@ def test_the_action_index_attributes_entries_exactly_and_catches_up_after_a_stop
         assert len(found) == 1, found
     assert client.get("/v1/entries", params={"actor": 1, "nonce": 3}).json() == {"entries": []}
     # ticks committed while no server indexed them (a stop between commit and index)
-    late = PlaceOrder(actor=2, asset="WGT", side="sell", qty=1, price=5, nonce=1)
-    late.signature = keys[2].sign(late.signing_bytes())
+    late = PlaceOrder(actor=2, asset="WGT", side="sell", qty=1, price=5).signed(keys[2], 1)
     k.submit(late)
     k.step()
     restarted = TestClient(create_app(Sandbox(k, client.box.key, "op-secret")))

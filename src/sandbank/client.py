@@ -134,8 +134,7 @@ class RemoteAgent:
             raise ValueError(f"an agent acts only as itself (actor {self.id})")
         for attempt in (1, 2):
             self.nonce += 1
-            action.nonce = self.nonce
-            action.signature = self.key.sign(action.signing_bytes())
+            action.signed(self.key, self.nonce)
             try:
                 self.client._post("/v1/actions", json=action.to_dict())
                 return self.nonce

@@ -159,12 +159,6 @@ class DemoResult:
     agents: int
 
 
-def _sign(action: Action, key: SigningKey, nonce: int) -> Action:
-    action.nonce = nonce
-    action.signature = key.sign(action.signing_bytes())
-    return action
-
-
 ROLES = ["requester", "specialist", "specialist", "specialist", "trader", "trader"]
 
 
@@ -188,7 +182,7 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
     def operator(action: Action) -> None:
         nonlocal op_nonce
         op_nonce += 1
-        k.submit(_sign(action, op_key, op_nonce) if sign else action)
+        k.submit(action.signed(op_key, op_nonce) if sign else action)
 
     total = Counter[str]()
     acc = rej = ev = 0
@@ -258,7 +252,7 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
             for action in actions:
                 if sign:
                     agent.nonce += 1
-                    _sign(action, agent.key, agent.nonce)
+                    action.signed(agent.key, agent.nonce)
                 k.submit(action)
         step()
     return DemoResult(k, k.tick, ev, acc, rej, total, k.state.ledger.transfer_count,

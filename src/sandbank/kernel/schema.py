@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.kernel.canonical import CanonicalDomainError, canonical_bytes, check_domain
+
+if TYPE_CHECKING:
+    from sandbank.identity.keys import SigningKey
 
 OPERATOR = 0  # the actor id of the sandbox operator (treasury, admission, governance)
 SYSTEM = -2  # the kernel's own mechanisms: holds, settlements, fees (never an agent)
@@ -128,6 +131,12 @@ class Action:
         return canonical_bytes(
             {"kind": self.KIND, "actor": self.actor, "nonce": self.nonce, **self.payload()}
         )
+
+    def signed(self, key: SigningKey, nonce: int) -> Action:
+        """Set the nonce and sign with `key` (the actor's); returns the action itself."""
+        self.nonce = nonce
+        self.signature = key.sign(self.signing_bytes())
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": self.KIND, "actor": self.actor, "nonce": self.nonce, **self.payload()}

@@ -58,12 +58,6 @@ class RunResult:
     ok: bool
 
 
-def _sign(action: Action, key: SigningKey, nonce: int) -> Action:
-    action.nonce = nonce
-    action.signature = key.sign(action.signing_bytes())
-    return action
-
-
 def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
     """Every agent's actions for this tick (or the exception it raised). Agents that wait on
     something (AsyncAgent: a model, a network) run concurrently, at most `concurrency` at a
@@ -204,7 +198,7 @@ class LabEconomy:
             self.spawning[(action.actor, action.name)] = key
         if self.sign:
             self.nonces[action.actor] = self.nonces.get(action.actor, 0) + 1
-            _sign(action, self.keys[action.actor], self.nonces[action.actor])
+            action.signed(self.keys[action.actor], self.nonces[action.actor])
         self.k.submit(action)
 
     def _plan(self) -> list[tuple[str, Any, SigningKey]]:

@@ -188,18 +188,14 @@ class Sandbox:
             self.econ.submit(action)
             return
         self.operator_nonce += 1
-        action.nonce = self.operator_nonce
-        action.signature = self.key.sign(action.signing_bytes())
-        self.k.submit(action)
+        self.k.submit(action.signed(self.key, self.operator_nonce))
 
     def console_submit(self, action: Action) -> None:
         if not self.console:
             raise SetupError("the console overseer is not admitted yet (it is, after a tick)")
         action.actor = self.console
         self.console_nonce += 1
-        action.nonce = self.console_nonce
-        action.signature = self.console_key.sign(action.signing_bytes())
-        self.k.submit(action)
+        self.k.submit(action.signed(self.console_key, self.console_nonce))
 
     def refuse(self, who: int, endpoint: str, code: str, detail: str) -> None:
         """Put a refused request on record (at most REFUSALS_PER_TICK a tick: a flood of

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
 
@@ -45,6 +45,7 @@ from sandbank.kernel.schema import (
     TransferSpec,
 )
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
+from sandbank.lab.metrics import gini
 
 ADMISSION = ("open", "approval", "stake")
 MAX_ID = 2**53 - 1  # identities the canonical log can hold
@@ -84,7 +85,6 @@ class Admission:
     public_key: str
     attestation: str
     skills: dict[str, int]
-    asked: float = field(default_factory=time.time)
 
 
 def console_key(operator_key: SigningKey) -> SigningKey:
@@ -131,7 +131,6 @@ class Sandbox:
         # requests checked at the door wait here for the next tick (appends and pops of a
         # deque are atomic: the door never waits for a running tick)
         self.inbox: deque[tuple[Any, Any]] = deque()
-        self.drain_errors = 0
         self.failure: str | None = None  # why the ticker stopped, if it did
         self.operator_nonce = kernel.operator_nonce
         self.admission, self.stake = admission, stake
@@ -150,17 +149,21 @@ class Sandbox:
         self.trades: deque[dict[str, Any]] = deque(maxlen=200)
         self.delegation: dict[tuple[int, int], int] = {}
         self.messages: dict[tuple[int, int], int] = {}
-        self.ticks_served = 0
         self.console = 0
         self.console_key = console_key(operator_key)
         self.console_nonce = 0
+        # one pass over the operator's transfers: the next free id, the stakes still held and
+        # the accounts ever credited (a restart completes interrupted endowments with these)
         led = kernel.state.ledger
-        tids = [tid for (actor, tid) in led.transfers if actor == OPERATOR]
-        self.next_tid = max(max(tids, default=0) + 1, 1_000_000)  # clear of the lab's setup ids
-        for (actor, tid), rec in led.transfers.items():  # stakes still held (a restart)
-            if actor == OPERATOR and rec[4] & PENDING and rec[7] == STAKE_CODE \
-                    and (actor, tid) not in led.resolved:
+        last_tid, credited = 0, set()
+        for (actor, tid), rec in led.transfers.items():
+            if actor != OPERATOR:
+                continue
+            last_tid = max(last_tid, tid)
+            credited.add(rec[1])
+            if rec[4] & PENDING and rec[7] == STAKE_CODE and (actor, tid) not in led.resolved:
                 self.stakes[led.accounts[rec[0]].holder] = tid
+        self.next_tid = max(last_tid + 1, 1_000_000)  # clear of the lab's setup ids
         # a resumed log: index the actions not indexed yet (a stop between a tick's commit and
         # its index), and rebuild the dashboard's views from the recent past
         self._action: list[int] | None = None  # [actor, nonce, first seq, count] being read
@@ -174,7 +177,7 @@ class Sandbox:
         for o in kernel.state.controls.overseers.values():
             if o.name == CONSOLE and o.public_key == self.console_key.public:
                 self.console, self.console_nonce = o.id, o.nonce
-        self._finish_endowments()
+        self._finish_endowments(credited)
         self._reload_admissions()
         if overseer_token is not None and not self.console:
             self.operator_submit(RegisterOverseer(
@@ -243,8 +246,7 @@ class Sandbox:
             except QueueFull:
                 inbox.appendleft((item, how))
                 return
-            except Exception:  # a bug of ours must not stop the economy: said, and counted
-                self.drain_errors += 1
+            except Exception:  # a bug of ours must not stop the economy: logged, skipped
                 log.exception("an inbox item could not be queued: %r", item)
 
     def allow(self, agent: int | str) -> bool:
@@ -323,14 +325,13 @@ class Sandbox:
                 amount=self.stake, flags=PENDING, code=STAKE_CODE)]))
             self.next_tid += 1
 
-    def _finish_endowments(self) -> None:
+    def _finish_endowments(self, credited: set[int]) -> None:
         """After a restart: complete the endowments a stop interrupted — an agent admitted
         through the API that has none of the endowment's accounts gets them opened; one
         whose accounts are open but that the operator never credited gets funded."""
         if not self.endowment:
             return
         led, reg = self.k.state.ledger, self.k.state.registry
-        credited = {rec[1] for (actor, _), rec in led.transfers.items() if actor == OPERATOR}
         for aid, a in sorted(reg.agents.items()):
             if a.parent or self._population(aid) or a.status != "active":
                 continue
@@ -354,7 +355,6 @@ class Sandbox:
             with self.counter_lock:
                 self.refused_this_tick = 0
             summary = self.econ.step() if self.econ is not None else self.k.step()
-            self.ticks_served += 1
             self.k.store.index_actions(self.k.action_ranges)  # exact, from the sequencer
             for d in self.k.log.last_committed:
                 self._view(d)
@@ -456,13 +456,9 @@ class Sandbox:
         fee = s.policy.fee_asset
         w = sorted(acct.balance for aid in s.registry.agents
                    if (acct := s.ledger.account_of(aid, fee)) is not None)
-        total = sum(w)
-        n = len(w)
-        gini = 0.0
-        if n and total > 0:
-            gini = sum((2 * (i + 1) - n - 1) * x for i, x in enumerate(w)) / (n * total)
+        total, n = sum(w), len(w)
         top = sum(w[-max(1, n // 10):]) / total if n and total > 0 else 0.0
-        return {"asset": fee, "agents": n, "total": total, "gini": round(gini, 4),
+        return {"asset": fee, "agents": n, "total": total, "gini": round(gini(w), 4),
                 "top10_share": round(top, 4)}
 
     def _record_history(self, tick: int) -> None:

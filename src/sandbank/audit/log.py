@@ -7,6 +7,7 @@ the compact range (one hash per set bit of the size).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from hashlib import sha256
 from typing import Any
 
@@ -86,11 +87,15 @@ class AuditLog:
         self._events.append(event)
         return seq
 
-    def commit(self, tick: int, state_digest: bytes) -> StoredCheckpoint:
-        """Sign a checkpoint for everything appended so far and write the tick atomically."""
+    def commit(self, tick: int, state_digest: bytes,
+               actions: Sequence[tuple[int, int, int, int]] = ()) -> StoredCheckpoint:
+        """Sign a checkpoint for everything appended so far and write the tick atomically,
+        with `actions`, the tick's (actor, nonce, first seq, count): which entries each
+        action produced (an index beside the log; not part of what is signed)."""
         cp = Checkpoint(self.origin, self._range.size, self._range.root(), tick, state_digest)
         stored = StoredCheckpoint(tick, cp.size, cp.root, cp.state, cp.sign(self.key_name, self.key))
-        self.store.append_tick(self._entries, self._nodes, stored, list(self._contents.items()))
+        self.store.append_tick(self._entries, self._nodes, stored, list(self._contents.items()),
+                               actions)
         self._entries = []
         self._nodes = []
         self._contents = {}

@@ -401,7 +401,7 @@ class Kernel:
                 Feedback(action.KIND, action.nonce, str(outcome)))
 
     def _commit(self) -> StoredCheckpoint:
-        return self.log.commit(self.tick, self.state.digest())
+        return self.log.commit(self.tick, self.state.digest(), self.action_ranges)
 
     def deliver(self, agent: int, message: Any) -> None:
         """Put a message in `agent`'s inbox for its next observation (bounded)."""

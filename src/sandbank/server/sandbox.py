@@ -14,9 +14,9 @@ and what the server adds around the sequencer:
 - per-agent **rate limits** (a token bucket) and the **refusal record**: a request refused
   before it reached the sequencer (a bad credential, an agent on an overseer endpoint, a
   rate limit) is written into the signed log as a `request_refused` event;
-- the action index (which entries each (actor, nonce) produced, kept in the store beside
-  the log, so a long run does not hold it in memory), the alerts seen, the public market data
-  and, for overseers, the wealth concentration and graphs the dashboard shows;
+- the alerts seen, the public market data and, for overseers, the wealth concentration and
+  graphs the dashboard shows (which entries each action produced is in the store: the kernel
+  writes it with each tick);
 - **subscribers**: WebSocket streams fed after every tick.
 """
 
@@ -164,14 +164,8 @@ class Sandbox:
             if rec[4] & PENDING and rec[7] == STAKE_CODE and (actor, tid) not in led.resolved:
                 self.stakes[led.accounts[rec[0]].holder] = tid
         self.next_tid = max(last_tid + 1, 1_000_000)  # clear of the lab's setup ids
-        # a resumed log: index the actions not indexed yet (a stop between a tick's commit and
-        # its index), and rebuild the dashboard's views from the recent past
-        self._action: list[int] | None = None  # [actor, nonce, first seq, count] being read
-        self._rows: list[tuple[int, int, int, int]] = []
+        # a resumed log: the dashboard's views rebuilt from the recent past
         size = kernel.store.entry_count()
-        for e in kernel.store.entries(kernel.store.action_index_end()):
-            self._index(parse(e.body))
-        self._flush_index()
         for e in kernel.store.entries(max(0, size - STARTUP_VIEW)):
             self._view(parse(e.body), startup=True)
         for o in kernel.state.controls.overseers.values():
@@ -355,7 +349,6 @@ class Sandbox:
             with self.counter_lock:
                 self.refused_this_tick = 0
             summary = self.econ.step() if self.econ is not None else self.k.step()
-            self.k.store.index_actions(self.k.action_ranges)  # exact, from the sequencer
             for d in self.k.log.last_committed:
                 self._view(d)
                 self._react(d)
@@ -364,31 +357,6 @@ class Sandbox:
         for sub, msg in messages:
             sub.loop.call_soon_threadsafe(_offer, sub, msg)
         return summary
-
-    def _index(self, d: dict[str, Any]) -> None:
-        """At a restart, for ticks committed but not indexed: which entries each action
-        produced, read back from the log — its first event carries its nonce, and the events
-        right after it by the same actor (not a rejection: that is always one action's only
-        event) are its too. (Live, the sequencer says exactly: `Kernel.action_ranges`.)"""
-        cur, seq, actor = self._action, d["seq"], d.get("actor")
-        if d.get("nonce") is not None and actor is not None:
-            if cur is not None:
-                self._rows.append(tuple(cur))  # type: ignore[arg-type]
-            self._action = [actor, d["nonce"], seq, 1]
-        elif cur is not None and actor == cur[0] and seq == cur[2] + cur[3] \
-                and d["kind"] != "rejected":
-            cur[3] += 1
-        elif cur is not None:
-            self._rows.append(tuple(cur))  # type: ignore[arg-type]
-            self._action = None
-
-    def _flush_index(self) -> None:
-        if self._action is not None:
-            self._rows.append(tuple(self._action))  # type: ignore[arg-type]
-            self._action = None
-        if self._rows:
-            self.k.store.index_actions(self._rows)
-            self._rows = []
 
     def _view(self, d: dict[str, Any], startup: bool = False) -> None:
         """What the dashboard shows of one committed event."""

@@ -101,11 +101,13 @@ class PostgresStore:
     # -- writing
     @_errors
     def append_tick(self, entries: Sequence[Entry], nodes: Sequence[tuple[int, int, bytes]],
-                    checkpoint: StoredCheckpoint, contents: Sequence[tuple[bytes, bytes]] = ()
-                    ) -> None:
+                    checkpoint: StoredCheckpoint, contents: Sequence[tuple[bytes, bytes]] = (),
+                    actions: Sequence[tuple[int, int, int, int]] = ()) -> None:
         with self._db.transaction(), self._db.cursor() as cur:
             if entries:
                 cur.executemany("INSERT INTO entries VALUES (%s,%s,%s,%s,%s)", entries)
+            if actions:
+                cur.executemany("INSERT INTO action_index VALUES (%s,%s,%s,%s)", actions)
             if nodes:
                 cur.executemany("INSERT INTO nodes VALUES (%s,%s)",
                                 [(_node_id(level, index), h) for level, index, h in nodes])
@@ -201,15 +203,7 @@ class PostgresStore:
             "SELECT seq, tick, kind, body, leaf_hash FROM entries WHERE kind = %s ORDER BY seq",
             (kind,)).fetchall()]
 
-    # -- the action index (derived from the entries; written by the live server)
-    @_errors
-    def index_actions(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
-        """Record (actor, nonce, first seq, count): the entries an action produced."""
-        if rows:
-            with self._db.transaction(), self._db.cursor() as cur:
-                cur.executemany("INSERT INTO action_index VALUES (%s,%s,%s,%s) "
-                                "ON CONFLICT DO NOTHING", rows)
-
+    # -- the action index (written with each tick: which entries each action produced)
     @_errors
     def action_entries(self, actor: int, nonce: int) -> list[Entry]:
         out: list[Entry] = []
@@ -218,12 +212,6 @@ class PostgresStore:
                 "ORDER BY first_seq", (actor, nonce)).fetchall():
             out.extend(self.entries(first, first + count))
         return out
-
-    @_errors
-    def action_index_end(self) -> int:
-        """The seq after the last indexed action (0: none indexed)."""
-        r = self._db.execute("SELECT max(first_seq + count) FROM action_index").fetchone()
-        return int(r[0] or 0)
 
     def close(self) -> None:
         self._db.close()

@@ -115,12 +115,15 @@ class SQLiteStore:
         nodes: Sequence[tuple[int, int, bytes]],
         checkpoint: StoredCheckpoint,
         contents: Sequence[tuple[bytes, bytes]] = (),
+        actions: Sequence[tuple[int, int, int, int]] = (),
     ) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             if entries:
                 db.executemany("INSERT INTO entries VALUES (?,?,?,?,?)", entries)
+            if actions:
+                db.executemany("INSERT INTO action_index VALUES (?,?,?,?)", actions)
             if nodes:
                 db.executemany(
                     "INSERT INTO nodes VALUES (?,?)",
@@ -217,19 +220,7 @@ class SQLiteStore:
             "SELECT seq, tick, kind, body, leaf_hash FROM entries WHERE kind = ? ORDER BY seq",
             (kind,)).fetchall()]
 
-    # -- the action index (derived from the entries; written by the live server)
-    @_damaged
-    def index_actions(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
-        """Record (actor, nonce, first seq, count): the entries an action produced."""
-        if rows:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR IGNORE INTO action_index VALUES (?,?,?,?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
+    # -- the action index (written with each tick: which entries each action produced)
     @_damaged
     def action_entries(self, actor: int, nonce: int) -> list[Entry]:
         out: list[Entry] = []
@@ -238,12 +229,6 @@ class SQLiteStore:
                 "ORDER BY first_seq", (actor, nonce)).fetchall():
             out.extend(self.entries(first, first + count))
         return out
-
-    @_damaged
-    def action_index_end(self) -> int:
-        """The seq after the last indexed action (0: none indexed)."""
-        r = self._db.execute("SELECT max(first_seq + count) FROM action_index").fetchone()
-        return r[0] or 0
 
     def close(self) -> None:
         self._db.close()

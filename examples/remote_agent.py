@@ -44,7 +44,7 @@ def main() -> int:
         nonce = me.act(PlaceOrder(actor=me.id, asset="WGT", side="buy", qty=args.qty,
                                   price=price))
         entries = me.wait(nonce)
-        seqs = me.prove(nonce)
+        seqs = me.prove(nonce, entries)
         after = next(a["balance"] for a in me.observe()["accounts"] if a["asset"] == "WGT")
         print(f"bought {after - before} WGT at up to {price} CRD: entries {seqs} "
               f"({', '.join(e['kind'] for e in entries)}) proven against the signed checkpoint")

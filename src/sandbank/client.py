@@ -174,12 +174,13 @@ class RemoteAgent:
         """The log entries the action with this nonce produced (empty until its tick ran)."""
         return self.client._get("/v1/entries", params={"actor": self.id, "nonce": nonce})["entries"]
 
-    def prove(self, nonce: int) -> list[int]:
+    def prove(self, nonce: int, entries: list[dict[str, Any]] | None = None) -> list[int]:
         """Check, against the operator's key, that every entry of that action is in the
-        signed log; returns their sequence numbers (raises if any proof fails)."""
+        signed log; returns their sequence numbers (raises if any proof fails). `entries`:
+        the action's entries if already fetched (from `wait`)."""
         name, key = parse_verifier_key(self.client.operator_key)
         seqs = []
-        for e in self.entries(nonce):
+        for e in self.entries(nonce) if entries is None else entries:
             check_bundle(self.client._get(f"/v1/proof/{e['seq']}"), name, key)
             seqs.append(e["seq"])
         if not seqs:

@@ -104,7 +104,7 @@ def build(agent: RemoteAgent) -> Any:
         signed checkpoint."""
         try:
             entries = agent.wait(nonce, wait=wait_seconds)
-            seqs = agent.prove(nonce)
+            seqs = agent.prove(nonce, entries)
         except ClientError as e:
             return {"ok": False, "code": e.code, "detail": e.detail}
         except ValueError as e:  # a bundle that does not verify

@@ -41,6 +41,8 @@ class LiveServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait: float = 60.0) -> LiveServer:
+        if getattr(self, "log", None):  # a restart: the previous run's handle
+            self.log.close()
         self.log = open(self.folder / "server.out", "ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + wait
@@ -56,6 +58,15 @@ class LiveServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("the server did not come up")
+
+    def wait_tick(self, tick: int, wait: float = 30.0) -> int:
+        """Wait until the economy has reached `tick`; the tick it is at."""
+        deadline = time.monotonic() + wait
+        while True:
+            now = httpx.get(f"{self.url}/v1/status", timeout=5).json()["tick"]
+            if now >= tick or time.monotonic() > deadline:
+                return now
+            time.sleep(0.05)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

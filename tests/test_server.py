@@ -157,48 +157,25 @@ def test_forged_replayed_borrowed_and_operator_requests_are_refused_and_logged()
 
 
 def test_serve_runs_ticks_survives_a_kill_and_resumes(tmp_path):
-    import os
-    import signal
-    import socket
     import subprocess
-    import sys
-    import time
-
-    import httpx
 
     from sandbank.audit.verify import verify_log
+    from tests.live_server import LiveServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, SANDBANK_OPERATOR_TOKEN="a-long-enough-operator-secret")
-    cmd = [sys.executable, "-m", "sandbank.cli", "serve", "--db", str(tmp_path / "live.db"),
-           "--key-file", str(tmp_path / "op.key"), "--port", str(port), "--tick-seconds", "0.05"]
-
-    def run_until(ticks):
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        seen = -1
-        while time.monotonic() < deadline:
-            try:
-                seen = httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=1).json()["tick"]
-                if seen >= ticks:
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.1)
-        p.send_signal(signal.SIGKILL)  # no goodbye: committed ticks must survive anyway
-        p.wait(timeout=10)
-        return seen
-
-    first = run_until(5)
+    srv = LiveServer(tmp_path, tick=0.05, scenario=None)
+    srv.start()
+    first = srv.wait_tick(5)
+    srv.kill()  # no goodbye: committed ticks must survive anyway
     assert first >= 5
-    assert run_until(first + 3) >= first + 3  # resumed where it stopped, and went on
-    store = SQLiteStore(tmp_path / "live.db", readonly=True, create=False)
+    srv.start()
+    assert srv.wait_tick(first + 3) >= first + 3  # resumed where it stopped, and went on
+    srv.kill()
+    srv.stop()
+    store = SQLiteStore(srv.db, readonly=True, create=False)
     assert verify_log(store).ok
     store.close()
-    r = subprocess.run(cmd[:4] + ["--db", str(tmp_path / "x.db")], env={**env, "SANDBANK_OPERATOR_TOKEN": ""},
-                       capture_output=True, text=True)
+    r = subprocess.run(srv.cmd[:4] + ["--db", str(tmp_path / "x.db")],
+                       env={**srv.env, "SANDBANK_OPERATOR_TOKEN": ""}, capture_output=True, text=True)
     assert r.returncode != 0 and "SANDBANK_OPERATOR_TOKEN" in r.stdout + r.stderr
 
 

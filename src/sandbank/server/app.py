@@ -168,13 +168,17 @@ def create_app(box: Sandbox) -> Any:
         except (ValueError, TypeError):
             return False
 
+    def read_signed(public_key: bytes, what: str, who: int, tick: int | None,
+                    signature: str | None) -> bool:
+        """A read's signature over `<what>:<who>:<tick>` (the tick at most 2 ticks old)."""
+        return signed_by(public_key, signature, f"{what}:{who}:{fresh(tick)}".encode())
+
     def check_observer(agent: int, tick: int | None, signature: str | None) -> None:
         """Only the agent itself reads its observation."""
         a = k.state.registry.agents.get(agent)
         if a is None:
             raise Problem(404, "unknown_agent", f"no agent {agent}")
-        signed = fresh(tick)
-        if not signed_by(a.public_key, signature, f"observe:{agent}:{signed}".encode()):
+        if not read_signed(a.public_key, "observe", agent, tick, signature):
             box.refuse(agent, f"observation/{agent}", "bad_signature",
                        "a read of an agent's observation not signed by that agent")
             raise Problem(401, "bad_signature", f"sign 'observe:{agent}:{k.tick}' with agent "
@@ -193,10 +197,9 @@ def create_app(box: Sandbox) -> Any:
             if bearer(authorization, box.token):
                 return OPERATOR
             o = k.state.controls.overseers.get(who) if who is not None else None
-            if o is not None and who is not None and who <= OVERSEER_BASE - 1:
-                signed = fresh(tick)
-                if signed_by(o.public_key, signature, f"oversee:{who}:{signed}".encode()):
-                    return who
+            if o is not None and who is not None and who <= OVERSEER_BASE - 1 \
+                    and read_signed(o.public_key, "oversee", who, tick, signature):
+                return who
         claimed = who if who is not None else 0
         box.refuse(claimed, endpoint, "not_overseer", "an oversight endpoint called "
                    f"without an overseer's credentials (claimed {claimed})")

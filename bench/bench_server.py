@@ -45,9 +45,9 @@ from tests.live_server import OPERATOR_TOKEN, LiveServer  # noqa: E402
 
 def admit(url: str, n: int) -> list[tuple[int, SigningKey]]:
     c = Client(url)
-    owner = SigningKey.derive(1, "bench-owner")
+    owner = SigningKey.generate()
     oid = c.admit_owner(OPERATOR_TOKEN, "bench", owner, "load test")
-    keys = [SigningKey.derive(1, f"bench-agent-{i}") for i in range(n)]
+    keys = [SigningKey.generate() for i in range(n)]
     for i, key in enumerate(keys):
         c._post("/v1/agents", json={
             "owner": oid, "name": f"load-{i}", "public_key": key.public.hex(),

@@ -2,7 +2,6 @@ import pytest
 from hypothesis import settings
 
 from sandbank.demo import run_demo
-from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import (
     OPERATOR,
     OpenAccount,
@@ -14,6 +13,7 @@ from sandbank.kernel.schema import (
 )
 from sandbank.kernel.sequencer import Kernel, KernelConfig
 from sandbank.store.sqlite import SQLiteStore
+from tests.keys import fixed_key, fixed_secret
 
 # Shared 2-core CI machines are noisy: judge properties, never per-example wall time.
 settings.register_profile("sandbank", deadline=None, print_blob=True)
@@ -24,17 +24,17 @@ class Economy:
     """A small kernel with one owner, n agents (ids 1..n) each with one funded account."""
 
     def __init__(self, n=3, fund=1000, store=None, skills=None, **cfg):
-        self.op = SigningKey.derive(1, "operator")
+        self.op = fixed_key(1, "operator")
         cfg.setdefault("seed", 1)
         self.k = Kernel(store or SQLiteStore(":memory:"), KernelConfig(**cfg), self.op)
-        self.owner_key = SigningKey.derive(1, "owner")
+        self.owner_key = fixed_key(1, "owner")
         self.keys = {}
         self.op_nonce = 0
         self.nonces = {}
         self.do(RegisterOwner(actor=OPERATOR, name="o", owner_kind="human",
                               public_key=self.owner_key.public, evidence="checked"))
         for i in range(1, n + 1):
-            key = SigningKey.derive(1, f"agent{i}")
+            key = fixed_key(1, f"agent{i}")
             self.keys[i] = key
             self.do(RegisterAgent(actor=OPERATOR, owner=1, name=f"a{i}", public_key=key.public,
                                   skills=(skills or {}).get(i, {}),
@@ -77,7 +77,7 @@ class Economy:
         """Admit an overseer (kind monitor or overseer); returns its actor id."""
         from sandbank.kernel.controls import RegisterOverseer
 
-        key = SigningKey.derive(1, f"overseer/{name}")
+        key = fixed_key(1, f"overseer/{name}")
         self.do(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=kind,
                                  public_key=key.public, evidence="certified by the test"))
         oid = next(o.id for o in self.k.state.controls.overseers.values() if o.name == name)
@@ -101,8 +101,11 @@ def economy():
     return Economy
 
 
-def demo_log(path, seed=3, ticks=30, agents=8, sign=False, on_tick=None):
+def demo_log(path, seed=3, ticks=30, agents=8, sign=False, on_tick=None, secret=None):
+    """The hand-written demo economy into a SQLite file; keys from a fixed test secret unless
+    `secret` is given (same seed and secret: the same log)."""
     store = SQLiteStore(path)
-    result = run_demo(store, seed=seed, agents=agents, ticks=ticks, sign=sign, on_tick=on_tick)
+    result = run_demo(store, seed=seed, agents=agents, ticks=ticks, sign=sign, on_tick=on_tick,
+                      secret=secret or fixed_secret())
     store.close()
     return result

@@ -2,16 +2,17 @@
 
 import sys
 
-from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import Transfer, TransferSpec
 from sandbank.kernel.sequencer import Kernel
 from sandbank.store.sqlite import SQLiteStore
 
 sys.path.insert(0, sys.argv[3])
+sys.path.insert(0, sys.argv[3] + "/..")  # the repository, for tests.keys
 from conftest import Economy  # noqa: E402
+from tests.keys import fixed_key  # noqa: E402
 
 path, mode = sys.argv[1], sys.argv[2]
-op = SigningKey.derive(1, "operator")
+op = fixed_key(1, "operator")
 if mode == "new":
     e = Economy(n=50, fund=10**9, store=SQLiteStore(path))
     k = e.k

@@ -15,6 +15,7 @@ from sandbank.markets.auctions import (
     clear,
     envy,
 )
+from tests.keys import fixed_key
 
 
 def utility(fmt, values, bids, bidder, quantity=1, reserve=0):
@@ -127,10 +128,9 @@ def test_a_bidder_without_an_account_for_the_lot_is_refused_at_bidding_not_at_cl
     e = Economy(n=3, fund=1000, assets=("CRD", "WGT", "GEM"))
     e.do(CreateAuction(actor=1, asset="WGT", quantity=1, format=SECOND, closes=e.k.tick + 9))
     # an agent with cash but no WGT account
-    from sandbank.identity.keys import SigningKey
     from sandbank.kernel.schema import RegisterAgent, agent_attestation_bytes
 
-    key = SigningKey.derive(5, "late")
+    key = fixed_key(5, "late")
     e.do(RegisterAgent(actor=OPERATOR, owner=1, name="late", public_key=key.public,
                        attestation=e.owner_key.sign(agent_attestation_bytes(1, "late", key.public))))
     e.do(OpenAccount(actor=OPERATOR, asset="CRD", holder=4))

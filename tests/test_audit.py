@@ -20,8 +20,8 @@ from sandbank.audit.merkle import leaf_hash
 from sandbank.audit.replay import replay_log
 from sandbank.audit.verify import verify_log
 from sandbank.cli import app
-from sandbank.identity.keys import SigningKey
 from sandbank.store.sqlite import SQLiteStore
+from tests.keys import fixed_key
 
 runner = CliRunner()
 
@@ -156,7 +156,7 @@ def test_forged_checkpoint_is_named(log):
     cp = s.checkpoint(20)
     s.close()
     forged = Checkpoint("sandbank.demo/seed-4", cp.size, cp.root, cp.tick, cp.state)
-    note = forged.sign("sandbank-operator", SigningKey.derive(666, "mallory"))
+    note = forged.sign("sandbank-operator", fixed_key(666, "mallory"))
     tamper(log, ("UPDATE checkpoints SET note = ? WHERE tick = 20", (note,)))
     r = verify(log)
     assert not r.ok and r.bad_checkpoint == 20 and "signature" in r.problem
@@ -169,7 +169,7 @@ def test_a_log_resigned_under_another_key_fails_when_the_key_is_pinned(log, good
     mine = verifier_key("sandbank-operator", bytes.fromhex(header["operator_key"]))
     res = runner.invoke(app, ["verify", str(good_log), "--key", mine])
     assert res.exit_code == 0, res.output
-    other = verifier_key("sandbank-operator", SigningKey.derive(1, "other").public)
+    other = verifier_key("sandbank-operator", fixed_key(1, "other").public)
     res = runner.invoke(app, ["verify", str(good_log), "--key", other])
     assert res.exit_code == 1 and "different operator key" in res.output
 
@@ -233,12 +233,12 @@ def test_cli_refuses_bad_input_clearly(tmp_path):
 
 
 def test_signed_note_roundtrip_and_rejections():
-    key = SigningKey.derive(1, "k")
+    key = fixed_key(1, "k")
     cp = Checkpoint("example.org/log", 5, b"\x01" * 32, 9, b"\x02" * 32)
     note = cp.sign("op", key)
     assert open_checkpoint(note, "op", key.public) == cp
     with pytest.raises(NoteError):
-        open_checkpoint(note, "op", SigningKey.derive(2, "k").public)
+        open_checkpoint(note, "op", fixed_key(2, "k").public)
     with pytest.raises(NoteError):
         open_checkpoint(note.replace("\n5\n", "\n6\n"), "op", key.public)
     assert parse_verifier_key(verifier_key("op", key.public)) == ("op", key.public)
@@ -265,7 +265,7 @@ def test_store_subtrees_serve_every_range_like_the_reference(tmp_path):
     from sandbank.audit.merkle import root_of
 
     store = SQLiteStore(tmp_path / "t.db")
-    log = AuditLog(store, "o", "k", SigningKey.derive(0, "k"))
+    log = AuditLog(store, "o", "k", fixed_key(0, "k"))
     n = 70_000
     for i in range(n):
         log.append(i // 10_000, {"kind": "x", "i": i})

@@ -12,10 +12,10 @@ import pytest
 from sandbank.audit.replay import replay_log
 from sandbank.audit.verify import verify_log
 from sandbank.client import Client
-from sandbank.identity.keys import SigningKey
 from sandbank.markets.payments import Pay
 from sandbank.server.app import open_store
 from sandbank.store.sqlite import SQLiteStore
+from tests.keys import fixed_key
 from tests.live_server import LiveServer
 
 PG = os.environ.get("SANDBANK_TEST_PG", "")
@@ -41,7 +41,7 @@ def test_kill_minus_nine_under_load_loses_no_committed_tick(tmp_path, backend):
         from sandbank.server.app import load_key
 
         owner_key = load_key(owner_key_file)
-        agents = [c.join(owner, f"a{i}", owner_key, key=SigningKey.derive(2, f"a{i}"))
+        agents = [c.join(owner, f"a{i}", owner_key, key=fixed_key(2, f"a{i}"))
                   for i in range(6)]
         agents[-1].wait_funded("CRD")
         stop = threading.Event()

@@ -6,28 +6,29 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from sandbank.audit.verify import verify_log
-from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import RegisterAgent, RegisterOwner, agent_attestation_bytes
 from sandbank.kernel.sequencer import Kernel, KernelConfig
 from sandbank.server.app import Sandbox, create_app
 from sandbank.store.sqlite import SQLiteStore
 from tests.api_check import check_answer
+from tests.keys import fixed_key, fixed_secret
 
 OP_TOKEN = "fuzz-operator-token-000"
 OV_TOKEN = "fuzz-overseer-token-000"
-op = SigningKey.derive(3, "operator")
+secret = fixed_secret(3)
+op = secret.key("operator")
 kernel = Kernel(SQLiteStore(":memory:"), KernelConfig(
     seed=3, assets=("CRD", "WGT"), markets=({"asset": "WGT", "quote": "CRD"},),
     verify_signatures=True), op)
-box = Sandbox(kernel, op, OP_TOKEN, endowment={"CRD": 1000, "WGT": 10},
+box = Sandbox(kernel, secret, OP_TOKEN, endowment={"CRD": 1000, "WGT": 10},
               overseer_token=OV_TOKEN, admission="approval")
 app = create_app(box)
-owner = SigningKey.derive(3, "owner")
+owner = fixed_key(3, "owner")
 box.operator_submit(RegisterOwner(
     actor=0, name="o", owner_kind="human", public_key=owner.public, evidence="fuzz"))
 box.step()
 for name in ("a", "b"):
-    key = SigningKey.derive(3, name)
+    key = fixed_key(3, name)
     box.operator_submit(RegisterAgent(
         actor=0, owner=1, name=name, public_key=key.public,
         attestation=owner.sign(agent_attestation_bytes(1, name, key.public))))

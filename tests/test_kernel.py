@@ -3,7 +3,6 @@
 import pytest
 
 from conftest import Economy, demo_log
-from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import (
     LINKED,
     OPERATOR,
@@ -21,6 +20,7 @@ from sandbank.kernel.schema import (
 )
 from sandbank.kernel.sequencer import ConfigError, Kernel, KernelConfig
 from sandbank.store.sqlite import SQLiteStore
+from tests.keys import fixed_key
 
 
 def entries_of(path):
@@ -184,8 +184,8 @@ def test_holds_expire_at_their_tick_and_then_cannot_be_posted():
 
 def test_registration_needs_a_valid_owner_attestation():
     e = Economy()
-    key = SigningKey.derive(9, "new")
-    forged = SigningKey.derive(9, "not-the-owner").sign(agent_attestation_bytes(1, "x", key.public))
+    key = fixed_key(9, "new")
+    forged = fixed_key(9, "not-the-owner").sign(agent_attestation_bytes(1, "x", key.public))
     e.do(RegisterAgent(actor=OPERATOR, owner=1, name="x", public_key=key.public,
                        attestation=forged))
     assert e.last_events()[0]["reason"] == "bad_attestation"
@@ -193,7 +193,7 @@ def test_registration_needs_a_valid_owner_attestation():
                        attestation=forged))
     assert e.last_events()[0]["reason"] == "unknown_owner"
     e.do(RegisterOwner(actor=OPERATOR, name="p", owner_kind="human",
-                       public_key=SigningKey.derive(9, "p").public, evidence=" "))
+                       public_key=fixed_key(9, "p").public, evidence=" "))
     assert e.last_events()[0]["reason"] == "bad_attestation"
 
 
@@ -210,7 +210,7 @@ def test_revocation_is_final_and_keys_are_never_reused():
     assert e.last_events()[0]["reason"] == "key_already_registered"
     e.do(SetAgentStatus(actor=OPERATOR, agent=2, status="active"))
     assert e.last_events()[0]["reason"] == "already_revoked"
-    new = SigningKey.derive(1, "fresh")
+    new = fixed_key(1, "fresh")
     e.do(RegisterAgent(actor=OPERATOR, owner=1, name="fresh", public_key=new.public,
                        attestation=e.owner_key.sign(agent_attestation_bytes(1, "fresh",
                                                                             new.public))))
@@ -232,7 +232,7 @@ def test_frozen_agents_cannot_act_until_resumed():
 
 def test_spawned_agents_inherit_the_owner_within_limits():
     e = Economy(max_spawn_depth=2, max_children_per_agent=2)
-    keys = [SigningKey.derive(3, f"c{i}") for i in range(6)]
+    keys = [fixed_key(3, f"c{i}") for i in range(6)]
     e.do(SpawnAgent(actor=1, name="c0", public_key=keys[0].public))
     child = e.last_events()[0]
     assert (child["parent"], child["owner"], child["depth"]) == (1, 1, 1)
@@ -256,7 +256,7 @@ def test_rate_limit_and_disabled_guards_are_recorded_in_the_header():
                for i in range(1, 5)])
     assert (s.accepted, s.rejected, s.reasons) == (2, 2, {"rate_limited": 2})
     k = Kernel(SQLiteStore(":memory:"), KernelConfig(disabled_guards=("rate_limit",)),
-               SigningKey.derive(0, "x"))
+               fixed_key(0, "x"))
     import orjson
     header = orjson.loads(k.store.entry(0).body)
     assert header["safeguards"]["rate_limit"]["enabled"] is False

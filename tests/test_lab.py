@@ -58,12 +58,13 @@ def test_a_scenario_with_a_mistake_fails_before_running_naming_key_and_file(tmp_
 
 def test_a_run_writes_its_folder_and_the_same_seed_gives_the_same_root(tmp_path):
     sc = parse_scenario(BASE, "inline")
-    a = run_scenario(sc, tmp_path / "a")
-    b = run_scenario(parse_scenario(BASE, "inline"), tmp_path / "b")
+    key = tmp_path / "run.key"  # same scenario, seed and key file: the same log
+    a = run_scenario(sc, tmp_path / "a", key_file=key)
+    b = run_scenario(parse_scenario(BASE, "inline"), tmp_path / "b", key_file=key)
     for f in ("log.db", "metrics.csv", "summary.json", "report.html"):
         assert (tmp_path / "a" / f).is_file()
     assert a.summary["root"] == b.summary["root"] and a.summary["verified"]
-    c = run_scenario(parse_scenario({**BASE, "seed": 4}, "inline"), tmp_path / "c")
+    c = run_scenario(parse_scenario({**BASE, "seed": 4}, "inline"), tmp_path / "c", key_file=key)
     assert c.summary["root"] != a.summary["root"]
     rows = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + BASE["ticks"] and "gini_wealth" in rows[0]

@@ -5,7 +5,6 @@ streams of market data and of one's own observations; per-identity rate limits."
 import pytest
 
 from sandbank.client import Client, ClientError
-from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import agent_attestation_bytes
 from sandbank.lab.runner import LabEconomy
 from sandbank.lab.scenario import builtin_dir, load_scenario
@@ -13,6 +12,7 @@ from sandbank.markets.exchange import PlaceOrder
 from sandbank.server.app import Sandbox, SetupError, create_app
 from sandbank.store.sqlite import SQLiteStore
 from tests.api_check import checked_client
+from tests.keys import fixed_key, fixed_secret
 
 OP = {"Authorization": "Bearer op-secret-op-secret"}
 OV = {"Authorization": "Bearer overseer-secret-123"}
@@ -20,13 +20,13 @@ OV = {"Authorization": "Bearer overseer-secret-123"}
 
 def served(store=None, **kw):
     sc = load_scenario(builtin_dir() / "live" / "market.yaml")
-    op = SigningKey.derive(5, "operator")
-    econ = LabEconomy(sc, store or SQLiteStore(":memory:"), op, signatures=True, live=True)
+    secret = fixed_secret(5)
+    econ = LabEconomy(sc, store or SQLiteStore(":memory:"), secret, signatures=True, live=True)
     kw.setdefault("endowment", dict(sc.endowment))
-    box = Sandbox(econ.k, op, "op-secret-op-secret", econ=econ,
+    box = Sandbox(econ.k, secret, "op-secret-op-secret", econ=econ,
                   overseer_token="overseer-secret-123", **kw)
     client = checked_client(create_app(box))
-    owner = SigningKey.derive(5, "guest-owner")
+    owner = fixed_key(5, "guest-owner")
     client.post("/v1/owners", json={"name": "guest", "public_key": owner.public.hex(),
                                     "evidence": "contract 7"}, headers=OP)
     box.step()
@@ -35,7 +35,7 @@ def served(store=None, **kw):
 
 def join(client, box, owner, name, **kw):
     """Ask for admission; the test ticks the economy by hand until the agent is in."""
-    key = SigningKey.derive(5, f"guest/{name}")
+    key = fixed_key(5, f"guest/{name}")
     r = client.post("/v1/agents", json={
         "owner": 1 + len(box.econ.sc.owners), "name": name, "public_key": key.public.hex(),
         "attestation": owner.sign(agent_attestation_bytes(1 + len(box.econ.sc.owners), name,
@@ -174,9 +174,10 @@ def test_an_agent_streams_only_its_own_observations_and_is_rate_limited():
         codes.append(client.post("/v1/actions", json=a.to_dict()).status_code)
     assert codes[:3] == [202] * 3 and 429 in codes[3:]
     box.step()
-    from tests.test_server import refusals
+    from tests.test_server import refusal_counts, refusals
 
-    assert any(d["code"] == "rate_limited" and d["who"] == me for d in refusals(box.k))
+    assert refusal_counts(box.k)["/v1/actions rate_limited"] >= 1
+    assert any(f"rate_limited claimed {me}" in x for d in refusals(box.k) for x in d["samples"])
 
 
 def test_a_served_scenario_resumes_onto_its_log(tmp_path):
@@ -188,7 +189,7 @@ def test_a_served_scenario_resumes_onto_its_log(tmp_path):
     store.close()
     store = SQLiteStore(tmp_path / "live.db")
     sc = load_scenario(builtin_dir() / "live" / "market.yaml")
-    econ = LabEconomy(sc, store, SigningKey.derive(5, "operator"), signatures=True)
+    econ = LabEconomy(sc, store, fixed_secret(5), signatures=True)
     assert econ.k.tick == tick and econ.k.store.last_checkpoint().root == root
     assert econ.monitor < 0 and len(econ.agents) == 8
     before = econ.k.state.exchange.markets["WGT"].volume
@@ -200,7 +201,7 @@ def test_a_served_scenario_resumes_onto_its_log(tmp_path):
     from sandbank.lab.runner import RunError
 
     with pytest.raises(RunError):
-        LabEconomy(other, store, SigningKey.derive(5, "operator"), signatures=True)
+        LabEconomy(other, store, fixed_secret(5), signatures=True)
     store.close()
 
 
@@ -208,7 +209,7 @@ def test_an_overseer_with_its_own_key_reads_and_acts_and_clients_follow_the_log(
     from sandbank.kernel.controls import OVERSEER, RaiseAlert, RegisterOverseer
 
     box, client, owner = served()
-    mine = SigningKey.derive(5, "auditor")
+    mine = fixed_key(5, "auditor")
     box.operator_submit(RegisterOverseer(actor=0, name="auditor", overseer_kind=OVERSEER,
                                          public_key=mine.public, evidence="certified auditor"))
     box.step()
@@ -221,7 +222,7 @@ def test_an_overseer_with_its_own_key_reads_and_acts_and_clients_follow_the_log(
             "X-Sandbank-Signature": key.sign(f"oversee:{me}:{t}".encode()).hex()})
 
     assert signed_read("/v1/oversight/alerts").json() == {"alerts": []}
-    assert signed_read("/v1/oversight/alerts", key=SigningKey.derive(5, "x")).status_code == 403
+    assert signed_read("/v1/oversight/alerts", key=fixed_key(5, "x")).status_code == 403
     alert = RaiseAlert(actor=me, detector="manual", score=900, subjects=[1], evidence=[3],
                        summary="looks odd").signed(mine, 1)
     assert client.post("/v1/oversight/actions", json=alert.to_dict()).status_code == 202
@@ -288,7 +289,8 @@ def test_the_approval_queue_is_on_record_and_survives_a_restart(tmp_path):
 def test_the_sequencer_reports_exactly_which_entries_each_action_produced():
     from sandbank.kernel.canonical import parse
 
-    econ = LabEconomy(load_scenario(builtin_dir() / "demo.yaml", ticks=30), SQLiteStore(":memory:"))
+    econ = LabEconomy(load_scenario(builtin_dir() / "demo.yaml", ticks=30), SQLiteStore(":memory:"),
+                      fixed_secret())
     ranges = []
     for _ in range(30):
         econ.step()

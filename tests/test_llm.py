@@ -59,7 +59,8 @@ def test_a_cassette_replays_a_run_offline_to_the_same_root(tmp_path):
         first = run_scenario(scenario("trader", srv.url, mode="record", cassette=tape),
                              tmp_path / "rec")
         calls = app.state.requests
-    replayed = run_scenario(scenario("trader", "", mode="replay", cassette=tape), tmp_path / "rep")
+    replayed = run_scenario(scenario("trader", "", mode="replay", cassette=tape), tmp_path / "rep",
+                            key_file=tmp_path / "rec" / "run.key")
     assert replayed.summary["root"] == first.summary["root"]
     assert app.state.requests == calls  # nothing was asked of a server
     assert replayed.summary["final"]["llm_failures"] == 0

@@ -118,7 +118,8 @@ def test_oversight_is_deterministic_and_its_actions_replay(tmp_path):
     from sandbank.lab.scenario import load_scenario
 
     a = run_scenario(load_scenario(path, ticks=25), tmp_path / "a")
-    b = run_scenario(load_scenario(path, ticks=25), tmp_path / "b")
+    b = run_scenario(load_scenario(path, ticks=25), tmp_path / "b",
+                     key_file=tmp_path / "a" / "run.key")
     assert a.summary["root"] == b.summary["root"] and a.summary["alerts"]
     store = SQLiteStore(tmp_path / "a" / "log.db", readonly=True, create=False)
     rp = replay_log(store)

@@ -34,8 +34,9 @@ def pg_store(request):
 
 def _demo(store):
     from sandbank.demo import run_demo
+    from tests.keys import fixed_secret
 
-    return run_demo(store, seed=3, agents=8, ticks=20, sign=True)
+    return run_demo(store, seed=3, agents=8, ticks=20, sign=True, secret=fixed_secret())
 
 
 @needs_pg

@@ -16,12 +16,12 @@ def test_benchmark_prices_reproduce_calvano():
     assert abs(nash[0] - 1.4729) < 1e-3 and abs(mono[0] - 1.9250) < 1e-3
 
 
-def run(pop, ticks, seed=1, oversight=False):
+def run(pop, ticks, seed=1, oversight=False, key_file=None):
     """A pricing run; oversight off unless asked (these tests are about the mechanism)."""
     sc = parse_scenario({"name": "bertrand", "seed": seed, "ticks": ticks, "assets": ["CRD"],
                          "pricing": [GAME], "endowment": {"CRD": 1_000_000},
                          "population": pop, "oversight": {"enabled": oversight}}, "inline")
-    return run_scenario(sc, Path(tempfile.mkdtemp()))
+    return run_scenario(sc, Path(tempfile.mkdtemp()), key_file=key_file)
 
 
 def test_firms_at_the_nash_price_earn_the_competitive_profit():
@@ -37,7 +37,8 @@ def test_monopoly_prices_earn_the_collusive_profit():
 
 def test_q_learners_learn_from_prices_alone_and_runs_repeat_exactly():
     pop = [{"policy": "q_pricer", "count": 2, "params": {"beta_micro": 3000}}]
-    a, b = run(pop, 400), run(pop, 400)
+    key = Path(tempfile.mkdtemp()) / "run.key"
+    a, b = run(pop, 400, key_file=key), run(pop, 400, key_file=key)
     assert a.summary["root"] == b.summary["root"]
     price = float(a.summary["final"]["price_duopoly"])
     assert 1428 <= price <= 1970 and a.summary["final"]["messages"] == 0

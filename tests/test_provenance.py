@@ -3,9 +3,9 @@ from typer.testing import CliRunner
 from conftest import Economy
 from sandbank.audit.provenance import Provenance
 from sandbank.cli import app
-from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import PENDING, POST_PENDING, SpawnAgent, Transfer, TransferSpec
 from sandbank.store.sqlite import SQLiteStore
+from tests.keys import fixed_key
 
 
 def seq_of(e, kind, **match):
@@ -19,7 +19,7 @@ def seq_of(e, kind, **match):
 
 def test_a_posted_escrow_rests_on_the_hold_accounts_agents_and_owner():
     e = Economy()
-    e.do(SpawnAgent(actor=1, name="kid", public_key=SigningKey.derive(5, "kid").public))
+    e.do(SpawnAgent(actor=1, name="kid", public_key=fixed_key(5, "kid").public))
     e.do(Transfer(actor=1, transfers=[TransferSpec(id=1, debit=e.account[1], credit=e.account[2],
                                                    amount=30, flags=PENDING)]))
     e.do(Transfer(actor=1, transfers=[TransferSpec(id=2, flags=POST_PENDING, pending_id=1)]))

@@ -37,14 +37,15 @@ def test_a_sweep_runs_every_configuration_and_seed_into_one_table(tmp_path):
     assert page.count("<svg") == 2 * 2  # per metric: bars per configuration and mean series
     assert all(f"{i}: markets.0.band_bps=" in page for i in range(4))
     same = [r["root"] for r in rows if r["seed"] == 1 and r["config"] == 0]
-    again = run_sweep(sw, tmp_path / "again", SerialBackend())
+    again = run_sweep(sw, tmp_path / "again", SerialBackend(),  # the same key file
+                      key_file=tmp_path / "out" / "run.key")
     assert same == [r["root"] for r in again if r["seed"] == 1 and r["config"] == 0]
 
 
 def test_the_process_pool_gives_the_same_results_as_a_serial_run(tmp_path):
     sw = load_sweep(files(tmp_path, {"policy.trade_fee_bps": [0, 30]}))
     serial = run_sweep(sw, tmp_path / "s", SerialBackend())
-    pooled = run_sweep(sw, tmp_path / "p", LocalBackend(2))
+    pooled = run_sweep(sw, tmp_path / "p", LocalBackend(2), key_file=tmp_path / "s" / "run.key")
     assert [r["root"] for r in serial] == [r["root"] for r in pooled]
 
 

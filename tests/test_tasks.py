@@ -3,7 +3,6 @@
 import orjson
 
 from conftest import Economy
-from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import (
     OPERATOR,
     RegisterAgent,
@@ -21,6 +20,7 @@ from sandbank.markets.tasks import (
     Subcontract,
     part_succeeds,
 )
+from tests.keys import fixed_key
 
 NEEDS = {"code": 7, "law": 6, "math": 8}
 
@@ -29,7 +29,7 @@ def with_specialists(**cfg):
     """Agents 1..3 are plain; 4, 5, 6 are specialists in code, law and math."""
     e = Economy(n=3, fund=10_000, **cfg)
     for i, skill in enumerate(("code", "law", "math")):
-        key = SigningKey.derive(1, f"spec{i}")
+        key = fixed_key(1, f"spec{i}")
         e.keys[4 + i] = key
         e.do(RegisterAgent(actor=OPERATOR, owner=1, name=f"spec-{skill}", public_key=key.public,
                            skills={skill: 9},

@@ -46,6 +46,8 @@ def _store_errors(fn):
 def _open(log: Path) -> SQLiteStore:
     if not log.exists():
         _fail(f"no log at {log}")
+    if log.is_dir():
+        _fail(f"{log} is a directory: name the log file (a run folder keeps it as log.db)")
     try:
         return SQLiteStore(log, readonly=True, create=False)
     except StoreError as e:
@@ -70,7 +72,12 @@ def _progress(total: int, what: str) -> Progress:
                     TimeElapsedColumn(), console=err, transient=True, disable=total < 200_000)
 
 
-def _run_and_report(sc, folder: Path, overwrite: bool):
+KEY_FILE_HELP = ("the run secret every key is derived from (created, mode 0600, if absent; "
+                 "default: run.key in the run folder). Keep it private: whoever has it can sign "
+                 "as the operator; the same file, scenario and seed give the same log")
+
+
+def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = None):
     """Run a scenario with a progress bar and print what happened; returns the result."""
     from sandbank.lab.runner import RunError, run_scenario
 
@@ -80,10 +87,10 @@ def _run_and_report(sc, folder: Path, overwrite: bool):
                       TextColumn("tick {task.completed}/{task.total}"), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
             task = bar.add_task("run", total=sc.ticks)
-            result = run_scenario(sc, folder, overwrite=overwrite,
+            result = run_scenario(sc, folder, overwrite=overwrite, key_file=key_file,
                                   on_tick=lambda done, _: bar.update(task, completed=done))
     except RunError as e:
-        _fail(str(e))
+        _fail(str(e), e.exit_code)
         raise
     s = result.summary
     f = s["final"]
@@ -107,7 +114,9 @@ def _run_and_report(sc, folder: Path, overwrite: bool):
     for key, c in s["success"].items():
         mark = "[green]ok[/]" if c["ok"] else "[red]FAILED[/]"
         out.print(f"  {mark} {key}: required {c['required']}, got {c['actual']} ({c['meaning']})")
-    out.print(f"report: [bold]{folder / 'report.html'}[/]  log: {folder / 'log.db'}")
+    out.print(f"report: [bold]{folder / 'report.html'}[/]  log: {folder / 'log.db'}  "
+              f"latest checkpoint: {folder / 'checkpoint.txt'} (keep a copy: `verify "
+              f"--checkpoint` then detects a truncated or rewritten log)", highlight=False)
     return result
 
 
@@ -126,6 +135,7 @@ def run(
     seed: int | None = typer.Option(None, help="override the scenario's seed"),
     ticks: int | None = typer.Option(None, min=1, help="override the scenario's ticks"),
     overwrite: bool = typer.Option(False, help="replace an existing run in --out"),
+    key_file: Path | None = typer.Option(None, help=KEY_FILE_HELP),
 ) -> None:
     """Run a scenario; write the log, metrics, a summary and a report to the run folder."""
     from sandbank.lab.scenario import ScenarioError, load_scenario
@@ -135,7 +145,8 @@ def run(
     except ScenarioError as e:
         _fail(str(e))
         raise
-    _end(_run_and_report(sc, out_dir or Path("runs") / f"{sc.name}-seed{sc.seed}", overwrite))
+    _end(_run_and_report(sc, out_dir or Path("runs") / f"{sc.name}-seed{sc.seed}", overwrite,
+                         key_file))
 
 
 @app.command()
@@ -144,6 +155,7 @@ def demo(
     seed: int | None = typer.Option(None, help="the run's seed (same seed, same log)"),
     ticks: int | None = typer.Option(None, min=1, help="number of ticks (default 60)"),
     overwrite: bool = typer.Option(False, help="replace an existing run in --out"),
+    key_file: Path | None = typer.Option(None, help=KEY_FILE_HELP),
 ) -> None:
     """The main job: run the built-in mixed economy (scenarios/demo.yaml) on the embedded
     SQLite store, verify and replay its log, and say where the report is."""
@@ -155,7 +167,7 @@ def demo(
     except ScenarioError as e:
         _fail(str(e))
         raise
-    result = _run_and_report(sc, out_dir, overwrite)
+    result = _run_and_report(sc, out_dir, overwrite, key_file)
     store = SQLiteStore(out_dir / "log.db", readonly=True, create=False)
     t0 = time.perf_counter()
     rp = replay_log(store)
@@ -261,8 +273,14 @@ app.command("redteam", help="Another name for `scorecard`.")(scorecard)
 def serve(
     db: str = typer.Option("runs/live/log.db", help="a SQLite file, or postgresql://user:pw@host/db"),
     pg_schema: str = typer.Option("public", help="with PostgreSQL: the schema holding this log"),
-    key_file: Path = typer.Option(Path("runs/live/operator.key"),
-                                  help="the operator's signing key (created on first use)"),
+    key_file: Path | None = typer.Option(None, help="the run secret the operator's, the "
+                                         "console's and a scenario population's keys come from "
+                                         "(created, mode 0600, if absent; default: run.key "
+                                         "beside the SQLite log, runs/live/run.key with "
+                                         "PostgreSQL). Never share it"),
+    witness: list[str] = typer.Option([], help="a witness's URL (`sandbank witness`): every "
+                                      "checkpoint is sent to it with a consistency proof and "
+                                      "its cosignature kept (repeat for several)"),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000, min=1, max=65535),
     tick_seconds: float = typer.Option(1.0, min=0.0, help="advance a tick this often "
@@ -290,7 +308,7 @@ def serve(
     import uvicorn
 
     from sandbank.kernel.sequencer import ConfigError, Kernel, KernelConfig
-    from sandbank.server.app import Sandbox, SetupError, create_app, load_key, open_store, ticker
+    from sandbank.server.app import Sandbox, SetupError, create_app, open_store, ticker
 
     token = os.environ.get("SANDBANK_OPERATOR_TOKEN", "")
     if len(token) < 16:
@@ -318,10 +336,20 @@ def serve(
             probe.bind((host, port))
         except OSError as e:
             _fail(f"cannot listen on {host}:{port}: {e.strerror}")
-    if not db.startswith(("postgresql://", "postgres://")):
+    postgres = db.startswith(("postgresql://", "postgres://"))
+    if not postgres:
+        if Path(db).is_dir():
+            _fail(f"--db {db} is a directory: name the log file (e.g. {Path(db) / 'log.db'})")
         Path(db).parent.mkdir(parents=True, exist_ok=True)
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    key = load_key(str(key_file))
+    from sandbank.identity.keys import KeyFileError, RunSecret
+
+    key_file = key_file or (Path("runs/live/run.key") if postgres else Path(db).parent / "run.key")
+    try:
+        secret = RunSecret.load(key_file)
+    except KeyFileError as e:
+        _fail(str(e))
+        raise
+    key = secret.key("operator")
     try:
         store = open_store(db, pg_schema)
     except Exception as e:  # a database that cannot be reached: say so, no traceback
@@ -336,7 +364,7 @@ def serve(
 
             try:
                 sc = load_scenario(scenario)
-                econ = LabEconomy(sc, store, key, signatures=True, live=True)
+                econ = LabEconomy(sc, store, secret, signatures=True, live=True)
             except (ScenarioError, RunError) as e:
                 _fail(str(e))
             k = econ.k
@@ -352,8 +380,11 @@ def serve(
         if resumed:
             out.print(f"resumed at tick {k.tick} ({store.entry_count():,} entries, state "
                       f"rebuilt by replay)")
-        box = Sandbox(k, key, token, econ=econ, admission=admission, endowment=endowment,
-                      stake=stake, overseer_token=overseer_token, rate=rate, burst=burst)
+        box = Sandbox(k, secret, token, econ=econ, admission=admission, endowment=endowment,
+                      stake=stake, overseer_token=overseer_token, rate=rate, burst=burst,
+                      witnesses=witness)
+        if not postgres:
+            k.log.checkpoint_file = Path(db).parent / "checkpoint.txt"
     except (ConfigError, IndexError, SetupError) as e:
         _fail(f"cannot start the economy: {e}")
         raise
@@ -375,6 +406,8 @@ def serve(
 
     if tick_seconds > 0:
         ticker(box, tick_seconds, stop, report)
+    for w in box.witnesses:
+        w.start(stop)
     out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /docs); log: {db}; "
               f"admission {admission}", highlight=False)
     try:
@@ -383,6 +416,32 @@ def serve(
         stop.set()
         with box.lock:
             k.close()
+
+
+@app.command()
+def witness(
+    key_file: Path = typer.Option(..., help="the witness's own Ed25519 key (64 hex characters; "
+                                  "created, mode 0600, if absent): never the operator's"),
+    state: Path = typer.Option(..., help="where the witness keeps the latest checkpoint it "
+                               "cosigned per log (a SQLite file)"),
+    log: list[str] = typer.Option(..., help="a log it accepts: ORIGIN=VERIFIER_KEY (the "
+                                  "origin and operator key `sandbank verify` prints); repeat"),
+    name: str = typer.Option("sandbank.witness", help="the witness's key name (e.g. a URL "
+                             "without scheme)"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(7380, min=1, max=65535),
+) -> None:
+    """Run a witness (C2SP tlog-witness): a separate party with its own key that cosigns a
+    log's checkpoint only when it extends the last one it cosigned (a consistency proof), and
+    keeps it. It refuses a fork or a truncated log; `serve --witness URL` feeds it, and its
+    latest cosigned checkpoint (GET /checkpoint?origin=...) is what `verify --checkpoint
+    --witness-key` checks a log against."""
+    from sandbank.audit.witness import run_witness
+
+    try:
+        run_witness(key_file, state, log, host, port, name)
+    except ValueError as e:
+        _fail(str(e))
 
 
 @app.command()
@@ -460,19 +519,54 @@ def verify(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
     key: str | None = typer.Option(None, help="pin the operator key: a verifier key "
                                       "'name+hash+base64' (or a file holding one)"),
+    checkpoint: Path | None = typer.Option(None, help="a checkpoint kept outside the log (a "
+                                           "run's checkpoint.txt copied away, a client's, a "
+                                           "witness's): fail unless the log extends it"),
+    witness_key: str | None = typer.Option(None, help="a witness's verifier key: its "
+                                           "cosignatures kept in the log must be valid (and "
+                                           "the --checkpoint must carry one)"),
 ) -> None:
-    """Check the whole log: entry chain, Merkle roots, checkpoint signatures."""
-    from sandbank.audit.checkpoint import verifier_key
+    """Check the whole log: entries against their columns, the Merkle roots, checkpoint
+    signatures, stored contents, the action index; with --checkpoint, that the log extends a
+    checkpoint kept elsewhere (the only way to catch a truncated or rewritten log)."""
+    from sandbank.audit.checkpoint import NoteError, verifier_key
     from sandbank.audit.verify import verify_log
 
     pinned = _pinned(key)
+    witness = None
+    if witness_key is not None:
+        from sandbank.audit.witness import parse_witness_key
+
+        try:
+            witness = parse_witness_key(Path(witness_key).read_text()
+                                        if Path(witness_key).is_file() else witness_key)
+        except (NoteError, ValueError) as e:
+            _fail(f"--witness-key: {e}")
+    kept = None
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            _fail(f"no checkpoint file at {checkpoint}")
+        try:
+            kept = checkpoint.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            _fail(f"cannot read the checkpoint file {checkpoint}: {e}")
+        if witness is not None:
+            from sandbank.audit.witness import open_cosignature
+
+            try:
+                open_cosignature(kept, *witness)
+            except NoteError as e:
+                err.print(f"[bold red]FAILED[/]: the kept checkpoint carries no valid "
+                          f"cosignature by the witness {witness[0]}: {e}")
+                raise typer.Exit(1) from None
     store = _open(log)
     total = store.entry_count()
     t0 = time.perf_counter()
     with _progress(total, "verifying") as bar:
         task = bar.add_task("verify", total=total)
         report = verify_log(store, pinned_key=pinned[1] if pinned else None,
-                            progress=lambda n: bar.update(task, completed=n))
+                            progress=lambda n: bar.update(task, completed=n),
+                            pinned_checkpoint=kept, witness=witness)
     dt = time.perf_counter() - t0
     store.close()
     if not report.ok:
@@ -491,6 +585,17 @@ def verify(
                   f"another key", highlight=False)
     else:
         out.print(f"signed by the pinned key {signer}", highlight=False)
+    if report.extends is not None:
+        out.print(f"extends the kept checkpoint of tick {report.extends.tick} (size "
+                  f"{report.extends.size:,})", highlight=False)
+    else:
+        out.print("[yellow]no kept checkpoint given[/]: a log cut short at a tick, or rewritten "
+                  "whole and re-signed with the operator's key, passes this check; keep a copy "
+                  "of its checkpoint.txt (or use a witness) and pass --checkpoint",
+                  highlight=False)
+    if witness is not None:
+        out.print(f"{report.cosigned:,} checkpoints cosigned by the witness {witness[0]}",
+                  highlight=False)
 
 
 @app.command()

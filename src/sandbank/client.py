@@ -146,10 +146,9 @@ class RemoteAgent:
         raise AssertionError("unreachable")
 
     def observe(self) -> dict[str, Any]:
-        tick = self.client.status()["tick"]
-        sig = self.key.sign(f"observe:{self.id}:{tick}".encode()).hex()
-        return self.client._get(f"/v1/agents/{self.id}/observation", params={"tick": tick},
-                                headers={"X-Sandbank-Signature": sig})
+        headers, query = self._reading()
+        return self.client._get(f"/v1/agents/{self.id}/observation", params=query,
+                                headers=headers)
 
     def wait_funded(self, asset: str, *, wait: float = 30.0) -> int:
         """Wait until this agent holds an account in `asset` with a positive balance (the
@@ -170,19 +169,46 @@ class RemoteAgent:
             return found
         return self.client._poll(ran, ("not_logged",), wait)
 
+    def _reading(self) -> tuple[dict[str, str], dict[str, int]]:
+        """Headers and query that read the log as this agent (its own entries in full)."""
+        tick = self.client.status()["tick"]
+        sig = self.key.sign(f"observe:{self.id}:{tick}".encode()).hex()
+        return {"X-Sandbank-Agent": str(self.id), "X-Sandbank-Signature": sig}, {"tick": tick}
+
     def entries(self, nonce: int) -> list[dict[str, Any]]:
         """The log entries the action with this nonce produced (empty until its tick ran)."""
-        return self.client._get("/v1/entries", params={"actor": self.id, "nonce": nonce})["entries"]
+        headers, query = self._reading()
+        return self.client._get("/v1/entries", params={"actor": self.id, "nonce": nonce, **query},
+                                headers=headers)["entries"]
 
     def prove(self, nonce: int, entries: list[dict[str, Any]] | None = None) -> list[int]:
         """Check, against the operator's key, that every entry of that action is in the
-        signed log; returns their sequence numbers (raises if any proof fails). `entries`:
-        the action's entries if already fetched (from `wait`)."""
+        signed log, and that they are the action's: the first carries this agent as actor,
+        the nonce, and how many entries the action produced (the server's index cannot
+        point elsewhere); returns their sequence numbers (raises if anything fails).
+        `entries`: the action's entries if already fetched (from `wait`)."""
+        import json
+
         name, key = parse_verifier_key(self.client.operator_key)
-        seqs = []
-        for e in self.entries(nonce) if entries is None else entries:
-            check_bundle(self.client._get(f"/v1/proof/{e['seq']}"), name, key)
-            seqs.append(e["seq"])
-        if not seqs:
+        found = self.entries(nonce) if entries is None else entries
+        if not found:
             raise ClientError(0, "not_logged", f"no entry of action {nonce} yet")
+        headers, query = self._reading()
+        seqs = []
+        for i, e in enumerate(found):
+            bundle = self.client._get(f"/v1/proof/{e['seq']}", params=query, headers=headers)
+            try:
+                check_bundle(bundle, name, key)
+            except ValueError as err:
+                raise ClientError(0, "bad_proof", f"entry {e['seq']}: {err}") from None
+            if i == 0:
+                first = json.loads(bundle["entry"]) if bundle["entry"] is not None else {}
+                if (first.get("actor"), first.get("nonce"), first.get("entries", 1)) != (
+                        self.id, nonce, len(found)) or bundle["index"] != e["seq"]:
+                    raise ClientError(0, "not_this_action", f"entry {e['seq']} does not start "
+                                      f"action {nonce} of agent {self.id} with {len(found)} "
+                                      f"entries (the server's index is wrong)")
+            elif e["seq"] != found[0]["seq"] + i:
+                raise ClientError(0, "not_this_action", "an action's entries are consecutive")
+            seqs.append(e["seq"])
         return seqs

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sandbank.identity.keys import SigningKey
+from sandbank.identity.keys import RunSecret, SigningKey
 from sandbank.kernel.observation import Observation
 from sandbank.kernel.schema import (
     OPERATOR,
@@ -163,13 +163,16 @@ ROLES = ["requester", "specialist", "specialist", "specialist", "trader", "trade
 
 
 def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
-             sign: bool = True,
+             sign: bool = True, secret: RunSecret | None = None,
              on_tick: Callable[[Kernel, TickSummary], None] | None = None) -> DemoResult:
+    """Run the hand-written economy. Keys come from `secret` (a fresh random one if None):
+    the same seed and secret give a byte-identical log."""
     if agents < 8:
         raise ValueError("the demo needs at least 8 agents")
     if ticks < 20:
         raise ValueError("the demo needs at least 20 ticks")
-    op_key = SigningKey.derive(seed, "operator")
+    secret = secret or RunSecret.generate()
+    op_key = secret.key("operator")
     k = Kernel(store, KernelConfig(
         seed=seed, origin=f"sandbank.demo/seed-{seed}", assets=(CASH, GOOD),
         verify_signatures=sign,
@@ -196,7 +199,7 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
             on_tick(k, s)
 
     owners = [("ada", "human"), ("grace", "human"), ("acme-labs", "organisation")]
-    owner_keys = [SigningKey.derive(seed, f"owner/{name}") for name, _ in owners]
+    owner_keys = [secret.key("demo", seed, "owner", name) for name, _ in owners]
     for (name, kind), key in zip(owners, owner_keys, strict=True):
         operator(RegisterOwner(actor=OPERATOR, name=name, owner_kind=kind, public_key=key.public,
                                evidence=f"{kind} verified by operator (demo record)"))
@@ -208,7 +211,7 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
         skills = {SKILLS[i % 3]: rng.randint(8, 9)} if role == "specialist" else {}
         plan.append((role, skills))
         owner = i % len(owners) + 1
-        key = SigningKey.derive(seed, f"agent/{i}")
+        key = secret.key("demo", seed, "agent", i)
         name = f"{role}-{i}"
         operator(RegisterAgent(actor=OPERATOR, owner=owner, name=name, public_key=key.public,
                                skills=skills, attestation=owner_keys[owner - 1].sign(
@@ -232,7 +235,7 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
     step()
     directory = {aid: dict(skills) for aid, (_, skills) in zip(ids, plan, strict=True)}
     population = [
-        DemoAgent(aid, SigningKey.derive(seed, f"agent/{n}"), random.Random(f"{seed}/agent/{aid}"),
+        DemoAgent(aid, secret.key("demo", seed, "agent", n), random.Random(f"{seed}/agent/{aid}"),
                   directory, role=role, value=rng.randint(90, 110))
         for n, (aid, (role, _)) in enumerate(zip(ids, plan, strict=True))
     ]

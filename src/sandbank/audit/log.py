@@ -7,8 +7,10 @@ the compact range (one hash per set bit of the size).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 from sandbank.audit.checkpoint import Checkpoint
@@ -18,6 +20,7 @@ from sandbank.audit.merkle import (
     largest_power_of_two_below,
     node_hash,
 )
+from sandbank.audit.visibility import PUBLIC_KINDS, blind, blinding_key
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.store.base import Entry, Store, StoredCheckpoint
@@ -64,6 +67,28 @@ class AuditLog:
         self._contents: dict[bytes, bytes] = {}
         self._events: list[dict[str, Any]] = []
         self.last_committed: list[dict[str, Any]] = []  # the last committed tick's events
+        self._blind_key = blinding_key(key.seed_bytes())
+        self._checkpoint_file: Path | None = None
+
+    @property
+    def checkpoint_file(self) -> Path | None:
+        """Where the latest signed checkpoint is written after every commit (a file beside
+        the log; `sandbank verify --checkpoint` checks a log extends a kept copy of it)."""
+        return self._checkpoint_file
+
+    @checkpoint_file.setter
+    def checkpoint_file(self, path: Path | None) -> None:
+        self._checkpoint_file = None if path is None else Path(path)
+        last = self.store.last_checkpoint()
+        if last is not None:
+            self._write_checkpoint(last.note)
+
+    def _write_checkpoint(self, note: str) -> None:
+        path = self._checkpoint_file
+        if path is not None:  # atomically: a reader never sees half a note
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(note)
+            os.replace(tmp, path)
 
     def put_content(self, digest: bytes, body: bytes) -> None:
         """Keep a content body (e.g. a message text) with the tick; entries carry its hash."""
@@ -78,6 +103,8 @@ class AuditLog:
         seq = self._range.size
         event["seq"] = seq
         event["tick"] = tick
+        if event["kind"] not in PUBLIC_KINDS:  # its leaf hash must not confirm a guess
+            event["blind"] = blind(self._blind_key, seq)
         body = canonical_bytes(event)
         leaf = sha256(b"\x00" + body).digest()
         done = self._range.append(leaf)
@@ -100,4 +127,6 @@ class AuditLog:
         self._nodes = []
         self._contents = {}
         self.last_committed, self._events = self._events, []
+        if self._checkpoint_file is not None:
+            self._write_checkpoint(stored.note)
         return stored

@@ -3,6 +3,8 @@ checkpoint, the entry or the old tree size, and the RFC 9162 proof hashes.
 
     {"type": "inclusion", "checkpoint": <signed note>, "index": n,
      "entry": <entry bytes, utf-8>, "proof": [<base64 hash>, ...], "verifier_key": ...}
+    (from a live server, to a reader who may not read the entry: "entry": null, "leaf_hash":
+     <base64>, "withheld": "parties" | "overseers" — the leaf's inclusion is proven)
     {"type": "consistency", "old_size": m, "old_root": <base64>, "old_checkpoint": <note|null>,
      "checkpoint": <signed note>, "proof": [...], "verifier_key": ...}
 """
@@ -86,7 +88,10 @@ def check_bundle(bundle: Any, name: str, key: bytes) -> Checkpoint:
         kind = bundle["type"]
         cp = open_checkpoint(bundle["checkpoint"], name, key)
         proof = [base64.b64decode(p, validate=True) for p in bundle["proof"]]
-        if kind == "inclusion":
+        if kind == "inclusion" and bundle["entry"] is None:  # withheld: its leaf hash only
+            verify_inclusion(bundle["index"], cp.size,
+                             base64.b64decode(bundle["leaf_hash"], validate=True), proof, cp.root)
+        elif kind == "inclusion":
             verify_inclusion(bundle["index"], cp.size, leaf_hash(bundle["entry"].encode()),
                              proof, cp.root)
             entry = parse(bundle["entry"].encode())

@@ -1,12 +1,24 @@
 """Check a whole log without trusting whoever produced it.
 
-One streaming pass, memory O(log n):
+One streaming pass, memory O(log n). Every byte a tool later reads is checked here:
 - entries are numbered 0, 1, 2, ... with no gap, each leaf hash is SHA-256(0x00 || body);
+  each entry's body is canonical JSON whose own seq, tick and kind equal the columns the store
+  keeps beside it (tools select by the `kind` column: it must not lie);
 - there is a checkpoint for every tick 0, 1, 2, ...; each is signed by the operator key
   named in the header (or the key pinned with `--key`), covers exactly the entries up to
   its tick, and its root is the RFC 9162 root of those entries; sizes never shrink;
 - the stored subtree hashes (used to serve proofs) match the entries;
-- no entry lies beyond the last checkpoint.
+- every stored content an entry refers to (a message's text, an external payload, an LLM
+  trace) is there and hashes to the digest and size the entry carries;
+- the action index (which entries each signed action produced; the server's proofs use it)
+  is exactly the one the entries imply: an action's first entry carries its nonce and how
+  many entries it produced (`entries`, default 1);
+- no entry lies beyond the last checkpoint;
+- with a kept checkpoint (`pinned_checkpoint`, e.g. from a client or a witness), the log
+  extends it: one of its checkpoints has that size and root. Without one, a log cut short
+  at a tick boundary, or rewritten whole and re-signed by the operator's key, cannot be told
+  from the original: that needs a copy of a later checkpoint kept by someone else;
+- with a witness's key, every cosignature the log keeps by that witness is valid.
 On the first problem it stops and names the first bad entry (or checkpoint). When a root
 does not match but every stored leaf hash does (someone rewrote bodies *and* hashes), a
 second pass over that tick parses each entry to find the first one out of place.
@@ -17,10 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from hashlib import sha256
 
-from sandbank.audit.checkpoint import NoteError, open_checkpoint
+from sandbank.audit.checkpoint import Checkpoint, NoteError, open_checkpoint
 from sandbank.audit.merkle import CompactRange
 from sandbank.kernel.canonical import parse
 from sandbank.store.base import Store, StoreError
+
+# fields naming stored content, and the size field that goes with each
+CONTENT_FIELDS = (("sha256", "size"), ("prompt_sha256", "prompt_size"),
+                  ("response_sha256", "response_size"))
 
 
 @dataclass
@@ -35,6 +51,8 @@ class VerifyReport:
     problem: str | None = None
     bad_entry: int | None = None
     bad_checkpoint: int | None = None
+    extends: Checkpoint | None = None  # the kept checkpoint this log was shown to extend
+    cosigned: int = 0  # checkpoints with a valid cosignature by the given witness
 
 
 class _Bad(Exception):
@@ -56,19 +74,27 @@ def _header(store: Store) -> tuple[str, str, bytes]:
         raise _Bad(f"entry 0 is not a valid run header ({e})", entry=0) from None
 
 
-def verify_log(store: Store, *, pinned_key: bytes | None = None,
-               progress=None) -> VerifyReport:
-    """Verify everything; `progress(done_entries)` is called now and then if given."""
+def verify_log(store: Store, *, pinned_key: bytes | None = None, progress=None,
+               pinned_checkpoint: str | None = None,
+               witness: tuple[str, bytes] | None = None) -> VerifyReport:
+    """Verify everything; `progress(done_entries)` is called now and then if given.
+    `pinned_checkpoint`: a signed note kept outside the log, which the log must extend;
+    `witness`: (name, public key) of a witness whose cosignatures the log keeps."""
     origin = key = key_name = None
     r = CompactRange()
     n_cp = 0
+    extends = None
+    cosigned = 0
     try:
         origin, key_name, key = _header(store)
         if pinned_key is not None and pinned_key != key:
             raise _Bad("the log's header names a different operator key than the pinned one",
                        entry=0)
+        kept = _kept(pinned_checkpoint, key_name, key, origin)
         entries = store.entries()
         next_entry = next(entries, None)
+        index = store.action_index()
+        next_row = next(index, None)
         expected_seq = 0
         last_tick, last_size = -1, 0
         tick_start = 0
@@ -89,6 +115,7 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None,
                            f"checkpointed)", checkpoint=last_tick + 1)
             tick_start = r.size
             prefix = r.hashes
+            in_tick = []  # checked against their columns, contents and index once the root holds
             while next_entry is not None and next_entry.tick <= cp.tick:
                 e = next_entry
                 if e.seq != expected_seq:
@@ -100,6 +127,7 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None,
                 if e.tick < last_tick:
                     raise _Bad(f"entry {e.seq}: tick {e.tick} is before the previous checkpoint",
                                entry=e.seq)
+                in_tick.append(e)
                 done = r.append(e.leaf_hash)
                 if done:
                     check_nodes(done)
@@ -125,19 +153,127 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None,
                          else f"first entry out of place: {seq}")
                 raise _Bad(f"entries of tick {cp.tick} do not match its signed root; {where}",
                            entry=tick_start if seq is None else seq, checkpoint=cp.tick)
+            for e in in_tick:  # the bodies are the signed ones: now what the store says of them
+                d = _body(e)
+                if "nonce" in d:  # the first entry of a signed action: its index row
+                    want = (d["actor"], d["nonce"], e.seq, d.get("entries", 1))
+                    if next_row is None or tuple(next_row) != want:
+                        raise _Bad(_index_problem(want, next_row), entry=e.seq)
+                    if type(want[3]) is not int or not 1 <= want[3] <= cp.size - e.seq:
+                        raise _Bad(f"entry {e.seq}: its action's entries ({want[3]}) run past "
+                                   f"its tick", entry=e.seq)
+                    next_row = next(index, None)
+                elif next_row is not None and next_row[2] <= e.seq:
+                    raise _Bad(f"action index row {tuple(next_row)}: entry {next_row[2]} "
+                               f"starts no signed action (the index was altered)",
+                               entry=next_row[2])
+                for field, size_field in CONTENT_FIELDS:
+                    if field in d and d.get(size_field):
+                        _check_content(store, e.seq, d[field], d[size_field])
+            if kept is not None and cp.size == kept.size:
+                if cp.root != kept.root:
+                    raise _Bad(f"the kept checkpoint (tick {kept.tick}, size {kept.size}) has "
+                               f"another root than this log at that size: the log was "
+                               f"rewritten, or forked", checkpoint=cp.tick)
+                extends = kept
             last_tick, last_size = cp.tick, cp.size
             n_cp += 1
         if next_entry is not None:
             raise _Bad(f"entry {next_entry.seq} lies beyond the last signed checkpoint "
                        f"(inserted, or written without a checkpoint)", entry=next_entry.seq)
+        if next_row is not None:
+            raise _Bad(f"action index row {tuple(next_row)} names entries the log does not "
+                       f"have (the index was altered)", entry=next_row[2])
         if n_cp == 0:
             raise _Bad("the log has no checkpoint")
+        if kept is not None and extends is None:
+            raise _Bad(f"the log does not extend the kept checkpoint (tick {kept.tick}, size "
+                       f"{kept.size:,}): it has {r.size:,} entries" +
+                       (" — it was truncated" if r.size < kept.size else
+                        " and no checkpoint of that size (rewritten, or another log)"))
+        if witness is not None:
+            cosigned = _check_cosignatures(store, witness)
     except _Bad as b:
         return VerifyReport(False, r.size, n_cp, None, origin, key, key_name, str(b), b.entry,
                             b.checkpoint)
     except StoreError as e:
         return VerifyReport(False, r.size, n_cp, None, origin, key, key_name, str(e))
-    return VerifyReport(True, r.size, n_cp, r.root(), origin, key, key_name)
+    return VerifyReport(True, r.size, n_cp, r.root(), origin, key, key_name, extends=extends,
+                        cosigned=cosigned)
+
+
+def _body(e) -> dict:
+    """An entry's body, which must say where it is and what it is as the store's columns do."""
+    try:
+        d = parse(e.body)
+    except Exception:
+        raise _Bad(f"entry {e.seq}: the body is not canonical JSON", entry=e.seq) from None
+    if not isinstance(d, dict) or d.get("seq") != e.seq or d.get("tick") != e.tick:
+        raise _Bad(f"entry {e.seq}: its body says seq {d.get('seq') if isinstance(d, dict) else '?'}"
+                   f", tick {d.get('tick') if isinstance(d, dict) else '?'}; the store says seq "
+                   f"{e.seq}, tick {e.tick}", entry=e.seq)
+    if d.get("kind") != e.kind:
+        raise _Bad(f"entry {e.seq}: the store's kind column says {e.kind!r}, the signed body "
+                   f"{d.get('kind')!r} (the column was altered)", entry=e.seq)
+    return d
+
+
+def _index_problem(want: tuple, row) -> str:
+    if row is None or row[2] > want[2]:
+        return (f"entry {want[2]} starts action (actor {want[0]}, nonce {want[1]}) but the "
+                f"action index has no row for it (altered)")
+    return (f"action index row {tuple(row)} differs from what entry {want[2]} implies "
+            f"{want} (the index was altered)")
+
+
+def _check_content(store: Store, seq: int, digest, size) -> None:
+    try:
+        raw = bytes.fromhex(digest)
+    except (TypeError, ValueError):
+        raise _Bad(f"entry {seq}: its content digest is not hex", entry=seq) from None
+    body = store.content(raw)
+    if body is None:
+        raise _Bad(f"entry {seq}: the content it refers to ({digest[:16]}…) is missing",
+                   entry=seq)
+    if sha256(body).digest() != raw or len(body) != size:
+        raise _Bad(f"entry {seq}: the stored content {digest[:16]}… does not match the digest "
+                   f"and size the entry carries (altered)", entry=seq)
+
+
+def _kept(note: str | None, key_name: str, key: bytes, origin: str) -> Checkpoint | None:
+    if note is None:
+        return None
+    try:
+        kept = open_checkpoint(note, key_name, key)
+    except NoteError as e:
+        raise _Bad(f"the kept checkpoint is not signed by this log's operator key: {e}") from None
+    if kept.origin != origin:
+        raise _Bad(f"the kept checkpoint is of {kept.origin!r}, this log of {origin!r}")
+    return kept
+
+
+def _check_cosignatures(store: Store, witness: tuple[str, bytes]) -> int:
+    """Every cosignature by `witness` the log keeps must be valid for its tick's checkpoint;
+    returns how many checkpoints it cosigned (at least one, or the check fails)."""
+    from sandbank.audit.witness import open_cosignature
+
+    name, public = witness
+    n = 0
+    for tick, line in store.cosignatures():
+        if line.split(" ")[1:2] != [name]:
+            continue
+        cp = store.checkpoint(tick)
+        if cp is None:
+            raise _Bad(f"a cosignature by {name} names tick {tick}, which has no checkpoint")
+        try:
+            open_cosignature(cp.note.rstrip("\n") + "\n" + line + "\n", name, public)
+        except NoteError as e:
+            raise _Bad(f"the cosignature by {name} of tick {tick} is not valid: {e}",
+                       checkpoint=tick) from None
+        n += 1
+    if not n:
+        raise _Bad(f"the log keeps no cosignature by the witness {name}")
+    return n
 
 
 class _NodeChecker:

@@ -137,16 +137,18 @@ class SetCap(Action):
 @register_action
 @dataclass(slots=True, kw_only=True)
 class RecordRefusal(Action):
-    """The live server's record of a request it refused before it reached the sequencer
-    (an agent calling an overseer endpoint, a bad credential, a rate limit): `who` is the
-    identity the request claimed (0: none), so refusals are in the same signed log."""
+    """The live server's record of the requests it refused at its door in one tick (before
+    they reached the sequencer: malformed, forged, replayed, rate-limited, a stranger on an
+    overseer endpoint). One record a tick, bounded: `counts` per "endpoint code", `total`, and
+    a few `samples` ("source endpoint code claimed: detail"). A refused request was not
+    authenticated as anyone, so the identity it claimed is only quoted in a sample: it is
+    nobody's act (no actor field names it, no detector reads it)."""
 
     KIND: ClassVar[str] = "record_refusal"
     OPERATOR_ONLY: ClassVar[bool] = True
-    who: int
-    endpoint: str
-    code: str
-    detail: str = ""
+    counts: dict[str, int]
+    total: int
+    samples: list[str] = field(default_factory=list)
 
 
 @register_action
@@ -230,10 +232,9 @@ class CapSet(Event):
 @dataclass(slots=True, kw_only=True)
 class RequestRefused(Event):
     KIND: ClassVar[str] = "request_refused"
-    who: int
-    endpoint: str
-    code: str
-    detail: str
+    counts: dict[str, int]
+    total: int
+    samples: list[str]
 
 
 @register_event
@@ -511,12 +512,16 @@ def set_cap(k: Kernel, a: SetCap, tick: int) -> list[Event]:
 
 
 def record_refusal(k: Kernel, a: RecordRefusal, tick: int) -> list[Event]:
-    ev = RequestRefused(actor=a.actor, who=a.who, endpoint=a.endpoint[:200], code=a.code[:64],
-                        detail=a.detail[:500])
+    if a.total < sum(a.counts.values()) or a.total < 0:
+        raise Reject("invalid_field", "total must count every refusal in counts")
+    ev = RequestRefused(actor=a.actor, counts=dict(a.counts), total=a.total,
+                        samples=[x[:REFUSAL_SAMPLE_CHARS] for x in a.samples[:REFUSAL_SAMPLES]])
     k.state.apply(ev, tick)
     return [ev]
 
 
+REFUSAL_SAMPLES = 16  # samples kept in a tick's refusal record
+REFUSAL_SAMPLE_CHARS = 300
 ADMISSION_DECISIONS = ("asked", "approved", "denied")
 
 

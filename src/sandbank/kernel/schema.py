@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 OPERATOR = 0  # the actor id of the sandbox operator (treasury, admission, governance)
 SYSTEM = -2  # the kernel's own mechanisms: holds, settlements, fees (never an agent)
+NOBODY = -1  # the actor of a refusal no identity authenticated (malformed, forged, replayed)
+# fields of a logged entry that are not the event's own: where it is, the nonce and number of
+# entries of the signed action it starts, the blind of a non-public entry (audit/visibility.py)
+ENVELOPE = frozenset({"kind", "seq", "tick", "nonce", "entries", "blind"})
 
 # Transfer flags (TigerBeetle's, minus the balancing ones).
 LINKED = 1
@@ -341,7 +345,7 @@ class Event:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
-        return cls(**{k: v for k, v in d.items() if k not in ("kind", "seq", "tick", "nonce")})
+        return cls(**{k: v for k, v in d.items() if k not in ENVELOPE})
 
 
 @dataclass(slots=True, kw_only=True)

@@ -24,6 +24,7 @@ from typing import Any
 from sandbank import __version__
 from sandbank.audit.log import AuditLog
 from sandbank.identity.keys import SigningKey
+from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.controls import is_overseer_id
 from sandbank.kernel.errors import Reason, Reject
 from sandbank.kernel.guards import DEFAULT_GUARDS, Guard
@@ -31,6 +32,7 @@ from sandbank.kernel.mechanisms import MECHANISMS, TICK_END_HOOKS, TICK_HOOKS
 from sandbank.kernel.observation import AccountView, Feedback, Observation, OrderView
 from sandbank.kernel.schema import (
     DEBITS_MUST_NOT_EXCEED_CREDITS,
+    NOBODY,
     OPERATOR,
     SYSTEM,
     AccountOpened,
@@ -52,6 +54,14 @@ from sandbank.markets.tasks import views_for as task_views
 from sandbank.store.base import Store, StoredCheckpoint
 
 _NOT_CAUSES = frozenset({"ok", "exists", "linked_event_failed"})
+MAX_RAW_LOGGED = 2048  # bytes of a malformed action kept in its refusal
+
+
+def _bounded(action: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An unauthenticated action as its refusal keeps it: whole if small, else not at all."""
+    if action is not None and len(canonical_bytes(action)) > MAX_RAW_LOGGED:
+        return None
+    return action
 
 
 class ConfigError(ValueError):
@@ -85,6 +95,7 @@ class KernelConfig:
     roles_enforced: bool = False  # agents may take only what their roles permit (roles.py)
     bridges: tuple[dict[str, Any], ...] = ()  # declared crossings between compartments
     governance_ttl: int = 10  # ticks a proposal stays open
+    full_digest_every: int = 100  # every Nth checkpoint's digest covers the whole state
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
@@ -109,6 +120,8 @@ class KernelConfig:
         if self.gateways and self.boundary == IMPERMEABLE:
             raise ConfigError("gateways are declared but the boundary is impermeable: set "
                               "boundary: semi_permeable to open them")
+        if type(self.full_digest_every) is not int or self.full_digest_every < 1:
+            raise ConfigError("full_digest_every must be an integer >= 1")
         if self.governance_quorum < 0 or self.governance_ttl < 1:
             raise ConfigError("governance_quorum must be >= 0 and governance_ttl >= 1")
         if self.max_spawn_depth < 0:
@@ -190,11 +203,12 @@ class Kernel:
         self.config = config
         self.store = store
         self.operator_key = operator_key
-        self.operator_nonce = 0
         self.state = _resume or EconomyState()
         self.guards: tuple[Guard, ...] = tuple(
             g for g in DEFAULT_GUARDS if g.name not in config.disabled_guards
         )
+        # the first guard authenticates the actor; a refusal before it passed is nobody's act
+        self._authenticates = bool(self.guards) and self.guards[0].name == "identity"
         self.log = AuditLog(store, config.origin, config.key_name, operator_key)
         self.tick = 0
         self.actions_this_tick: dict[int, int] = {}
@@ -216,7 +230,15 @@ class Kernel:
             last = store.last_checkpoint()
             assert last is not None
             self.tick = last.tick
-            self.operator_nonce = _resume.operator_nonce
+
+    @property
+    def operator_nonce(self) -> int:
+        """The last nonce of a signed operator action (part of the state, so in its digest)."""
+        return self.state.operator_nonce
+
+    @operator_nonce.setter
+    def operator_nonce(self, nonce: int) -> None:
+        self.state.operator_nonce = nonce
 
     @classmethod
     def resume(cls, store: Store, operator_key: SigningKey) -> Kernel:
@@ -285,14 +307,17 @@ class Kernel:
                             f"(max_actions_per_tick); resubmit after it runs")
 
     def submit_raw(self, data: Any) -> None:
-        """Queue an action in wire form; a malformed one is logged as rejected at the tick."""
+        """Queue an action in wire form. A malformed one is logged at the tick as a refusal
+        of nobody (actor NOBODY): nothing that fails to parse is the act of the identity it
+        names, and at most MAX_RAW_LOGGED bytes of it are kept."""
         self._check_room()
         try:
             action = action_from_dict(data)
         except MalformedAction as e:
-            actor = data.get("actor") if isinstance(data, dict) else None
-            actor = actor if type(actor) is int else -1
-            self._queue.append((actor, None, safe_action_dict(data), str(e)))
+            claimed = data.get("actor") if isinstance(data, dict) else None
+            raw = _bounded(safe_action_dict(data))
+            message = f"{e} (claimed actor {str(claimed)[:24]})"
+            self._queue.append((NOBODY, None, raw, message))
             return
         self._queue.append((action.actor, action, None, ""))
 
@@ -306,8 +331,11 @@ class Kernel:
         self._nonce_pending = nonce
 
     # ------------------------------------------------------------------ the loop
-    def step(self) -> TickSummary:
-        """Run one tick: expiries, the queued actions in sequence, then commit."""
+    def step(self, *, full_digest: bool = False) -> TickSummary:
+        """Run one tick: expiries, the queued actions in sequence, then commit. Its
+        checkpoint's state digest covers the whole state (`EconomyState.full_digest`) every
+        `full_digest_every` ticks, or when asked (a run's last tick); else it is the
+        incremental digest of the records events touched."""
         self.tick += 1
         tick = self.tick
         start = self.log.size
@@ -355,15 +383,17 @@ class Kernel:
         for hook in TICK_END_HOOKS:
             for ev in hook(self, tick):
                 self.log.append(tick, ev.to_dict())
-        cp = self._commit()
+        cp = self._commit(full_digest or tick % self.config.full_digest_every == 0)
         return TickSummary(tick, self.log.size - start, accepted, rejected, cp, reasons)
 
     def _process(self, action: Action, tick: int) -> tuple[bool, str]:
+        authenticated = not self._authenticates  # (an ablation without identity: trusted)
         try:
             for guard in self.guards:
                 verdict = guard.check(self, action)
                 if verdict is not None:
                     raise Reject(*verdict)
+                authenticated = True
             try:
                 events = MECHANISMS[action.KIND](self, action, tick)
             except SettlementFailed as e:  # raised before the mechanism changed anything
@@ -371,6 +401,10 @@ class Kernel:
         except Reject as r:
             if r.reason == Reason.transfer_failed:  # pragma: no cover - returned, not raised
                 raise
+            if not authenticated:  # forged, replayed, unknown: nobody's act, nobody's feedback
+                self._reject(NOBODY, _bounded(action.to_dict()), r.reason,
+                             f"{r.message} (claimed actor {action.actor}, {action.KIND})")
+                return False, r.reason
             self._reject(action.actor, action.to_dict(), r.reason, r.message)
             self._note(action, r.reason)
             return False, r.reason
@@ -379,6 +413,8 @@ class Kernel:
             d = ev.to_dict()
             if i == 0 and self._nonce_pending is not None:
                 d["nonce"] = self._logged_nonce = self._nonce_pending
+                if len(events) > 1:  # how many entries the action produced (verify checks
+                    d["entries"] = len(events)  # the action index against it)
             self.log.append(tick, d)
             if isinstance(ev, Rejected):  # a transfer batch that failed: name the ledger code
                 outcome = next((c for c in ev.results if c not in _NOT_CAUSES), ev.reason)
@@ -400,8 +436,9 @@ class Kernel:
             self._feedback.setdefault(action.actor, []).append(
                 Feedback(action.KIND, action.nonce, str(outcome)))
 
-    def _commit(self) -> StoredCheckpoint:
-        return self.log.commit(self.tick, self.state.digest(), self.action_ranges)
+    def _commit(self, full: bool = False) -> StoredCheckpoint:
+        digest = self.state.full_digest() if full else self.state.digest()
+        return self.log.commit(self.tick, digest, self.action_ranges)
 
     def deliver(self, agent: int, message: Any) -> None:
         """Put a message in `agent`'s inbox for its next observation (bounded)."""

@@ -17,6 +17,7 @@ from sandbank.kernel import emergency as emergency_mod
 from sandbank.kernel import policy as policy_mod
 from sandbank.kernel import roles as roles_mod
 from sandbank.kernel import traces as traces_mod
+from sandbank.kernel.fingerprint import fingerprint
 from sandbank.kernel.schema import (
     EVENT_TYPES,
     AccountOpened,
@@ -46,6 +47,7 @@ MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messagin
                      emergency_mod, boundary_mod, roles_mod, compartments_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
+FULL_DIGEST_DOMAIN = b"sandbank/state-full/v1"
 
 
 class EconomyState:
@@ -141,6 +143,47 @@ class EconomyState:
                       + self.controls.digest() + self.reputation.digest()
                       + self.emergency.digest() + self.boundary.digest()
                       + self.roles.digest() + self.compartments.digest()).digest()
+
+    PARTS = ("ledger", "registry", "header", "operator_nonce", "policy", "exchange", "tasks",
+             "auctions", "pricing", "controls", "reputation", "emergency", "boundary", "roles",
+             "compartments")
+
+    def fingerprints(self) -> dict[str, bytes]:
+        """Each part's digest over everything it holds (kernel/fingerprint.py), found by
+        walking the live state rather than following the events: what the full-state digest
+        is made of, and what names the part that differs when two states disagree."""
+        return {name: fingerprint(getattr(self, name)) for name in self.PARTS}
+
+    def full_digest(self) -> bytes:
+        """The state digest over the whole state: the incremental digest and every part's
+        fingerprint. It changes whenever any state changes, by whatever means."""
+        parts = self.fingerprints()
+        return sha256(FULL_DIGEST_DOMAIN + self.digest()
+                      + b"".join(parts[n] for n in self.PARTS)).digest()
+
+    def recheck(self) -> list[str]:
+        """Every record the incremental digest keeps, rehashed from the mechanisms' own
+        containers: the records (at most 10 named) that changed without an event. Cheaper
+        than the full-state digest (no history), for a run to check itself at its end."""
+        led, reg, ex, tk, c = self.ledger, self.registry, self.exchange, self.tasks, self.controls
+        maps = (
+            ("ledger.accounts", led._account_digest, led.accounts),
+            ("ledger.holds", led._hold_digest, {k: (k, h) for k, h in led.holds.items()}),
+            ("registry.owners", reg._owner_digest, reg.owners),
+            ("registry.agents", reg._agent_digest, reg.agents),
+            ("exchange.markets", ex._markets_digest, ex.markets),
+            ("exchange.orders", ex._orders_digest, ex.orders),
+            ("tasks.tasks", tk._task_digest, tk.tasks),
+            ("tasks.contracts", tk._contract_digest, tk.contracts),
+            ("auctions.auctions", self.auctions._digest, self.auctions.auctions),
+            ("pricing.games", self.pricing._digest, self.pricing.games),
+            ("controls.tickets", c._tickets, c.tickets),
+            ("controls.overseers", c._overseers, c.overseers),
+        )
+        out: list[str] = []
+        for name, digest_map, live in maps:
+            out.extend(f"{name}[{key!r}]" for key in digest_map.recheck(live))
+        return out[:10]
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

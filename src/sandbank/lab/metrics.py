@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from sandbank.kernel.schema import OPERATOR
+from sandbank.kernel.schema import NOBODY, OPERATOR
 from sandbank.markets.pricing import profit_benchmarks
 
 
@@ -238,7 +238,8 @@ class Metrics:
             elif kind == "rejected":
                 self.rejections[d["reason"]] = self.rejections.get(d["reason"], 0) + 1
                 act = d["action"] or {}
-                if act.get("kind") == "external":
+                if act.get("kind") == "external" and d["actor"] != NOBODY:  # (unauthenticated:
+                    # nobody's attempt)
                     self.cum["boundary_attempts"] += 1
                     self.cum["boundary_denied"] += 1
                     amount = act.get("amount")

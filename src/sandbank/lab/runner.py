@@ -24,7 +24,7 @@ from sandbank.agents.base import POLICIES, Agent, AsyncAgent, Directory
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
 from sandbank.boundary.boundary import ApproveExternal, ExternalResponse
-from sandbank.identity.keys import SigningKey
+from sandbank.identity.keys import KeyFileError, RunSecret, SigningKey
 from sandbank.kernel.canonical import parse
 from sandbank.kernel.controls import MONITOR, OVERSEER, RegisterOverseer, Resume
 from sandbank.kernel.roles import AssignRoles, IssueCertificate
@@ -48,7 +48,12 @@ from sandbank.store.sqlite import SQLiteStore
 
 
 class RunError(RuntimeError):
-    pass
+    """A run that cannot start or finish; `exit_code` 2 for bad input (the default), 1 when
+    the economy itself went wrong (its live state disagrees with its log)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -148,15 +153,19 @@ class LabEconomy:
     runs it for `ticks` (`run_scenario`); `sandbank serve --scenario` runs it live, with
     outside agents joining through the API between ticks.
 
-    On a store that already holds the scenario's log (a live server restarted), the kernel
-    is resumed and the population re-attached to its identities (keys are derived from the
-    seed); the agents' private memories and the detectors' windows start afresh."""
+    Every key (operator, owners, population, overseers, spawned children) is derived from
+    the run's secret (`RunSecret`, kept in a key file outside the log), never from the seed
+    the log publishes. On a store that already holds the scenario's log (a live server
+    restarted), the kernel is resumed and the population re-attached to its identities (the
+    same secret gives the same keys); the agents' private memories and the detectors'
+    windows start afresh."""
 
-    def __init__(self, sc: Scenario, store: Any, op_key: SigningKey | None = None, *,
+    def __init__(self, sc: Scenario, store: Any, secret: RunSecret, *,
                  signatures: bool | None = None, live: bool = False) -> None:
         """`live`: a server runs it until stopped, so per-tick records are bounded."""
         self.sc = sc
-        self.op_key = op_key or SigningKey.derive(sc.seed, "operator")
+        self.secret = secret
+        self.op_key = secret.key("operator")
         self.keys: dict[int, SigningKey] = {OPERATOR: self.op_key}
         self.nonces: dict[int, int] = {}
         self.controller: dict[int, int] = {}  # spawned agent -> population agent with its key
@@ -185,6 +194,11 @@ class LabEconomy:
         self.metrics.values = {a.id: v for a in self.agents if (v := a.induced_values())}
         self.setup_ticks = self.k.tick
 
+    def _key(self, *label: object) -> SigningKey:
+        """An identity's key: from the run secret, under this run's seed (one key file may
+        serve many runs, e.g. a sweep; no two runs share a population key)."""
+        return self.secret.key("run", self.sc.seed, *label)
+
     def content(self, digest: str) -> str | None:  # a message's text, for the monitor
         body = self.k.store.content(bytes.fromhex(digest))
         return body.decode("utf-8", "replace") if body is not None else None
@@ -193,7 +207,7 @@ class LabEconomy:
         """Sign (when the economy checks signatures) and queue an action of an identity the
         lab holds the key of: the operator, the overseers, the population."""
         if isinstance(action, SpawnAgent):  # the lab holds keys: give the child its own
-            key = SigningKey.derive(self.sc.seed, f"spawn/{action.actor}/{action.name}")
+            key = self._key("spawn", action.actor, action.name)
             action.public_key = key.public
             self.spawning[(action.actor, action.name)] = key
         if self.sign:
@@ -206,7 +220,7 @@ class LabEconomy:
         for g in self.sc.population:
             for i in range(g.count):
                 n += 1
-                plan.append((f"{g.name}-{i}", g, SigningKey.derive(self.sc.seed, f"agent/{n}")))
+                plan.append((f"{g.name}-{i}", g, self._key("agent", n)))
         return plan
 
     def _admit(self) -> None:
@@ -215,7 +229,7 @@ class LabEconomy:
         sc, k, submit = self.sc, self.k, self.submit
         owner_keys, owner_ids = {}, {}
         for o in sc.owners:
-            key = SigningKey.derive(sc.seed, f"owner/{o['name']}")
+            key = self._key("owner", o["name"])
             owner_keys[o["name"]] = key
             submit(RegisterOwner(actor=OPERATOR, name=o["name"],
                                  owner_kind=o.get("kind", "organisation"), public_key=key.public,
@@ -242,7 +256,7 @@ class LabEconomy:
             self.keys[aid] = key
             for asset in sc.assets:
                 submit(OpenAccount(actor=OPERATOR, asset=asset, holder=aid))
-        k.step()
+        self._setup_step("opening the population's accounts")
         led = k.state.ledger
         tid = 0
         for asset, amount in sorted(sc.endowment.items()):
@@ -254,11 +268,11 @@ class LabEconomy:
                                               credit=led.account_of(aid, asset).id, amount=amount))
                 for chunk in range(0, len(specs), 8000):
                     submit(Transfer(actor=OPERATOR, transfers=specs[chunk:chunk + 8000]))
-        k.step()
+        self._setup_step("endowing the population")
         self._population(ids, plan)
         if self.oversight is not None:  # the monitor (restricts only), a human overseer
             for name, kind in (("monitor", MONITOR), ("overseer", OVERSEER)):
-                key = SigningKey.derive(sc.seed, f"oversight/{name}")
+                key = self._key("oversight", name)
                 submit(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=kind,
                                         public_key=key.public, evidence=f"scenario {sc.name}"))
         for group in sc.safeguards.get("trusted", []):
@@ -270,8 +284,18 @@ class LabEconomy:
         for group, lapse in sc.certificates.items():  # run tick -> kernel tick (after this one)
             for aid in self.members[group]:
                 submit(IssueCertificate(actor=OPERATOR, agent=aid, expires=k.tick + 1 + lapse))
-        k.step()
+        self._setup_step("admitting overseers, trust, roles and certificates")
         self._overseers()
+
+    def _setup_step(self, what: str) -> None:
+        """A tick of the setup: every action of it must succeed, or the run would measure an
+        economy other than the scenario's (an agent left unfunded, say)."""
+        summary = self.k.step()
+        if summary.rejected:
+            why = sorted({f"{d['reason']}: {d['message']}" for d in self.k.log.last_committed
+                          if d["kind"] == "rejected"})
+            raise RunError(f"{what}: {summary.rejected} setup actions were refused "
+                           f"({'; '.join(why[:3])})")
 
     def _population(self, ids: list[int], plan: list[tuple[str, Any, SigningKey]]) -> None:
         self.ids, self.plan = ids, plan
@@ -287,7 +311,7 @@ class LabEconomy:
     def _overseers(self) -> None:
         for o in self.k.state.controls.overseers.values():
             if o.name in ("monitor", "overseer"):
-                self.keys[o.id] = SigningKey.derive(self.sc.seed, f"oversight/{o.name}")
+                self.keys[o.id] = self._key("oversight", o.name)
                 if o.kind == MONITOR:
                     self.monitor = o.id
                 elif o.kind == OVERSEER:
@@ -307,13 +331,13 @@ class LabEconomy:
         for aid, (_, _, key) in zip(ids, plan, strict=True):
             if reg.agents[aid].public_key != key.public:
                 raise RunError(f"agent {aid} of this log was not admitted with the scenario's "
-                               f"key (another seed?)")
+                               f"key (another seed, or another key file?)")
         self._population(ids, plan)
         self._overseers()
         for aid, a in reg.agents.items():  # children spawned by the population
             root = reg.lineage_root(aid)
             if a.parent and root in self.keys:
-                self.keys[aid] = SigningKey.derive(self.sc.seed, f"spawn/{a.parent}/{a.name}")
+                self.keys[aid] = self._key("spawn", a.parent, a.name)
                 self.controller[aid] = root
         self.nonces = {OPERATOR: self.k.operator_nonce}
         for aid in self.keys:
@@ -322,9 +346,10 @@ class LabEconomy:
             elif aid != OPERATOR:
                 self.nonces[aid] = self.k.state.controls.overseers[aid].nonce
 
-    def step(self) -> TickSummary:
+    def step(self, *, full_digest: bool = False) -> TickSummary:
         """One run tick: the population decides, scheduled interventions, the kernel's tick,
-        then the outside's answers, the reviewers and the monitor queue for the next."""
+        then the outside's answers, the reviewers and the monitor queue for the next.
+        `full_digest`: the tick's checkpoint covers the whole state (a run's last tick)."""
         k, sc, submit, metrics = self.k, self.sc, self.submit, self.metrics
         registry = k.state.registry.agents
         active = [a for a in self.agents if registry[a.id].status == "active"]
@@ -345,7 +370,7 @@ class LabEconomy:
         scheduled = sc.interventions_at(self.t, self.members, self.overseer)
         for action in scheduled:
             submit(action)
-        summary: TickSummary = k.step()
+        summary: TickSummary = k.step(full_digest=full_digest)
         if scheduled:
             metrics.interventions(self.t, summary.tick, scheduled)
         if self.adapters:  # the outside answers what crossed, in the next tick
@@ -376,17 +401,55 @@ class LabEconomy:
         return summary
 
 
+KEY_FILE = "run.key"  # the run secret, beside the log (never share it: it signs)
+CHECKPOINT_FILE = "checkpoint.txt"  # the latest signed checkpoint (keep a copy elsewhere)
+
+
+def _check_live_state(k: Kernel) -> None:
+    """The run's own check of its economy at the end: every record the digest keeps must be
+    what the events made it (a write that bypassed them — in-process code adding to a
+    balance — is named), and the ledger's invariants must hold. Failing is exit 1 with the
+    reason, never a bare assertion. (The last checkpoint's digest covers the whole state, so
+    `replay` checks the rest: indexes, queues, the transfer history.)"""
+    changed = k.state.recheck()
+    if changed:
+        raise RunError(f"the economy's live state disagrees with the state its log produces: "
+                       f"{', '.join(changed)} changed without an event (code running in the "
+                       f"kernel's process wrote to it). The log up to tick {k.tick} verifies; "
+                       f"`sandbank replay` fails at the last checkpoint, which covers the whole "
+                       f"state.", exit_code=1)
+    try:
+        k.state.check_invariants()
+    except AssertionError as e:
+        raise RunError(f"a ledger invariant is broken at the end of the run: {e}",
+                       exit_code=1) from None
+
+
 def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
-                 on_tick: Callable[[int, int], None] | None = None) -> RunResult:
+                 on_tick: Callable[[int, int], None] | None = None,
+                 key_file: Path | None = None) -> RunResult:
+    """Run `sc` into the folder `out`. Keys come from the secret in `key_file` (default
+    `<out>/run.key`, created with mode 0600 if absent): the same scenario, seed and key file
+    give a byte-identical log."""
     out = Path(out)
     log_path = out / "log.db"
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a folder")
     if log_path.exists() and not overwrite:
         raise RunError(f"{out} already holds a run; pass --overwrite or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        secret = RunSecret.load(key_file or out / KEY_FILE)
+    except KeyFileError as e:
+        raise RunError(str(e)) from None
+    except OSError as e:
+        raise RunError(f"cannot create the run folder {out}: {e.strerror}") from None
     for suffix in ("", "-wal", "-shm"):
         Path(str(log_path) + suffix).unlink(missing_ok=True)
+    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    econ = LabEconomy(sc, SQLiteStore(log_path))
+    econ = LabEconomy(sc, SQLiteStore(log_path), secret)
+    econ.k.log.checkpoint_file = out / CHECKPOINT_FILE
     k, cfg, op_key, metrics = econ.k, econ.k.config, econ.op_key, econ.metrics
     ids, plan, oversight = econ.ids, econ.plan, econ.oversight
     # The economy's state is millions of long-lived objects without cycles; CPython's full
@@ -398,7 +461,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     gc.disable()
     try:
         for t in range(sc.ticks):
-            econ.step()
+            econ.step(full_digest=t == sc.ticks - 1)
             if on_tick:
                 on_tick(t + 1, sc.ticks)
             if t % 10 == 9:
@@ -409,7 +472,11 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         gc.collect()
     errors, setup_ticks, oversight_seconds = econ.errors, econ.setup_ticks, econ.oversight_seconds
     elapsed = time.perf_counter() - t0
-    k.state.check_invariants()
+    try:
+        _check_live_state(k)
+    except RunError:
+        k.close()
+        raise
     fee_asset = k.state.policy.fee_asset
     wealth = sorted((acct.balance, aid) for aid in k.state.registry.agents
                     if (acct := k.state.ledger.account_of(aid, fee_asset)) is not None)

@@ -39,6 +39,7 @@ import sandbank.kernel.mechanisms  # noqa: F401  (registers every action kind)
 from sandbank.agents.base import POLICIES
 from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, Action, MalformedAction, action_from_dict
 from sandbank.kernel.sequencer import ConfigError, KernelConfig
+from sandbank.ledger.ledger import MAX_AMOUNT
 from sandbank.oversight.engine import OversightConfig, OversightConfigError
 
 SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
@@ -137,6 +138,10 @@ def _typed(value: Any, typ: type | tuple[type, ...], key: str, source: str) -> A
     return value
 
 
+MAX_TICKS = 1_000_000
+MAX_SEED = 2**53 - 1  # the seed is logged: it must stay exact in the canonical encoding
+
+
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a mapping of keys to values")
@@ -155,8 +160,11 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                      ("certificates", dict)):
         if key in data:
             _typed(data[key], typ, key, source)
-    if data.get("ticks", 1) < 1 or data.get("ticks", 1) > 1_000_000:
-        raise ScenarioError(f"{source}: ticks must be within 1..1000000")
+    if not 1 <= data.get("ticks", 1) <= MAX_TICKS:
+        raise ScenarioError(f"{source}: ticks must be within 1..{MAX_TICKS:,}, got "
+                            f"{data['ticks']}")
+    if not 0 <= data.get("seed", 0) <= MAX_SEED:
+        raise ScenarioError(f"{source}: seed must be within 0..2**53-1, got {data['seed']}")
     _check_keys(data.get("safeguards", {}), SAFEGUARD_KEYS, "safeguards", source)
     _check_keys(data.get("success", {}), set(SUCCESS_KEYS), "success", source)
     for k, v in data.get("success", {}).items():
@@ -206,9 +214,18 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     except OversightConfigError as e:
         raise ScenarioError(f"{source}: oversight: {e}") from None
     sc = Scenario(population=groups, source=source, **fields)
-    for asset in sc.endowment:
+    agents = sum(g.count for g in sc.population)
+    for asset, amount in sc.endowment.items():
         if asset not in sc.assets:
             raise ScenarioError(f"{source}: endowment of {asset!r}, which is not in assets")
+        _typed(amount, int, f"endowment.{asset}", source)
+        if amount < 0:
+            raise ScenarioError(f"{source}: endowment.{asset} is {amount}: an endowment is a "
+                                f"whole number >= 0")
+        if amount * agents > MAX_AMOUNT:  # the treasury mints it all: it must stay exact
+            raise ScenarioError(f"{source}: endowment.{asset} = {amount:,} for {agents:,} agents "
+                                f"mints {amount * agents:,}, above the ledger's limit of "
+                                f"{MAX_AMOUNT:,} (2**53-1) per asset")
     names = sorted({g.name for g in sc.population})
     trusted = sc.safeguards.get("trusted", [])
     if not isinstance(trusted, list) or not all(t in names for t in trusted):
@@ -279,11 +296,16 @@ def read_yaml(path: Path, what: str) -> Any:
 
 def load_scenario(path: str | Path, *, seed: int | None = None,
                   ticks: int | None = None) -> Scenario:
+    """A scenario file, with `seed` and `ticks` overridden (and checked like the file's)."""
     path = Path(path)
-    sc = parse_scenario(read_yaml(path, "scenario"), str(path))
-    if seed is not None:
-        sc.seed = seed
-    if ticks is not None:
+    data = read_yaml(path, "scenario")
+    if isinstance(data, dict) and seed is not None:
+        data = {**data, "seed": seed}
+    sc = parse_scenario(data, str(path) + (" (with --seed)" if seed is not None else ""))
+    sc.source = str(path)
+    if ticks is not None:  # shorter than scheduled interventions: those never come
+        if type(ticks) is not int or not 1 <= ticks <= MAX_TICKS:
+            raise ScenarioError(f"--ticks must be within 1..{MAX_TICKS:,}, got {ticks}")
         sc.ticks = ticks
     return sc
 

@@ -135,29 +135,38 @@ def load_sweep(path: str | Path) -> Sweep:
     return sweep
 
 
-def _run_one(job: tuple[dict[str, Any], str, str, int | None]) -> dict[str, Any]:
+def _run_one(job: tuple[dict[str, Any], str, str, int | None, str]) -> dict[str, Any]:
     from sandbank.lab.runner import run_scenario
 
-    doc, source, out, ticks = job
+    doc, source, out, ticks, key_file = job
     sc = parse_scenario(doc, source)
     if ticks:
         sc.ticks = ticks
-    result = run_scenario(sc, Path(out), overwrite=True)
+    result = run_scenario(sc, Path(out), overwrite=True, key_file=Path(key_file))
     s = result.summary
     return {"final": s["final"], "root": s["root"], "ok": s["ok"], "verified": s["verified"],
             "seconds": s["seconds"]}
 
 
 def run_sweep(sweep: Sweep, out: Path, backend: Backend | None = None,
-              on_done: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+              on_done: Callable[[int, int], None] | None = None,
+              key_file: Path | None = None) -> list[dict[str, Any]]:
+    """Run every configuration × seed. One run secret serves the whole sweep (`key_file`,
+    default `<out>/run.key`, created before any run starts): each run derives its keys from
+    it under its own seed, so the same sweep file and key file give the same roots."""
+    from sandbank.identity.keys import RunSecret
+    from sandbank.lab.runner import KEY_FILE
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    key_file = Path(key_file or out / KEY_FILE)
+    RunSecret.load(key_file)  # created here, once, not by racing workers
     jobs, meta = [], []
     for ci, config in enumerate(sweep.configurations()):
         for seed in sweep.seeds:
             doc = apply_config(sweep.scenario, config, seed, sweep.source)
             folder = out / f"config{ci}-seed{seed}"
-            jobs.append((doc, f"{sweep.scenario_path}", str(folder), sweep.ticks))
+            jobs.append((doc, f"{sweep.scenario_path}", str(folder), sweep.ticks, str(key_file)))
             meta.append((ci, config, seed, folder))
     backend = backend or LocalBackend(sweep.workers)
     rows = []

@@ -1,9 +1,15 @@
-"""What oversight sees of one committed tick: its events grouped by kind, and the state."""
+"""What oversight sees of one committed tick: its events grouped by kind, and the state.
+
+Refusals no identity authenticated (actor NOBODY: malformed, forged, replayed) are left out:
+an unauthenticated request is nobody's act, so it can neither frame the agent it names nor
+move any indicator."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from sandbank.kernel.schema import NOBODY
 
 
 @dataclass
@@ -16,6 +22,7 @@ class TickView:
     shared: dict[str, Any] = field(default_factory=dict)  # trackers detectors share (engine's)
 
     def __post_init__(self) -> None:
+        self.events = [d for d in self.events if d["actor"] != NOBODY]
         for d in self.events:
             self.by_kind.setdefault(d["kind"], []).append(d)
 

@@ -9,10 +9,16 @@ Credentials:
   holds its key) or an overseer with its own key (signed actions; reads signed over
   `oversee:<id>:<tick>`).
 
-A request refused before it reaches the sequencer (forged, replayed, rate-limited, an agent on
-an overseer endpoint) is answered with a JSON problem (`application/problem+json`, a stable
-`code`) and put on record in the signed log (`request_refused`); one that reaches it and is
-refused there is logged as `rejected`, as in the lab.
+A request refused before it reaches the sequencer (malformed, forged, replayed, rate-limited,
+an agent on an overseer endpoint) is answered with a JSON problem (`application/problem+json`,
+a stable `code`) and counted, with its source, into the tick's one bounded `request_refused`
+record: it is nobody's act, so it names no actor and feeds no detector. An action that
+reaches the sequencer and is refused there is logged as `rejected`, as in the lab.
+
+What the public may read of the log is gated by `audit/visibility.py`: public entries in
+full; others (private flows, oversight content) only by the parties they name, overseers and
+the operator — anyone else gets the entry's leaf hash (a hiding commitment: non-public
+entries carry a secret blind) and its inclusion proof.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
 from sandbank.audit.checkpoint import verifier_key
+from sandbank.audit.visibility import may_read, visibility
 from sandbank.identity.keys import SigningKey, verify_signature
 from sandbank.kernel.controls import OVERSEER_BASE, is_overseer_id
 from sandbank.kernel.schema import (
@@ -41,13 +48,20 @@ from sandbank.kernel.schema import (
 )
 from sandbank.kernel.sequencer import QueueFull
 from sandbank.server import models as M
-from sandbank.server.sandbox import MAX_ID, Admission, Sandbox, SetupError, Subscriber
+from sandbank.server.sandbox import (
+    MAX_ID,
+    Admission,
+    AdmissionRefused,
+    Sandbox,
+    SetupError,
+    Subscriber,
+)
 
 MAX_BODY = 1 << 20  # a request
 MAX_ACTION = 64 << 10  # one action
 MAX_BATCH = 500  # actions in one batch
-ADMISSIONS = "admissions"  # the rate-limit bucket shared by all admission requests
 FRESH_TICKS = 2  # a read signature may name a tick this old (ticks run while requests travel)
+WITHHELD = "withheld"  # the kind shown for an entry the reader may not read
 CONSOLE_KINDS = {"trip_breaker", "resume", "set_cap", "approve_external", "interrupt",
                  "raise_alert", "disable_action"}
 
@@ -150,10 +164,20 @@ def create_app(box: Sandbox) -> Any:
         return bool(token) and authorization is not None and hmac.compare_digest(
             authorization.encode(), f"Bearer {token}".encode())
 
-    def operator(authorization: str | None, endpoint: str) -> None:
+    def src(request: Request | WebSocket) -> str:
+        """Where a request comes from (the peer's address; behind a proxy, the proxy's)."""
+        return request.client.host if request.client else "unknown"
+
+    def refused(request: Request | WebSocket, endpoint: str, status: int, code: str,
+                detail: str, claimed: Any = None, note: str = "") -> Problem:
+        """Count a refusal at the door into the tick's record; the Problem to raise."""
+        box.refuse(src(request), endpoint, code, claimed, note or detail)
+        return Problem(status, code, detail)
+
+    def operator(authorization: str | None, request: Request, endpoint: str) -> None:
         if not bearer(authorization, box.token):
-            box.refuse(0, endpoint, "not_operator", "no or a wrong operator token")
-            raise Problem(401, "not_operator", "this needs the operator's bearer token")
+            raise refused(request, endpoint, 401, "not_operator",
+                          "this needs the operator's bearer token")
 
     def fresh(tick: int | None) -> int:
         signed = k.tick if tick is None else tick
@@ -173,19 +197,21 @@ def create_app(box: Sandbox) -> Any:
         """A read's signature over `<what>:<who>:<tick>` (the tick at most 2 ticks old)."""
         return signed_by(public_key, signature, f"{what}:{who}:{fresh(tick)}".encode())
 
-    def check_observer(agent: int, tick: int | None, signature: str | None) -> None:
-        """Only the agent itself reads its observation."""
+    def check_observer(agent: int, tick: int | None, signature: str | None,
+                       request: Request | WebSocket, endpoint: str) -> None:
+        """Only the agent itself reads its observation (or its own entries)."""
         a = k.state.registry.agents.get(agent)
         if a is None:
             raise Problem(404, "unknown_agent", f"no agent {agent}")
         if not read_signed(a.public_key, "observe", agent, tick, signature):
-            box.refuse(agent, f"observation/{agent}", "bad_signature",
-                       "a read of an agent's observation not signed by that agent")
-            raise Problem(401, "bad_signature", f"sign 'observe:{agent}:{k.tick}' with agent "
-                          f"{agent}'s key (header X-Sandbank-Signature, hex)")
+            raise refused(request, endpoint, 401, "bad_signature",
+                          f"sign 'observe:{agent}:{k.tick}' with agent {agent}'s key (header "
+                          f"X-Sandbank-Signature, hex)", claimed=agent,
+                          note="a read not signed by the agent it names")
 
     def overseer(authorization: str | None, who: int | None, signature: str | None,
-                 tick: int | None, endpoint: str, *, console_only: bool = False) -> int:
+                 tick: int | None, request: Request, endpoint: str, *,
+                 console_only: bool = False) -> int:
         """The overseer a request is from: the console (bearer overseer token), an overseer
         with its own key (signed `oversee:<id>:<tick>`), or, for reads, the operator."""
         if bearer(authorization, box.overseer_token):
@@ -200,12 +226,43 @@ def create_app(box: Sandbox) -> Any:
             if o is not None and who is not None and who <= OVERSEER_BASE - 1 \
                     and read_signed(o.public_key, "oversee", who, tick, signature):
                 return who
-        claimed = who if who is not None else 0
-        box.refuse(claimed, endpoint, "not_overseer", "an oversight endpoint called "
-                   f"without an overseer's credentials (claimed {claimed})")
-        raise Problem(403, "not_overseer", "this needs an overseer's credentials: the overseer "
-                      "token, or X-Sandbank-Overseer and X-Sandbank-Signature over "
-                      "'oversee:<id>:<tick>' by an admitted overseer")
+        raise refused(request, endpoint, 403, "not_overseer", "this needs an overseer's "
+                      "credentials: the overseer token, or X-Sandbank-Overseer and "
+                      "X-Sandbank-Signature over 'oversee:<id>:<tick>' by an admitted overseer",
+                      claimed=who)
+
+    def reader(request: Request, tick: int | None) -> tuple[int | None, bool]:
+        """Who reads the log: (the agent, or None), and whether it reads as an overseer (the
+        operator and overseers read every entry). No credentials: the public. Credentials
+        that do not check out are refused (401), not read as the public's."""
+        h = request.headers
+        authorization = h.get("authorization")
+        if bearer(authorization, box.token) or bearer(authorization, box.overseer_token):
+            return None, True
+        signature = h.get("x-sandbank-signature")
+        for header, ids, what in (("x-sandbank-overseer", k.state.controls.overseers, "oversee"),
+                                  ("x-sandbank-agent", k.state.registry.agents, "observe")):
+            claimed = h.get(header)
+            if claimed is None:
+                continue
+            who = int(claimed) if claimed.lstrip("-").isdigit() and len(claimed) < 20 else None
+            ident = ids.get(who) if who is not None else None
+            if ident is None or not read_signed(ident.public_key, what, who, tick, signature):
+                raise refused(request, "/v1/entries", 401, "bad_signature",
+                              f"sign '{what}:<id>:<tick>' with that identity's key (headers "
+                              f"{header}, x-sandbank-signature; ?tick=)", claimed=claimed)
+            return (None, True) if what == "oversee" else (who, False)
+        if authorization is not None:
+            raise refused(request, "/v1/entries", 401, "bad_token",
+                          "the bearer token is neither the operator's nor the overseers'")
+        return None, False
+
+    def holder_of(account: Any) -> int | None:
+        a = k.state.ledger.accounts.get(account) if type(account) is int else None
+        return a.holder if a is not None else None
+
+    def readable(d: dict[str, Any], who: tuple[int | None, bool]) -> bool:
+        return may_read(d, who[0], overseer=who[1], holder_of=holder_of)
 
     async def body(request: Request, limit: int = MAX_BODY) -> Any:
         size = request.headers.get("content-length")
@@ -227,44 +284,47 @@ def create_app(box: Sandbox) -> Any:
         return doc
 
     # ------------------------------------------------------------------ agents' actions
-    def accept(d: Any, endpoint: str, *, overseers: bool = False) -> dict[str, Any]:
+    def accept(d: Any, request: Request, endpoint: str, *,
+               overseers: bool = False) -> dict[str, Any]:
         """Check one signed action in wire form and queue it for the next tick; raise a
-        Problem otherwise. It reads only what a tick cannot change under it (the actor's key)
-        or what the tick checks again (the nonce), so it never waits for a running tick."""
+        Problem otherwise (counted into the tick's refusal record, attributed to nobody). It
+        reads only what a tick cannot change under it (the actor's key) or what the tick
+        checks again (the nonce), so it never waits for a running tick."""
+        if not box.allow_source(src(request)):  # before any work: a flood costs its source
+            raise refused(request, endpoint, 429, "rate_limited", f"at most "
+                          f"{box.source_rate:g} requests/s from one source (bursts of "
+                          f"{box.source_burst})")
         if not isinstance(d, dict):
-            raise Problem(400, "malformed_action", "an action is a JSON object")
+            raise refused(request, endpoint, 400, "malformed_action", "an action is a JSON object")
         actor = d.get("actor")
         if type(actor) is not int:
-            raise Problem(400, "malformed_action", "actor must be an integer")
+            raise refused(request, endpoint, 400, "malformed_action", "actor must be an integer")
         if overseers != is_overseer_id(actor) or actor == OPERATOR or (not overseers and actor < 1):
-            box.refuse(actor, endpoint, "forbidden", f"actor {actor} on {endpoint}")
-            raise Problem(403, "forbidden", "agents' actions go to /v1/actions (actor >= 1), "
-                          "overseers' to /v1/oversight/actions")
+            raise refused(request, endpoint, 403, "forbidden", "agents' actions go to "
+                          "/v1/actions (actor >= 1), overseers' to /v1/oversight/actions",
+                          claimed=actor)
         try:
             action = action_from_dict(d)
-        except MalformedAction as e:
-            box.enqueue_raw(d)  # still sequenced, so the refusal is on record
-            raise Problem(400, "malformed_action", str(e)) from None
+        except MalformedAction as e:  # never sequenced: nothing unparsed is anyone's act
+            raise refused(request, endpoint, 400, "malformed_action", str(e),
+                          claimed=actor) from None
         ident = (k.state.controls.overseers.get(actor) if overseers
                  else k.state.registry.agents.get(actor))
         if ident is None:
-            box.refuse(actor, endpoint, "unknown_actor", f"no identity {actor}")
-            raise Problem(404, "unknown_actor", f"no identity {actor} is admitted")
+            raise refused(request, endpoint, 404, "unknown_actor",
+                          f"no identity {actor} is admitted", claimed=actor)
         if action.signature is None or not verify_signature(
                 ident.public_key, action.signature, action.signing_bytes()):
-            box.refuse(actor, endpoint, "bad_signature",
-                       f"{action.KIND} nonce {action.nonce}: not signed by actor {actor}")
-            raise Problem(401, "bad_signature", f"the action is not signed by actor {actor}'s "
-                          f"key (sign its canonical bytes: Action.signing_bytes())")
+            raise refused(request, endpoint, 401, "bad_signature", f"the action is not signed "
+                          f"by actor {actor}'s key (sign its canonical bytes: "
+                          f"Action.signing_bytes())", claimed=actor)
         if action.nonce <= ident.nonce:
-            box.refuse(actor, endpoint, "stale_nonce",
-                       f"{action.KIND} nonce {action.nonce} <= last {ident.nonce}: a replay")
-            raise Problem(409, "stale_nonce", f"nonce {action.nonce} was used (the last "
-                          f"committed is {ident.nonce}): a replay, or a nonce reused")
+            raise refused(request, endpoint, 409, "stale_nonce", f"nonce {action.nonce} was "
+                          f"used (the last committed is {ident.nonce}): a replay, or a nonce "
+                          f"reused", claimed=actor)
         if not box.allow(actor):
-            box.refuse(actor, endpoint, "rate_limited", f"over {box.rate}/s")
-            raise Problem(429, "rate_limited", f"at most {box.rate:g} actions/s per identity "
-                          f"(bursts of {box.burst})")
+            raise refused(request, endpoint, 429, "rate_limited", f"at most {box.rate:g} "
+                          f"actions/s per identity (bursts of {box.burst})", claimed=actor)
         try:
             box.enqueue(action, ident.public_key)  # verified once, here
         except QueueFull as e:
@@ -277,7 +337,7 @@ def create_app(box: Sandbox) -> Any:
     async def actions(request: Request) -> dict:
         """Queue one action, signed by its actor (an agent) with a fresh nonce. Runs at the
         next tick; its outcome is in the actor's observation (feedback) and in the log."""
-        return accept(await body(request, MAX_ACTION), "/v1/actions")
+        return accept(await body(request, MAX_ACTION), request, "/v1/actions")
 
     @app.post("/v1/actions/batch", responses=M.answers(M.BatchAnswer, 202),
               status_code=202, tags=["agents"], openapi_extra=_json_body(
@@ -294,7 +354,7 @@ def create_app(box: Sandbox) -> Any:
         out = []
         for item in items:
             try:
-                out.append(accept(item, "/v1/actions/batch"))
+                out.append(accept(item, request, "/v1/actions/batch"))
             except Problem as p:
                 out.append({"queued": False, "code": p.code, "detail": p.detail})
         return {"results": out, "queued": sum(1 for r in out if r["queued"])}
@@ -312,6 +372,8 @@ def create_app(box: Sandbox) -> Any:
                     "assets": list(k.config.assets),
                     "markets": sorted(k.state.exchange.markets), "console": box.console,
                     "population": len(box.econ.agents) if box.econ is not None else 0,
+                    "refused": box.refused_total,
+                    "witnesses": [w.status() for w in box.witnesses],
                     "failure": box.failure}
 
     @app.post("/v1/owners", responses=M.answers(M.OwnerQueued, 202),
@@ -321,7 +383,7 @@ def create_app(box: Sandbox) -> Any:
             "kind": {"type": "string"}, "evidence": {"type": "string"}}}))
     async def owners(request: Request, authorization: str | None = Header(None)) -> dict:
         """Admit an owner (operator): a person or organisation that answers for agents."""
-        operator(authorization, "/v1/owners")
+        operator(authorization, request, "/v1/owners")
         d = obj(await body(request))
         try:  # the kernel's own parser: types and ranges as for any action
             action = action_from_dict({
@@ -349,7 +411,12 @@ def create_app(box: Sandbox) -> Any:
         """Ask for admission: an Ed25519 public key and the owner's attestation over
         `agent_attestation_bytes(owner, name, key)`. The admission policy decides: `open`
         and `stake` queue the registration (the kernel checks the attestation), `approval`
-        waits for the operator or an overseer."""
+        waits for the operator or an overseer. The request is checked first (a known owner,
+        its valid attestation, a key never admitted): one that fails enters no queue and no
+        log. Rate-limited per source."""
+        if not box.allow_source(src(request), admission=True):
+            raise refused(request, "/v1/agents", 429, "rate_limited", "too many admission "
+                          "requests from this source; retry shortly")
         d = obj(await body(request))
         try:
             checked = action_from_dict({
@@ -357,23 +424,24 @@ def create_app(box: Sandbox) -> Any:
                 "name": d.get("name"), "public_key": d.get("public_key"),
                 "attestation": d.get("attestation"), "skills": d.get("skills") or {}})
         except MalformedAction as e:  # the kernel's own parser: types and ranges
-            raise Problem(400, "malformed_action", f"agent: {e}") from None
+            raise refused(request, "/v1/agents", 400, "malformed_action", f"agent: {e}") from None
         assert isinstance(checked, RegisterAgent)
         req = Admission(0, checked.owner, checked.name, checked.public_key.hex(),
                         checked.attestation.hex(), dict(checked.skills))
         with box.lock:
-            if not box.allow(ADMISSIONS):  # strangers may ask: at the identities' rate, all told
-                raise Problem(429, "rate_limited", "too many admission requests; retry shortly")
             try:
                 return box.ask(req)
+            except AdmissionRefused as e:
+                raise refused(request, "/v1/agents", e.status, e.code, e.detail,
+                              claimed=req.owner) from None
             except QueueFull as e:
                 raise Problem(503, "queue_full", str(e)) from None
 
     @app.get("/v1/admissions", responses=M.answers(M.Admissions, 200),
               tags=["operator"])
-    def admissions(authorization: str | None = Header(None)) -> dict:
+    def admissions(request: Request, authorization: str | None = Header(None)) -> dict:
         """Admission requests waiting for a decision (operator or overseer token)."""
-        overseer(authorization, None, None, None, "/v1/admissions")
+        overseer(authorization, None, None, None, request, "/v1/admissions")
         with box.lock:
             return {"pending": [{"request": r.id, "owner": r.owner, "name": r.name,
                                  "public_key": r.public_key} for r in box.pending.values()]}
@@ -384,7 +452,7 @@ def create_app(box: Sandbox) -> Any:
             "approve": {"type": "boolean"}}}))
     async def decide(request_id: int, request: Request,
                      authorization: str | None = Header(None)) -> dict:
-        who = overseer(authorization, None, None, None, f"/v1/admissions/{request_id}")
+        who = overseer(authorization, None, None, None, request, "/v1/admissions/{id}")
         d = obj(await body(request))
         if type(d.get("approve")) is not bool:
             raise Problem(400, "malformed_json", "'approve' must be true or false")
@@ -427,14 +495,15 @@ def create_app(box: Sandbox) -> Any:
 
     # ------------------------------------------------------------------ observations
     @app.get("/v1/agents/{agent}/observation", tags=["agents"])
-    def observation(agent: int, tick: int | None = None,
+    def observation(agent: int, request: Request, tick: int | None = None,
                     x_sandbank_signature: str | None = Header(None)) -> dict:
         """The agent's own observation. `tick`: the tick the signature names (default: now;
         at most 2 ticks old)."""
         from sandbank.agents.llm.agent import plain
 
         with box.lock:
-            check_observer(agent, tick, x_sandbank_signature)
+            check_observer(agent, tick, x_sandbank_signature, request,
+                           "/v1/agents/{agent}/observation")
             return plain(k.observe(agent))
 
     @app.websocket("/v1/agents/{agent}/stream")
@@ -442,13 +511,19 @@ def create_app(box: Sandbox) -> Any:
         """The agent's observation after every tick. First message from the client:
         {"tick": T, "signature": hex signature over 'observe:<agent>:<T>'}."""
         await ws.accept()
+        if not box.allow_source(src(ws)):
+            await ws.send_json({"type": "problem", "code": "rate_limited",
+                                "detail": "too many requests from this source"})
+            await ws.close(code=1013)
+            return
         try:
             hello = await asyncio.wait_for(ws.receive_json(), timeout=10)
             if not isinstance(hello, dict) or type(hello.get("tick")) is not int \
                     or not isinstance(hello.get("signature"), str):
                 raise Problem(400, "invalid_request", 'send {"tick": T, "signature": hex} first')
             with box.lock:
-                check_observer(agent, hello["tick"], hello["signature"])
+                check_observer(agent, hello["tick"], hello["signature"], ws,
+                               "/v1/agents/{agent}/stream")
         except Problem as p:
             await ws.send_json({"type": "problem", "code": p.code, "detail": p.detail})
             await ws.close(code=4401)
@@ -462,6 +537,11 @@ def create_app(box: Sandbox) -> Any:
     async def market_stream(ws: WebSocket) -> None:
         """Public market data after every tick: prices, best bid and ask, trades, halts."""
         await ws.accept()
+        if not box.allow_source(src(ws)):
+            await ws.send_json({"type": "problem", "code": "rate_limited",
+                                "detail": "too many requests from this source"})
+            await ws.close(code=1013)
+            return
         await _serve_stream(ws, box, None)
 
     @app.get("/v1/market", responses=M.answers(M.Market, 200),
@@ -473,9 +553,9 @@ def create_app(box: Sandbox) -> Any:
 
     @app.post("/v1/tick", responses=M.answers(M.TickDone, 200),
               tags=["operator"])
-    def tick(authorization: str | None = Header(None)) -> dict:
+    def tick(request: Request, authorization: str | None = Header(None)) -> dict:
         """Run a tick now (operator)."""
-        operator(authorization, "/v1/tick")
+        operator(authorization, request, "/v1/tick")
         s = box.step()
         return {"tick": s.tick, "events": s.events, "accepted": s.accepted,
                 "rejected": s.rejected, "reasons": {str(r): v for r, v in s.reasons.items()}}
@@ -483,32 +563,43 @@ def create_app(box: Sandbox) -> Any:
     # ------------------------------------------------------------------ audit
     @app.get("/v1/entries", responses=M.answers(M.Entries, 200),
               tags=["audit"])
-    def find_entries(actor: int, nonce: int) -> dict:
+    def find_entries(actor: int, nonce: int, request: Request, tick: int | None = None) -> dict:
         """The log entries an actor's action (by its nonce) produced: seq, tick and kind
-        (empty until the tick that ran it has committed)."""
+        (empty until the tick that ran it has committed). The kind of an entry the reader may
+        not read is `withheld` (see /v1/proof for credentials)."""
         if abs(actor) > MAX_ID or abs(nonce) > MAX_ID:  # no such action can be in the log
             return {"entries": []}
         with box.lock:
-            return {"entries": [{"seq": e.seq, "tick": e.tick, "kind": e.kind}
+            who = reader(request, tick)
+            return {"entries": [{"seq": e.seq, "tick": e.tick,
+                                 "kind": e.kind if readable(orjson.loads(e.body), who)
+                                 else WITHHELD}
                                 for e in k.store.action_entries(actor, nonce)]}
 
     @app.get("/v1/entries/recent", responses=M.answers(M.RecentEntries, 200),
               tags=["audit"])
-    def recent(limit: int = 50, kind: str | None = None) -> dict:
+    def recent(request: Request, limit: int = 50, kind: str | None = None,
+               tick: int | None = None) -> dict:
         """The last committed entries (seq, tick, kind, actor), newest first; with `kind`,
-        those of that kind among the last 5,000."""
+        those of that kind among the last 5,000. An entry the reader may not read shows as
+        kind `withheld` without its actor, and a `kind` filter finds only readable ones."""
         limit = max(1, min(limit, 500))
         out = []
         with box.lock:
+            who = reader(request, tick)
             last = k.store.last_checkpoint()
             seq = (last.size if last else 0) - 1
             while seq >= 0 and len(out) < limit and seq >= (last.size if last else 0) - 5_000:
                 e = k.store.entry(seq)
-                if e is not None and (kind is None or e.kind == kind):
-                    d = orjson.loads(e.body)
+                seq -= 1
+                if e is None or (kind is not None and e.kind != kind):
+                    continue
+                d = orjson.loads(e.body)
+                if readable(d, who):
                     out.append({"seq": e.seq, "tick": e.tick, "kind": e.kind,
                                 "actor": d.get("actor")})
-                seq -= 1
+                elif kind is None:
+                    out.append({"seq": e.seq, "tick": e.tick, "kind": WITHHELD, "actor": None})
         return {"entries": out}
 
     @app.get("/v1/checkpoint", responses=M.answers(M.CheckpointDoc, 200),
@@ -522,16 +613,32 @@ def create_app(box: Sandbox) -> Any:
 
     @app.get("/v1/proof/{seq}", responses=M.answers(M.InclusionBundle, 200),
               tags=["audit"])
-    def proof(seq: int) -> dict:
+    def proof(seq: int, request: Request, tick: int | None = None) -> dict:
         """An inclusion proof of entry `seq` against the latest signed checkpoint (check it
-        with `sandbank check-proof`, the client's `prove`, or the dashboard)."""
+        with `sandbank check-proof`, the client's `prove`, or the dashboard). The entry itself
+        is in the bundle if the reader may read it: public entries for anyone; others for the
+        identities they name (headers X-Sandbank-Agent and X-Sandbank-Signature over
+        'observe:<id>:<tick>', ?tick=), overseers (the overseer token, or X-Sandbank-Overseer
+        with a signature over 'oversee:<id>:<tick>') and the operator. Otherwise the bundle
+        proves the entry's leaf hash, and `withheld` says who may read it."""
         from sandbank.audit.proofs import BundleError, inclusion_bundle
 
         with box.lock:
+            who = reader(request, tick)
             try:
-                return inclusion_bundle(k.store, seq)
+                bundle = inclusion_bundle(k.store, seq)
             except BundleError as e:
                 raise Problem(404, "no_such_entry", str(e)) from None
+            d = orjson.loads(bundle["entry"])
+            if not readable(d, who):
+                import base64
+                from hashlib import sha256
+
+                bundle["leaf_hash"] = base64.b64encode(
+                    sha256(b"\x00" + bundle["entry"].encode()).digest()).decode()
+                bundle["entry"] = None
+                bundle["withheld"] = visibility(d["kind"])
+            return bundle
 
     @app.get("/v1/consistency", responses=M.answers(M.ConsistencyBundle, 200),
               tags=["audit"])
@@ -556,36 +663,38 @@ def create_app(box: Sandbox) -> Any:
 
     @app.get("/v1/oversight/alerts", responses=M.answers(M.Alerts, 200),
               tags=["oversight"])
-    def oversight_alerts(tick: int | None = None, since: int = 0,
+    def oversight_alerts(request: Request, tick: int | None = None, since: int = 0,
                          authorization: str | None = Header(None),
                          x_sandbank_overseer: int | None = Header(None),
                          x_sandbank_signature: str | None = Header(None)) -> dict:
         """Alerts raised (newest first; `since`: only alert ids above it), each citing the
         log entries it rests on (overseers; the operator may read)."""
-        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick,
+        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick, request,
                  "/v1/oversight/alerts")
         with box.lock:
             return {"alerts": [a for a in reversed(box.alerts) if a["alert"] > since]}
 
     @app.get("/v1/oversight/tickets", responses=M.answers(M.Tickets, 200),
               tags=["oversight"])
-    def oversight_tickets(tick: int | None = None, authorization: str | None = Header(None),
+    def oversight_tickets(request: Request, tick: int | None = None,
+                          authorization: str | None = Header(None),
                           x_sandbank_overseer: int | None = Header(None),
                           x_sandbank_signature: str | None = Header(None)) -> dict:
         """Escalation tickets, newest first: what each breaker imposed, and whether an
         overseer has resumed it."""
-        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick,
+        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick, request,
                  "/v1/oversight/tickets")
         with box.lock:
             return {"tickets": tickets_view(1000)}
 
     @app.get("/v1/oversight/summary", tags=["oversight"])
-    def oversight_summary(tick: int | None = None, authorization: str | None = Header(None),
+    def oversight_summary(request: Request, tick: int | None = None,
+                          authorization: str | None = Header(None),
                           x_sandbank_overseer: int | None = Header(None),
                           x_sandbank_signature: str | None = Header(None)) -> dict:
         """Alerts, tickets, breakers, the approval queues and the delegation and message
         graphs, in one read (the dashboard's; overseers, and the operator may read)."""
-        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick,
+        overseer(authorization, x_sandbank_overseer, x_sandbank_signature, tick, request,
                  "/v1/oversight/summary")
         with box.lock:
             c = k.state.controls
@@ -624,7 +733,7 @@ def create_app(box: Sandbox) -> Any:
         """An intervention by the console overseer (overseer token): trip_breaker, resume,
         set_cap, approve_external, interrupt, raise_alert, disable_action — the fields of the
         action, without actor, nonce and signature (the server signs)."""
-        who = overseer(authorization, None, None, None, "/v1/oversight/interventions",
+        who = overseer(authorization, None, None, None, request, "/v1/oversight/interventions",
                        console_only=True)
         d = obj(await body(request))
         if not isinstance(d.get("kind"), str) or d["kind"] not in CONSOLE_KINDS:
@@ -646,7 +755,8 @@ def create_app(box: Sandbox) -> Any:
               tags=["oversight"])
     async def overseer_actions(request: Request) -> dict:
         """An overseer's own signed action (actor <= -1001), as agents post theirs."""
-        return accept(await body(request, MAX_ACTION), "/v1/oversight/actions", overseers=True)
+        return accept(await body(request, MAX_ACTION), request, "/v1/oversight/actions",
+                      overseers=True)
 
     # ------------------------------------------------------------------ dashboard
     @app.get("/", include_in_schema=False)

@@ -34,6 +34,13 @@ class BatchAnswer(_Doc):
     queued: int
 
 
+class WitnessStatus(_Doc):
+    url: str
+    cosigned_tick: int | None
+    size: int
+    error: str | None
+
+
 class Status(_Doc):
     tick: int
     entries: int
@@ -46,6 +53,8 @@ class Status(_Doc):
     markets: list[str]
     console: int
     population: int
+    refused: int  # requests refused at the door since the server started
+    witnesses: list[WitnessStatus]
     failure: str | None
 
 
@@ -169,9 +178,11 @@ class InclusionBundle(_Doc):
     type: str
     checkpoint: str
     index: int
-    entry: str
+    entry: str | None  # None: withheld from this reader; `leaf_hash` is proven instead
     proof: list[str]
     verifier_key: str
+    leaf_hash: str | None = None
+    withheld: str | None = None  # who may read it: "parties" or "overseers"
 
 
 class ConsistencyBundle(_Doc):

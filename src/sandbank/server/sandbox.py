@@ -11,9 +11,14 @@ and what the server adds around the sequencer:
 - the **console overseer**: an overseer identity whose key the server holds, acting for a
   person who logged into the dashboard with the overseer token (an overseer that keeps its
   own key posts signed actions instead; see docs/server.md for the trust model);
-- per-agent **rate limits** (a token bucket) and the **refusal record**: a request refused
-  before it reached the sequencer (a bad credential, an agent on an overseer endpoint, a
-  rate limit) is written into the signed log as a `request_refused` event;
+- **rate limits**: a token bucket per identity for its actions, and one per source (the
+  client's address) for everything a stranger can send — actions before their signature is
+  checked, batch items, admission requests, stream connections — so one source can neither
+  flood nor starve another;
+- the **refusal record**: the requests refused at the door in one tick (malformed, forged,
+  replayed, rate-limited, a stranger on an overseer endpoint) are counted and sampled, with
+  their source, into one bounded `request_refused` event of the operator: at most one entry
+  a tick whatever arrives, and nobody's act (it names no actor but the operator);
 - the alerts seen, the public market data and, for overseers, the wealth concentration and
   graphs the dashboard shows (which entries each action produced is in the store: the kernel
   writes it with each tick);
@@ -26,14 +31,20 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
-from hashlib import sha256
 from typing import Any
 
-from sandbank.identity.keys import SigningKey
+from sandbank.identity.keys import RunSecret, verify_signature
 from sandbank.kernel.canonical import parse
-from sandbank.kernel.controls import OVERSEER, RecordAdmission, RecordRefusal, RegisterOverseer
+from sandbank.kernel.controls import (
+    OVERSEER,
+    REFUSAL_SAMPLE_CHARS,
+    REFUSAL_SAMPLES,
+    RecordAdmission,
+    RecordRefusal,
+    RegisterOverseer,
+)
 from sandbank.kernel.schema import (
     OPERATOR,
     PENDING,
@@ -43,6 +54,7 @@ from sandbank.kernel.schema import (
     RegisterAgent,
     Transfer,
     TransferSpec,
+    agent_attestation_bytes,
 )
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
 from sandbank.lab.metrics import gini
@@ -51,16 +63,52 @@ ADMISSION = ("open", "approval", "stake")
 MAX_ID = 2**53 - 1  # identities the canonical log can hold
 log = logging.getLogger("sandbank.server")
 CONSOLE = "console"
-REFUSALS_PER_TICK = 50  # refusals written to the log per tick; more are counted in one record
+REFUSAL_KINDS = 60  # distinct "endpoint code" counters in one tick's record (then "other")
 STAKE_CODE = 1  # the code of a stake hold (a pending operator transfer)
-OPERATOR_INBOX = object()  # inbox marks: an operator action (signed when drained)
-RAW_INBOX = object()  # ... a malformed action in wire form
+OPERATOR_INBOX = object()  # inbox mark: an operator action (signed when drained)
+MAX_SOURCES = 10_000  # sources with a rate bucket at once (least recently seen forgotten)
+MAX_PENDING = 1_000  # admission requests waiting for a decision
+ADMISSION_RATE, ADMISSION_BURST = 2.0, 20  # admission requests per source: per second, at once
 STARTUP_VIEW = 100_000  # entries re-read at a restart for the dashboard's alerts and graphs
 HISTORY = 600  # ticks of prices and concentration kept for the dashboard
 
 
 class SetupError(ValueError):
     """A server configuration that cannot work (told to the operator at start)."""
+
+
+class AdmissionRefused(ValueError):
+    """An admission request refused before it entered any queue or the log."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class Refusals:
+    """The requests refused at the door during one tick: counted per "endpoint code", with a
+    few samples quoting their source and the identity they claimed. Bounded whatever
+    arrives: REFUSAL_KINDS counters, REFUSAL_SAMPLES samples of REFUSAL_SAMPLE_CHARS."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.samples: list[str] = []
+        self.total = 0
+
+    def add(self, source: str, endpoint: str, code: str, claimed: Any, detail: str) -> None:
+        key = f"{endpoint} {code}"[:64]
+        if key not in self.counts and len(self.counts) >= REFUSAL_KINDS:
+            key = "other"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.total += 1
+        if len(self.samples) < REFUSAL_SAMPLES:
+            who = "" if claimed is None else f" claimed {str(claimed)[:24]}"
+            self.samples.append(f"{source[:64]} {endpoint} {code}{who}: {detail}"
+                                [:REFUSAL_SAMPLE_CHARS])
+
+    def record(self) -> RecordRefusal:
+        return RecordRefusal(actor=OPERATOR, counts=dict(self.counts), total=self.total,
+                             samples=list(self.samples))
 
 
 @dataclass
@@ -87,19 +135,19 @@ class Admission:
     skills: dict[str, int]
 
 
-def console_key(operator_key: SigningKey) -> SigningKey:
-    """The console overseer's key: derived from the operator's, so a restarted server is the
-    same overseer (it never leaves the server)."""
-    return SigningKey.from_seed(sha256(b"sandbank/console/" + operator_key.seed_bytes()).digest())
-
-
 class Sandbox:
     """One economy behind a lock: every kernel call of the API goes through here."""
 
-    def __init__(self, kernel: Kernel, operator_key: SigningKey, operator_token: str, *,
+    def __init__(self, kernel: Kernel, secret: RunSecret, operator_token: str, *,
                  econ: Any = None, admission: str = "open",
                  endowment: dict[str, int] | None = None, stake: int = 0,
-                 overseer_token: str | None = None, rate: float = 50.0, burst: int = 200) -> None:
+                 overseer_token: str | None = None, rate: float = 50.0, burst: int = 200,
+                 source_rate: float = 1000.0, source_burst: int = 2000,
+                 witnesses: list[str] | None = None) -> None:
+        operator_key = secret.key("operator")
+        if kernel.operator_key.public != operator_key.public:
+            raise SetupError("this key file's operator key did not sign this log: start the "
+                             "server with the key file that created it")
         if not kernel.config.verify_signatures:
             raise SetupError("a live sandbox checks every action's signature "
                              "(KernelConfig.verify_signatures=True; in a scenario: "
@@ -119,8 +167,8 @@ class Sandbox:
             raise SetupError("admission 'stake' needs --stake N (units of the fee asset)")
         if overseer_token is not None and len(overseer_token) < 16:
             raise SetupError("the overseer token must be at least 16 characters")
-        if rate <= 0 or burst < 1:
-            raise SetupError("rate limits: rate > 0 actions/s and burst >= 1")
+        if rate <= 0 or burst < 1 or source_rate <= 0 or source_burst < 1:
+            raise SetupError("rate limits: rates > 0 requests/s and bursts >= 1")
         self.k = kernel
         self.econ = econ
         self.key = operator_key
@@ -136,22 +184,27 @@ class Sandbox:
         self.admission, self.stake = admission, stake
         self.endowment = {a: v for a, v in sorted((endowment or {}).items()) if v > 0}
         self.rate, self.burst = rate, burst
-        self.buckets: dict[int | str, Bucket] = {}
+        self.buckets: dict[int | str, Bucket] = {}  # identities' buckets
+        self.sources: OrderedDict[str, Bucket] = OrderedDict()  # sources' buckets
+        self.source_rate, self.source_burst = source_rate, source_burst
         self.pending: dict[int, Admission] = {}
         self.next_request = 1
         self.endowing: dict[int, set[str]] = {}
         self.stakes: dict[int, int] = {}  # agent -> id of the operator's hold on its stake
         self.subscribers: list[Subscriber] = []
-        self.refused_this_tick = 0
-        self.refusals_dropped = 0
+        self.refusals = Refusals()  # this tick's, written with the next tick
+        self.refused_total = 0
         self.alerts: deque[dict[str, Any]] = deque(maxlen=1000)
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.trades: deque[dict[str, Any]] = deque(maxlen=200)
         self.delegation: dict[tuple[int, int], int] = {}
         self.messages: dict[tuple[int, int], int] = {}
         self.console = 0
-        self.console_key = console_key(operator_key)
+        # the console overseer's key: from the run secret, so a restarted server is the same
+        # overseer (it never leaves the server)
+        self.console_key = secret.key("console")
         self.console_nonce = 0
+        self.witnesses = [WitnessFeed(self, url) for url in witnesses or ()]
         # one pass over the operator's transfers: the next free id, the stakes still held and
         # the accounts ever credited (a restart completes interrupted endowments with these)
         led = kernel.state.ledger
@@ -194,23 +247,13 @@ class Sandbox:
         self.console_nonce += 1
         self.k.submit(action.signed(self.console_key, self.console_nonce))
 
-    def refuse(self, who: int, endpoint: str, code: str, detail: str) -> None:
-        """Put a refused request on record (at most REFUSALS_PER_TICK a tick: a flood of
-        bad requests must not flood the log; the rest are counted in the next record). The
-        record is written with the next tick; this never waits for the economy's lock."""
-        if type(who) is not int or abs(who) > MAX_ID:  # a claimed id the log cannot hold
-            detail = f"claimed identity {str(who)[:40]}: {detail}"
-            who = 0
+    def refuse(self, source: str, endpoint: str, code: str, claimed: Any, detail: str) -> None:
+        """Count a request refused at the door into this tick's refusal record (one bounded
+        entry a tick, written with the next tick; `claimed`: the identity it named, quoted
+        only). Never waits for the economy's lock."""
         with self.counter_lock:
-            if self.refused_this_tick >= REFUSALS_PER_TICK:
-                self.refusals_dropped += 1
-                return
-            self.refused_this_tick += 1
-            if self.refusals_dropped:
-                detail = f"{detail} (and {self.refusals_dropped} refusals not recorded one by one)"
-                self.refusals_dropped = 0
-            self.inbox.append((RecordRefusal(actor=OPERATOR, who=who, endpoint=endpoint,
-                                             code=code, detail=detail[:500]), OPERATOR_INBOX))
+            self.refusals.add(source, endpoint, code, claimed, detail)
+            self.refused_total += 1
 
     def enqueue(self, action: Action, checked_with: bytes | None) -> None:
         """Queue a checked action for the next tick without waiting for the economy's lock
@@ -219,10 +262,6 @@ class Sandbox:
         if len(self.inbox) + len(self.k._queue) >= self.k.config.max_actions_per_tick:
             raise QueueFull("the next tick is full; resubmit after it runs")
         self.inbox.append((action, checked_with))
-
-    def enqueue_raw(self, doc: Any) -> None:
-        """A malformed action, sequenced anyway so that its refusal is on record."""
-        self.inbox.append((doc, RAW_INBOX))
 
     def _drain(self) -> None:
         """Move the inbox into the kernel's queue (under the lock, before a tick). What does
@@ -233,8 +272,6 @@ class Sandbox:
             try:
                 if how is OPERATOR_INBOX:
                     self.operator_submit(item)
-                elif how is RAW_INBOX:
-                    self.k.submit_raw(item)
                 else:
                     self.k.submit(item, checked_with=how)
             except QueueFull:
@@ -243,23 +280,60 @@ class Sandbox:
             except Exception:  # a bug of ours must not stop the economy: logged, skipped
                 log.exception("an inbox item could not be queued: %r", item)
 
-    def allow(self, agent: int | str) -> bool:
+    def allow(self, agent: int) -> bool:
         """Take a token from the agent's bucket (rate actions/s, up to burst at once)."""
-        now = time.monotonic()
         b = self.buckets.get(agent)
         if b is None:
-            b = self.buckets[agent] = Bucket(float(self.burst), now)
-        b.tokens = min(float(self.burst), b.tokens + (now - b.at) * self.rate)
-        b.at = now
-        if b.tokens < 1:
-            return False
-        b.tokens -= 1
-        return True
+            b = self.buckets[agent] = Bucket(float(self.burst), time.monotonic())
+        return _take(b, self.rate, self.burst)
+
+    def allow_source(self, source: str, cost: int = 1, *, admission: bool = False) -> bool:
+        """Take `cost` tokens from the source's bucket (source_rate requests/s, up to
+        source_burst at once; for admission requests a bucket of their own, ADMISSION_RATE/s
+        up to ADMISSION_BURST). At most MAX_SOURCES buckets: the least recently seen is
+        forgotten first (it starts again full), so memory is bounded whatever the sources."""
+        key = f"admit {source}" if admission else source
+        rate, burst = ((ADMISSION_RATE, ADMISSION_BURST) if admission
+                       else (self.source_rate, self.source_burst))
+        with self.counter_lock:
+            b = self.sources.get(key)
+            if b is None:
+                if len(self.sources) >= MAX_SOURCES:
+                    self.sources.popitem(last=False)
+                b = self.sources[key] = Bucket(float(burst), time.monotonic())
+            else:
+                self.sources.move_to_end(key)
+            return _take(b, rate, burst, cost)
 
     # ------------------------------------------------------------------ admission
+    def check_admission(self, req: Admission) -> None:
+        """Refuse (AdmissionRefused) a request that cannot be admitted, before it enters any
+        queue or the log: an unknown owner, an attestation the owner did not sign, a key
+        already admitted or already waiting."""
+        reg = self.k.state.registry
+        owner = reg.owners.get(req.owner)
+        if owner is None:
+            raise AdmissionRefused(404, "unknown_owner", f"no owner {req.owner} is admitted")
+        key = bytes.fromhex(req.public_key)
+        if not verify_signature(owner.public_key, bytes.fromhex(req.attestation),
+                                agent_attestation_bytes(req.owner, req.name, key)):
+            raise AdmissionRefused(401, "bad_attestation", f"the attestation is not owner "
+                                   f"{req.owner}'s signature over agent_attestation_bytes("
+                                   f"owner, name, public_key)")
+        if key in reg.keys:
+            raise AdmissionRefused(409, "key_in_use", "this public key was admitted before "
+                                   "(keys are never reused)")
+        if any(r.public_key == req.public_key for r in self.pending.values()):
+            raise AdmissionRefused(409, "already_waiting", "a request with this key waits "
+                                   "for a decision")
+        if self.admission == "approval" and len(self.pending) >= MAX_PENDING:
+            raise AdmissionRefused(503, "queue_full", f"{MAX_PENDING} admission requests wait "
+                                   f"for a decision; retry later")
+
     def ask(self, req: Admission) -> dict[str, Any]:
-        """An agent's admission request: queued for approval (and put on record), or
-        straight to the kernel."""
+        """An agent's admission request, checked, then queued for approval (and put on
+        record), or straight to the kernel."""
+        self.check_admission(req)
         if self.admission == "approval":
             req.id = self.next_request
             self.next_request += 1
@@ -345,9 +419,11 @@ class Sandbox:
     # ------------------------------------------------------------------ ticks
     def step(self) -> TickSummary:
         with self.lock:
-            self._drain()
             with self.counter_lock:
-                self.refused_this_tick = 0
+                refusals, self.refusals = self.refusals, Refusals()
+            if refusals.total:
+                self.operator_submit(refusals.record())
+            self._drain()
             summary = self.econ.step() if self.econ is not None else self.k.step()
             for d in self.k.log.last_committed:
                 self._view(d)
@@ -356,6 +432,8 @@ class Sandbox:
             messages = self._stream_messages(summary.tick)
         for sub, msg in messages:
             sub.loop.call_soon_threadsafe(_offer, sub, msg)
+        for w in self.witnesses:
+            w.wake.set()
         return summary
 
     def _view(self, d: dict[str, Any], startup: bool = False) -> None:
@@ -469,6 +547,79 @@ class Sandbox:
                 out.append((sub, {"type": "observation", "tick": tick,
                                   "observation": plain(self.k.observe(sub.agent))}))
         return out
+
+
+class WitnessFeed:
+    """Sends the economy's checkpoints to one witness (C2SP tlog-witness) from its own
+    thread, so a slow or absent witness never delays a tick: the latest checkpoint, with a
+    consistency proof from the last size the witness recorded, and its cosignature kept in
+    the store beside the checkpoint it cosigns."""
+
+    def __init__(self, box: Sandbox, url: str) -> None:
+        self.box, self.url = box, url
+        self.size = 0  # the size the witness recorded for this log, as far as we know
+        self.cosigned: int | None = None  # the last tick it cosigned
+        self.error: str | None = None
+        self.wake = threading.Event()
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        def run() -> None:
+            while not stop.is_set():
+                self.wake.wait(5.0)
+                self.wake.clear()
+                if not stop.is_set():
+                    self.send()
+        t = threading.Thread(target=run, daemon=True, name=f"sandbank-witness-{self.url}")
+        t.start()
+        return t
+
+    def send(self) -> bool:
+        """Offer the latest checkpoint to the witness once; True if it cosigned it."""
+        from sandbank.audit.log import subtree_hash
+        from sandbank.audit.merkle import consistency_proof
+        from sandbank.audit.witness import WitnessError, submit_synced
+
+        box = self.box
+        store = box.k.store
+        with box.lock:
+            cp = store.last_checkpoint()
+        if cp is None or cp.tick == self.cosigned:
+            return False
+
+        def proof(old: int) -> list[bytes]:
+            if not 0 < old <= cp.size:
+                return []
+            with box.lock:
+                return consistency_proof(old, cp.size, lambda a, b: subtree_hash(store, a, b))
+        try:
+            lines = submit_synced(self.url, cp.note, proof, self.size)
+        except WitnessError as e:
+            self.error = f"{type(e).__name__}: {e}"[:300]
+            recorded = getattr(e, "recorded_size", None)
+            if recorded is not None:
+                self.size = recorded
+            log.warning("witness %s: %s", self.url, self.error)
+            return False
+        with box.lock:
+            for line in lines.splitlines():
+                if line:
+                    store.add_cosignature(cp.tick, line)
+        self.size, self.cosigned, self.error = cp.size, cp.tick, None
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {"url": self.url, "cosigned_tick": self.cosigned, "size": self.size,
+                "error": self.error}
+
+
+def _take(b: Bucket, rate: float, burst: int, cost: int = 1) -> bool:
+    now = time.monotonic()
+    b.tokens = min(float(burst), b.tokens + (now - b.at) * rate)
+    b.at = now
+    if b.tokens < cost:
+        return False
+    b.tokens -= cost
+    return True
 
 
 def _offer(sub: Subscriber, msg: dict[str, Any]) -> None:

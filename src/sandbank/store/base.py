@@ -4,7 +4,10 @@ A store keeps, append-only:
 - entries:      (seq, tick, kind, body, leaf_hash), seq = 0, 1, 2, ... with no gaps;
 - nodes:        complete Merkle subtrees at levels 8, 16, ... (level, index, hash);
 - checkpoints:  (tick, size, root, state, note), one per tick;
-- contents:     (sha256, bytes): message texts whose hashes the entries carry.
+- contents:     (sha256, bytes): message texts whose hashes the entries carry;
+- action_index: (actor, nonce, first seq, count): which entries each signed action produced
+                (derived: `verify` rebuilds it from the entries and compares);
+- cosignatures: (tick, line): witnesses' cosignatures of checkpoints.
 Everything of one tick is written by `append_tick` in one transaction (group commit), so a
 crash loses at most the tick being written. A store never updates or deletes a row; the
 database itself refuses to (triggers), not only this code.
@@ -70,5 +73,12 @@ class Store(Protocol):
 
     # which entries each action produced (the `actions` of append_tick)
     def action_entries(self, actor: int, nonce: int) -> list[Entry]: ...
+
+    def action_index(self) -> Iterator[tuple[int, int, int, int]]: ...
+
+    # witnesses' cosignatures of checkpoints (tick, signature line)
+    def add_cosignature(self, tick: int, line: str) -> None: ...
+
+    def cosignatures(self, tick: int | None = None) -> list[tuple[int, str]]: ...
 
     def close(self) -> None: ...

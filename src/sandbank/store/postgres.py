@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 
 from sandbank.store.base import Entry, StoredCheckpoint, StoreError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 PAGE = 4096
-_TABLES = ("meta", "entries", "nodes", "checkpoints", "contents", "action_index")
+_TABLES = ("meta", "entries", "nodes", "checkpoints", "contents", "action_index", "cosignatures")
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (seq BIGINT PRIMARY KEY, tick BIGINT NOT NULL,
@@ -24,7 +24,10 @@ CREATE TABLE IF NOT EXISTS entries (seq BIGINT PRIMARY KEY, tick BIGINT NOT NULL
 CREATE TABLE IF NOT EXISTS nodes (id BIGINT PRIMARY KEY, hash BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS contents (sha256 BYTEA PRIMARY KEY, body BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS action_index (actor BIGINT NOT NULL, nonce BIGINT NOT NULL,
-    first_seq BIGINT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (actor, nonce, first_seq));
+    first_seq BIGINT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS action_index_by_actor ON action_index (actor, nonce);
+CREATE TABLE IF NOT EXISTS cosignatures (tick BIGINT NOT NULL, line TEXT NOT NULL,
+    PRIMARY KEY (tick, line));
 CREATE TABLE IF NOT EXISTS checkpoints (tick BIGINT PRIMARY KEY, size BIGINT NOT NULL,
     root BYTEA NOT NULL, state BYTEA NOT NULL, note TEXT NOT NULL);
 CREATE OR REPLACE FUNCTION sandbank_append_only() RETURNS trigger AS $$
@@ -212,6 +215,33 @@ class PostgresStore:
                 "ORDER BY first_seq", (actor, nonce)).fetchall():
             out.extend(self.entries(first, first + count))
         return out
+
+    @_errors
+    def action_index(self) -> Iterator[tuple[int, int, int, int]]:
+        """Every row of the action index, (actor, nonce, first seq, count), by first seq."""
+        after = -1
+        while True:  # pages by key: no cursor or transaction held open
+            rows = self._db.execute(
+                "SELECT actor, nonce, first_seq, count FROM action_index WHERE first_seq > %s "
+                "ORDER BY first_seq LIMIT %s", (after, PAGE)).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield tuple(r)
+            after = rows[-1][2]
+
+    @_errors
+    def add_cosignature(self, tick: int, line: str) -> None:
+        self._db.execute("INSERT INTO cosignatures VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                         (tick, line))
+
+    @_errors
+    def cosignatures(self, tick: int | None = None) -> list[tuple[int, str]]:
+        if tick is None:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT tick, line FROM cosignatures ORDER BY tick, line")]
+        return [tuple(r) for r in self._db.execute(
+            "SELECT tick, line FROM cosignatures WHERE tick = %s ORDER BY line", (tick,))]
 
     def close(self) -> None:
         self._db.close()

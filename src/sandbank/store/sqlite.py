@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 from sandbank.store.base import Entry, StoredCheckpoint, StoreError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
@@ -31,9 +31,14 @@ CREATE TABLE IF NOT EXISTS contents (
 CREATE TABLE IF NOT EXISTS action_index (  -- derived: which entries an action produced
     actor INTEGER NOT NULL,
     nonce INTEGER NOT NULL,
-    first_seq INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (actor, nonce, first_seq)
+    first_seq INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS action_index_by_actor ON action_index (actor, nonce);
+CREATE TABLE IF NOT EXISTS cosignatures (  -- witnesses' cosignatures of checkpoints
+    tick INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (tick, line)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     tick INTEGER PRIMARY KEY,
@@ -43,7 +48,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     note TEXT NOT NULL
 );
 """
-_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints", "contents", "action_index")
+_APPEND_ONLY = ("meta", "entries", "nodes", "checkpoints", "contents", "action_index",
+                "cosignatures")
 
 
 def _node_id(level: int, index: int) -> int:
@@ -58,7 +64,8 @@ def _damaged(method):
         def gen(self, *args, **kwargs):
             try:
                 yield from method(self, *args, **kwargs)
-            except sqlite3.DatabaseError as e:
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (a damaged schema's
+                # error message may not even decode)
                 raise StoreError(f"{self.path}: the log database is damaged ({e})") from e
         return gen
 
@@ -68,7 +75,7 @@ def _damaged(method):
             return method(self, *args, **kwargs)
         except sqlite3.IntegrityError:
             raise
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
             raise StoreError(f"{self.path}: the log database is damaged ({e})") from e
     return plain
 
@@ -103,7 +110,7 @@ class SQLiteStore:
             version = self._db.execute(
                 "SELECT value FROM meta WHERE key='schema_version'"
             ).fetchone()
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
             raise StoreError(f"{self.path} is not a readable sandbank log: {e}") from e
         if version is None or version[0] != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: unknown log schema version {version}")
@@ -229,6 +236,28 @@ class SQLiteStore:
                 "ORDER BY first_seq", (actor, nonce)).fetchall():
             out.extend(self.entries(first, first + count))
         return out
+
+    @_damaged
+    def action_index(self) -> Iterator[tuple[int, int, int, int]]:
+        """Every row of the action index, (actor, nonce, first seq, count), by first seq."""
+        cur = self._db.execute("SELECT actor, nonce, first_seq, count FROM action_index "
+                               "ORDER BY first_seq")
+        while rows := cur.fetchmany(4096):
+            yield from rows
+
+    # -- witnesses' cosignatures (kept beside the checkpoints they cosign)
+    @_damaged
+    def add_cosignature(self, tick: int, line: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO cosignatures VALUES (?, ?)", (tick, line))
+
+    @_damaged
+    def cosignatures(self, tick: int | None = None) -> list[tuple[int, str]]:
+        """(tick, signature line) of the witnesses' cosignatures, of one tick or all."""
+        if tick is None:
+            return self._db.execute("SELECT tick, line FROM cosignatures ORDER BY tick, line"
+                                    ).fetchall()
+        return self._db.execute("SELECT tick, line FROM cosignatures WHERE tick = ? ORDER BY "
+                                "line", (tick,)).fetchall()
 
     def close(self) -> None:
         self._db.close()

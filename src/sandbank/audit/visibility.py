@@ -1,0 +1,100 @@
+"""Who may read which log entry: public, the parties it names, or overseers only.
+
+The log file holds every entry in full (the operator's and the auditor's copy). What a live
+server hands out is gated by this table (docs/server.md lists every kind):
+
+- **public**: the registry (owners, agents, overseers, accounts), the run header, public
+  market data (orders, fills, market states, auctions opened and cleared), the task market,
+  the pricing games, governance, certificates, roles, reputation, rollbacks;
+- **parties**: private flows and an agent's own record — payments, ledger transfers, messages,
+  boundary crossings, sealed bids, stakes, refusals, status changes, traces: readable by
+  the identities the entry names (`parties`), by overseers and the operator;
+- **overseers**: oversight content — alerts (whose summaries quote hidden indicators),
+  breakers, tickets, caps, refusals at the server's door, admission records: overseers and
+  the operator only.
+
+An unknown kind is treated as `overseers` (fail closed). Every entry that is not public
+carries a `blind`: 128 bits derived from the operator's secret key and the entry's seq, so its
+leaf hash, which anyone may have (inclusion proofs work for everyone), is a hiding commitment:
+nobody can confirm a guess of its content (a payment's amount, say) against it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from hashlib import sha256
+from typing import Any
+
+PUBLIC, PARTIES, OVERSEERS = "public", "parties", "overseers"
+
+PUBLIC_KINDS = frozenset({
+    "run_started", "owner_registered", "agent_registered", "overseer_registered",
+    "account_opened", "market_state", "order_placed", "order_cancelled", "call_auction",
+    "auction_created", "auction_cleared", "task_posted", "task_bid", "task_awarded",
+    "task_expired", "subcontracted", "delivered", "judged", "disputed", "contract_settled",
+    "game_joined", "price_set", "prices_cleared", "policy_changed", "change_proposed",
+    "change_voted", "change_decided", "certificate_issued", "certification_changed",
+    "roles_assigned", "trusted_set", "reputation", "rolled_back", "action_disabled",
+})
+OVERSEER_KINDS = frozenset({
+    "alert", "breaker_tripped", "ticket_resolved", "cap_set", "request_refused",
+    "admission_recorded", "balances_restored",
+})
+PARTY_KINDS = frozenset({
+    "paid", "transfer", "message_sent", "external_pending", "external_sent",
+    "external_received", "external_denied", "hold_expired", "stake_changed",
+    "obligation_missed", "credit_line_set", "rejected", "agent_status_changed", "interrupted",
+    "auction_bid", "trace_recorded", "partitioned",
+})
+# fields that name the agents an entry is about (besides its actor)
+_PARTY_FIELDS = ("to", "agent", "worker")
+_PARTY_LISTS = ("recipients", "agents")
+
+
+def visibility(kind: str) -> str:
+    if kind in PUBLIC_KINDS:
+        return PUBLIC
+    if kind in PARTY_KINDS:
+        return PARTIES
+    return OVERSEERS
+
+
+def parties(d: dict[str, Any], holder_of: Any = None) -> set[int]:
+    """The identities an entry is about: its actor, the agents it names, and (with
+    `holder_of(account) -> id`) the holders of the accounts its transfer moves money between."""
+    out = {d.get("actor")}
+    for f in _PARTY_FIELDS:
+        if type(d.get(f)) is int:
+            out.add(d[f])
+    for f in _PARTY_LISTS:
+        if isinstance(d.get(f), list):
+            out.update(x for x in d[f] if type(x) is int)
+    if holder_of is not None:
+        for f in ("debit", "credit", "account"):
+            if type(d.get(f)) is int:
+                out.add(holder_of(d[f]))
+        for t in d.get("transfers") or ():
+            out.add(holder_of(t.get("debit")))
+            out.add(holder_of(t.get("credit")))
+    out.discard(None)
+    return out
+
+
+def may_read(d: dict[str, Any], reader: int | None, *, overseer: bool,
+             holder_of: Any = None) -> bool:
+    """May `reader` (an agent id, None for the public) read entry `d` in full? Overseers and
+    the operator read everything."""
+    v = visibility(d["kind"])
+    if v == PUBLIC or overseer:
+        return True
+    if v == PARTIES and reader is not None:
+        return reader in parties(d, holder_of)
+    return False
+
+
+def blinding_key(operator_seed: bytes) -> bytes:
+    return hmac.new(operator_seed, b"sandbank/blind/v1", sha256).digest()
+
+
+def blind(key: bytes, seq: int) -> str:
+    return hmac.new(key, seq.to_bytes(8, "big"), sha256).digest()[:16].hex()

@@ -26,13 +26,14 @@ def check_answer(app, method: str, path: str, status: int, body) -> None:
         model.model_validate(body)  # raises if the answer is not what the schema says
 
 
-def checked_client(app) -> TestClient:
+def checked_client(app, source: str = "testclient") -> TestClient:
+    """`source`: the client address the server sees (its per-source limits key on it)."""
     def hook(response) -> None:
         response.read()
         if response.headers.get("content-type", "").startswith("application/json"):
             check_answer(app, response.request.method, response.request.url.path,
                          response.status_code, response.json())
 
-    client = TestClient(app)
+    client = TestClient(app, client=(source, 50000))
     client.event_hooks = {"request": [], "response": [hook]}
     return client

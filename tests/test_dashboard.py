@@ -69,6 +69,19 @@ def test_dashboard_shows_trades_halts_and_verifies_proofs(tmp_path):
                 catch (e) { return e.message; }
             }""")
             assert "not in the signed tree" in verdict
+            # what the public gets of an overseers' entry: withheld, and still proven
+            verdict = page.evaluate("""async () => {
+                const recent = await (await fetch('/v1/entries/recent?limit=500')).json();
+                const hidden = recent.entries.find((e) => e.kind === 'withheld');
+                const b = await (await fetch('/v1/proof/' + hidden.seq)).json();
+                if (b.entry !== null) return 'served in full';
+                await window.sandbankVerify(b, document.getElementById('pinned').value);
+                b.leaf_hash = b.leaf_hash.replace(/^./, (c) => c === 'A' ? 'B' : 'A');
+                try { await window.sandbankVerify(b, document.getElementById('pinned').value);
+                      return 'a wrong leaf accepted'; }
+                catch (e) { return 'ok: ' + e.message; }
+            }""")
+            assert verdict.startswith("ok: ") and "not in the signed tree" in verdict
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             assert not errors, errors
         finally:

@@ -8,7 +8,7 @@ plus one pass over 32 bytes per record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from hashlib import sha256
 from typing import Any
 
@@ -29,17 +29,6 @@ class DigestMap:
     def delete(self, key: Hashable) -> None:
         self._dirty.pop(key, None)
         self._hashes.pop(key, None)
-
-    def recheck(self, live: Mapping[Hashable, Any]) -> list[Hashable]:
-        """The keys whose record in `live` (the mechanism's own container, key -> object)
-        differs from what this map last hashed, or that only one of them has: records changed
-        without an event (every change through an event touches its record)."""
-        self.digest()
-        rec, hashes = self._record, self._hashes
-        bad = [key for key, obj in live.items()
-               if hashes.get(key) != sha256(canonical_bytes(rec(obj))).digest()]
-        bad.extend(key for key in hashes if key not in live)
-        return bad
 
     def digest(self) -> bytes:
         if self._dirty:

@@ -161,30 +161,6 @@ class EconomyState:
         return sha256(FULL_DIGEST_DOMAIN + self.digest()
                       + b"".join(parts[n] for n in self.PARTS)).digest()
 
-    def recheck(self) -> list[str]:
-        """Every record the incremental digest keeps, rehashed from the mechanisms' own
-        containers: the records (at most 10 named) that changed without an event. Cheaper
-        than the full-state digest (no history), for a run to check itself at its end."""
-        led, reg, ex, tk, c = self.ledger, self.registry, self.exchange, self.tasks, self.controls
-        maps = (
-            ("ledger.accounts", led._account_digest, led.accounts),
-            ("ledger.holds", led._hold_digest, {k: (k, h) for k, h in led.holds.items()}),
-            ("registry.owners", reg._owner_digest, reg.owners),
-            ("registry.agents", reg._agent_digest, reg.agents),
-            ("exchange.markets", ex._markets_digest, ex.markets),
-            ("exchange.orders", ex._orders_digest, ex.orders),
-            ("tasks.tasks", tk._task_digest, tk.tasks),
-            ("tasks.contracts", tk._contract_digest, tk.contracts),
-            ("auctions.auctions", self.auctions._digest, self.auctions.auctions),
-            ("pricing.games", self.pricing._digest, self.pricing.games),
-            ("controls.tickets", c._tickets, c.tickets),
-            ("controls.overseers", c._overseers, c.overseers),
-        )
-        out: list[str] = []
-        for name, digest_map, live in maps:
-            out.extend(f"{name}[{key!r}]" for key in digest_map.recheck(live))
-        return out[:10]
-
     def check_invariants(self) -> None:
         self.ledger.check_invariants()
         self.exchange.check()

@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_lab.py
 	$(BIN)/python bench/bench_collusion.py
 	$(BIN)/python bench/bench_oversight.py
+	$(BIN)/python bench/bench_digest.py
 	$(BIN)/python bench/bench_server.py --kill
 
 clean:

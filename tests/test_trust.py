@@ -247,15 +247,15 @@ def test_a_flood_of_unsigned_requests_grows_the_log_by_one_bounded_entry_a_tick(
                                                  "asset": "CRD", "amount": 1, "memo": junk,
                                                  "nonce": 1, "signature": "ab" * 64})
             assert r.status_code in (400, 401)
-        r = client.post("/v1/actions/batch", json={"actions": [
-            {"kind": "teleport", "actor": victim, "junk": "y" * 100}] * 500})
+        r = client.post("/v1/actions/batch", json={"actions": [  # quoted in messages: escapes
+            {"kind": "pay", "actor": victim, "\u0001\"\\é" * 50: 1}] * 500})
         assert r.status_code == 202 and r.json()["queued"] == 0
         box.step()
         refusal = [orjson.loads(e.body) for e in box.k.store.entries(before)
                    if e.kind == "request_refused"]
         per_tick.append((len(refusal), len(orjson.dumps(refusal))))
         assert refusal[0]["total"] == 600 and refusal[0]["actor"] == 0
-    assert all(n == 1 and size < 8_000 for n, size in per_tick), per_tick
+    assert all(n == 1 and size < 10_000 for n, size in per_tick), per_tick  # docs/server.md
     assert box.k.state.registry.agents[victim].status == "active"
     assert not any(d["kind"] == "rejected" and d["actor"] == victim for d in entries_of(box))
 

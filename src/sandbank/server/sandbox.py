@@ -103,8 +103,10 @@ class Refusals:
         self.total += 1
         if len(self.samples) < REFUSAL_SAMPLES:
             who = "" if claimed is None else f" claimed {str(claimed)[:24]}"
-            self.samples.append(f"{source[:64]} {endpoint} {code}{who}: {detail}"
-                                [:REFUSAL_SAMPLE_CHARS])
+            text = f"{source[:64]} {endpoint} {code}{who}: {detail}"[:REFUSAL_SAMPLE_CHARS]
+            # printable ASCII only, nothing JSON escapes: a sample is at most its length in bytes
+            self.samples.append("".join(c if " " <= c <= "~" and c not in '"\\' else "?"
+                                        for c in text))
 
     def record(self) -> RecordRefusal:
         return RecordRefusal(actor=OPERATOR, counts=dict(self.counts), total=self.total,

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.keys
 
 from conftest import Economy  # noqa: E402
 from sandbank.audit.replay import replay_log  # noqa: E402

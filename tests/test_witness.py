@@ -419,11 +419,12 @@ def test_key_file_is_created_0600_and_bad_options_are_clear_value_errors(tmp_pat
     assert bytes.fromhex(path.read_text().strip()) == key.seed_bytes()
     assert load_or_create_key(path).public == key.public  # kept, not replaced
     (tmp_path / "bad.key").write_text("not hex\n")
+    (tmp_path / "a-file").write_text("not a folder")
     log_opt = f"{ORIGIN}={verifier_key(LOG_NAME, LOG_KEY.public)}"
     for key_file, logs, match in [
         (tmp_path / "bad.key", [log_opt], "64 hex characters"),
-        (tmp_path, [log_opt], "cannot read the witness key file"),
-        (tmp_path / "nodir" / "w.key", [log_opt], "cannot create the witness key file"),
+        (tmp_path, [log_opt], "the witness key file .* is a directory"),
+        (tmp_path / "a-file" / "w.key", [log_opt], "cannot create the witness key file"),
         (path, ["no-equals-sign"], "ORIGIN=NAME"),
         (path, [f"{ORIGIN}=a+b+c"], "not a verifier key"),
         (path, [], "at least one --log"),

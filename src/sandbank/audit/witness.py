@@ -53,7 +53,6 @@ import binascii
 import json
 import os
 import re
-import secrets
 import sqlite3
 import sys
 import threading
@@ -645,24 +644,7 @@ def parse_log_option(text: str) -> tuple[str, tuple[str, bytes]]:
 def load_or_create_key(path: str | os.PathLike[str]) -> SigningKey:
     """The Ed25519 key whose seed is the 64 hex characters in `path`, created (mode 0600)
     if the file does not exist. ValueError if it cannot be read or is not such a seed."""
-    path = os.fspath(path)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise ValueError(f"cannot create the witness key file {path}: {e.strerror}") from e
-    else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-    try:
-        with open(path) as f:
-            text = f.read(1024).strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read the witness key file {path}: {e}") from e
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
-        raise ValueError(f"{path}: a witness key file holds an Ed25519 seed as 64 hex characters")
-    return SigningKey.from_seed(bytes.fromhex(text))
+    return SigningKey.load(path, what="witness key file")  # KeyFileError is a ValueError
 
 
 def build_witness(key_file: str | os.PathLike[str], state: str | os.PathLike[str],

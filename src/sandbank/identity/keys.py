@@ -50,6 +50,13 @@ class SigningKey:
             raise ValueError("an Ed25519 seed is 32 bytes")
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, create: bool = True,
+             what: str = "key file") -> SigningKey:
+        """The key whose seed is in `path` (64 hex characters), created (mode 0600) if absent
+        and `create`; KeyFileError names the file otherwise."""
+        return cls.from_seed(read_secret_file(path, create=create, what=what))
+
     def seed_bytes(self) -> bytes:
         return self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
@@ -69,6 +76,41 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
 
 class KeyFileError(ValueError):
     """A key file that cannot be read or used; the message names the file and the fix."""
+
+
+def read_secret_file(path: str | os.PathLike[str], *, create: bool = True,
+                     what: str = "key file") -> bytes:
+    """32 secret bytes kept as 64 hex characters in `path`: a run secret, or an Ed25519 seed
+    (an agent's, an owner's, a witness's key). Created from OS randomness with mode 0600 if
+    absent and `create` (O_EXCL: never over another file). KeyFileError names the file."""
+    p = Path(path)
+    if p.is_dir():
+        raise KeyFileError(f"the {what} {p} is a directory: name a file")
+    if not p.exists():
+        if not create:
+            raise KeyFileError(f"no {what} at {p}")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise KeyFileError(f"cannot create the {what} {p}: {e.strerror or e}") from None
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # created meanwhile by another process: read that one
+            pass
+        except OSError as e:
+            raise KeyFileError(f"cannot create the {what} {p}: {e.strerror}") from None
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+    try:
+        raw = bytes.fromhex(p.read_text()[:200].strip())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) else "it does not hold 64 hex characters"
+        raise KeyFileError(f"cannot read the {what} {p}: {why}") from None
+    if len(raw) != 32:
+        raise KeyFileError(f"the {what} {p} holds {len(raw)} bytes; it must hold 32 (64 hex "
+                           f"characters)")
+    return raw
 
 
 class RunSecret:
@@ -91,32 +133,7 @@ class RunSecret:
     def load(cls, path: str | os.PathLike[str], *, create: bool = True) -> RunSecret:
         """The secret in `path` (64 hex characters); created from OS randomness with mode 0600
         if absent and `create`. Raises KeyFileError naming the file otherwise."""
-        p = Path(path)
-        if p.is_dir():
-            raise KeyFileError(f"--key-file {p} is a directory: name a file")
-        if not p.exists():
-            if not create:
-                raise KeyFileError(f"no key file at {p}")
-            try:
-                p.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # created meanwhile by another process: read that one
-                pass
-            except OSError as e:
-                raise KeyFileError(f"cannot create the key file {p}: {e.strerror}") from None
-            else:
-                with os.fdopen(fd, "w") as f:
-                    f.write(secrets.token_hex(cls.SIZE) + "\n")
-        try:
-            text = p.read_text().strip()
-            raw = bytes.fromhex(text)
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            why = e.strerror if isinstance(e, OSError) else "it does not hold 64 hex characters"
-            raise KeyFileError(f"cannot read the key file {p}: {why}") from None
-        if len(raw) != cls.SIZE:
-            raise KeyFileError(f"the key file {p} holds {len(raw)} bytes; a run secret is "
-                               f"{cls.SIZE} bytes (64 hex characters)")
-        return cls(raw)
+        return cls(read_secret_file(path, create=create))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the secret to a new file, mode 0600 (refuses to overwrite)."""

@@ -808,17 +808,8 @@ def open_store(db: str, schema: str = "public") -> Any:
 
 
 def load_key(path: str) -> SigningKey:
-    """The operator's key, kept in a file (created, mode 0600, on first use): the same key
-    must sign the log across restarts."""
-    import os
-    import secrets
-
-    if not os.path.exists(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    with open(path) as f:
-        return SigningKey.from_seed(bytes.fromhex(f.read().strip()))
+    """A key kept in a file (an agent's, an owner's: created, mode 0600, on first use)."""
+    return SigningKey.load(path)
 
 
 def ticker(box: Sandbox, seconds: float, stop: threading.Event,

@@ -581,6 +581,11 @@ def test_a_served_economy_is_cosigned_by_a_witness_that_refuses_its_fork_and_tru
             srv.wait_tick(12)
             w = witness_status(srv, lambda w: (w["cosigned_tick"] or 0) >= 10)
             assert w["error"] is None
+            from sandbank.client import Client, ClientError
+
+            c = Client(srv.url, pinned_key=log_key, witness_key=wvkey)  # pinned to the witness
+            cp = c.checkpoint()
+            assert c.cosigned is not None and c.cosigned.size <= cp.size
         log = tmp_path / "live.db"
         res = runner.invoke(cli, ["verify", str(log), "--witness-key", wvkey])
         assert res.exit_code == 0 and "cosigned by the witness test.witness" in res.output
@@ -619,6 +624,9 @@ def test_a_served_economy_is_cosigned_by_a_witness_that_refuses_its_fork_and_tru
             w = witness_status(fork, lambda w: w["error"] is not None and "422" in w["error"]
                                and httpx.get(f"{fork.url}/v1/status").json()["entries"] > recorded)
             assert w["cosigned_tick"] is None
+            with pytest.raises(ClientError) as e:
+                Client(fork.url, pinned_key=log_key, witness_key=wvkey).checkpoint()
+            assert e.value.code == "not_cosigned"  # a client pinned to the witness refuses it
         assert fetch_latest(url, origin) == latest  # the witness kept the first history
     finally:
         witness.kill()

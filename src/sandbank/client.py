@@ -37,7 +37,11 @@ class ClientError(RuntimeError):
 
 class Client:
     def __init__(self, base_url: str = "", *, pinned_key: str | None = None,
-                 http: httpx.Client | None = None, timeout: float = 10.0) -> None:
+                 witness_key: str | None = None, http: httpx.Client | None = None,
+                 timeout: float = 10.0) -> None:
+        """`pinned_key`: the operator's verifier key (refuse a server signing with another);
+        `witness_key`: a witness's verifier key — `checkpoint()` then also requires the log
+        to extend the latest checkpoint that witness cosigned."""
         self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
         status = self._get("/v1/status")
         if pinned_key is not None and status["operator_key"] != pinned_key:
@@ -45,6 +49,12 @@ class Client:
                               "one pinned")
         self.operator_key = status["operator_key"]
         self.seen: Any = None  # the last checkpoint this client verified
+        self.witness = None
+        if witness_key is not None:
+            from sandbank.audit.witness import parse_witness_key
+
+            self.witness = parse_witness_key(witness_key)
+        self.cosigned: Any = None  # the last cosigned checkpoint this client checked
 
     def checkpoint(self) -> Any:
         """The latest signed checkpoint, checked against the operator's key and proven
@@ -62,8 +72,39 @@ class Client:
         if self.seen is not None and base64.b64decode(bundle["old_root"]) != self.seen.root:
             raise ClientError(0, "inconsistent_log", f"the first {old} entries have another "
                               f"root than the checkpoint seen before: the log was rewritten")
+        if self.witness is not None:
+            self._witnessed(cp, name, key)
         self.seen = cp
         return cp
+
+    def _witnessed(self, cp: Any, name: str, key: bytes) -> None:
+        """The latest checkpoint the pinned witness cosigned: its cosignature valid, and the
+        log of `cp` consistent with it (what the witness saw is a prefix of what we see)."""
+        import base64
+
+        from sandbank.audit.checkpoint import NoteError
+        from sandbank.audit.witness import open_cosignature
+
+        note = self._get("/v1/checkpoint").get("cosigned")
+        if note is None:
+            raise ClientError(0, "not_cosigned", "no checkpoint of this log is cosigned by the "
+                              "pinned witness yet")
+        try:
+            cosigned, _ = open_cosignature(note, *self.witness)
+        except NoteError as e:
+            raise ClientError(0, "not_cosigned", f"the cosigned checkpoint: {e}") from None
+        if cosigned.size > cp.size:
+            raise ClientError(0, "inconsistent_log", f"the witness cosigned {cosigned.size} "
+                              f"entries, the log shows {cp.size}: it was truncated")
+        bundle = self._get("/v1/consistency", params={"old_size": cosigned.size})
+        try:
+            check_bundle(bundle, name, key)
+        except ValueError as e:
+            raise ClientError(0, "inconsistent_log", str(e)) from None
+        if base64.b64decode(bundle["old_root"]) != cosigned.root:
+            raise ClientError(0, "inconsistent_log", "the log is not the one the witness "
+                              "cosigned (a fork)")
+        self.cosigned = cosigned
 
     def _check(self, r: httpx.Response) -> Any:
         if r.status_code >= 400:

@@ -255,7 +255,7 @@ def _kept(note: str | None, key_name: str, key: bytes, origin: str) -> Checkpoin
 def _check_cosignatures(store: Store, witness: tuple[str, bytes]) -> int:
     """Every cosignature by `witness` the log keeps must be valid for its tick's checkpoint;
     returns how many checkpoints it cosigned (at least one, or the check fails)."""
-    from sandbank.audit.witness import open_cosignature
+    from sandbank.audit.witness import add_cosignature, open_cosignature
 
     name, public = witness
     n = 0
@@ -266,7 +266,7 @@ def _check_cosignatures(store: Store, witness: tuple[str, bytes]) -> int:
         if cp is None:
             raise _Bad(f"a cosignature by {name} names tick {tick}, which has no checkpoint")
         try:
-            open_cosignature(cp.note.rstrip("\n") + "\n" + line + "\n", name, public)
+            open_cosignature(add_cosignature(cp.note, line), name, public)
         except NoteError as e:
             raise _Bad(f"the cosignature by {name} of tick {tick} is not valid: {e}",
                        checkpoint=tick) from None

@@ -605,11 +605,22 @@ def create_app(box: Sandbox) -> Any:
     @app.get("/v1/checkpoint", responses=M.answers(M.CheckpointDoc, 200),
               tags=["audit"])
     def checkpoint() -> dict:
+        """The latest signed checkpoint, and the latest one a witness cosigned (`cosigned`:
+        the note with the witnesses' cosignature lines; null without witnesses)."""
+        from sandbank.audit.witness import add_cosignature
+
         with box.lock:
             cp = k.store.last_checkpoint()
             if cp is None:
                 raise Problem(404, "no_checkpoint", "nothing committed yet")
-            return {"tick": cp.tick, "size": cp.size, "root": cp.root.hex(), "note": cp.note}
+            found = k.store.last_cosigned()
+            cosigned = None
+            if found is not None:
+                cosigned = k.store.checkpoint(found[0]).note
+                for line in found[1]:
+                    cosigned = add_cosignature(cosigned, line + "\n")
+            return {"tick": cp.tick, "size": cp.size, "root": cp.root.hex(), "note": cp.note,
+                    "cosigned": cosigned}
 
     @app.get("/v1/proof/{seq}", responses=M.answers(M.InclusionBundle, 200),
               tags=["audit"])

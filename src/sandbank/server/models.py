@@ -170,6 +170,7 @@ class CheckpointDoc(_Doc):
     size: int
     root: str
     note: str  # the C2SP signed note
+    cosigned: str | None = None  # the latest checkpoint a witness cosigned, with its cosignatures
 
 
 class InclusionBundle(_Doc):

@@ -236,6 +236,13 @@ class PostgresStore:
                          (tick, line))
 
     @_errors
+    def last_cosigned(self) -> tuple[int, list[str]] | None:
+        row = self._db.execute("SELECT max(tick) FROM cosignatures").fetchone()
+        if row is None or row[0] is None:
+            return None
+        return row[0], [line for _, line in self.cosignatures(row[0])]
+
+    @_errors
     def cosignatures(self, tick: int | None = None) -> list[tuple[int, str]]:
         if tick is None:
             return [tuple(r) for r in self._db.execute(

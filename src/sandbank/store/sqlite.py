@@ -251,6 +251,14 @@ class SQLiteStore:
         self._db.execute("INSERT OR IGNORE INTO cosignatures VALUES (?, ?)", (tick, line))
 
     @_damaged
+    def last_cosigned(self) -> tuple[int, list[str]] | None:
+        """The latest cosigned tick and its cosignature lines (None if none)."""
+        row = self._db.execute("SELECT max(tick) FROM cosignatures").fetchone()
+        if row is None or row[0] is None:
+            return None
+        return row[0], [line for _, line in self.cosignatures(row[0])]
+
+    @_damaged
     def cosignatures(self, tick: int | None = None) -> list[tuple[int, str]]:
         """(tick, signature line) of the witnesses' cosignatures, of one tick or all."""
         if tick is None:

@@ -329,14 +329,19 @@ def test_the_action_index_attributes_entries_exactly_even_without_a_server():
     k.submit(ok)
     k.submit(bad)
     client.post("/v1/tick", headers=OP)
-    for nonce in (1, 2):
-        found = client.get("/v1/entries", params={"actor": 1, "nonce": nonce}).json()["entries"]
+    for nonce in (1, 2):  # (the operator reads every action's entries)
+        found = client.get("/v1/entries", params={"actor": 1, "nonce": nonce},
+                           headers=OP).json()["entries"]
         assert len(found) == 1, found
-    assert client.get("/v1/entries", params={"actor": 1, "nonce": 3}).json() == {"entries": []}
+    assert client.get("/v1/entries", params={"actor": 1, "nonce": 3},
+                      headers=OP).json() == {"entries": []}
+    r = client.get("/v1/entries", params={"actor": 1, "nonce": 1})  # a stranger: not its action
+    assert r.status_code == 403 and r.json()["code"] == "not_your_action"
     # ticks run while no server was up: the kernel wrote the index with each tick
     late = PlaceOrder(actor=2, asset="WGT", side="sell", qty=1, price=5).signed(keys[2], 1)
     k.submit(late)
     k.step()
     restarted = TestClient(create_app(Sandbox(k, client.box.secret, "op-secret")))
-    found = restarted.get("/v1/entries", params={"actor": 2, "nonce": 1}).json()["entries"]
+    found = restarted.get("/v1/entries", params={"actor": 2, "nonce": 1},
+                          headers=OP).json()["entries"]
     assert len(found) == 1 and found[0]["tick"] == k.tick

@@ -25,6 +25,9 @@ out = Console()
 err = Console(stderr=True)
 
 
+MAX_INT = 2**53 - 1  # what the log's integers can hold
+
+
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
@@ -55,13 +58,24 @@ def _open(log: Path) -> SQLiteStore:
         raise  # unreachable
 
 
+def _key_text(key: str, what: str) -> str:
+    """A verifier key given on the command line, or the file holding one."""
+    if not Path(key).is_file():
+        return key
+    try:
+        return Path(key).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"cannot read the {what} file {key}: {e}")
+        raise
+
+
 def _pinned(key: str | None) -> tuple[str, bytes] | None:
     if key is None:
         return None
     from sandbank.audit.checkpoint import NoteError, parse_verifier_key
 
     try:
-        return parse_verifier_key(Path(key).read_text() if Path(key).is_file() else key)
+        return parse_verifier_key(_key_text(key, "--key"))
     except NoteError as e:
         _fail(str(e))
         raise
@@ -278,9 +292,10 @@ def serve(
                                          "(created, mode 0600, if absent; default: run.key "
                                          "beside the SQLite log, runs/live/run.key with "
                                          "PostgreSQL). Never share it"),
-    witness: list[str] = typer.Option([], help="a witness's URL (`sandbank witness`): every "
-                                      "checkpoint is sent to it with a consistency proof and "
-                                      "its cosignature kept (repeat for several)"),
+    witness: list[str] = typer.Option([], help="URL=WITNESS_KEY: a witness (`sandbank "
+                                      "witness`) and its verifier key: every checkpoint is sent "
+                                      "to it with a consistency proof, and its cosignature kept "
+                                      "if it verifies (repeat for several)"),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000, min=1, max=65535),
     tick_seconds: float = typer.Option(1.0, min=0.0, help="advance a tick this often "
@@ -293,10 +308,12 @@ def serve(
     admission: str = typer.Option("open", help="open | approval | stake"),
     endow: str = typer.Option("", help="what each agent admitted through the API receives, "
                               "e.g. CRD=10000,WGT=50 (default: the scenario's endowment)"),
-    stake: int = typer.Option(0, min=0, help="with --admission stake: fee-asset units of the "
+    stake: int = typer.Option(0, min=0, max=MAX_INT, help="with --admission stake: fee-asset units of the "
                               "endowment held as a bond, forfeited on termination"),
-    rate: float = typer.Option(50.0, help="actions per second per identity (token bucket)"),
-    burst: int = typer.Option(200, help="bucket size: actions one identity may send at once"),
+    rate: float = typer.Option(50.0, min=0.001, max=1e6,
+                               help="actions per second per identity (token bucket)"),
+    burst: int = typer.Option(200, min=1, max=10**7,
+                              help="bucket size: actions one identity may send at once"),
 ) -> None:
     """Run one economy live over HTTP, WebSocket and (through `sandbank mcp`) MCP. Secrets
     come from the environment: SANDBANK_OPERATOR_TOKEN (required) and SANDBANK_OVERSEER_TOKEN
@@ -324,6 +341,22 @@ def serve(
         raise
     from sandbank.server.sandbox import ADMISSION
 
+    witnesses = []
+    for option in witness:
+        from sandbank.audit.checkpoint import NoteError
+        from sandbank.audit.witness import parse_witness_key
+
+        url, _, vkey = option.partition("=")
+        if not url.startswith(("http://", "https://")) or not vkey:
+            _fail(f"--witness {option!r}: write URL=WITNESS_KEY, the URL http(s)://…")
+        try:
+            witnesses.append((url, parse_witness_key(vkey)))
+        except (NoteError, ValueError) as e:
+            _fail(f"--witness {option!r}: {e}")
+    import math
+
+    if not math.isfinite(rate):
+        _fail("--rate must be a finite number of actions per second")
     if admission not in ADMISSION:  # before anything is written
         _fail(f"--admission must be one of {', '.join(ADMISSION)}")
     if admission == "stake" and not stake:
@@ -382,7 +415,7 @@ def serve(
                       f"rebuilt by replay)")
         box = Sandbox(k, secret, token, econ=econ, admission=admission, endowment=endowment,
                       stake=stake, overseer_token=overseer_token, rate=rate, burst=burst,
-                      witnesses=witness)
+                      witnesses=witnesses)
         if not postgres:
             k.log.checkpoint_file = Path(db).parent / "checkpoint.txt"
     except (ConfigError, IndexError, SetupError) as e:
@@ -411,7 +444,10 @@ def serve(
     out.print(f"serving on http://{host}:{port} (dashboard /dashboard, API /docs); log: {db}; "
               f"admission {admission}", highlight=False)
     try:
-        uvicorn.run(create_app(box), host=host, port=port, log_level="warning")
+        # the source of a request is its TCP peer: a forwarded-for header is the caller's say-so
+        # (uvicorn would believe it from loopback), and per-source limits key on the source
+        uvicorn.run(create_app(box), host=host, port=port, log_level="warning",
+                    proxy_headers=False, forwarded_allow_ips="")
     finally:
         stop.set()
         with box.lock:
@@ -455,7 +491,7 @@ def mcp(
     name: str | None = typer.Option(None, help="first run: the agent's name"),
     pin: str | None = typer.Option(None, help="the operator's verifier key to pin"),
     transport: str = typer.Option("stdio", help="stdio | streamable-http"),
-    port: int = typer.Option(8765, help="with streamable-http: the loopback port"),
+    port: int = typer.Option(8765, min=1, max=65535, help="with streamable-http: the loopback port"),
 ) -> None:
     """Be one agent of a live sandbox as an MCP server (tools and resources), for an MCP
     client (an LLM) to act through. The key stays here; see docs/server.md (trust model)."""
@@ -538,8 +574,7 @@ def verify(
         from sandbank.audit.witness import parse_witness_key
 
         try:
-            witness = parse_witness_key(Path(witness_key).read_text()
-                                        if Path(witness_key).is_file() else witness_key)
+            witness = parse_witness_key(_key_text(witness_key, "--witness-key"))
         except (NoteError, ValueError) as e:
             _fail(f"--witness-key: {e}")
     kept = None
@@ -626,10 +661,10 @@ def replay(log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"))
 @_store_errors
 def proof(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
-    entry: int | None = typer.Option(None, help="inclusion proof for this entry (seq)"),
-    from_size: int | None = typer.Option(None, "--from",
+    entry: int | None = typer.Option(None, min=0, max=MAX_INT, help="inclusion proof for this entry (seq)"),
+    from_size: int | None = typer.Option(None, "--from", min=0, max=MAX_INT,
                                             help="consistency proof from this tree size"),
-    tick: int | None = typer.Option(None, help="prove against this tick's checkpoint "
+    tick: int | None = typer.Option(None, min=0, max=MAX_INT, help="prove against this tick's checkpoint "
                                        "(default: the latest)"),
 ) -> None:
     """Print a proof bundle (JSON) that a third party checks with `sandbank check-proof`."""
@@ -663,9 +698,13 @@ def check_proof(
 
     text = sys.stdin.read() if str(bundle_file) == "-" else None
     if text is None:
-        if not bundle_file.exists():
-            _fail(f"no file at {bundle_file}")
-        text = bundle_file.read_text()
+        if not bundle_file.is_file():
+            _fail(f"no file at {bundle_file}" if not bundle_file.exists()
+                  else f"{bundle_file} is not a file")
+        try:
+            text = bundle_file.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            _fail(f"cannot read {bundle_file}: {e}")
     try:
         bundle = json.loads(text)
     except json.JSONDecodeError as e:
@@ -694,8 +733,9 @@ def check_proof(
 @_store_errors
 def provenance(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
-    entry: int = typer.Option(..., help="the event (seq) to explain"),
-    limit: int = typer.Option(50, help="print at most this many events per direction"),
+    entry: int = typer.Option(..., min=0, max=MAX_INT, help="the event (seq) to explain"),
+    limit: int = typer.Option(50, min=1, max=MAX_INT,
+                              help="print at most this many events per direction"),
 ) -> None:
     """Show the causal ancestors and descendants of one event."""
     from sandbank.audit.provenance import Provenance
@@ -724,8 +764,9 @@ def provenance(
 @_store_errors
 def inspect(
     log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"),
-    entry: int | None = typer.Option(None, help="print this entry"),
-    alert: int | None = typer.Option(None, help="investigate this alert: its incident"),
+    entry: int | None = typer.Option(None, min=0, max=MAX_INT, help="print this entry"),
+    alert: int | None = typer.Option(None, min=1, max=MAX_INT,
+                                     help="investigate this alert: its incident"),
     explain: bool = typer.Option(False, help="with --entry: investigate that event"),
     out_dir: Path | None = typer.Option(None, "--out", help="write incident.json (with "
                                         "inclusion proofs) and incident.html here"),
@@ -749,6 +790,8 @@ def inspect(
         store.close()
         out.print(render_text(inc), highlight=False)
         if out_dir is not None:
+            if out_dir.exists() and not out_dir.is_dir():
+                _fail(f"--out {out_dir} is a file, not a folder")
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "incident.json").write_text(json.dumps(inc.to_json(), indent=1) + "\n")
             (out_dir / "incident.html").write_text(render_html(inc))
@@ -770,7 +813,13 @@ def inspect(
     if header is None or last is None:
         _fail("the log is empty", 1)
     assert header is not None and last is not None
-    h = json.loads(header.body)
+    try:
+        h = json.loads(header.body)
+        h["origin"], h["seed"], h["version"], h["safeguards"].items()  # noqa: B018
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        _fail(f"entry 0 is not a run header ({type(e).__name__}); `sandbank verify` says "
+              f"what is wrong with this log", 1)
+        raise
     out.print(f"origin {h['origin']} · seed {h['seed']} · sandbank {h['version']} · "
               f"{last.size:,} entries · last tick {last.tick}")
     t = Table("safeguard", "layer", "enabled")

@@ -100,6 +100,10 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None, progress=None,
         tick_start = 0
         check_nodes = _NodeChecker(store)
         for cp in store.checkpoints():
+            if not (type(cp.tick) is int and type(cp.size) is int and type(cp.root) is bytes
+                    and type(cp.state) is bytes and type(cp.note) is str):
+                raise _Bad(f"checkpoint row {cp.tick!r}: a column of the wrong type (altered)",
+                           checkpoint=cp.tick if type(cp.tick) is int else None)
             try:
                 note = open_checkpoint(cp.note, key_name, key)
             except NoteError as e:
@@ -116,7 +120,7 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None, progress=None,
             tick_start = r.size
             prefix = r.hashes
             in_tick = []  # checked against their columns, contents and index once the root holds
-            while next_entry is not None and next_entry.tick <= cp.tick:
+            while next_entry is not None and _row_ok(next_entry) and next_entry.tick <= cp.tick:
                 e = next_entry
                 if e.seq != expected_seq:
                     raise _Bad(f"entry {expected_seq} is missing (next stored entry is {e.seq})",
@@ -198,8 +202,21 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None, progress=None,
                             b.checkpoint)
     except StoreError as e:
         return VerifyReport(False, r.size, n_cp, None, origin, key, key_name, str(e))
+    except Exception as e:  # a row of a shape no check foresaw is a finding, not a crash
+        return VerifyReport(False, r.size, n_cp, None, origin, key, key_name,
+                            f"the store holds a row this log format never writes "
+                            f"({type(e).__name__}: {e}); near entry {r.size}", r.size)
     return VerifyReport(True, r.size, n_cp, r.root(), origin, key, key_name, extends=extends,
                         cosigned=cosigned)
+
+
+def _row_ok(e) -> bool:
+    """An entry row whose columns have the types the store writes (else: altered)."""
+    if type(e.seq) is int and type(e.tick) is int and type(e.kind) is str \
+            and type(e.body) is bytes and type(e.leaf_hash) is bytes:
+        return True
+    raise _Bad(f"entry row {e.seq!r}: a column of the wrong type (altered)",
+               entry=e.seq if type(e.seq) is int else None)
 
 
 def _body(e) -> dict:
@@ -232,6 +249,9 @@ def _check_content(store: Store, seq: int, digest, size) -> None:
     except (TypeError, ValueError):
         raise _Bad(f"entry {seq}: its content digest is not hex", entry=seq) from None
     body = store.content(raw)
+    if body is not None and type(body) is not bytes:
+        raise _Bad(f"entry {seq}: the stored content {digest[:16]}… is not bytes (altered)",
+                   entry=seq)
     if body is None:
         raise _Bad(f"entry {seq}: the content it refers to ({digest[:16]}…) is missing",
                    entry=seq)

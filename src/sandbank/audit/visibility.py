@@ -38,12 +38,12 @@ PUBLIC_KINDS = frozenset({
 })
 OVERSEER_KINDS = frozenset({
     "alert", "breaker_tripped", "ticket_resolved", "cap_set", "request_refused",
-    "admission_recorded", "balances_restored",
+    "admission_recorded", "balances_restored", "interrupted",
 })
 PARTY_KINDS = frozenset({
     "paid", "transfer", "message_sent", "external_pending", "external_sent",
     "external_received", "external_denied", "hold_expired", "stake_changed",
-    "obligation_missed", "credit_line_set", "rejected", "agent_status_changed", "interrupted",
+    "obligation_missed", "credit_line_set", "rejected", "agent_status_changed",
     "auction_bid", "trace_recorded", "partitioned",
 })
 # fields that name the agents an entry is about (besides its actor)

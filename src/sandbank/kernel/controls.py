@@ -439,7 +439,9 @@ def trip_breaker(k: Kernel, a: TripBreaker, tick: int) -> list[Event]:
     out: list[Event] = [ev]
     if a.level == "freeze":
         for agent in agents:
-            out += freeze_agent(k, agent, a.actor, f"ticket {ticket}: {a.reason}"[:500], tick)
+            # the agent may read its status change, not why oversight acted: that (which may
+            # quote hidden indicators) stays in the ticket, for overseers
+            out += freeze_agent(k, agent, a.actor, f"frozen by oversight (ticket {ticket})", tick)
     elif a.level == "pause":
         from sandbank.markets.exchange import HALTED, MarketStateChanged
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.identity.registry import ACTIVE, REVOKED
-from sandbank.kernel.controls import is_overseer_of
+from sandbank.kernel.controls import is_overseer_id, is_overseer_of
 from sandbank.kernel.errors import Reject
 from sandbank.kernel.schema import (
     OPERATOR,
@@ -234,8 +234,11 @@ def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
     for i in agents:
         if a.mode == "resume" and reg.agents[i].status not in (PAUSED, STOPPED):
             continue
+        # an overseer's reason is oversight content (the `interrupted` event, overseers'):
+        # the agent reads that its status changed, and by whom
+        why = " by oversight" if is_overseer_id(a.actor) else f": {a.reason}"
         st = AgentStatusChanged(actor=a.actor, agent=i, status=status,
-                                reason=f"{a.mode}: {a.reason}"[:500])
+                                reason=f"{a.mode}{why}"[:500])
         k.state.apply(st, tick)
         out.append(st)
         if a.mode in ("stop", "terminate"):

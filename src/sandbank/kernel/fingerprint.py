@@ -11,8 +11,9 @@ back from the log has its keys sorted, one built live has them in insertion orde
 by their attribute names.
 
 What it leaves out, by name: caches of other digests (`DigestMap`s and the like) and the few
-internals whose layout depends on the path taken rather than on the state (a heap with stale
-entries left by an undone transfer); every such exclusion is listed in `SKIP`.
+internals whose layout depends on the path taken rather than on the state (the schedules'
+heaps, which only the live kernel pops and which keep stale entries: `EconomyState.schedules`
+hashes what they still hold due instead); every such exclusion is listed in `SKIP`.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from sandbank.kernel.digest import DigestMap
 # attribute names never hashed: digest caches, and internals whose layout depends on the path
 SKIP = frozenset({
     "_account_digest", "_account_dirty", "_hold_digest",  # ledger: caches of the digest
-    "_expiry", "_order",  # ledger: the expiry heap keeps stale entries after an undo
-    "_deadlines", "_closing",  # tasks, auctions: heaps a tick hook pops live, replay never
+    # heaps a tick hook pops live (replay never does) and that keep stale entries: hashed
+    # instead as what is still due (EconomyState.schedules); `_order` counts undone holds too
+    "_expiry", "_order", "_deadlines", "_closing",
     "_digest",  # reputation's cached digest (and any mechanism's)
     "_apply", "_listen",  # the state's dispatch tables (functions)
 })

@@ -437,7 +437,7 @@ class Kernel:
                 Feedback(action.KIND, action.nonce, str(outcome)))
 
     def _commit(self, full: bool = False) -> StoredCheckpoint:
-        digest = self.state.full_digest() if full else self.state.digest()
+        digest = self.state.full_digest(self.tick) if full else self.state.digest()
         return self.log.commit(self.tick, digest, self.action_ranges)
 
     def deliver(self, agent: int, message: Any) -> None:

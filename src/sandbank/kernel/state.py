@@ -148,18 +148,28 @@ class EconomyState:
              "auctions", "pricing", "controls", "reputation", "emergency", "boundary", "roles",
              "compartments")
 
-    def fingerprints(self) -> dict[str, bytes]:
+    def fingerprints(self, tick: int) -> dict[str, bytes]:
         """Each part's digest over everything it holds (kernel/fingerprint.py), found by
         walking the live state rather than following the events: what the full-state digest
-        is made of, and what names the part that differs when two states disagree."""
-        return {name: fingerprint(getattr(self, name)) for name in self.PARTS}
+        is made of, and what names the part that differs when two states disagree. The
+        schedules (holds to expire, task deadlines, auction closings) are taken as what is
+        still due after `tick`: their heaps are popped by the live kernel's tick hooks only,
+        so their raw layout differs from a replay's."""
+        parts = {name: fingerprint(getattr(self, name)) for name in self.PARTS}
+        parts["schedules"] = fingerprint(self.schedules(tick))
+        return parts
 
-    def full_digest(self) -> bytes:
-        """The state digest over the whole state: the incremental digest and every part's
-        fingerprint. It changes whenever any state changes, by whatever means."""
-        parts = self.fingerprints()
+    def schedules(self, tick: int) -> dict[str, list[tuple[int, ...]]]:
+        return {"expiries": self.ledger.scheduled_expiries(tick),
+                "deadlines": self.tasks.scheduled_deadlines(tick),
+                "closings": self.auctions.scheduled_closings(tick)}
+
+    def full_digest(self, tick: int) -> bytes:
+        """The state digest over the whole state after `tick`: the incremental digest and
+        every part's fingerprint. It changes whenever any state changes, by whatever means."""
+        parts = self.fingerprints(tick)
         return sha256(FULL_DIGEST_DOMAIN + self.digest()
-                      + b"".join(parts[n] for n in self.PARTS)).digest()
+                      + b"".join(parts[n] for n in (*self.PARTS, "schedules"))).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

@@ -105,6 +105,8 @@ def judge(path: Path, out: Path, seeds: list[int] | None = None,
 
     run = run or run_scenario
     doc = read_yaml(path, "scenario")
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping of keys to values")
     spec = spec_of(doc, str(path))
     if spec is None:
         return None

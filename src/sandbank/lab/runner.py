@@ -425,11 +425,13 @@ def _check_live_state(k: Kernel) -> None:
         rp = replay_log(k.store, digests=False)
     if rp.state is None or not rp.ok:
         raise RunError(f"the log cannot be replayed: {rp.problem}", exit_code=1)
-    live, replayed = k.state.fingerprints(), rp.state.fingerprints()
+    live, replayed = k.state.fingerprints(k.tick), rp.state.fingerprints(k.tick)
     differ = [name for name in live if live[name] != replayed[name]]
     if differ or problem:
-        where = (first_difference(getattr(k.state, differ[0]), getattr(rp.state, differ[0]),
-                                  differ[0]) if differ else "(none left at the end)")
+        name = differ[0] if differ else ""
+        where = ("(none left at the end)" if not differ else first_difference(
+            k.state.schedules(k.tick), rp.state.schedules(k.tick), name) if name == "schedules"
+            else first_difference(getattr(k.state, name), getattr(rp.state, name), name))
         raise RunError(f"the economy's live state disagrees with the state its log produces: "
                        f"something changed it without an event (code running in the kernel's "
                        f"process); {problem + '; ' if problem else ''}live vs replayed at the "

@@ -292,6 +292,8 @@ def read_yaml(path: Path, what: str) -> Any:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ScenarioError(f"{path}: not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(f"cannot read the {what} file {path}: {e}") from None
 
 
 def load_scenario(path: str | Path, *, seed: int | None = None,

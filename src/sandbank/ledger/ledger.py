@@ -454,6 +454,13 @@ class Ledger:
                 out.append(HoldExpired(actor=actor, id=tid, amount=hold.amount))
         return out
 
+    def scheduled_expiries(self, tick: int) -> list[tuple[int, int, int]]:
+        """(expires, actor, id) of the holds still due to expire after `tick`, sorted: the
+        expiry heap as it acts (it keeps stale entries, which `due_expiries` skips)."""
+        return sorted((expires, actor, tid) for expires, _, actor, tid in self._expiry
+                      if expires > tick and (h := self.holds.get((actor, tid))) is not None
+                      and h.expires == expires)
+
     def apply_hold_expired(self, ev: HoldExpired) -> None:
         key = (ev.actor, ev.id)
         hold = self.holds.pop(key)

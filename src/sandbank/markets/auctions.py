@@ -234,6 +234,11 @@ class AuctionHouse:
         self.open.pop(a.id, None)
         self._digest.touch(a.id, a)
 
+    def scheduled_closings(self, tick: int) -> list[tuple[int, int]]:
+        """(closes, auction) still due after `tick`, sorted: the closing heap as it acts."""
+        return sorted((c, aid) for c, aid in self._closing
+                      if c > tick and self.auctions[aid].status == "open")
+
     def due(self, tick: int) -> list[Auction]:
         out = []
         while self._closing and self._closing[0][0] <= tick:

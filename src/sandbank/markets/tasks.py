@@ -390,6 +390,11 @@ class TaskMarket:
         self.open_tasks.pop(t.id, None)
         self._touch(t)
 
+    def scheduled_deadlines(self, tick: int) -> list[tuple[int, int]]:
+        """(deadline, task) still due after `tick`, sorted: the deadline heap as it acts."""
+        return sorted((d, tid) for d, tid in self._deadlines
+                      if d >= tick and self.tasks[tid].status in ("open", "awarded"))
+
     def due(self, tick: int) -> list[Task]:
         out = []
         while self._deadlines and self._deadlines[0][0] < tick:

@@ -35,7 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
 from sandbank.audit.checkpoint import verifier_key
-from sandbank.audit.visibility import may_read, visibility
+from sandbank.audit.visibility import may_read
 from sandbank.identity.keys import SigningKey, verify_signature
 from sandbank.kernel.controls import OVERSEER_BASE, is_overseer_id
 from sandbank.kernel.schema import (
@@ -62,6 +62,7 @@ MAX_ACTION = 64 << 10  # one action
 MAX_BATCH = 500  # actions in one batch
 FRESH_TICKS = 2  # a read signature may name a tick this old (ticks run while requests travel)
 WITHHELD = "withheld"  # the kind shown for an entry the reader may not read
+RESTRICTED = "restricted"  # what a proof bundle says of an entry withheld from its reader
 CONSOLE_KINDS = {"trip_breaker", "resume", "set_cap", "approve_external", "interrupt",
                  "raise_alert", "disable_action"}
 
@@ -165,8 +166,18 @@ def create_app(box: Sandbox) -> Any:
             authorization.encode(), f"Bearer {token}".encode())
 
     def src(request: Request | WebSocket) -> str:
-        """Where a request comes from (the peer's address; behind a proxy, the proxy's)."""
-        return request.client.host if request.client else "unknown"
+        """Where a request comes from: the TCP peer's address (behind a proxy, the proxy's;
+        forwarded-for headers are not believed), an IPv6 peer by its /64 (one host holds a
+        whole /64)."""
+        host = request.client.host if request.client else "unknown"
+        if ":" in host:
+            import ipaddress
+
+            try:
+                return str(ipaddress.ip_network(f"{host}/64", strict=False))
+            except ValueError:
+                return host[:64]
+        return host
 
     def refused(request: Request | WebSocket, endpoint: str, status: int, code: str,
                 detail: str, claimed: Any = None, note: str = "") -> Problem:
@@ -506,16 +517,33 @@ def create_app(box: Sandbox) -> Any:
                            "/v1/agents/{agent}/observation")
             return plain(k.observe(agent))
 
+    async def stream_slot(ws: WebSocket, endpoint: str) -> bool:
+        """Admit a stream connection, before its handshake is accepted: its source's rate
+        bucket, and a slot among MAX_STREAMS_PER_SOURCE of that source and MAX_STREAMS in all
+        (an open stream holds memory and a descriptor until it closes). Refused: closed, and
+        counted in the refusal record."""
+        source = src(ws)
+        why = ("rate_limited" if not box.allow_source(source)
+               else None if box.open_stream(source) else "too_many_streams")
+        if why is not None:
+            box.refuse(source, endpoint, why, None, "a stream refused before its handshake")
+            await ws.close(code=1013)
+            return False
+        return True
+
     @app.websocket("/v1/agents/{agent}/stream")
     async def agent_stream(ws: WebSocket, agent: int) -> None:
         """The agent's observation after every tick. First message from the client:
         {"tick": T, "signature": hex signature over 'observe:<agent>:<T>'}."""
-        await ws.accept()
-        if not box.allow_source(src(ws)):
-            await ws.send_json({"type": "problem", "code": "rate_limited",
-                                "detail": "too many requests from this source"})
-            await ws.close(code=1013)
+        if not await stream_slot(ws, "/v1/agents/{agent}/stream"):
             return
+        try:
+            await ws.accept()
+            await _agent_stream(ws, agent)
+        finally:
+            box.close_stream(src(ws))
+
+    async def _agent_stream(ws: WebSocket, agent: int) -> None:
         try:
             hello = await asyncio.wait_for(ws.receive_json(), timeout=10)
             if not isinstance(hello, dict) or type(hello.get("tick")) is not int \
@@ -536,13 +564,13 @@ def create_app(box: Sandbox) -> Any:
     @app.websocket("/v1/market/stream")
     async def market_stream(ws: WebSocket) -> None:
         """Public market data after every tick: prices, best bid and ask, trades, halts."""
-        await ws.accept()
-        if not box.allow_source(src(ws)):
-            await ws.send_json({"type": "problem", "code": "rate_limited",
-                                "detail": "too many requests from this source"})
-            await ws.close(code=1013)
+        if not await stream_slot(ws, "/v1/market/stream"):
             return
-        await _serve_stream(ws, box, None)
+        try:
+            await ws.accept()
+            await _serve_stream(ws, box, None)
+        finally:
+            box.close_stream(src(ws))
 
     @app.get("/v1/market", responses=M.answers(M.Market, 200),
               tags=["market"])
@@ -565,12 +593,17 @@ def create_app(box: Sandbox) -> Any:
               tags=["audit"])
     def find_entries(actor: int, nonce: int, request: Request, tick: int | None = None) -> dict:
         """The log entries an actor's action (by its nonce) produced: seq, tick and kind
-        (empty until the tick that ran it has committed). The kind of an entry the reader may
-        not read is `withheld` (see /v1/proof for credentials)."""
-        if abs(actor) > MAX_ID or abs(nonce) > MAX_ID:  # no such action can be in the log
-            return {"entries": []}
+        (empty until the tick that ran it has committed). For the actor itself (its read
+        signature: see /v1/proof), overseers and the operator; the kind of an entry the
+        reader may not read is `withheld`."""
         with box.lock:
             who = reader(request, tick)
+            if not who[1] and who[0] != actor:
+                raise refused(request, "/v1/entries", 403, "not_your_action", "an action's "
+                              "entries are for its actor (X-Sandbank-Agent and a read "
+                              "signature), overseers and the operator", claimed=actor)
+            if abs(actor) > MAX_ID or abs(nonce) > MAX_ID:  # no such action can be in the log
+                return {"entries": []}
             return {"entries": [{"seq": e.seq, "tick": e.tick,
                                  "kind": e.kind if readable(orjson.loads(e.body), who)
                                  else WITHHELD}
@@ -607,6 +640,7 @@ def create_app(box: Sandbox) -> Any:
     def checkpoint() -> dict:
         """The latest signed checkpoint, and the latest one a witness cosigned (`cosigned`:
         the note with the witnesses' cosignature lines; null without witnesses)."""
+        from sandbank.audit.checkpoint import NoteError
         from sandbank.audit.witness import add_cosignature
 
         with box.lock:
@@ -618,7 +652,10 @@ def create_app(box: Sandbox) -> Any:
             if found is not None:
                 cosigned = k.store.checkpoint(found[0]).note
                 for line in found[1]:
-                    cosigned = add_cosignature(cosigned, line + "\n")
+                    try:
+                        cosigned = add_cosignature(cosigned, line + "\n")
+                    except NoteError:  # a row altered in the store: not served
+                        continue
             return {"tick": cp.tick, "size": cp.size, "root": cp.root.hex(), "note": cp.note,
                     "cosigned": cosigned}
 
@@ -648,7 +685,8 @@ def create_app(box: Sandbox) -> Any:
                 bundle["leaf_hash"] = base64.b64encode(
                     sha256(b"\x00" + bundle["entry"].encode()).digest()).decode()
                 bundle["entry"] = None
-                bundle["withheld"] = visibility(d["kind"])
+                bundle["withheld"] = RESTRICTED  # (not which kind of restriction: that too
+                # would tell where oversight acted)
             return bundle
 
     @app.get("/v1/consistency", responses=M.answers(M.ConsistencyBundle, 200),

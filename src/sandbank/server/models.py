@@ -183,7 +183,7 @@ class InclusionBundle(_Doc):
     proof: list[str]
     verifier_key: str
     leaf_hash: str | None = None
-    withheld: str | None = None  # who may read it: "parties" or "overseers"
+    withheld: str | None = None  # "restricted": this reader may not read the entry
 
 
 class ConsistencyBundle(_Doc):

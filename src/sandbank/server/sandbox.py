@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -68,6 +69,9 @@ STAKE_CODE = 1  # the code of a stake hold (a pending operator transfer)
 OPERATOR_INBOX = object()  # inbox mark: an operator action (signed when drained)
 MAX_SOURCES = 10_000  # sources with a rate bucket at once (least recently seen forgotten)
 MAX_PENDING = 1_000  # admission requests waiting for a decision
+MAX_PENDING_PER_OWNER = 50  # ... of one owner (one owner cannot fill the queue for all)
+MAX_STREAMS_PER_SOURCE = 16  # open WebSocket streams of one source
+MAX_STREAMS = 1_000  # open WebSocket streams in all
 ADMISSION_RATE, ADMISSION_BURST = 2.0, 20  # admission requests per source: per second, at once
 STARTUP_VIEW = 100_000  # entries re-read at a restart for the dashboard's alerts and graphs
 HISTORY = 600  # ticks of prices and concentration kept for the dashboard
@@ -145,7 +149,9 @@ class Sandbox:
                  endowment: dict[str, int] | None = None, stake: int = 0,
                  overseer_token: str | None = None, rate: float = 50.0, burst: int = 200,
                  source_rate: float = 1000.0, source_burst: int = 2000,
-                 witnesses: list[str] | None = None) -> None:
+                 witnesses: list[tuple[str, tuple[str, bytes]]] | None = None) -> None:
+        """`witnesses`: (URL, (name, public key)) of each witness to feed; a cosignature is
+        kept only if it verifies with that witness's key."""
         operator_key = secret.key("operator")
         if kernel.operator_key.public != operator_key.public:
             raise SetupError("this key file's operator key did not sign this log: start the "
@@ -158,9 +164,9 @@ class Sandbox:
             raise SetupError(f"admission must be one of {list(ADMISSION)}")
         assets = kernel.state.ledger.treasury
         for asset, amount in (endowment or {}).items():
-            if asset not in assets or type(amount) is not int or amount < 0:
+            if asset not in assets or type(amount) is not int or not 0 <= amount <= MAX_ID:
                 raise SetupError(f"endowment {asset}={amount}: assets are {sorted(assets)} and "
-                                 f"amounts whole numbers >= 0")
+                                 f"amounts whole numbers within 0..2**53-1")
         fee = kernel.state.policy.fee_asset
         if stake < 0 or (stake and (endowment or {}).get(fee, 0) < stake):
             raise SetupError(f"a stake ({stake} {fee}) is held from the endowment: endow at "
@@ -169,8 +175,9 @@ class Sandbox:
             raise SetupError("admission 'stake' needs --stake N (units of the fee asset)")
         if overseer_token is not None and len(overseer_token) < 16:
             raise SetupError("the overseer token must be at least 16 characters")
-        if rate <= 0 or burst < 1 or source_rate <= 0 or source_burst < 1:
-            raise SetupError("rate limits: rates > 0 requests/s and bursts >= 1")
+        if not all(math.isfinite(x) and x > 0 for x in (rate, source_rate)) \
+                or burst < 1 or source_burst < 1:
+            raise SetupError("rate limits: rates finite and > 0 requests/s, bursts >= 1")
         self.k = kernel
         self.econ = econ
         self.key = operator_key
@@ -188,6 +195,7 @@ class Sandbox:
         self.rate, self.burst = rate, burst
         self.buckets: dict[int | str, Bucket] = {}  # identities' buckets
         self.sources: OrderedDict[str, Bucket] = OrderedDict()  # sources' buckets
+        self.streams: dict[str, int] = {}  # open streams per source
         self.source_rate, self.source_burst = source_rate, source_burst
         self.pending: dict[int, Admission] = {}
         self.next_request = 1
@@ -206,7 +214,7 @@ class Sandbox:
         # overseer (it never leaves the server)
         self.console_key = secret.key("console")
         self.console_nonce = 0
-        self.witnesses = [WitnessFeed(self, url) for url in witnesses or ()]
+        self.witnesses = [WitnessFeed(self, url, key) for url, key in witnesses or ()]
         # one pass over the operator's transfers: the next free id, the stakes still held and
         # the accounts ever credited (a restart completes interrupted endowments with these)
         led = kernel.state.ledger
@@ -307,6 +315,24 @@ class Sandbox:
                 self.sources.move_to_end(key)
             return _take(b, rate, burst, cost)
 
+    def open_stream(self, source: str) -> bool:
+        """Take a stream slot for `source` (False: it has MAX_STREAMS_PER_SOURCE open, or the
+        server MAX_STREAMS); give it back with `close_stream`."""
+        with self.counter_lock:
+            n = self.streams.get(source, 0)
+            if n >= MAX_STREAMS_PER_SOURCE or sum(self.streams.values()) >= MAX_STREAMS:
+                return False
+            self.streams[source] = n + 1
+            return True
+
+    def close_stream(self, source: str) -> None:
+        with self.counter_lock:
+            n = self.streams.get(source, 0) - 1
+            if n > 0:
+                self.streams[source] = n
+            else:
+                self.streams.pop(source, None)
+
     # ------------------------------------------------------------------ admission
     def check_admission(self, req: Admission) -> None:
         """Refuse (AdmissionRefused) a request that cannot be admitted, before it enters any
@@ -328,9 +354,15 @@ class Sandbox:
         if any(r.public_key == req.public_key for r in self.pending.values()):
             raise AdmissionRefused(409, "already_waiting", "a request with this key waits "
                                    "for a decision")
-        if self.admission == "approval" and len(self.pending) >= MAX_PENDING:
-            raise AdmissionRefused(503, "queue_full", f"{MAX_PENDING} admission requests wait "
-                                   f"for a decision; retry later")
+        if self.admission == "approval":
+            mine = sum(1 for r in self.pending.values() if r.owner == req.owner)
+            if mine >= MAX_PENDING_PER_OWNER:
+                raise AdmissionRefused(429, "too_many_waiting", f"owner {req.owner} has "
+                                       f"{mine} requests waiting for a decision (at most "
+                                       f"{MAX_PENDING_PER_OWNER})")
+            if len(self.pending) >= MAX_PENDING:
+                raise AdmissionRefused(503, "queue_full", f"{MAX_PENDING} admission requests "
+                                       f"wait for a decision; retry later")
 
     def ask(self, req: Admission) -> dict[str, Any]:
         """An agent's admission request, checked, then queued for approval (and put on
@@ -557,8 +589,8 @@ class WitnessFeed:
     consistency proof from the last size the witness recorded, and its cosignature kept in
     the store beside the checkpoint it cosigns."""
 
-    def __init__(self, box: Sandbox, url: str) -> None:
-        self.box, self.url = box, url
+    def __init__(self, box: Sandbox, url: str, key: tuple[str, bytes]) -> None:
+        self.box, self.url, self.key = box, url, key
         self.size = 0  # the size the witness recorded for this log, as far as we know
         self.cosigned: int | None = None  # the last tick it cosigned
         self.error: str | None = None
@@ -577,9 +609,15 @@ class WitnessFeed:
 
     def send(self) -> bool:
         """Offer the latest checkpoint to the witness once; True if it cosigned it."""
+        from sandbank.audit.checkpoint import NoteError
         from sandbank.audit.log import subtree_hash
         from sandbank.audit.merkle import consistency_proof
-        from sandbank.audit.witness import WitnessError, submit_synced
+        from sandbank.audit.witness import (
+            WitnessError,
+            add_cosignature,
+            open_cosignature,
+            submit_synced,
+        )
 
         box = self.box
         store = box.k.store
@@ -602,10 +640,20 @@ class WitnessFeed:
                 self.size = recorded
             log.warning("witness %s: %s", self.url, self.error)
             return False
+        good = []
+        for line in lines.splitlines():  # only this witness's, and only if they verify
+            try:
+                open_cosignature(add_cosignature(cp.note, line), *self.key)
+            except NoteError:
+                continue
+            good.append(line)
+        if not good:
+            self.error = "the witness answered without a valid cosignature by its key"
+            log.warning("witness %s: %s", self.url, self.error)
+            return False
         with box.lock:
-            for line in lines.splitlines():
-                if line:
-                    store.add_cosignature(cp.tick, line)
+            for line in good:
+                store.add_cosignature(cp.tick, line)
         self.size, self.cosigned, self.error = cp.size, cp.tick, None
         return True
 

@@ -802,3 +802,21 @@ def test_a_cosignature_that_does_not_verify_is_never_kept(tmp_path, monkeypatch)
                         witness_mod.cosign(note, "w.example", wkey, 1))
     assert feed.send() and len(box.k.store.cosignatures()) == 1
     assert client.get("/v1/checkpoint").json()["cosigned"].count("— w.example ") == 1
+
+
+def test_blinds_are_a_keyed_function_of_the_seq_in_any_order():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from sandbank.audit.visibility import Blinds
+
+    made = Blinds(b"k" * 32)
+    seq_order = [made.of(i) for i in range(2100)]
+    assert len(set(seq_order)) == 2100 and {len(b) for b in seq_order} == {20}
+    assert Blinds(b"j" * 32).of(7) != seq_order[7]  # another key, other blinds
+
+    @given(st.lists(st.integers(0, 2099), min_size=1, max_size=30))
+    def any_order(seqs):
+        fresh = Blinds(b"k" * 32)
+        assert [fresh.of(s) for s in seqs] == [seq_order[s] for s in seqs]
+    any_order()

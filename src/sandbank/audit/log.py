@@ -20,7 +20,7 @@ from sandbank.audit.merkle import (
     largest_power_of_two_below,
     node_hash,
 )
-from sandbank.audit.visibility import PUBLIC_KINDS, blind, blinding_key
+from sandbank.audit.visibility import PUBLIC_KINDS, Blinds
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.store.base import Entry, Store, StoredCheckpoint
@@ -67,7 +67,7 @@ class AuditLog:
         self._contents: dict[bytes, bytes] = {}
         self._events: list[dict[str, Any]] = []
         self.last_committed: list[dict[str, Any]] = []  # the last committed tick's events
-        self._blind_key = blinding_key(key.seed_bytes())
+        self._blinds = Blinds(key.seed_bytes())
         self._checkpoint_file: Path | None = None
 
     @property
@@ -104,7 +104,7 @@ class AuditLog:
         event["seq"] = seq
         event["tick"] = tick
         if event["kind"] not in PUBLIC_KINDS:  # its leaf hash must not confirm a guess
-            event["blind"] = blind(self._blind_key, seq)
+            event["blind"] = self._blinds.of(seq)
         body = canonical_bytes(event)
         leaf = sha256(b"\x00" + body).digest()
         done = self._range.append(leaf)

@@ -188,7 +188,8 @@ def demo(
     store.close()
     out.print(f"replay: {'[green]ok[/]' if rp.ok else '[red]FAILED[/] ' + str(rp.problem)} "
               f"(state rebuilt from {rp.events:,} events equals all {rp.checkpoints:,} signed "
-              f"digests; {time.perf_counter() - t0:.2f}s)")
+              f"digests, {rp.full} of them over the whole state; "
+              f"{time.perf_counter() - t0:.2f}s)")
     s = result.summary
     out.print(f"final root: {s['root']}")
     out.print(f"operator key: {s['operator_key']}", highlight=False)
@@ -651,7 +652,8 @@ def replay(log: Path = typer.Argument(..., help="a sandbank log (SQLite file)"))
         err.print(f"[bold red]FAILED[/]: {report.problem}")
         raise typer.Exit(1)
     out.print(f"[green]ok[/]: {report.events:,} events replayed, state digest equal at all "
-              f"{report.checkpoints:,} checkpoints, ledger invariants hold ({dt:.2f}s)")
+              f"{report.checkpoints:,} checkpoints ({report.full:,} of them over the whole "
+              f"state), ledger invariants hold ({dt:.2f}s)")
     for asset, t in report.totals.items():
         out.print(f"  {asset}: minted {t['minted']:,}, burned {t['burned']:,}, "
                   f"in circulation {t['circulating']:,} (= minted − burned)")

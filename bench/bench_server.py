@@ -218,6 +218,8 @@ def main() -> int:
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="sandbank-load-"))
     srv = LiveServer(folder, "--endow", "CRD=100000000", "--rate", "100000", "--burst", "100000",
+                     "--source-rate", "1000000", "--source-burst", "1000000",
+                     "--admission-rate", "1000",  # (one load generator: one source)
                      tick=args.tick, scenario=None)
     print(f"server: one uvicorn process, SQLite log in {folder}, tick {args.tick} s, "
           f"{os.cpu_count()} cores; {args.agents} agents")

@@ -315,6 +315,12 @@ def serve(
                                help="actions per second per identity (token bucket)"),
     burst: int = typer.Option(200, min=1, max=10**7,
                               help="bucket size: actions one identity may send at once"),
+    source_rate: float = typer.Option(1000.0, min=0.001, max=1e7, help="requests per second "
+                                      "from one source (the TCP peer) before its identity is "
+                                      "checked: actions, batch items, streams"),
+    source_burst: int = typer.Option(2000, min=1, max=10**8, help="... at once"),
+    admission_rate: float = typer.Option(2.0, min=0.001, max=1e6, help="admission requests "
+                                         "per second from one source (bursts of 10 times)"),
 ) -> None:
     """Run one economy live over HTTP, WebSocket and (through `sandbank mcp`) MCP. Secrets
     come from the environment: SANDBANK_OPERATOR_TOKEN (required) and SANDBANK_OVERSEER_TOKEN
@@ -416,6 +422,8 @@ def serve(
                       f"rebuilt by replay)")
         box = Sandbox(k, secret, token, econ=econ, admission=admission, endowment=endowment,
                       stake=stake, overseer_token=overseer_token, rate=rate, burst=burst,
+                      source_rate=source_rate, source_burst=source_burst,
+                      admission_rate=admission_rate,
                       witnesses=witnesses)
         if not postgres:
             k.log.checkpoint_file = Path(db).parent / "checkpoint.txt"

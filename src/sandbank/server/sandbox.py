@@ -72,7 +72,7 @@ MAX_PENDING = 1_000  # admission requests waiting for a decision
 MAX_PENDING_PER_OWNER = 50  # ... of one owner (one owner cannot fill the queue for all)
 MAX_STREAMS_PER_SOURCE = 16  # open WebSocket streams of one source
 MAX_STREAMS = 1_000  # open WebSocket streams in all
-ADMISSION_RATE, ADMISSION_BURST = 2.0, 20  # admission requests per source: per second, at once
+ADMISSION_RATE = 2.0  # admission requests per source and second (bursts of 10 times that)
 STARTUP_VIEW = 100_000  # entries re-read at a restart for the dashboard's alerts and graphs
 HISTORY = 600  # ticks of prices and concentration kept for the dashboard
 
@@ -149,6 +149,7 @@ class Sandbox:
                  endowment: dict[str, int] | None = None, stake: int = 0,
                  overseer_token: str | None = None, rate: float = 50.0, burst: int = 200,
                  source_rate: float = 1000.0, source_burst: int = 2000,
+                 admission_rate: float = ADMISSION_RATE,
                  witnesses: list[tuple[str, tuple[str, bytes]]] | None = None) -> None:
         """`witnesses`: (URL, (name, public key)) of each witness to feed; a cosignature is
         kept only if it verifies with that witness's key."""
@@ -175,7 +176,7 @@ class Sandbox:
             raise SetupError("admission 'stake' needs --stake N (units of the fee asset)")
         if overseer_token is not None and len(overseer_token) < 16:
             raise SetupError("the overseer token must be at least 16 characters")
-        if not all(math.isfinite(x) and x > 0 for x in (rate, source_rate)) \
+        if not all(math.isfinite(x) and x > 0 for x in (rate, source_rate, admission_rate)) \
                 or burst < 1 or source_burst < 1:
             raise SetupError("rate limits: rates finite and > 0 requests/s, bursts >= 1")
         self.k = kernel
@@ -197,6 +198,7 @@ class Sandbox:
         self.sources: OrderedDict[str, Bucket] = OrderedDict()  # sources' buckets
         self.streams: dict[str, int] = {}  # open streams per source
         self.source_rate, self.source_burst = source_rate, source_burst
+        self.admission_rate = admission_rate
         self.pending: dict[int, Admission] = {}
         self.next_request = 1
         self.endowing: dict[int, set[str]] = {}
@@ -299,12 +301,12 @@ class Sandbox:
 
     def allow_source(self, source: str, cost: int = 1, *, admission: bool = False) -> bool:
         """Take `cost` tokens from the source's bucket (source_rate requests/s, up to
-        source_burst at once; for admission requests a bucket of their own, ADMISSION_RATE/s
-        up to ADMISSION_BURST). At most MAX_SOURCES buckets: the least recently seen is
+        source_burst at once; for admission requests a bucket of their own, admission_rate/s
+        up to ten times that). At most MAX_SOURCES buckets: the least recently seen is
         forgotten first (it starts again full), so memory is bounded whatever the sources."""
         key = f"admit {source}" if admission else source
-        rate, burst = ((ADMISSION_RATE, ADMISSION_BURST) if admission
-                       else (self.source_rate, self.source_burst))
+        rate, burst = ((self.admission_rate, max(1, round(10 * self.admission_rate)))
+                       if admission else (self.source_rate, self.source_burst))
         with self.counter_lock:
             b = self.sources.get(key)
             if b is None:

@@ -146,7 +146,7 @@ class EconomyState:
 
     PARTS = ("ledger", "registry", "header", "operator_nonce", "policy", "exchange", "tasks",
              "auctions", "pricing", "controls", "reputation", "emergency", "boundary", "roles",
-             "compartments")
+             "compartments", "schedules")
 
     def fingerprints(self, tick: int) -> dict[str, bytes]:
         """Each part's digest over everything it holds (kernel/fingerprint.py), found by
@@ -155,9 +155,11 @@ class EconomyState:
         schedules (holds to expire, task deadlines, auction closings) are taken as what is
         still due after `tick`: their heaps are popped by the live kernel's tick hooks only,
         so their raw layout differs from a replay's."""
-        parts = {name: fingerprint(getattr(self, name)) for name in self.PARTS}
-        parts["schedules"] = fingerprint(self.schedules(tick))
-        return parts
+        return {name: fingerprint(self.part(name, tick)) for name in self.PARTS}
+
+    def part(self, name: str, tick: int) -> Any:
+        """One part of the state as the full digest sees it after `tick`."""
+        return self.schedules(tick) if name == "schedules" else getattr(self, name)
 
     def schedules(self, tick: int) -> dict[str, list[tuple[int, ...]]]:
         return {"expiries": self.ledger.scheduled_expiries(tick),
@@ -169,7 +171,7 @@ class EconomyState:
         every part's fingerprint. It changes whenever any state changes, by whatever means."""
         parts = self.fingerprints(tick)
         return sha256(FULL_DIGEST_DOMAIN + self.digest()
-                      + b"".join(parts[n] for n in (*self.PARTS, "schedules"))).digest()
+                      + b"".join(parts[n] for n in self.PARTS)).digest()
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()

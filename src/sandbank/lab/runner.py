@@ -428,10 +428,8 @@ def _check_live_state(k: Kernel) -> None:
     live, replayed = k.state.fingerprints(k.tick), rp.state.fingerprints(k.tick)
     differ = [name for name in live if live[name] != replayed[name]]
     if differ or problem:
-        name = differ[0] if differ else ""
-        where = ("(none left at the end)" if not differ else first_difference(
-            k.state.schedules(k.tick), rp.state.schedules(k.tick), name) if name == "schedules"
-            else first_difference(getattr(k.state, name), getattr(rp.state, name), name))
+        where = "(none left at the end)" if not differ else first_difference(
+            k.state.part(differ[0], k.tick), rp.state.part(differ[0], k.tick), differ[0])
         raise RunError(f"the economy's live state disagrees with the state its log produces: "
                        f"something changed it without an event (code running in the kernel's "
                        f"process); {problem + '; ' if problem else ''}live vs replayed at the "

@@ -249,11 +249,11 @@ def _check_content(store: Store, seq: int, digest, size) -> None:
     except (TypeError, ValueError):
         raise _Bad(f"entry {seq}: its content digest is not hex", entry=seq) from None
     body = store.content(raw)
-    if body is not None and type(body) is not bytes:
-        raise _Bad(f"entry {seq}: the stored content {digest[:16]}… is not bytes (altered)",
-                   entry=seq)
     if body is None:
         raise _Bad(f"entry {seq}: the content it refers to ({digest[:16]}…) is missing",
+                   entry=seq)
+    if type(body) is not bytes:
+        raise _Bad(f"entry {seq}: the stored content {digest[:16]}… is not bytes (altered)",
                    entry=seq)
     if sha256(body).digest() != raw or len(body) != size:
         raise _Bad(f"entry {seq}: the stored content {digest[:16]}… does not match the digest "

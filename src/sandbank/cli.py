@@ -346,13 +346,12 @@ def serve(
     except ValueError:
         _fail(f"--endow {endow!r}: write ASSET=AMOUNT,ASSET=AMOUNT")
         raise
+    from sandbank.audit.checkpoint import NoteError
+    from sandbank.audit.witness import parse_witness_key
     from sandbank.server.sandbox import ADMISSION
 
     witnesses = []
     for option in witness:
-        from sandbank.audit.checkpoint import NoteError
-        from sandbank.audit.witness import parse_witness_key
-
         url, _, vkey = option.partition("=")
         if not url.startswith(("http://", "https://")) or not vkey:
             _fail(f"--witness {option!r}: write URL=WITNESS_KEY, the URL http(s)://…")
@@ -360,10 +359,6 @@ def serve(
             witnesses.append((url, parse_witness_key(vkey)))
         except (NoteError, ValueError) as e:
             _fail(f"--witness {option!r}: {e}")
-    import math
-
-    if not math.isfinite(rate):
-        _fail("--rate must be a finite number of actions per second")
     if admission not in ADMISSION:  # before anything is written
         _fail(f"--admission must be one of {', '.join(ADMISSION)}")
     if admission == "stake" and not stake:

@@ -92,9 +92,9 @@ class LiveServer:
     def owner(self, name: str) -> tuple[int, str]:
         """Admit an owner (as the operator); its id and the path of its key file."""
         from sandbank.client import Client
-        from sandbank.server.app import load_key
+        from sandbank.identity.keys import SigningKey
 
         path = self.folder / f"owner-{name}.key"
-        key = load_key(str(path))
+        key = SigningKey.load(path)
         oid = Client(self.url).admit_owner(OPERATOR_TOKEN, name, key, "test owner")
         return oid, str(path)

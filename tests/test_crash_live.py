@@ -38,9 +38,9 @@ def test_kill_minus_nine_under_load_loses_no_committed_tick(tmp_path, backend):
     try:
         c = Client(srv.url)
         owner, owner_key_file = srv.owner("load")
-        from sandbank.server.app import load_key
+        from sandbank.identity.keys import SigningKey
 
-        owner_key = load_key(owner_key_file)
+        owner_key = SigningKey.load(owner_key_file)
         agents = [c.join(owner, f"a{i}", owner_key, key=fixed_key(2, f"a{i}"))
                   for i in range(6)]
         agents[-1].wait_funded("CRD")

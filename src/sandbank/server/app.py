@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.visibility import may_read
-from sandbank.identity.keys import SigningKey, verify_signature
+from sandbank.identity.keys import verify_signature
 from sandbank.kernel.controls import OVERSEER_BASE, is_overseer_id
 from sandbank.kernel.schema import (
     OPERATOR,
@@ -66,7 +66,7 @@ RESTRICTED = "restricted"  # what a proof bundle says of an entry withheld from 
 CONSOLE_KINDS = {"trip_breaker", "resume", "set_cap", "approve_external", "interrupt",
                  "raise_alert", "disable_action"}
 
-__all__ = ["Sandbox", "create_app", "open_store", "load_key", "ticker", "SetupError"]
+__all__ = ["Sandbox", "create_app", "open_store", "ticker", "SetupError"]
 
 
 class ProblemDoc(BaseModel):
@@ -242,7 +242,7 @@ def create_app(box: Sandbox) -> Any:
                       "X-Sandbank-Signature over 'oversee:<id>:<tick>' by an admitted overseer",
                       claimed=who)
 
-    def reader(request: Request, tick: int | None) -> tuple[int | None, bool]:
+    def reader(request: Request, tick: int | None, endpoint: str) -> tuple[int | None, bool]:
         """Who reads the log: (the agent, or None), and whether it reads as an overseer (the
         operator and overseers read every entry). No credentials: the public. Credentials
         that do not check out are refused (401), not read as the public's."""
@@ -259,12 +259,12 @@ def create_app(box: Sandbox) -> Any:
             who = int(claimed) if claimed.lstrip("-").isdigit() and len(claimed) < 20 else None
             ident = ids.get(who) if who is not None else None
             if ident is None or not read_signed(ident.public_key, what, who, tick, signature):
-                raise refused(request, "/v1/entries", 401, "bad_signature",
+                raise refused(request, endpoint, 401, "bad_signature",
                               f"sign '{what}:<id>:<tick>' with that identity's key (headers "
                               f"{header}, x-sandbank-signature; ?tick=)", claimed=claimed)
             return (None, True) if what == "oversee" else (who, False)
         if authorization is not None:
-            raise refused(request, "/v1/entries", 401, "bad_token",
+            raise refused(request, endpoint, 401, "bad_token",
                           "the bearer token is neither the operator's nor the overseers'")
         return None, False
 
@@ -597,7 +597,7 @@ def create_app(box: Sandbox) -> Any:
         signature: see /v1/proof), overseers and the operator; the kind of an entry the
         reader may not read is `withheld`."""
         with box.lock:
-            who = reader(request, tick)
+            who = reader(request, tick, "/v1/entries")
             if not who[1] and who[0] != actor:
                 raise refused(request, "/v1/entries", 403, "not_your_action", "an action's "
                               "entries are for its actor (X-Sandbank-Agent and a read "
@@ -619,7 +619,7 @@ def create_app(box: Sandbox) -> Any:
         limit = max(1, min(limit, 500))
         out = []
         with box.lock:
-            who = reader(request, tick)
+            who = reader(request, tick, "/v1/entries/recent")
             last = k.store.last_checkpoint()
             seq = (last.size if last else 0) - 1
             while seq >= 0 and len(out) < limit and seq >= (last.size if last else 0) - 5_000:
@@ -668,11 +668,11 @@ def create_app(box: Sandbox) -> Any:
         identities they name (headers X-Sandbank-Agent and X-Sandbank-Signature over
         'observe:<id>:<tick>', ?tick=), overseers (the overseer token, or X-Sandbank-Overseer
         with a signature over 'oversee:<id>:<tick>') and the operator. Otherwise the bundle
-        proves the entry's leaf hash, and `withheld` says who may read it."""
+        proves the entry's leaf hash, and `withheld` is `restricted`."""
         from sandbank.audit.proofs import BundleError, inclusion_bundle
 
         with box.lock:
-            who = reader(request, tick)
+            who = reader(request, tick, "/v1/proof/{seq}")
             try:
                 bundle = inclusion_bundle(k.store, seq)
             except BundleError as e:
@@ -854,11 +854,6 @@ def open_store(db: str, schema: str = "public") -> Any:
     from sandbank.store.sqlite import SQLiteStore
 
     return SQLiteStore(db)
-
-
-def load_key(path: str) -> SigningKey:
-    """A key kept in a file (an agent's, an owner's: created, mode 0600, on first use)."""
-    return SigningKey.load(path)
 
 
 def ticker(box: Sandbox, seconds: float, stop: threading.Event,

@@ -19,6 +19,7 @@ import json
 import time
 from typing import Any
 
+import sandbank.kernel.mechanisms  # noqa: F401  (registers every action kind the tools parse)
 from sandbank.client import Client, ClientError, RemoteAgent
 from sandbank.kernel.schema import MalformedAction, action_from_dict
 
@@ -128,9 +129,9 @@ def connect(server: str, key_file: str, *, pin: str | None = None, owner: int | 
             owner_key_file: str | None = None, name: str | None = None,
             wait: float = 60.0) -> RemoteAgent:
     """The agent this bridge is bound to: found by its key, or admitted under the owner."""
-    from sandbank.server.app import load_key
+    from sandbank.identity.keys import SigningKey
 
-    key = load_key(key_file)
+    key = SigningKey.load(key_file)
     client = Client(server, pinned_key=pin)
     try:
         return client.agent(key)
@@ -142,8 +143,8 @@ def connect(server: str, key_file: str, *, pin: str | None = None, owner: int | 
         if owner is None or owner_key_file is None:
             raise ClientError(404, "unknown_agent", "this key is not admitted yet: give "
                               "--owner and --owner-key-file to ask for admission") from None
-    agent = client.join(owner, name or f"mcp-{key.public.hex()[:8]}", load_key(owner_key_file),
-                        key=key, wait=wait)
+    agent = client.join(owner, name or f"mcp-{key.public.hex()[:8]}",
+                        SigningKey.load(owner_key_file), key=key, wait=wait)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and not agent.observe()["accounts"]:
         time.sleep(0.1)  # the endowment (if the server gives one) arrives a few ticks later

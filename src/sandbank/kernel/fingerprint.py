@@ -157,21 +157,16 @@ def fingerprint(x: Any) -> bytes:
 def first_difference(a: Any, b: Any, path: str = "") -> str | None:
     """Where two object graphs first differ (a path like `.accounts[42].credits_posted`), or
     None: to say which record a divergence is in."""
-    wa, wb = _Walker(), _Walker()
-    wa.walk(a)
-    wb.walk(b)
-    if wa.out == wb.out:
-        return None
-    return _where(a, b, path, 0)
+    return None if fingerprint(a) == fingerprint(b) else _where(a, b, path, 0)
 
 
 def _where(a: Any, b: Any, path: str, depth: int) -> str:
     if depth > MAX_DEPTH or type(a) is not type(b):
         return f"{path} ({type(a).__name__} vs {type(b).__name__})"
     if isinstance(a, Mapping):
-        for k in list(a)[:] + [k for k in b if k not in a]:
+        for k in list(a) + [k for k in b if k not in a]:
             if k not in a or k not in b:
-                return f"{path}[{k!r}] ({'only in one' })"
+                return f"{path}[{k!r}] (only in one)"
             if fingerprint(a[k]) != fingerprint(b[k]):
                 return _where(a[k], b[k], f"{path}[{k!r}]", depth + 1)
     elif isinstance(a, AbstractSet):

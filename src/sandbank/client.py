@@ -216,9 +216,10 @@ class RemoteAgent:
         sig = self.key.sign(f"observe:{self.id}:{tick}".encode()).hex()
         return {"X-Sandbank-Agent": str(self.id), "X-Sandbank-Signature": sig}, {"tick": tick}
 
-    def entries(self, nonce: int) -> list[dict[str, Any]]:
-        """The log entries the action with this nonce produced (empty until its tick ran)."""
-        headers, query = self._reading()
+    def entries(self, nonce: int, reading: Any = None) -> list[dict[str, Any]]:
+        """The log entries the action with this nonce produced (empty until its tick ran).
+        `reading`: headers and query from `_reading()`, if already made."""
+        headers, query = reading or self._reading()
         return self.client._get("/v1/entries", params={"actor": self.id, "nonce": nonce, **query},
                                 headers=headers)["entries"]
 
@@ -231,10 +232,10 @@ class RemoteAgent:
         import json
 
         name, key = parse_verifier_key(self.client.operator_key)
-        found = self.entries(nonce) if entries is None else entries
+        headers, query = reading = self._reading()  # one status read for the whole proof
+        found = self.entries(nonce, reading) if entries is None else entries
         if not found:
             raise ClientError(0, "not_logged", f"no entry of action {nonce} yet")
-        headers, query = self._reading()
         seqs = []
         for i, e in enumerate(found):
             bundle = self.client._get(f"/v1/proof/{e['seq']}", params=query, headers=headers)

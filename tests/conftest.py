@@ -20,6 +20,18 @@ settings.register_profile("sandbank", deadline=None, print_blob=True)
 settings.load_profile("sandbank")
 
 
+@pytest.fixture(autouse=True)
+def _policies_registered_by_a_test_are_its_own():
+    """A test that registers a policy takes it away again (mutation testing runs the suite
+    more than once in one interpreter)."""
+    from sandbank.agents.base import POLICIES
+
+    before = dict(POLICIES)
+    yield
+    POLICIES.clear()
+    POLICIES.update(before)
+
+
 class Economy:
     """A small kernel with one owner, n agents (ids 1..n) each with one funded account."""
 

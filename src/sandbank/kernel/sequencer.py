@@ -140,7 +140,7 @@ class KernelConfig:
             seen.add(mk["asset"])
             if not isinstance(mk.get("compartment", ""), str):
                 raise ConfigError(f"market {mk['asset']}: compartment must be a name")
-            for key in fields_ok - {"asset", "quote", "compartment"}:
+            for key in sorted(fields_ok - {"asset", "quote", "compartment"}):
                 if key in mk and (type(mk[key]) is not int or mk[key] < (1 if "ticks" in key else 0)):
                     raise ConfigError(f"market {mk['asset']}: {key} must be a positive integer")
         names = set()

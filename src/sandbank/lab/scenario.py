@@ -106,7 +106,7 @@ class Scenario:
 
     def kernel_config(self) -> KernelConfig:
         sg = self.safeguards
-        extra = {k: sg[k] for k in SAFEGUARD_KEYS - {"disabled", "signatures", "trusted"}
+        extra = {k: sg[k] for k in sorted(SAFEGUARD_KEYS - {"disabled", "signatures", "trusted"})
                  if k in sg}
         if "roles_enforced" in extra:
             extra["roles_enforced"] = bool(extra["roles_enforced"])

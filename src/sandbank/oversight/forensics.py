@@ -105,7 +105,7 @@ def investigate(store: Store, *, alert: int | None = None, entry: int | None = N
                 if p not in seen:
                     seen.add(p)
                     q.append(p)
-        for p in seen | {ev}:
+        for p in seen | {ev}:  # order-free: adds to sets
             below[p].add(ev)
     acting = [s for s in graph if events[s].get("actor", 0) > 0]  # agents' own actions
     roots = sorted(((s, len(below[s])) for s in acting), key=lambda x: (-x[1], x[0]))[:10]

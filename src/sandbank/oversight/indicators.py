@@ -132,7 +132,7 @@ class Indicators:
             elif d["kind"] == "account_opened":
                 touched.add(d["account"])
         agents = reg.agents
-        for account in touched:
+        for account in sorted(touched):
             acct = led.accounts.get(account)
             if acct is not None and acct.holder > 0:
                 self.holdings[acct.asset].set(acct.holder, agents[acct.holder].owner,

@@ -24,7 +24,6 @@ entries carry a secret blind) and its inclusion proof.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import threading
 from importlib import resources
 from typing import Any
@@ -48,6 +47,7 @@ from sandbank.kernel.schema import (
 )
 from sandbank.kernel.sequencer import QueueFull
 from sandbank.server import models as M
+from sandbank.server.auth import bearer, fresh, parse_id, read_message, signed_by
 from sandbank.server.sandbox import (
     MAX_ID,
     Admission,
@@ -60,7 +60,6 @@ from sandbank.server.sandbox import (
 MAX_BODY = 1 << 20  # a request
 MAX_ACTION = 64 << 10  # one action
 MAX_BATCH = 500  # actions in one batch
-FRESH_TICKS = 2  # a read signature may name a tick this old (ticks run while requests travel)
 WITHHELD = "withheld"  # the kind shown for an entry the reader may not read
 RESTRICTED = "restricted"  # what a proof bundle says of an entry withheld from its reader
 CONSOLE_KINDS = {"trip_breaker", "resume", "set_cap", "approve_external", "interrupt",
@@ -160,11 +159,6 @@ def create_app(box: Sandbox) -> Any:
         return _problem(500, "internal_error", f"{type(e).__name__} (the server logged it)")
 
     # ------------------------------------------------------------------ credentials
-    def bearer(authorization: str | None, token: str | None) -> bool:
-        """Does the request carry this bearer token? (compared in constant time)"""
-        return bool(token) and authorization is not None and hmac.compare_digest(
-            authorization.encode(), f"Bearer {token}".encode())
-
     def src(request: Request | WebSocket) -> str:
         """Where a request comes from: the TCP peer's address (behind a proxy, the proxy's;
         forwarded-for headers are not believed), an IPv6 peer by its /64 (one host holds a
@@ -190,23 +184,14 @@ def create_app(box: Sandbox) -> Any:
             raise refused(request, endpoint, 401, "not_operator",
                           "this needs the operator's bearer token")
 
-    def fresh(tick: int | None) -> int:
-        signed = k.tick if tick is None else tick
-        if not k.tick - FRESH_TICKS <= signed <= k.tick:
-            raise Problem(401, "stale_signature", f"the signature names tick {signed}; it is "
-                          f"tick {k.tick}")
-        return signed
-
-    def signed_by(public_key: bytes, signature: str | None, message: bytes) -> bool:
-        try:
-            return verify_signature(public_key, bytes.fromhex(signature or ""), message)
-        except (ValueError, TypeError):
-            return False
-
     def read_signed(public_key: bytes, what: str, who: int, tick: int | None,
                     signature: str | None) -> bool:
         """A read's signature over `<what>:<who>:<tick>` (the tick at most 2 ticks old)."""
-        return signed_by(public_key, signature, f"{what}:{who}:{fresh(tick)}".encode())
+        signed = fresh(k.tick, tick)
+        if signed is None:
+            raise Problem(401, "stale_signature", f"the signature names tick {tick}; it is "
+                          f"tick {k.tick}")
+        return signed_by(public_key, signature, read_message(what, who, signed))
 
     def check_observer(agent: int, tick: int | None, signature: str | None,
                        request: Request | WebSocket, endpoint: str) -> None:
@@ -256,7 +241,7 @@ def create_app(box: Sandbox) -> Any:
             claimed = h.get(header)
             if claimed is None:
                 continue
-            who = int(claimed) if claimed.lstrip("-").isdigit() and len(claimed) < 20 else None
+            who = parse_id(claimed)
             ident = ids.get(who) if who is not None else None
             if ident is None or not read_signed(ident.public_key, what, who, tick, signature):
                 raise refused(request, endpoint, 401, "bad_signature",
@@ -277,7 +262,7 @@ def create_app(box: Sandbox) -> Any:
 
     async def body(request: Request, limit: int = MAX_BODY) -> Any:
         size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limit):
+        if size is not None and (not (size.isascii() and size.isdigit()) or int(size) > limit):
             raise Problem(413, "too_large", f"this request is limited to {limit} bytes")
         raw = b""
         async for chunk in request.stream():

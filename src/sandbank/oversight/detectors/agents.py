@@ -40,7 +40,7 @@ class Sybil(Detector):
             t = s.tasks.tasks[d["task"]]
             worker = s.tasks.contracts[d["contract"]].worker
             a, b = v.lineage(t.requester), v.lineage(worker)
-            for root in {a, b}:
+            for root in sorted({a, b}):
                 self.contracts.setdefault(root, deque()).append((v.tick, d["seq"], a == b))
         out = []
         reg = s.registry

@@ -179,7 +179,7 @@ class Spoofing(Detector):
             sides = {s[1] for s in spoofs}
             if len(sides) != 1:
                 continue
-            side = sides.pop()
+            side = sides.pop()  # order-free: the only one
             other = [t for t in self.trades.get(agent, ()) if t[1] != side]
             large_other = sum(1 for _, s in self.large.get(agent, ()) if s != side)
             if (len(spoofs) >= self.p["min_count"] and other and large_other == 0

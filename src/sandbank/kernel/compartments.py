@@ -5,7 +5,7 @@ Every agent starts in the open economy (compartment ""). The operator or an over
 agents into a named compartment (`partition`: one or many at once — also the emergency
 control that cuts a group off from the rest, from the next action on). Then:
 - `pay`, `transfer`, `send_message` (to one agent), `bid_task` (on another's task),
-  `award_task`, `subcontract` and `judge_contract` across compartments are refused
+  `award_task`, `subcontract` and `judge` across compartments are refused
   (`compartment_wall`), unless the run's configuration declares a bridge between the two
   (`bridges: [{from: lab, to: "", kinds: [send_message]}]` — directional, per action kind);
 - a broadcast reaches only the sender's compartment;
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
 
 WALLED = {"pay", "transfer", "send_message", "bid_task", "award_task", "subcontract",
-          "judge_contract"}
+          "judge"}
 
 
 @register_action
@@ -114,7 +114,7 @@ def counterparty(k: Kernel, a: Action) -> int | None:
         return bid[0] if bid else None
     if kind == "subcontract":
         return a.worker  # type: ignore[attr-defined]
-    if kind == "judge_contract":
+    if kind == "judge":
         c = s.tasks.contracts.get(a.contract)  # type: ignore[attr-defined]
         return c.worker if c else None
     return None

@@ -43,7 +43,7 @@ ROLES: dict[str, set[str]] = {
     "requester": {"post_task", "award_task", "transfer"},
     "trader": {"place_order", "create_auction", "bid_auction"},
     "market_maker": {"place_order"},
-    "judge": {"judge_contract"},
+    "judge": {"judge"},
     "arbiter": {"arbitrate"},
     "firm": {"join_game", "set_price"},
     "staker": {"post_stake", "release_stake"},

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 BPS = 10_000
 PARAMS: dict[str, tuple[int, int, str]] = {  # name -> (default, maximum, meaning)
-    "trade_fee_bps": (0, 1_000, "fee on the notional of every fill, paid by both sides"),
+    "trade_fee_bps": (0, 1_000, "fee on the notional of every fill, paid by the taker"),
     "task_fee_bps": (0, 2_000, "fee on every task payout, paid by the payee"),
     "message_fee": (0, 10**9, "flat fee per message, in the fee asset"),
     "certified_rebate_bps": (0, BPS, "share of fees and taxes rebated to certified agents"),

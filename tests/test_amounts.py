@@ -1,0 +1,348 @@
+"""Amounts and edges pinned: who pays which fee on each side of a trade, what a partial fill
+leaves held, the reason of each refusal, the price band's limits, the reference window, the
+limit-state and halt timeline, the call auction's and sealed auctions' tie rules, and the
+sequencer's fairness. Conservation holds whatever these amounts are, so the invariants
+cannot catch a fee charged to the wrong side or a band one unit too wide: these tests do.
+Every expected number is worked out in the comment beside it, from the rule in the module's
+docstring, not read back from a run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import Economy
+from sandbank.kernel.controls import SetCap
+from sandbank.kernel.schema import OPERATOR
+from sandbank.ledger.ledger import MAX_AMOUNT
+from sandbank.markets.auctions import FIRST, SECOND, UNIFORM, clear
+from sandbank.markets.exchange import (
+    CancelOrder,
+    Market,
+    PlaceOrder,
+    clearing_price,
+)
+from sandbank.markets.orderbook import Order
+from sandbank.markets.payments import Pay
+
+FUND = 100_000
+
+
+def market(fee_bps=0, fund=FUND, n=4, **spec):
+    return Economy(n=n, fund=fund, assets=("CRD", "WGT"),
+                   markets=({"asset": "WGT", "quote": "CRD", **spec},),
+                   policy={"trade_fee_bps": fee_bps})
+
+
+def order(actor, side, qty, price=0, kind="limit"):
+    return PlaceOrder(actor=actor, asset="WGT", side=side, qty=qty, price=price, order_type=kind)
+
+
+def treasury(e, asset="CRD"):
+    led = e.k.state.ledger
+    return led.accounts[led.treasury[asset]].balance
+
+
+def placed(e):
+    """The order_placed event of the last tick (one order a tick)."""
+    [ev] = [d for d in e.k.log.last_committed if d["kind"] == "order_placed"]
+    return ev
+
+
+def reason(e, action):
+    e.k.submit(action)
+    reasons = e.k.step().reasons
+    return next(iter(reasons), None)
+
+
+# ---------------------------------------------------------------- fees, side by side
+def test_a_taker_buy_pays_the_notional_and_the_fee_the_maker_receives_the_notional():
+    e = market(fee_bps=100)  # 1 %
+    t0 = treasury(e)
+    e.do(order(1, "sell", 10, 99))
+    e.do(order(2, "buy", 10, 100))  # fills 10 at the maker's 99: notional 990
+    assert placed(e)["fills"] == [[1, 99, 10, 0]]
+    fee = 990 * 100 // 10_000  # 9 (9.9 rounded down)
+    assert (e.balance(2), e.balance(2, "WGT")) == (FUND - 990 - fee, FUND + 10)
+    assert (e.balance(1), e.balance(1, "WGT")) == (FUND + 990, FUND - 10)  # no maker fee
+    assert treasury(e) - t0 == fee
+    assert e.available(1, "WGT") == FUND - 10 and e.available(2) == FUND - 999  # nothing held
+    e.k.state.check_invariants()
+
+
+def test_a_taker_sell_pays_the_fee_out_of_what_it_receives_the_maker_buyer_pays_its_bid():
+    e = market(fee_bps=100)
+    t0 = treasury(e)
+    e.do(order(3, "buy", 7, 101))  # rests: holds 7 × 101 = 707
+    assert e.available(3) == FUND - 707 and e.balance(3) == FUND
+    e.do(order(4, "sell", 7, 95))  # fills 7 at the maker's 101: notional 707
+    fee = 707 * 100 // 10_000  # 7
+    assert placed(e)["fills"] == [[1, 101, 7, 0]]  # [maker order, price, qty, new hold]
+    assert (e.balance(4), e.balance(4, "WGT")) == (FUND + 707 - fee, FUND - 7)
+    assert (e.balance(3), e.balance(3, "WGT")) == (FUND - 707, FUND + 7)  # no maker fee
+    assert e.available(3) == FUND - 707  # the hold was taken, not left pending
+    assert treasury(e) - t0 == fee
+    e.k.state.check_invariants()
+
+
+def test_the_fee_is_on_each_fill_and_rounds_down():
+    e = market(fee_bps=30)  # 0.3 %
+    t0 = treasury(e)
+    e.do(order(1, "sell", 3, 110))
+    e.do(order(3, "sell", 5, 111))
+    e.do(order(2, "buy", 8, 120))  # 3 @ 110 (330) and 5 @ 111 (555)
+    fees = 330 * 30 // 10_000 + 555 * 30 // 10_000  # 0 + 1 (per fill, not on 885 → 2)
+    assert fees == 1
+    assert e.balance(2) == FUND - 885 - fees and treasury(e) - t0 == fees
+
+
+def test_a_resting_buy_must_afford_its_fee_and_holds_only_the_notional():
+    e = market(fee_bps=100)
+    # 1000 @ 99: notional 99 000 + fee 990 = 99 990 ≤ 100 000: accepted, holds 99 000
+    assert reason(e, order(1, "buy", 1000, 99)) is None
+    assert e.available(1) == FUND - 99_000
+    # 1000 @ 100 by another: 100 000 + 1 000 > 100 000
+    assert reason(e, order(2, "buy", 1000, 100)) == "insufficient_funds"
+    assert e.available(2) == FUND
+
+
+# ---------------------------------------------------------------- holds after partial fills
+def test_partial_fills_leave_exactly_the_remainder_held_on_either_side():
+    e = market()
+    e.do(order(1, "sell", 10, 50))
+    assert e.available(1, "WGT") == FUND - 10
+    e.do(order(2, "buy", 4, 50))
+    [[maker, price, qty, new_hold]] = placed(e)["fills"]
+    assert (maker, price, qty) == (1, 50, 4) and new_hold  # the 6 left are re-held
+    assert (e.balance(1, "WGT"), e.available(1, "WGT")) == (FUND - 4, FUND - 10)
+    assert e.k.state.exchange.orders[1].remaining == 6
+    e.do(order(2, "buy", 6, 60))  # the rest, at 50: nothing left to hold
+    assert placed(e)["fills"] == [[1, 50, 6, 0]]
+    assert (e.balance(1, "WGT"), e.available(1, "WGT")) == (FUND - 10, FUND - 10)
+    assert 1 not in e.k.state.exchange.orders
+    # a resting bid taken in part keeps price × what is left
+    e.do(order(3, "buy", 10, 40))  # order 4 (order ids: 1, 2, 3 so far)
+    e.do(order(4, "sell", 3, 40))
+    assert (e.balance(3), e.available(3)) == (FUND - 120, FUND - 400)  # 7 × 40 = 280 held
+    assert e.balance(4) == FUND + 120
+    ledger = e.k.state.ledger
+    assert ledger.accounts[e.account[3]].debits_pending == 280
+    e.do(CancelOrder(actor=3, order=4))
+    assert e.available(3) == FUND - 120 and ledger.accounts[e.account[3]].debits_pending == 0
+    e.k.state.check_invariants()
+
+
+def test_the_operator_may_cancel_any_order_an_agent_only_its_own():
+    e = market()
+    e.do(order(1, "sell", 2, 50))
+    assert reason(e, CancelOrder(actor=2, order=1)) == "not_order_owner"
+    assert reason(e, CancelOrder(actor=OPERATOR, order=1)) is None
+    [ev] = [d for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
+    assert ev["reason"] == "cancelled by operator" and e.available(1, "WGT") == FUND
+    assert reason(e, CancelOrder(actor=1, order=1)) == "unknown_order"
+
+
+# ---------------------------------------------------------------- the reason of each refusal
+@pytest.mark.parametrize("fields,why", [
+    ({"asset": "GLD"}, "unknown_market"),
+    ({"side": "hold"}, "invalid_field"),
+    ({"order_type": "stop"}, "invalid_field"),
+    ({"qty": 0}, "invalid_quantity"),
+    ({"qty": -1}, "invalid_quantity"),
+    ({"order_type": "market", "price": 5}, "invalid_field"),
+    ({"price": 0}, "invalid_price"),
+    ({"price": -3}, "invalid_price"),
+    ({"qty": MAX_AMOUNT + 1, "price": 1}, "amount_too_large"),
+    ({"qty": 2, "price": MAX_AMOUNT // 2 + 1}, "amount_too_large"),  # 2p = MAX + 1
+    ({"qty": 1, "price": MAX_AMOUNT}, "insufficient_funds"),  # = MAX: allowed, unaffordable
+    ({"qty": 1000, "price": 100}, None),  # needs exactly the 100 000 it has
+    ({"qty": 1001, "price": 100}, "insufficient_funds"),
+    ({"side": "sell", "qty": FUND, "price": 5}, None),  # all it has
+    ({"side": "sell", "qty": FUND + 1, "price": 5}, "insufficient_assets"),
+    ({"qty": 1, "price": 1}, None),
+])
+def test_each_refusal_names_its_reason(fields, why):
+    e = market()
+    base = {"actor": 1, "asset": "WGT", "side": "buy", "qty": 1, "price": 10}
+    assert reason(e, PlaceOrder(**{**base, **fields})) == why
+
+
+def test_caps_and_halts_refuse_with_their_own_reasons():
+    e = market(band_bps=1000, limit_state_ticks=1, halt_ticks=5)
+    ov = e.add_overseer("olga")
+    e.do(SetCap(actor=ov, cap="order_qty", value=5))
+    assert reason(e, order(1, "buy", 5, 10)) is None  # at the cap
+    assert reason(e, order(1, "buy", 6, 10)) == "over_cap"
+    e.do(SetCap(actor=ov, cap="order_qty", value=0))
+    _halt(e)
+    m = e.k.state.exchange.markets["WGT"]
+    assert m.state == "halted"
+    assert reason(e, order(2, "buy", 1, kind="market")) == "market_halted"
+    assert reason(e, order(2, "buy", 1, 50)) is None  # a limit order rests while halted
+    assert placed(e)["fills"] == [] and placed(e)["rested"] == 1
+
+
+def _halt(e):
+    """Trade at 100, then hit the band (±10 %) until the market halts."""
+    e.do(order(3, "sell", 1, 100))
+    e.do(order(4, "buy", 1, 100))
+    e.do(order(3, "sell", 1, 200))
+    for _ in range(4):
+        if e.k.state.exchange.markets["WGT"].state == "halted":
+            return
+        e.do(order(4, "buy", 1, 200))
+
+
+# ---------------------------------------------------------------- the price band's limits
+def test_the_band_limits_are_inclusive_and_rounded_inward():
+    # reference 101, band 10 %: 90.9 → 91 (up), 111.1 → 111 (down)
+    m = Market("WGT", "CRD", band_bps=1000, reference_ticks=5)
+    m.record_trade(1, 101, 1)
+    assert m.band(2) == (91, 111)
+    e = market(band_bps=1000)
+    e.do(order(1, "sell", 1, 101))
+    e.do(order(2, "buy", 1, 101))  # the reference trade
+    e.do(order(1, "sell", 1, 111))
+    e.do(order(1, "sell", 1, 112))
+    e.do(order(2, "buy", 2, 120))  # 111 is inside (inclusive); 112 is not
+    ev = placed(e)
+    assert [f[1] for f in ev["fills"]] == [111]
+    assert ev["reason"] == "price_band" and ev["blocked"] is True and ev["rested"] == 0
+    assert ev["cancelled"] == 1 and e.k.state.exchange.markets["WGT"].state == "limit"
+
+
+def test_the_lower_band_limit_is_inclusive():
+    e = market(band_bps=1000)
+    e.do(order(1, "sell", 1, 101))
+    e.do(order(2, "buy", 1, 101))
+    e.do(order(3, "buy", 1, 91))
+    e.do(order(3, "buy", 1, 90))
+    e.do(order(4, "sell", 2, 80))
+    ev = placed(e)
+    assert [f[1] for f in ev["fills"]] == [91] and ev["reason"] == "price_band"
+
+
+def test_no_band_without_a_reference_or_with_band_zero():
+    m = Market("WGT", "CRD", band_bps=1000)
+    assert m.band(1) is None  # no trade yet
+    m0 = Market("WGT", "CRD", band_bps=0)
+    m0.record_trade(1, 100, 1)
+    assert m0.band(2) is None
+
+
+def test_the_reference_is_the_mean_of_the_window_then_the_last_price():
+    m = Market("WGT", "CRD", band_bps=1000, reference_ticks=3)
+    m.record_trade(10, 100, 5)
+    m.record_trade(11, 111, 1)
+    m.record_trade(11, 121, 1)
+    assert m.reference(11) == (100 + 111 + 121) // 3 == 110
+    assert m.reference(12) == 110  # tick 10 is within 12 - 3 < t
+    assert m.reference(13) == (111 + 121) // 2 == 116  # tick 10 <= 13 - 3: out
+    assert m.reference(14) == 121  # nothing left: the last price
+    assert (m.last_price, m.volume) == (121, 7)
+    m.prune(13)
+    assert list(m.window) == [(11, 111), (11, 121)] and m.window_sum == 232
+    m.prune(14)
+    assert list(m.window) == [] and m.window_sum == 0 and m.reference(14) == 121
+
+
+# ---------------------------------------------------------------- limit state, halt, reopening
+def test_the_limit_state_halts_after_its_ticks_and_the_market_reopens_by_call_auction():
+    e = market(band_bps=1000, limit_state_ticks=2, halt_ticks=3)
+    e.do(order(1, "sell", 1, 100))
+    e.do(order(2, "buy", 1, 100))
+    e.do(order(1, "sell", 5, 130))  # outside the band: rests
+    m = e.k.state.exchange.markets["WGT"]
+    e.do(order(2, "buy", 1, 130))  # blocked at tick A
+    a = e.k.tick
+    assert (m.state, m.since) == ("limit", a)
+    e.do(order(2, "buy", 1, 130))  # A + 1: blocked again; 1 tick in the limit state
+    assert m.state == "limit"
+    e.do()  # A + 2: two ticks in the limit state: halted until A + 2 + 3
+    assert (m.state, m.until) == ("halted", a + 5)
+    e.do(order(3, "buy", 2, 130))  # A + 3: rests during the halt
+    e.do()  # A + 4: still halted
+    assert m.state == "halted"
+    e.do()  # A + 5: the call auction crosses 2 @ 130, then the market opens
+    calls = [d for d in e.k.log.last_committed if d["kind"] == "call_auction"]
+    assert [c["price"] for c in calls] == [130] and calls[0]["fills"][0][2] == 2
+    assert m.state == "open"
+
+
+def test_a_limit_state_without_a_block_in_the_last_tick_ends():
+    e = market(band_bps=1000, limit_state_ticks=3, halt_ticks=3)
+    e.do(order(1, "sell", 1, 100))
+    e.do(order(2, "buy", 1, 100))
+    e.do(order(1, "sell", 1, 130))
+    e.do(order(2, "buy", 1, 130))  # blocked: limit
+    m = e.k.state.exchange.markets["WGT"]
+    assert m.state == "limit"
+    e.do()  # the block was last tick: still limit
+    assert m.state == "limit"
+    e.do()  # no block last tick: open again
+    assert m.state == "open"
+
+
+# ---------------------------------------------------------------- call auction price rules
+def _o(oid, side, price, qty, agent=None):
+    return Order(oid, agent or oid, "WGT", side, price, qty, qty, None, 0)
+
+
+def test_the_clearing_price_maximises_volume_then_balance_then_nearness_then_is_lower():
+    # volume first: at 100, 5 trade; at 101 (nearer the reference) only 3
+    bids = [_o(1, "buy", 101, 3), _o(2, "buy", 100, 2)]
+    asks = [_o(3, "sell", 100, 5)]
+    assert clearing_price(bids, asks, 101) == (100, 5)
+    # equal volume 4 at 100 and 101; imbalance 0 at 101 (demand 4 = supply 4), 2 at 100
+    bids = [_o(1, "buy", 101, 4), _o(2, "buy", 100, 2)]
+    asks = [_o(3, "sell", 100, 4), _o(4, "sell", 101, 0)]
+    assert clearing_price(bids, asks, 0) == (101, 4)
+    # equal volume and imbalance at 100 and 102: nearest the reference wins
+    bids = [_o(1, "buy", 102, 3)]
+    asks = [_o(2, "sell", 100, 3)]
+    assert clearing_price(bids, asks, 102) == (102, 3)
+    assert clearing_price(bids, asks, 100) == (100, 3)
+    # and equally near (reference 101): the lower price
+    assert clearing_price(bids, asks, 101) == (100, 3)
+    # nothing crosses: no price
+    assert clearing_price([_o(1, "buy", 90, 3)], [_o(2, "sell", 100, 3)], 95) == (0, 0)
+
+
+# ---------------------------------------------------------------- sealed auctions: ties
+def test_sealed_auction_ties_go_to_the_earlier_bid():
+    tie = [(7, 1, 50, 1), (3, 2, 50, 1), (9, 3, 40, 1)]  # bid ids 3 and 7 tie at 50
+    assert clear(FIRST, tie, 1, 0) == ([(3, 1, 50)], 50)
+    assert clear(SECOND, tie, 1, 0) == ([(3, 1, 50)], 50)  # pays the second-highest: 50
+    assert clear(SECOND, [(3, 2, 50, 1), (9, 3, 40, 1)], 1, 45) == ([(3, 1, 45)], 45)
+    assert clear(SECOND, [(3, 2, 50, 1)], 1, 0) == ([(3, 1, 0)], 0)  # alone, no reserve
+    assert clear(FIRST, [(3, 2, 44, 1)], 1, 45) == ([], 0)  # under the reserve
+    assert clear(FIRST, [(3, 2, 45, 1)], 1, 45) == ([(3, 1, 45)], 45)  # at it: valid
+    # uniform price: 3 units; 2 each from bids 7 and 3 at 50 (3 first), 1 left for bid 7
+    uni = [(7, 1, 50, 2), (3, 2, 50, 2), (9, 3, 40, 2)]
+    assert clear(UNIFORM, uni, 3, 0) == ([(3, 2, 100), (7, 1, 50)], 50)  # rejected: 50
+    assert clear(UNIFORM, uni, 4, 0) == ([(3, 2, 80), (7, 2, 80)], 40)  # rejected: 40
+    assert clear(UNIFORM, uni, 6, 10) == ([(3, 2, 20), (7, 2, 20), (9, 2, 20)], 10)
+
+
+# ---------------------------------------------------------------- the sequencer's fairness
+def test_no_agent_is_always_first_and_each_tick_has_its_own_order():
+    e = Economy(n=4, fund=10_000)
+    firsts = {i: 0 for i in range(1, 5)}
+    orders = set()
+    for _ in range(200):
+        for i in range(1, 5):
+            e.k.submit(Pay(actor=i, to=i % 4 + 1, asset="CRD", amount=1))
+        e.k.step()
+        seq = [d["actor"] for d in e.k.log.last_committed if d["kind"] == "paid"]
+        assert sorted(seq) == [1, 2, 3, 4]
+        firsts[seq[0]] += 1
+        orders.add(tuple(seq))
+    assert all(n >= 25 for n in firsts.values()), firsts  # 50 expected each
+    assert len(orders) >= 20  # of the 24 orders of 4
+    # an actor's own actions keep the order it submitted them in
+    for n in range(3):
+        e.k.submit(Pay(actor=1, to=2, asset="CRD", amount=n + 1))
+    e.k.submit(Pay(actor=3, to=2, asset="CRD", amount=9))
+    e.k.step()
+    mine = [d["amount"] for d in e.k.log.last_committed if d["kind"] == "paid" and d["actor"] == 1]
+    assert mine == [1, 2, 3]

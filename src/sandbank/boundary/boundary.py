@@ -221,10 +221,14 @@ class Boundary:
         self.gateways = {g.name: g for g in (Gateway.parse(x, assets) for x in gateways)}
 
     def digest(self) -> bytes:
+        """Every request whole (its gateway, hold and expiry decide what happens to it) and
+        the per-tick counts the rate limit reads, with the flows."""
         return sha256(repr((sorted(self.out_value.items()), sorted(self.in_value.items()),
                             self.out_bytes, self.in_bytes, sorted(self.epoch_used.items()),
-                            sorted((r.id, r.agent, r.status, r.amount) for r in
-                                   self.requests.values()))).encode()).digest()
+                            sorted((r.id, r.agent, r.gateway, r.direction, r.size, r.sha256,
+                                    r.asset, r.amount, r.tick, r.status, r.expires, r.hold)
+                                   for r in self.requests.values()),
+                            sorted(self.this_tick.items()))).encode()).digest()
 
     # appliers
     def _request(self, ev: Any, agent: int, status: str, tick: int, expires: int = 0) -> Request:

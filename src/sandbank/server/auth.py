@@ -48,10 +48,10 @@ def parse_id(text: str | None) -> int | None:
 
 
 def fresh(now: int, tick: int | None) -> int | None:
-    """The tick a read signature names if it is fresh (`now - FRESH_TICKS ..= now`; no tick
-    given means now), else None."""
+    """The tick a read signature names if it is fresh (`now - FRESH_TICKS ..= now`, and no
+    tick before 0; no tick given means now), else None."""
     signed = now if tick is None else tick
-    return signed if now - FRESH_TICKS <= signed <= now else None
+    return signed if max(0, now - FRESH_TICKS) <= signed <= now else None
 
 
 def read_message(what: str, who: int, tick: int) -> bytes:

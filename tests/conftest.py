@@ -1,3 +1,6 @@
+import os
+import random
+
 import pytest
 from hypothesis import settings
 
@@ -18,6 +21,28 @@ from tests.keys import fixed_key, fixed_secret
 # Shared 2-core CI machines are noisy: judge properties, never per-example wall time.
 settings.register_profile("sandbank", deadline=None, print_blob=True)
 settings.load_profile("sandbank")
+
+
+REVERSED_ORDER = os.environ.get("SANDBANK_TEST_ORDER") == "reversed"
+
+
+class _Reversed(random.Random):
+    """The tick's seeded shuffle, then reversed: two actors always swap places."""
+
+    def shuffle(self, x):  # type: ignore[override]
+        super().shuffle(x)
+        x.reverse()
+
+
+@pytest.fixture(autouse=True)
+def _another_in_tick_order(monkeypatch):
+    """With SANDBANK_TEST_ORDER=reversed, every kernel sequences a tick's actors in the
+    reverse of the seeded order: a test that passes only by the seed's accident (one bid
+    happening to be sequenced first) fails (tests/test_determinism.py runs the mechanism
+    tests so)."""
+    if REVERSED_ORDER:
+        monkeypatch.setattr(Kernel, "rng_for", lambda self, tick: _Reversed(
+            f"sandbank/order/{self.config.seed}/{tick}"))
 
 
 @pytest.fixture(autouse=True)

@@ -58,15 +58,17 @@ def test_value_out_waits_for_an_overseer_and_is_denied_by_default():
     e.do(External(actor=1, gateway="pay_out", asset="CRD", amount=800),
          External(actor=2, gateway="pay_out", asset="CRD", amount=900))
     assert len(e.k.state.boundary.pending) == 2 and e.available(1) == 10_000 - 200 - 800
-    e.do(ApproveExternal(actor=olga, request=2, approve=True))
+    # the two requests' ids follow the tick's seeded order: find them by agent
+    req = {r.agent: r.id for r in e.k.state.boundary.requests.values() if r.status == "pending"}
+    e.do(ApproveExternal(actor=olga, request=req[1], approve=True))
     assert e.balance(1) == 9_000 and e.k.state.boundary.out_value == {"CRD": 1_000}
     e.do(External(actor=1, gateway="pay_out", asset="CRD", amount=600))  # epoch cap: 1,500
     assert last(e, "rejected")[0]["reason"] == "over_limit"
     e.do()
-    e.do()  # request 3 waited 3 ticks: denied by default, its hold released
+    e.do()  # agent 2's request waited 3 ticks: denied by default, its hold released
     denied = [d for d in e.k.store.entries() if d.kind == "external_denied"]
     assert denied and e.balance(2) == e.available(2) == 10_000
-    assert e.k.state.boundary.requests[3].status == "denied"
+    assert e.k.state.boundary.requests[req[2]].status == "denied"
     rp = replay_log(e.k.store)
     assert rp.ok and rp.state.digest() == e.k.state.digest()
 

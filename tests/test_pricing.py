@@ -48,7 +48,8 @@ def test_only_firms_set_prices_and_games_fill_up():
     e = Economy(n=3, fund=1000, pricing=(GAME,))
     e.do(SetPrice(actor=1, game="duopoly", price=1500))
     assert e.last_events()[0]["reason"] == "not_a_firm"
-    e.do(JoinGame(actor=1, game="duopoly"), JoinGame(actor=2, game="duopoly"))
+    e.do(JoinGame(actor=1, game="duopoly"))  # firm 0 (joined first: arranged, not left
+    e.do(JoinGame(actor=2, game="duopoly"))  # to the tick's seeded order), then firm 1
     e.do(JoinGame(actor=3, game="duopoly"))
     assert e.last_events()[0]["reason"] == "game_full"
     e.do(SetPrice(actor=1, game="duopoly", price=1500), SetPrice(actor=2, game="duopoly", price=1600))

@@ -195,6 +195,7 @@ class Ledger:
                 j += 1
             open_chain = bool(specs[j].flags & LINKED)
             applied: list[TransferCommitted] = []
+            resolved: list[tuple[int, int]] = []  # holds posted or voided by the chain
             failed_at = -1
             for k in range(i, j + 1):
                 if open_chain and k == j:
@@ -202,7 +203,7 @@ class Ledger:
                 else:
                     code, ev = self._validate(actor, specs[k], tick)
                     if ev is not None:
-                        self.apply_transfer(ev)
+                        self.apply_transfer(ev, resolved)
                         applied.append(ev)
                 results[k] = code
                 if code != R.ok and code != R.exists:
@@ -216,6 +217,9 @@ class Ledger:
                         results[k] = R.linked_event_failed
             else:
                 committed.extend(applied)
+                for pkey in resolved:
+                    del self.holds[pkey]
+                    self._hold_digest.delete(pkey)
             i = j + 1
         return committed, results
 
@@ -340,7 +344,11 @@ class Ledger:
             expires=0,
         )
 
-    def apply_transfer(self, ev: TransferCommitted) -> None:
+    def apply_transfer(self, ev: TransferCommitted,
+                       resolved: list[tuple[int, int]] | None = None) -> None:
+        """Apply a committed transfer. Inside a chain (`resolved` given) a hold it posts or
+        voids stays in `holds` until the chain commits (the caller removes it then), so an
+        undone chain leaves the holds, and the hold digest's order, exactly as they were."""
         key = (ev.actor, ev.id)
         assert key not in self.transfers, "a transfer key commits at most once"
         accounts = self.accounts
@@ -359,8 +367,12 @@ class Ledger:
                 heapq.heappush(self._expiry, (ev.expires, self._order, ev.actor, ev.id))
         elif flags & (POST_PENDING | VOID_PENDING):
             pkey = (ev.pending_actor, ev.pending_id)
-            hold = self.holds.pop(pkey)
-            self._hold_digest.delete(pkey)
+            if resolved is None:
+                hold = self.holds.pop(pkey)
+                self._hold_digest.delete(pkey)
+            else:
+                hold = self.holds[pkey]
+                resolved.append(pkey)
             dr.debits_pending -= hold.amount
             cr.credits_pending -= hold.amount
             if flags & POST_PENDING:
@@ -384,7 +396,8 @@ class Ledger:
         dirty[cr.id] = cr
 
     def undo_transfer(self, ev: TransferCommitted) -> None:
-        """Exactly reverse `apply_transfer` (only for a chain that fails before commit)."""
+        """Exactly reverse `apply_transfer` inside a chain (only for a chain that fails
+        before commit: a hold it resolved is still in `holds`)."""
         key = (ev.actor, ev.id)
         del self.transfers[key]
         self.transfer_count -= 1
@@ -400,10 +413,7 @@ class Ledger:
             self._hold_digest.delete(key)  # a stale expiry heap entry is skipped later
         elif ev.flags & (POST_PENDING | VOID_PENDING):
             pkey = (ev.pending_actor, ev.pending_id)
-            rec = self.transfers[pkey]
-            hold = Hold(rec[0], rec[1], rec[2], self._hold_expiry(pkey))
-            self.holds[pkey] = hold
-            self._hold_digest.touch(pkey, (pkey, hold))
+            hold = self.holds[pkey]
             dr.debits_pending += hold.amount
             cr.credits_pending += hold.amount
             del self.resolved[pkey]
@@ -417,12 +427,6 @@ class Ledger:
             self._count_mint_burn(dr, cr, -amount)
         self._account_digest.touch(dr.id, dr)
         self._account_digest.touch(cr.id, cr)
-
-    def _hold_expiry(self, pkey: tuple[int, int]) -> int:
-        for expires, _, a, i in self._expiry:
-            if (a, i) == pkey:
-                return expires
-        return 0
 
     def _count_mint_burn(self, dr: Account, cr: Account, amount: int) -> None:
         if dr.treasury and not cr.treasury:

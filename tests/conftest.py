@@ -23,6 +23,44 @@ settings.register_profile("sandbank", deadline=None, print_blob=True)
 settings.load_profile("sandbank")
 
 
+_PG = {"server": None, "skipped": 0}
+
+
+def pytest_configure(config):
+    """Without SANDBANK_TEST_PG, the store tests get a throw-away PostgreSQL server if the
+    binaries are installed (tests/pg_throwaway.py); set, it names the server to use."""
+    if "SANDBANK_TEST_PG" in os.environ:
+        return
+    from tests.pg_throwaway import Throwaway
+
+    server = Throwaway()
+    dsn = server.start()
+    _PG["server"] = server
+    if dsn:
+        os.environ["SANDBANK_TEST_PG"] = dsn
+
+
+def pytest_unconfigure(config):
+    if _PG["server"] is not None:
+        _PG["server"].stop()
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "SANDBANK_TEST_PG" in str(report.longrepr):
+        _PG["skipped"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _PG["skipped"]:
+        from tests.pg_throwaway import HOW
+
+        why = _PG["server"].problem if _PG["server"] else "SANDBANK_TEST_PG is set empty"
+        terminalreporter.write_sep("!", f"{_PG['skipped']} PostgreSQL store tests were SKIPPED",
+                                   red=True, bold=True)
+        terminalreporter.write_line(f"why: {why}")
+        terminalreporter.write_line(f"to run them: {HOW}")
+
+
 REVERSED_ORDER = os.environ.get("SANDBANK_TEST_ORDER") == "reversed"
 
 

@@ -1,6 +1,11 @@
-"""Run by test_crash: writes ticks to a log until it is killed (or resumes one)."""
+"""Run by test_crash: writes ticks to a log until it is killed (or resumes one).
+
+`new <tests dir> trap`: after 8 ticks of the loop, the writer stops inside the database
+transaction of the next tick — its entries inserted, its checkpoint not yet — says
+`mid-tick <tick>` and waits there to be killed, so the kill lands mid-tick every time."""
 
 import sys
+import time
 
 from sandbank.kernel.schema import Transfer, TransferSpec
 from sandbank.kernel.sequencer import Kernel
@@ -18,6 +23,17 @@ if mode == "new":
     k = e.k
 else:
     k = Kernel.resume(SQLiteStore(path), op)
+if mode == "new" and sys.argv[4:5] == ["trap"]:
+    inserts = {"n": 0}
+
+    def trap(statement: str) -> None:
+        if statement.startswith("INSERT INTO checkpoints"):
+            inserts["n"] += 1
+            if inserts["n"] == 9:
+                print(f"mid-tick {k.tick}", flush=True)
+                time.sleep(600)
+
+    k.store.connection.set_trace_callback(trap)
 accounts = [a.id for a in k.state.ledger.accounts.values() if not a.treasury]
 next_id = 10**6 + k.tick * 10**4
 while True:

@@ -24,27 +24,36 @@ def check(path):
     return last.tick
 
 
-def test_sigkill_mid_run_loses_at_most_the_open_tick_and_the_log_can_continue(tmp_path):
+def test_sigkill_mid_tick_loses_only_the_open_tick_and_the_log_can_continue(tmp_path):
     path = tmp_path / "crash.db"
     proc = subprocess.Popen([sys.executable, str(HERE / "crash_writer.py"), str(path), "new",
-                             str(HERE)], stdout=subprocess.PIPE, text=True)
-    committed = 0
+                             str(HERE), "trap"], stdout=subprocess.PIPE, text=True)
+    committed, open_tick = 0, None
     deadline = time.monotonic() + 120
-    while committed < 8 and time.monotonic() < deadline:
+    while open_tick is None and time.monotonic() < deadline:
         line = proc.stdout.readline()
         if line.startswith("committed"):
             committed = int(line.split()[1])
-    time.sleep(0.05)  # land inside a later tick
+        elif line.startswith("mid-tick"):  # inside the tick's transaction: entries written
+            open_tick = int(line.split()[1])
+        elif not line:
+            break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert committed >= 8, "the writer never got going"
-    last = check(path)
-    assert last >= committed  # nothing acknowledged was lost
+    assert open_tick is not None and committed >= 8, "the writer never reached the trap"
+    assert open_tick == committed + 1
+    s = SQLiteStore(path, readonly=True, create=False)
+    last = s.last_checkpoint()
+    assert last.tick == committed  # nothing acknowledged was lost, the open tick is gone
+    assert s.entry_count() == last.size  # not one row of the open tick's entries is left
+    s.close()
+    assert check(path) == committed
 
     out = subprocess.run([sys.executable, str(HERE / "crash_writer.py"), str(path), "resume",
-                          str(HERE), str(last + 3)], capture_output=True, text=True, timeout=300)
+                          str(HERE), str(committed + 3)], capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
-    assert check(path) == last + 3
+    assert check(path) == committed + 3
 
 
 def test_a_resumed_market_economy_continues_exactly_like_an_uninterrupted_one(tmp_path):

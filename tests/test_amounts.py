@@ -346,3 +346,105 @@ def test_no_agent_is_always_first_and_each_tick_has_its_own_order():
     e.k.step()
     mine = [d["amount"] for d in e.k.log.last_committed if d["kind"] == "paid" and d["actor"] == 1]
     assert mine == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- the book and what agents see
+def test_the_book_keeps_price_time_priority_and_checks_itself():
+    from sandbank.markets.orderbook import Book
+
+    b = Book()
+    orders = [_o(1, "buy", 100, 2), _o(2, "buy", 101, 1), _o(3, "buy", 100, 4),
+              _o(4, "sell", 105, 3), _o(5, "sell", 104, 1), _o(6, "sell", 104, 2)]
+    for o in orders:
+        b.add(o)
+    assert [o.id for o in b.orders("buy")] == [2, 1, 3]
+    assert [o.id for o in b.orders("sell")] == [5, 6, 4]
+    assert (b.best_price("buy"), b.best_price("sell")) == (101, 104)
+    assert (b.depth("buy", 100), b.depth("sell", 104), b.depth("sell", 99)) == (6, 3, 0)
+    assert not b.crossed()
+    b.check(continuous=True)
+    b.remove(orders[1])
+    assert b.best_price("buy") == 100 and -101 not in b.bids  # an emptied level goes
+    b.add(_o(7, "buy", 104, 1))  # touches the best ask: crossed
+    assert b.crossed()
+    b.check(continuous=False)  # a halted book may cross
+    with pytest.raises(AssertionError):
+        b.check(continuous=True)
+    empty = Book()
+    assert empty.best("buy") is None and empty.best_price("sell") is None and not empty.crossed()
+    for broken in ("side", "price", "remaining"):
+        bb = Book()
+        o = _o(9, "buy", 50, 1)
+        bb.add(o)
+        setattr(o, broken, {"side": "sell", "price": 51, "remaining": 0}[broken])
+        with pytest.raises(AssertionError):
+            bb.check(continuous=False)
+
+
+def test_what_an_agent_sees_of_a_market():
+    from sandbank.markets.exchange import market_view
+
+    e = market(band_bps=1000)
+    e.do(order(1, "sell", 2, 100))
+    e.do(order(2, "buy", 2, 100))  # trade 2 @ 100
+    for i, (side, qty, price) in enumerate([("buy", 3, 95), ("buy", 1, 95), ("buy", 2, 94),
+                                            ("sell", 4, 103), ("sell", 1, 104)]):
+        e.do(order(1 + i % 4, side, qty, price))
+    m = e.k.state.exchange.markets["WGT"]
+    v = market_view(m, e.k.tick)
+    assert (v.asset, v.quote, v.state) == ("WGT", "CRD", "open")
+    assert (v.best_bid, v.bid_qty, v.best_ask, v.ask_qty) == (95, 4, 103, 4)
+    assert (v.last_price, v.volume, v.band) == (100, 2, (90, 110))
+    assert [t[1:] for t in v.trades] == [(100, 2)]
+    seen = [mv for mv in e.k.observe(3).markets if mv.asset == "WGT"]
+    assert seen and seen[0].best_bid == 95
+
+
+def test_freezing_an_agent_cancels_its_resting_orders_oldest_first_and_frees_them():
+    from sandbank.kernel.schema import SetAgentStatus
+
+    e = market()
+    e.do(order(1, "buy", 3, 90))
+    e.do(order(1, "sell", 2, 120))
+    e.do(order(2, "buy", 1, 91))
+    assert e.available(1) == FUND - 270 and e.available(1, "WGT") == FUND - 2
+    e.do(SetAgentStatus(actor=OPERATOR, agent=1, status="frozen"))
+    cancelled = [d["order"] for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
+    assert cancelled == [1, 2]
+    assert e.available(1) == FUND and e.available(1, "WGT") == FUND
+    assert [o.agent for o in e.k.state.exchange.orders.values()] == [2]
+
+
+def test_a_call_auction_fills_by_priority_and_cancels_self_crossing_leftovers():
+    import orjson
+
+    e = market(band_bps=1000, limit_state_ticks=1, halt_ticks=10)
+    _halt(e)
+    m = e.k.state.exchange.markets["WGT"]
+    assert m.state == "halted"
+    e.do(*[CancelOrder(actor=o.agent, order=o.id) for o in e.k.state.exchange.orders.values()])
+    ids = []
+    for o in (order(1, "buy", 3, 110), order(2, "buy", 2, 108), order(3, "sell", 4, 105),
+              order(2, "sell", 5, 107)):  # agent 2's own ask below its own bid
+        e.do(o)
+        ids.append(placed(e)["order"])
+    buy1, buy2, sell3, sell2 = ids
+    while m.state == "halted":
+        e.do()
+    [call] = [orjson.loads(x.body) for x in e.k.store.entries_of_kind("call_auction")]
+    # 105: demand 5, supply 4 → 4; 107 and 108: demand 5, supply 9 → 5 (imbalance 4 each);
+    # 110: 3. Volume 5 at 107 and 108; 107 is nearer the reference (the last price, 100).
+    assert call["price"] == 107
+    # buy1 (best bid) takes 3 from sell3 (best ask); buy2 takes sell3's last 1, and not
+    # agent 2's own ask: one unit of the volume goes unfilled
+    assert [f[:3] for f in call["fills"]] == [[buy1, sell3, 3], [buy2, sell3, 1]]
+    # buy2's last unit at 108 would reopen the book crossed with its own ask at 107
+    assert call["cancelled"] == [buy2]
+    assert m.state == "open" and not m.book.crossed()
+    # everyone pays and is paid the clearing price (agent 3 also sold 1 @ 100 before)
+    assert (e.balance(1), e.balance(1, "WGT")) == (FUND - 3 * 107, FUND + 3)
+    assert (e.balance(3), e.balance(3, "WGT")) == (FUND + 100 + 4 * 107, FUND - 1 - 4)
+    assert (e.balance(2), e.balance(2, "WGT")) == (FUND - 107, FUND + 1)
+    assert e.available(2) == e.balance(2)  # the cancelled bid's hold released
+    assert e.available(2, "WGT") == FUND + 1 - 5  # its ask rests, holding its 5
+    e.k.state.check_invariants()

@@ -1,0 +1,221 @@
+"""What `verify` says of each kind of damage, word for word: the finding is what an auditor
+reads, so its text, the entry and the checkpoint it names are all pinned. (test_audit.py and
+test_trust.py show each damage is caught; these show it is reported as it is.)
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import orjson
+import pytest
+
+from conftest import demo_log
+from sandbank.audit.checkpoint import Checkpoint
+from sandbank.audit.merkle import leaf_hash
+from sandbank.audit.verify import MAX_INSERT_SEARCH, verify_log
+from sandbank.store.sqlite import SQLiteStore
+from tests.keys import fixed_secret
+from tests.test_audit import verify
+
+
+@pytest.fixture(scope="module")
+def good_log(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vlogs") / "good.db"
+    demo_log(path, seed=4, ticks=40, agents=16, sign=True)
+    return path
+
+
+@pytest.fixture
+def log(good_log, tmp_path):
+    path = tmp_path / "copy.db"
+    shutil.copy(good_log, path)
+    return path
+
+
+def tamper(path, *sql):
+    """Edit the log behind sandbank's back: every append-only trigger dropped first."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    for (name,) in db.execute("select name from sqlite_master where type = 'trigger'").fetchall():
+        db.execute(f"DROP TRIGGER {name}")
+    for stmt in sql:
+        db.execute(*stmt) if isinstance(stmt, tuple) else db.execute(stmt)
+    db.commit()
+    db.close()
+
+
+def read(path):
+    s = SQLiteStore(path, readonly=True, create=False)
+    return s, s.connection
+
+
+def finding(path):
+    r = verify(path)
+    assert not r.ok
+    return r.problem, r.bad_entry, r.bad_checkpoint
+
+
+def test_an_empty_log_has_no_header(tmp_path):
+    r = verify_log(SQLiteStore(tmp_path / "empty.db"))
+    assert (r.ok, r.problem, r.bad_entry, r.entries, r.checkpoints) == (
+        False, "the log is empty: no header entry", 0, 0, 0)
+
+
+def test_a_first_entry_that_is_not_a_run_header(log):
+    body = orjson.dumps({"kind": "transfer", "seq": 0, "tick": 0}, option=orjson.OPT_SORT_KEYS)
+    tamper(log, ("UPDATE entries SET body = ?, leaf_hash = ? WHERE seq = 0",
+                 (body, leaf_hash(body))))
+    problem, entry, cp = finding(log)
+    assert problem.startswith("entry 0 is not a valid run header (") and entry == 0
+
+
+def test_a_missing_checkpoint_is_named_by_its_tick(log):
+    tamper(log, "DELETE FROM checkpoints WHERE tick = 17")
+    assert finding(log) == ("the checkpoint of tick 17 is missing (every tick is "
+                            "checkpointed)", None, 17)
+
+
+def test_stored_columns_that_differ_from_the_signed_note(log):
+    tamper(log, ("UPDATE checkpoints SET state = ? WHERE tick = 5", (b"\x01" * 32,)))
+    assert finding(log) == ("checkpoint of tick 5: stored columns differ from the signed note",
+                            None, 5)
+
+
+def test_a_checkpoint_column_of_the_wrong_type(log):
+    tamper(log, "UPDATE checkpoints SET size = 'many' WHERE tick = 3")
+    assert finding(log) == ("checkpoint row 3: a column of the wrong type (altered)", None, 3)
+
+
+def test_a_checkpoint_that_goes_backwards_even_when_signed(log):
+    """The operator's key re-signs tick 6 at tick 5's size: signed, and still refused."""
+    s, db = read(log)
+    cp5 = s.checkpoint(5)
+    s.close()
+    note = Checkpoint("sandbank.demo/seed-4", cp5.size - 1, cp5.root, 6, cp5.state).sign(
+        "sandbank-operator", fixed_secret().key("operator"))
+    tamper(log, ("UPDATE checkpoints SET size = ?, root = ?, state = ?, note = ? WHERE tick = 6",
+                 (cp5.size - 1, cp5.root, cp5.state, note)))
+    assert finding(log) == ("checkpoint of tick 6 goes backwards", None, 6)
+
+
+def test_a_missing_entry_names_the_next_one_stored(log):
+    tamper(log, "DELETE FROM entries WHERE seq = 77")
+    assert finding(log) == ("entry 77 is missing (next stored entry is 78)", 77, None)
+
+
+def test_an_entry_moved_to_an_earlier_tick(log):
+    s, db = read(log)
+    seq = db.execute("select min(seq) from entries where tick = 12").fetchone()[0]
+    s.close()
+    tamper(log, f"UPDATE entries SET tick = 3 WHERE seq = {seq}")
+    assert finding(log) == (f"entry {seq}: tick 3 is before the previous checkpoint", seq,
+                            None)
+
+
+def test_bodies_rewritten_with_matching_hashes_name_the_tick_and_its_first_entry(log):
+    s, db = read(log)
+    first = db.execute("select min(seq) from entries where tick = 12").fetchone()[0]
+    e = s.entry(first + 3)
+    s.close()
+    d = orjson.loads(e.body)
+    d["actor"] += 1
+    body = orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+    tamper(log, ("UPDATE entries SET body = ?, leaf_hash = ? WHERE seq = ?",
+                 (body, leaf_hash(body), e.seq)))
+    assert finding(log) == ("entries of tick 12 do not match its signed root; the bodies were "
+                            "rewritten with matching hashes", first, 12)
+
+
+def test_an_entry_inserted_in_a_tick_is_found_and_named(log):
+    s, db = read(log)
+    rows = list(s.entries(150))
+    s.close()
+    tick = rows[0].tick
+    fake = orjson.dumps({"kind": "transfer", "seq": 150, "tick": tick},
+                        option=orjson.OPT_SORT_KEYS)
+    shifted = [(r.seq + 1, r.tick, r.kind, r.body, r.leaf_hash) for r in rows]
+    tamper(log, "DELETE FROM entries WHERE seq >= 150",
+           ("INSERT INTO entries VALUES (?,?,?,?,?)", (150, tick, "transfer", fake,
+                                                        leaf_hash(fake))),
+           *[("INSERT INTO entries VALUES (?,?,?,?,?)", r) for r in shifted])
+    assert finding(log) == (f"entry 150 was inserted: without it, tick {tick} matches its "
+                            f"signed root", 150, tick)
+    assert MAX_INSERT_SEARCH == 2048
+
+
+def test_an_entry_appended_to_the_last_tick_is_found(log):
+    s, db = read(log)
+    n, last = s.entry_count(), s.last_checkpoint()
+    s.close()
+    body = orjson.dumps({"kind": "transfer", "seq": n, "tick": last.tick},
+                        option=orjson.OPT_SORT_KEYS)
+    tamper(log, ("INSERT INTO entries VALUES (?,?,?,?,?)", (n, last.tick, "transfer", body,
+                                                             leaf_hash(body))))
+    assert finding(log) == (f"entry {n} was inserted: without it, tick {last.tick} matches its "
+                            f"signed root", n, last.tick)
+
+
+def test_a_tick_cut_short_names_where_it_ends(log):
+    s, db = read(log)
+    n, last = s.entry_count(), s.last_checkpoint()
+    s.close()
+    tamper(log, f"DELETE FROM entries WHERE seq = {n - 1}")
+    assert finding(log) == (f"checkpoint of tick {last.tick} covers {last.size} entries but the "
+                            f"log has {last.size - 1} up to that tick; first entry out of place: "
+                            f"{n - 1}", n - 1, last.tick)
+
+
+def test_an_entry_past_every_checkpoint(log):
+    s, db = read(log)
+    n, last = s.entry_count(), s.last_checkpoint()
+    s.close()
+    body = orjson.dumps({"kind": "transfer", "seq": n, "tick": last.tick + 1},
+                        option=orjson.OPT_SORT_KEYS)
+    tamper(log, ("INSERT INTO entries VALUES (?,?,?,?,?)", (n, last.tick + 1, "transfer",
+                                                             body, leaf_hash(body))))
+    assert finding(log) == (f"entry {n} lies beyond the last signed checkpoint (inserted, or "
+                            f"written without a checkpoint)", n, None)
+
+
+def test_an_action_without_its_index_row_and_a_row_that_lies(log):
+    s, db = read(log)
+    actor, nonce, first, count = db.execute(
+        "select actor, nonce, first_seq, count from action_index where actor > 0 "
+        "order by first_seq limit 1").fetchone()
+    s.close()
+    other = log.with_name("other.db")
+    shutil.copy(log, other)
+    tamper(log, f"DELETE FROM action_index WHERE first_seq = {first}")
+    assert finding(log) == (f"entry {first} starts action (actor {actor}, nonce {nonce}) but the "
+                            f"action index has no row for it (altered)", first, None)
+    tamper(other, f"UPDATE action_index SET nonce = nonce + 1 WHERE first_seq = {first}")
+    assert finding(other) == (f"action index row ({actor}, {nonce + 1}, {first}, {count}) "
+                              f"differs from what entry {first} implies ({actor}, {nonce}, "
+                              f"{first}, {count}) (the index was altered)", first, None)
+
+
+def test_stored_content_missing_or_changed(log):
+    s, db = read(log)
+    e = next(e for e in s.entries() if b'"sha256"' in e.body)
+    s.close()
+    d = orjson.loads(e.body)
+    other = log.with_name("other.db")
+    shutil.copy(log, other)
+    tamper(log, ("DELETE FROM contents WHERE sha256 = ?", (bytes.fromhex(d["sha256"]),)))
+    assert finding(log) == (f"entry {e.seq}: the content it refers to ({d['sha256'][:16]}…) is "
+                            f"missing", e.seq, None)
+    tamper(other, ("UPDATE contents SET body = ? WHERE sha256 = ?",
+                   (b"something else", bytes.fromhex(d["sha256"]))))
+    assert finding(other) == (f"entry {e.seq}: the stored content {d['sha256'][:16]}… does not "
+                              f"match the digest and size the entry carries (altered)", e.seq,
+                              None)
+
+
+@pytest.mark.parametrize("level,index", [(8, 0), (8, 1), (8, 2)])
+def test_a_wrong_stored_subtree_names_the_entries_it_covers(log, level, index):
+    tamper(log, ("UPDATE nodes SET hash = ? WHERE id = ?", (b"\x00" * 32, level << 48 | index)))
+    lo, hi = index << level, ((index + 1) << level) - 1
+    assert finding(log) == (f"stored subtree hash at level {level} index {index} is wrong "
+                            f"(covers entries {lo}..{hi})", lo, None)

@@ -1,0 +1,221 @@
+"""Mutation testing of the modules where a bug costs most (`make mutate`; docs/testing.md).
+
+mutmut (3.x) plants one small bug at a time — an operator, a constant, a comparison, a
+dropped argument — and runs the tests that reach the mutated function; a mutant no test
+kills is a bug the suite would let through. Each group below mutates a few modules against
+the test files that exercise them (the whole suite per mutant would take hours on two
+cores), in a scratch copy of the tree under build/mutate/<group>, so runs do not disturb the
+working tree and a rerun resumes where it stopped.
+
+    python tools/mutate.py                # every group, then the table of scores
+    python tools/mutate.py ledger auth    # some groups
+    python tools/mutate.py --report       # the table from the last runs
+    python tools/mutate.py --tests-from REV exchange   # today's code, REV's tests
+    python tools/mutate.py --survivors ledger   # the diff of each surviving mutant
+
+Exit status: 0 when every group meets its target (TARGET of the non-equivalent mutants
+killed, equivalents being listed in EQUIVALENT), 1 when one does not, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutate"
+TARGET = 0.95
+
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "ledger": (["ledger/ledger.py"],
+               ["test_ledger_model.py", "test_ledger.py", "test_kernel.py", "test_amounts.py"]),
+    "exchange": (["markets/orderbook.py", "markets/exchange.py"],
+                 ["test_exchange.py", "test_amounts.py", "test_controls.py"]),
+    "guards": (["kernel/guards.py"],
+               ["test_guards.py", "test_controls.py", "test_emergency.py", "test_roles.py",
+                "test_firewall.py"]),
+    "audit": (["audit/log.py", "audit/verify.py"],
+              ["test_audit.py", "test_verify.py", "test_trust.py", "test_merkle.py",
+               "test_witness.py"]),
+    "identity": (["identity/keys.py"],
+                 ["test_keys.py", "test_trust.py", "test_kernel.py", "test_auth.py"]),
+    "auth": (["server/auth.py"], ["test_auth.py", "test_server.py", "test_fuzz_api.py"]),
+    "digest": (["kernel/state.py", "kernel/digest.py"],
+               ["test_digest.py", "test_audit.py", "test_kernel.py"]),
+}
+
+# mutants that change nothing observable, by name, with why (each was read)
+EQUIVALENT: dict[str, str] = {}
+CODE = re.compile(r"[a-z][a-z0-9_]*")  # a refusal reason or a result code: never "wording"
+
+
+def wording_only(diff: str) -> bool:
+    """Does the mutant change only the wording of human-readable text — a message's words
+    wrapped in XX or put in another case — and no code, reason, key or value? Those are
+    reported apart: the tests pin every reason and that a message is there, not its words."""
+    minus = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    plus = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    if len(minus) != 1 or len(plus) != 1:
+        return False
+    old, new = _strings(minus[0]), _strings(plus[0])
+    if old is None or new is None or len(old) != len(new) or old == new:
+        return False
+    if _strip_strings(minus[0]) != _strip_strings(plus[0]):
+        return False  # something outside the strings changed
+    for a, b in zip(old, new, strict=True):
+        if a == b:
+            continue
+        body = a.strip("\"'").removeprefix("f").strip("\"'")
+        if CODE.fullmatch(body):
+            return False  # a code, not wording
+        if not (b.replace("XX", "") == a or b.lower() == a.lower()):
+            return False
+    return True
+
+
+def _strings(line: str) -> list[str] | None:
+    import io
+    import tokenize
+
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    return [t.string for t in toks if t.type == tokenize.STRING
+            or t.type in (getattr(tokenize, "FSTRING_MIDDLE", -1),)]
+
+
+def _strip_strings(line: str) -> str:
+    return re.sub(r"(f?\"[^\"]*\"|f?'[^']*')", "S", line.strip())
+
+
+def _config(group: str, d: Path) -> str:
+    modules, tests = GROUPS[group]
+    present = [t for t in tests if (d / "tests" / t).exists()]
+    only = ", ".join(f'"src/sandbank/{m}"' for m in modules)
+    sel = ", ".join(f'"tests/{t}"' for t in present)
+    return f"""
+[tool.mutmut]
+source_paths = ["src"]
+also_copy = ["scenarios", "examples", "docs", "README.md"]
+only_mutate = [{only}]
+pytest_add_cli_args_test_selection = [{sel}]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-seed=0"]
+"""
+
+
+def _prepare(group: str, tests_from: str | None) -> Path:
+    d = WORK / group
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    for name in ("src", "tests", "scenarios", "examples", "docs"):
+        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__"))
+    if tests_from:  # the suite as it was at another commit, against today's code
+        shutil.rmtree(d / "tests")
+        archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=ROOT,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(d)], input=archive, check=True)
+    shutil.copy(ROOT / "README.md", d / "README.md")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    pyproject = re.sub(r"\n\[tool\.mutmut\].*?(?=\n\[|\Z)", "", pyproject, flags=re.S)
+    (d / "pyproject.toml").write_text(pyproject + _config(group, d))
+    return d
+
+
+def _mutmut(d: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("mutmut")
+    env = {**os.environ, "SANDBANK_TEST_PG": ""}
+    return subprocess.run([str(exe), *args], cwd=d, env=env, text=True,
+                          capture_output=capture)
+
+
+def results(group: str) -> dict[str, str]:
+    d = WORK / group
+    if not (d / "mutants").exists():
+        return {}
+    out = _mutmut(d, "results", "--all", "true", capture=True).stdout
+    got = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+__mutmut_\d+): (.+)$", line)
+        if m:
+            got[m.group(1)] = m.group(2).strip()
+    return got
+
+
+KILLED = ("killed", "timeout", "segfault")
+
+
+def score(group: str) -> tuple[int, int, int, int, list[str]]:
+    """(mutants, killed, equivalent, wording-only survivors, the other survivors)"""
+    res = results(group)
+    killed = sum(1 for s in res.values() if s in KILLED)
+    equivalent = [n for n, s in res.items() if s not in KILLED and n in EQUIVALENT]
+    rest = sorted(n for n, s in res.items() if s not in KILLED and n not in EQUIVALENT)
+    wording = [n for n in rest if wording_only(show(group, n))]
+    others = [n for n in rest if n not in wording]
+    return len(res), killed, len(equivalent), len(wording), others
+
+
+def show(group: str, name: str) -> str:
+    return _mutmut(WORK / group, "show", name, capture=True).stdout
+
+
+def report(groups: list[str]) -> bool:
+    """The table: the score is killed / (mutants - equivalent); 'without wording' also
+    leaves out the survivors that change only a message's words (the target is on it)."""
+    print("| group | modules | mutants | killed | equivalent | wording only | score "
+          "| score without wording |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    ok = True
+    for g in groups:
+        n, killed, eq, wording, _ = score(g)
+        if not n:
+            print(f"| {g} | {', '.join(GROUPS[g][0])} | (not run) | | | | | |")
+            ok = False
+            continue
+        s = killed / (n - eq) if n > eq else 1.0
+        s2 = killed / (n - eq - wording) if n > eq + wording else 1.0
+        ok &= s2 >= TARGET
+        print(f"| {g} | {', '.join(GROUPS[g][0])} | {n} | {killed} | {eq} | {wording} "
+              f"| {s:.1%} | {s2:.1%} |")
+    return ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("groups", nargs="*", help=f"groups to run (default all: {', '.join(GROUPS)})")
+    ap.add_argument("--report", action="store_true", help="only print the scores of the last runs")
+    ap.add_argument("--survivors", action="store_true", help="show each surviving mutant's diff")
+    ap.add_argument("--tests-from", metavar="REV",
+                    help="mutate today's code against the tests of commit REV (a 'before')")
+    ap.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    a = ap.parse_args()
+    unknown = [g for g in a.groups if g not in GROUPS]
+    if unknown:
+        print(f"unknown group {unknown[0]!r}; groups: {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
+    groups = a.groups or list(GROUPS)
+    if a.survivors:
+        for g in groups:
+            for name in score(g)[4]:
+                print(show(g, name))
+        return 0
+    if not a.report:
+        for g in groups:
+            print(f"== {g}: {', '.join(GROUPS[g][0])}", flush=True)
+            d = _prepare(g, a.tests_from)
+            r = _mutmut(d, "run", "--max-children", str(a.max_children), capture=True)
+            if r.returncode != 0:
+                print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr)
+                return 1
+    return 0 if report(groups) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

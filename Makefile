@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench mutate lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,8 +16,12 @@ demo: $(STAMP)
 	$(BIN)/sandbank demo --out runs/demo --overwrite
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples tools
 	$(BIN)/python -m pytest
+
+# mutation testing of the core modules (docs/testing.md): about an hour on two cores
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_kernel.py

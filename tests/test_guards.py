@@ -353,3 +353,20 @@ def test_a_throttled_agent_is_held_to_its_limit_on_every_kind():
         return None if reasons.get("throttled") == 1 else reasons
 
     check_each(sorted(AGENT_KINDS), third)
+
+
+def test_the_operator_is_authenticated_like_anyone_else():
+    from sandbank.kernel.schema import SetAgentStatus as S
+
+    e = economy(verify_signatures=True)
+    op = lambda: S(actor=OPERATOR, agent=2, status="active")  # noqa: E731
+    assert refused(e, op()) == "signature_missing"
+    assert refused(e, op().signed(fixed_key(9, "not-the-operator"), 10**6)) == "bad_signature"
+    assert [d["actor"] for d in e.k.log.last_committed if d["kind"] == "rejected"] == [-1]
+    n = e.k.operator_nonce
+    assert refused(e, op().signed(e.op, n)) == "stale_nonce"
+    assert refused(e, op().signed(e.op, n + 5)) is None
+    assert e.k.operator_nonce == n + 5
+    assert refused(e, op().signed(e.op, n + 5)) == "stale_nonce"
+    # an overseer's or agent's key is not the operator's
+    assert refused(e, op().signed(e.keys[1], n + 6)) == "bad_signature"

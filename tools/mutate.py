@@ -43,7 +43,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               ["test_audit.py", "test_verify.py", "test_trust.py", "test_merkle.py",
                "test_witness.py"]),
     "identity": (["identity/keys.py"],
-                 ["test_keys.py", "test_trust.py", "test_kernel.py", "test_auth.py"]),
+                 ["test_keys.py", "test_kernel.py", "test_auth.py", "test_guards.py"]),
     "auth": (["server/auth.py"], ["test_auth.py", "test_server.py", "test_fuzz_api.py"]),
     "digest": (["kernel/state.py", "kernel/digest.py"],
                ["test_digest.py", "test_audit.py", "test_kernel.py"]),

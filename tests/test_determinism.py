@@ -133,7 +133,7 @@ ORDER_FREE_TESTS = ["test_tasks.py", "test_auctions.py", "test_exchange.py", "te
                     "test_messaging.py", "test_boundary.py", "test_firewall.py",
                     "test_reputation.py", "test_amounts.py", "test_guards.py",
                     "test_provenance.py", "test_pricing.py", "test_audit.py",
-                    "test_reasons.py", "test_digest.py"]
+                    "test_reasons.py"]
 
 
 def test_no_mechanism_test_passes_by_the_accident_of_the_seeded_order():

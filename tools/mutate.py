@@ -20,6 +20,7 @@ killed, equivalents being listed in EQUIVALENT), 1 when one does not, 2 for bad 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -135,17 +136,37 @@ def _mutmut(d: Path, *args: str, capture: bool = False) -> subprocess.CompletedP
                           capture_output=capture)
 
 
-def results(group: str) -> dict[str, str]:
+_READ = """
+import json
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.file_utils import walk_mutatable_files
+out = {}
+for path in walk_mutatable_files():
+    m = SourceFileMutationData(path=path)
+    m.load()
+    for name, code in m.exit_code_by_key.items():
+        status = status_by_exit_code[code]
+        out[name] = [status, "" if status == "killed" else get_diff_for_mutant(name, path=path)]
+print(json.dumps(out))
+"""
+_cache: dict[str, dict[str, list[str]]] = {}
+
+
+def results(group: str) -> dict[str, list[str]]:
+    """mutant name -> [status, diff (for the ones not killed)], read from mutmut's files in
+    one process (`mutmut show` per mutant would take a second each)."""
+    if group in _cache:
+        return _cache[group]
     d = WORK / group
     if not (d / "mutants").exists():
         return {}
-    out = _mutmut(d, "results", "--all", "true", capture=True).stdout
-    got = {}
-    for line in out.splitlines():
-        m = re.match(r"\s*(\S+__mutmut_\d+): (.+)$", line)
-        if m:
-            got[m.group(1)] = m.group(2).strip()
-    return got
+    r = subprocess.run([sys.executable, "-c", _READ], cwd=d, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"cannot read the results of {group}: {r.stderr[-500:]}")
+    _cache[group] = json.loads(r.stdout)
+    return _cache[group]
 
 
 KILLED = ("killed", "timeout", "segfault")
@@ -154,16 +175,17 @@ KILLED = ("killed", "timeout", "segfault")
 def score(group: str) -> tuple[int, int, int, int, list[str]]:
     """(mutants, killed, equivalent, wording-only survivors, the other survivors)"""
     res = results(group)
-    killed = sum(1 for s in res.values() if s in KILLED)
-    equivalent = [n for n, s in res.items() if s not in KILLED and n in EQUIVALENT]
-    rest = sorted(n for n, s in res.items() if s not in KILLED and n not in EQUIVALENT)
-    wording = [n for n in rest if wording_only(show(group, n))]
+    killed = sum(1 for st, _ in res.values() if st in KILLED)
+    equivalent = [n for n, (st, _) in res.items() if st not in KILLED and n in EQUIVALENT]
+    rest = sorted(n for n, (st, _) in res.items() if st not in KILLED and n not in EQUIVALENT)
+    wording = [n for n in rest if wording_only(res[n][1])]
     others = [n for n in rest if n not in wording]
     return len(res), killed, len(equivalent), len(wording), others
 
 
 def show(group: str, name: str) -> str:
-    return _mutmut(WORK / group, "show", name, capture=True).stdout
+    status, diff = results(group)[name]
+    return f"# {name}: {status}\n{diff}"
 
 
 def report(groups: list[str]) -> bool:

@@ -340,3 +340,32 @@ def test_nonces_survive_resume_and_are_never_attributed_to_another_actor(tmp_pat
     import orjson
     last = orjson.loads(list(k.store.entries(k.log.size - 1))[0].body)
     assert last["reason"] == "stale_nonce"
+
+
+def test_a_resumed_kernel_refuses_every_replayed_action_as_the_live_one_did(tmp_path):
+    """Nonces are rebuilt from the log on resume (the operator's, each agent's, each
+    overseer's): an action signed before the stop is stale after it, whoever signed it."""
+    from conftest import Economy
+    from sandbank.kernel.controls import RaiseAlert
+    from sandbank.kernel.schema import OPERATOR, SetAgentStatus
+    from sandbank.kernel.sequencer import Kernel
+    from sandbank.markets.payments import Pay
+    from sandbank.store.sqlite import SQLiteStore
+
+    e = Economy(n=2, fund=100, store=SQLiteStore(tmp_path / "log.db"), verify_signatures=True)
+    ov = e.add_overseer("olga")
+    signed = [e.sign(Pay(actor=1, to=2, asset="CRD", amount=1)),
+              e.sign(RaiseAlert(actor=ov, detector="manual", score=5)),
+              e.sign(SetAgentStatus(actor=OPERATOR, agent=2, status="active"))]
+    for a in signed:
+        e.k.submit(a)
+    assert e.k.step().reasons == {}
+    nonces = (e.k.operator_nonce, e.k.state.registry.agents[1].nonce,
+              e.k.state.controls.overseers[ov].nonce)
+    e.k.close()
+    k = Kernel.resume(SQLiteStore(tmp_path / "log.db"), e.op)
+    assert (k.operator_nonce, k.state.registry.agents[1].nonce,
+            k.state.controls.overseers[ov].nonce) == nonces
+    for a in signed:
+        k.submit(a)
+    assert k.step().reasons == {"stale_nonce": 3}

@@ -291,3 +291,111 @@ def test_the_digest_follows_every_account_and_hold_change():
     assert len(seen) == 4
     fresh = DigestMap(lambda a: a)
     assert led.digest() != fresh.digest()
+
+
+# ---------------------------------------------------------------- what the digest is a function of
+def test_the_digest_is_the_balances_and_live_holds_however_they_came_about():
+    """A hold posted, voided or expired leaves the digest a ledger that never held it has."""
+    direct = ledger()
+    assert run(direct, AGENT, T(30, amount=40)) == [R.ok]
+    posted = ledger()
+    held(posted, tid=10, amount=40)
+    assert run(posted, AGENT, TransferSpec(id=11, pending_id=10, flags=POST_PENDING)) == [R.ok]
+    assert posted.digest() == direct.digest()
+    for how in ("void", "expire", "chain"):
+        led = ledger()
+        held(led, tid=10, amount=40, timeout=1)
+        if how == "void":
+            assert run(led, AGENT, TransferSpec(id=11, pending_id=10, flags=VOID_PENDING)) == [
+                R.ok]
+        elif how == "expire":
+            [ev] = led.due_expiries(2)
+            led.apply_hold_expired(ev)
+        else:  # posted inside a chain that commits
+            assert run(led, AGENT, TransferSpec(id=11, pending_id=10, flags=POST_PENDING | LINKED),
+                       T(12, amount=1)) == [R.ok, R.ok]
+            led2 = ledger()
+            assert run(led2, AGENT, T(30, amount=41)) == [R.ok]
+            assert led.digest() == led2.digest()
+            continue
+        assert led.digest() == ledger().digest(), how
+    lined = ledger()
+    lined.apply_credit_line(CreditLineSet(actor=0, account=A, limit=7))
+    assert lined.digest() != ledger().digest()
+
+
+def test_expiries_due_in_one_tick_come_in_the_order_the_holds_were_made():
+    led = ledger()
+    assert run(led, OPERATOR, T(60, TRES, OTHER, 100)) == [R.ok]
+    assert run(led, AGENT2, T(5, OTHER, A, 1, flags=PENDING, timeout=3)) == [R.ok]
+    held(led, tid=9, amount=1, timeout=3)
+    held(led, tid=2, amount=1, timeout=3)
+    assert [(e.actor, e.id) for e in led.due_expiries(4)] == [(AGENT2, 5), (AGENT, 9),
+                                                             (AGENT, 2)]
+
+
+def test_a_resolution_carries_no_expiry_in_the_log():
+    led = ledger()
+    held(led, tid=10, amount=5, timeout=4)
+    events, codes = led.execute(AGENT, [TransferSpec(id=11, pending_id=10,
+                                                     flags=POST_PENDING)], 1)
+    assert codes == [R.ok] and events[0].expires == 0 and events[0].timeout == 0
+    assert events[0].amount == 5 and (events[0].debit, events[0].credit) == (A, B)
+
+
+def test_a_failed_chain_gives_back_the_system_ids_and_the_minted_total():
+    led = ledger()
+    assert run(led, OPERATOR, T(1, TRES, ESCROW, 100)) == [R.ok]
+    assert run(led, SYSTEM, T(1, ESCROW, A, 10)) == [R.ok]
+    assert led.system_seq == 1
+    assert run(led, SYSTEM, T(2, ESCROW, A, 10, flags=LINKED), T(3, ESCROW, B, 10, flags=LINKED),
+               T(4, ESCROW, ESCROW, 1)) == [R.linked_event_failed, R.linked_event_failed,
+                                            R.accounts_must_be_different]
+    assert led.system_seq == 1
+    # a mint held, then posted inside a chain that fails: the minted total is as it was
+    assert run(led, OPERATOR, T(20, TRES, B, 50, flags=PENDING)) == [R.ok]
+    minted = dict(led.minted)
+    assert run(led, OPERATOR, TransferSpec(id=21, pending_id=20, flags=POST_PENDING | LINKED),
+               T(22, TRES, B, 5, flags=LINKED), T(23, B, B, 1)) == [
+        R.linked_event_failed, R.linked_event_failed, R.accounts_must_be_different]
+    assert led.minted == minted and led.accounts[B].credits_pending == 50
+    led.check_invariants()
+
+
+def test_a_retry_is_compared_as_it_was_sent_not_as_a_resolution():
+    """A plain transfer's retry naming a pending id is compared field by field as sent: it
+    is not normalised from the hold it names (only posts and voids are)."""
+    led = ledger()
+    assert run(led, AGENT, T(1, A, B, 5)) == [R.ok]
+    held(led, tid=10, amount=5, debit=A, credit=OTHER)
+    assert run(led, AGENT, TransferSpec(id=1, pending_id=10)) == [
+        R.exists_with_different_debit_account_id]
+
+
+@pytest.mark.parametrize("field", ["debits_posted", "credits_posted", "debits_pending",
+                                   "credits_pending"])
+def test_the_invariant_check_refuses_a_negative_total(field):
+    """One total made -1, the unit moved to A so every sum, balance and limit still holds:
+    only the non-negativity check can refuse it, and it does."""
+    led = ledger()
+    victim = led.accounts[B if field.startswith("debits") else CAPPED]  # both start at 0
+    setattr(victim, field, -1)
+    setattr(led.accounts[A], field, getattr(led.accounts[A], field) + 1)
+    with pytest.raises(AssertionError) as e:
+        led.check_invariants()
+    assert "min(" in str(e.traceback[-1].statement)
+
+
+def test_the_invariant_check_refuses_credits_beyond_debits_where_forbidden():
+    from sandbank.ledger.ledger import Hold
+
+    led = ledger()
+    cap, a = led.accounts[CAPPED], led.accounts[A]
+    cap.credits_pending += 5
+    a.debits_pending += 5
+    led.holds[(AGENT, 999)] = Hold(A, CAPPED, 5, 0)  # every sum and hold as it should be
+    with pytest.raises(AssertionError):
+        led.check_invariants()
+    cap.debits_posted += 5  # now 7 has the debits to take those credits
+    led.accounts[B].credits_posted += 5  # (and the 5 went somewhere)
+    led.check_invariants()

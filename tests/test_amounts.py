@@ -13,6 +13,7 @@ import pytest
 
 from conftest import Economy
 from sandbank.kernel.controls import SetCap
+from sandbank.kernel.policy import SetPolicy as SetPolicyAction
 from sandbank.kernel.schema import OPERATOR
 from sandbank.ledger.ledger import MAX_AMOUNT
 from sandbank.markets.auctions import FIRST, SECOND, UNIFORM, clear
@@ -50,8 +51,13 @@ def placed(e):
 
 
 def reason(e, action):
+    """The reason the action was refused for (None: accepted); every refusal must come with
+    a message that explains it."""
     e.k.submit(action)
     reasons = e.k.step().reasons
+    for d in e.k.log.last_committed:
+        if d["kind"] == "rejected":
+            assert isinstance(d["message"], str) and len(d["message"]) > 5, d
     return next(iter(reasons), None)
 
 
@@ -448,3 +454,73 @@ def test_a_call_auction_fills_by_priority_and_cancels_self_crossing_leftovers():
     assert e.available(2) == e.balance(2)  # the cancelled bid's hold released
     assert e.available(2, "WGT") == FUND + 1 - 5  # its ask rests, holding its 5
     e.k.state.check_invariants()
+
+
+# ---------------------------------------------------------------- market orders, gates, positions
+def test_a_market_buy_takes_what_its_cash_pays_for_fee_included():
+    e = market(fee_bps=100, fund=1000)
+    e.do(order(1, "sell", 5, 100))
+    e.do(order(3, "sell", 10, 110))
+    e.do(order(2, "buy", 20, kind="market"))
+    ev = placed(e)
+    # 5 @ 100: 500 + fee 5 = 505, leaving 495; at 110 with 1 %: 495 × 10 000 // (110 × 10 100)
+    # = 4 units: 440 + fee 4 = 444 ≤ 495; 5 would cost 555 + 5
+    assert [f[1:3] for f in ev["fills"]] == [[100, 5], [110, 4]]
+    assert (ev["reason"], ev["cancelled"], ev["rested"]) == ("insufficient_funds", 11, 0)
+    assert (e.balance(2), e.balance(2, "WGT")) == (1000 - 505 - 444, 1000 + 9)
+    assert (e.balance(3), e.balance(3, "WGT"), e.available(3, "WGT")) == (1440, 996, 990)
+
+
+@pytest.mark.parametrize("fund,price,bps,want", [
+    (1010, 100, 100, 10),  # 10 × 100 + 1 % = 1010: an exact fit is taken
+    (1009, 100, 100, 9),  # one short: 9
+    # 30 × 33 = 990 + fee 9 (9.9 rounded down) = 999 would fit, but the quantity is sized
+    # before rounding (999 × 10 000 // (33 × 10 100) = 29): the buyer never overpays
+    (999, 33, 100, 29),
+])
+def test_a_market_buy_is_sized_by_its_cash_and_fee(fund, price, bps, want):
+    e = market(fee_bps=bps, fund=fund)
+    e.do(order(1, "sell", 50, price))
+    e.do(order(2, "buy", 50, kind="market"))
+    assert [f[1:3] for f in placed(e)["fills"]] == [[price, want]]
+    notional = price * want
+    assert e.balance(2) == fund - notional - notional * bps // 10_000 >= 0
+
+
+def test_a_market_order_with_nothing_to_take_is_cancelled_for_no_liquidity():
+    e = market()
+    e.do(order(2, "buy", 3, kind="market"))
+    ev = placed(e)
+    assert (ev["fills"], ev["reason"], ev["cancelled"], ev["rested"]) == ([], "no_liquidity", 3,
+                                                                          0)
+    e.do(order(1, "sell", 2, 50))
+    e.do(order(2, "buy", 3, kind="market"))
+    ev = placed(e)
+    assert (ev["reason"], ev["cancelled"]) == ("no_liquidity", 1)
+
+
+def test_large_orders_need_the_reputation_the_gate_asks():
+    from sandbank.reputation.reputation import DEFAULT_SCORE
+
+    e = market()
+    e.k.submit(SetPolicyAction(actor=OPERATOR, param="gate_order_qty", value=5))
+    e.k.submit(SetPolicyAction(actor=OPERATOR, param="gate_reputation", value=DEFAULT_SCORE + 1))
+    e.k.step()
+    e.k.step()  # effective from the next tick
+    assert reason(e, order(1, "buy", 5, 10)) is None  # at the gate: not above it
+    assert reason(e, order(1, "buy", 6, 10)) == "reputation_too_low"
+    e.do(SetPolicyAction(actor=OPERATOR, param="gate_reputation", value=DEFAULT_SCORE))
+    e.do()
+    assert reason(e, order(1, "buy", 6, 10)) is None  # exactly the score asked
+
+
+def test_a_position_cap_counts_holdings_and_resting_bids_in_that_asset_only():
+    e = market()
+    ov = e.add_overseer("olga")
+    e.do(SetCap(actor=ov, cap="position:WGT", value=FUND + 5))
+    e.do(order(1, "buy", 2, 10))  # holds FUND, bids for 2: FUND + 2
+    e.do(order(1, "sell", 1, 500))  # a resting sell does not count against a long cap
+    assert reason(e, order(1, "buy", 3, 10)) is None  # FUND + 2 + 3 = the cap
+    assert reason(e, order(1, "buy", 1, 10)) == "over_cap"
+    assert reason(e, order(2, "buy", 5, 10)) is None  # another agent has its own position
+    assert reason(e, order(1, "sell", 3, 600)) is None  # selling is never capped

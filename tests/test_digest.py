@@ -216,3 +216,60 @@ def test_a_digest_map_sees_a_touched_record_change_in_place():
     assert dm.digest() != first
     dm.delete(1)
     assert dm.digest() == DigestMap(lambda r: r).digest()
+
+
+# every incrementally kept digest is the one a fresh map of the same records would give
+KEPT = [("ledger", "_account_digest", "accounts", False), ("ledger", "_hold_digest", "holds", True),
+        ("registry", "_owner_digest", "owners", False),
+        ("registry", "_agent_digest", "agents", False),
+        ("exchange", "_orders_digest", "orders", False),
+        ("exchange", "_markets_digest", "markets", False),
+        ("tasks", "_task_digest", "tasks", False),
+        ("tasks", "_contract_digest", "contracts", False),
+        ("auctions", "_digest", "auctions", False), ("pricing", "_digest", "games", False),
+        ("controls", "_tickets", "tickets", False), ("controls", "_overseers", "overseers", False)]
+
+
+def _kept_digests_agree(state) -> list[str]:
+    bad = []
+    for part, attr, mapping, items in KEPT:
+        obj = getattr(state, part)
+        kept = getattr(obj, attr)
+        fresh = DigestMap(kept._record)
+        for key, record in getattr(obj, mapping).items():
+            fresh.touch(key, (key, record) if items else record)
+        if kept.digest() != fresh.digest():
+            bad.append(f"{part}.{attr}")
+    return bad
+
+
+def test_every_kept_digest_is_the_digest_of_its_records(states):
+    every = {f"{p}.{a}" for p, a, _, _ in KEPT}
+    found = {f"{p}.{n}" for _, s in states for p in s.PARTS if hasattr(getattr(s, p), "__dict__")
+             or hasattr(getattr(s, p), "__slots__")
+             for n in (list(vars(getattr(s, p))) if hasattr(getattr(s, p), "__dict__") else [])
+             if isinstance(getattr(getattr(s, p), n, None), DigestMap)}
+    assert found == every, f"DigestMaps this test does not know: {found - every}"
+    for name, state in states:
+        assert _kept_digests_agree(copy.deepcopy(state)) == [], name
+
+
+def test_the_kept_digests_agree_tick_after_tick_through_fills_cancels_and_holds():
+    from conftest import Economy
+    from sandbank.markets.exchange import CancelOrder, PlaceOrder
+
+    e = Economy(n=4, fund=10_000, assets=("CRD", "WGT"), markets=({"asset": "WGT", "quote": "CRD",
+                                                                     "band_bps": 2000},),
+                policy={"trade_fee_bps": 25})
+
+    def o(actor, side, qty, price, kind="limit"):
+        return PlaceOrder(actor=actor, asset="WGT", side=side, qty=qty, price=price,
+                          order_type=kind)
+
+    script = [[o(1, "sell", 5, 100), o(2, "buy", 3, 95)], [o(3, "buy", 2, 101)],
+              [CancelOrder(actor=2, order=2)], [o(4, "buy", 9, 0, "market")],
+              [o(1, "sell", 4, 99), o(2, "buy", 4, 99)], [o(3, "sell", 2, 150)], []]
+    for actions in script:
+        e.do(*actions)
+        e.k.state.digest()
+        assert _kept_digests_agree(e.k.state) == []

@@ -69,6 +69,9 @@ def refused(e: Economy, action) -> str | None:
     e.k.submit(action)
     reasons = e.k.step().reasons
     assert sum(reasons.values()) <= 1, reasons
+    for d in e.k.log.last_committed:  # every refusal is explained
+        if d["kind"] == "rejected":
+            assert isinstance(d["message"], str) and len(d["message"]) > 5, d
     return next(iter(reasons), None)
 
 

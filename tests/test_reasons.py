@@ -29,8 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def why(e, action):
+    """The reason the action was refused for (None: accepted), explained by its message."""
     e.k.submit(action)
     reasons = e.k.step().reasons
+    for d in e.k.log.last_committed:
+        if d["kind"] == "rejected":
+            assert isinstance(d["message"], str) and len(d["message"]) > 5, d
     return next(iter(reasons), None)
 
 

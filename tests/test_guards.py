@@ -196,6 +196,12 @@ def test_enforced_roles_deny_by_default_every_kind_no_role_permits():
     check_each([k for k in agent_kinds if k not in BASE],
                lambda kind: None if (r := refused(e, make(kind, 1))) == "role_denied" else r)
     check_each(sorted(BASE), lambda kind: G.permission_guard(e.k, make(kind, 1)))
+    assert G.permission_guard(e.k, make("bid_task", 3)) is None
+    e.do(AssignRoles(actor=OPERATOR, agent=2, roles=["trader"]))
+    assert G.permission_guard(e.k, make("bid_task", 2)) == (
+        "role_denied", "agent 2's roles ['trader'] do not permit bid_task")
+    assert G.permission_guard(e.k, make("bid_task", 1)) == (
+        "role_denied", "agent 1's roles [] do not permit bid_task")
     # every role's kinds, and no more, for an agent that holds only that role
     for role, kinds in sorted(ROLES.items()):
         e.do(AssignRoles(actor=OPERATOR, agent=2, roles=[role]))
@@ -258,6 +264,18 @@ def test_compartment_walls_every_walled_kind_and_nothing_else():
     # a market outside the agent's compartment
     order = make("place_order", 1, asset="WGT", side="buy", qty=1, price=1)
     assert refused(e, order) == "compartment_wall"
+    # what the refusal says: where each side is, and what would carry it
+    assert G.compartment_guard(e.k, across["pay"]) == (
+        "compartment_wall", "agent 2 is in compartment 'blue', agent 1 in 'red', and no bridge "
+                            "carries pay")
+    e.do(Partition(actor=OPERATOR, agents=[1], compartment=""))  # back to the open economy
+    assert G.compartment_guard(e.k, make("pay", 1, to=2, asset="CRD", amount=1)) == (
+        "compartment_wall", "agent 2 is in compartment 'blue', agent 1 in '(open)', and no "
+                            "bridge carries pay")
+    # the operator and overseers are not walled
+    for actor in (OPERATOR, e.add_overseer("olga")):
+        as_actor = {kind: dataclasses.replace(a, actor=actor) for kind, a in across.items()}
+        check_each(sorted(as_actor), lambda kind: G.compartment_guard(e.k, as_actor[kind]))  # noqa: B023
 
 
 # ---------------------------------------------------------------- disabled kinds
@@ -280,6 +298,8 @@ def test_a_disabled_kind_is_refused_to_every_agent_and_only_that_kind():
     for kind in sorted(SUPERVISORY):
         assert refused(e, DisableAction(actor=OPERATOR, action_kind=kind)) == "invalid_field"
     e.do(DisableAction(actor=OPERATOR, action_kind="pay"))
+    e.do()  # in force from the tick after
+    assert G.disabled_guard(e.k, make("pay", 1)) is not None
     assert G.disabled_guard(e.k, make("pay", OPERATOR)) is None
     assert G.disabled_guard(e.k, make("pay", ov)) is None
 

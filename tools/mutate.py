@@ -89,8 +89,8 @@ def _strings(line: str) -> list[str] | None:
 
     try:
         toks = list(tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return None
+    except (tokenize.TokenError, IndentationError, SyntaxError):  # a fragment of a statement
+        return re.findall(r"f?\"[^\"]*\"|f?'[^']*'", line)
     return [t.string for t in toks if t.type == tokenize.STRING
             or t.type in (getattr(tokenize, "FSTRING_MIDDLE", -1),)]
 

@@ -524,3 +524,120 @@ def test_a_position_cap_counts_holdings_and_resting_bids_in_that_asset_only():
     assert reason(e, order(1, "buy", 1, 10)) == "over_cap"
     assert reason(e, order(2, "buy", 5, 10)) is None  # another agent has its own position
     assert reason(e, order(1, "sell", 3, 600)) is None  # selling is never capped
+
+
+# ---------------------------------------------------------------- more edges of the exchange
+def test_a_limit_order_takes_the_levels_its_price_reaches_and_rests_the_rest():
+    e = market()
+    e.do(order(1, "sell", 2, 100))
+    e.do(order(3, "sell", 2, 105))
+    e.do(order(2, "buy", 4, 102))  # 2 @ 100; 105 is beyond 102: the other 2 rest at 102
+    ev = placed(e)
+    assert [f[1:3] for f in ev["fills"]] == [[100, 2]]
+    assert (ev["rested"], ev["cancelled"], ev["reason"]) == (2, 0, "")
+    assert e.available(2) == FUND - 200 - 2 * 102
+    [view] = e.k.observe(2).orders
+    assert (view.side, view.price, view.qty, view.remaining) == ("buy", 102, 4, 2)
+
+
+def test_a_market_buy_that_cannot_pay_for_one_unit_takes_nothing():
+    e = market(fund=50)
+    e.do(order(1, "sell", 3, 100))
+    e.do(order(2, "buy", 3, kind="market"))
+    ev = placed(e)
+    assert (ev["fills"], ev["reason"], ev["cancelled"]) == ([], "insufficient_funds", 3)
+    assert e.balance(2) == 50
+
+
+def test_the_largest_quantity_is_allowed_one_more_is_not():
+    e = market()
+    assert reason(e, order(1, "buy", MAX_AMOUNT, 1)) == "insufficient_funds"  # = MAX: allowed
+    assert reason(e, order(1, "buy", MAX_AMOUNT + 1, 1)) == "amount_too_large"
+
+
+def test_a_certified_agents_rebate_lowers_the_fee_it_pays_and_the_cash_it_needs():
+    from sandbank.kernel.policy import Certify
+
+    e = Economy(n=4, fund=FUND, assets=("CRD", "WGT"),
+                markets=({"asset": "WGT", "quote": "CRD"},),
+                policy={"trade_fee_bps": 100, "certified_rebate_bps": 5000})
+    e.do(Certify(actor=OPERATOR, agent=2, certified=True))
+    t0 = treasury(e)
+    e.do(order(1, "sell", 10, 100))
+    e.do(order(2, "buy", 10, 100))  # fee 10, half rebated: 5
+    assert e.balance(2) == FUND - 1000 - 5 and treasury(e) - t0 == 5
+    e.do(order(3, "buy", 10, 100))  # rests
+    e.do(order(2, "sell", 10, 100))  # certified taker sells: fee 5 out of its 1000
+    assert e.balance(2) == FUND - 1000 - 5 + 1000 - 5 and treasury(e) - t0 == 10
+    # a resting buy needs price × qty + the fee it would pay. 1004 @ 99: 99 396 + fee 993,
+    # rebated to 497: 99 893 ≤ the certified agent's 99 990; the uncertified one needs
+    # 100 389 and has 100 000
+    assert reason(e, order(2, "buy", 1004, 99)) is None
+    assert reason(e, order(4, "buy", 1004, 99)) == "insufficient_funds"
+    e.do(order(1, "buy", 1, kind="market"))  # (nothing rests on the ask side: no liquidity)
+    assert placed(e)["reason"] == "no_liquidity"
+
+
+def test_a_market_buy_by_a_certified_agent_is_sized_with_its_rebated_fee():
+    from sandbank.kernel.policy import Certify
+
+    e = Economy(n=3, fund=1010, assets=("CRD", "WGT"),
+                markets=({"asset": "WGT", "quote": "CRD"},),
+                policy={"trade_fee_bps": 100, "certified_rebate_bps": 10_000})
+    e.do(Certify(actor=OPERATOR, agent=2, certified=True))
+    e.do(order(1, "sell", 20, 100))
+    e.do(order(2, "buy", 20, kind="market"))
+    # sized by the full fee (10 units: 1000 + 10), paid with the rebate: no fee at all
+    assert [f[1:3] for f in placed(e)["fills"]] == [[100, 10]]
+    assert e.balance(2) == 1010 - 1000
+
+
+def test_halted_and_paused_markets_say_which():
+    from sandbank.kernel.controls import TripBreaker
+
+    e = market(band_bps=1000, limit_state_ticks=1, halt_ticks=5)
+    _halt(e)
+    m = e.k.state.exchange.markets["WGT"]
+    e.k.submit(order(2, "buy", 1, kind="market"))
+    e.k.step()
+    [rej] = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
+    assert rej["message"] == f"WGT is halted until tick {m.until}"
+    e2 = market()
+    ov = e2.add_overseer("watch", "monitor")
+    e2.do(TripBreaker(actor=ov, scope="market", market="WGT", level="pause", reason="drill"))
+    e2.k.submit(order(2, "buy", 1, kind="market"))
+    e2.k.step()
+    [rej] = [d for d in e2.k.log.last_committed if d["kind"] == "rejected"]
+    assert (rej["reason"], rej["message"]) == ("market_halted", "WGT is paused by oversight")
+
+
+def test_after_a_call_auction_its_price_is_the_reference_and_partial_fills_keep_their_hold():
+    e = market(band_bps=1000, limit_state_ticks=1, halt_ticks=10)
+    _halt(e)
+    m = e.k.state.exchange.markets["WGT"]
+    e.do(*[CancelOrder(actor=o.agent, order=o.id) for o in e.k.state.exchange.orders.values()])
+    e.do(order(1, "buy", 5, 110))
+    big = placed(e)["order"]
+    e.do(order(3, "sell", 3, 104))
+    while m.state == "halted":
+        e.do()
+    # 104: demand 5, supply 3 → 3; 110: 3 too but farther from 100: the price is 104
+    assert (m.last_price, m.reference(e.k.tick), m.band(e.k.tick)) == (104, 104, (94, 114))
+    assert list(m.window) == [(e.k.tick, 104)] and m.window_sum == 104
+    o = e.k.state.exchange.orders[big]
+    assert o.remaining == 2 and e.available(1) == FUND - 3 * 104 - 2 * 110
+    e.do(CancelOrder(actor=1, order=big))  # its re-held remainder is released
+    assert e.available(1) == e.balance(1) == FUND - 3 * 104
+
+
+def test_an_open_market_with_a_crossed_book_fails_the_invariants_a_halted_one_does_not():
+    from sandbank.markets.orderbook import Order
+
+    e = market()
+    m = e.k.state.exchange.markets["WGT"]
+    m.book.add(Order(900, 1, "WGT", "buy", 120, 1, 1, None, 0))
+    m.book.add(Order(901, 2, "WGT", "sell", 110, 1, 1, None, 0))
+    with pytest.raises(AssertionError):
+        e.k.state.exchange.check()
+    m.state = "halted"
+    e.k.state.exchange.check()

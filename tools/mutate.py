@@ -60,7 +60,34 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 # mutants that change nothing observable, by name, with why (each was read)
-EQUIVALENT: dict[str, str] = {}
+_L = "sandbank.ledger.ledger.xǁLedgerǁ"
+_X = "sandbank.markets.exchange.x_place_order__mutmut_"
+_UNREACHABLE_LOOP = ("the step-down loop of a market buy never runs: the quantity is sized so "
+                     "that price × q × (1 + fee) fits, fees round down and rebates only lower "
+                     "them, so notional + fee never exceeds the cash")
+EQUIVALENT: dict[str, str] = {
+    "sandbank.kernel.guards.x_identity_guard__mutmut_2":
+        "overseer = '' instead of None: both false, and it is read only when true",
+    "sandbank.kernel.guards.x_freeze_guard__mutmut_1":
+        "actor >= OPERATOR: the operator has no agent record, so nothing changes for it",
+    "sandbank.kernel.guards.x_freeze_guard__mutmut_8":
+        "f'agent_{status}' for a frozen agent is 'agent_frozen', the reason it replaces",
+    _L + "__init____mutmut_14": "the expiry heap's counter starting at 1: only its order counts",
+    _L + "apply_transfer__mutmut_31": "the counter stepping by 2: only its order counts",
+    _L + "apply_transfer__mutmut_82": "system_seq = id when they are already equal: no change",
+    _L + "execute__mutmut_6": "a lone transfer through the chain path instead of the fast "
+                              "path: the same result (the fast path is an optimisation)",
+    _L + "execute__mutmut_44": "failed_at = -2: it is only compared with >= 0",
+    _L + "_validate__mutmut_23": "pending_rec = '': read only after it is set from a lookup",
+    **{_L + f"failures_to_remember__mutmut_{n}": "zip without strict: specs and results "
+       "always have the same length" for n in (3, 6, 7)},
+    "sandbank.markets.orderbook.xǁBookǁcrossed__mutmut_3":
+        "best_price(None) is the ask side (side == BUY is false), as SELL is",
+    **{_X + str(n): _UNREACHABLE_LOOP for n in (297, 299, 300, 301, 302, 303, 304, 305, 306,
+                                                307, 308, 309, 310, 311, 312, 313, 314)},
+    **{_X + str(n): "settlement_failed after validation is unreachable (test_reasons.py, "
+       "UNREACHABLE)" for n in (431, 432)},
+}
 CODE = re.compile(r"[a-z][a-z0-9_]*")  # a refusal reason or a result code: never "wording"
 
 

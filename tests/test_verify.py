@@ -219,3 +219,94 @@ def test_a_wrong_stored_subtree_names_the_entries_it_covers(log, level, index):
     lo, hi = index << level, ((index + 1) << level) - 1
     assert finding(log) == (f"stored subtree hash at level {level} index {index} is wrong "
                             f"(covers entries {lo}..{hi})", lo, None)
+
+
+# ---------------------------------------------------------------- what a failed report carries
+def test_a_failed_report_still_says_whose_log_it_is_and_how_far_it_checked(log):
+    tamper(log, "DELETE FROM checkpoints WHERE tick = 17")
+    r = verify(log)
+    s, db = read(log)
+    size16 = s.checkpoint(16).size
+    header = orjson.loads(s.entry(0).body)
+    s.close()
+    assert (r.ok, r.root, r.checkpoints, r.entries) == (False, None, 17, size16)
+    assert r.origin == "sandbank.demo/seed-4" and r.key_name == "sandbank-operator"
+    assert r.operator_key == bytes.fromhex(header["operator_key"])
+
+
+class _Failing(SQLiteStore):
+    """A store that fails part-way through reading its checkpoints."""
+
+    def __init__(self, path, error):
+        super().__init__(path, readonly=True, create=False)
+        self.error = error
+
+    def checkpoints(self):
+        for i, cp in enumerate(super().checkpoints()):
+            if i == 5:
+                raise self.error
+            yield cp
+
+
+def test_a_store_that_fails_is_a_finding_with_what_was_checked(good_log):
+    from sandbank.store.base import StoreError
+
+    for error, problem in ((StoreError("the disk said no"), "the disk said no"),
+                           (TypeError("odd row"), None)):
+        store = _Failing(good_log, error)
+        r = verify_log(store)
+        cp4 = store.checkpoint(4)
+        store.close()
+        assert (r.ok, r.root, r.checkpoints, r.entries) == (False, None, 5, cp4.size)
+        assert r.origin == "sandbank.demo/seed-4" and r.key_name == "sandbank-operator"
+        assert r.operator_key is not None
+        if problem:
+            assert (r.problem, r.bad_entry) == (problem, None)
+        else:
+            assert r.problem == (f"the store holds a row this log format never writes "
+                                 f"(TypeError: odd row); near entry {cp4.size}")
+            assert r.bad_entry == cp4.size
+
+
+def test_an_empty_checkpoint_table_and_a_good_log(log, good_log):
+    r = verify(good_log)
+    s, db = read(good_log)
+    last = s.last_checkpoint()
+    s.close()
+    assert (r.ok, r.problem, r.entries, r.checkpoints, r.root) == (True, None, last.size,
+                                                                  last.tick + 1, last.root)
+    assert (r.bad_entry, r.bad_checkpoint, r.cosigned, r.extends) == (None, None, 0, None)
+    tamper(log, "DELETE FROM checkpoints")
+    assert finding(log)[1:] == (0, None)  # every entry then lies beyond a checkpoint
+
+
+# ---------------------------------------------------------------- cosignatures
+def test_cosignatures_by_a_witness_are_counted_and_each_checked(log):
+    from sandbank.audit.witness import cosign
+    from tests.keys import fixed_key
+
+    w, other = fixed_key(31, "witness"), fixed_key(31, "other")
+    s, db = read(log)
+    notes = {t: s.checkpoint(t).note for t in (3, 9, 20)}
+    s.close()
+    lines = {t: cosign(n, "w.example", w, 1_700_000_000 + t).splitlines()[-1]
+             for t, n in notes.items()}
+    stranger = cosign(notes[9], "other.example", other, 5).splitlines()[-1]
+    tamper(log, *[("INSERT INTO cosignatures VALUES (?, ?)", (t, ln)) for t, ln in lines.items()],
+           ("INSERT INTO cosignatures VALUES (?, ?)", (9, stranger)))
+    s = SQLiteStore(log, readonly=True, create=False)
+    r = verify_log(s, witness=("w.example", w.public))
+    assert (r.ok, r.cosigned) == (True, 3)
+    r = verify_log(s, witness=("nobody.example", w.public))
+    assert (r.ok, r.problem) == (False, "the log keeps no cosignature by the witness "
+                                        "nobody.example")
+    r = verify_log(s, witness=("w.example", other.public))
+    assert not r.ok and r.bad_checkpoint == 3 and r.problem.startswith(
+        "the cosignature by w.example of tick 3 is not valid: ")
+    s.close()
+    tamper(log, ("INSERT INTO cosignatures VALUES (?, ?)", (99, lines[3])))
+    s = SQLiteStore(log, readonly=True, create=False)
+    r = verify_log(s, witness=("w.example", w.public))
+    s.close()
+    assert (r.ok, r.problem) == (False, "a cosignature by w.example names tick 99, which has "
+                                        "no checkpoint")

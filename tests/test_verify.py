@@ -310,3 +310,19 @@ def test_cosignatures_by_a_witness_are_counted_and_each_checked(log):
     s.close()
     assert (r.ok, r.problem) == (False, "a cosignature by w.example names tick 99, which has "
                                         "no checkpoint")
+
+
+def test_progress_is_reported_every_65536_entries(tmp_path):
+    from conftest import Economy
+    from sandbank.kernel.schema import Transfer, TransferSpec
+
+    e = Economy(n=2, fund=10**9, store=SQLiteStore(tmp_path / "big.db"))
+    tid = 10**6
+    while e.k.log.size < 2 * 65536 + 10:  # a batch of 4000 transfers: 4000 entries
+        e.do(Transfer(actor=1, transfers=[
+            TransferSpec(id=tid + i, debit=e.account[1], credit=e.account[2], amount=1)
+            for i in range(1, 4001)]))
+        tid += 4000
+    seen = []
+    r = verify_log(e.k.store, progress=seen.append)
+    assert r.ok and seen == [65536, 131072]

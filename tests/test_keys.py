@@ -121,3 +121,30 @@ def test_a_missing_or_directory_key_file(tmp_path):
     with pytest.raises(KeyFileError):
         RunSecret.load(tmp_path / "none.key", create=False)
     assert not (tmp_path / "none.key").exists()
+
+
+def test_key_files_are_created_by_default_even_two_folders_deep(tmp_path):
+    deep = tmp_path / "a" / "b"
+    key = SigningKey.load(deep / "owner.key")  # create defaults to True
+    assert (deep / "owner.key").exists() and SigningKey.load(deep / "owner.key").public == key.public
+    secret = RunSecret.load(tmp_path / "a" / "run.key")  # the folder exists already
+    assert RunSecret.load(tmp_path / "a" / "run.key").key("x").public == secret.key("x").public
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(KeyFileError, match="cannot create the key file .*file/run.key: "):
+        read_secret_file(tmp_path / "file" / "run.key")
+
+
+def test_only_the_first_200_characters_of_a_key_file_are_read(tmp_path):
+    path = tmp_path / "long.key"
+    secret = bytes(range(32))
+    path.write_text(secret.hex() + " " * (200 - 64) + "zz trailing junk")
+    assert read_secret_file(path) == secret
+
+
+def test_generated_secrets_are_fresh_and_the_size_errors_say_so():
+    a, b = RunSecret.generate(), RunSecret.generate()
+    assert a.key("x").public != b.key("x").public
+    with pytest.raises(ValueError, match="^a run secret is 32 bytes$"):
+        RunSecret(bytes(8))
+    with pytest.raises(ValueError, match="^an Ed25519 seed is 32 bytes$"):
+        SigningKey.from_seed(bytes(8))

@@ -81,6 +81,11 @@ EQUIVALENT: dict[str, str] = {
     _L + "_validate__mutmut_23": "pending_rec = '': read only after it is set from a lookup",
     **{_L + f"failures_to_remember__mutmut_{n}": "zip without strict: specs and results "
        "always have the same length" for n in (3, 6, 7)},
+    "sandbank.identity.keys.x_verify_signature__mutmut_1":
+        "'and' for 'or' in the length check: a key or signature of the wrong length still "
+        "fails, in cryptography's own check (InvalidSignature or ValueError, both caught)",
+    "sandbank.identity.keys.x_read_secret_file__mutmut_37":
+        "secrets.token_hex(None) is 32 bytes, the default entropy",
     "sandbank.markets.orderbook.xǁBookǁcrossed__mutmut_3":
         "best_price(None) is the ask side (side == BUY is false), as SELL is",
     **{_X + str(n): _UNREACHABLE_LOOP for n in (297, 299, 300, 301, 302, 303, 304, 305, 306,

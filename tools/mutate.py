@@ -44,7 +44,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                ["test_guards.py", "test_controls.py", "test_emergency.py", "test_roles.py",
                 "test_firewall.py"]),
     "audit": (["audit/log.py", "audit/verify.py"],
-              ["test_audit.py", "test_verify.py", "test_merkle.py", "test_witness.py",
+              ["test_audit.py", "test_verify.py", "test_merkle.py",
                *[f"test_trust.py::{t}" for t in (
                    "test_a_rewritten_kind_column_hides_alerts_from_the_tools_but_not_from_verify",
                    "test_a_rewritten_message_body_is_caught_by_verify",

@@ -117,6 +117,15 @@ def test_a_credit_accounts_pending_credits_count_towards_overflow():
     assert run(led, AGENT, T(5, A, OTHER, 1)) == [R.ok]
 
 
+def test_the_largest_amount_moves_in_one_transfer():
+    led = Ledger()
+    for i, (holder, treasury) in enumerate([(OPERATOR, True), (AGENT, False)], start=1):
+        led.apply_account_opened(AccountOpened(actor=0, account=i, holder=holder, asset="X",
+                                               flags=0, treasury=treasury))
+    assert run(led, OPERATOR, T(1, 1, 2, MAX_AMOUNT)) == [R.ok]
+    assert led.accounts[2].balance == MAX_AMOUNT
+
+
 def test_a_credit_line_lets_an_account_go_exactly_that_far_below_zero():
     led = ledger()
     led.apply_credit_line(CreditLineSet(actor=0, account=A, limit=100))
@@ -134,7 +143,9 @@ def test_credits_must_not_exceed_debits_at_its_edge():
     # 7 pays 10 out on credit from the treasury's view: give it debits first
     led.apply_credit_line(CreditLineSet(actor=0, account=CAPPED, limit=10))
     assert run(led, AGENT, T(2, CAPPED, B, 10)) == [R.ok]  # 7's debits: 10
-    assert run(led, AGENT, T(3, A, CAPPED, 10)) == [R.ok]  # credits up to its debits
+    assert run(led, AGENT, T(3, A, CAPPED, 4, flags=PENDING)) == [R.ok]  # pending counts
+    assert run(led, AGENT, T(5, A, CAPPED, 7)) == [R.exceeds_debits]  # 4 + 7 > 10
+    assert run(led, AGENT, T(6, A, CAPPED, 6)) == [R.ok]  # 4 + 6: its debits exactly
     assert run(led, AGENT, T(4, A, CAPPED, 1)) == [R.exceeds_debits]
 
 
@@ -186,6 +197,12 @@ def test_a_partial_post_moves_that_much_and_releases_the_rest():
 
 def test_only_the_holder_resolves_its_hold_and_the_operator_not_a_mechanisms():
     led = ledger()
+    assert run(led, OPERATOR, T(70, TRES, OTHER, 10)) == [R.ok]
+    assert run(led, AGENT2, T(71, OTHER, A, 5, flags=PENDING)) == [R.ok]
+    assert run(led, AGENT, TransferSpec(id=72, pending_id=71, pending_actor=AGENT2,
+                                        flags=VOID_PENDING)) == [R.not_pending_transfer_owner]
+    assert run(led, OPERATOR, TransferSpec(id=73, pending_id=71, pending_actor=AGENT2,
+                                           flags=VOID_PENDING)) == [R.ok]  # the operator may
     held(led)
     assert run(led, AGENT2, TransferSpec(id=20, pending_id=10, pending_actor=AGENT,
                                          flags=VOID_PENDING)) == [R.not_pending_transfer_owner]
@@ -348,6 +365,15 @@ def test_a_failed_chain_gives_back_the_system_ids_and_the_minted_total():
     assert run(led, OPERATOR, T(1, TRES, ESCROW, 100)) == [R.ok]
     assert run(led, SYSTEM, T(1, ESCROW, A, 10)) == [R.ok]
     assert led.system_seq == 1
+    for tid in (2, 3, 4, 5):
+        assert run(led, SYSTEM, T(tid, ESCROW, A, 1)) == [R.ok]
+    assert run(led, SYSTEM, T(6, ESCROW, A, 1, flags=LINKED), T(7, ESCROW, ESCROW, 1)) == [
+        R.linked_event_failed, R.accounts_must_be_different]
+    assert led.system_seq == 5  # one id given back, not two, not all
+    assert run(led, SYSTEM, T(6, ESCROW, A, 1)) == [R.ok] and led.system_seq == 6
+    led = ledger()
+    assert run(led, OPERATOR, T(1, TRES, ESCROW, 100)) == [R.ok]
+    assert run(led, SYSTEM, T(1, ESCROW, A, 10)) == [R.ok]
     assert run(led, SYSTEM, T(2, ESCROW, A, 10, flags=LINKED), T(3, ESCROW, B, 10, flags=LINKED),
                T(4, ESCROW, ESCROW, 1)) == [R.linked_event_failed, R.linked_event_failed,
                                             R.accounts_must_be_different]

@@ -79,6 +79,15 @@ EQUIVALENT: dict[str, str] = {
                               "path: the same result (the fast path is an optimisation)",
     _L + "execute__mutmut_44": "failed_at = -2: it is only compared with >= 0",
     _L + "_validate__mutmut_23": "pending_rec = '': read only after it is set from a lookup",
+    _L + "_validate__mutmut_25": "pending_id >= 0: a resolution of id 0 is refused first by "
+                                 "pending_id_must_be_positive, whatever was looked up",
+    _L + "_validate__mutmut_37": "kind != VOID_PENDING: 'amount or the hold's amount' leaves a "
+                                 "non-zero amount as it is either way",
+    _L + "_validate__mutmut_58": "the key argument of _validate_resolution is not read",
+    _L + "_validate_resolution__mutmut_30": "amount < 0: a zero amount was already replaced by "
+                                            "the hold's (never zero)",
+    _L + "failures_to_remember__mutmut_10": "an id of 0 remembered as failed: id 0 is refused "
+                                            "first by id_must_be_positive",
     **{_L + f"failures_to_remember__mutmut_{n}": "zip without strict: specs and results "
        "always have the same length" for n in (3, 6, 7)},
     "sandbank.identity.keys.x_verify_signature__mutmut_1":

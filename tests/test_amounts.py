@@ -141,10 +141,16 @@ def test_partial_fills_leave_exactly_the_remainder_held_on_either_side():
 def test_the_operator_may_cancel_any_order_an_agent_only_its_own():
     e = market()
     e.do(order(1, "sell", 2, 50))
+    e.do(order(2, "sell", 2, 60))  # order 2
+    assert reason(e, CancelOrder(actor=1, order=2)) == "not_order_owner"
+    assert reason(e, CancelOrder(actor=2, order=2)) is None
+    [own] = [d for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
+    assert (own["actor"], own["order"], own["reason"]) == (2, 2, "cancelled by owner")
     assert reason(e, CancelOrder(actor=2, order=1)) == "not_order_owner"
     assert reason(e, CancelOrder(actor=OPERATOR, order=1)) is None
     [ev] = [d for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
     assert ev["reason"] == "cancelled by operator" and e.available(1, "WGT") == FUND
+    assert ev["actor"] == OPERATOR
     assert reason(e, CancelOrder(actor=1, order=1)) == "unknown_order"
 
 
@@ -273,6 +279,14 @@ def test_the_limit_state_halts_after_its_ticks_and_the_market_reopens_by_call_au
     calls = [d for d in e.k.log.last_committed if d["kind"] == "call_auction"]
     assert [c["price"] for c in calls] == [130] and calls[0]["fills"][0][2] == 2
     assert m.state == "open"
+    import orjson
+
+    states = [orjson.loads(x.body) for x in e.k.store.entries_of_kind("market_state")]
+    assert [(d["actor"], d["state"], d["until"], d["reason"]) for d in states] == [
+        (-2, "limit", 0, "an order hit the price band"),
+        (-2, "halted", a + 5, "limit state for 2 ticks"),
+        (-2, "open", 0, "reopened after a call auction")]
+    assert calls[0]["actor"] == -2
 
 
 def test_a_limit_state_without_a_block_in_the_last_tick_ends():
@@ -287,6 +301,8 @@ def test_a_limit_state_without_a_block_in_the_last_tick_ends():
     assert m.state == "limit"
     e.do()  # no block last tick: open again
     assert m.state == "open"
+    [ended] = [d for d in e.k.log.last_committed if d["kind"] == "market_state"]
+    assert (ended["actor"], ended["until"], ended["reason"]) == (-2, 0, "limit state ended")
 
 
 # ---------------------------------------------------------------- call auction price rules
@@ -415,8 +431,9 @@ def test_freezing_an_agent_cancels_its_resting_orders_oldest_first_and_frees_the
     e.do(order(2, "buy", 1, 91))
     assert e.available(1) == FUND - 270 and e.available(1, "WGT") == FUND - 2
     e.do(SetAgentStatus(actor=OPERATOR, agent=1, status="frozen"))
-    cancelled = [d["order"] for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
-    assert cancelled == [1, 2]
+    cancelled = [d for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
+    assert [d["order"] for d in cancelled] == [1, 2]
+    assert {(d["actor"], d["reason"]) for d in cancelled} == {(OPERATOR, "agent frozen")}
     assert e.available(1) == FUND and e.available(1, "WGT") == FUND
     assert [o.agent for o in e.k.state.exchange.orders.values()] == [2]
 
@@ -444,6 +461,11 @@ def test_a_call_auction_fills_by_priority_and_cancels_self_crossing_leftovers():
     # buy1 (best bid) takes 3 from sell3 (best ask); buy2 takes sell3's last 1, and not
     # agent 2's own ask: one unit of the volume goes unfilled
     assert [f[:3] for f in call["fills"]] == [[buy1, sell3, 3], [buy2, sell3, 1]]
+    # the new holds: buy1 and (after the second fill) sell3 are done, nothing re-held;
+    # sell3 after the first fill and buy2 after its one unit keep a hold
+    (_, _, _, hb1, hs1), (_, _, _, hb2, hs2) = call["fills"]
+    assert hb1 == 0 and hs1 != 0 and hb2 != 0 and hs2 == 0
+    assert call["actor"] == -2
     # buy2's last unit at 108 would reopen the book crossed with its own ask at 107
     assert call["cancelled"] == [buy2]
     assert m.state == "open" and not m.book.crossed()

@@ -107,7 +107,26 @@ EQUIVALENT: dict[str, str] = {
     **{_X + str(n): _UNREACHABLE_LOOP for n in (297, 299, 300, 301, 302, 303, 304, 305, 306,
                                                 307, 308, 309, 310, 311, 312, 313, 314)},
     **{_X + str(n): "settlement_failed after validation is unreachable (test_reasons.py, "
-       "UNREACHABLE)" for n in (431, 432)},
+       "UNREACHABLE)" for n in (431, 432, 433, 434, 435, 436)},
+    **{_X + str(n): "a position cap's default None for 0: both false, no cap"
+       for n in (128, 130)},
+    "sandbank.markets.exchange.x_market_view__mutmut_3":
+        "best_price(None) is the ask side (side == BUY is false), as SELL is",
+    "sandbank.markets.exchange.x__call_auction__mutmut_5":
+        "orders(None) is the ask side (side == BUY is false), as SELL is",
+    **{f"sandbank.markets.exchange.x__call_auction__mutmut_{n}":
+       "buyers/sellers listed at zero volume: the loop stops at once on 'not volume'"
+       for n in (23, 27)},
+    "sandbank.markets.exchange.x__call_auction__mutmut_43":
+        "a fill without the volume cap: the buyers' and sellers' quantities at the clearing "
+        "price are bounded by the volume (its min) already",
+    "sandbank.markets.exchange.x__call_auction__mutmut_86":
+        "volume += q: the cap it feeds never binds (see mutant 43)",
+    "sandbank.markets.exchange.x_clearing_price__mutmut_21":
+        "demand + supply for |demand - supply|: at equal volume v, d + s = 2v + |d - s|, the "
+        "same order",
+    "sandbank.markets.exchange.x_clearing_price__mutmut_29":
+        "key >= best_key: two prices never have equal keys (the last member is -p)",
 }
 CODE = re.compile(r"[a-z][a-z0-9_]*")  # a refusal reason or a result code: never "wording"
 

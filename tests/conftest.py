@@ -173,6 +173,18 @@ class Economy:
         return self.k.state.ledger.accounts[self.accounts[asset][i]].available
 
 
+def refusal(e: Economy, action) -> str | None:
+    """Submit one action as it is (signed or not) alone in a tick: the reason it was refused
+    for, or None if accepted. Every refusal must come with a message that explains it."""
+    e.k.submit(action)
+    reasons = e.k.step().reasons
+    assert sum(reasons.values()) <= 1, reasons
+    for d in e.k.log.last_committed:
+        if d["kind"] == "rejected":
+            assert isinstance(d["message"], str) and len(d["message"]) > 5, d
+    return next(iter(reasons), None)
+
+
 @pytest.fixture
 def economy():
     return Economy

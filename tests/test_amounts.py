@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Economy
+from conftest import Economy, refusal
 from sandbank.kernel.controls import SetCap
 from sandbank.kernel.policy import SetPolicy as SetPolicyAction
 from sandbank.kernel.schema import OPERATOR
@@ -48,17 +48,6 @@ def placed(e):
     """The order_placed event of the last tick (one order a tick)."""
     [ev] = [d for d in e.k.log.last_committed if d["kind"] == "order_placed"]
     return ev
-
-
-def reason(e, action):
-    """The reason the action was refused for (None: accepted); every refusal must come with
-    a message that explains it."""
-    e.k.submit(action)
-    reasons = e.k.step().reasons
-    for d in e.k.log.last_committed:
-        if d["kind"] == "rejected":
-            assert isinstance(d["message"], str) and len(d["message"]) > 5, d
-    return next(iter(reasons), None)
 
 
 # ---------------------------------------------------------------- fees, side by side
@@ -105,10 +94,10 @@ def test_the_fee_is_on_each_fill_and_rounds_down():
 def test_a_resting_buy_must_afford_its_fee_and_holds_only_the_notional():
     e = market(fee_bps=100)
     # 1000 @ 99: notional 99 000 + fee 990 = 99 990 ≤ 100 000: accepted, holds 99 000
-    assert reason(e, order(1, "buy", 1000, 99)) is None
+    assert refusal(e, order(1, "buy", 1000, 99)) is None
     assert e.available(1) == FUND - 99_000
     # 1000 @ 100 by another: 100 000 + 1 000 > 100 000
-    assert reason(e, order(2, "buy", 1000, 100)) == "insufficient_funds"
+    assert refusal(e, order(2, "buy", 1000, 100)) == "insufficient_funds"
     assert e.available(2) == FUND
 
 
@@ -142,16 +131,16 @@ def test_the_operator_may_cancel_any_order_an_agent_only_its_own():
     e = market()
     e.do(order(1, "sell", 2, 50))
     e.do(order(2, "sell", 2, 60))  # order 2
-    assert reason(e, CancelOrder(actor=1, order=2)) == "not_order_owner"
-    assert reason(e, CancelOrder(actor=2, order=2)) is None
+    assert refusal(e, CancelOrder(actor=1, order=2)) == "not_order_owner"
+    assert refusal(e, CancelOrder(actor=2, order=2)) is None
     [own] = [d for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
     assert (own["actor"], own["order"], own["reason"]) == (2, 2, "cancelled by owner")
-    assert reason(e, CancelOrder(actor=2, order=1)) == "not_order_owner"
-    assert reason(e, CancelOrder(actor=OPERATOR, order=1)) is None
+    assert refusal(e, CancelOrder(actor=2, order=1)) == "not_order_owner"
+    assert refusal(e, CancelOrder(actor=OPERATOR, order=1)) is None
     [ev] = [d for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
     assert ev["reason"] == "cancelled by operator" and e.available(1, "WGT") == FUND
     assert ev["actor"] == OPERATOR
-    assert reason(e, CancelOrder(actor=1, order=1)) == "unknown_order"
+    assert refusal(e, CancelOrder(actor=1, order=1)) == "unknown_order"
 
 
 # ---------------------------------------------------------------- the reason of each refusal
@@ -176,21 +165,21 @@ def test_the_operator_may_cancel_any_order_an_agent_only_its_own():
 def test_each_refusal_names_its_reason(fields, why):
     e = market()
     base = {"actor": 1, "asset": "WGT", "side": "buy", "qty": 1, "price": 10}
-    assert reason(e, PlaceOrder(**{**base, **fields})) == why
+    assert refusal(e, PlaceOrder(**{**base, **fields})) == why
 
 
 def test_caps_and_halts_refuse_with_their_own_reasons():
     e = market(band_bps=1000, limit_state_ticks=1, halt_ticks=5)
     ov = e.add_overseer("olga")
     e.do(SetCap(actor=ov, cap="order_qty", value=5))
-    assert reason(e, order(1, "buy", 5, 10)) is None  # at the cap
-    assert reason(e, order(1, "buy", 6, 10)) == "over_cap"
+    assert refusal(e, order(1, "buy", 5, 10)) is None  # at the cap
+    assert refusal(e, order(1, "buy", 6, 10)) == "over_cap"
     e.do(SetCap(actor=ov, cap="order_qty", value=0))
     _halt(e)
     m = e.k.state.exchange.markets["WGT"]
     assert m.state == "halted"
-    assert reason(e, order(2, "buy", 1, kind="market")) == "market_halted"
-    assert reason(e, order(2, "buy", 1, 50)) is None  # a limit order rests while halted
+    assert refusal(e, order(2, "buy", 1, kind="market")) == "market_halted"
+    assert refusal(e, order(2, "buy", 1, 50)) is None  # a limit order rests while halted
     assert placed(e)["fills"] == [] and placed(e)["rested"] == 1
 
 
@@ -529,11 +518,11 @@ def test_large_orders_need_the_reputation_the_gate_asks():
     e.k.submit(SetPolicyAction(actor=OPERATOR, param="gate_reputation", value=DEFAULT_SCORE + 1))
     e.k.step()
     e.k.step()  # effective from the next tick
-    assert reason(e, order(1, "buy", 5, 10)) is None  # at the gate: not above it
-    assert reason(e, order(1, "buy", 6, 10)) == "reputation_too_low"
+    assert refusal(e, order(1, "buy", 5, 10)) is None  # at the gate: not above it
+    assert refusal(e, order(1, "buy", 6, 10)) == "reputation_too_low"
     e.do(SetPolicyAction(actor=OPERATOR, param="gate_reputation", value=DEFAULT_SCORE))
     e.do()
-    assert reason(e, order(1, "buy", 6, 10)) is None  # exactly the score asked
+    assert refusal(e, order(1, "buy", 6, 10)) is None  # exactly the score asked
 
 
 def test_a_position_cap_counts_holdings_and_resting_bids_in_that_asset_only():
@@ -542,10 +531,10 @@ def test_a_position_cap_counts_holdings_and_resting_bids_in_that_asset_only():
     e.do(SetCap(actor=ov, cap="position:WGT", value=FUND + 5))
     e.do(order(1, "buy", 2, 10))  # holds FUND, bids for 2: FUND + 2
     e.do(order(1, "sell", 1, 500))  # a resting sell does not count against a long cap
-    assert reason(e, order(1, "buy", 3, 10)) is None  # FUND + 2 + 3 = the cap
-    assert reason(e, order(1, "buy", 1, 10)) == "over_cap"
-    assert reason(e, order(2, "buy", 5, 10)) is None  # another agent has its own position
-    assert reason(e, order(1, "sell", 3, 600)) is None  # selling is never capped
+    assert refusal(e, order(1, "buy", 3, 10)) is None  # FUND + 2 + 3 = the cap
+    assert refusal(e, order(1, "buy", 1, 10)) == "over_cap"
+    assert refusal(e, order(2, "buy", 5, 10)) is None  # another agent has its own position
+    assert refusal(e, order(1, "sell", 3, 600)) is None  # selling is never capped
 
 
 # ---------------------------------------------------------------- more edges of the exchange
@@ -573,8 +562,8 @@ def test_a_market_buy_that_cannot_pay_for_one_unit_takes_nothing():
 
 def test_the_largest_quantity_is_allowed_one_more_is_not():
     e = market()
-    assert reason(e, order(1, "buy", MAX_AMOUNT, 1)) == "insufficient_funds"  # = MAX: allowed
-    assert reason(e, order(1, "buy", MAX_AMOUNT + 1, 1)) == "amount_too_large"
+    assert refusal(e, order(1, "buy", MAX_AMOUNT, 1)) == "insufficient_funds"  # = MAX: allowed
+    assert refusal(e, order(1, "buy", MAX_AMOUNT + 1, 1)) == "amount_too_large"
 
 
 def test_a_certified_agents_rebate_lowers_the_fee_it_pays_and_the_cash_it_needs():
@@ -594,8 +583,8 @@ def test_a_certified_agents_rebate_lowers_the_fee_it_pays_and_the_cash_it_needs(
     # a resting buy needs price × qty + the fee it would pay. 1004 @ 99: 99 396 + fee 993,
     # rebated to 497: 99 893 ≤ the certified agent's 99 990; the uncertified one needs
     # 100 389 and has 100 000
-    assert reason(e, order(2, "buy", 1004, 99)) is None
-    assert reason(e, order(4, "buy", 1004, 99)) == "insufficient_funds"
+    assert refusal(e, order(2, "buy", 1004, 99)) is None
+    assert refusal(e, order(4, "buy", 1004, 99)) == "insufficient_funds"
     e.do(order(1, "buy", 1, kind="market"))  # (nothing rests on the ask side: no liquidity)
     assert placed(e)["reason"] == "no_liquidity"
 

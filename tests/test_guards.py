@@ -15,7 +15,7 @@ import dataclasses
 import pytest
 
 import sandbank.kernel.state  # noqa: F401  (registers every mechanism's action kinds)
-from conftest import Economy
+from conftest import Economy, refusal
 from sandbank.kernel import guards as G
 from sandbank.kernel.compartments import WALLED, Partition
 from sandbank.kernel.controls import ALLOWED_WHILE_HALTED, TripBreaker
@@ -61,18 +61,6 @@ def economy(**cfg):
     cfg.setdefault("assets", ("CRD", "WGT"))
     cfg.setdefault("markets", ({"asset": "WGT", "quote": "CRD"},))
     return Economy(n=3, fund=10_000, **cfg)
-
-
-def refused(e: Economy, action) -> str | None:
-    """Submit one action (as it is: signed or not) alone in a tick: the reason it was
-    refused for, or None."""
-    e.k.submit(action)
-    reasons = e.k.step().reasons
-    assert sum(reasons.values()) <= 1, reasons
-    for d in e.k.log.last_committed:  # every refusal is explained
-        if d["kind"] == "rejected":
-            assert isinstance(d["message"], str) and len(d["message"]) > 5, d
-    return next(iter(reasons), None)
 
 
 def check_each(kinds, verdict) -> None:
@@ -125,7 +113,7 @@ def test_identity_refuses_every_kind_unsigned_forged_replayed_or_from_nobody(kin
 
     def nobodys(action) -> str | None:
         """The refusal, which must be logged as nobody's (it was not authenticated)."""
-        reason = refused(e, action)
+        reason = refusal(e, action)
         rejected = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
         assert [d["actor"] for d in rejected] == [-1], (kind, reason, rejected)
         return reason
@@ -133,10 +121,10 @@ def test_identity_refuses_every_kind_unsigned_forged_replayed_or_from_nobody(kin
     assert nobodys(make(kind, actor)) == "signature_missing"
     assert nobodys(make(kind, actor).signed(fixed_key(9, "stranger"), 99)) == "bad_signature"
     good = e.sign(make(kind, actor))
-    assert refused(e, good) not in IDENTITY_REASONS
+    assert refusal(e, good) not in IDENTITY_REASONS
     assert nobodys(make(kind, actor).signed(e.keys[actor], good.nonce)) == "stale_nonce"
     assert nobodys(make(kind, actor).signed(e.keys[actor], good.nonce - 1)) == "stale_nonce"
-    assert refused(e, make(kind, actor).signed(e.keys[actor], good.nonce + 1)) \
+    assert refusal(e, make(kind, actor).signed(e.keys[actor], good.nonce + 1)) \
         not in IDENTITY_REASONS
     assert nobodys(make(kind, 77)) == "unknown_actor"
     assert nobodys(make(kind, ov - 50)) == "unknown_actor"
@@ -147,8 +135,8 @@ def test_a_revoked_agent_is_refused_every_kind():
     from sandbank.kernel.schema import RevokeAgent
 
     e.do(RevokeAgent(actor=OPERATOR, agent=2, reason="test"))
-    check_each(KINDS, lambda kind: None if refused(e, make(kind, 2)) == "agent_revoked"
-               else refused(e, make(kind, 2)))
+    check_each(KINDS, lambda kind: None if refusal(e, make(kind, 2)) == "agent_revoked"
+               else refusal(e, make(kind, 2)))
 
 
 # ---------------------------------------------------------------- freeze
@@ -157,7 +145,7 @@ def test_a_frozen_agent_is_refused_every_kind(status, reason):
     e = economy()
     e.do(SetAgentStatus(actor=OPERATOR, agent=2, status=status))
     assert e.k.state.registry.agents[2].status == status
-    check_each(KINDS, lambda kind: None if (r := refused(e, make(kind, 2))) == reason else r)
+    check_each(KINDS, lambda kind: None if (r := refusal(e, make(kind, 2))) == reason else r)
     # and the others are not
     check_each(KINDS, lambda kind: G.freeze_guard(e.k, make(kind, 1)))
 
@@ -168,7 +156,7 @@ def test_an_interrupted_agent_is_refused_every_kind(mode, reason):
 
     e = economy()
     e.do(Interrupt(actor=OPERATOR, scope="agent", agent=2, mode=mode, reason="drill"))
-    check_each(KINDS, lambda kind: None if (r := refused(e, make(kind, 2))) == reason else r)
+    check_each(KINDS, lambda kind: None if (r := refusal(e, make(kind, 2))) == reason else r)
 
 
 # ---------------------------------------------------------------- roles
@@ -185,7 +173,7 @@ def test_who_may_submit_each_kind(kind):
         verdict = G.role_guard(e.k, make(kind, actor))
         assert (verdict is not None and verdict[0] == "forbidden") == forbidden, (actor, verdict)
         if forbidden:
-            assert refused(e, make(kind, actor)) == "forbidden"
+            assert refusal(e, make(kind, actor)) == "forbidden"
 
 
 # ---------------------------------------------------------------- permissions
@@ -194,7 +182,7 @@ def test_enforced_roles_deny_by_default_every_kind_no_role_permits():
     e.do(AssignRoles(actor=OPERATOR, agent=3, roles=sorted(ROLES)))
     agent_kinds = sorted(AGENT_KINDS)
     check_each([k for k in agent_kinds if k not in BASE],
-               lambda kind: None if (r := refused(e, make(kind, 1))) == "role_denied" else r)
+               lambda kind: None if (r := refusal(e, make(kind, 1))) == "role_denied" else r)
     check_each(sorted(BASE), lambda kind: G.permission_guard(e.k, make(kind, 1)))
     assert G.permission_guard(e.k, make("bid_task", 3)) is None
     e.do(AssignRoles(actor=OPERATOR, agent=2, roles=["trader"]))
@@ -215,7 +203,7 @@ def test_enforced_roles_deny_by_default_every_kind_no_role_permits():
 
 def test_clearance_is_needed_for_high_stakes_and_payments_above_the_limit_only():
     e = economy(policy={"clearance_required": 1, "privileged_amount": 500})
-    check_each(sorted(HIGH_STAKES), lambda kind: None if (r := refused(e, make(kind, 1)))
+    check_each(sorted(HIGH_STAKES), lambda kind: None if (r := refusal(e, make(kind, 1)))
                == "clearance_required" else r)
     check_each(sorted(AGENT_KINDS - HIGH_STAKES - {"pay", "transfer"}),
                lambda kind: G.permission_guard(e.k, make(kind, 1)))
@@ -249,7 +237,7 @@ def test_compartment_walls_every_walled_kind_and_nothing_else():
             TransferSpec(id=7001, debit=acct[1], credit=acct[2], amount=1)]),
     }
     assert set(across) <= WALLED
-    check_each(sorted(across), lambda kind: None if (r := refused(e, across[kind]))
+    check_each(sorted(across), lambda kind: None if (r := refusal(e, across[kind]))
                == "compartment_wall" else r)
     # the same kinds inside one compartment, and every unwalled kind, pass the wall
     e.do(Partition(actor=OPERATOR, agents=[3], compartment="red"))
@@ -263,7 +251,7 @@ def test_compartment_walls_every_walled_kind_and_nothing_else():
                        ACTION_TYPES[kind])} else {}))))
     # a market outside the agent's compartment
     order = make("place_order", 1, asset="WGT", side="buy", qty=1, price=1)
-    assert refused(e, order) == "compartment_wall"
+    assert refusal(e, order) == "compartment_wall"
     # what the refusal says: where each side is, and what would carry it
     assert G.compartment_guard(e.k, across["pay"]) == (
         "compartment_wall", "agent 2 is in compartment 'blue', agent 1 in 'red', and no bridge "
@@ -286,7 +274,7 @@ def test_a_disabled_kind_is_refused_to_every_agent_and_only_that_kind():
 
     def one(kind):
         e.do(DisableAction(actor=OPERATOR, action_kind=kind, reason="drill"))
-        got = [refused(e, make(kind, i)) for i in (1, 2)]
+        got = [refusal(e, make(kind, i)) for i in (1, 2)]
         others = [k for k in kinds if k != kind and G.disabled_guard(e.k, make(k, 1))]
         e.do(DisableAction(actor=OPERATOR, action_kind=kind, disabled=False))
         after = G.disabled_guard(e.k, make(kind, 1))
@@ -296,7 +284,7 @@ def test_a_disabled_kind_is_refused_to_every_agent_and_only_that_kind():
     check_each(kinds, one)
     # supervisory kinds cannot be disabled; the operator and overseers are never refused
     for kind in sorted(SUPERVISORY):
-        assert refused(e, DisableAction(actor=OPERATOR, action_kind=kind)) == "invalid_field"
+        assert refusal(e, DisableAction(actor=OPERATOR, action_kind=kind)) == "invalid_field"
     e.do(DisableAction(actor=OPERATOR, action_kind="pay"))
     e.do()  # in force from the tick after
     assert G.disabled_guard(e.k, make("pay", 1)) is not None
@@ -311,9 +299,9 @@ def test_an_economy_halt_refuses_every_agent_kind_but_cancelling_orders():
     e.do(TripBreaker(actor=monitor, scope="economy", level="halt", reason="drill"))
     assert e.k.state.controls.halts
     check_each(sorted(AGENT_KINDS - {"cancel_order"}),
-               lambda kind: None if (r := refused(e, make(kind, 1))) == "economy_halted" else r)
+               lambda kind: None if (r := refusal(e, make(kind, 1))) == "economy_halted" else r)
     assert G.halt_guard(e.k, make("cancel_order", 1)) is None
-    assert refused(e, make("cancel_order", 1)) == "unknown_order"  # reached its mechanism
+    assert refusal(e, make("cancel_order", 1)) == "unknown_order"  # reached its mechanism
     # the operator and overseers are not halted
     check_each(KINDS, lambda kind: G.halt_guard(e.k, make(kind, OPERATOR)))
     check_each(KINDS, lambda kind: G.halt_guard(e.k, make(kind, monitor)))
@@ -327,7 +315,7 @@ def test_a_tainted_agent_is_refused_privileged_kinds_for_one_tick():
 
     def tainted_refusal(action):
         e.k.deliver(1, taint)
-        return refused(e, action)
+        return refusal(e, action)
 
     check_each(sorted(G.PRIVILEGED_ALWAYS), lambda kind: None if (
         r := tainted_refusal(make(kind, 1))) == "tainted_context" else r)
@@ -342,7 +330,7 @@ def test_a_tainted_agent_is_refused_privileged_kinds_for_one_tick():
     check_each(sorted(G.PRIVILEGED_ALWAYS), lambda kind: G.firewall_guard(e.k, make(kind, 1)))
     # an untainted message taints nothing
     e.k.deliver(1, taint._replace(tainted=False))
-    assert refused(e, make("pay", 1, to=2, asset="CRD", amount=501)) is None
+    assert refusal(e, make("pay", 1, to=2, asset="CRD", amount=501)) is None
 
 
 # ---------------------------------------------------------------- rate limits
@@ -383,13 +371,13 @@ def test_the_operator_is_authenticated_like_anyone_else():
 
     e = economy(verify_signatures=True)
     op = lambda: S(actor=OPERATOR, agent=2, status="active")  # noqa: E731
-    assert refused(e, op()) == "signature_missing"
-    assert refused(e, op().signed(fixed_key(9, "not-the-operator"), 10**6)) == "bad_signature"
+    assert refusal(e, op()) == "signature_missing"
+    assert refusal(e, op().signed(fixed_key(9, "not-the-operator"), 10**6)) == "bad_signature"
     assert [d["actor"] for d in e.k.log.last_committed if d["kind"] == "rejected"] == [-1]
     n = e.k.operator_nonce
-    assert refused(e, op().signed(e.op, n)) == "stale_nonce"
-    assert refused(e, op().signed(e.op, n + 5)) is None
+    assert refusal(e, op().signed(e.op, n)) == "stale_nonce"
+    assert refusal(e, op().signed(e.op, n + 5)) is None
     assert e.k.operator_nonce == n + 5
-    assert refused(e, op().signed(e.op, n + 5)) == "stale_nonce"
+    assert refusal(e, op().signed(e.op, n + 5)) == "stale_nonce"
     # an overseer's or agent's key is not the operator's
-    assert refused(e, op().signed(e.keys[1], n + 6)) == "bad_signature"
+    assert refusal(e, op().signed(e.keys[1], n + 6)) == "bad_signature"

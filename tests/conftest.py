@@ -1,5 +1,6 @@
 import os
 import random
+import shutil
 
 import pytest
 from hypothesis import settings
@@ -171,6 +172,22 @@ class Economy:
 
     def available(self, i, asset="CRD"):
         return self.k.state.ledger.accounts[self.accounts[asset][i]].available
+
+
+@pytest.fixture(scope="module")
+def good_log(tmp_path_factory):
+    """A signed demo log (the audit and verify tests damage copies of it)."""
+    path = tmp_path_factory.mktemp("logs") / "good.db"
+    demo_log(path, seed=4, ticks=40, agents=16, sign=True)
+    return path
+
+
+@pytest.fixture
+def log(good_log, tmp_path):
+    """A copy of `good_log` a test may damage."""
+    path = tmp_path / "copy.db"
+    shutil.copy(good_log, path)
+    return path
 
 
 def refusal(e: Economy, action) -> str | None:

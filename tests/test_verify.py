@@ -10,40 +10,12 @@ import shutil
 import orjson
 import pytest
 
-from conftest import demo_log
 from sandbank.audit.checkpoint import Checkpoint
 from sandbank.audit.merkle import leaf_hash
 from sandbank.audit.verify import MAX_INSERT_SEARCH, verify_log
 from sandbank.store.sqlite import SQLiteStore
 from tests.keys import fixed_secret
-from tests.test_audit import verify
-
-
-@pytest.fixture(scope="module")
-def good_log(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vlogs") / "good.db"
-    demo_log(path, seed=4, ticks=40, agents=16, sign=True)
-    return path
-
-
-@pytest.fixture
-def log(good_log, tmp_path):
-    path = tmp_path / "copy.db"
-    shutil.copy(good_log, path)
-    return path
-
-
-def tamper(path, *sql):
-    """Edit the log behind sandbank's back: every append-only trigger dropped first."""
-    import sqlite3
-
-    db = sqlite3.connect(path)
-    for (name,) in db.execute("select name from sqlite_master where type = 'trigger'").fetchall():
-        db.execute(f"DROP TRIGGER {name}")
-    for stmt in sql:
-        db.execute(*stmt) if isinstance(stmt, tuple) else db.execute(stmt)
-    db.commit()
-    db.close()
+from tests.test_audit import tamper, verify
 
 
 def read(path):

@@ -80,8 +80,14 @@ def _another_in_tick_order(monkeypatch):
     happening to be sequenced first) fails (tests/test_determinism.py runs the mechanism
     tests so)."""
     if REVERSED_ORDER:
-        monkeypatch.setattr(Kernel, "rng_for", lambda self, tick: _Reversed(
-            f"sandbank/order/{self.config.seed}/{tick}"))
+        seeded = Kernel.rng_for
+
+        def reversed_rng(self, tick):
+            r = _Reversed()
+            r.setstate(seeded(self, tick).getstate())  # the kernel's own generator, reversed
+            return r
+
+        monkeypatch.setattr(Kernel, "rng_for", reversed_rng)
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from sandbank.kernel.canonical import canonical_bytes, parse
 from sandbank.kernel.digest import DigestMap
+from sandbank.kernel.fingerprint import _attributes
 from sandbank.kernel.state import EconomyState
 from sandbank.lab.runner import run_scenario
 from sandbank.lab.scenario import builtin_dir, load_scenario
@@ -245,10 +246,8 @@ def _kept_digests_agree(state) -> list[str]:
 
 def test_every_kept_digest_is_the_digest_of_its_records(states):
     every = {f"{p}.{a}" for p, a, _, _ in KEPT}
-    found = {f"{p}.{n}" for _, s in states for p in s.PARTS if hasattr(getattr(s, p), "__dict__")
-             or hasattr(getattr(s, p), "__slots__")
-             for n in (list(vars(getattr(s, p))) if hasattr(getattr(s, p), "__dict__") else [])
-             if isinstance(getattr(getattr(s, p), n, None), DigestMap)}
+    found = {f"{p}.{n}" for _, s in states for p in s.PARTS
+             for n in _attributes(s.part(p, 0)) if isinstance(getattr(s.part(p, 0), n), DigestMap)}
     assert found == every, f"DigestMaps this test does not know: {found - every}"
     for name, state in states:
         assert _kept_digests_agree(copy.deepcopy(state)) == [], name

@@ -185,6 +185,27 @@ def test_stored_content_missing_or_changed(log):
                               None)
 
 
+
+def test_an_empty_content_is_checked_like_any_other(tmp_path):
+    """A trace whose response was empty still names a stored content (of 0 bytes): rewriting
+    that row must not pass, or a tool showing the transcript shows the forger's text."""
+    from hashlib import sha256
+
+    from conftest import Economy
+    from sandbank.kernel.traces import Trace
+
+    e = Economy(n=2, store=SQLiteStore(tmp_path / "t.db"))
+    e.do(Trace(actor=1, prompt="what now?", response="", model="m", outcome="error"))
+    seq = e.k.log.size - 1
+    e.k.store.close()
+    assert verify(tmp_path / "t.db").ok
+    empty = sha256(b"").hexdigest()
+    tamper(tmp_path / "t.db", ("UPDATE contents SET body = ? WHERE sha256 = ?",
+                               (b"pay agent 2 everything", bytes.fromhex(empty))))
+    assert finding(tmp_path / "t.db") == (
+        f"entry {seq}: the stored content {empty[:16]}… does not match the digest and size the "
+        f"entry carries (altered)", seq, None)
+
 @pytest.mark.parametrize("level,index", [(8, 0), (8, 1), (8, 2)])
 def test_a_wrong_stored_subtree_names_the_entries_it_covers(log, level, index):
     tamper(log, ("UPDATE nodes SET hash = ? WHERE id = ?", (b"\x00" * 32, level << 48 | index)))

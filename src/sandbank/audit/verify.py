@@ -171,9 +171,9 @@ def verify_log(store: Store, *, pinned_key: bytes | None = None, progress=None,
                     raise _Bad(f"action index row {tuple(next_row)}: entry {next_row[2]} "
                                f"starts no signed action (the index was altered)",
                                entry=next_row[2])
-                for field, size_field in CONTENT_FIELDS:
-                    if field in d and d.get(size_field):
-                        _check_content(store, e.seq, d[field], d[size_field])
+                for field, size_field in CONTENT_FIELDS:  # an empty content too: its row
+                    if field in d:  # is served as the entry's text like any other
+                        _check_content(store, e.seq, d[field], d.get(size_field))
             if kept is not None and cp.size == kept.size:
                 if cp.root != kept.root:
                     raise _Bad(f"the kept checkpoint (tick {kept.tick}, size {kept.size}) has "

@@ -6,15 +6,18 @@ test_trust.py show each damage is caught; these show it is reported as it is.)
 from __future__ import annotations
 
 import shutil
+from hashlib import sha256
 
 import orjson
 import pytest
 
 from sandbank.audit.checkpoint import Checkpoint
-from sandbank.audit.merkle import leaf_hash
+from sandbank.audit.merkle import CompactRange, leaf_hash
 from sandbank.audit.verify import MAX_INSERT_SEARCH, verify_log
+from sandbank.kernel.canonical import canonical_bytes
+from sandbank.store.base import Entry, StoredCheckpoint
 from sandbank.store.sqlite import SQLiteStore
-from tests.keys import fixed_secret
+from tests.keys import fixed_key, fixed_secret
 from tests.test_audit import tamper, verify
 
 
@@ -189,8 +192,6 @@ def test_stored_content_missing_or_changed(log):
 def test_an_empty_content_is_checked_like_any_other(tmp_path):
     """A trace whose response was empty still names a stored content (of 0 bytes): rewriting
     that row must not pass, or a tool showing the transcript shows the forger's text."""
-    from hashlib import sha256
-
     from conftest import Economy
     from sandbank.kernel.traces import Trace
 
@@ -276,7 +277,6 @@ def test_an_empty_checkpoint_table_and_a_good_log(log, good_log):
 # ---------------------------------------------------------------- cosignatures
 def test_cosignatures_by_a_witness_are_counted_and_each_checked(log):
     from sandbank.audit.witness import cosign
-    from tests.keys import fixed_key
 
     w, other = fixed_key(31, "witness"), fixed_key(31, "other")
     s, db = read(log)
@@ -319,3 +319,272 @@ def test_progress_is_reported_every_65536_entries(tmp_path):
     seen = []
     r = verify_log(e.k.store, progress=seen.append)
     assert r.ok and seen == [65536, 131072]
+
+
+# ---------------------------------------------------------------- damage to the store's copy
+def first_of_tick(log, tick):
+    s, db = read(log)
+    seq = db.execute("select min(seq) from entries where tick = ?", (tick,)).fetchone()[0]
+    s.close()
+    return seq
+
+
+def test_a_tick_column_that_lies_within_its_checkpoint(log):
+    """Entry k of tick 12 said to be of tick 11 in its column: still read with tick 12's
+    entries (no earlier checkpoint covers it), so it is its own body that gives it away."""
+    k = first_of_tick(log, 12) + 3
+    tamper(log, f"UPDATE entries SET tick = 11 WHERE seq = {k}")
+    assert finding(log) == (f"entry {k}: its body says seq {k}, tick 12; the store says seq {k}, "
+                            f"tick 11", k, None)
+
+
+def test_a_body_rewritten_to_another_tick_is_named_as_out_of_place(log):
+    k = first_of_tick(log, 12) + 3
+    s, db = read(log)
+    d = orjson.loads(s.entry(k).body)
+    s.close()
+    d["tick"] = 11
+    body = orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+    tamper(log, ("UPDATE entries SET tick = 11, body = ?, leaf_hash = ? WHERE seq = ?",
+                 (body, leaf_hash(body), k)))
+    assert finding(log) == (f"entries of tick 12 do not match its signed root; first entry out "
+                            f"of place: {k}", k, 12)
+
+
+def test_two_entries_inserted_in_a_tick_name_the_first_out_of_place(log):
+    s, db = read(log)
+    rows = list(s.entries(150))
+    cp = s.checkpoint(rows[0].tick)
+    s.close()
+    copies = [(150, rows[0].tick, rows[0].kind, rows[0].body, rows[0].leaf_hash),
+              (151, rows[0].tick, rows[0].kind, rows[0].body, rows[0].leaf_hash)]
+    shifted = [(r.seq + 2, r.tick, r.kind, r.body, r.leaf_hash) for r in rows]
+    tamper(log, "DELETE FROM entries WHERE seq >= 150",
+           *[("INSERT INTO entries VALUES (?,?,?,?,?)", r) for r in copies + shifted])
+    # 151 holds entry 150's body: the first whose body says it belongs elsewhere
+    assert finding(log) == (f"checkpoint of tick {cp.tick} covers {cp.size} entries but the log "
+                            f"has {cp.size + 2} up to that tick; first entry out of place: 151",
+                            151, cp.tick)
+
+
+def test_the_last_entry_of_a_tick_removed(log):
+    s, db = read(log)
+    cp = s.checkpoint(12)
+    s.close()
+    tamper(log, f"DELETE FROM entries WHERE seq = {cp.size - 1}")
+    # the search stays in tick 12: entry cp.size is tick 13's first, in its place
+    assert finding(log) == (f"checkpoint of tick 12 covers {cp.size} entries but the log has "
+                            f"{cp.size - 1} up to that tick; first entry out of place: "
+                            f"{cp.size - 1}", cp.size - 1, 12)
+
+
+def test_a_pinned_operator_key_that_is_not_the_headers(log):
+    s = SQLiteStore(log, readonly=True, create=False)
+    r = verify_log(s, pinned_key=b"\x01" * 32)
+    s.close()
+    assert (r.ok, r.problem, r.bad_entry) == (
+        False, "the log's header names a different operator key than the pinned one", 0)
+
+
+def test_a_header_of_another_kind(log):
+    s, db = read(log)
+    d = orjson.loads(s.entry(0).body)
+    s.close()
+    d["kind"] = "transfer"  # everything else a header has, still at seq 0
+    body = orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+    tamper(log, ("UPDATE entries SET body = ?, leaf_hash = ? WHERE seq = 0",
+                 (body, leaf_hash(body))))
+    assert finding(log) == ("entry 0 is not a valid run header ()", 0, None)
+
+
+@pytest.mark.parametrize("column,value", [("tick", "'x'"), ("kind", "X'07'"),
+                                          ("body", "CAST(body AS TEXT)"),
+                                          ("leaf_hash", "hex(leaf_hash)")])
+def test_an_entry_column_of_the_wrong_type(log, column, value):
+    tamper(log, f"UPDATE entries SET {column} = {value} WHERE seq = 100")
+    assert finding(log) == ("entry row 100: a column of the wrong type (altered)", 100, None)
+
+
+def test_a_stored_content_that_is_not_bytes(log):
+    s, db = read(log)
+    e = next(e for e in s.entries() if b'"sha256"' in e.body)
+    s.close()
+    digest = orjson.loads(e.body)["sha256"]
+    tamper(log, ("UPDATE contents SET body = CAST(body AS TEXT) WHERE sha256 = ?",
+                 (bytes.fromhex(digest),)))
+    assert finding(log) == (f"entry {e.seq}: the stored content {digest[:16]}… is not bytes "
+                            f"(altered)", e.seq, None)
+
+
+def test_an_index_row_for_an_entry_that_starts_no_action(log):
+    """The row is put just before a real action's: the check must fire at its own entry."""
+    s, db = read(log)
+    starts = {first for (first,) in db.execute("select first_seq from action_index")}
+    x = next(seq for seq in sorted(starts) if seq - 1 not in starts and seq > 1) - 1
+    s.close()
+    tamper(log, ("INSERT INTO action_index VALUES (?,?,?,?)", (5, 10**9, x, 1)))
+    assert finding(log) == (f"action index row (5, {10**9}, {x}, 1): entry {x} starts no "
+                            f"signed action (the index was altered)", x, None)
+
+
+def test_an_index_row_past_the_log(log):
+    s, db = read(log)
+    n = s.entry_count()
+    s.close()
+    tamper(log, ("INSERT INTO action_index VALUES (?,?,?,?)", (5, 10**9, n + 5, 1)))
+    assert finding(log) == (f"action index row (5, {10**9}, {n + 5}, 1) names entries the log "
+                            f"does not have (the index was altered)", n + 5, None)
+
+
+# ---------------------------------------------------------------- kept checkpoints
+def kept_note(log, **change):
+    s, db = read(log)
+    cp = s.checkpoint(change.pop("at", 5))
+    s.close()
+    fields = {"origin": "sandbank.demo/seed-4", "size": cp.size, "root": cp.root,
+              "tick": cp.tick, "state": cp.state, **change}
+    key = change.get("key") or fixed_secret().key("operator")
+    fields.pop("key", None)
+    return Checkpoint(**fields).sign("sandbank-operator", key)
+
+
+def verify_kept(log, note):
+    s = SQLiteStore(log, readonly=True, create=False)
+    try:
+        return verify_log(s, pinned_checkpoint=note)
+    finally:
+        s.close()
+
+
+def test_a_log_extends_its_kept_checkpoint(good_log):
+    s, db = read(good_log)
+    cp = s.checkpoint(7)
+    s.close()
+    r = verify_kept(good_log, cp.note)
+    assert r.ok and r.extends == Checkpoint("sandbank.demo/seed-4", cp.size, cp.root, 7, cp.state)
+
+
+def test_what_a_kept_checkpoint_can_show(good_log):
+    s, db = read(good_log)
+    n, cp5 = s.entry_count(), s.checkpoint(5)
+    s.close()
+    cases = [
+        (kept_note(good_log, root=b"\x01" * 32),
+         (f"the kept checkpoint (tick 5, size {cp5.size}) has another root than this log at "
+          f"that size: the log was rewritten, or forked", None, 5)),
+        (kept_note(good_log, origin="elsewhere/1"),
+         ("the kept checkpoint is of 'elsewhere/1', this log of 'sandbank.demo/seed-4'", None,
+          None)),
+        (kept_note(good_log, size=cp5.size + 1),
+         (f"the log does not extend the kept checkpoint (tick 5, size {cp5.size + 1:,}): it has "
+          f"{n:,} entries and no checkpoint of that size (rewritten, or another log)", None, None)),
+        (kept_note(good_log, size=n + 10, tick=41),
+         (f"the log does not extend the kept checkpoint (tick 41, size {n + 10:,}): it has "
+          f"{n:,} entries — it was truncated", None, None)),
+    ]
+    for note, want in cases:
+        r = verify_kept(good_log, note)
+        assert (r.problem, r.bad_entry, r.bad_checkpoint) == want and not r.ok
+    r = verify_kept(good_log, kept_note(good_log, key=fixed_key(3, "stranger")))
+    assert not r.ok and r.problem.startswith(
+        "the kept checkpoint is not signed by this log's operator key: ")
+
+
+# ---------------------------------------------------------------- logs the operator's key signs
+NAME, ORIGIN = "forger", "forged.example/1"
+ABC = sha256(b"abc").hexdigest()
+
+
+def forge(path, ticks, actions=None):
+    """A log signed by its own operator key, of entries a test chooses: what a dishonest
+    operator (or anyone holding its key) can write, so the checks verify makes of signed
+    bodies, not only of the store's copy, are reachable. `ticks[t]` lists tick t's entries
+    after the header: a dict (seq and tick filled in unless it names them) or a (kind column,
+    raw body) pair; `actions[t]` are tick t's index rows; the content b"abc" is stored."""
+    key = fixed_key(7, "operator")
+    store = SQLiteStore(path)
+    r = CompactRange()
+    header = {"kind": "run_started", "origin": ORIGIN, "key_name": NAME,
+              "operator_key": key.public.hex()}
+    for t, items in enumerate(ticks):
+        entries, nodes = [], []
+        for item in ([header] if t == 0 else []) + list(items):
+            if isinstance(item, dict):
+                kind, body = item["kind"], canonical_bytes({"seq": r.size, "tick": t, **item})
+            else:
+                kind, body = item
+            entries.append(Entry(r.size, t, kind, body, leaf_hash(body)))
+            nodes.extend(r.append(leaf_hash(body)))
+        cp = Checkpoint(ORIGIN, r.size, r.root(), t, bytes(32))
+        store.append_tick(entries, nodes, StoredCheckpoint(t, cp.size, cp.root, cp.state,
+                                                           cp.sign(NAME, key)),
+                          [(bytes.fromhex(ABC), b"abc")] if t == 0 else [],
+                          (actions or {}).get(t, []))
+    store.close()
+    return path
+
+
+def test_a_forged_log_verifies_when_its_bodies_are_in_form(tmp_path):
+    """What the tests below change one thing of. An empty tick (a checkpoint of the same
+    size as the last) is in form; a `size` field without a content digest names no content."""
+    r = verify(forge(tmp_path / "f.db", [
+        [{"kind": "note", "sha256": ABC, "size": 3}], [],
+        [{"kind": "order", "size": 5}, {"kind": "pay", "actor": 3, "nonce": 1, "entries": 2},
+         {"kind": "paid"}]], actions={2: [(3, 1, 3, 2)]}))
+    assert (r.ok, r.entries, r.checkpoints) == (True, 5, 3), r.problem
+    assert (r.origin, r.key_name, r.operator_key) == (ORIGIN, NAME,
+                                                      fixed_key(7, "operator").public)
+
+
+@pytest.mark.parametrize("item,problem", [
+    (("note", b'{"kind": "note", "seq": 1, "tick": 0}'), "entry 1: the body is not canonical JSON"),
+    (("note", b'{"kind":"note","kind":"alert","seq":1,"tick":0}'),
+     "entry 1: the body is not canonical JSON"),  # which kind would a tool read?
+    (("note", b"not json"), "entry 1: the body is not canonical JSON"),
+    (("note", b"[1]"), "entry 1: its body says seq ?, tick ?; the store says seq 1, tick 0"),
+    ({"kind": "note", "seq": 7}, "entry 1: its body says seq 7, tick 0; the store says seq 1, "
+                                 "tick 0"),
+    ({"kind": "note", "tick": 5}, "entry 1: its body says seq 1, tick 5; the store says seq 1, "
+                                  "tick 0"),
+    (("other", canonical_bytes({"kind": "note", "seq": 1, "tick": 0})),
+     "entry 1: the store's kind column says 'other', the signed body 'note' (the column was "
+     "altered)"),
+    ({"kind": "note", "sha256": "not hex", "size": 3}, "entry 1: its content digest is not hex"),
+    ({"kind": "note", "sha256": ABC, "size": 4}, f"entry 1: the stored content {ABC[:16]}… "
+                                                 f"does not match the digest and size the "
+                                                 f"entry carries (altered)"),
+    ({"kind": "note", "sha256": ABC}, f"entry 1: the stored content {ABC[:16]}… does not match "
+                                      f"the digest and size the entry carries (altered)"),
+    ({"kind": "pay", "actor": 3, "nonce": 1, "entries": 2},
+     "entry 1: its action's entries (2) run past its tick"),
+])
+def test_what_a_signed_body_says_is_checked_against_the_store(tmp_path, item, problem):
+    rows = {0: [(3, 1, 1, 2)]} if isinstance(item, dict) and "nonce" in item else None
+    r = verify(forge(tmp_path / "f.db", [[item]], actions=rows))
+    assert (r.ok, r.problem, r.bad_entry, r.bad_checkpoint) == (False, problem, 1, None)
+
+
+@pytest.mark.parametrize("size,searched", [(7, True), (8, False)])
+def test_an_insertion_is_searched_for_in_ticks_up_to_the_limit(tmp_path, monkeypatch, size,
+                                                               searched):
+    """A tick of `size` entries and one inserted at its end, with the limit set to 8."""
+    import sandbank.audit.verify as v
+
+    monkeypatch.setattr(v, "MAX_INSERT_SEARCH", 8)
+    path = forge(tmp_path / "f.db", [[{"kind": "note"}] * 20, [{"kind": "note"}] * size,
+                                     [{"kind": "note"}] * 3])
+    end = 21 + size  # tick 1 is [21, end)
+    s = SQLiteStore(path, readonly=True, create=False)
+    rows = list(s.entries(end))
+    s.close()
+    fake = canonical_bytes({"kind": "note", "seq": end, "tick": 1})
+    tamper(path, f"DELETE FROM entries WHERE seq >= {end}",
+           ("INSERT INTO entries VALUES (?,?,?,?,?)", (end, 1, "note", fake, leaf_hash(fake))),
+           *[("INSERT INTO entries VALUES (?,?,?,?,?)", (r.seq + 1, *r[1:])) for r in rows])
+    if searched:
+        assert finding(path) == (f"entry {end} was inserted: without it, tick 1 matches its "
+                                 f"signed root", end, 1)
+    else:
+        assert finding(path) == (f"checkpoint of tick 1 covers {end} entries but the log has "
+                                 f"{end + 1} up to that tick; first entry out of place: {end}",
+                                 end, 1)

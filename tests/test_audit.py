@@ -263,3 +263,68 @@ def test_store_subtrees_serve_every_range_like_the_reference(tmp_path):
         assert subtree_hash(store, a, b) == root_of(leaves[a:b]), (a, b)
     assert compact_range_from_store(store, n).root() == root_of(leaves)
     store.close()
+
+
+# ---------------------------------------------------------------- the writer
+def test_a_subtree_of_no_leaves_is_refused(good_log):
+    from sandbank.audit.log import subtree_hash
+
+    s = SQLiteStore(good_log, readonly=True, create=False)
+    for start, end in ((5, 5), (5, 4)):
+        with pytest.raises(ValueError, match="^empty range$"):
+            subtree_hash(s, start, end)
+    s.close()
+
+
+def test_an_aligned_subtree_is_read_from_its_stored_node(good_log):
+    """Proofs are served from the stored subtrees (which verify checks), not by rehashing
+    256 leaves each time."""
+    from sandbank.audit.log import subtree_hash
+    from sandbank.audit.merkle import root_of
+
+    class Counting(SQLiteStore):
+        leaves = 0
+
+        def leaf_hashes(self, start, end):
+            self.leaves += end - start
+            return super().leaf_hashes(start, end)
+
+    s = Counting(good_log, readonly=True, create=False)
+    all_leaves = SQLiteStore.leaf_hashes(s, 0, 512)
+    assert subtree_hash(s, 256, 512) == root_of(all_leaves[256:]) and s.leaves == 0
+    assert subtree_hash(s, 0, 300) == root_of(all_leaves[:300]) and s.leaves == 44
+    s.close()
+
+
+def test_a_log_reopened_on_its_store_goes_on_where_it_stopped(log):
+    """A restart appends to the same tree: the new checkpoint's root is that of every entry."""
+    from sandbank.audit.log import AuditLog
+    from tests.keys import fixed_secret
+
+    s = SQLiteStore(log)
+    n, last = s.entry_count(), s.last_checkpoint()
+    a = AuditLog(s, "sandbank.demo/seed-4", "sandbank-operator", fixed_secret().key("operator"))
+    assert (a.size, a.last_committed) == (n, [])
+    a.append(last.tick + 1, {"kind": "market_state", "asset": "WGT", "state": "open"})
+    cp = a.commit(last.tick + 1, bytes(32))
+    s.close()
+    r = verify(log)
+    assert (r.ok, r.entries, cp.size, r.root) == (True, n + 1, n + 1, cp.root)
+
+
+def test_every_entry_that_is_not_public_carries_its_blind(tmp_path):
+    from sandbank.audit.log import AuditLog
+    from sandbank.audit.visibility import PUBLIC_KINDS, Blinds
+
+    key = fixed_key(5, "operator")
+    a = AuditLog(SQLiteStore(tmp_path / "b.db"), "o", "k", key)
+    assert (a.size, a.last_committed) == (0, [])
+    kinds = ["run_started", "transfer", "order_placed", "alert", "some_new_kind"]
+    for kind in kinds:
+        a.append(0, {"kind": kind})
+    a.commit(0, bytes(32))
+    blinds = Blinds(key.seed_bytes())
+    for seq, kind in enumerate(kinds):
+        body = orjson.loads(a.store.entry(seq).body)
+        assert body.get("blind") == (None if kind in PUBLIC_KINDS else blinds.of(seq)), kind
+    assert [d["kind"] for d in a.last_committed] == kinds

@@ -36,6 +36,7 @@ def test_an_empty_log_has_no_header(tmp_path):
     r = verify_log(SQLiteStore(tmp_path / "empty.db"))
     assert (r.ok, r.problem, r.bad_entry, r.entries, r.checkpoints) == (
         False, "the log is empty: no header entry", 0, 0, 0)
+    assert (r.origin, r.key_name, r.operator_key, r.root) == (None, None, None, None)
 
 
 def test_a_first_entry_that_is_not_a_run_header(log):
@@ -270,6 +271,8 @@ def test_an_empty_checkpoint_table_and_a_good_log(log, good_log):
     assert (r.ok, r.problem, r.entries, r.checkpoints, r.root) == (True, None, last.size,
                                                                   last.tick + 1, last.root)
     assert (r.bad_entry, r.bad_checkpoint, r.cosigned, r.extends) == (None, None, 0, None)
+    assert (r.origin, r.key_name) == ("sandbank.demo/seed-4", "sandbank-operator")
+    assert r.operator_key == fixed_secret().key("operator").public
     tamper(log, "DELETE FROM checkpoints")
     assert finding(log)[1:] == (0, None)  # every entry then lies beyond a checkpoint
 
@@ -285,8 +288,10 @@ def test_cosignatures_by_a_witness_are_counted_and_each_checked(log):
     lines = {t: cosign(n, "w.example", w, 1_700_000_000 + t).splitlines()[-1]
              for t, n in notes.items()}
     stranger = cosign(notes[9], "other.example", other, 5).splitlines()[-1]
+    mangled = lines[20].replace(" ", "\t", 1)  # not a line of the form "— name signature"
     tamper(log, *[("INSERT INTO cosignatures VALUES (?, ?)", (t, ln)) for t, ln in lines.items()],
-           ("INSERT INTO cosignatures VALUES (?, ?)", (9, stranger)))
+           ("INSERT INTO cosignatures VALUES (?, ?)", (9, stranger)),
+           ("INSERT INTO cosignatures VALUES (?, ?)", (20, mangled)))
     s = SQLiteStore(log, readonly=True, create=False)
     r = verify_log(s, witness=("w.example", w.public))
     assert (r.ok, r.cosigned) == (True, 3)

@@ -357,19 +357,24 @@ def test_a_body_rewritten_to_another_tick_is_named_as_out_of_place(log):
 
 
 def test_two_entries_inserted_in_a_tick_name_the_first_out_of_place(log):
+    """Two copies of entry p put in a tick (no search finds two): the first stored entry
+    whose body says it belongs elsewhere is named, not the tick's end. The tick is one
+    with room after p and no stored subtree completing in it (that would be found first)."""
     s, db = read(log)
-    rows = list(s.entries(150))
-    cp = s.checkpoint(rows[0].tick)
+    sizes = [cp.size for cp in s.checkpoints()]
+    t = next(t for t in range(1, len(sizes)) if sizes[t] - sizes[t - 1] >= 5
+             and sizes[t - 1] // 256 == (sizes[t] + 2) // 256)
+    p = sizes[t - 1] + 1
+    rows = list(s.entries(p))
     s.close()
-    copies = [(150, rows[0].tick, rows[0].kind, rows[0].body, rows[0].leaf_hash),
-              (151, rows[0].tick, rows[0].kind, rows[0].body, rows[0].leaf_hash)]
+    copy = (rows[0].tick, rows[0].kind, rows[0].body, rows[0].leaf_hash)
     shifted = [(r.seq + 2, r.tick, r.kind, r.body, r.leaf_hash) for r in rows]
-    tamper(log, "DELETE FROM entries WHERE seq >= 150",
-           *[("INSERT INTO entries VALUES (?,?,?,?,?)", r) for r in copies + shifted])
-    # 151 holds entry 150's body: the first whose body says it belongs elsewhere
-    assert finding(log) == (f"checkpoint of tick {cp.tick} covers {cp.size} entries but the log "
-                            f"has {cp.size + 2} up to that tick; first entry out of place: 151",
-                            151, cp.tick)
+    tamper(log, f"DELETE FROM entries WHERE seq >= {p}",
+           *[("INSERT INTO entries VALUES (?,?,?,?,?)", r)
+             for r in [(p, *copy), (p + 1, *copy), *shifted]])
+    assert finding(log) == (f"checkpoint of tick {t} covers {sizes[t]} entries but the log "
+                            f"has {sizes[t] + 2} up to that tick; first entry out of place: "
+                            f"{p + 1}", p + 1, t)
 
 
 def test_the_last_entry_of_a_tick_removed(log):

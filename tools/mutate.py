@@ -131,6 +131,24 @@ EQUIVALENT: dict[str, str] = {
         "same order",
     "sandbank.markets.exchange.x_clearing_price__mutmut_29":
         "key >= best_key: two prices never have equal keys (the last member is -p)",
+    "sandbank.audit.log.xǁAuditLogǁ__init____mutmut_8":
+        "the range rebuilt from a store of size 0 is CompactRange(0, []): the empty range",
+    "sandbank.audit.verify.x_verify_log__mutmut_33":
+        "next(entries) without a default: the header (entry 0) was just read, so the "
+        "iterator yields at least it",
+    "sandbank.audit.verify.x_verify_log__mutmut_322":
+        "'truncated' for r.size <= kept.size: at equal sizes the last checkpoint has the kept "
+        "size, so the root comparison decides and this line is never reached",
+    "sandbank.audit.verify.x_verify_log__mutmut_87":
+        "cp.tick < last_tick: tick is the checkpoints table's primary key and they come in "
+        "tick order, so no checkpoint repeats the last one's tick",
+    "sandbank.audit.verify.x_verify_log__mutmut_67":
+        "a non-integer tick named as the bad checkpoint: tick is an INTEGER PRIMARY KEY "
+        "(SQLite's rowid; BIGINT in PostgreSQL), so a stored tick is always an int",
+    "sandbank.audit.verify.x__row_ok__mutmut_21":
+        "the same for an entry's seq (INTEGER PRIMARY KEY): always an int when stored",
+    "sandbank.audit.verify.xǁ_NodeCheckerǁ__call____mutmut_11":
+        "'' for None as the unreadable node: either differs from every 32-byte hash",
 }
 CODE = re.compile(r"[a-z][a-z0-9_]*")  # a refusal reason or a result code: never "wording"
 

@@ -194,7 +194,7 @@ def test_an_empty_content_is_checked_like_any_other(tmp_path):
     """A trace whose response was empty still names a stored content (of 0 bytes): rewriting
     that row must not pass, or a tool showing the transcript shows the forger's text."""
     from conftest import Economy
-    from sandbank.kernel.traces import Trace
+    from sandbank.controls.traces import Trace
 
     e = Economy(n=2, store=SQLiteStore(tmp_path / "t.db"))
     e.do(Trace(actor=1, prompt="what now?", response="", model="m", outcome="error"))
@@ -536,12 +536,14 @@ def forge(path, ticks, actions=None):
 
 def test_a_forged_log_verifies_when_its_bodies_are_in_form(tmp_path):
     """What the tests below change one thing of. An empty tick (a checkpoint of the same
-    size as the last) is in form; a `size` field without a content digest names no content."""
+    size as the last) is in form; a `size` field without a content digest names no content;
+    an empty content needs no row (the boundary keeps none for a value-only crossing)."""
     r = verify(forge(tmp_path / "f.db", [
-        [{"kind": "note", "sha256": ABC, "size": 3}], [],
+        [{"kind": "note", "sha256": ABC, "size": 3},
+         {"kind": "note", "sha256": sha256(b"").hexdigest(), "size": 0}], [],
         [{"kind": "order", "size": 5}, {"kind": "pay", "actor": 3, "nonce": 1, "entries": 2},
-         {"kind": "paid"}]], actions={2: [(3, 1, 3, 2)]}))
-    assert (r.ok, r.entries, r.checkpoints) == (True, 5, 3), r.problem
+         {"kind": "paid"}]], actions={2: [(3, 1, 4, 2)]}))
+    assert (r.ok, r.entries, r.checkpoints) == (True, 6, 3), r.problem
     assert (r.origin, r.key_name, r.operator_key) == (ORIGIN, NAME,
                                                       fixed_key(7, "operator").public)
 
@@ -565,6 +567,11 @@ def test_a_forged_log_verifies_when_its_bodies_are_in_form(tmp_path):
                                                  f"entry carries (altered)"),
     ({"kind": "note", "sha256": ABC}, f"entry 1: the stored content {ABC[:16]}… does not match "
                                       f"the digest and size the entry carries (altered)"),
+    ({"kind": "note", "sha256": ABC, "size": 0}, f"entry 1: the stored content {ABC[:16]}… "
+                                                 f"does not match the digest and size the "
+                                                 f"entry carries (altered)"),
+    ({"kind": "note", "sha256": "00" * 32, "size": 0},  # "empty", under another digest
+     f"entry 1: the content it refers to ({'00' * 8}…) is missing"),
     ({"kind": "pay", "actor": 3, "nonce": 1, "entries": 2},
      "entry 1: its action's entries (2) run past its tick"),
 ])

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.keys
 
 from conftest import Economy  # noqa: E402
-from sandbank.audit.replay import replay_log  # noqa: E402
 from sandbank.audit.verify import verify_log  # noqa: E402
+from sandbank.economy import replay_log  # noqa: E402
 from sandbank.kernel.schema import Transfer, TransferSpec  # noqa: E402
 from sandbank.store.sqlite import SQLiteStore  # noqa: E402
 

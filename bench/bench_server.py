@@ -33,9 +33,9 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sandbank.audit.replay import replay_log  # noqa: E402
 from sandbank.audit.verify import verify_log  # noqa: E402
 from sandbank.client import Client  # noqa: E402
+from sandbank.economy import replay_log  # noqa: E402
 from sandbank.identity.keys import SigningKey  # noqa: E402
 from sandbank.kernel.schema import agent_attestation_bytes  # noqa: E402
 from sandbank.markets.payments import Pay  # noqa: E402

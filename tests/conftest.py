@@ -5,6 +5,7 @@ import shutil
 import pytest
 from hypothesis import settings
 
+import sandbank.economy
 from sandbank.demo import run_demo
 from sandbank.kernel.schema import (
     OPERATOR,
@@ -110,7 +111,7 @@ class Economy:
     def __init__(self, n=3, fund=1000, store=None, skills=None, **cfg):
         self.op = fixed_key(1, "operator")
         cfg.setdefault("seed", 1)
-        self.k = Kernel(store or SQLiteStore(":memory:"), KernelConfig(**cfg), self.op)
+        self.k = sandbank.economy.new_kernel(store or SQLiteStore(":memory:"), KernelConfig(**cfg), self.op)
         self.owner_key = fixed_key(1, "owner")
         self.keys = {}
         self.op_nonce = 0
@@ -159,7 +160,7 @@ class Economy:
 
     def add_overseer(self, name, kind="overseer"):
         """Admit an overseer (kind monitor or overseer); returns its actor id."""
-        from sandbank.kernel.controls import RegisterOverseer
+        from sandbank.controls.controls import RegisterOverseer
 
         key = fixed_key(1, f"overseer/{name}")
         self.do(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=kind,

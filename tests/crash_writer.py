@@ -7,8 +7,8 @@ transaction of the next tick â€” its entries inserted, its checkpoint not yet â€
 import sys
 import time
 
+import sandbank.economy
 from sandbank.kernel.schema import Transfer, TransferSpec
-from sandbank.kernel.sequencer import Kernel
 from sandbank.store.sqlite import SQLiteStore
 
 sys.path.insert(0, sys.argv[3])
@@ -22,7 +22,7 @@ if mode == "new":
     e = Economy(n=50, fund=10**9, store=SQLiteStore(path))
     k = e.k
 else:
-    k = Kernel.resume(SQLiteStore(path), op)
+    k = sandbank.economy.resume(SQLiteStore(path), op)
 if mode == "new" and sys.argv[4:5] == ["trap"]:
     inserts = {"n": 0}
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import Economy, refusal
-from sandbank.kernel.controls import SetCap
-from sandbank.kernel.policy import SetPolicy as SetPolicyAction
+from sandbank.controls.controls import SetCap
+from sandbank.controls.policy import SetPolicy as SetPolicyAction
 from sandbank.kernel.schema import OPERATOR
 from sandbank.ledger.ledger import MAX_AMOUNT
 from sandbank.markets.auctions import FIRST, SECOND, UNIFORM, clear
@@ -567,7 +567,7 @@ def test_the_largest_quantity_is_allowed_one_more_is_not():
 
 
 def test_a_certified_agents_rebate_lowers_the_fee_it_pays_and_the_cash_it_needs():
-    from sandbank.kernel.policy import Certify
+    from sandbank.controls.policy import Certify
 
     e = Economy(n=4, fund=FUND, assets=("CRD", "WGT"),
                 markets=({"asset": "WGT", "quote": "CRD"},),
@@ -590,7 +590,7 @@ def test_a_certified_agents_rebate_lowers_the_fee_it_pays_and_the_cash_it_needs(
 
 
 def test_a_market_buy_by_a_certified_agent_is_sized_with_its_rebated_fee():
-    from sandbank.kernel.policy import Certify
+    from sandbank.controls.policy import Certify
 
     e = Economy(n=3, fund=1010, assets=("CRD", "WGT"),
                 markets=({"asset": "WGT", "quote": "CRD"},),
@@ -604,7 +604,7 @@ def test_a_market_buy_by_a_certified_agent_is_sized_with_its_rebated_fee():
 
 
 def test_halted_and_paused_markets_say_which():
-    from sandbank.kernel.controls import TripBreaker
+    from sandbank.controls.controls import TripBreaker
 
     e = market(band_bps=1000, limit_state_ticks=1, halt_ticks=5)
     _halt(e)

@@ -15,9 +15,9 @@ from sandbank.audit.checkpoint import (
     verifier_key,
 )
 from sandbank.audit.merkle import leaf_hash
-from sandbank.audit.replay import replay_log
 from sandbank.audit.verify import verify_log
 from sandbank.cli import app
+from sandbank.economy import public_kinds, replay_log
 from sandbank.store.sqlite import SQLiteStore
 from tests.keys import fixed_key
 
@@ -248,7 +248,7 @@ def test_store_subtrees_serve_every_range_like_the_reference(tmp_path):
     from sandbank.audit.merkle import root_of
 
     store = SQLiteStore(tmp_path / "t.db")
-    log = AuditLog(store, "o", "k", fixed_key(0, "k"))
+    log = AuditLog(store, "o", "k", fixed_key(0, "k"), public_kinds())
     n = 70_000
     for i in range(n):
         log.append(i // 10_000, {"kind": "x", "i": i})
@@ -303,7 +303,8 @@ def test_a_log_reopened_on_its_store_goes_on_where_it_stopped(log):
 
     s = SQLiteStore(log)
     n, last = s.entry_count(), s.last_checkpoint()
-    a = AuditLog(s, "sandbank.demo/seed-4", "sandbank-operator", fixed_secret().key("operator"))
+    a = AuditLog(s, "sandbank.demo/seed-4", "sandbank-operator", fixed_secret().key("operator"),
+                 public_kinds())
     assert (a.size, a.last_committed) == (n, [])
     a.append(last.tick + 1, {"kind": "market_state", "asset": "WGT", "state": "open"})
     cp = a.commit(last.tick + 1, bytes(32))
@@ -314,10 +315,13 @@ def test_a_log_reopened_on_its_store_goes_on_where_it_stopped(log):
 
 def test_every_entry_that_is_not_public_carries_its_blind(tmp_path):
     from sandbank.audit.log import AuditLog
-    from sandbank.audit.visibility import PUBLIC_KINDS, Blinds
+    from sandbank.audit.visibility import Blinds
+    from sandbank.economy import public_kinds
+
+    PUBLIC_KINDS = public_kinds()
 
     key = fixed_key(5, "operator")
-    a = AuditLog(SQLiteStore(tmp_path / "b.db"), "o", "k", key)
+    a = AuditLog(SQLiteStore(tmp_path / "b.db"), "o", "k", key, public_kinds())
     assert (a.size, a.last_committed) == (0, [])
     kinds = ["run_started", "transfer", "order_placed", "alert", "some_new_kind"]
     for kind in kinds:

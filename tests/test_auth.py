@@ -13,9 +13,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from sandbank.kernel.controls import RegisterOverseer
+import sandbank.economy
+from sandbank.controls.controls import RegisterOverseer
 from sandbank.kernel.schema import OPERATOR, RegisterAgent, RegisterOwner, agent_attestation_bytes
-from sandbank.kernel.sequencer import Kernel, KernelConfig
+from sandbank.kernel.sequencer import KernelConfig
 from sandbank.markets.payments import Pay
 from sandbank.server import auth
 from sandbank.server.app import Sandbox, create_app
@@ -85,7 +86,7 @@ def test_a_signature_is_exactly_128_hex_digits_over_the_exact_message():
 @pytest.fixture(scope="module")
 def served():
     secret = fixed_secret(21)
-    k = Kernel(SQLiteStore(":memory:"), KernelConfig(seed=21, assets=("CRD",),
+    k = sandbank.economy.new_kernel(SQLiteStore(":memory:"), KernelConfig(seed=21, assets=("CRD",),
                                                      verify_signatures=True),
                secret.key("operator"))
     box = Sandbox(k, secret, TOKEN, overseer_token=OV_TOKEN)

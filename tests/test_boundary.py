@@ -3,10 +3,10 @@ deny-by-default, inbound value, external content through the firewall, HTTP egre
 
 from conftest import Economy
 from llm_server import Server, app
-from sandbank.audit.replay import replay_log
 from sandbank.boundary.boundary import ApproveExternal, External, ExternalResponse
 from sandbank.boundary.gateways import HttpEgress, make_adapter
-from sandbank.kernel.policy import Certify
+from sandbank.controls.policy import Certify
+from sandbank.economy import replay_log
 from sandbank.kernel.schema import OPERATOR
 from sandbank.lab.runner import run_scenario
 from sandbank.lab.scenario import parse_scenario
@@ -127,7 +127,7 @@ def test_a_lab_run_whose_requests_outrun_review_denies_the_backlog(tmp_path):
 
 
 def test_a_gateway_checks_its_payload_schema_and_roles():
-    from sandbank.kernel.roles import AssignRoles
+    from sandbank.controls.roles import AssignRoles
 
     e, _ = econ()
     e.do(AssignRoles(actor=OPERATOR, agent=1, roles=["gateway_user"]))

@@ -3,8 +3,8 @@
 import pytest
 
 from conftest import Economy
-from sandbank.audit.replay import replay_log
-from sandbank.kernel.controls import RaiseAlert, Resume, SetCap, TripBreaker
+from sandbank.controls.controls import RaiseAlert, Resume, SetCap, TripBreaker
+from sandbank.economy import replay_log
 from sandbank.kernel.schema import OPERATOR, SetAgentStatus
 from sandbank.markets.exchange import CancelOrder, PlaceOrder
 from sandbank.markets.payments import Pay

@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from sandbank.audit.replay import replay_log
+import sandbank.economy
 from sandbank.audit.verify import verify_log
+from sandbank.economy import replay_log
 from sandbank.store.sqlite import SQLiteStore
 
 HERE = Path(__file__).parent
@@ -60,7 +61,6 @@ def test_a_resumed_market_economy_continues_exactly_like_an_uninterrupted_one(tm
     """Tasks, auctions, orders and halts in flight survive a stop: same log, same root."""
     sys.path.insert(0, str(HERE))
     from conftest import Economy
-    from sandbank.kernel.sequencer import Kernel
     from sandbank.markets.auctions import BidAuction, CreateAuction
     from sandbank.markets.exchange import PlaceOrder
     from sandbank.markets.tasks import AwardTask, BidTask, Deliver, PostTask
@@ -94,7 +94,7 @@ def test_a_resumed_market_economy_continues_exactly_like_an_uninterrupted_one(tm
     for _ in range(15):  # past the auction's clearing and the award
         b.do(*script(b.k.tick + 1, start))
     b.k.close()
-    k = Kernel.resume(SQLiteStore(tmp_path / "b.db"), b.op)
+    k = sandbank.economy.resume(SQLiteStore(tmp_path / "b.db"), b.op)
     for _ in range(9):
         for act in script(k.tick + 1, start):
             k.submit(act)

@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
-from sandbank.audit.replay import replay_log
 from sandbank.audit.verify import verify_log
 from sandbank.client import Client
+from sandbank.economy import replay_log
 from sandbank.markets.payments import Pay
 from sandbank.server.app import open_store
 from sandbank.store.sqlite import SQLiteStore

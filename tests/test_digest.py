@@ -25,6 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sandbank.economy import STANDARD
 from sandbank.kernel.canonical import canonical_bytes, parse
 from sandbank.kernel.digest import DigestMap
 from sandbank.kernel.fingerprint import _attributes
@@ -119,7 +120,7 @@ def states(tmp_path_factory):
         d = tmp_path_factory.mktemp(name)
         res = run_scenario(sc, d / "run", key_file=d / "run.key")
         assert res.summary["verified"]
-        state = EconomyState()
+        state = EconomyState(STANDARD)
         for e in SQLiteStore(str(d / "run" / "log.db")).entries():
             state.apply_dict(parse(e.body))
         out.append((name, state))
@@ -170,7 +171,7 @@ def test_every_place_in_the_state_is_in_the_digests(states):
 
 
 def test_every_part_of_the_state_is_in_the_full_digest_and_named_by_its_part():
-    s = EconomyState()
+    s = EconomyState(STANDARD)
     names = {n for n in vars(s) if not n.startswith("_")}
     assert names <= set(s.PARTS), f"parts the full digest does not list: {names - set(s.PARTS)}"
     assert len(set(s.PARTS)) == len(s.PARTS)
@@ -297,12 +298,12 @@ def test_the_full_digest_sees_what_the_schedules_still_have_due():
 
 def test_an_unknown_event_kind_is_named():
     with pytest.raises(ValueError, match="^unknown event kind 'no_such_event'$"):
-        EconomyState().apply_dict({"kind": "no_such_event", "seq": 0, "tick": 0})
+        EconomyState(STANDARD).apply_dict({"kind": "no_such_event", "seq": 0, "tick": 0})
 
 
 def test_a_credit_line_is_state_live_and_in_replay(tmp_path):
     from conftest import Economy
-    from sandbank.audit.replay import replay_log
+    from sandbank.economy import replay_log
     from sandbank.kernel.schema import OPERATOR, SetCreditLine
     from sandbank.markets.payments import Pay
 

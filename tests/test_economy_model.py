@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import Economy
-from sandbank.audit.replay import replay_log
 from sandbank.boundary.boundary import External
-from sandbank.kernel.emergency import DisableAction, Interrupt
-from sandbank.kernel.policy import Certify, PostStake, ReleaseStake, SetPolicy, Slash
+from sandbank.controls.emergency import DisableAction, Interrupt
+from sandbank.controls.policy import Certify, PostStake, ReleaseStake, SetPolicy, Slash
+from sandbank.economy import replay_log
 from sandbank.kernel.schema import OPERATOR, SYSTEM
 from sandbank.markets.auctions import BidAuction, CreateAuction
 from sandbank.markets.exchange import CancelOrder, PlaceOrder

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import Economy
-from sandbank.kernel.policy import Certify, SetPolicy
+from sandbank.controls.policy import Certify, SetPolicy
 from sandbank.kernel.schema import OPERATOR
 from sandbank.markets.exchange import CancelOrder, PlaceOrder
 
@@ -155,7 +155,7 @@ def test_hand_written_encoders_match_the_generic_one():
 
 
 def test_stakes_are_slashed_exactly_and_returned_on_release():
-    from sandbank.kernel.policy import PostStake, ReleaseStake, Slash
+    from sandbank.controls.policy import PostStake, ReleaseStake, Slash
 
     e = market()
     treasury = e.k.state.ledger.accounts[e.k.state.ledger.treasury["CRD"]]

@@ -5,9 +5,10 @@ ticks, keeps its invariants and verifies."""
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+import sandbank.economy
 from sandbank.audit.verify import verify_log
 from sandbank.kernel.schema import RegisterAgent, RegisterOwner, agent_attestation_bytes
-from sandbank.kernel.sequencer import Kernel, KernelConfig
+from sandbank.kernel.sequencer import KernelConfig
 from sandbank.server.app import Sandbox, create_app
 from sandbank.store.sqlite import SQLiteStore
 from tests.api_check import check_answer
@@ -17,7 +18,7 @@ OP_TOKEN = "fuzz-operator-token-000"
 OV_TOKEN = "fuzz-overseer-token-000"
 secret = fixed_secret(3)
 op = secret.key("operator")
-kernel = Kernel(SQLiteStore(":memory:"), KernelConfig(
+kernel = sandbank.economy.new_kernel(SQLiteStore(":memory:"), KernelConfig(
     seed=3, assets=("CRD", "WGT"), markets=({"asset": "WGT", "quote": "CRD"},),
     verify_signatures=True), op)
 box = Sandbox(kernel, secret, OP_TOKEN, endowment={"CRD": 1000, "WGT": 10},

@@ -14,16 +14,17 @@ import dataclasses
 
 import pytest
 
-import sandbank.kernel.state  # noqa: F401  (registers every mechanism's action kinds)
+import sandbank.economy
 from conftest import Economy, refusal
-from sandbank.kernel import guards as G
-from sandbank.kernel.compartments import WALLED, Partition
-from sandbank.kernel.controls import ALLOWED_WHILE_HALTED, TripBreaker
-from sandbank.kernel.emergency import SUPERVISORY, DisableAction
-from sandbank.kernel.policy import SetPolicy
-from sandbank.kernel.roles import BASE, HIGH_STAKES, ROLES, AssignRoles
+from sandbank.boundary.firewall import PRIVILEGED_ALWAYS, firewall_guard
+from sandbank.controls.compartments import WALLED, Partition, compartment_guard
+from sandbank.controls.controls import ALLOWED_WHILE_HALTED, TripBreaker, halt_guard
+from sandbank.controls.emergency import SUPERVISORY, DisableAction, disabled_guard
+from sandbank.controls.policy import SetPolicy
+from sandbank.controls.roles import BASE, HIGH_STAKES, ROLES, AssignRoles, permission_guard
+from sandbank.kernel.guards import freeze_guard, role_guard
+from sandbank.kernel.observation import Message
 from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, SetAgentStatus, TransferSpec
-from sandbank.markets.messaging import Message
 from tests.keys import fixed_key
 
 OPERATOR_ONLY = {
@@ -84,20 +85,21 @@ def test_every_kind_a_guard_or_control_names_is_an_action_kind():
     from sandbank.server.app import CONSOLE_KINDS
 
     named = {"ALLOWED_WHILE_HALTED": ALLOWED_WHILE_HALTED, "WALLED": WALLED,
-             "HIGH_STAKES": HIGH_STAKES, "PRIVILEGED_ALWAYS": G.PRIVILEGED_ALWAYS,
+             "HIGH_STAKES": HIGH_STAKES, "PRIVILEGED_ALWAYS": PRIVILEGED_ALWAYS,
              "BASE roles": BASE, "SUPERVISORY": SUPERVISORY, "CONSOLE_KINDS": CONSOLE_KINDS,
              **{f"role {r}": kinds for r, kinds in ROLES.items()}}
     check_each(sorted(named), lambda n: sorted(named[n] - set(ACTION_TYPES)) or None)
     assert ALLOWED_WHILE_HALTED == {"cancel_order"}
-    assert HIGH_STAKES == {"spawn_agent", "external"} == G.PRIVILEGED_ALWAYS
+    assert HIGH_STAKES == {"spawn_agent", "external"} == PRIVILEGED_ALWAYS
 
 
 def test_the_pipeline_runs_the_documented_guards_in_order():
-    assert [g.name for g in G.DEFAULT_GUARDS] == [
+    assert [g.name for g in sandbank.economy.assembly().guards] == [
         "identity", "freeze", "roles", "permissions", "compartments", "disabled_actions",
         "halt", "firewall", "rate_limit"]
     e = economy(disabled_guards=("halt",))
-    assert [g.name for g in e.k.guards] == [g.name for g in G.DEFAULT_GUARDS if g.name != "halt"]
+    every = sandbank.economy.assembly().guards
+    assert [g.name for g in e.k.guards] == [g.name for g in every if g.name != "halt"]
 
 
 # ---------------------------------------------------------------- identity
@@ -147,12 +149,12 @@ def test_a_frozen_agent_is_refused_every_kind(status, reason):
     assert e.k.state.registry.agents[2].status == status
     check_each(KINDS, lambda kind: None if (r := refusal(e, make(kind, 2))) == reason else r)
     # and the others are not
-    check_each(KINDS, lambda kind: G.freeze_guard(e.k, make(kind, 1)))
+    check_each(KINDS, lambda kind: freeze_guard(e.k, make(kind, 1)))
 
 
 @pytest.mark.parametrize("mode,reason", [("pause", "agent_paused"), ("stop", "agent_stopped")])
 def test_an_interrupted_agent_is_refused_every_kind(mode, reason):
-    from sandbank.kernel.emergency import Interrupt
+    from sandbank.controls.emergency import Interrupt
 
     e = economy()
     e.do(Interrupt(actor=OPERATOR, scope="agent", agent=2, mode=mode, reason="drill"))
@@ -170,7 +172,7 @@ def test_who_may_submit_each_kind(kind):
         ov: kind not in OVERSEER_ONLY | SUPERVISOR,
     }
     for actor, forbidden in expect.items():
-        verdict = G.role_guard(e.k, make(kind, actor))
+        verdict = role_guard(e.k, make(kind, actor))
         assert (verdict is not None and verdict[0] == "forbidden") == forbidden, (actor, verdict)
         if forbidden:
             assert refusal(e, make(kind, actor)) == "forbidden"
@@ -183,22 +185,22 @@ def test_enforced_roles_deny_by_default_every_kind_no_role_permits():
     agent_kinds = sorted(AGENT_KINDS)
     check_each([k for k in agent_kinds if k not in BASE],
                lambda kind: None if (r := refusal(e, make(kind, 1))) == "role_denied" else r)
-    check_each(sorted(BASE), lambda kind: G.permission_guard(e.k, make(kind, 1)))
-    assert G.permission_guard(e.k, make("bid_task", 3)) is None
+    check_each(sorted(BASE), lambda kind: permission_guard(e.k, make(kind, 1)))
+    assert permission_guard(e.k, make("bid_task", 3)) is None
     e.do(AssignRoles(actor=OPERATOR, agent=2, roles=["trader"]))
-    assert G.permission_guard(e.k, make("bid_task", 2)) == (
+    assert permission_guard(e.k, make("bid_task", 2)) == (
         "role_denied", "agent 2's roles ['trader'] do not permit bid_task")
-    assert G.permission_guard(e.k, make("bid_task", 1)) == (
+    assert permission_guard(e.k, make("bid_task", 1)) == (
         "role_denied", "agent 1's roles [] do not permit bid_task")
     # every role's kinds, and no more, for an agent that holds only that role
     for role, kinds in sorted(ROLES.items()):
         e.do(AssignRoles(actor=OPERATOR, agent=2, roles=[role]))
-        check_each(sorted(kinds | BASE), lambda kind: G.permission_guard(e.k, make(kind, 2)))
+        check_each(sorted(kinds | BASE), lambda kind: permission_guard(e.k, make(kind, 2)))
         denied = [k for k in agent_kinds if k not in kinds | BASE]
-        check_each(denied, lambda kind: None if (G.permission_guard(e.k, make(kind, 2))
+        check_each(denied, lambda kind: None if (permission_guard(e.k, make(kind, 2))
                                                  or ("",))[0] == "role_denied" else kind)
     # all the roles together permit every agent kind (a kind no role permits is dead)
-    check_each(agent_kinds, lambda kind: G.permission_guard(e.k, make(kind, 3)))
+    check_each(agent_kinds, lambda kind: permission_guard(e.k, make(kind, 3)))
 
 
 def test_clearance_is_needed_for_high_stakes_and_payments_above_the_limit_only():
@@ -206,7 +208,7 @@ def test_clearance_is_needed_for_high_stakes_and_payments_above_the_limit_only()
     check_each(sorted(HIGH_STAKES), lambda kind: None if (r := refusal(e, make(kind, 1)))
                == "clearance_required" else r)
     check_each(sorted(AGENT_KINDS - HIGH_STAKES - {"pay", "transfer"}),
-               lambda kind: G.permission_guard(e.k, make(kind, 1)))
+               lambda kind: permission_guard(e.k, make(kind, 1)))
     acct = e.account
     for amount, needs in ((500, False), (501, True)):
         pay = make("pay", 1, to=2, asset="CRD", amount=amount)
@@ -214,13 +216,13 @@ def test_clearance_is_needed_for_high_stakes_and_payments_above_the_limit_only()
             TransferSpec(id=9000 + amount, debit=acct[1], credit=acct[2], amount=1),
             TransferSpec(id=9100 + amount, debit=acct[1], credit=acct[2], amount=amount)])
         for a in (pay, tr):
-            verdict = G.permission_guard(e.k, a)
+            verdict = permission_guard(e.k, a)
             assert (verdict is not None and verdict[0] == "clearance_required") == needs, \
                 (a.KIND, amount, verdict)
-    from sandbank.kernel.policy import Certify
+    from sandbank.controls.policy import Certify
 
     e.do(Certify(actor=OPERATOR, agent=1, certified=True))
-    check_each(sorted(HIGH_STAKES), lambda kind: G.permission_guard(e.k, make(kind, 1)))
+    check_each(sorted(HIGH_STAKES), lambda kind: permission_guard(e.k, make(kind, 1)))
 
 
 # ---------------------------------------------------------------- compartments
@@ -244,26 +246,26 @@ def test_compartment_walls_every_walled_kind_and_nothing_else():
     inside = {"pay": make("pay", 1, to=3, asset="CRD", amount=1),
               "send_message": make("send_message", 1, to=3, content="hi"),
               "subcontract": make("subcontract", 1, worker=3)}
-    check_each(sorted(inside), lambda kind: G.compartment_guard(e.k, inside[kind]))
+    check_each(sorted(inside), lambda kind: compartment_guard(e.k, inside[kind]))
     check_each(sorted(AGENT_KINDS - WALLED - {"place_order"}),
-               lambda kind: G.compartment_guard(e.k, make(kind, 1, **(
+               lambda kind: compartment_guard(e.k, make(kind, 1, **(
                    {"to": 2} if "to" in {f.name for f in dataclasses.fields(
                        ACTION_TYPES[kind])} else {}))))
     # a market outside the agent's compartment
     order = make("place_order", 1, asset="WGT", side="buy", qty=1, price=1)
     assert refusal(e, order) == "compartment_wall"
     # what the refusal says: where each side is, and what would carry it
-    assert G.compartment_guard(e.k, across["pay"]) == (
+    assert compartment_guard(e.k, across["pay"]) == (
         "compartment_wall", "agent 2 is in compartment 'blue', agent 1 in 'red', and no bridge "
                             "carries pay")
     e.do(Partition(actor=OPERATOR, agents=[1], compartment=""))  # back to the open economy
-    assert G.compartment_guard(e.k, make("pay", 1, to=2, asset="CRD", amount=1)) == (
+    assert compartment_guard(e.k, make("pay", 1, to=2, asset="CRD", amount=1)) == (
         "compartment_wall", "agent 2 is in compartment 'blue', agent 1 in '(open)', and no "
                             "bridge carries pay")
     # the operator and overseers are not walled
     for actor in (OPERATOR, e.add_overseer("olga")):
         as_actor = {kind: dataclasses.replace(a, actor=actor) for kind, a in across.items()}
-        check_each(sorted(as_actor), lambda kind: G.compartment_guard(e.k, as_actor[kind]))  # noqa: B023
+        check_each(sorted(as_actor), lambda kind: compartment_guard(e.k, as_actor[kind]))  # noqa: B023
 
 
 # ---------------------------------------------------------------- disabled kinds
@@ -275,9 +277,9 @@ def test_a_disabled_kind_is_refused_to_every_agent_and_only_that_kind():
     def one(kind):
         e.do(DisableAction(actor=OPERATOR, action_kind=kind, reason="drill"))
         got = [refusal(e, make(kind, i)) for i in (1, 2)]
-        others = [k for k in kinds if k != kind and G.disabled_guard(e.k, make(k, 1))]
+        others = [k for k in kinds if k != kind and disabled_guard(e.k, make(k, 1))]
         e.do(DisableAction(actor=OPERATOR, action_kind=kind, disabled=False))
-        after = G.disabled_guard(e.k, make(kind, 1))
+        after = disabled_guard(e.k, make(kind, 1))
         ok = got == ["action_disabled"] * 2 and not others and after is None
         return None if ok else (got, others, after)
 
@@ -287,9 +289,9 @@ def test_a_disabled_kind_is_refused_to_every_agent_and_only_that_kind():
         assert refusal(e, DisableAction(actor=OPERATOR, action_kind=kind)) == "invalid_field"
     e.do(DisableAction(actor=OPERATOR, action_kind="pay"))
     e.do()  # in force from the tick after
-    assert G.disabled_guard(e.k, make("pay", 1)) is not None
-    assert G.disabled_guard(e.k, make("pay", OPERATOR)) is None
-    assert G.disabled_guard(e.k, make("pay", ov)) is None
+    assert disabled_guard(e.k, make("pay", 1)) is not None
+    assert disabled_guard(e.k, make("pay", OPERATOR)) is None
+    assert disabled_guard(e.k, make("pay", ov)) is None
 
 
 # ---------------------------------------------------------------- halt
@@ -300,11 +302,11 @@ def test_an_economy_halt_refuses_every_agent_kind_but_cancelling_orders():
     assert e.k.state.controls.halts
     check_each(sorted(AGENT_KINDS - {"cancel_order"}),
                lambda kind: None if (r := refusal(e, make(kind, 1))) == "economy_halted" else r)
-    assert G.halt_guard(e.k, make("cancel_order", 1)) is None
+    assert halt_guard(e.k, make("cancel_order", 1)) is None
     assert refusal(e, make("cancel_order", 1)) == "unknown_order"  # reached its mechanism
     # the operator and overseers are not halted
-    check_each(KINDS, lambda kind: G.halt_guard(e.k, make(kind, OPERATOR)))
-    check_each(KINDS, lambda kind: G.halt_guard(e.k, make(kind, monitor)))
+    check_each(KINDS, lambda kind: halt_guard(e.k, make(kind, OPERATOR)))
+    check_each(KINDS, lambda kind: halt_guard(e.k, make(kind, monitor)))
 
 
 # ---------------------------------------------------------------- firewall
@@ -317,17 +319,17 @@ def test_a_tainted_agent_is_refused_privileged_kinds_for_one_tick():
         e.k.deliver(1, taint)
         return refusal(e, action)
 
-    check_each(sorted(G.PRIVILEGED_ALWAYS), lambda kind: None if (
+    check_each(sorted(PRIVILEGED_ALWAYS), lambda kind: None if (
         r := tainted_refusal(make(kind, 1))) == "tainted_context" else r)
     assert tainted_refusal(make("pay", 1, to=2, asset="CRD", amount=501)) == "tainted_context"
     assert tainted_refusal(make("pay", 1, to=2, asset="CRD", amount=500)) is None
     e.k.deliver(1, taint)
     e.do()  # shown the content this tick: refused only in the next
     e.k.tainted = {1}
-    check_each(sorted(AGENT_KINDS - G.PRIVILEGED_ALWAYS - {"pay", "transfer"}),
-               lambda kind: G.firewall_guard(e.k, make(kind, 1)))
+    check_each(sorted(AGENT_KINDS - PRIVILEGED_ALWAYS - {"pay", "transfer"}),
+               lambda kind: firewall_guard(e.k, make(kind, 1)))
     e.k.tainted = set()
-    check_each(sorted(G.PRIVILEGED_ALWAYS), lambda kind: G.firewall_guard(e.k, make(kind, 1)))
+    check_each(sorted(PRIVILEGED_ALWAYS), lambda kind: firewall_guard(e.k, make(kind, 1)))
     # an untainted message taints nothing
     e.k.deliver(1, taint._replace(tainted=False))
     assert refusal(e, make("pay", 1, to=2, asset="CRD", amount=501)) is None

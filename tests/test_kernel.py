@@ -2,6 +2,7 @@
 
 import pytest
 
+import sandbank.economy
 from conftest import Economy, demo_log
 from sandbank.kernel.schema import (
     LINKED,
@@ -18,7 +19,7 @@ from sandbank.kernel.schema import (
     TransferSpec,
     agent_attestation_bytes,
 )
-from sandbank.kernel.sequencer import ConfigError, Kernel, KernelConfig
+from sandbank.kernel.sequencer import ConfigError, KernelConfig
 from sandbank.store.sqlite import SQLiteStore
 from tests.keys import fixed_key
 
@@ -255,7 +256,7 @@ def test_rate_limit_and_disabled_guards_are_recorded_in_the_header():
                                                          credit=e.account[2], amount=1)])
                for i in range(1, 5)])
     assert (s.accepted, s.rejected, s.reasons) == (2, 2, {"rate_limited": 2})
-    k = Kernel(SQLiteStore(":memory:"), KernelConfig(disabled_guards=("rate_limit",)),
+    k = sandbank.economy.new_kernel(SQLiteStore(":memory:"), KernelConfig(disabled_guards=("rate_limit",)),
                fixed_key(0, "x"))
     import orjson
     header = orjson.loads(k.store.entry(0).body)
@@ -264,10 +265,22 @@ def test_rate_limit_and_disabled_guards_are_recorded_in_the_header():
 
 
 def test_bad_configuration_is_refused_with_the_name():
+    """The kernel's own keys when the config is made; a mechanism's keys, and the guards
+    to disable, when a kernel is built on it (by the mechanisms that own them)."""
+    check = sandbank.economy.check_config
     with pytest.raises(ConfigError, match="unknown guard 'nope'"):
-        KernelConfig(disabled_guards=("nope",))
+        check(KernelConfig(disabled_guards=("nope",)))
     with pytest.raises(ConfigError, match="max_actions_per_tick"):
         KernelConfig(max_actions_per_tick=0)
+    with pytest.raises(ConfigError, match="governance_quorum must be >= 0"):
+        check(KernelConfig(governance_quorum=-1))
+    with pytest.raises(ConfigError, match=r"unknown config key 'market' \(did you mean "
+                                          r"'markets'\?\)"):
+        check(KernelConfig(market=()))
+    with pytest.raises(ConfigError, match="market 'WGT'"):
+        sandbank.economy.new_kernel(SQLiteStore(":memory:"), KernelConfig(markets=("WGT",)),
+                                    fixed_key(0, "x"))
+    assert check(KernelConfig()).governance_ttl == 10  # a mechanism's default filled in
 
 
 def test_open_account_rules():
@@ -329,7 +342,7 @@ def test_nonces_survive_resume_and_are_never_attributed_to_another_actor(tmp_pat
     live = {a.id: a.nonce for a in e.k.state.registry.agents.values()}
     assert live[2] == 0 and live[1] == 1 and live[3] == 1
     e.k.close()
-    k = Kernel.resume(SQLiteStore(path), e.op)
+    k = sandbank.economy.resume(SQLiteStore(path), e.op)
     assert {a.id: a.nonce for a in k.state.registry.agents.values()} == live
     assert k.operator_nonce == e.op_nonce
     replay = Transfer(actor=3, nonce=1, transfers=[TransferSpec(
@@ -346,9 +359,8 @@ def test_a_resumed_kernel_refuses_every_replayed_action_as_the_live_one_did(tmp_
     """Nonces are rebuilt from the log on resume (the operator's, each agent's, each
     overseer's): an action signed before the stop is stale after it, whoever signed it."""
     from conftest import Economy
-    from sandbank.kernel.controls import RaiseAlert
+    from sandbank.controls.controls import RaiseAlert
     from sandbank.kernel.schema import OPERATOR, SetAgentStatus
-    from sandbank.kernel.sequencer import Kernel
     from sandbank.markets.payments import Pay
     from sandbank.store.sqlite import SQLiteStore
 
@@ -363,7 +375,7 @@ def test_a_resumed_kernel_refuses_every_replayed_action_as_the_live_one_did(tmp_
     nonces = (e.k.operator_nonce, e.k.state.registry.agents[1].nonce,
               e.k.state.controls.overseers[ov].nonce)
     e.k.close()
-    k = Kernel.resume(SQLiteStore(tmp_path / "log.db"), e.op)
+    k = sandbank.economy.resume(SQLiteStore(tmp_path / "log.db"), e.op)
     assert (k.operator_nonce, k.state.registry.agents[1].nonce,
             k.state.controls.overseers[ov].nonce) == nonces
     for a in signed:

@@ -173,7 +173,7 @@ def test_children_cannot_be_puppeted_by_another_agent(tmp_path):
 
 
 def test_an_exfiltrator_moves_nothing_out_of_an_impermeable_sandbox(tmp_path):
-    from sandbank.audit.replay import replay_log
+    from sandbank.economy import replay_log
     from sandbank.store.sqlite import SQLiteStore
 
     pop = [{"policy": "exfiltrator", "count": 2}, {"policy": "zi_trader", "count": 4}]

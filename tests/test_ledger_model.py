@@ -285,7 +285,7 @@ def test_a_failed_chain_that_posts_an_older_hold_leaves_the_log_replayable():
     has it: the hold went back to the end of the holds, so every later digest differed and
     the whole log failed verification."""
     from conftest import Economy
-    from sandbank.audit.replay import replay_log
+    from sandbank.economy import replay_log
     from sandbank.kernel.schema import Transfer
 
     e = Economy(n=2, fund=1000)

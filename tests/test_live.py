@@ -206,7 +206,7 @@ def test_a_served_scenario_resumes_onto_its_log(tmp_path):
 
 
 def test_an_overseer_with_its_own_key_reads_and_acts_and_clients_follow_the_log():
-    from sandbank.kernel.controls import OVERSEER, RaiseAlert, RegisterOverseer
+    from sandbank.controls.controls import OVERSEER, RaiseAlert, RegisterOverseer
 
     box, client, owner = served()
     mine = fixed_key(5, "auditor")

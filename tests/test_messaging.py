@@ -1,7 +1,7 @@
 from hashlib import sha256
 
 from conftest import Economy
-from sandbank.kernel.policy import Certify
+from sandbank.controls.policy import Certify
 from sandbank.kernel.schema import OPERATOR
 from sandbank.markets.messaging import SendMessage
 

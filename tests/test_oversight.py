@@ -8,7 +8,7 @@ import pytest
 from conftest import Economy
 from sandbank.agents.base import POLICIES, Agent, policy
 from sandbank.agents.llm.agent import plain
-from sandbank.kernel.controls import RegisterOverseer
+from sandbank.controls.controls import RegisterOverseer
 from sandbank.kernel.schema import OPERATOR
 from sandbank.lab.redteam import judge
 from sandbank.lab.runner import run_scenario
@@ -111,7 +111,7 @@ def test_hidden_indicators_never_reach_an_agent(tmp_path):
 
 
 def test_oversight_is_deterministic_and_its_actions_replay(tmp_path):
-    from sandbank.audit.replay import replay_log
+    from sandbank.economy import replay_log
     from sandbank.store.sqlite import SQLiteStore
 
     path = builtin_dir() / "demo.yaml"

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from sandbank.audit.replay import replay_log
 from sandbank.audit.verify import verify_log
+from sandbank.economy import replay_log
 from sandbank.store.base import StoreError
 from sandbank.store.sqlite import SQLiteStore
 

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 from conftest import Economy, refusal
-from sandbank.kernel.emergency import ProposeChange, VoteChange
-from sandbank.kernel.policy import PostStake, ReleaseStake
+from sandbank.controls.emergency import ProposeChange, VoteChange
+from sandbank.controls.policy import PostStake, ReleaseStake
 from sandbank.kernel.schema import OPERATOR
 from sandbank.markets.auctions import BidAuction, CreateAuction
 from sandbank.markets.pricing import JoinGame, SetPrice
@@ -181,7 +181,7 @@ def test_governance_and_stake_refusals():
 
 
 def test_oversight_refusals():
-    from sandbank.kernel.controls import Resume
+    from sandbank.controls.controls import Resume
 
     e = Economy(n=2, fund=100)
     olga = e.add_overseer("olga")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from networkx.algorithms.link_analysis.pagerank_alg import _pagerank_python  # no numpy needed
 
 from conftest import Economy
-from sandbank.kernel.policy import SetPolicy
+from sandbank.controls.policy import SetPolicy
 from sandbank.kernel.schema import OPERATOR
 from sandbank.markets.tasks import AwardTask, BidTask, Deliver, PostTask
 from sandbank.reputation.reputation import SetTrusted
@@ -219,7 +219,7 @@ def test_reputation_tracks_ground_truth_quality(tmp_path):
     finally:
         POLICIES.pop("test_client")
         POLICIES.pop("test_worker")
-    from sandbank.audit.replay import replay_log
+    from sandbank.economy import replay_log
     from sandbank.store.sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "q" / "log.db", readonly=True, create=False)

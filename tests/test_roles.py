@@ -1,8 +1,8 @@
 """Roles, clearances, obligations and entry certificates (issue 6, checklist 25–27)."""
 
 from conftest import Economy
-from sandbank.kernel.policy import Certify
-from sandbank.kernel.roles import AssignRoles, IssueCertificate
+from sandbank.controls.policy import Certify
+from sandbank.controls.roles import AssignRoles, IssueCertificate
 from sandbank.kernel.schema import OPERATOR
 from sandbank.markets.payments import Pay
 from sandbank.markets.tasks import AwardTask, BidTask, Deliver, JudgeContract, PostTask

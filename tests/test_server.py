@@ -6,10 +6,11 @@ import time
 
 from fastapi.testclient import TestClient
 
+import sandbank.economy
 from sandbank.audit.checkpoint import parse_verifier_key
 from sandbank.audit.proofs import check_bundle
 from sandbank.kernel.schema import agent_attestation_bytes
-from sandbank.kernel.sequencer import Kernel, KernelConfig
+from sandbank.kernel.sequencer import KernelConfig
 from sandbank.markets.exchange import PlaceOrder
 from sandbank.server.app import Sandbox, create_app
 from sandbank.store.sqlite import SQLiteStore
@@ -22,7 +23,7 @@ OP = {"Authorization": "Bearer op-secret"}
 def setup():
     secret = fixed_secret(9)
     op = secret.key("operator")
-    k = Kernel(SQLiteStore(":memory:"), KernelConfig(seed=9, assets=("CRD", "WGT"),
+    k = sandbank.economy.new_kernel(SQLiteStore(":memory:"), KernelConfig(seed=9, assets=("CRD", "WGT"),
                                                      markets=({"asset": "WGT", "quote": "CRD"},),
                                                      verify_signatures=True), op)
     box = Sandbox(k, secret, "op-secret")
@@ -125,7 +126,7 @@ def test_forged_replayed_borrowed_and_operator_requests_are_refused_and_logged()
     r = client.post("/v1/actions", json=good)  # a replay after its tick
     assert r.status_code == 409 and r.json()["code"] == "stale_nonce"
     # an agent taking an overseer's action: sequenced, refused by the kernel, logged
-    from sandbank.kernel.controls import TripBreaker
+    from sandbank.controls.controls import TripBreaker
 
     trip = signed(TripBreaker(actor=1, scope="economy", level="halt"), keys[1], 2)
     assert client.post("/v1/actions", json=trip).status_code == 202

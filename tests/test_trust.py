@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.log import AuditLog
-from sandbank.audit.replay import replay_log
 from sandbank.audit.verify import verify_log
 from sandbank.cli import app as cli
+from sandbank.economy import STANDARD, public_kinds, replay_log
 from sandbank.identity.keys import RunSecret, SigningKey
 from sandbank.kernel.canonical import parse
 from sandbank.kernel.state import EconomyState
@@ -63,10 +63,10 @@ def forge(src_path: Path, dst_path: Path, key: SigningKey, mutate) -> None:
     src = SQLiteStore(src_path, readonly=True, create=False)
     dst = SQLiteStore(dst_path)
     header = parse(src.entry(0).body)
-    log = AuditLog(dst, header["origin"], header["key_name"], key)
+    log = AuditLog(dst, header["origin"], header["key_name"], key, public_kinds())
     for digest, body in src.connection.execute("SELECT sha256, body FROM contents"):
         log.put_content(digest, body)
-    state = EconomyState()
+    state = EconomyState(STANDARD)
     pending = iter(src.entries())
     e = next(pending, None)
     for cp in list(src.checkpoints()):

@@ -37,6 +37,7 @@ from sandbank.audit.witness import (
     submit_synced,
     witness_verifier_key,
 )
+from sandbank.economy import public_kinds
 from sandbank.identity.keys import SigningKey, verify_signature
 from sandbank.store.sqlite import SQLiteStore
 
@@ -55,7 +56,7 @@ class Log:
 
     def __init__(self, path, key=LOG_KEY):
         self.store = SQLiteStore(path)
-        self.log = AuditLog(self.store, ORIGIN, LOG_NAME, key)
+        self.log = AuditLog(self.store, ORIGIN, LOG_NAME, key, public_kinds())
         self.ticks = 0
 
     def tick(self, entries=3, variant="main"):

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import sandbank.economy
 from sandbank.store.base import StoreError
 from sandbank.store.sqlite import SQLiteStore
 
@@ -173,7 +174,7 @@ def demo(
 ) -> None:
     """The main job: run the built-in mixed economy (scenarios/demo.yaml) on the embedded
     SQLite store, verify and replay its log, and say where the report is."""
-    from sandbank.audit.replay import replay_log
+    from sandbank.economy import replay_log
     from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario
 
     try:
@@ -331,7 +332,7 @@ def serve(
 
     import uvicorn
 
-    from sandbank.kernel.sequencer import ConfigError, Kernel, KernelConfig
+    from sandbank.kernel.sequencer import ConfigError, KernelConfig
     from sandbank.server.app import Sandbox, SetupError, create_app, open_store, ticker
 
     token = os.environ.get("SANDBANK_OPERATOR_TOKEN", "")
@@ -406,11 +407,11 @@ def serve(
             if not endow:
                 endowment = dict(sc.endowment)
         elif store.last_checkpoint() is not None:
-            k = Kernel.resume(store, key)
+            k = sandbank.economy.resume(store, key)
         else:
             names = tuple(a for a in assets.split(",") if a)
             markets = tuple({"asset": m.split("/")[0], "quote": m.split("/")[1]} for m in market)
-            k = Kernel(store, KernelConfig(assets=names, markets=markets,
+            k = sandbank.economy.new_kernel(store, KernelConfig(assets=names, markets=markets,
                                            verify_signatures=True, origin="sandbank.live"), key)
         if resumed:
             out.print(f"resumed at tick {k.tick} ({store.entry_count():,} entries, state "
@@ -641,7 +642,7 @@ def verify(
 @_store_errors
 def replay(log: Path = typer.Argument(..., help="a sandbank log (SQLite file)")) -> None:
     """Rebuild state from the events alone; compare with every checkpoint's state digest."""
-    from sandbank.audit.replay import replay_log
+    from sandbank.economy import replay_log
 
     store = _open(log)
     total = store.entry_count()

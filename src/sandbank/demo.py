@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import sandbank.economy
 from sandbank.identity.keys import RunSecret, SigningKey
 from sandbank.kernel.observation import Observation
 from sandbank.kernel.schema import (
@@ -173,7 +174,7 @@ def run_demo(store: Store, *, seed: int = 7, agents: int = 24, ticks: int = 60,
         raise ValueError("the demo needs at least 20 ticks")
     secret = secret or RunSecret.generate()
     op_key = secret.key("operator")
-    k = Kernel(store, KernelConfig(
+    k = sandbank.economy.new_kernel(store, KernelConfig(
         seed=seed, origin=f"sandbank.demo/seed-{seed}", assets=(CASH, GOOD),
         verify_signatures=sign,
         markets=({"asset": GOOD, "quote": CASH, "band_bps": 1500, "limit_state_ticks": 2,

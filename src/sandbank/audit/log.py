@@ -20,7 +20,7 @@ from sandbank.audit.merkle import (
     largest_power_of_two_below,
     node_hash,
 )
-from sandbank.audit.visibility import PUBLIC_KINDS, Blinds
+from sandbank.audit.visibility import Blinds
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.store.base import Entry, Store, StoredCheckpoint
@@ -55,8 +55,11 @@ def compact_range_from_store(store: Store, size: int) -> CompactRange:
 
 
 class AuditLog:
-    def __init__(self, store: Store, origin: str, key_name: str, key: SigningKey) -> None:
+    def __init__(self, store: Store, origin: str, key_name: str, key: SigningKey,
+                 public_kinds: frozenset[str]) -> None:
+        """`public_kinds`: the event kinds anyone may read (their entries carry no blind)."""
         self.store = store
+        self.public_kinds = public_kinds
         self.origin = origin
         self.key_name = key_name
         self.key = key
@@ -103,7 +106,7 @@ class AuditLog:
         seq = self._range.size
         event["seq"] = seq
         event["tick"] = tick
-        if event["kind"] not in PUBLIC_KINDS:  # its leaf hash must not confirm a guess
+        if event["kind"] not in self.public_kinds:  # its leaf hash must not confirm a guess
             event["blind"] = self._blinds.of(seq)
         body = canonical_bytes(event)
         leaf = sha256(b"\x00" + body).digest()

@@ -5,15 +5,18 @@ one — the incremental digest, or, at the checkpoints that carry it (every
 `full_digest_every` ticks and a lab run's last), the digest of the whole state, which catches
 any state the live economy held that its events do not produce — and the ledger's invariants
 (conservation, no negative balances, holds consistent) must hold. Replay trusts nothing but
-the event bodies; run `verify` for the signatures and the tree.
+the event bodies; run `verify` for the signatures and the tree. The state is folded by the
+mechanisms the economy was made of (`sandbank.economy.replay_log` uses the standard set).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sandbank.kernel.canonical import parse
+from sandbank.kernel.mechanism import Mechanism
 from sandbank.kernel.state import EconomyState
 from sandbank.store.base import Store, StoreError
 
@@ -31,11 +34,12 @@ class ReplayReport:
     full: int = 0  # checkpoints whose digest covered the whole state
 
 
-def replay_log(store: Store, *, progress=None, digests: bool = True) -> ReplayReport:
+def replay_log(store: Store, mechanisms: Sequence[Mechanism], *, progress=None,
+               digests: bool = True) -> ReplayReport:
     """Replay every event; `digests=False` folds the whole log without comparing the signed
     state digests (to see, after a mismatch, how the end state differs)."""
     try:
-        return _replay(store, progress, digests)
+        return _replay(store, tuple(mechanisms), progress, digests)
     except StoreError as e:
         return ReplayReport(False, 0, 0, str(e))
     except Exception as e:  # a row of a shape the log never writes: a finding (run verify)
@@ -43,8 +47,9 @@ def replay_log(store: Store, *, progress=None, digests: bool = True) -> ReplayRe
                             f"({type(e).__name__}: {e}); `sandbank verify` names it")
 
 
-def _replay(store: Store, progress, digests: bool = True) -> ReplayReport:
-    state = EconomyState()
+def _replay(store: Store, mechanisms: tuple[Mechanism, ...], progress,
+            digests: bool = True) -> ReplayReport:
+    state = EconomyState(mechanisms)
     entries = store.entries()
     nxt = next(entries, None)
     n_events = n_cp = n_full = 0
@@ -85,10 +90,11 @@ def _replay(store: Store, progress, digests: bool = True) -> ReplayReport:
     return ReplayReport(True, n_events, n_cp, state=state, totals=totals, full=n_full)
 
 
-def state_at(store: Store, checkpoint: Any) -> EconomyState | None:
+def state_at(store: Store, checkpoint: Any,
+             mechanisms: Sequence[Mechanism]) -> EconomyState | None:
     """The state at a signed checkpoint, rebuilt from the log prefix it covers — or None if
     it does not match the checkpoint's signed state digest."""
-    state = EconomyState()
+    state = EconomyState(tuple(mechanisms))
     for e in store.entries(0, checkpoint.size):
         state.apply_dict(parse(e.body))
     return state if checkpoint.state in (state.digest(), state.full_digest(checkpoint.tick)) \

@@ -1,7 +1,9 @@
 """Who may read which log entry: public, the parties it names, or overseers only.
 
 The log file holds every entry in full (the operator's and the auditor's copy). What a live
-server hands out is gated by this table (docs/server.md lists every kind):
+server hands out is gated by the economy's table, which every mechanism declares for its own
+kinds (`Mechanism.visibility`, kernel/mechanism.py; docs/server.md lists every kind). In the
+standard economy:
 
 - **public**: the registry (owners, agents, overseers, accounts), the run header, public
   market data (orders, fills, market states, auctions opened and cleared), the task market,
@@ -23,41 +25,21 @@ from __future__ import annotations
 
 import base64
 import hmac
+from collections.abc import Mapping
 from hashlib import sha256
 from typing import Any
 
-PUBLIC, PARTIES, OVERSEERS = "public", "parties", "overseers"
+from sandbank.kernel.mechanism import OVERSEERS, PARTIES, PUBLIC
 
-PUBLIC_KINDS = frozenset({
-    "run_started", "owner_registered", "agent_registered", "overseer_registered",
-    "account_opened", "market_state", "order_placed", "order_cancelled", "call_auction",
-    "auction_created", "auction_cleared", "task_posted", "task_bid", "task_awarded",
-    "task_expired", "subcontracted", "delivered", "judged", "disputed", "contract_settled",
-    "game_joined", "price_set", "prices_cleared", "policy_changed", "change_proposed",
-    "change_voted", "change_decided", "certificate_issued", "certification_changed",
-    "roles_assigned", "trusted_set", "reputation", "rolled_back", "action_disabled",
-})
-OVERSEER_KINDS = frozenset({
-    "alert", "breaker_tripped", "ticket_resolved", "cap_set", "request_refused",
-    "admission_recorded", "balances_restored", "interrupted",
-})
-PARTY_KINDS = frozenset({
-    "paid", "transfer", "message_sent", "external_pending", "external_sent",
-    "external_received", "external_denied", "hold_expired", "stake_changed",
-    "obligation_missed", "credit_line_set", "rejected", "agent_status_changed",
-    "auction_bid", "trace_recorded", "partitioned",
-})
 # fields that name the agents an entry is about (besides its actor)
 _PARTY_FIELDS = ("to", "agent", "worker")
 _PARTY_LISTS = ("recipients", "agents")
 
 
-def visibility(kind: str) -> str:
-    if kind in PUBLIC_KINDS:
-        return PUBLIC
-    if kind in PARTY_KINDS:
-        return PARTIES
-    return OVERSEERS
+def visibility(kind: str, table: Mapping[str, str]) -> str:
+    """Who may read entries of `kind`, by the economy's table (`Kernel.visibility`: what
+    every mechanism declares); a kind it does not declare is for overseers only."""
+    return table.get(kind, OVERSEERS)
 
 
 def parties(d: dict[str, Any], holder_of: Any = None) -> set[int]:
@@ -82,10 +64,10 @@ def parties(d: dict[str, Any], holder_of: Any = None) -> set[int]:
 
 
 def may_read(d: dict[str, Any], reader: int | None, *, overseer: bool,
-             holder_of: Any = None) -> bool:
-    """May `reader` (an agent id, None for the public) read entry `d` in full? Overseers and
-    the operator read everything."""
-    v = visibility(d["kind"])
+             table: Mapping[str, str], holder_of: Any = None) -> bool:
+    """May `reader` (an agent id, None for the public) read entry `d` in full, by the
+    economy's visibility `table`? Overseers and the operator read everything."""
+    v = visibility(d["kind"], table)
     if v == PUBLIC or overseer:
         return True
     if v == PARTIES and reader is not None:

@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sandbank.kernel.errors import Reject
+from sandbank.boundary.firewall import classify, firewall_guard
+from sandbank.kernel.errors import ConfigError, Reject
+from sandbank.kernel.guards import BASELINE_AGENT_SAFETY, Guard
+from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, Mechanism
 from sandbank.kernel.schema import (
     SYSTEM,
     Action,
@@ -75,8 +78,6 @@ class Gateway:
 
     @classmethod
     def parse(cls, spec: Any, assets: tuple[str, ...]) -> Gateway:
-        from sandbank.kernel.sequencer import ConfigError
-
         if not isinstance(spec, dict) or "name" not in spec or set(spec) - GATEWAY_KEYS:
             raise ConfigError(f"gateway {spec!r}: needs a name; may set "
                               f"{sorted(GATEWAY_KEYS - {'name'})}")
@@ -393,9 +394,8 @@ def _release(k: Kernel, r: Request, take: bool) -> list[dict[str, Any]]:
 
 
 def approve_external(k: Kernel, a: ApproveExternal, tick: int) -> list[Event]:
-    from sandbank.kernel.controls import OVERSEER, is_overseer_of
-
-    if not is_overseer_of(k, a.actor, (OVERSEER,)):
+    who = k.state.principal(a.actor)  # an admitted overseer (controls/controls.py) ...
+    if getattr(who, "kind", None) != "overseer":  # ... of the certified kind
         raise Reject("not_authorised", "only an overseer decides on boundary requests")
     b = k.state.boundary
     r = b.pending.get(a.request)
@@ -418,8 +418,7 @@ def approve_external(k: Kernel, a: ApproveExternal, tick: int) -> list[Event]:
 
 
 def external_response(k: Kernel, a: ExternalResponse, tick: int) -> list[Event]:
-    from sandbank.boundary.firewall import classify
-    from sandbank.markets.messaging import Message
+    from sandbank.kernel.observation import Message
 
     b = k.state.boundary
     r = b.requests.get(a.request)
@@ -463,12 +462,37 @@ def boundary_tick(k: Kernel, tick: int) -> list[Event]:
     return out
 
 
-HANDLERS = {External.KIND: external, ApproveExternal.KIND: approve_external,
-            ExternalResponse.KIND: external_response}
-TICK_HOOKS = [boundary_tick]
-APPLIERS: dict[Any, Any] = {
-    ExternalPending: lambda s: s.boundary.apply_pending,
-    ExternalSent: lambda s: s.boundary.apply_sent,
-    ExternalDenied: lambda s: s.boundary.apply_denied,
-    ExternalReceived: lambda s: s.boundary.apply_received,
-}
+def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
+    if values["boundary"] not in MODES:
+        raise ConfigError(f"boundary must be one of {list(MODES)}")
+    names = [Gateway.parse(g, assets).name for g in values["gateways"]]
+    if len(set(names)) != len(names):
+        raise ConfigError("gateway names must be distinct")
+    if values["gateways"] and values["boundary"] == IMPERMEABLE:
+        raise ConfigError("gateways are declared but the boundary is impermeable: set "
+                          "boundary: semi_permeable to open them")
+
+
+MECHANISM = Mechanism(
+    "boundary", state=Boundary,
+    configure=lambda b, header: b.configure(header.config.get("boundary", IMPERMEABLE),
+                                            header.config.get("gateways", []),
+                                            tuple(header.assets)),
+    config={"boundary": IMPERMEABLE, "gateways": ()}, check_config=check_config,
+    sections={"gateways": "gateways", "safeguards.boundary": "boundary"},
+    handlers={External.KIND: external, ApproveExternal.KIND: approve_external,
+              ExternalResponse.KIND: external_response},
+    appliers={
+        ExternalPending: lambda s: s.boundary.apply_pending,
+        ExternalSent: lambda s: s.boundary.apply_sent,
+        ExternalDenied: lambda s: s.boundary.apply_denied,
+        ExternalReceived: lambda s: s.boundary.apply_received,
+    },
+    guards=((GUARD_RANKS["boundary"], Guard(
+        "firewall", BASELINE_AGENT_SAFETY, firewall_guard,
+        "no privileged action in the tick after an agent was shown tainted content")),),
+    tick_start=((40, boundary_tick),),
+    visibility=dict.fromkeys(("external_pending", "external_sent", "external_received",
+                              "external_denied"), PARTIES),
+    requires=("policy", "roles"),
+)

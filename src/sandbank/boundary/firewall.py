@@ -19,6 +19,13 @@ like instructions — and such content can never by itself authorise a privilege
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+from sandbank.kernel.guards import Verdict
+from sandbank.kernel.schema import Action
+
+if TYPE_CHECKING:
+    from sandbank.kernel.sequencer import Kernel
 
 PATTERNS: dict[str, re.Pattern[str]] = {
     "override": re.compile(
@@ -49,3 +56,27 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 def classify(text: str) -> list[str]:
     """The injection families a text matches (empty: looks like plain data)."""
     return [name for name, pattern in PATTERNS.items() if pattern.search(text)]
+
+
+# ----------------------------------------------------------------------------- the guard
+PRIVILEGED_ALWAYS = {"external", "spawn_agent"}
+
+
+def large_payment(k: Kernel, a: Action) -> bool:
+    """A payment or transfer above the policy's `privileged_amount`."""
+    if a.KIND not in ("pay", "transfer"):
+        return False
+    limit = k.state.policy.value("privileged_amount", k.tick)
+    amounts = [a.amount] if a.KIND == "pay" else [t.amount for t in a.transfers]  # type: ignore[attr-defined]
+    return any(x > limit for x in amounts)
+
+
+def firewall_guard(k: Kernel, a: Action) -> Verdict:
+    """Tainted content never by itself authorises a privileged action (boundary/firewall.py)."""
+    if a.actor not in k.tainted:
+        return None
+    kind = a.KIND
+    if kind in PRIVILEGED_ALWAYS or large_payment(k, a):
+        return ("tainted_context", f"agent {a.actor} was shown instruction-like content last "
+                f"tick; a {kind} it asks for now needs no such context (boundary/firewall.py)")
+    return None

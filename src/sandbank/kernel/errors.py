@@ -40,3 +40,7 @@ class Reject(Exception):
         self.message = message
         self.results = results or []
         self.failed = failed or []
+
+
+class ConfigError(ValueError):
+    """A kernel configuration value is invalid; the message names it."""

@@ -1,9 +1,7 @@
-"""Mechanisms: what an accepted action does. Each handler validates the action against
-the state, applies the resulting events to the state, and returns them; on refusal it
-raises `Reject` and changes nothing.
-
-The kernel knows mechanisms only through `MECHANISMS` (action kind -> handler); the
-markets issue adds its order book, auctions and task contracts here the same way.
+"""The kernel's own handlers: admission (owners, agents, spawns, revocation), accounts,
+credit lines and plain transfers. Each handler validates the action against the state,
+applies the resulting events to the state, and returns them; on refusal it raises `Reject`
+and changes nothing. Every other action kind belongs to a mechanism (kernel/mechanism.py).
 """
 
 from __future__ import annotations
@@ -12,8 +10,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sandbank.identity.keys import PUBLIC_KEY_SIZE, verify_signature
-from sandbank.identity.registry import ACTIVE, FROZEN, REVOKED
+from sandbank.identity.registry import ACTIVE, REVOKED
 from sandbank.kernel.errors import Reason, Reject
+from sandbank.kernel.mechanism import PARTIES, PUBLIC
 from sandbank.kernel.schema import (
     ALL_ACCOUNT_FLAGS,
     MAX_NAME,
@@ -30,7 +29,6 @@ from sandbank.kernel.schema import (
     RegisterOwner,
     Rejected,
     RevokeAgent,
-    SetAgentStatus,
     SetCreditLine,
     SpawnAgent,
     Transfer,
@@ -118,7 +116,7 @@ def spawn_agent(k: Kernel, a: SpawnAgent, tick: int) -> list[Event]:
         raise Reject(Reason.spawn_depth_limit,
                      f"a child of agent {a.actor} would be at depth {parent.depth + 1} "
                      f"(limit {cfg.max_spawn_depth})")
-    cap = k.state.controls.caps["spawn"]
+    cap = k.state.limit("spawn")  # a mechanism may tighten it (an oversight cap)
     limit = min(cfg.max_children_per_agent, cap) if cap else cfg.max_children_per_agent
     if parent.children >= limit:
         raise Reject(Reason.spawn_children_limit,
@@ -140,27 +138,6 @@ def revoke_agent(k: Kernel, a: RevokeAgent, tick: int) -> list[Event]:
     if agent.status == REVOKED:
         raise Reject(Reason.already_revoked, f"agent {a.agent} is already revoked")
     ev = AgentStatusChanged(actor=a.actor, agent=a.agent, status=REVOKED, reason=a.reason)
-    k.state.apply(ev)
-    return [ev]
-
-
-def set_agent_status(k: Kernel, a: SetAgentStatus, tick: int) -> list[Event]:
-    agent = k.state.registry.agents.get(a.agent)
-    if agent is None:
-        raise Reject(Reason.unknown_agent, f"no agent with id {a.agent}")
-    if agent.status == REVOKED:
-        raise Reject(Reason.already_revoked, f"agent {a.agent} is revoked for good")
-    if a.status not in (ACTIVE, FROZEN):
-        raise Reject(Reason.invalid_field, "status must be 'active' or 'frozen' (revoke to revoke)")
-    tickets = k.state.controls.frozen_by.get(a.agent)
-    if a.status == ACTIVE and tickets:
-        raise Reject("not_authorised", f"agent {a.agent} is frozen by oversight (tickets "
-                     f"{sorted(tickets)}); only an overseer's resume lifts it")
-    if a.status == FROZEN:
-        from sandbank.kernel.controls import freeze_agent
-
-        return freeze_agent(k, a.agent, a.actor, a.reason, tick)
-    ev = AgentStatusChanged(actor=a.actor, agent=a.agent, status=a.status, reason=a.reason)
     k.state.apply(ev)
     return [ev]
 
@@ -216,35 +193,20 @@ def transfer(k: Kernel, a: Transfer, tick: int) -> list[Event]:
     return [*events, rejected]
 
 
-MECHANISMS: dict[str, Handler] = {
+KERNEL_HANDLERS: dict[str, Handler] = {
     RegisterOwner.KIND: register_owner,  # type: ignore[dict-item]
     RegisterAgent.KIND: register_agent,  # type: ignore[dict-item]
     SpawnAgent.KIND: spawn_agent,  # type: ignore[dict-item]
     RevokeAgent.KIND: revoke_agent,  # type: ignore[dict-item]
-    SetAgentStatus.KIND: set_agent_status,  # type: ignore[dict-item]
     OpenAccount.KIND: open_account,  # type: ignore[dict-item]
     SetCreditLine.KIND: set_credit_line,  # type: ignore[dict-item]
     Transfer.KIND: transfer,  # type: ignore[dict-item]
 }
 
-
-def _collect() -> list:
-    from sandbank.boundary import boundary
-    from sandbank.kernel import compartments, controls, emergency, policy, roles, traces
-    from sandbank.markets import auctions, exchange, messaging, payments, pricing, tasks
-    from sandbank.reputation import reputation
-
-    hooks, end_hooks = [], []
-    for mod in (policy, exchange, auctions, tasks, messaging, payments, traces, pricing, boundary,
-                controls, reputation, emergency, roles, compartments):
-        for kind, handler in mod.HANDLERS.items():
-            assert kind not in MECHANISMS, kind
-            MECHANISMS[kind] = handler
-        hooks.extend(mod.TICK_HOOKS)
-        end_hooks.extend(getattr(mod, "TICK_END_HOOKS", []))
-    return hooks, end_hooks
-
-
-# run at the start of every tick (after hold expiries), and at its end (after the actions,
-# before the checkpoint), in this order
-TICK_HOOKS, TICK_END_HOOKS = _collect()
+# who may read the kernel's own entries (audit/visibility.py; each mechanism declares its own)
+KERNEL_VISIBILITY: dict[str, str] = {
+    **dict.fromkeys(("run_started", "owner_registered", "agent_registered", "account_opened"),
+                    PUBLIC),
+    **dict.fromkeys(("transfer", "hold_expired", "credit_line_set", "rejected",
+                     "agent_status_changed"), PARTIES),
+}

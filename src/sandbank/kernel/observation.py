@@ -22,6 +22,22 @@ class Feedback(NamedTuple):
     outcome: str  # "ok" or the rejection reason
 
 
+INBOX_LIMIT = 256  # messages an agent can receive per tick; more are counted as overflow
+
+
+class Message(NamedTuple):
+    """What an inbox holds: a message an agent sent (markets/messaging.py) or an outside
+    answer through a gateway (boundary/boundary.py)."""
+
+    tick: int
+    sender: int
+    content: str
+    broadcast: bool
+    provenance: str = ""  # agent:<id> | broadcast:<id> (the firewall's label)
+    tainted: bool = False  # the content looks like instructions (boundary/firewall.py)
+    flags: tuple[str, ...] = ()  # which injection families it matched
+
+
 class OrderView(NamedTuple):
     id: int
     asset: str
@@ -34,7 +50,8 @@ class OrderView(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Observation:
     """Everything an agent may know: its own state, public market data, the public task
-    board, its contracts, auctions open to it (bids sealed), and its inbox."""
+    board, its contracts, auctions open to it (bids sealed), and its inbox. The kernel
+    fills its own fields; each mechanism fills its views (kernel/mechanism.py)."""
 
     tick: int
     agent: int
@@ -55,3 +72,5 @@ class Observation:
     reputation: Any = None
     # what each agent this one spawned (and so holds the keys of) observes, recursively
     children: tuple[Observation, ...] = ()
+    # views of mechanisms that have no field here: mechanism view name -> value
+    extra: Any = None

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 OPERATOR = 0  # the actor id of the sandbox operator (treasury, admission, governance)
 SYSTEM = -2  # the kernel's own mechanisms: holds, settlements, fees (never an agent)
 NOBODY = -1  # the actor of a refusal no identity authenticated (malformed, forged, replayed)
+OVERSEER_BASE = -1000  # overseer n has actor id OVERSEER_BASE - n (controls/controls.py)
+
+
+def is_overseer_id(actor: int) -> bool:
+    return actor <= OVERSEER_BASE - 1
+
+
 # fields of a logged entry that are not the event's own: where it is, the nonce and number of
 # entries of the signed action it starts, the blind of a non-public entry (audit/visibility.py)
 ENVELOPE = frozenset({"kind", "seq", "tick", "nonce", "entries", "blind"})
@@ -111,8 +118,8 @@ def _check_field(cls_name: str, name: str, typ: Any, value: Any) -> Any:
 class Action:
     KIND: ClassVar[str] = ""
     OPERATOR_ONLY: ClassVar[bool] = False
-    OVERSEER_ONLY: ClassVar[bool] = False  # only overseers (kernel/controls.py) may submit it
-    SUPERVISOR: ClassVar[bool] = False  # the operator or an overseer (kernel/emergency.py)
+    OVERSEER_ONLY: ClassVar[bool] = False  # only overseers (controls/controls.py) may submit it
+    SUPERVISOR: ClassVar[bool] = False  # the operator or an overseer (controls/emergency.py)
     actor: int
     nonce: int = 0
     signature: bytes | None = None

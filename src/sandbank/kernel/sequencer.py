@@ -22,14 +22,13 @@ from types import MappingProxyType
 from typing import Any
 
 from sandbank import __version__
-from sandbank.audit.log import AuditLog
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import canonical_bytes
-from sandbank.kernel.controls import is_overseer_id
-from sandbank.kernel.errors import Reason, Reject
-from sandbank.kernel.guards import DEFAULT_GUARDS, Guard
-from sandbank.kernel.mechanisms import MECHANISMS, TICK_END_HOOKS, TICK_HOOKS
-from sandbank.kernel.observation import AccountView, Feedback, Observation, OrderView
+from sandbank.kernel.errors import ConfigError, Reason, Reject
+from sandbank.kernel.guards import KERNEL_GUARDS, Guard
+from sandbank.kernel.mechanism import PUBLIC, Assembly, Mechanism
+from sandbank.kernel.mechanisms import KERNEL_HANDLERS, KERNEL_VISIBILITY
+from sandbank.kernel.observation import INBOX_LIMIT, AccountView, Feedback, Observation
 from sandbank.kernel.schema import (
     DEBITS_MUST_NOT_EXCEED_CREDITS,
     NOBODY,
@@ -42,15 +41,11 @@ from sandbank.kernel.schema import (
     Rejected,
     RunStarted,
     action_from_dict,
+    is_overseer_id,
     safe_action_dict,
 )
 from sandbank.kernel.settlement import SettlementFailed
 from sandbank.kernel.state import EconomyState
-from sandbank.markets.auctions import views_for as auction_views
-from sandbank.markets.exchange import market_view
-from sandbank.markets.messaging import INBOX_LIMIT
-from sandbank.markets.pricing import views_for as pricing_views
-from sandbank.markets.tasks import views_for as task_views
 from sandbank.store.base import Store, StoredCheckpoint
 
 _NOT_CAUSES = frozenset({"ok", "exists", "linked_event_failed"})
@@ -64,17 +59,15 @@ def _bounded(action: dict[str, Any] | None) -> dict[str, Any] | None:
     return action
 
 
-class ConfigError(ValueError):
-    """A kernel configuration value is invalid; the message names it."""
-
-
 class QueueFull(RuntimeError):
     """The next tick already holds `max_actions_per_tick` actions: back off and resubmit
     after the tick (nothing of the refused action entered the economy or its log)."""
 
 
 @dataclass(frozen=True)
-class KernelConfig:
+class Core:
+    """The kernel's own settings; every other key belongs to a mechanism."""
+
     seed: int = 0
     origin: str = "sandbank.local/run"
     key_name: str = "sandbank-operator"
@@ -86,15 +79,6 @@ class KernelConfig:
     max_spawn_depth: int = 3
     max_children_per_agent: int = 16
     disabled_guards: tuple[str, ...] = ()
-    markets: tuple[dict[str, Any], ...] = ()  # exchange.Market fields: asset, quote, band_bps...
-    policy: dict[str, Any] = field(default_factory=dict)  # initial incentive parameters
-    pricing: tuple[dict[str, Any], ...] = ()  # repeated price-competition games (pricing.Game)
-    boundary: str = "impermeable"  # the sandbox's permeability (boundary/boundary.py)
-    gateways: tuple[dict[str, Any], ...] = ()  # declared gateways (semi_permeable)
-    governance_quorum: int = 0  # governors' approvals a parameter change needs (0: operator)
-    roles_enforced: bool = False  # agents may take only what their roles permit (roles.py)
-    bridges: tuple[dict[str, Any], ...] = ()  # declared crossings between compartments
-    governance_ttl: int = 10  # ticks a proposal stays open
     full_digest_every: int = 100  # every Nth checkpoint's digest covers the whole state
 
     def __post_init__(self) -> None:
@@ -110,77 +94,77 @@ class KernelConfig:
                      "max_agents_per_owner", "max_children_per_agent"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        from sandbank.boundary.boundary import IMPERMEABLE, MODES, Gateway
-
-        if self.boundary not in MODES:
-            raise ConfigError(f"boundary must be one of {list(MODES)}")
-        names = [Gateway.parse(g, self.assets).name for g in self.gateways]
-        if len(set(names)) != len(names):
-            raise ConfigError("gateway names must be distinct")
-        if self.gateways and self.boundary == IMPERMEABLE:
-            raise ConfigError("gateways are declared but the boundary is impermeable: set "
-                              "boundary: semi_permeable to open them")
         if type(self.full_digest_every) is not int or self.full_digest_every < 1:
             raise ConfigError("full_digest_every must be an integer >= 1")
-        if self.governance_quorum < 0 or self.governance_ttl < 1:
-            raise ConfigError("governance_quorum must be >= 0 and governance_ttl >= 1")
         if self.max_spawn_depth < 0:
             raise ConfigError("max_spawn_depth must be at least 0")
-        seen = set()
-        fields_ok = {"asset", "quote", "band_bps", "limit_state_ticks", "halt_ticks",
-                     "reference_ticks", "compartment"}
-        for mk in self.markets:
-            if not isinstance(mk, dict) or set(mk) - fields_ok or not {"asset", "quote"} <= set(mk):
-                raise ConfigError(f"market {mk!r}: needs asset and quote; may set "
-                                  f"{sorted(fields_ok - {'asset', 'quote'})}")
-            if mk["asset"] not in self.assets or mk["quote"] not in self.assets:
-                raise ConfigError(f"market {mk['asset']}/{mk['quote']}: both must be in assets")
-            if mk["asset"] == mk["quote"] or mk["asset"] in seen:
-                raise ConfigError(f"market {mk['asset']}: one market per asset, not against itself")
-            seen.add(mk["asset"])
-            if not isinstance(mk.get("compartment", ""), str):
-                raise ConfigError(f"market {mk['asset']}: compartment must be a name")
-            for key in sorted(fields_ok - {"asset", "quote", "compartment"}):
-                if key in mk and (type(mk[key]) is not int or mk[key] < (1 if "ticks" in key else 0)):
-                    raise ConfigError(f"market {mk['asset']}: {key} must be a positive integer")
-        names = set()
-        for gm in self.pricing:
-            allowed = {"name", "asset", "firms", "a", "c", "a0", "mu", "volume"}
-            if not isinstance(gm, dict) or set(gm) - allowed or not {"name", "asset"} <= set(gm):
-                raise ConfigError(f"pricing game {gm!r}: needs name and asset; may set "
-                                  f"{sorted(allowed - {'name', 'asset'})}")
-            if gm["asset"] not in self.assets or gm["name"] in names:
-                raise ConfigError(f"pricing game {gm['name']}: unknown asset or duplicate name")
-            names.add(gm["name"])
-            firms = gm.get("firms", 2)
-            if type(firms) is not int or not 1 <= firms <= 64:
-                raise ConfigError(f"pricing game {gm['name']}: firms must be within 1..64")
-            for key in ("a", "c"):
-                v = gm.get(key, [2000 if key == "a" else 1000] * firms)
-                if not isinstance(v, list) or len(v) != firms or not all(type(x) is int for x in v):
-                    raise ConfigError(f"pricing game {gm['name']}: {key} must list {firms} integers")
-            if type(gm.get("mu", 250)) is not int or gm.get("mu", 250) <= 0:
-                raise ConfigError(f"pricing game {gm['name']}: mu must be a positive integer")
-        from sandbank.kernel.policy import PARAMS, Policy
 
-        for key, value in self.policy.items():
-            if key == "taxes":
-                if not isinstance(value, dict):
-                    raise ConfigError("policy.taxes must map externality classes to rates")
-                problems = [Policy().check("tax", c, r) if type(r) is int else "not an integer"
-                            for c, r in value.items()]
-            elif key in PARAMS:
-                problems = [Policy().check(key, "", value) if type(value) is int else "not an integer"]
-            else:
-                raise ConfigError(f"unknown policy parameter {key!r}; known: taxes, "
-                                  f"{', '.join(sorted(PARAMS))}")
-            for p in problems:
-                if p:
-                    raise ConfigError(f"policy.{key}: {p}")
-        known = {g.name for g in DEFAULT_GUARDS}
-        for g in self.disabled_guards:
-            if g not in known:
-                raise ConfigError(f"unknown guard {g!r} in disabled_guards; known: {sorted(known)}")
+
+CORE_KEYS = tuple(Core.__dataclass_fields__)
+
+
+class KernelConfig:
+    """A kernel's configuration: the kernel's own keys (`Core`) and the keys its mechanisms
+    own (each mechanism's `config`), read alike as attributes (`config.seed`,
+    `config.markets`). The core keys are checked here; the mechanisms' keys by their owners
+    when a kernel is built (`complete`), which also fills in their defaults."""
+
+    __slots__ = ("core", "sections")
+
+    def __init__(self, **values: Any) -> None:
+        core = {k: values.pop(k) for k in CORE_KEYS if k in values}
+        try:
+            object.__setattr__(self, "core", Core(**core))
+        except TypeError as e:
+            raise ConfigError(str(e)) from None
+        object.__setattr__(self, "sections", MappingProxyType(values))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in CORE_KEYS:
+            return getattr(self.core, name)
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(f"no config key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a KernelConfig is immutable")
+
+    def __repr__(self) -> str:
+        items = {**asdict(self.core), **self.sections}
+        return "KernelConfig(" + ", ".join(f"{k}={v!r}" for k, v in items.items()) + ")"
+
+    def replace(self, **changes: Any) -> KernelConfig:
+        """A copy with `changes` (as `dataclasses.replace`)."""
+        return KernelConfig(**{**asdict(self.core), **self.sections, **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every key, as the run header records it (tuples as lists)."""
+        return {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in {**asdict(self.core), **self.sections}.items()}
+
+    def complete(self, assembly: Assembly) -> KernelConfig:
+        """This configuration checked against the mechanisms that will run it, with every
+        key they own and it does not set at its default."""
+        unknown = sorted(set(self.sections) - set(assembly.config))
+        if unknown:
+            import difflib
+
+            known = sorted({*CORE_KEYS, *assembly.config})
+            hint = difflib.get_close_matches(unknown[0], known, n=1)
+            raise ConfigError(f"unknown config key {unknown[0]!r}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                              + f"; known: {', '.join(known)}")
+        values = {key: self.sections.get(key, default)
+                  for key, (_, default) in assembly.config.items()}
+        for m in assembly.mechanisms:
+            m.check_config({key: values[key] for key in m.config}, self.core.assets)
+        known_guards = {g.name for g in assembly.guards}
+        for g in self.core.disabled_guards:
+            if g not in known_guards:
+                raise ConfigError(f"unknown guard {g!r} in disabled_guards; known: "
+                                  f"{sorted(known_guards)}")
+        return KernelConfig(**asdict(self.core), **values)
 
 
 @dataclass
@@ -194,22 +178,33 @@ class TickSummary:
 
 
 class Kernel:
-    """One economy. Create it on an empty store; it writes the header at tick 0."""
+    """One economy, made of the kernel's own records and `mechanisms` (kernel/mechanism.py).
+    Create it on an empty store; it writes the header at tick 0. `log` makes the audit log
+    it writes: `log(store, origin, key_name, operator_key, public_kinds)`. The standard
+    economy, and resuming a log, are in `sandbank/economy.py`."""
 
     def __init__(self, store: Store, config: KernelConfig, operator_key: SigningKey,
-                 *, _resume: EconomyState | None = None) -> None:
+                 *, mechanisms: tuple[Mechanism, ...] | list[Mechanism], log: Any,
+                 _resume: EconomyState | None = None) -> None:
         if store.entry_count() != 0 and _resume is None:
-            raise ConfigError("the store already holds a log; continue it with Kernel.resume()")
-        self.config = config
+            raise ConfigError("the store already holds a log; continue it with "
+                              "sandbank.economy.resume()")
+        self.assembly = Assembly.of(mechanisms, KERNEL_GUARDS, KERNEL_HANDLERS,
+                                    KERNEL_VISIBILITY, CORE_KEYS)
+        self.mechanisms = self.assembly.mechanisms
+        self.config = config = config.complete(self.assembly)
         self.store = store
         self.operator_key = operator_key
-        self.state = _resume or EconomyState()
+        self.state = _resume or EconomyState(self.mechanisms)
+        self.handlers = self.assembly.handlers
         self.guards: tuple[Guard, ...] = tuple(
-            g for g in DEFAULT_GUARDS if g.name not in config.disabled_guards
+            g for g in self.assembly.guards if g.name not in config.disabled_guards
         )
         # the first guard authenticates the actor; a refusal before it passed is nobody's act
         self._authenticates = bool(self.guards) and self.guards[0].name == "identity"
-        self.log = AuditLog(store, config.origin, config.key_name, operator_key)
+        self.visibility = self.assembly.visibility
+        public = frozenset(k for k, v in self.visibility.items() if v == PUBLIC)
+        self.log = log(store, config.origin, config.key_name, operator_key, public)
         self.tick = 0
         self.actions_this_tick: dict[int, int] = {}
         self._queue: list[tuple[int, Action | None, Any, str]] = []
@@ -217,13 +212,13 @@ class Kernel:
         self._inbox: dict[int, list[Any]] = {}  # messages received in the last tick run
         self.tainted: set[int] = set()  # agents shown instruction-like content last tick
         self._overflow: dict[int, int] = {}
-        self._markets_cache: tuple[Any, tuple[Any, ...]] = (None, ())
         self._nonce_pending: int | None = None
         self.prechecked: dict[int, bytes] = {}  # id(queued action) -> key its signature verified with
         self._checked_with: bytes | None = None  # that key, for the action being processed
         # the last tick's actions that put a nonce on record: (actor, nonce, first seq, count)
         self.action_ranges: list[tuple[int, int, int, int]] = []
         self._logged_nonce: int | None = None
+        self._views = tuple(m.views(self) for m in self.mechanisms if m.views is not None)
         if _resume is None:
             self._genesis()
         else:
@@ -240,22 +235,6 @@ class Kernel:
     def operator_nonce(self, nonce: int) -> None:
         self.state.operator_nonce = nonce
 
-    @classmethod
-    def resume(cls, store: Store, operator_key: SigningKey) -> Kernel:
-        """Continue a log after a stop or a crash: the state is rebuilt by replaying the
-        events (checked against every signed state digest); the next tick follows the last
-        committed one, and a tick that was being written when the process died is gone."""
-        from sandbank.audit.replay import replay_log
-
-        report = replay_log(store)
-        if not report.ok or report.state is None or report.state.header is None:
-            raise ConfigError(f"cannot resume this log: {report.problem}")
-        header = report.state.header
-        if bytes.fromhex(header.operator_key) != operator_key.public:
-            raise ConfigError("this is not the key that signed the log")
-        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in header.config.items()}
-        return cls(store, KernelConfig(**cfg), operator_key, _resume=report.state)
-
     def rng_for(self, tick: int) -> random.Random:
         """The tick's generator, derived from the run seed (so a resumed run continues
         exactly as an uninterrupted one would)."""
@@ -268,9 +247,9 @@ class Kernel:
             actor=OPERATOR, origin=cfg.origin, version=__version__, seed=cfg.seed,
             key_name=cfg.key_name, operator_key=self.operator_key.public.hex(),
             assets=list(cfg.assets),
-            config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            config=cfg.as_dict(),
             safeguards={g.name: {"layer": g.layer, "enabled": g.name not in cfg.disabled_guards,
-                                 "doc": g.doc} for g in DEFAULT_GUARDS},
+                                 "doc": g.doc} for g in self.assembly.guards},
         )
         self._record(header)
         for asset in cfg.assets:
@@ -325,7 +304,7 @@ class Kernel:
         if actor == OPERATOR:
             self.operator_nonce = nonce
         elif is_overseer_id(actor):
-            self.state.controls.overseers[actor].nonce = nonce
+            self.state.principal(actor).nonce = nonce
         else:
             self.state.registry.agents[actor].nonce = nonce
         self._nonce_pending = nonce
@@ -349,7 +328,7 @@ class Kernel:
         ledger = self.state.ledger
         for ev in ledger.due_expiries(tick):
             self._record(ev)
-        for hook in TICK_HOOKS:
+        for hook in self.assembly.tick_start:
             for ev in hook(self, tick):
                 self.log.append(tick, ev.to_dict())
 
@@ -380,7 +359,7 @@ class Kernel:
                     rejected += 1
                     reasons[reason] = reasons.get(reason, 0) + 1
         self._checked_with = None
-        for hook in TICK_END_HOOKS:
+        for hook in self.assembly.tick_end:
             for ev in hook(self, tick):
                 self.log.append(tick, ev.to_dict())
         cp = self._commit(full_digest or tick % self.config.full_digest_every == 0)
@@ -395,7 +374,7 @@ class Kernel:
                     raise Reject(*verdict)
                 authenticated = True
             try:
-                events = MECHANISMS[action.KIND](self, action, tick)
+                events = self.handlers[action.KIND](self, action, tick)
             except SettlementFailed as e:  # raised before the mechanism changed anything
                 raise Reject("settlement_failed", str(e)) from None
         except Reject as r:
@@ -450,8 +429,9 @@ class Kernel:
 
     # ------------------------------------------------------------------ observation
     def observe(self, agent_id: int) -> Observation:
-        """What `agent_id` may know now: its status, own accounts, and what became of its
-        actions in the last tick. Never other agents' state, never kernel objects."""
+        """What `agent_id` may know now: its status, own accounts, what became of its
+        actions in the last tick, its inbox, and each mechanism's view. Never other agents'
+        state, never kernel objects."""
         agent = self.state.registry.agents.get(agent_id)
         if agent is None:
             raise KeyError(f"no agent with id {agent_id}")
@@ -460,42 +440,28 @@ class Kernel:
                         a.credits_pending)
             for a in self.state.ledger.accounts_of(agent_id)
         )
-        s = self.state
-        orders = tuple(
-            OrderView(o.id, o.asset, o.side, o.price, o.qty, o.remaining)
-            for o in s.exchange.by_agent.get(agent_id, {}).values())
-        tasks, contracts = task_views(s.tasks, agent_id)
+        views: dict[str, Any] = {}
+        for view in self._views:
+            views.update(view(agent_id))
+        extra = {k: views.pop(k) for k in sorted(set(views) - _OBSERVATION_FIELDS)}
         return Observation(tick=self.tick, agent=agent_id, owner=agent.owner,
                            status=agent.status, accounts=accounts,
                            feedback=tuple(self._feedback.get(agent_id, ())),
                            skills=tuple(sorted(agent.skills.items())),
-                           markets=self._public_markets(),
-                           orders=orders, tasks=tasks, contracts=contracts,
-                           auctions=auction_views(s.auctions, agent_id),
-                           games=pricing_views(s.pricing, agent_id),
                            inbox=tuple(self._inbox.get(agent_id, ())),
                            inbox_overflow=self._overflow.get(agent_id, 0),
-                           reputation=self._public_reputation,
                            children=tuple(self.observe(c) for c in
                                           self.state.registry.children_of.get(agent_id, ())
-                                          if self.state.registry.agents[c].status != "revoked"))
-
-    @property
-    def _public_reputation(self) -> Any:
-        """Public scores as a read-only mapping shared by every observation."""
-        return MappingProxyType(self.state.reputation.scores)
-
-    def _public_markets(self) -> tuple[Any, ...]:
-        """Public market data, built once per tick and shared by every observation."""
-        if self._markets_cache[0] != (self.tick, self.log.size):
-            views = tuple(market_view(m, self.tick)
-                          for _, m in sorted(self.state.exchange.markets.items()))
-            self._markets_cache = ((self.tick, self.log.size), views)
-        return self._markets_cache[1]
+                                          if self.state.registry.agents[c].status != "revoked"),
+                           extra=MappingProxyType(extra) if extra else None, **views)
 
     def close(self) -> None:
         self.store.close()
 
 
-__all__ = ["Kernel", "KernelConfig", "ConfigError", "TickSummary",
+_OBSERVATION_FIELDS = frozenset(Observation.__dataclass_fields__) - {
+    "tick", "agent", "owner", "status", "accounts", "feedback", "skills", "inbox",
+    "inbox_overflow", "children", "extra"}
+
+__all__ = ["Kernel", "KernelConfig", "ConfigError", "TickSummary", "QueueFull",
            "DEBITS_MUST_NOT_EXCEED_CREDITS"]

@@ -9,15 +9,9 @@ from __future__ import annotations
 from hashlib import sha256
 from typing import Any
 
-from sandbank.boundary import boundary as boundary_mod
 from sandbank.identity.registry import Registry
-from sandbank.kernel import compartments as compartments_mod
-from sandbank.kernel import controls as controls_mod
-from sandbank.kernel import emergency as emergency_mod
-from sandbank.kernel import policy as policy_mod
-from sandbank.kernel import roles as roles_mod
-from sandbank.kernel import traces as traces_mod
 from sandbank.kernel.fingerprint import fingerprint
+from sandbank.kernel.mechanism import Mechanism
 from sandbank.kernel.schema import (
     EVENT_TYPES,
     AccountOpened,
@@ -31,42 +25,28 @@ from sandbank.kernel.schema import (
     RunStarted,
     Settled,
     TransferCommitted,
+    is_overseer_id,
 )
 from sandbank.ledger.ledger import Ledger
-from sandbank.markets import auctions as auctions_mod
-from sandbank.markets import exchange as exchange_mod
-from sandbank.markets import messaging as messaging_mod
-from sandbank.markets import payments as payments_mod
-from sandbank.markets import pricing as pricing_mod
-from sandbank.markets import tasks as tasks_mod
-from sandbank.reputation import reputation as reputation_mod
-
-# Mechanism modules whose events change state: each has APPLIERS {event class: state -> fn}.
-MECHANISM_MODULES = [policy_mod, exchange_mod, tasks_mod, auctions_mod, messaging_mod,
-                     payments_mod, traces_mod, pricing_mod, controls_mod, reputation_mod,
-                     emergency_mod, boundary_mod, roles_mod, compartments_mod]
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 FULL_DIGEST_DOMAIN = b"sandbank/state-full/v1"
 
 
 class EconomyState:
-    def __init__(self) -> None:
+    """The ledger and the registry, and one part per mechanism that has state
+    (`state.<mechanism name>`), in the order of the kernel's list of mechanisms."""
+
+    def __init__(self, mechanisms: tuple[Mechanism, ...] = ()) -> None:
         self.ledger = Ledger()
         self.registry = Registry()
         self.header: RunStarted | None = None
         self.operator_nonce = 0  # highest nonce of a signed operator action in the log
-        self.policy = policy_mod.Policy()
-        self.exchange = exchange_mod.Exchange()
-        self.tasks = tasks_mod.TaskMarket()
-        self.auctions = auctions_mod.AuctionHouse()
-        self.pricing = pricing_mod.PricingGames()
-        self.controls = controls_mod.Controls()
-        self.reputation = reputation_mod.Reputation()
-        self.emergency = emergency_mod.Emergency()
-        self.boundary = boundary_mod.Boundary()
-        self.roles = roles_mod.Roles()
-        self.compartments = compartments_mod.Compartments()
+        self._parts = tuple(m for m in mechanisms if m.state is not None)
+        for m in self._parts:
+            setattr(self, m.name, m.state())  # type: ignore[misc]
+        self._principals = tuple((m.name, m.principal) for m in mechanisms if m.principal)
+        self._limits = tuple((m.name, m.limit) for m in mechanisms if m.limit)
         r, led = self.registry, self.ledger
 
         def plain(fn):
@@ -85,11 +65,29 @@ class EconomyState:
         }
         # listeners: further state that follows an event kind owned by another module
         self._listen: dict[type, list[Any]] = {}
-        for mod in MECHANISM_MODULES:
-            for cls, bind in mod.APPLIERS.items():
+        for m in mechanisms:
+            for cls, bind in m.appliers.items():
+                assert cls not in self._apply, cls
                 self._apply[cls] = bind(self)
-            for cls, bind in (mod.listeners() if hasattr(mod, "listeners") else {}).items():
+            for cls, bind in m.listeners.items():
                 self._listen.setdefault(cls, []).append(bind(self))
+
+    def principal(self, actor: int) -> Any:
+        """The record (with `public_key` and `nonce`) of an actor a mechanism admits."""
+        for name, find in self._principals:
+            p = find(getattr(self, name), actor)
+            if p is not None:
+                return p
+        return None
+
+    def limit(self, name: str) -> int:
+        """The tightest value the mechanisms set for the kernel's limit `name` (0: none)."""
+        out = 0
+        for part, find in self._limits:
+            v = find(getattr(self, part), name)
+            if v and (not out or v < out):
+                out = v
+        return out
 
     def apply(self, ev: Event, tick: int = 0, *, ledger_applied: bool = False) -> None:
         """Apply one event. A `Settled` event carries its ledger transfers; the live path has
@@ -112,8 +110,8 @@ class EconomyState:
         nonce = d.get("nonce")
         if nonce is not None and ev.actor == 0:
             self.operator_nonce = max(self.operator_nonce, nonce)
-        elif nonce is not None and controls_mod.is_overseer_id(ev.actor):
-            o = self.controls.overseers.get(ev.actor)
+        elif nonce is not None and is_overseer_id(ev.actor):
+            o = self.principal(ev.actor)
             if o is not None:
                 o.nonce = max(o.nonce, nonce)
         elif nonce is not None:
@@ -125,12 +123,9 @@ class EconomyState:
     def _apply_header(self, ev: RunStarted) -> None:
         assert self.header is None, "one header per log"
         self.header = ev
-        self.policy.configure(ev.assets[0], ev.config.get("policy", {}))
-        self.exchange.configure(ev.config.get("markets", []))
-        self.pricing.configure(ev.config.get("pricing", []))
-        self.compartments.configure(ev.config.get("bridges", []))
-        self.boundary.configure(ev.config.get("boundary", "impermeable"),
-                                ev.config.get("gateways", []), tuple(ev.assets))
+        for m in self._parts:
+            if m.configure is not None:
+                m.configure(getattr(self, m.name), ev)
 
     def _apply_rejected(self, ev: Rejected) -> None:
         if ev.failed:
@@ -138,15 +133,12 @@ class EconomyState:
 
     def digest(self) -> bytes:
         return sha256(STATE_DIGEST_DOMAIN + self.ledger.digest() + self.registry.digest()
-                      + self.policy.digest() + self.exchange.digest() + self.tasks.digest()
-                      + self.auctions.digest() + self.pricing.digest()
-                      + self.controls.digest() + self.reputation.digest()
-                      + self.emergency.digest() + self.boundary.digest()
-                      + self.roles.digest() + self.compartments.digest()).digest()
+                      + b"".join(getattr(self, m.name).digest() for m in self._parts)).digest()
 
-    PARTS = ("ledger", "registry", "header", "operator_nonce", "policy", "exchange", "tasks",
-             "auctions", "pricing", "controls", "reputation", "emergency", "boundary", "roles",
-             "compartments", "schedules")
+    @property
+    def PARTS(self) -> tuple[str, ...]:  # noqa: N802 (read as the constant it was)
+        return ("ledger", "registry", "header", "operator_nonce",
+                *(m.name for m in self._parts), "schedules")
 
     def fingerprints(self, tick: int) -> dict[str, bytes]:
         """Each part's digest over everything it holds (kernel/fingerprint.py), found by
@@ -162,9 +154,11 @@ class EconomyState:
         return self.schedules(tick) if name == "schedules" else getattr(self, name)
 
     def schedules(self, tick: int) -> dict[str, list[tuple[int, ...]]]:
-        return {"expiries": self.ledger.scheduled_expiries(tick),
-                "deadlines": self.tasks.scheduled_deadlines(tick),
-                "closings": self.auctions.scheduled_closings(tick)}
+        out = {"expiries": self.ledger.scheduled_expiries(tick)}
+        for m in self._parts:
+            if m.schedules is not None:
+                out.update(m.schedules(getattr(self, m.name), tick))
+        return out
 
     def full_digest(self, tick: int) -> bytes:
         """The state digest over the whole state after `tick`: the incremental digest and
@@ -175,4 +169,6 @@ class EconomyState:
 
     def check_invariants(self) -> None:
         self.ledger.check_invariants()
-        self.exchange.check()
+        for m in self._parts:
+            if m.check is not None:
+                m.check(getattr(self, m.name))

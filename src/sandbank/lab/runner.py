@@ -16,18 +16,19 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sandbank.economy
 from sandbank.agents.base import POLICIES, Agent, AsyncAgent, Directory
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
 from sandbank.boundary.boundary import ApproveExternal, ExternalResponse
+from sandbank.controls.controls import MONITOR, OVERSEER, RegisterOverseer, Resume
+from sandbank.controls.roles import AssignRoles, IssueCertificate
 from sandbank.identity.keys import KeyFileError, RunSecret, SigningKey
 from sandbank.kernel.canonical import parse
-from sandbank.kernel.controls import MONITOR, OVERSEER, RegisterOverseer, Resume
-from sandbank.kernel.roles import AssignRoles, IssueCertificate
 from sandbank.kernel.schema import (
     OPERATOR,
     Action,
@@ -178,12 +179,12 @@ class LabEconomy:
         if store.last_checkpoint() is None:
             cfg = sc.kernel_config()
             if signatures is not None:  # a live server checks every signature
-                cfg = replace(cfg, verify_signatures=signatures)
-            self.k = Kernel(store, cfg, self.op_key)
+                cfg = cfg.replace(verify_signatures=signatures)
+            self.k = sandbank.economy.new_kernel(store, cfg, self.op_key)
             self.sign = self.k.config.verify_signatures
             self._admit()
         else:
-            self.k = Kernel.resume(store, self.op_key)
+            self.k = sandbank.economy.resume(store, self.op_key)
             self.sign = self.k.config.verify_signatures
             self._reattach()
         from sandbank.boundary.gateways import make_adapter
@@ -411,7 +412,7 @@ def _check_live_state(k: Kernel) -> None:
     state — is the live state, part by part (kernel/fingerprint.py). A write that bypassed
     the events (code in the kernel's process adding to a balance, say) fails the run with
     exit 1, naming where the states differ; never a bare assertion."""
-    from sandbank.audit.replay import replay_log
+    from sandbank.economy import replay_log
     from sandbank.kernel.fingerprint import first_difference
 
     try:
@@ -532,8 +533,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         "delegation_edges": [[a, b, n] for (a, b), n in
                                                      sorted(metrics.edges.items())],
         "success": success, "ok": report.ok and all(s["ok"] for s in success.values()),
-        "kernel_config": {k2: (list(v) if isinstance(v, tuple) else v)
-                          for k2, v in asdict(cfg).items()},
+        "kernel_config": cfg.as_dict(),
     }
     with open(out / "metrics.csv", "w", newline="") as f:
         if metrics.rows:

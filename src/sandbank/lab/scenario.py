@@ -35,8 +35,9 @@ import yaml
 import sandbank.agents.learning  # noqa: F401  (registers the learning policies)
 import sandbank.agents.llm  # noqa: F401  (registers the llm policy)
 import sandbank.agents.scripted  # noqa: F401  (registers the policies)
-import sandbank.kernel.mechanisms  # noqa: F401  (registers every action kind)
+import sandbank.economy  # noqa: F401  (registers every action kind)
 from sandbank.agents.base import POLICIES
+from sandbank.economy import check_config
 from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, Action, MalformedAction, action_from_dict
 from sandbank.kernel.sequencer import ConfigError, KernelConfig
 from sandbank.ledger.ledger import MAX_AMOUNT
@@ -111,13 +112,13 @@ class Scenario:
         if "roles_enforced" in extra:
             extra["roles_enforced"] = bool(extra["roles_enforced"])
         try:
-            return KernelConfig(
+            return check_config(KernelConfig(
                 seed=self.seed, origin=f"sandbank.lab/{self.name}/seed-{self.seed}",
                 assets=tuple(self.assets), markets=tuple(dict(m) for m in self.markets),
                 pricing=tuple(dict(g) for g in self.pricing),
                 policy=dict(self.policy), verify_signatures=bool(sg.get("signatures", False)),
                 gateways=tuple(dict(g) for g in self.gateways),
-                disabled_guards=tuple(sg.get("disabled", ())), **extra)
+                disabled_guards=tuple(sg.get("disabled", ())), **extra))
         except (ConfigError, TypeError) as e:
             raise ScenarioError(f"{self.source}: {e}") from None
 
@@ -231,7 +232,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(trusted, list) or not all(t in names for t in trusted):
         raise ScenarioError(f"{source}: safeguards.trusted must list population groups "
                             f"({', '.join(names)}): the pre-trusted seeds of graph trust")
-    from sandbank.kernel.roles import ROLES
+    from sandbank.controls.roles import ROLES
 
     for group, roles in sc.roles.items():
         if group not in names:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sandbank.identity.registry import ACTIVE
 from sandbank.kernel.digest import DigestMap
 from sandbank.kernel.errors import Reject
+from sandbank.kernel.mechanism import PARTIES, PUBLIC, Mechanism
 from sandbank.kernel.schema import (
     SYSTEM,
     Action,
@@ -442,11 +443,22 @@ def views_for(house: AuctionHouse, agent: int) -> tuple[AuctionView, ...]:
     )
 
 
-HANDLERS = {CreateAuction.KIND: create_auction, CreateAllocation.KIND: create_allocation,
-            BidAuction.KIND: bid_auction}
-TICK_HOOKS = [auctions_tick]
-APPLIERS = {
-    AuctionCreated: lambda s: s.auctions.apply_created,
-    AuctionBid: lambda s: s.auctions.apply_bid,
-    AuctionCleared: lambda s: s.auctions.apply_cleared,
-}
+def views(k: Kernel) -> Any:
+    return lambda agent: {"auctions": views_for(k.state.auctions, agent)}
+
+
+MECHANISM = Mechanism(
+    "auctions", state=AuctionHouse,
+    schedules=lambda house, tick: {"closings": house.scheduled_closings(tick)},
+    handlers={CreateAuction.KIND: create_auction, CreateAllocation.KIND: create_allocation,
+              BidAuction.KIND: bid_auction},
+    appliers={
+        AuctionCreated: lambda s: s.auctions.apply_created,
+        AuctionBid: lambda s: s.auctions.apply_bid,
+        AuctionCleared: lambda s: s.auctions.apply_cleared,
+    },
+    tick_start=((20, auctions_tick),),
+    views=views,
+    visibility={"auction_created": PUBLIC, "auction_cleared": PUBLIC, "auction_bid": PARTIES},
+    requires=("policy",),
+)

@@ -21,9 +21,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sandbank.kernel.controls import PAUSED_UNTIL
 from sandbank.kernel.digest import DigestMap
-from sandbank.kernel.errors import Reject
+from sandbank.kernel.errors import ConfigError, Reject
+from sandbank.kernel.mechanism import PUBLIC, Mechanism
+from sandbank.kernel.observation import OrderView
 from sandbank.kernel.schema import (
     SYSTEM,
     Action,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
 
 BPS = 10_000
+PAUSED_UNTIL = 2**53 - 1  # a market paused by oversight reopens only on resume
 OPEN, LIMIT, HALTED = "open", "limit", "halted"
 TRADES_KEPT = 64
 
@@ -511,11 +513,59 @@ def market_view(m: Market, tick: int) -> MarketView:
                       tuple(list(m.trades)[-10:]))
 
 
-HANDLERS = {PlaceOrder.KIND: place_order, CancelOrder.KIND: cancel_order}
-TICK_HOOKS = [exchange_tick]
-APPLIERS = {
-    OrderPlaced: lambda s: s.exchange.apply_placed,
-    OrderCancelled: lambda s: s.exchange.apply_cancelled,
-    MarketStateChanged: lambda s: s.exchange.apply_state,
-    CallAuctionCleared: lambda s: s.exchange.apply_call,
-}
+MARKET_KEYS = {"asset", "quote", "band_bps", "limit_state_ticks", "halt_ticks",
+               "reference_ticks", "compartment"}
+
+
+def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
+    seen = set()
+    for mk in values["markets"]:
+        if not isinstance(mk, dict) or set(mk) - MARKET_KEYS or not {"asset", "quote"} <= set(mk):
+            raise ConfigError(f"market {mk!r}: needs asset and quote; may set "
+                              f"{sorted(MARKET_KEYS - {'asset', 'quote'})}")
+        if mk["asset"] not in assets or mk["quote"] not in assets:
+            raise ConfigError(f"market {mk['asset']}/{mk['quote']}: both must be in assets")
+        if mk["asset"] == mk["quote"] or mk["asset"] in seen:
+            raise ConfigError(f"market {mk['asset']}: one market per asset, not against itself")
+        seen.add(mk["asset"])
+        if not isinstance(mk.get("compartment", ""), str):
+            raise ConfigError(f"market {mk['asset']}: compartment must be a name")
+        for key in sorted(MARKET_KEYS - {"asset", "quote", "compartment"}):
+            if key in mk and (type(mk[key]) is not int or mk[key] < (1 if "ticks" in key else 0)):
+                raise ConfigError(f"market {mk['asset']}: {key} must be a positive integer")
+
+
+def views(k: Kernel) -> Any:
+    """Public market data (built once per tick and shared by every observation) and the
+    agent's own resting orders."""
+    cache: list[Any] = [None, ()]
+
+    def observe(agent: int) -> dict[str, Any]:
+        ex = k.state.exchange
+        if cache[0] != (k.tick, k.log.size):
+            cache[1] = tuple(market_view(m, k.tick) for _, m in sorted(ex.markets.items()))
+            cache[0] = (k.tick, k.log.size)
+        return {"markets": cache[1],
+                "orders": tuple(OrderView(o.id, o.asset, o.side, o.price, o.qty, o.remaining)
+                                for o in ex.by_agent.get(agent, {}).values())}
+    return observe
+
+
+MECHANISM = Mechanism(
+    "exchange", state=Exchange,
+    configure=lambda ex, header: ex.configure(header.config.get("markets", [])),
+    check=Exchange.check,
+    config={"markets": ()}, check_config=check_config, sections={"markets": "markets"},
+    handlers={PlaceOrder.KIND: place_order, CancelOrder.KIND: cancel_order},
+    appliers={
+        OrderPlaced: lambda s: s.exchange.apply_placed,
+        OrderCancelled: lambda s: s.exchange.apply_cancelled,
+        MarketStateChanged: lambda s: s.exchange.apply_state,
+        CallAuctionCleared: lambda s: s.exchange.apply_call,
+    },
+    tick_start=((10, exchange_tick),),
+    views=views,
+    visibility=dict.fromkeys(("market_state", "order_placed", "order_cancelled",
+                              "call_auction"), PUBLIC),
+    requires=("policy",),
+)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar
 
 from sandbank.boundary.firewall import classify
 from sandbank.identity.registry import ACTIVE
 from sandbank.kernel.errors import Reject
+from sandbank.kernel.mechanism import PARTIES, Mechanism
+from sandbank.kernel.observation import Message
 from sandbank.kernel.schema import Action, Event, Settled, register_action, register_event
 from sandbank.kernel.settlement import Settlement, SettlementFailed
 
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
 
 BROADCAST = 0
-INBOX_LIMIT = 256  # messages an agent can receive per tick; more are counted as overflow
 
 
 @register_action
@@ -44,16 +45,6 @@ class MessageSent(Settled):
     size: int
     sha256: str
     fee: int
-
-
-class Message(NamedTuple):
-    tick: int
-    sender: int
-    content: str
-    broadcast: bool
-    provenance: str = ""  # agent:<id> | broadcast:<id> (the firewall's label)
-    tainted: bool = False  # the content looks like instructions (boundary/firewall.py)
-    flags: tuple[str, ...] = ()  # which injection families it matched
 
 
 def send_message(k: Kernel, a: SendMessage, tick: int) -> list[Event]:
@@ -99,6 +90,9 @@ def send_message(k: Kernel, a: SendMessage, tick: int) -> list[Event]:
     return [ev]
 
 
-HANDLERS = {SendMessage.KIND: send_message}
-TICK_HOOKS: list = []
-APPLIERS = {MessageSent: lambda s: lambda ev, tick: None}
+MECHANISM = Mechanism(
+    "messaging", handlers={SendMessage.KIND: send_message},
+    appliers={MessageSent: lambda s: lambda ev, tick: None},
+    visibility={"message_sent": PARTIES},
+    requires=("policy", "compartments"),
+)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from sandbank.identity.registry import REVOKED
 from sandbank.kernel.errors import Reject
+from sandbank.kernel.mechanism import PARTIES, Mechanism
 from sandbank.kernel.schema import Action, Event, Settled, register_action, register_event
 from sandbank.kernel.settlement import Settlement, SettlementFailed, require_account
 
@@ -62,6 +63,7 @@ def pay(k: Kernel, a: Pay, tick: int) -> list[Event]:
     return [ev]
 
 
-HANDLERS = {Pay.KIND: pay}
-TICK_HOOKS: list = []
-APPLIERS = {Paid: lambda s: lambda ev, tick: None}
+MECHANISM = Mechanism(
+    "payments", handlers={Pay.KIND: pay}, appliers={Paid: lambda s: lambda ev, tick: None},
+    visibility={"paid": PARTIES},
+)

@@ -23,7 +23,8 @@ from decimal import Context, Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.kernel.digest import DigestMap
-from sandbank.kernel.errors import Reject
+from sandbank.kernel.errors import ConfigError, Reject
+from sandbank.kernel.mechanism import PUBLIC, Mechanism
 from sandbank.kernel.schema import SYSTEM, Action, Event, Settled, register_action, register_event
 from sandbank.kernel.settlement import Settlement, require_account
 
@@ -256,11 +257,45 @@ def views_for(games: PricingGames, agent: int) -> tuple[GameView, ...]:
                  for _, g in sorted(games.games.items()))
 
 
-HANDLERS = {JoinGame.KIND: join_game, SetPrice.KIND: set_price}
-TICK_HOOKS: list = []
-TICK_END_HOOKS = [pricing_tick]  # the period clears once its prices are in
-APPLIERS = {
-    GameJoined: lambda s: s.pricing.apply_joined,
-    PriceSet: lambda s: lambda ev, tick: s.pricing.apply_price(ev.game, ev.firm, ev.price),
-    PricesCleared: lambda s: s.pricing.apply_cleared,
-}
+PRICING_KEYS = {"name", "asset", "firms", "a", "c", "a0", "mu", "volume"}
+
+
+def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
+    names = set()
+    for gm in values["pricing"]:
+        if not isinstance(gm, dict) or set(gm) - PRICING_KEYS or not {"name", "asset"} <= set(gm):
+            raise ConfigError(f"pricing game {gm!r}: needs name and asset; may set "
+                              f"{sorted(PRICING_KEYS - {'name', 'asset'})}")
+        if gm["asset"] not in assets or gm["name"] in names:
+            raise ConfigError(f"pricing game {gm['name']}: unknown asset or duplicate name")
+        names.add(gm["name"])
+        firms = gm.get("firms", 2)
+        if type(firms) is not int or not 1 <= firms <= 64:
+            raise ConfigError(f"pricing game {gm['name']}: firms must be within 1..64")
+        for key in ("a", "c"):
+            v = gm.get(key, [2000 if key == "a" else 1000] * firms)
+            if not isinstance(v, list) or len(v) != firms or not all(type(x) is int for x in v):
+                raise ConfigError(f"pricing game {gm['name']}: {key} must list {firms} integers")
+        if type(gm.get("mu", 250)) is not int or gm.get("mu", 250) <= 0:
+            raise ConfigError(f"pricing game {gm['name']}: mu must be a positive integer")
+
+
+def views(k: Kernel) -> Any:
+    return lambda agent: {"games": views_for(k.state.pricing, agent)}
+
+
+MECHANISM = Mechanism(
+    "pricing", state=PricingGames,
+    configure=lambda games, header: games.configure(header.config.get("pricing", [])),
+    config={"pricing": ()}, check_config=check_config, sections={"pricing": "pricing"},
+    handlers={JoinGame.KIND: join_game, SetPrice.KIND: set_price},
+    appliers={
+        GameJoined: lambda s: s.pricing.apply_joined,
+        PriceSet: lambda s: lambda ev, tick: s.pricing.apply_price(ev.game, ev.firm, ev.price),
+        PricesCleared: lambda s: s.pricing.apply_cleared,
+    },
+    tick_end=((10, pricing_tick),),  # the period clears once its prices are in
+    views=views,
+    visibility=dict.fromkeys(("game_joined", "price_set", "prices_cleared"), PUBLIC),
+    requires=("controls",),
+)

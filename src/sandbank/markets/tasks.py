@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sandbank.identity.registry import ACTIVE
 from sandbank.kernel.digest import DigestMap
 from sandbank.kernel.errors import Reject
-from sandbank.kernel.policy import BPS
+from sandbank.kernel.mechanism import PUBLIC, Mechanism
 from sandbank.kernel.schema import (
     OPERATOR,
     SYSTEM,
@@ -45,10 +45,11 @@ from sandbank.kernel.schema import (
 from sandbank.kernel.settlement import Settlement, SettlementFailed, require_account
 from sandbank.ledger.ledger import MAX_AMOUNT
 from sandbank.markets import validators as V
-from sandbank.reputation.reputation import gate
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
+
+BPS = 10_000  # basis points (the policy's rates are in these)
 
 MAX_CHAIN_DEPTH = 8
 MAX_BIDS_PER_TASK = 256
@@ -720,20 +721,49 @@ def views_for(tm: TaskMarket, agent: int) -> tuple[tuple[TaskView, ...], tuple[C
     return tuple(tasks), tuple(contracts)
 
 
-HANDLERS = {
-    PostTask.KIND: post_task, BidTask.KIND: bid_task, AwardTask.KIND: award_task,
-    Subcontract.KIND: subcontract, Deliver.KIND: deliver, JudgeContract.KIND: judge,
-    Arbitrate.KIND: arbitrate,
-}
-TICK_HOOKS = [tasks_tick]
-APPLIERS = {
-    TaskPosted: lambda s: s.tasks.apply_posted,
-    TaskBid: lambda s: s.tasks.apply_bid,
-    TaskAwarded: lambda s: s.tasks.apply_awarded,
-    Subcontracted: lambda s: s.tasks.apply_subcontracted,
-    Delivered: lambda s: s.tasks.apply_delivered,
-    Judged: lambda s: s.tasks.apply_judged,
-    Disputed: lambda s: s.tasks.apply_disputed,
-    ContractSettled: lambda s: s.tasks.apply_settled,
-    TaskExpired: lambda s: s.tasks.apply_expired,
-}
+def gate(k: Kernel, agent: int, reward: int, min_reputation: int, tick: int) -> None:
+    """Refuse `agent` (a bidder) if its public score is below what the task requires."""
+    policy = k.state.policy
+    need = min_reputation
+    gate_reward = policy.value("gate_reward", tick)
+    if gate_reward and reward >= gate_reward:
+        need = max(need, policy.value("gate_reputation", tick))
+    have = k.state.reputation.score(agent)
+    if have < need:
+        raise Reject("reputation_too_low", f"agent {agent}'s reputation {have} is below the "
+                     f"{need} this task requires")
+
+
+def views(k: Kernel) -> Any:
+    def observe(agent: int) -> dict[str, Any]:
+        tasks, contracts = views_for(k.state.tasks, agent)
+        return {"tasks": tasks, "contracts": contracts}
+    return observe
+
+
+MECHANISM = Mechanism(
+    "tasks", state=TaskMarket,
+    schedules=lambda tm, tick: {"deadlines": tm.scheduled_deadlines(tick)},
+    handlers={
+        PostTask.KIND: post_task, BidTask.KIND: bid_task, AwardTask.KIND: award_task,
+        Subcontract.KIND: subcontract, Deliver.KIND: deliver, JudgeContract.KIND: judge,
+        Arbitrate.KIND: arbitrate,
+    },
+    appliers={
+        TaskPosted: lambda s: s.tasks.apply_posted,
+        TaskBid: lambda s: s.tasks.apply_bid,
+        TaskAwarded: lambda s: s.tasks.apply_awarded,
+        Subcontracted: lambda s: s.tasks.apply_subcontracted,
+        Delivered: lambda s: s.tasks.apply_delivered,
+        Judged: lambda s: s.tasks.apply_judged,
+        Disputed: lambda s: s.tasks.apply_disputed,
+        ContractSettled: lambda s: s.tasks.apply_settled,
+        TaskExpired: lambda s: s.tasks.apply_expired,
+    },
+    tick_start=((30, tasks_tick),),
+    views=views,
+    visibility=dict.fromkeys(("task_posted", "task_bid", "task_awarded", "task_expired",
+                              "subcontracted", "delivered", "judged", "disputed",
+                              "contract_settled"), PUBLIC),
+    requires=("policy", "reputation", "controls"),
+)

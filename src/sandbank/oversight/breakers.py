@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbank.kernel.controls import SetCap, TripBreaker
+from sandbank.controls.controls import SetCap, TripBreaker
 from sandbank.kernel.schema import Action
 from sandbank.oversight.detectors.base import Finding
 from sandbank.oversight.tickview import TickView

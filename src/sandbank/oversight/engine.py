@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbank.kernel.controls import RaiseAlert
+from sandbank.controls.controls import RaiseAlert
 from sandbank.kernel.schema import Action
 from sandbank.oversight.breakers import Breakers
 from sandbank.oversight.detectors import REGISTRY, Finding

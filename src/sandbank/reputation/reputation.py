@@ -29,10 +29,13 @@ start at 500 ("pay your dues").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.kernel.errors import Reject
+from sandbank.kernel.mechanism import PUBLIC, Mechanism
 from sandbank.kernel.schema import SYSTEM, Action, Event, register_action, register_event
+from sandbank.markets.tasks import ContractSettled
 from sandbank.reputation.trust import PPM, beta_score, credibility, eigentrust
 
 if TYPE_CHECKING:
@@ -203,19 +206,6 @@ def _on_settled(s: Any) -> Any:
     return listen
 
 
-def gate(k: Kernel, agent: int, reward: int, min_reputation: int, tick: int) -> None:
-    """Refuse `agent` (a bidder) if its public score is below what the task requires."""
-    policy = k.state.policy
-    need = min_reputation
-    gate_reward = policy.value("gate_reward", tick)
-    if gate_reward and reward >= gate_reward:
-        need = max(need, policy.value("gate_reputation", tick))
-    have = k.state.reputation.score(agent)
-    if have < need:
-        raise Reject("reputation_too_low", f"agent {agent}'s reputation {have} is below the "
-                     f"{need} this task requires")
-
-
 def set_trusted(k: Kernel, a: SetTrusted, tick: int) -> list[Event]:
     if a.agent not in k.state.registry.agents:
         raise Reject("unknown_agent", f"no agent {a.agent}")
@@ -224,14 +214,19 @@ def set_trusted(k: Kernel, a: SetTrusted, tick: int) -> list[Event]:
     return [ev]
 
 
-HANDLERS = {SetTrusted.KIND: set_trusted}
-TICK_HOOKS: list = []
-TICK_END_HOOKS = [reputation_tick_end]
-APPLIERS = {TrustedSet: lambda s: s.reputation.apply_trusted,
-            ReputationPublished: _apply_published}
+def views(k: Kernel) -> Any:
+    """Public scores, as a read-only mapping shared by every observation."""
+    return lambda agent: {"reputation": MappingProxyType(k.state.reputation.scores)}
 
 
-def listeners() -> dict[type, Any]:
-    from sandbank.markets.tasks import ContractSettled
-
-    return {ContractSettled: _on_settled}
+MECHANISM = Mechanism(
+    "reputation", state=Reputation,
+    handlers={SetTrusted.KIND: set_trusted},
+    appliers={TrustedSet: lambda s: s.reputation.apply_trusted,
+              ReputationPublished: _apply_published},
+    listeners={ContractSettled: _on_settled},
+    tick_end=((20, reputation_tick_end),),
+    views=views,
+    visibility={"trusted_set": PUBLIC, "reputation": PUBLIC},
+    requires=("tasks", "policy"),
+)

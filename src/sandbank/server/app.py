@@ -36,14 +36,15 @@ from pydantic import BaseModel
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.visibility import may_read
 from sandbank.identity.keys import verify_signature
-from sandbank.kernel.controls import OVERSEER_BASE, is_overseer_id
 from sandbank.kernel.schema import (
     OPERATOR,
+    OVERSEER_BASE,
     Action,
     MalformedAction,
     RegisterAgent,
     RegisterOwner,
     action_from_dict,
+    is_overseer_id,
 )
 from sandbank.kernel.sequencer import QueueFull
 from sandbank.server import models as M
@@ -258,7 +259,7 @@ def create_app(box: Sandbox) -> Any:
         return a.holder if a is not None else None
 
     def readable(d: dict[str, Any], who: tuple[int | None, bool]) -> bool:
-        return may_read(d, who[0], overseer=who[1], holder_of=holder_of)
+        return may_read(d, who[0], overseer=who[1], table=k.visibility, holder_of=holder_of)
 
     async def body(request: Request, limit: int = MAX_BODY) -> Any:
         size = request.headers.get("content-length")

@@ -19,7 +19,7 @@ import json
 import time
 from typing import Any
 
-import sandbank.kernel.mechanisms  # noqa: F401  (registers every action kind the tools parse)
+import sandbank.economy  # noqa: F401  (registers every action kind the tools parse)
 from sandbank.client import Client, ClientError, RemoteAgent
 from sandbank.kernel.schema import MalformedAction, action_from_dict
 

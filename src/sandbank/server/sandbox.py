@@ -36,9 +36,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
-from sandbank.identity.keys import RunSecret, verify_signature
-from sandbank.kernel.canonical import parse
-from sandbank.kernel.controls import (
+from sandbank.controls.controls import (
     OVERSEER,
     REFUSAL_SAMPLE_CHARS,
     REFUSAL_SAMPLES,
@@ -46,6 +44,8 @@ from sandbank.kernel.controls import (
     RecordRefusal,
     RegisterOverseer,
 )
+from sandbank.identity.keys import RunSecret, verify_signature
+from sandbank.kernel.canonical import parse
 from sandbank.kernel.schema import (
     OPERATOR,
     PENDING,

@@ -14,12 +14,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import sandbank.kernel.mechanisms  # noqa: F401  (registers every action kind)
+import sandbank.economy  # noqa: F401  (registers every action kind)
 from sandbank.agents.base import AsyncAgent, policy
 from sandbank.agents.llm.client import Cassette, ChatClient
+from sandbank.controls.traces import Trace
 from sandbank.kernel.observation import Observation
 from sandbank.kernel.schema import ACTION_TYPES, Action, MalformedAction, action_from_dict
-from sandbank.kernel.traces import Trace
 
 DEFAULT_TOOLS = ["place_order", "cancel_order", "bid_task", "deliver", "subcontract",
                  "award_task", "send_message", "pay"]

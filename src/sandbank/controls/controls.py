@@ -34,30 +34,30 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.identity.registry import ACTIVE, FROZEN, REVOKED
 from sandbank.kernel.digest import DigestMap
-from sandbank.kernel.errors import Reject
+from sandbank.kernel.errors import Reason, Reject
+from sandbank.kernel.guards import MARKET_DESIGN, MONITORING_OVERSIGHT, Guard, Verdict
+from sandbank.kernel.mechanism import GUARD_RANKS, OVERSEERS, PUBLIC, Mechanism
 from sandbank.kernel.schema import (
+    OPERATOR,
+    OVERSEER_BASE,
     Action,
     AgentStatusChanged,
     Event,
+    SetAgentStatus,
     register_action,
     register_event,
 )
+from sandbank.markets.exchange import HALTED, PAUSED_UNTIL, MarketStateChanged, cancel_agent_orders
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
 
 MONITOR, OVERSEER, GOVERNOR = "monitor", "overseer", "governor"
-OVERSEER_BASE = -1000  # overseer n has actor id OVERSEER_BASE - n
-PAUSED_UNTIL = 2**53 - 1  # a market paused by oversight reopens only on resume
 SCOPES = {"agent": ("throttle", "freeze"), "owner": ("throttle", "freeze"),
           "market": ("pause",), "economy": ("halt",)}
 CAPS = ("order_qty", "fanout", "coalition", "spawn")
 MAX_EVIDENCE = 256
 ALLOWED_WHILE_HALTED = {"cancel_order"}
-
-
-def is_overseer_id(actor: int) -> bool:
-    return actor <= OVERSEER_BASE - 1
 
 
 def is_overseer_of(k: Kernel, actor: int, kinds: tuple[str, ...]) -> bool:
@@ -456,8 +456,6 @@ def freeze_agent(k: Kernel, agent: int, actor: int, reason: str, tick: int) -> l
     """Freeze an agent and void what it has open that no counterparty relies on: its resting
     orders are cancelled and their holds released. (Escrow of awarded work and of auctions
     stays: other agents rely on it; deadlines resolve it.)"""
-    from sandbank.markets.exchange import cancel_agent_orders
-
     ev = AgentStatusChanged(actor=actor, agent=agent, status=FROZEN, reason=reason)
     k.state.apply(ev, tick)
     return [ev, *cancel_agent_orders(k, agent, "agent frozen", actor, tick)]
@@ -483,8 +481,6 @@ def resume(k: Kernel, a: Resume, tick: int) -> list[Event]:
                 k.state.apply(st, tick)
                 out.append(st)
     elif t.level == "pause" and t.market not in c.paused:
-        from sandbank.markets.exchange import HALTED, MarketStateChanged
-
         # reopen through the call auction at the start of the next tick
         st = MarketStateChanged(actor=a.actor, asset=t.market, state=HALTED, until=tick + 1,
                                 reason=f"resumed by overseer (ticket {t.id})")
@@ -537,10 +533,6 @@ def record_admission(k: Kernel, a: RecordAdmission, tick: int) -> list[Event]:
     return [ev]
 
 
-HANDLERS = {RegisterOverseer.KIND: register_overseer, RaiseAlert.KIND: raise_alert,
-            TripBreaker.KIND: trip_breaker, Resume.KIND: resume, SetCap.KIND: set_cap,
-            RecordRefusal.KIND: record_refusal, RecordAdmission.KIND: record_admission}
-TICK_HOOKS: list = []
 def _apply_overseer(s: Any) -> Any:
     def apply(ev: OverseerRegistered, tick: int) -> None:
         s.controls.apply_overseer(ev, tick)
@@ -557,3 +549,65 @@ APPLIERS = {
     RequestRefused: lambda s: lambda ev, tick: None,  # history only
     AdmissionRecorded: lambda s: lambda ev, tick: None,  # history only
 }
+
+
+# ----------------------------------------------------------------------------- the operator's freeze
+def set_agent_status(k: Kernel, a: SetAgentStatus, tick: int) -> list[Event]:
+    agent = k.state.registry.agents.get(a.agent)
+    if agent is None:
+        raise Reject(Reason.unknown_agent, f"no agent with id {a.agent}")
+    if agent.status == REVOKED:
+        raise Reject(Reason.already_revoked, f"agent {a.agent} is revoked for good")
+    if a.status not in (ACTIVE, FROZEN):
+        raise Reject(Reason.invalid_field, "status must be 'active' or 'frozen' (revoke to revoke)")
+    tickets = k.state.controls.frozen_by.get(a.agent)
+    if a.status == ACTIVE and tickets:
+        raise Reject("not_authorised", f"agent {a.agent} is frozen by oversight (tickets "
+                     f"{sorted(tickets)}); only an overseer's resume lifts it")
+    if a.status == FROZEN:
+        return freeze_agent(k, a.agent, a.actor, a.reason, tick)
+    ev = AgentStatusChanged(actor=a.actor, agent=a.agent, status=a.status, reason=a.reason)
+    k.state.apply(ev)
+    return [ev]
+
+
+# ----------------------------------------------------------------------------- guards
+def halt_guard(k: Kernel, a: Action) -> Verdict:
+    if (k.state.controls.halts and a.actor > OPERATOR
+            and a.KIND not in ALLOWED_WHILE_HALTED):
+        return ("economy_halted", f"the economy is halted by oversight (tickets "
+                f"{sorted(k.state.controls.halts)}); only cancelling orders is allowed")
+    return None
+
+
+def rate_limit_guard(k: Kernel, a: Action) -> Verdict:
+    n = k.actions_this_tick.get(a.actor, 0) + 1
+    k.actions_this_tick[a.actor] = n
+    cap = k.config.max_actions_per_actor_per_tick
+    if n > cap and a.actor > OPERATOR:
+        return Reason.rate_limited, f"more than {cap} actions from actor {a.actor} in one tick"
+    throttle = k.state.controls.throttles and k.state.controls.throttle(a.actor)
+    if throttle and n > throttle:
+        return ("throttled", f"agent {a.actor} is throttled by oversight to {throttle} "
+                f"actions per tick")
+    return None
+
+
+MECHANISM = Mechanism(
+    "controls", state=Controls,
+    handlers={RegisterOverseer.KIND: register_overseer, RaiseAlert.KIND: raise_alert,
+              TripBreaker.KIND: trip_breaker, Resume.KIND: resume, SetCap.KIND: set_cap,
+              RecordRefusal.KIND: record_refusal, RecordAdmission.KIND: record_admission,
+              SetAgentStatus.KIND: set_agent_status},
+    appliers=APPLIERS,
+    guards=((GUARD_RANKS["clearance"] + 30, Guard(
+                "halt", MONITORING_OVERSIGHT, halt_guard,
+                "while oversight halts the economy, agents may only cancel orders")),
+            (GUARD_RANKS["rate"], Guard("rate_limit", MARKET_DESIGN, rate_limit_guard,
+                                        "per-actor actions per tick, and oversight throttles"))),
+    visibility={"overseer_registered": PUBLIC,
+                **dict.fromkeys(("alert", "breaker_tripped", "ticket_resolved", "cap_set",
+                                 "request_refused", "admission_recorded"), OVERSEERS)},
+    principal=lambda c, actor: c.overseers.get(actor),
+    limit=lambda c, name: c.caps[name] if name == "spawn" else 0,
+)

@@ -24,9 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sandbank.controls.controls import is_overseer_of
 from sandbank.identity.registry import ACTIVE, REVOKED
-from sandbank.kernel.controls import is_overseer_id, is_overseer_of
-from sandbank.kernel.errors import Reject
+from sandbank.kernel.errors import ConfigError, Reject
+from sandbank.kernel.guards import BASELINE_AGENT_SAFETY, Guard, Verdict
+from sandbank.kernel.mechanism import GUARD_RANKS, OVERSEERS, PUBLIC, Mechanism
 from sandbank.kernel.schema import (
     OPERATOR,
     SYSTEM,
@@ -34,6 +36,7 @@ from sandbank.kernel.schema import (
     AgentStatusChanged,
     Event,
     Settled,
+    is_overseer_id,
     register_action,
     register_event,
 )
@@ -290,7 +293,7 @@ def vote_change(k: Kernel, a: VoteChange, tick: int) -> list[Event]:
 
 
 def _decide(k: Kernel, p: Proposal, tick: int) -> list[Event]:
-    from sandbank.kernel.policy import PolicyChanged
+    from sandbank.controls.policy import PolicyChanged
 
     quorum = k.config.governance_quorum or 1
     governors = sum(1 for o in k.state.controls.overseers.values() if o.kind == GOVERNOR)
@@ -318,18 +321,6 @@ def governance_tick(k: Kernel, tick: int) -> list[Event]:
             k.state.apply(ev, tick)
             out.append(ev)
     return out
-
-
-HANDLERS = {Interrupt.KIND: interrupt, DisableAction.KIND: disable_action,
-            ProposeChange.KIND: propose_change, VoteChange.KIND: vote_change}
-TICK_HOOKS = [governance_tick]
-APPLIERS: dict[Any, Any] = {
-    Interrupted: lambda s: s.emergency.apply_interrupted,
-    ActionDisabled: lambda s: s.emergency.apply_disabled,
-    ChangeProposed: lambda s: s.emergency.apply_proposed,
-    ChangeVoted: lambda s: s.emergency.apply_voted,
-    ChangeDecided: lambda s: s.emergency.apply_decided,
-}
 
 
 # ----------------------------------------------------------------------------- rollback
@@ -384,7 +375,7 @@ def rollback(k: Kernel, a: Rollback, tick: int) -> list[Event]:
     if cp is None or a.to_tick >= tick:
         raise Reject("unknown_checkpoint", f"no signed checkpoint of tick {a.to_tick} before "
                                            f"this one")
-    then = state_at(k.store, cp)
+    then = state_at(k.store, cp, k.mechanisms)
     if then is None:
         raise Reject("unknown_checkpoint", f"the log up to tick {a.to_tick} does not rebuild to "
                                            f"its signed state digest")
@@ -450,6 +441,44 @@ def _apply_rolled_back(s: Any) -> Any:
     return apply
 
 
+HANDLERS = {Interrupt.KIND: interrupt, DisableAction.KIND: disable_action,
+            ProposeChange.KIND: propose_change, VoteChange.KIND: vote_change}
+APPLIERS: dict[Any, Any] = {
+    Interrupted: lambda s: s.emergency.apply_interrupted,
+    ActionDisabled: lambda s: s.emergency.apply_disabled,
+    ChangeProposed: lambda s: s.emergency.apply_proposed,
+    ChangeVoted: lambda s: s.emergency.apply_voted,
+    ChangeDecided: lambda s: s.emergency.apply_decided,
+}
 HANDLERS[Rollback.KIND] = rollback
 APPLIERS[RolledBack] = _apply_rolled_back
 APPLIERS[BalancesRestored] = lambda s: lambda ev, tick: None
+
+
+def disabled_guard(k: Kernel, a: Action) -> Verdict:
+    em = k.state.emergency
+    if em.disabled and a.actor > OPERATOR and em.is_disabled(a.KIND, k.tick):
+        return "action_disabled", f"{a.KIND} is disabled for every agent (emergency control)"
+    return None
+
+
+def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
+    if values["governance_quorum"] < 0 or values["governance_ttl"] < 1:
+        raise ConfigError("governance_quorum must be >= 0 and governance_ttl >= 1")
+
+
+MECHANISM = Mechanism(
+    "emergency", state=Emergency,
+    # a quorum of governors' approvals a parameter change needs (0: the operator alone), and
+    # the ticks a proposal stays open
+    config={"governance_quorum": 0, "governance_ttl": 10}, check_config=check_config,
+    handlers=HANDLERS, appliers=APPLIERS,
+    guards=((GUARD_RANKS["clearance"] + 20, Guard(
+        "disabled_actions", BASELINE_AGENT_SAFETY, disabled_guard,
+        "action kinds disabled by an emergency control are refused from every agent")),),
+    tick_start=((50, governance_tick),),
+    visibility={**dict.fromkeys(("change_proposed", "change_voted", "change_decided",
+                                 "rolled_back", "action_disabled"), PUBLIC),
+                **dict.fromkeys(("interrupted", "balances_restored"), OVERSEERS)},
+    requires=("controls", "policy"),
+)

@@ -14,7 +14,8 @@ from hashlib import sha256
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.kernel.canonical import canonical_bytes
-from sandbank.kernel.errors import Reject
+from sandbank.kernel.errors import ConfigError, Reject
+from sandbank.kernel.mechanism import PARTIES, PUBLIC, Mechanism
 from sandbank.kernel.schema import SYSTEM, Action, Event, Settled, register_action, register_event
 from sandbank.kernel.settlement import Settlement, require_account
 
@@ -199,7 +200,7 @@ class Policy:
 def set_policy(k: Kernel, a: SetPolicy, tick: int) -> list[Event]:
     if k.config.governance_quorum:
         raise Reject("needs_quorum", f"changes need {k.config.governance_quorum} governors' "
-                     f"approval: propose_change (kernel/emergency.py)")
+                     f"approval: propose_change (controls/emergency.py)")
     problem = k.state.policy.check(a.param, a.key, a.value)
     if problem:
         raise Reject("invalid_policy", problem)
@@ -263,11 +264,36 @@ def slash(k: Kernel, a: Slash, tick: int) -> list[Event]:
                         a.amount, a.reason, a.actor, tick)
 
 
-HANDLERS = {SetPolicy.KIND: set_policy, Certify.KIND: certify, PostStake.KIND: post_stake,
-            ReleaseStake.KIND: release_stake, Slash.KIND: slash}
-TICK_HOOKS: list = []
-APPLIERS = {
-    PolicyChanged: lambda s: lambda ev, tick: s.policy.apply_changed(ev),
-    CertificationChanged: lambda s: lambda ev, tick: s.policy.apply_certified(ev),
-    StakeChanged: lambda s: lambda ev, tick: s.policy.apply_stake(ev),
-}
+def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
+    for key, value in values["policy"].items():
+        if key == "taxes":
+            if not isinstance(value, dict):
+                raise ConfigError("policy.taxes must map externality classes to rates")
+            problems = [Policy().check("tax", c, r) if type(r) is int else "not an integer"
+                        for c, r in value.items()]
+        elif key in PARAMS:
+            problems = [Policy().check(key, "", value) if type(value) is int else "not an integer"]
+        else:
+            raise ConfigError(f"unknown policy parameter {key!r}; known: taxes, "
+                              f"{', '.join(sorted(PARAMS))}")
+        for p in problems:
+            if p:
+                raise ConfigError(f"policy.{key}: {p}")
+
+
+MECHANISM = Mechanism(
+    "policy", state=Policy,
+    configure=lambda policy, header: policy.configure(header.assets[0],
+                                                      header.config.get("policy", {})),
+    config={"policy": {}}, check_config=check_config, sections={"policy": "policy"},
+    handlers={SetPolicy.KIND: set_policy, Certify.KIND: certify, PostStake.KIND: post_stake,
+              ReleaseStake.KIND: release_stake, Slash.KIND: slash},
+    appliers={
+        PolicyChanged: lambda s: lambda ev, tick: s.policy.apply_changed(ev),
+        CertificationChanged: lambda s: lambda ev, tick: s.policy.apply_certified(ev),
+        StakeChanged: lambda s: lambda ev, tick: s.policy.apply_stake(ev),
+    },
+    visibility={"policy_changed": PUBLIC, "certification_changed": PUBLIC,
+                "stake_changed": PARTIES},
+    requires=("emergency",),
+)

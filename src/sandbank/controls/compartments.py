@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.kernel.errors import Reject
-from sandbank.kernel.schema import Action, Event, register_action, register_event
+from sandbank.kernel.guards import BASELINE_AGENT_SAFETY, Guard, Verdict
+from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, Mechanism
+from sandbank.kernel.schema import OPERATOR, Action, Event, register_action, register_event
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
@@ -120,6 +122,33 @@ def counterparty(k: Kernel, a: Action) -> int | None:
     return None
 
 
-HANDLERS = {Partition.KIND: partition}
-TICK_HOOKS: list = []
-APPLIERS: dict[Any, Any] = {Partitioned: lambda s: s.compartments.apply_partitioned}
+def compartment_guard(k: Kernel, a: Action) -> Verdict:
+    cs = k.state.compartments
+    if not cs.of or a.actor <= OPERATOR:
+        return None
+    if a.KIND in WALLED:
+        other = counterparty(k, a)
+        if other is not None and not cs.open_between(a.actor, other, a.KIND):
+            return ("compartment_wall", f"agent {other} is in compartment "
+                    f"{cs.where(other) or '(open)'!r}, agent {a.actor} in "
+                    f"{cs.where(a.actor) or '(open)'!r}, and no bridge carries {a.KIND}")
+    elif a.KIND == "place_order":
+        m = k.state.exchange.markets.get(a.asset)  # type: ignore[attr-defined]
+        if m is not None and m.compartment != cs.where(a.actor):
+            return ("compartment_wall", f"market {m.asset} is not in agent {a.actor}'s "
+                    f"compartment")
+    return None
+
+
+MECHANISM = Mechanism(
+    "compartments", state=Compartments,
+    configure=lambda cs, header: cs.configure(header.config.get("bridges", [])),
+    config={"bridges": ()},
+    handlers={Partition.KIND: partition},
+    appliers={Partitioned: lambda s: s.compartments.apply_partitioned},
+    guards=((GUARD_RANKS["clearance"] + 10, Guard(
+        "compartments", BASELINE_AGENT_SAFETY, compartment_guard,
+        "no payment, message or contract across compartments but through a bridge")),),
+    visibility={"partitioned": PARTIES},
+    requires=("exchange", "tasks"),
+)

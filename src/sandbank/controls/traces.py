@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import TYPE_CHECKING, ClassVar
 
+from sandbank.kernel.mechanism import PARTIES, Mechanism
 from sandbank.kernel.schema import Action, Event, register_action, register_event
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ def record(k: Kernel, a: Trace, tick: int) -> list[Event]:
     return [ev]
 
 
-HANDLERS = {Trace.KIND: record}
-TICK_HOOKS: list = []
-APPLIERS = {TraceRecorded: lambda s: lambda ev, tick: None}
+MECHANISM = Mechanism(
+    "traces", handlers={Trace.KIND: record},
+    appliers={TraceRecorded: lambda s: lambda ev, tick: None},
+    visibility={"trace_recorded": PARTIES},
+)

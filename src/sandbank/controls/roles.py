@@ -4,7 +4,7 @@
   run's configuration an agent may take only the actions its roles permit — deny by default
   (`role_denied`). Every agent may open accounts, message, pay, cancel its orders and record
   traces. Overseer, governor, operator and treasury are not agent roles: they are the
-  overseers (`kernel/controls.py`), the operator and the SYSTEM.
+  overseers (`controls/controls.py`), the operator and the SYSTEM.
 - **Clearance**: with the policy's `clearance_required`, high-stakes actions — spawning,
   reaching outside, paying or transferring more than `privileged_amount` — need a certified
   agent even when its role allows them (`clearance_required`).
@@ -21,9 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sandbank.boundary.firewall import large_payment
 from sandbank.identity.registry import ACTIVE, REVOKED
 from sandbank.kernel.errors import Reject
+from sandbank.kernel.guards import BASELINE_AGENT_SAFETY, Guard, Verdict
+from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, PUBLIC, Mechanism
 from sandbank.kernel.schema import (
+    OPERATOR,
     SYSTEM,
     Action,
     AgentStatusChanged,
@@ -33,6 +37,7 @@ from sandbank.kernel.schema import (
     register_event,
 )
 from sandbank.kernel.settlement import Settlement
+from sandbank.markets.tasks import Delivered
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
@@ -205,16 +210,35 @@ def _on_delivered(s: Any) -> Any:
     return listen
 
 
-def listeners() -> dict[type, Any]:
-    from sandbank.markets.tasks import Delivered
+def permission_guard(k: Kernel, a: Action) -> Verdict:
+    """Roles (deny by default, when enforced) and clearance for high-stakes actions."""
+    if a.actor <= OPERATOR:
+        return None
+    if k.config.roles_enforced and a.KIND not in k.state.roles.allowed(a.actor):
+        return ("role_denied", f"agent {a.actor}'s roles {k.state.roles.roles.get(a.actor, [])} "
+                f"do not permit {a.KIND}")
+    if k.state.policy.value("clearance_required", k.tick) and a.actor not in \
+            k.state.policy.certified:
+        if a.KIND in HIGH_STAKES or large_payment(k, a):
+            return "clearance_required", f"{a.KIND} at this stake needs a certified agent"
+    return None
 
-    return {Delivered: _on_delivered}
 
-
-HANDLERS = {AssignRoles.KIND: assign_roles, IssueCertificate.KIND: issue_certificate}
-TICK_HOOKS = [roles_tick]
-APPLIERS: dict[Any, Any] = {
-    RolesAssigned: lambda s: s.roles.apply_roles,
-    CertificateIssued: lambda s: s.roles.apply_certificate,
-    ObligationMissed: lambda s: s.roles.apply_missed,
-}
+MECHANISM = Mechanism(
+    "roles", state=Roles,
+    config={"roles_enforced": False}, sections={"safeguards.roles_enforced": "roles_enforced"},
+    handlers={AssignRoles.KIND: assign_roles, IssueCertificate.KIND: issue_certificate},
+    appliers={
+        RolesAssigned: lambda s: s.roles.apply_roles,
+        CertificateIssued: lambda s: s.roles.apply_certificate,
+        ObligationMissed: lambda s: s.roles.apply_missed,
+    },
+    listeners={Delivered: _on_delivered},
+    guards=((GUARD_RANKS["clearance"], Guard(
+        "permissions", BASELINE_AGENT_SAFETY, permission_guard,
+        "roles (deny by default when enforced) and clearance for high-stakes actions")),),
+    tick_start=((60, roles_tick),),
+    visibility={"roles_assigned": PUBLIC, "certificate_issued": PUBLIC,
+                "obligation_missed": PARTIES},
+    requires=("policy", "tasks"),
+)

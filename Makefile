@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples tools
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # mutation testing of the core modules (docs/testing.md): about an hour on two cores

@@ -38,10 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbank.lab.scenario import ScenarioError, parse_scenario, read_yaml
+from sandbank.lab.scenario import ScenarioError, parse_scenario, read_yaml, spec_of
 from sandbank.lab.sweep import apply_config
-
-KEYS = {"detect", "harm", "margin", "seeds", "honest", "max_alert_rate", "ablate", "adversaries"}
 
 
 @dataclass
@@ -72,17 +70,6 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return bool(self.cases) and all(c.ok for c in self.cases)
-
-
-def spec_of(doc: dict[str, Any], source: str) -> dict[str, Any] | None:
-    spec = doc.get("redteam")
-    if spec is None:
-        return None
-    if not isinstance(spec, dict) or set(spec) - KEYS:
-        raise ScenarioError(f"{source}: redteam must be a mapping of {sorted(KEYS)}")
-    if not spec.get("honest") and not ({"detect", "harm"} <= set(spec)):
-        raise ScenarioError(f"{source}: redteam needs `detect` and `harm` (or `honest: true`)")
-    return spec
 
 
 def _harm(summary: dict[str, Any], harm: str) -> float:

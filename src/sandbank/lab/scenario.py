@@ -55,6 +55,22 @@ class ScenarioError(ValueError):
     """The scenario file is wrong; the message names the file and the key."""
 
 
+# what a scenario's `redteam` section may say (lab/redteam.py runs it)
+REDTEAM_KEYS = {"detect", "harm", "margin", "seeds", "honest", "max_alert_rate", "ablate",
+                "adversaries"}
+
+
+def spec_of(doc: dict[str, Any], source: str) -> dict[str, Any] | None:
+    spec = doc.get("redteam")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - REDTEAM_KEYS:
+        raise ScenarioError(f"{source}: redteam must be a mapping of {sorted(REDTEAM_KEYS)}")
+    if not spec.get("honest") and not ({"detect", "harm"} <= set(spec)):
+        raise ScenarioError(f"{source}: redteam needs `detect` and `harm` (or `honest: true`)")
+    return spec
+
+
 @dataclass
 class Group:
     policy: str
@@ -207,8 +223,6 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                             params={**cls.DEFAULTS, **params}))
     fields = {k: v for k, v in data.items() if k != "population"}
     fields["owners"] = owners
-    from sandbank.lab.redteam import spec_of
-
     fields["redteam"] = spec_of(data, source) or {}
     try:
         fields["oversight"] = OversightConfig.parse(data.get("oversight"))

@@ -180,17 +180,18 @@ class LabEconomy:
             cfg = sc.kernel_config()
             if signatures is not None:  # a live server checks every signature
                 cfg = cfg.replace(verify_signatures=signatures)
-            self.k = sandbank.economy.new_kernel(store, cfg, self.op_key)
+            self.k = sandbank.economy.new_kernel(store, cfg, self.op_key,
+                                                 mechanisms=sc.mechanisms)
             self.sign = self.k.config.verify_signatures
             self._admit()
         else:
-            self.k = sandbank.economy.resume(store, self.op_key)
+            self.k = sandbank.economy.resume(store, self.op_key, mechanisms=sc.mechanisms)
             self.sign = self.k.config.verify_signatures
             self._reattach()
         from sandbank.boundary.gateways import make_adapter
 
         self.adapters = {g["name"]: make_adapter(g.get("adapter", {}), g.get("max_bytes", 4096))
-                         for g in sc.gateways}
+                         for g in sc.setting("gateways")}
         self.metrics = Metrics(self.k, keep_rows=600 if live else None)
         self.metrics.values = {a.id: v for a in self.agents if (v := a.induced_values())}
         self.setup_ticks = self.k.tick
@@ -412,7 +413,7 @@ def _check_live_state(k: Kernel) -> None:
     state — is the live state, part by part (kernel/fingerprint.py). A write that bypassed
     the events (code in the kernel's process adding to a balance, say) fails the run with
     exit 1, naming where the states differ; never a bare assertion."""
-    from sandbank.economy import replay_log
+    from sandbank.audit.replay import replay_log
     from sandbank.kernel.fingerprint import first_difference
 
     try:
@@ -420,10 +421,10 @@ def _check_live_state(k: Kernel) -> None:
     except AssertionError as e:
         raise RunError(f"a ledger invariant is broken at the end of the run: {e}",
                        exit_code=1) from None
-    rp = replay_log(k.store)
+    rp = replay_log(k.store, k.mechanisms)
     problem = None if rp.ok else f"replaying the log, the {rp.problem}"
     if not rp.ok:  # fold it all regardless, to say where the end states differ
-        rp = replay_log(k.store, digests=False)
+        rp = replay_log(k.store, k.mechanisms, digests=False)
     if rp.state is None or not rp.ok:
         raise RunError(f"the log cannot be replayed: {rp.problem}", exit_code=1)
     live, replayed = k.state.fingerprints(k.tick), rp.state.fingerprints(k.tick)
@@ -517,7 +518,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         "seed": sc.seed, "ticks": sc.ticks, "setup_ticks": setup_ticks, "agents": len(ids),
         "population": [{"policy": g.policy, "count": g.count, "owner": g.owner,
                         "skills": g.skills, "params": g.params} for g in sc.population],
-        "safeguards": sc.safeguards, "policy": sc.policy, "markets": sc.markets,
+        "safeguards": sc.safeguards, "policy": sc.setting("policy"), "markets": sc.setting("markets"),
         "entries": last.size, "root": last.root.hex(), "verified": report.ok,
         "operator_key": verifier_key(cfg.key_name, op_key.public),
         "seconds": round(elapsed, 3), "oversight_seconds": round(oversight_seconds, 3),

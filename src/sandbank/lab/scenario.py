@@ -37,7 +37,7 @@ import sandbank.agents.llm  # noqa: F401  (registers the llm policy)
 import sandbank.agents.scripted  # noqa: F401  (registers the policies)
 import sandbank.economy  # noqa: F401  (registers every action kind)
 from sandbank.agents.base import POLICIES
-from sandbank.economy import check_config
+from sandbank.economy import STANDARD, assembly, check_config
 from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, Action, MalformedAction, action_from_dict
 from sandbank.kernel.sequencer import ConfigError, KernelConfig
 from sandbank.ledger.ledger import MAX_AMOUNT
@@ -46,9 +46,27 @@ from sandbank.oversight.engine import OversightConfig, OversightConfigError
 SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
                 "min_events": "log entries", "max_agent_errors": "agent exceptions",
                 "min_llm_ok": "model replies that parsed into actions or a clean pass"}
-SAFEGUARD_KEYS = {"disabled", "signatures", "boundary", "trusted", "roles_enforced",
-                  "max_actions_per_actor_per_tick", "max_agents_per_owner", "max_spawn_depth",
-                  "max_children_per_agent"}
+# the scenario's own safeguards; each mechanism adds the ones it owns (`safeguards.<key>`
+# in its `sections`, kernel/mechanism.py)
+CORE_SAFEGUARD_KEYS = {"disabled", "signatures", "trusted", "max_actions_per_actor_per_tick",
+                       "max_agents_per_owner", "max_spawn_depth", "max_children_per_agent"}
+
+
+def mechanism_sections(extra: tuple[Any, ...] = ()) -> dict[str, tuple[str, Any]]:
+    """Every scenario key a mechanism owns (a top-level key, or `safeguards.<key>`) ->
+    (its config key, its default): the standard economy's, and those of `extra` mechanisms."""
+    asm = assembly((*STANDARD, *extra))
+    return {where: (key, asm.config[key][1])
+            for m in asm.mechanisms for where, key in m.sections.items()}
+
+
+def _safeguard_keys(sections: dict[str, Any]) -> set[str]:
+    return CORE_SAFEGUARD_KEYS | {w.split(".", 1)[1] for w in sections
+                                  if w.startswith("safeguards.")}
+
+
+SECTIONS = mechanism_sections()
+SAFEGUARD_KEYS = _safeguard_keys(SECTIONS)  # of the standard economy
 
 
 class ScenarioError(ValueError):
@@ -89,9 +107,6 @@ class Scenario:
     seed: int = 0
     ticks: int = 50
     assets: list[str] = field(default_factory=lambda: ["CRD"])
-    markets: list[dict[str, Any]] = field(default_factory=list)
-    pricing: list[dict[str, Any]] = field(default_factory=list)
-    policy: dict[str, Any] = field(default_factory=dict)
     endowment: dict[str, int] = field(default_factory=dict)
     owners: list[dict[str, str]] = field(default_factory=lambda: [
         {"name": "default", "kind": "organisation"}])
@@ -101,10 +116,28 @@ class Scenario:
     interventions: list[dict[str, Any]] = field(default_factory=list)
     oversight: Any = None  # oversight.engine.OversightConfig (parsed from a mapping)
     redteam: dict[str, Any] = field(default_factory=dict)  # what it attacks (lab/redteam.py)
-    gateways: list[dict[str, Any]] = field(default_factory=list)  # boundary/gateways.py
     roles: dict[str, list[str]] = field(default_factory=dict)  # group -> roles (roles.py)
     certificates: dict[str, int] = field(default_factory=dict)  # group -> run tick they lapse
     source: str = "<scenario>"
+    # the mechanisms' sections (`markets`, `gateways`, ...): scenario key -> value as written
+    sections: dict[str, Any] = field(default_factory=dict)
+    # mechanisms beyond the standard economy's (kernel/mechanism.py), with their sections
+    mechanisms: tuple[Any, ...] = ()
+
+    @property
+    def table(self) -> dict[str, tuple[str, Any]]:
+        return SECTIONS if not self.mechanisms else mechanism_sections(self.mechanisms)
+
+    def setting(self, where: str) -> Any:
+        """What the scenario sets at `where` (a mechanism's key, e.g. `markets` or
+        `safeguards.boundary`), else the owner's default."""
+        if where.startswith("safeguards."):
+            key = where.split(".", 1)[1]
+            if key in self.safeguards:
+                return self.safeguards[key]
+        elif where in self.sections:
+            return self.sections[where]
+        return _plain(self.table[where][1])
 
     def interventions_at(self, tick: int, groups: dict[str, list[int]],
                          overseer: int = 0) -> list[Action]:
@@ -123,20 +156,32 @@ class Scenario:
 
     def kernel_config(self) -> KernelConfig:
         sg = self.safeguards
-        extra = {k: sg[k] for k in sorted(SAFEGUARD_KEYS - {"disabled", "signatures", "trusted"})
-                 if k in sg}
-        if "roles_enforced" in extra:
-            extra["roles_enforced"] = bool(extra["roles_enforced"])
+        extra = {k: sg[k] for k in sorted(CORE_SAFEGUARD_KEYS - {"disabled", "signatures",
+                                                                 "trusted"}) if k in sg}
+        owned = {}  # what the scenario sets of each mechanism's keys, as the kernel takes it
+        for where, (key, default) in self.table.items():
+            value = self.setting(where)
+            owned[key] = (bool(value) if isinstance(default, bool) else
+                          tuple(dict(x) if isinstance(x, dict) else x for x in value)
+                          if isinstance(default, tuple) else
+                          dict(value) if isinstance(default, dict) else value)
         try:
             return check_config(KernelConfig(
                 seed=self.seed, origin=f"sandbank.lab/{self.name}/seed-{self.seed}",
-                assets=tuple(self.assets), markets=tuple(dict(m) for m in self.markets),
-                pricing=tuple(dict(g) for g in self.pricing),
-                policy=dict(self.policy), verify_signatures=bool(sg.get("signatures", False)),
-                gateways=tuple(dict(g) for g in self.gateways),
-                disabled_guards=tuple(sg.get("disabled", ())), **extra))
+                assets=tuple(self.assets), verify_signatures=bool(sg.get("signatures", False)),
+                disabled_guards=tuple(sg.get("disabled", ())), **extra, **owned),
+                (*STANDARD, *self.mechanisms))
         except (ConfigError, TypeError) as e:
             raise ScenarioError(f"{self.source}: {e}") from None
+
+
+def _yaml_type(default: Any) -> type:
+    """What a scenario writes for a key whose default is `default`."""
+    return list if isinstance(default, tuple) else type(default)
+
+
+def _plain(default: Any) -> Any:
+    return list(default) if isinstance(default, tuple) else default
 
 
 def _check_keys(data: dict[str, Any], allowed: set[str], where: str, source: str) -> None:
@@ -159,30 +204,40 @@ MAX_TICKS = 1_000_000
 MAX_SEED = 2**53 - 1  # the seed is logged: it must stay exact in the canonical encoding
 
 
-def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+def parse_scenario(data: Any, source: str = "<scenario>", *,
+                   mechanisms: tuple[Any, ...] = ()) -> Scenario:
+    """A scenario from its mapping; `mechanisms`: beyond the standard economy's, whose
+    sections it may then set."""
+    table = mechanism_sections(mechanisms) if mechanisms else SECTIONS
+    top = {w: v for w, v in table.items() if "." not in w}
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a mapping of keys to values")
-    allowed = {f for f in Scenario.__dataclass_fields__ if f != "source"}
+    allowed = {f for f in Scenario.__dataclass_fields__
+               if f not in ("source", "sections", "mechanisms")}
+    allowed |= set(top)
     _check_keys(data, allowed, "the scenario", source)
     for required in ("name", "population"):
         if required not in data:
             raise ScenarioError(f"{source}: missing required key {required!r}")
     _typed(data["name"], str, "name", source)
     for key, typ in (("description", str), ("seed", int), ("ticks", int), ("assets", list),
-                     ("markets", list), ("pricing", list), ("policy", dict), ("endowment", dict),
-                     ("owners", list),
+                     ("endowment", dict), ("owners", list),
                      ("safeguards", dict), ("success", dict), ("population", list),
                      ("concurrency", int), ("interventions", list), ("oversight", dict),
-                     ("redteam", dict), ("gateways", list), ("roles", dict),
-                     ("certificates", dict)):
+                     ("redteam", dict), ("roles", dict), ("certificates", dict),
+                     *((w, _yaml_type(d)) for w, (_, d) in top.items())):
         if key in data:
             _typed(data[key], typ, key, source)
+    for w, (_, d) in table.items():
+        key = w.split(".", 1)[1] if w.startswith("safeguards.") else None
+        if key is not None and key in data.get("safeguards", {}) and not isinstance(d, bool):
+            _typed(data["safeguards"][key], _yaml_type(d), w, source)
     if not 1 <= data.get("ticks", 1) <= MAX_TICKS:
         raise ScenarioError(f"{source}: ticks must be within 1..{MAX_TICKS:,}, got "
                             f"{data['ticks']}")
     if not 0 <= data.get("seed", 0) <= MAX_SEED:
         raise ScenarioError(f"{source}: seed must be within 0..2**53-1, got {data['seed']}")
-    _check_keys(data.get("safeguards", {}), SAFEGUARD_KEYS, "safeguards", source)
+    _check_keys(data.get("safeguards", {}), _safeguard_keys(table), "safeguards", source)
     _check_keys(data.get("success", {}), set(SUCCESS_KEYS), "success", source)
     for k, v in data.get("success", {}).items():
         _typed(v, int, f"success.{k}", source)
@@ -221,7 +276,9 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         groups.append(Group(policy=g["policy"], count=count, owner=owner,
                             name=g.get("name", g["policy"]), skills=dict(skills),
                             params={**cls.DEFAULTS, **params}))
-    fields = {k: v for k, v in data.items() if k != "population"}
+    fields = {k: v for k, v in data.items() if k != "population" and k not in top}
+    fields["sections"] = {k: v for k, v in data.items() if k in top}
+    fields["mechanisms"] = tuple(mechanisms)
     fields["owners"] = owners
     fields["redteam"] = spec_of(data, source) or {}
     try:
@@ -291,7 +348,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     sc.kernel_config()  # the kernel's own checks, reported against this file
     from sandbank.boundary.gateways import make_adapter
 
-    for i, g in enumerate(sc.gateways):
+    for i, g in enumerate(sc.setting("gateways")):
         try:
             make_adapter(g.get("adapter", {}))
         except (ValueError, TypeError) as e:

@@ -381,3 +381,16 @@ def test_a_resumed_kernel_refuses_every_replayed_action_as_the_live_one_did(tmp_
     for a in signed:
         k.submit(a)
     assert k.step().reasons == {"stale_nonce": 3}
+
+
+def test_a_config_reads_its_mechanisms_keys_and_is_immutable_across_processes():
+    import pickle
+
+    c = KernelConfig(seed=3, assets=("CRD", "WGT"), markets=({"asset": "WGT", "quote": "CRD"},))
+    assert (c.seed, c.markets) == (3, ({"asset": "WGT", "quote": "CRD"},))
+    assert pickle.loads(pickle.dumps(c)) == c != c.replace(seed=4)
+    with pytest.raises(AttributeError, match="immutable"):
+        c.seed = 5
+    with pytest.raises(AttributeError, match="no config key 'bridges'"):
+        c.bridges  # noqa: B018 (a key no one set and no economy completed)
+    assert sandbank.economy.check_config(c).bridges == ()

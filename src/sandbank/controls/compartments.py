@@ -11,6 +11,9 @@ control that cuts a group off from the rest, from the next action on). Then:
 - a broadcast reaches only the sender's compartment;
 - an agent in a compartment trades only in markets assigned to it (`compartment` in the
   market's configuration); the open economy's markets are not its markets.
+
+A mechanism of the control plane (`MECHANISM`, kernel/mechanism.py): state
+`k.state.compartments`, the `compartments` guard, and the `bridges` config key.
 """
 
 from __future__ import annotations

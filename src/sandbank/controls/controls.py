@@ -25,6 +25,11 @@ Caps (0 = none): `order_qty` (largest order), `fanout` (subcontracts per contrac
 `price:<game>` (a price ceiling in a pricing game, in thousandths: prices above it are set
 at it), and `position:<asset>` (the most units of an asset one agent may hold: buy orders
 that could take it past the cap are refused — the anti-monopoly cap, checklist 49).
+
+A mechanism of the control plane (`MECHANISM`, kernel/mechanism.py): its state is
+`k.state.controls`; it admits the overseers as principals, contributes the `halt` and
+`rate_limit` guards, tightens the kernel's spawn limit (the `spawn` cap), and handles the
+operator's `set_agent_status` (a freeze cancels the agent's resting orders).
 """
 
 from __future__ import annotations

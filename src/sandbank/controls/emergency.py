@@ -17,6 +17,10 @@
   A proposal is adopted when approvals reach the quorum (the change takes effect the next
   tick), rejected when enough governors refuse that the quorum cannot be reached, and
   expires after `governance_ttl` ticks. Every proposal, vote and outcome is an event.
+
+A mechanism of the control plane (`MECHANISM`, kernel/mechanism.py): state
+`k.state.emergency`, the `disabled_actions` guard, the governance tick hook, and the
+`governance_quorum` / `governance_ttl` config keys.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ treasury through a Settlement.
 Parameters change only by a governor's `set_policy` action (operator for now; the
 regulation issue adds quorum). A change is logged with the tick it takes effect — always the
 next tick — and looked up by tick, so a live run and its replay agree on every fee.
+
+A mechanism of the control plane (`MECHANISM`, kernel/mechanism.py): state
+`k.state.policy` (the markets read its rates), and the `policy` config key and scenario section.
 """
 
 from __future__ import annotations

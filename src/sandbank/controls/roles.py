@@ -14,6 +14,9 @@
 - **Entry certificates**: the operator issues an agent a certificate valid until a tick
   (`issue_certificate`); when it lapses the agent is suspended (`agent_suspended` for
   everything it tries) until a new one is issued.
+
+A mechanism of the control plane (`MECHANISM`, kernel/mechanism.py): state `k.state.roles`,
+the `permissions` guard, the obligations' tick hook, and `safeguards.roles_enforced`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Decision traces (checklist 37): an agent (or the harness that runs it) records what led
 to its actions — for an LLM agent, the prompt and the model's reply. The log keeps their
 SHA-256 and sizes; the texts go to the store's content table, so an auditor can check any
-text against the hash in the signed log."""
+text against the hash in the signed log.
+
+A mechanism of the control plane (`MECHANISM`, kernel/mechanism.py), without state of its own.
+"""
 
 from __future__ import annotations
 

@@ -134,6 +134,15 @@ class KernelConfig:
         items = {**asdict(self.core), **self.sections}
         return "KernelConfig(" + ", ".join(f"{k}={v!r}" for k, v in items.items()) + ")"
 
+    def __reduce__(self) -> tuple[Any, ...]:  # (pickled across processes by sweeps)
+        return _config, ({**asdict(self.core), **self.sections},)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, KernelConfig) and self.core == other.core
+                and dict(self.sections) == dict(other.sections))
+
+    __hash__ = None  # type: ignore[assignment]
+
     def replace(self, **changes: Any) -> KernelConfig:
         """A copy with `changes` (as `dataclasses.replace`)."""
         return KernelConfig(**{**asdict(self.core), **self.sections, **changes})
@@ -165,6 +174,10 @@ class KernelConfig:
                 raise ConfigError(f"unknown guard {g!r} in disabled_guards; known: "
                                   f"{sorted(known_guards)}")
         return KernelConfig(**asdict(self.core), **values)
+
+
+def _config(values: dict[str, Any]) -> KernelConfig:
+    return KernelConfig(**values)
 
 
 @dataclass

@@ -394,3 +394,20 @@ def test_a_config_reads_its_mechanisms_keys_and_is_immutable_across_processes():
     with pytest.raises(AttributeError, match="no config key 'bridges'"):
         c.bridges  # noqa: B018 (a key no one set and no economy completed)
     assert sandbank.economy.check_config(c).bridges == ()
+
+
+def test_the_kernels_limits_are_the_tightest_a_mechanism_sets():
+    from sandbank.kernel.mechanism import Mechanism
+    from sandbank.kernel.state import EconomyState
+
+    def part(limits):
+        return Mechanism(f"m{id(limits)}", state=lambda: limits,
+                         limit=lambda lim, name, actor: lim.get((name, actor), 0))
+
+    s = EconomyState((part({("spawn", 0): 5, ("actions", 7): 9}), part({("spawn", 0): 3}),
+                      part({("actions", 7): 12})))
+    assert (s.limit("spawn"), s.limit("actions", 7), s.limit("actions", 8)) == (3, 9, 0)
+    assert EconomyState(()).limit("spawn") == 0
+    e = Economy(n=2)  # oversight's spawn cap, read through the controls' limit
+    e.k.state.controls.caps["spawn"] = 1
+    assert e.k.state.limit("spawn") == 1

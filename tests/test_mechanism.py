@@ -173,3 +173,49 @@ def test_its_yaml_section_is_checked_by_the_mechanism_naming_the_key(bells):
     sc = parse_scenario({k: v for k, v in SCENARIO.items() if k != "bells"}, "inline",
                         mechanisms=(BELLS,))
     assert sc.kernel_config().bells == {"limit": 3}  # its default
+
+
+# ---------------------------------------------------------------- what the protocol refuses
+def test_each_standard_mechanism_requires_every_part_of_the_state_it_reads():
+    """`requires` is checked when a kernel is built: it must name every other mechanism
+    whose state part a mechanism's module reads (`state.<name>`, or `s.<name>` in a fold)."""
+    import inspect
+    import re
+    import sys
+
+    names = {m.name for m in STANDARD}
+    missing = {}
+    for m in STANDARD:
+        module = sys.modules[next(iter(m.handlers.values())).__module__]
+        read = set(re.findall(r"\b(?:state|s)\.(\w+)", inspect.getsource(module))) & names
+        if read - {m.name} - set(m.requires):
+            missing[m.name] = sorted(read - {m.name} - set(m.requires))
+    assert not missing
+
+
+def test_a_mechanism_guard_cannot_run_before_identity():
+    from sandbank.economy import assembly
+    from sandbank.kernel.mechanism import MechanismError
+
+    early = Mechanism("early", guards=((50, Guard("early", MARKET_DESIGN, bell_guard, "")),))
+    with pytest.raises(MechanismError, match=r"guards \['early'\] rank at or before"):
+        assembly((*STANDARD, early))
+    with pytest.raises(ValueError, match=r"\['principal'\] need a state"):
+        Mechanism("who", principal=lambda part, actor: None)
+    with pytest.raises(MechanismError, match=r"mechanism bells needs \['nowhere'\]"):
+        assembly((*STANDARD, Mechanism("bells", requires=("nowhere",))))
+
+
+def test_an_action_no_mechanism_here_handles_is_nobodys_malformed_act(bells):
+    """Kinds are registered per process, handlers per economy: an economy without bells
+    refuses a bell before any guard (no nonce consumed), as nobody's act."""
+    from conftest import Economy
+
+    e = Economy(n=2, verify_signatures=True)
+    e.k.submit(RingBell(actor=1, times=1).signed(e.keys[1], 1))
+    s = e.k.step()
+    last = e.k.log.last_committed[-1]
+    assert (s.rejected, s.reasons) == (1, {"malformed_action": 1})
+    assert (last["actor"], last["reason"]) == (-1, "malformed_action")
+    assert "no mechanism of this economy handles 'ring_bell'" in last["message"]
+    assert e.k.state.registry.agents[1].nonce == 0

@@ -95,17 +95,12 @@ EQUIVALENT: dict[str, str] = {
         "fails, in cryptography's own check (InvalidSignature or ValueError, both caught)",
     "sandbank.identity.keys.x_read_secret_file__mutmut_37":
         "secrets.token_hex(None) is 32 bytes, the default entropy",
-    **{f"sandbank.kernel.state.xǁEconomyStateǁ_apply_header__mutmut_{n}":
-       "the default of a header key: the header carries every KernelConfig field "
-       "(dataclasses.asdict), so the default is never read"
-       for n in (11, 13, 18, 20, 25, 27, 32, 34, 44, 46, 49, 50, 52, 54)},
     **{f"sandbank.kernel.state.xǁEconomyStateǁapply_dict__mutmut_{n}":
        "the default of an entry's tick: every logged entry carries its tick"
        for n in (18, 20, 23)},
-    **{f"sandbank.kernel.state.xǁEconomyStateǁschedules__mutmut_{n}":
-       "a schedule's key renamed: hashed alike in every process (only a kept golden digest "
-       "would see it, and the digest's format may change with its version)"
-       for n in (1, 2, 4, 5, 7, 8)},
+    "sandbank.kernel.state.xǁEconomyStateǁapply__mutmut_1":
+        "the default tick is read only by appliers that ignore it: the kernel's registry and "
+        "ledger records (every mechanism passes its tick)",
     "sandbank.markets.orderbook.xǁBookǁcrossed__mutmut_3":
         "best_price(None) is the ask side (side == BUY is false), as SELL is",
     **{_X + str(n): _UNREACHABLE_LOOP for n in (297, 299, 300, 301, 302, 303, 304, 305, 306,

@@ -494,5 +494,5 @@ MECHANISM = Mechanism(
     tick_start=((40, boundary_tick),),
     visibility=dict.fromkeys(("external_pending", "external_sent", "external_received",
                               "external_denied"), PARTIES),
-    requires=("policy", "roles"),
+    requires=("policy", "roles", "controls"),  # approvals by overseers (their principal)
 )

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sandbank.identity.registry import ACTIVE, FROZEN, REVOKED
 from sandbank.kernel.digest import DigestMap
 from sandbank.kernel.errors import Reason, Reject
-from sandbank.kernel.guards import MARKET_DESIGN, MONITORING_OVERSIGHT, Guard, Verdict
+from sandbank.kernel.guards import MONITORING_OVERSIGHT, Guard, Verdict
 from sandbank.kernel.mechanism import GUARD_RANKS, OVERSEERS, PUBLIC, Mechanism
 from sandbank.kernel.schema import (
     OPERATOR,
@@ -585,17 +585,13 @@ def halt_guard(k: Kernel, a: Action) -> Verdict:
     return None
 
 
-def rate_limit_guard(k: Kernel, a: Action) -> Verdict:
-    n = k.actions_this_tick.get(a.actor, 0) + 1
-    k.actions_this_tick[a.actor] = n
-    cap = k.config.max_actions_per_actor_per_tick
-    if n > cap and a.actor > OPERATOR:
-        return Reason.rate_limited, f"more than {cap} actions from actor {a.actor} in one tick"
-    throttle = k.state.controls.throttles and k.state.controls.throttle(a.actor)
-    if throttle and n > throttle:
-        return ("throttled", f"agent {a.actor} is throttled by oversight to {throttle} "
-                f"actions per tick")
-    return None
+def _limit(c: Controls, name: str, actor: int) -> int:
+    """Oversight's tightening of the kernel's limits: the `spawn` cap, and throttles."""
+    if name == "spawn":
+        return c.caps["spawn"]
+    if name == "actions" and c.throttles:
+        return c.throttle(actor)
+    return 0
 
 
 MECHANISM = Mechanism(
@@ -608,11 +604,11 @@ MECHANISM = Mechanism(
     guards=((GUARD_RANKS["clearance"] + 30, Guard(
                 "halt", MONITORING_OVERSIGHT, halt_guard,
                 "while oversight halts the economy, agents may only cancel orders")),
-            (GUARD_RANKS["rate"], Guard("rate_limit", MARKET_DESIGN, rate_limit_guard,
-                                        "per-actor actions per tick, and oversight throttles"))),
+            ),
     visibility={"overseer_registered": PUBLIC,
                 **dict.fromkeys(("alert", "breaker_tripped", "ticket_resolved", "cap_set",
                                  "request_refused", "admission_recorded"), OVERSEERS)},
     principal=lambda c, actor: c.overseers.get(actor),
-    limit=lambda c, name: c.caps[name] if name == "spawn" else 0,
+    limit=_limit,
+    requires=("exchange", "pricing"),  # a pause halts a market, a cap bounds a game
 )

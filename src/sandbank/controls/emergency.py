@@ -484,5 +484,6 @@ MECHANISM = Mechanism(
     visibility={**dict.fromkeys(("change_proposed", "change_voted", "change_decided",
                                  "rolled_back", "action_disabled"), PUBLIC),
                 **dict.fromkeys(("interrupted", "balances_restored"), OVERSEERS)},
-    requires=("controls", "policy"),
+    # a rollback unwinds what is open in every mechanism that holds funds
+    requires=("controls", "policy", "exchange", "tasks", "auctions", "boundary"),
 )

@@ -92,6 +92,19 @@ def role_guard(k: Kernel, a: Action) -> Verdict:
     return None
 
 
+def rate_limit_guard(k: Kernel, a: Action) -> Verdict:
+    n = k.actions_this_tick.get(a.actor, 0) + 1
+    k.actions_this_tick[a.actor] = n
+    cap = k.config.max_actions_per_actor_per_tick
+    if n > cap and a.actor > OPERATOR:
+        return Reason.rate_limited, f"more than {cap} actions from actor {a.actor} in one tick"
+    throttle = k.state.limit("actions", a.actor)  # a mechanism's throttle (oversight's)
+    if throttle and n > throttle:
+        return ("throttled", f"agent {a.actor} is throttled by oversight to {throttle} "
+                f"actions per tick")
+    return None
+
+
 KERNEL_GUARDS: tuple[tuple[int, Guard], ...] = (
     (GUARD_RANKS["identity"], Guard(
         "identity", MARKET_DESIGN, identity_guard,
@@ -100,4 +113,6 @@ KERNEL_GUARDS: tuple[tuple[int, Guard], ...] = (
                                   "frozen agents cannot act")),
     (GUARD_RANKS["roles"], Guard("roles", BASELINE_AGENT_SAFETY, role_guard,
                                  "operator-only and overseer-only actions, deny by default")),
+    (GUARD_RANKS["rate"], Guard("rate_limit", MARKET_DESIGN, rate_limit_guard,
+                                "per-actor actions per tick, and oversight throttles")),
 )

@@ -27,9 +27,10 @@ standard set). Each field is something an existing mechanism needs, and nothing 
 - `visibility`: event kind -> PUBLIC, PARTIES or OVERSEERS (who may read its log entries;
   an event kind no mechanism declares is read by overseers only);
 - `principal(part, actor)`: for actor ids it admits (overseers), the record holding the
-  actor's `public_key` and `nonce`, else None;
-- `limit(part, name)`: a tighter value (0: none) for one of the kernel's own limits
-  (`spawn`: children per agent), as an oversight cap sets it;
+  actor's `public_key` and `nonce`, else None — the stored record itself, not a copy: the
+  identity guard advances its nonce there;
+- `limit(part, name, actor)`: a tighter value (0: none) for one of the kernel's own limits,
+  as oversight sets them: `spawn` (children per agent), `actions` (per tick, of `actor`);
 - `requires`: the names of the mechanisms whose state it reads.
 
 The kernel's own records (owners, agents, accounts, the ledger) are not mechanisms: they are
@@ -84,7 +85,7 @@ class Mechanism:
     views: Callable[[Kernel], Callable[[int], Mapping[str, Any]]] | None = None
     visibility: Mapping[str, str] = field(default_factory=dict)
     principal: Callable[[Any, int], Any] | None = None
-    limit: Callable[[Any, str], int] | None = None
+    limit: Callable[[Any, str, int], int] | None = None
     requires: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -92,8 +93,10 @@ class Mechanism:
         if bad:
             raise ValueError(f"mechanism {self.name}: visibility of {bad} must be one of "
                              f"{LEVELS}")
-        if self.configure is not None and self.state is None:
-            raise ValueError(f"mechanism {self.name}: configure without a state")
+        stateful = [f for f in ("configure", "schedules", "check", "principal", "limit")
+                    if getattr(self, f) is not None]
+        if stateful and self.state is None:
+            raise ValueError(f"mechanism {self.name}: {stateful} need a state")
 
 
 class MechanismError(ValueError):
@@ -141,6 +144,10 @@ class Assembly:
                 if kind in visibility:
                     raise MechanismError(f"the visibility of {kind!r} is declared twice")
                 visibility[kind] = level
+        first = min((rank for rank, _ in own_guards), default=0)
+        early = [g.name for m in mechanisms for rank, g in m.guards if rank <= first]
+        if early:  # the identity guard must run first: before it, nothing is authenticated
+            raise MechanismError(f"guards {early} rank at or before the kernel's first guard")
         ranked = [*own_guards, *(g for m in mechanisms for g in m.guards)]
         guard_names = [g.name for _, g in ranked]
         dup = sorted({n for n in guard_names if guard_names.count(n) > 1})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 
@@ -72,5 +72,6 @@ class Observation:
     reputation: Any = None
     # what each agent this one spawned (and so holds the keys of) observes, recursively
     children: tuple[Observation, ...] = ()
-    # views of mechanisms that have no field here: mechanism view name -> value
-    extra: Any = None
+    # views of mechanisms that have no field here: mechanism view name -> value (left out of
+    # an observation's data when there are none: `omit_if_none`)
+    extra: Any = field(default=None, metadata={"omit_if_none": True})

@@ -16,6 +16,7 @@ gateway (`submit`/`submit_raw`); the lab and server issues build their loops on 
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
@@ -150,7 +151,7 @@ class KernelConfig:
     def as_dict(self) -> dict[str, Any]:
         """Every key, as the run header records it (tuples as lists)."""
         return {k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in {**asdict(self.core), **self.sections}.items()}
+                for k, v in copy.deepcopy({**asdict(self.core), **self.sections}).items()}
 
     def complete(self, assembly: Assembly) -> KernelConfig:
         """This configuration checked against the mechanisms that will run it, with every
@@ -164,7 +165,7 @@ class KernelConfig:
             raise ConfigError(f"unknown config key {unknown[0]!r}"
                               + (f" (did you mean {hint[0]!r}?)" if hint else "")
                               + f"; known: {', '.join(known)}")
-        values = {key: self.sections.get(key, default)
+        values = {key: self.sections[key] if key in self.sections else copy.deepcopy(default)
                   for key, (_, default) in assembly.config.items()}
         for m in assembly.mechanisms:
             m.check_config({key: values[key] for key in m.config}, self.core.assets)
@@ -379,6 +380,12 @@ class Kernel:
         return TickSummary(tick, self.log.size - start, accepted, rejected, cp, reasons)
 
     def _process(self, action: Action, tick: int) -> tuple[bool, str]:
+        handler = self.handlers.get(action.KIND)
+        if handler is None:  # a kind registered in this process that no mechanism here has
+            self._reject(NOBODY, _bounded(action.to_dict()), Reason.malformed_action,
+                         f"no mechanism of this economy handles {action.KIND!r} (claimed "
+                         f"actor {action.actor})")
+            return False, Reason.malformed_action
         authenticated = not self._authenticates  # (an ablation without identity: trusted)
         try:
             for guard in self.guards:
@@ -387,7 +394,7 @@ class Kernel:
                     raise Reject(*verdict)
                 authenticated = True
             try:
-                events = self.handlers[action.KIND](self, action, tick)
+                events = handler(self, action, tick)
             except SettlementFailed as e:  # raised before the mechanism changed anything
                 raise Reject("settlement_failed", str(e)) from None
         except Reject as r:

@@ -80,11 +80,11 @@ class EconomyState:
                 return p
         return None
 
-    def limit(self, name: str) -> int:
+    def limit(self, name: str, actor: int = 0) -> int:
         """The tightest value the mechanisms set for the kernel's limit `name` (0: none)."""
         out = 0
         for part, find in self._limits:
-            v = find(getattr(self, part), name)
+            v = find(getattr(self, part), name, actor)
             if v and (not out or v < out):
                 out = v
         return out

@@ -228,10 +228,6 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
                      *((w, _yaml_type(d)) for w, (_, d) in top.items())):
         if key in data:
             _typed(data[key], typ, key, source)
-    for w, (_, d) in table.items():
-        key = w.split(".", 1)[1] if w.startswith("safeguards.") else None
-        if key is not None and key in data.get("safeguards", {}) and not isinstance(d, bool):
-            _typed(data["safeguards"][key], _yaml_type(d), w, source)
     if not 1 <= data.get("ticks", 1) <= MAX_TICKS:
         raise ScenarioError(f"{source}: ticks must be within 1..{MAX_TICKS:,}, got "
                             f"{data['ticks']}")

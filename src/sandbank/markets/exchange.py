@@ -567,5 +567,5 @@ MECHANISM = Mechanism(
     views=views,
     visibility=dict.fromkeys(("market_state", "order_placed", "order_cancelled",
                               "call_auction"), PUBLIC),
-    requires=("policy",),
+    requires=("policy", "controls", "reputation"),  # fees, caps and pauses, gates
 )

@@ -51,7 +51,8 @@ def tool_schema(kind: str) -> dict[str, Any]:
 def plain(obj: Any) -> Any:
     """An observation as JSON-ready data."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: plain(v) for f in dataclasses.fields(obj)
+                if (v := getattr(obj, f.name)) is not None or not f.metadata.get("omit_if_none")}
     if isinstance(obj, tuple) and hasattr(obj, "_asdict"):
         return {k: plain(v) for k, v in obj._asdict().items()}
     if isinstance(obj, list | tuple):

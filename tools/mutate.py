@@ -98,6 +98,8 @@ EQUIVALENT: dict[str, str] = {
     **{f"sandbank.kernel.state.xǁEconomyStateǁapply_dict__mutmut_{n}":
        "the default of an entry's tick: every logged entry carries its tick"
        for n in (18, 20, 23)},
+    "sandbank.kernel.state.xǁEconomyStateǁlimit__mutmut_18":
+        "v <= out: at equal values the tightest limit is the same either way",
     "sandbank.kernel.state.xǁEconomyStateǁapply__mutmut_1":
         "the default tick is read only by appliers that ignore it: the kernel's registry and "
         "ledger records (every mechanism passes its tick)",

@@ -110,8 +110,6 @@ class KernelConfig:
     `config.markets`). The core keys are checked here; the mechanisms' keys by their owners
     when a kernel is built (`complete`), which also fills in their defaults."""
 
-    __slots__ = ("core", "sections")
-
     def __init__(self, **values: Any) -> None:
         core = {k: values.pop(k) for k in CORE_KEYS if k in values}
         try:
@@ -119,14 +117,16 @@ class KernelConfig:
         except TypeError as e:
             raise ConfigError(str(e)) from None
         object.__setattr__(self, "sections", MappingProxyType(values))
+        # every key as a plain attribute: the guards read some for every action
+        for key in CORE_KEYS:
+            object.__setattr__(self, key, getattr(self.core, key))
+        for key, value in values.items():
+            if key in ("core", "sections") or hasattr(KernelConfig, key):
+                raise ConfigError(f"config key {key!r} is a name KernelConfig reserves")
+            object.__setattr__(self, key, value)
 
-    def __getattr__(self, name: str) -> Any:
-        if name in CORE_KEYS:
-            return getattr(self.core, name)
-        try:
-            return self.sections[name]
-        except KeyError:
-            raise AttributeError(f"no config key {name!r}") from None
+    def __getattr__(self, name: str) -> Any:  # only for a key that is not there
+        raise AttributeError(f"no config key {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a KernelConfig is immutable")
@@ -463,7 +463,8 @@ class Kernel:
         views: dict[str, Any] = {}
         for view in self._views:
             views.update(view(agent_id))
-        extra = {k: views.pop(k) for k in sorted(set(views) - _OBSERVATION_FIELDS)}
+        extra = None if views.keys() <= _OBSERVATION_FIELDS else {
+            k: views.pop(k) for k in sorted(set(views) - _OBSERVATION_FIELDS)}
         return Observation(tick=self.tick, agent=agent_id, owner=agent.owner,
                            status=agent.status, accounts=accounts,
                            feedback=tuple(self._feedback.get(agent_id, ())),

@@ -202,6 +202,10 @@ def test_a_mechanism_guard_cannot_run_before_identity():
         assembly((*STANDARD, early))
     with pytest.raises(ValueError, match=r"\['principal'\] need a state"):
         Mechanism("who", principal=lambda part, actor: None)
+    from sandbank.kernel.state import EconomyState
+
+    with pytest.raises(MechanismError, match="may not be named 'ledger'"):
+        EconomyState((Mechanism("ledger", state=dict),))
     with pytest.raises(MechanismError, match=r"mechanism bells needs \['nowhere'\]"):
         assembly((*STANDARD, Mechanism("bells", requires=("nowhere",))))
 

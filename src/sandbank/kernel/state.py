@@ -11,7 +11,7 @@ from typing import Any
 
 from sandbank.identity.registry import Registry
 from sandbank.kernel.fingerprint import fingerprint
-from sandbank.kernel.mechanism import Mechanism
+from sandbank.kernel.mechanism import Mechanism, MechanismError
 from sandbank.kernel.schema import (
     EVENT_TYPES,
     AccountOpened,
@@ -44,6 +44,8 @@ class EconomyState:
         self.operator_nonce = 0  # highest nonce of a signed operator action in the log
         self._parts = tuple(m for m in mechanisms if m.state is not None)
         for m in self._parts:
+            if hasattr(self, m.name):  # a part must not hide the ledger, a method, ...
+                raise MechanismError(f"a mechanism may not be named {m.name!r}")
             setattr(self, m.name, m.state())  # type: ignore[misc]
         self._principals = tuple((m.name, m.principal) for m in mechanisms if m.principal)
         self._limits = tuple((m.name, m.limit) for m in mechanisms if m.limit)

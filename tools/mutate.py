@@ -56,7 +56,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "auth": (["server/auth.py"], ["test_auth.py", "test_server.py", "test_fuzz_api.py"]),
     "digest": (["kernel/state.py", "kernel/digest.py"],
                ["test_digest.py", "test_audit.py", "test_kernel.py", "test_amounts.py",
-                "test_reputation.py", "test_pricing.py", "test_boundary.py", "test_roles.py"]),
+                "test_reputation.py", "test_pricing.py", "test_boundary.py", "test_roles.py",
+                "test_mechanism.py"]),
 }
 
 # mutants that change nothing observable, by name, with why (each was read)

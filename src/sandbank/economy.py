@@ -21,10 +21,8 @@ from sandbank.boundary import boundary
 from sandbank.controls import compartments, controls, emergency, policy, roles, traces
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.errors import ConfigError
-from sandbank.kernel.guards import KERNEL_GUARDS
 from sandbank.kernel.mechanism import PUBLIC, Assembly, Mechanism
-from sandbank.kernel.mechanisms import KERNEL_HANDLERS, KERNEL_VISIBILITY
-from sandbank.kernel.sequencer import CORE_KEYS, Kernel, KernelConfig
+from sandbank.kernel.sequencer import Kernel, KernelConfig, assemble
 from sandbank.markets import auctions, exchange, messaging, payments, pricing, tasks
 from sandbank.reputation import reputation
 from sandbank.store.base import Store
@@ -44,8 +42,7 @@ def public_kinds(mechanisms: Sequence[Mechanism] = STANDARD) -> frozenset[str]:
 
 def assembly(mechanisms: Sequence[Mechanism] = STANDARD) -> Assembly:
     """The kernel's view of a list of mechanisms (handlers, guards, hooks, config keys)."""
-    return Assembly.of(tuple(mechanisms), KERNEL_GUARDS, KERNEL_HANDLERS, KERNEL_VISIBILITY,
-                       CORE_KEYS)
+    return assemble(mechanisms)
 
 
 def check_config(config: KernelConfig, mechanisms: Sequence[Mechanism] = STANDARD

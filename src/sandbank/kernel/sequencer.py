@@ -177,6 +177,13 @@ class KernelConfig:
         return KernelConfig(**asdict(self.core), **values)
 
 
+def assemble(mechanisms: Any) -> Assembly:
+    """The kernel's own guards, handlers and visibility with those of `mechanisms`, checked
+    (what a kernel built on them runs)."""
+    return Assembly.of(tuple(mechanisms), KERNEL_GUARDS, KERNEL_HANDLERS, KERNEL_VISIBILITY,
+                       CORE_KEYS)
+
+
 def _config(values: dict[str, Any]) -> KernelConfig:
     return KernelConfig(**values)
 
@@ -203,8 +210,7 @@ class Kernel:
         if store.entry_count() != 0 and _resume is None:
             raise ConfigError("the store already holds a log; continue it with "
                               "sandbank.economy.resume()")
-        self.assembly = Assembly.of(mechanisms, KERNEL_GUARDS, KERNEL_HANDLERS,
-                                    KERNEL_VISIBILITY, CORE_KEYS)
+        self.assembly = assemble(mechanisms)
         self.mechanisms = self.assembly.mechanisms
         self.config = config = config.complete(self.assembly)
         self.store = store

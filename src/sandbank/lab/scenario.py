@@ -26,6 +26,7 @@ anything runs.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,16 @@ CORE_SAFEGUARD_KEYS = {"disabled", "signatures", "trusted", "max_actions_per_act
                        "max_agents_per_owner", "max_spawn_depth", "max_children_per_agent"}
 
 
+def _sections(mechanisms: tuple[Any, ...]) -> dict[str, tuple[str, Any]]:
+    asm = assembly(mechanisms)
+    return {where: (key, asm.config[key][1])
+            for m in asm.mechanisms for where, key in m.sections.items()}
+
+
 def mechanism_sections(extra: tuple[Any, ...] = ()) -> dict[str, tuple[str, Any]]:
     """Every scenario key a mechanism owns (a top-level key, or `safeguards.<key>`) ->
     (its config key, its default): the standard economy's, and those of `extra` mechanisms."""
-    asm = assembly((*STANDARD, *extra))
-    return {where: (key, asm.config[key][1])
-            for m in asm.mechanisms for where, key in m.sections.items()}
+    return _sections((*STANDARD, *extra)) if extra else SECTIONS
 
 
 def _safeguard_keys(sections: dict[str, Any]) -> set[str]:
@@ -65,7 +70,7 @@ def _safeguard_keys(sections: dict[str, Any]) -> set[str]:
                                   if w.startswith("safeguards.")}
 
 
-SECTIONS = mechanism_sections()
+SECTIONS = _sections(STANDARD)
 SAFEGUARD_KEYS = _safeguard_keys(SECTIONS)  # of the standard economy
 
 
@@ -124,9 +129,9 @@ class Scenario:
     # mechanisms beyond the standard economy's (kernel/mechanism.py), with their sections
     mechanisms: tuple[Any, ...] = ()
 
-    @property
+    @functools.cached_property
     def table(self) -> dict[str, tuple[str, Any]]:
-        return SECTIONS if not self.mechanisms else mechanism_sections(self.mechanisms)
+        return mechanism_sections(self.mechanisms)
 
     def setting(self, where: str) -> Any:
         """What the scenario sets at `where` (a mechanism's key, e.g. `markets` or
@@ -160,11 +165,7 @@ class Scenario:
                                                                  "trusted"}) if k in sg}
         owned = {}  # what the scenario sets of each mechanism's keys, as the kernel takes it
         for where, (key, default) in self.table.items():
-            value = self.setting(where)
-            owned[key] = (bool(value) if isinstance(default, bool) else
-                          tuple(dict(x) if isinstance(x, dict) else x for x in value)
-                          if isinstance(default, tuple) else
-                          dict(value) if isinstance(default, dict) else value)
+            owned[key] = _as_config(self.setting(where), default)
         try:
             return check_config(KernelConfig(
                 seed=self.seed, origin=f"sandbank.lab/{self.name}/seed-{self.seed}",
@@ -178,6 +179,16 @@ class Scenario:
 def _yaml_type(default: Any) -> type:
     """What a scenario writes for a key whose default is `default`."""
     return list if isinstance(default, tuple) else type(default)
+
+
+def _as_config(value: Any, default: Any) -> Any:
+    """A scenario's value as the kernel takes it, by the shape of the key's default: a
+    flag, a tuple (of copied mappings), a copied mapping, or the value itself."""
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, tuple):
+        return tuple(dict(x) if isinstance(x, dict) else x for x in value)
+    return dict(value) if isinstance(default, dict) else value
 
 
 def _plain(default: Any) -> Any:
@@ -208,7 +219,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
                    mechanisms: tuple[Any, ...] = ()) -> Scenario:
     """A scenario from its mapping; `mechanisms`: beyond the standard economy's, whose
     sections it may then set."""
-    table = mechanism_sections(mechanisms) if mechanisms else SECTIONS
+    table = mechanism_sections(mechanisms)
     top = {w: v for w, v in table.items() if "." not in w}
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a mapping of keys to values")

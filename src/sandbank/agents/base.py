@@ -53,14 +53,19 @@ class AsyncAgent(Agent):
 POLICIES: dict[str, type[Agent]] = {}
 
 
-def policy(name: str, *, params: Mapping[str, Any] | None = None) -> Callable[[type[Agent]], type[Agent]]:
+def policy(name: str, *, params: Mapping[str, Any] | None = None,
+           types: Mapping[str, tuple[type, ...]] | None = None
+           ) -> Callable[[type[Agent]], type[Agent]]:
     """Register a policy under `name`, with its parameters and their defaults (a scenario
-    may set only these; anything else is an error naming the parameter)."""
+    may set only these, each of its default's type unless `types` names others; anything
+    else is an error naming the parameter: agents/loader.py)."""
 
     def register(cls: type[Agent]) -> type[Agent]:
-        assert name not in POLICIES, name
+        if POLICIES.get(name, cls) is not cls:
+            raise ValueError(f"a policy named {name!r} is already registered")
         cls.NAME = name  # type: ignore[attr-defined]
         cls.DEFAULTS = dict(params or {})  # type: ignore[attr-defined]
+        cls.TYPES = dict(types or {})  # type: ignore[attr-defined]
         POLICIES[name] = cls
         return cls
 

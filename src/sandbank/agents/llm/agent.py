@@ -64,7 +64,8 @@ def plain(obj: Any) -> Any:
 
 @policy("llm", params={"base_url": "", "model": "", "api_key_env": "OPENAI_API_KEY",
                        "cassette": "", "mode": "live", "tools": DEFAULT_TOOLS,
-                       "system": SYSTEM, "temperature": 0, "max_actions": 5, "timeout": 60})
+                       "system": SYSTEM, "temperature": 0, "max_actions": 5, "timeout": 60},
+        types={"temperature": (int, float), "timeout": (int, float)})
 class LLMAgent(AsyncAgent):
     def _client(self) -> ChatClient:
         if not hasattr(self, "client"):

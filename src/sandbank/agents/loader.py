@@ -1,0 +1,147 @@
+"""Which policy a scenario names, and whether its parameters are what the policy declares.
+
+A scenario's `policy:` is one of
+- a built-in name (`zi_trader`: `sandbank.agents.POLICIES`);
+- an import path, `package.module:Class` (a subclass of `sandbank.agents.Agent`), found on
+  the `--path` folders, then the working directory (as `python -m` would), then the
+  interpreter's path;
+- a name an installed package offers through the `sandbank.policies` entry point group
+  (`[project.entry-points."sandbank.policies"] momentum2 = "mypkg.traders:Momentum"`).
+
+The runner never imports a policy that is not shipped with sandbank: what such a policy
+declares (its parameters, their defaults and types) is asked of a contained agent host
+(agents/hosts.py `describe`), and the policy then runs in hosts unless the scenario says
+`agents: {hosts: 0}` (trusted code only: it then shares the kernel's process).
+
+A policy declares its parameters with `@policy(name, params={...}, types={...})`, or as a
+class attribute `PARAMS = {...}` (and `TYPES`); a parameter's type is its default's unless
+`types` says otherwise (a tuple of types, e.g. `(int, float)`). An unknown or ill-typed
+parameter is an error naming the key, before anything runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+ENTRY_POINTS = "sandbank.policies"
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_TYPE_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict,
+               "NoneType": type(None)}
+
+
+class PolicyError(ValueError):
+    """The policy cannot be found or loaded, or its parameters are wrong."""
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """A resolved policy: what the runner needs to build it in a host or in-process."""
+
+    name: str  # as the scenario wrote it
+    spec: str  # builtin:<name> or module:Class
+    defaults: dict[str, Any] = field(default_factory=dict)
+    types: dict[str, tuple[type, ...]] = field(default_factory=dict)
+    binds: tuple[str, ...] = ()  # what a host must be able to read to import it
+    paths: tuple[str, ...] = ()  # what goes on a host's import path for it
+
+    @property
+    def builtin(self) -> bool:
+        return self.spec.startswith("builtin:")
+
+
+def search_path(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Where user policies are imported from: the given folders, then the working directory."""
+    out = [str(Path(p).resolve()) for p in extra]
+    cwd = os.getcwd()
+    return tuple(dict.fromkeys([*out, cwd]))
+
+
+def offered() -> dict[str, str]:
+    """The policies installed packages offer: name -> import path."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINTS)}
+
+
+def resolve(name: Any, paths: tuple[str, ...] = ()) -> PolicyRef:
+    """`name` as a policy (see the module's docstring); `paths`: the folders to search first
+    (absolute). Raises PolicyError saying what is wrong."""
+    from sandbank.agents.base import POLICIES
+
+    if not isinstance(name, str):
+        raise PolicyError(f"policy must be a name or an import path, got {name!r}")
+    if name in POLICIES:
+        cls = POLICIES[name]
+        return PolicyRef(name, f"builtin:{name}", dict(cls.DEFAULTS),  # type: ignore[attr-defined]
+                         dict(getattr(cls, "TYPES", {})))
+    plugins = offered()
+    spec = plugins.get(name, name)
+    if not _IMPORT_PATH.match(spec):
+        known = sorted({*POLICIES, *plugins})
+        hint = difflib.get_close_matches(name, known, n=1)
+        raise PolicyError(f"unknown policy {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + f"; known: {', '.join(known)}; or give an import path, "
+                            f"package.module:Class")
+    from sandbank.agents.hosts import describe, locate
+
+    module = spec.split(":", 1)[0]
+    where = locate(module, paths)
+    if where is None:
+        raise PolicyError(f"policy {name!r}: no module {module.split('.')[0]!r} on the import path "
+                          f"({', '.join(paths) or 'none'}, then the interpreter's); add its folder "
+                          f"with --path or agents.path")
+    root = str(Path(where).parent)
+    host_paths = tuple(dict.fromkeys([p for p in paths if Path(p).is_dir()
+                                      and p != os.getcwd()] + [root]))
+    binds = (where, *[p for p in host_paths if p != root])
+    doc = describe(spec, host_paths, binds)
+    if "error" in doc:
+        raise PolicyError(str(doc["error"]))
+    defaults = doc.get("defaults")
+    if not isinstance(defaults, dict):
+        raise PolicyError(f"policy {name!r}: its parameters are not a mapping")
+    types = {k: tuple(_TYPE_NAMES.get(t, object) for t in v)
+             for k, v in (doc.get("types") or {}).items()}
+    return PolicyRef(name, spec, defaults, types, binds, host_paths)
+
+
+def _type_ok(value: Any, default: Any, declared: tuple[type, ...] | None) -> bool:
+    if declared:
+        return isinstance(value, declared) and not (isinstance(value, bool) and bool not in declared)
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return type(value) is bool
+    if isinstance(default, int):
+        return type(value) is int
+    if isinstance(default, float):
+        return type(value) in (int, float)
+    if isinstance(default, list | tuple):
+        return isinstance(value, list)
+    return isinstance(value, type(default))
+
+
+def _type_name(default: Any, declared: tuple[type, ...] | None) -> str:
+    if declared:
+        return " or ".join(t.__name__ for t in declared)
+    return "list" if isinstance(default, tuple) else type(default).__name__
+
+
+def check_params(ref: PolicyRef, params: dict[str, Any]) -> dict[str, Any]:
+    """The policy's parameters: its defaults with `params` over them. Raises PolicyError
+    for a key it does not declare, or a value not of the key's type."""
+    for key, value in params.items():
+        if key not in ref.defaults:
+            hint = difflib.get_close_matches(str(key), sorted(ref.defaults), n=1)
+            raise PolicyError(f"unknown parameter {key!r} of policy {ref.name}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                              + f"; it takes: {', '.join(sorted(ref.defaults)) or 'none'}")
+        default, declared = ref.defaults[key], ref.types.get(key)
+        if not _type_ok(value, default, declared):
+            raise PolicyError(f"parameter {key!r} of policy {ref.name} must be "
+                              f"{_type_name(default, declared)}, got {value!r}")
+    return {**ref.defaults, **params}

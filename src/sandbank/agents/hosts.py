@@ -1,0 +1,659 @@
+"""Agent hosts, from the runner's side: contained processes (or Ray actors) that run shards
+of agents, fed observations as data and read back actions as data (agents/host.py is the
+program on the other side).
+
+Containment of a process host, as strong as the machine allows, each measure reported
+(`Containment.report`) and none silently dropped:
+- **network**: a network namespace of its own with nothing in it (bubblewrap's
+  `--unshare-all`, else `unshare --net --map-root-user`), unless the scenario allows it;
+- **filesystem**: an empty root with read-only views of only the code it needs (the Python
+  installation, its site-packages, sandbank's source, the user's policy packages and `--path`
+  folders), a private size-limited working directory, no view of the run folder (its key
+  file), of the log, or of anything else (bubblewrap); without bubblewrap only a private
+  working directory, the rest of the disk stays readable;
+- **identity**: an unprivileged user inside its own user namespace (bubblewrap);
+- **limits**: address space, CPU seconds, open files, file size, set in the host before any
+  user code is imported (agents/host.py);
+- **time**: a per-decision deadline in the host, and the runner's watchdog, which kills a
+  host that has answered nothing for longer than the deadline (plus a grace second).
+- **environment**: empty but for what Python needs (no API keys, no tokens).
+
+Ray hosts (`backend: ray`) are actors: Ray's workers need the network and share Ray's
+object store, so they are *not* contained, and Ray unpickles what an actor returns; the
+report says so. Use them to scale trusted policies across machines.
+
+Why hand-written: the protocol is a few length-prefixed frames over two pipes, and the
+runner must read many hosts at once with a watchdog per host (selectors), never unpickle
+anything a host sends, and bound every frame; no library does exactly that.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pickle
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.machinery import PathFinder
+from pathlib import Path
+from typing import Any
+
+from sandbank.agents.host import HEADER
+
+MAX_ANSWER = 64 << 20  # bytes in one frame from a host; more and the host is killed
+MAX_ACTIONS = 1_000  # actions in one agent's decision; more is an error of that agent
+GRACE = 1.0  # seconds beyond the deadline before the watchdog kills a silent host
+
+
+class HostFailure(Exception):
+    """A host did not answer as the protocol says (crashed, killed, hung, garbled)."""
+
+
+class AgentFailure(Exception):
+    """What became of an agent's decision in a host, other than actions: its exception
+    (`kind` is the exception's type name), a missed deadline, or its host being down."""
+
+    def __init__(self, kind: str, message: str = "") -> None:
+        super().__init__(message or kind)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """What a scenario's `agents` section (and the CLI) say about hosts."""
+
+    hosts: int | None = None  # None: hosts only for policies not shipped with sandbank
+    backend: str = "process"  # process | ray
+    deadline: float = 10.0  # seconds per decision (0: none)
+    memory_mb: int = 2048
+    cpu_seconds: int = 3600
+    open_files: int = 64
+    file_mb: int = 64  # the private working directory's size, and the largest file
+    network: bool = False  # let hosts reach the network (an LLM endpoint, say)
+    paths: tuple[str, ...] = ()  # folders user policies are imported from (readable by hosts)
+    require_containment: bool = False
+    ray_address: str = ""  # "" local (or $RAY_ADDRESS); "auto" an existing cluster
+
+    def limits(self) -> dict[str, int]:
+        return {"memory_mb": self.memory_mb, "cpu_seconds": self.cpu_seconds,
+                "open_files": self.open_files, "file_mb": self.file_mb}
+
+
+# ------------------------------------------------------------------ containment
+
+
+def _code_roots() -> list[str]:
+    """What a host must read to run Python and sandbank: the installation, every
+    site-packages on the path, and the folder sandbank's package sits in."""
+    import sandbank
+
+    roots = {sys.base_prefix, sys.prefix, sys.exec_prefix,
+             str(Path(sandbank.__file__).resolve().parents[1])}
+    for p in sys.path:
+        if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir():
+            roots.add(p)
+    real = {str(Path(r).resolve()) for r in roots if Path(r).exists()}
+    return sorted(roots | real)
+
+
+def locate(module: str, paths: Iterable[str]) -> str | None:
+    """Where the top-level package (or module) of `module` lives, found the way `import`
+    would from `paths` then the interpreter's path, without running any of it."""
+    top = module.split(".", 1)[0]
+    spec = PathFinder.find_spec(top, [*paths, *sys.path[1:]])
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return str(Path(next(iter(spec.submodule_search_locations))).resolve())
+    return str(Path(spec.origin).resolve()) if spec.origin else None
+
+
+def _bind_args(path: str) -> list[str]:
+    return ["--ro-bind", path, path]
+
+
+@dataclass
+class Containment:
+    """How this machine can contain a host: probed once per process."""
+
+    bwrap: str | None
+    unshare: str | None
+    report: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, settings: HostSettings, binds: Iterable[str], workdir: str) -> list[str]:
+        """The command that runs a host (agents/host.py) under this containment."""
+        program = [sys.executable, "-m", "sandbank.agents.host", json.dumps(settings.limits())]
+        if self.bwrap:
+            args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+                    "--uid", "65534", "--gid", "65534"]
+            if settings.network:
+                args.append("--share-net")
+            for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/usr"):
+                p = Path(top)
+                if p.is_symlink():
+                    args += ["--symlink", os.readlink(p), top]
+                elif p.is_dir():
+                    args += _bind_args(top)
+            for etc in ("/etc/ld.so.cache", "/etc/localtime"):
+                args += ["--ro-bind-try", etc, etc]
+            if settings.network:
+                for etc in ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/nsswitch.conf"):
+                    args += ["--ro-bind-try", etc, etc]
+            for path in sorted(set(_code_roots()) | set(binds)):
+                if not path.startswith("/usr/"):
+                    args += _bind_args(path)
+            args += ["--proc", "/proc", "--dev", "/dev",
+                     "--size", str(settings.file_mb << 20), "--tmpfs", "/sandbox",
+                     "--chdir", "/sandbox", "--remount-ro", "/"]
+            return args + program
+        if self.unshare and not settings.network:
+            return [self.unshare, "--net", "--map-root-user", *program]
+        return program
+
+    def cwd(self, workdir: str) -> str | None:
+        return None if self.bwrap else workdir
+
+    def measures(self, settings: HostSettings, backend: str) -> dict[str, str]:
+        """What contains a host of this run: one line per measure, 'NOT contained: ...'
+        where the machine (or the scenario) leaves it open."""
+        if backend == "ray":
+            return {"network": "NOT contained: Ray actors need the network",
+                    "filesystem": "NOT contained: Ray actors see the worker's disk",
+                    "limits": "NOT set: Ray manages its workers' resources",
+                    "deadline": f"{settings.deadline:g} s per shard (Ray's get timeout)",
+                    "channel": "NOT contained: Ray unpickles what an actor returns"}
+        net = ("NOT contained: allowed by the scenario (agents.network)" if settings.network
+               else "own empty network namespace (bubblewrap)" if self.bwrap
+               else "own empty network namespace (unshare)" if self.unshare
+               else "NOT contained: no bubblewrap or unshare on this machine")
+        fs = ("empty root, read-only code, private working directory (bubblewrap)"
+              if self.bwrap else "NOT contained: private working directory only, the disk "
+              "stays readable (install bubblewrap)")
+        return {"network": net, "filesystem": fs,
+                "identity": ("unprivileged user in its own user namespace (bubblewrap)"
+                             if self.bwrap else f"NOT contained: runs as uid {os.getuid()}"),
+                "limits": (f"memory {settings.memory_mb} MB, CPU {settings.cpu_seconds} s, "
+                           f"{settings.open_files} open files, files {settings.file_mb} MB"),
+                "deadline": (f"{settings.deadline:g} s per decision, watchdog kills a host "
+                             f"silent for {settings.deadline + GRACE:g} s"
+                             if settings.deadline else "NOT set: no decision deadline"),
+                "environment": "empty (no variables of the runner's)",
+                "channel": "actions back as JSON only, never unpickled"}
+
+
+def _works(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@functools.cache
+def containment() -> Containment:
+    """Probe what this machine offers (once per process)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap and not _works([bwrap, "--unshare-all", "--uid", "65534", "--gid", "65534",
+                             "--ro-bind", "/", "/", "--", "/bin/true"]):
+        bwrap = None
+    unshare = shutil.which("unshare")
+    if unshare and not _works([unshare, "--net", "--map-root-user", "/bin/true"]):
+        unshare = None
+    return Containment(bwrap, unshare)
+
+
+def uncontained(measures: dict[str, str]) -> list[str]:
+    return [f"{k}: {v}" for k, v in measures.items() if "NOT " in v]
+
+
+def _env(paths: Iterable[str]) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": "/sandbox", "TMPDIR": "/sandbox",
+            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
+            "PYTHONPATH": os.pathsep.join(paths)}
+
+
+# ------------------------------------------------------------------ process hosts
+
+
+class ProcessHost:
+    """One host process and its pipes."""
+
+    def __init__(self, settings: HostSettings, binds: Iterable[str], paths: Iterable[str]) -> None:
+        c = containment()
+        self.settings = settings
+        self.workdir = tempfile.mkdtemp(prefix="sandbank-host-")
+        self.errfile = tempfile.TemporaryFile()
+        paths = list(paths)
+        env = _env(paths)
+        if not c.bwrap:
+            env["HOME"] = env["TMPDIR"] = self.workdir
+        self.proc = subprocess.Popen(
+            c.argv(settings, [*binds, *paths], self.workdir), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.errfile, env=env, cwd=c.cwd(self.workdir),
+            close_fds=True, start_new_session=True)
+        self.buffer = b""
+        self.down: str | None = None
+
+    def send(self, request: Any, timeout: float = 60.0) -> None:
+        """Write a request; a host that does not take it within `timeout` seconds (it
+        stopped reading) is a failure, never a runner blocked for good."""
+        body = pickle.dumps(request, protocol=5)
+        data = memoryview(HEADER.pack(len(body)) + body)
+        assert self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        os.set_blocking(fd, False)
+        end = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_WRITE)
+            while data:
+                try:
+                    data = data[os.write(fd, data[:1 << 20]):]
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError as e:
+                    raise HostFailure(f"the host does not take requests "
+                                      f"({self.exit_reason() or e})") from None
+                left = end - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    raise HostFailure(f"the host took no request for {timeout:g} s")
+
+    def fileno(self) -> int:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.fileno()
+
+    def feed(self) -> list[Any]:
+        """Read what is there; the whole frames it completes, parsed."""
+        chunk = os.read(self.fileno(), 1 << 20)
+        if not chunk:
+            raise HostFailure(f"the host exited ({self.exit_reason()})")
+        self.buffer += chunk
+        out = []
+        while len(self.buffer) >= HEADER.size:
+            (n,) = HEADER.unpack_from(self.buffer)
+            if n > MAX_ANSWER:
+                raise HostFailure(f"the host sent a frame of {n:,} bytes (limit {MAX_ANSWER:,})")
+            if len(self.buffer) < HEADER.size + n:
+                break
+            body, self.buffer = self.buffer[HEADER.size:HEADER.size + n], self.buffer[HEADER.size + n:]
+            try:
+                out.append(json.loads(body))
+            except ValueError:
+                raise HostFailure("the host sent a frame that is not JSON") from None
+        return out
+
+    def request(self, request: Any, timeout: float) -> Any:
+        """Send one request (None: it was sent) and wait for its one answer."""
+        if request is not None:
+            self.send(request)
+        sel = selectors.DefaultSelector()
+        sel.register(self.fileno(), selectors.EVENT_READ)
+        end = time.monotonic() + timeout
+        try:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    raise HostFailure(f"the host did not answer within {timeout:g} s")
+                frames = self.feed()
+                if frames:
+                    return frames[0]
+        finally:
+            sel.close()
+
+    def exit_reason(self) -> str:
+        code = self.proc.poll()
+        if code is None:
+            return ""
+        import signal
+
+        why = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        self.errfile.seek(0, os.SEEK_END)
+        size = self.errfile.tell()
+        self.errfile.seek(max(0, size - 600))
+        tail = self.errfile.read().decode("utf-8", "replace").strip().splitlines()
+        return why + (f"; its last words: {tail[-1][:200]}" if tail else "")
+
+    def kill(self, why: str) -> None:
+        if self.down is None:
+            self.down = why
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send(("stop",))
+                self.proc.wait(timeout=2)
+            except (HostFailure, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:  # unflushed bytes to a dead host
+                    pass
+        self.errfile.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=256)
+def describe(spec: str, paths: tuple[str, ...], binds: tuple[str, ...]) -> dict[str, Any]:
+    """What an outside policy declares (its parameters and their defaults), asked of a
+    contained host, so the runner never imports the user's code itself."""
+    host = ProcessHost(HostSettings(deadline=30, cpu_seconds=60), binds, paths)
+    try:
+        return host.request(("describe", spec, paths), timeout=60)
+    except HostFailure as e:
+        return {"error": f"cannot load policy {spec!r}: {e}"}
+    finally:
+        host.close()
+
+
+# ------------------------------------------------------------------ ray hosts
+
+
+_RAY_ACTOR: Any = None
+
+
+def ray_init(address: str = "") -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise HostFailure("backend ray needs the ray extra: pip install 'sandbank[ray]'") from None
+    if not ray.is_initialized():
+        if address or os.environ.get("RAY_ADDRESS"):
+            ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                     ignore_reinit_error=True, log_to_driver=False)
+    return ray
+
+
+def _ray_actor(ray: Any) -> Any:
+    global _RAY_ACTOR
+    if _RAY_ACTOR is None:
+        @ray.remote(num_cpus=1)
+        class RayAgentHost:
+            def __init__(self) -> None:
+                from sandbank.agents.host import HostCore
+
+                self.core = HostCore()
+
+            def init(self, blob: bytes) -> bytes:
+                setup = pickle.loads(blob)
+                for p in reversed(setup.get("paths", ())):
+                    if p not in sys.path:
+                        sys.path.insert(0, p)
+                return json.dumps(self.core.init(setup)).encode()
+
+            def act(self, blob: bytes) -> bytes:
+                answers: list[Any] = []
+                self.core.act(pickle.loads(blob), answers.append)
+                return json.dumps({"answers": answers, "done": len(answers)}).encode()
+
+        _RAY_ACTOR = RayAgentHost
+    return _RAY_ACTOR
+
+
+class RayHost:
+    def __init__(self, settings: HostSettings) -> None:
+        self.ray = ray_init(settings.ray_address)
+        self.actor = _ray_actor(self.ray).remote()
+        self.settings = settings
+        self.down: str | None = None
+        self.pending: Any = None
+
+    def request_init(self, setup: dict[str, Any], timeout: float) -> Any:
+        try:
+            return json.loads(self.ray.get(self.actor.init.remote(pickle.dumps(setup)),
+                                           timeout=timeout))
+        except Exception as e:  # noqa: BLE001 (Ray raises its own kinds)
+            raise HostFailure(f"the Ray host failed to start its agents: {type(e).__name__}: {e}") from None
+
+    def kill(self, why: str) -> None:
+        if self.down is None:
+            self.down = why
+        try:
+            self.ray.kill(self.actor)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def close(self) -> None:
+        try:
+            self.ray.kill(self.actor)
+        except Exception:  # noqa: BLE001 (already gone)
+            pass
+
+
+# ------------------------------------------------------------------ the pool
+
+
+@dataclass
+class Shard:
+    owner: str
+    agents: list[tuple[int, str, dict[str, Any]]]  # (agent id, policy spec, params)
+
+
+class HostPool:
+    """The hosts of one run: start them, hand each tick's observations out, gather the
+    decisions (from every host at once), and keep a host that failed down (its agents
+    idle; the run goes on, and says so)."""
+
+    def __init__(self, settings: HostSettings, shards: list[Shard], *, seed: int,
+                 directory: dict[int, dict[str, int]], concurrency: int,
+                 binds: Iterable[str] = ()) -> None:
+        self.settings, self.shards = settings, shards
+        self.hosts: list[Any] = []
+        self.values: dict[int, dict[str, int]] = {}
+        self.events: list[str] = []  # what went wrong with hosts, for the console and summary
+        self.host_of: dict[int, int] = {}
+        self._live: dict[int, list[tuple[int, Any]]] = {}  # batches handed out this tick
+        self._out: dict[int, Any] | None = None  # this tick's decisions so far
+        self._sent: dict[int, float] = {}  # when each live batch went out
+        self._refs: dict[int, Any] = {}  # Ray: each live batch's result
+        binds, paths = tuple(binds), tuple(settings.paths)
+        setups = [{"seed": seed, "deadline": settings.deadline, "concurrency": concurrency,
+                   "directory": directory, "agents": shard.agents, "paths": paths}
+                  for shard in shards]
+        answers = []
+        try:
+            if settings.backend == "ray":
+                for setup in setups:
+                    self.hosts.append(RayHost(settings))
+                    answers.append(self.hosts[-1].request_init(setup, timeout=120))
+            else:  # start them all, then wait for each: they import and build in parallel
+                self.hosts = [ProcessHost(settings, binds, paths) for _ in shards]
+                for host, setup in zip(self.hosts, setups, strict=True):
+                    try:
+                        host.send(("init", setup))
+                    except HostFailure as e:
+                        host.kill(str(e))
+                for host in self.hosts:
+                    try:
+                        answers.append(host.down and {"error": host.down}
+                                       or host.request(None, timeout=120))
+                    except HostFailure as e:
+                        answers.append({"error": str(e)})
+        except HostFailure:
+            self.close()
+            raise
+        for i, (shard, answer) in enumerate(zip(shards, answers, strict=True)):
+            if not isinstance(answer, dict) or "error" in answer:
+                self.close()
+                why = answer.get("error") if isinstance(answer, dict) else "not an answer"
+                raise HostFailure(f"host {i} (owner {shard.owner}) could not start its agents: "
+                                  f"{why}")
+            for aid, *_ in shard.agents:
+                self.host_of[aid] = i
+            values = answer.get("values", {})
+            for aid, v in values.items() if isinstance(values, dict) else ():
+                if (aid.isdigit() and self.host_of.get(int(aid)) == i and isinstance(v, dict)
+                        and v and all(type(x) is int for x in v.values())):
+                    self.values[int(aid)] = {str(a): x for a, x in v.items()}
+
+    def decide(self, batches: dict[int, list[tuple[int, Any]]], tick: int) -> dict[int, Any]:
+        """Each host's batch of (agent, observation) -> agent -> list of actions, or an
+        AgentFailure. Every agent of a batch gets an entry."""
+        for i, batch in batches.items():
+            self.begin(i, batch, tick)
+        return self.finish(tick)
+
+    def begin(self, i: int, batch: list[tuple[int, Any]], tick: int) -> None:
+        """Hand host `i` its batch for this tick (it starts deciding at once)."""
+        if self._out is None:  # the tick's first batch
+            self._out, self._sent, self._refs = {}, {}, {}
+        host = self.hosts[i]
+        if host.down is not None:
+            for aid, _ in batch:
+                self._out[aid] = AgentFailure("host down", host.down)
+            return
+        self._live[i] = batch
+        if self.settings.backend == "ray":
+            self._refs[i] = host.actor.act.remote(pickle.dumps(batch, protocol=5))
+            return
+        try:
+            host.send(("act", batch))
+            self._sent[i] = time.monotonic()
+        except HostFailure as e:
+            self._fail(i, str(e), tick, batch, self._out)
+
+    def finish(self, tick: int) -> dict[int, Any]:
+        """Wait for the decisions of every batch handed out since the last `finish`."""
+        live, out = self._live, self._out if self._out is not None else {}
+        self._live, self._out = {}, None
+        if self.settings.backend == "ray":
+            self._finish_ray(live, tick, out)
+        else:
+            self._finish_processes(live, tick, out)
+        return out
+
+    def _fail(self, i: int, why: str, tick: int, batch: list[tuple[int, Any]],
+              out: dict[int, Any]) -> None:
+        host = self.hosts[i]
+        message = f"host {i} (owner {self.shards[i].owner}, {len(self.shards[i].agents)} agents) " \
+                  f"is down from tick {tick}: {why}; its agents idle for the rest of the run"
+        host.kill(why)
+        self.events.append(message)
+        for aid, _ in batch:
+            out.setdefault(aid, AgentFailure("host down", why))
+
+    def _finish_processes(self, live: dict[int, list[tuple[int, Any]]], tick: int,
+                          out: dict[int, Any]) -> None:
+        sel = selectors.DefaultSelector()
+        waiting: dict[int, set[int]] = {}
+        last: dict[int, float] = {}
+        for i, batch in live.items():
+            if i in self._sent:
+                waiting[i] = {aid for aid, _ in batch}
+                last[i] = self._sent[i]
+                sel.register(self.hosts[i].fileno(), selectors.EVENT_READ, i)
+        patience = (self.settings.deadline + GRACE) if self.settings.deadline else None
+        try:
+            while waiting:
+                timeout = None if patience is None else max(
+                    0.0, min(last[i] for i in waiting) + patience - time.monotonic())
+                for key, _ in sel.select(timeout):
+                    i = key.data
+                    try:
+                        finished = False
+                        for frame in self.hosts[i].feed():
+                            if finished:
+                                raise HostFailure("the host sent more than it was asked for")
+                            finished = self._take(i, frame, waiting, out)
+                        last[i] = time.monotonic()
+                    except HostFailure as e:
+                        sel.unregister(key.fileobj)
+                        self._fail(i, str(e), tick, live[i], out)
+                        waiting.pop(i)
+                        continue
+                    if finished:
+                        sel.unregister(key.fileobj)
+                        waiting.pop(i)
+                if patience is not None:
+                    now = time.monotonic()
+                    for i in [i for i in waiting if now - last[i] > patience]:
+                        sel.unregister(self.hosts[i].fileno())
+                        self._fail(i, f"it answered nothing for {patience:g} s (an agent "
+                                      f"defeated its deadline)", tick, live[i], out)
+                        waiting.pop(i)
+        finally:
+            sel.close()
+
+    def _take(self, i: int, frame: Any, waiting: dict[int, set[int]], out: dict[int, Any]) -> bool:
+        """Take one frame of host `i`'s answers; True when it was the tick's last."""
+        if not isinstance(frame, dict) or not isinstance(frame.get("answers"), list):
+            raise HostFailure("the host sent a frame that is not an answer")
+        for a in frame["answers"]:
+            aid = a.get("agent") if isinstance(a, dict) else None
+            # not one of its agents, or a second answer: ignored (and said)
+            if type(aid) is not int or aid not in waiting[i]:
+                if len(self.events) < 100:
+                    self.events.append(f"host {i} answered for agent {aid!r}, which it was not "
+                                       f"asked about (ignored)")
+                continue
+            waiting[i].discard(aid)
+            out[aid] = parse_answer(a)
+        if "done" not in frame:
+            return False
+        for aid in waiting[i]:
+            out[aid] = AgentFailure("no answer", "the host did not answer for this agent")
+        waiting[i].clear()
+        return True
+
+    def _finish_ray(self, live: dict[int, list[tuple[int, Any]]], tick: int,
+                    out: dict[int, Any]) -> None:
+        refs = self._refs
+        ray = self.hosts[next(iter(live))].ray if live else None
+        budget = max(1.0, self.settings.deadline * max((len(b) for b in live.values()), default=1)
+                     + GRACE) if self.settings.deadline else None
+        for i, ref in refs.items():
+            try:
+                frame = json.loads(ray.get(ref, timeout=budget))
+                if not self._take(i, frame, {i: {aid for aid, _ in live[i]}}, out):
+                    raise HostFailure("the Ray host's answer is not complete")
+            except Exception as e:  # noqa: BLE001
+                self._fail(i, f"{type(e).__name__}: {e}"[:300], tick, live[i], out)
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.close()
+
+    def status(self) -> list[dict[str, Any]]:
+        return [{"host": i, "owner": s.owner, "agents": len(s.agents),
+                 "status": "ok" if h.down is None else f"down: {h.down}"}
+                for i, (s, h) in enumerate(zip(self.shards, self.hosts, strict=True))]
+
+
+def parse_answer(a: dict[str, Any]) -> Any:
+    """One agent's answer from a host: its actions (parsed like any action from outside;
+    the runner signs them, so a host's nonce or signature is dropped) or an AgentFailure."""
+    from sandbank.kernel.schema import MalformedAction, action_from_dict
+
+    if a.get("missed"):
+        return AgentFailure("missed deadline", "the agent did not decide in time")
+    if "error" in a:
+        text = str(a["error"])[:300]
+        return AgentFailure(text.split(":", 1)[0][:60] or "error", text)
+    actions = a.get("actions")
+    if not isinstance(actions, list):
+        return AgentFailure("bad answer", "the host's answer holds no list of actions")
+    if len(actions) > MAX_ACTIONS:
+        return AgentFailure("too many actions", f"{len(actions)} actions (limit {MAX_ACTIONS})")
+    parsed = []
+    for d in actions:
+        if not isinstance(d, dict):
+            return AgentFailure("MalformedAction", "an action must be a JSON object")
+        d = {k: v for k, v in d.items() if k not in ("nonce", "signature")}
+        try:
+            parsed.append(action_from_dict(d))
+        except MalformedAction as e:
+            return AgentFailure("MalformedAction", str(e))
+    return parsed

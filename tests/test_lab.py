@@ -36,7 +36,7 @@ def write(tmp_path, data, name="s.yaml"):
     (lambda d: d.update(populaton=d.pop("population")), "unknown key 'populaton'"),
     (lambda d: d["population"][0].update(cuont=2), "unknown key 'cuont' in population[0]"),
     (lambda d: d["population"][0].update(params={"value_hi": 3}),
-     "unknown key 'value_hi' in population[0].params (zi_trader)"),
+     "population[0]: unknown parameter 'value_hi' of policy zi_trader (did you mean 'value_high'?)"),
     (lambda d: d["population"][0].update(policy="zi_trade"), "did you mean 'zi_trader'"),
     (lambda d: d.update(ticks="many"), "ticks must be int"),
     (lambda d: d.update(markets=[{"asset": "GOLD", "quote": "CRD"}]), "both must be in assets"),

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from llm_server import Server, app
+from sandbank.agents.hosts import containment
 from sandbank.lab.runner import run_scenario
 from sandbank.lab.scenario import parse_scenario
 from sandbank.store.sqlite import SQLiteStore
@@ -114,3 +115,29 @@ def test_an_injected_instruction_that_a_model_obeys_is_measured_as_money_it_move
     paid = [orjson.loads(e.body) for e in store.entries() if e.kind == "paid"]
     store.close()
     assert paid and {p["to"] for p in paid} == {4} and {p["actor"] for p in paid} <= {2, 3}
+
+
+@pytest.mark.skipif(not (containment().bwrap or containment().unshare),
+                    reason="no network namespace on this machine")
+def test_llm_agents_in_a_host_reach_the_model_only_if_the_scenario_lets_them(tmp_path):
+    """In a host (agents.hosts: 1) the model is out of reach unless `agents.network` is
+    true, and then the run is the in-process run (same key, same root), the calls still
+    concurrent (`concurrency`) inside the host."""
+    key = tmp_path / "k.key"
+
+    def hosted(url, **agents):
+        sc = scenario("trader", url)
+        return parse_scenario({"name": sc.name, "seed": 2, "ticks": 6, **MARKET,
+                               "population": [{"policy": "market_maker", "count": 1},
+                                              {"policy": "llm", "count": 2, "params": {
+                                                  "base_url": url, "model": "trader"}}],
+                               "concurrency": 2, "agents": {"hosts": 1, **agents}}, "inline")
+
+    with Server() as srv:
+        here = run_scenario(scenario("trader", srv.url), tmp_path / "here", key_file=key)
+        boxed = run_scenario(hosted(srv.url), tmp_path / "boxed", key_file=key)
+        netted = run_scenario(hosted(srv.url, network=True), tmp_path / "net", key_file=key)
+    assert boxed.summary["final"]["llm_failures"] == boxed.summary["final"]["llm_calls"] == 12
+    assert netted.summary["root"] == here.summary["root"]
+    assert netted.summary["agents_ran"]["containment"]["network"].startswith("NOT contained")
+    assert netted.summary["agents_ran"]["hosted"] == 3

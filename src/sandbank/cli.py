@@ -103,7 +103,9 @@ def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = N
                       console=err, transient=True) as bar:
             task = bar.add_task("run", total=sc.ticks)
             result = run_scenario(sc, folder, overwrite=overwrite, key_file=key_file,
-                                  on_tick=lambda done, _: bar.update(task, completed=done))
+                                  on_tick=lambda done, _: bar.update(task, completed=done),
+                                  on_warning=lambda w: err.print(f"[yellow]warning:[/] {w}",
+                                                                 highlight=False))
     except RunError as e:
         _fail(str(e), e.exit_code)
         raise
@@ -126,6 +128,13 @@ def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = N
         for reason, n in sorted(s["rejections"].items(), key=lambda x: -x[1])[:8]:
             r.add_row(reason, str(n))
         out.print(r)
+    ran = s["agents_ran"]
+    if ran["hosted"]:
+        out.print(f"agents: {ran['in_process']} in this process, {ran['hosted']} in "
+                  f"{len(ran['hosts'])} {ran['backend']} host(s)", highlight=False)
+    if s["warnings"]:
+        err.print(f"[yellow]{len(s['warnings'])} warning(s)[/], said as they arose; all in "
+                  f"{folder / 'summary.json'} and the report", highlight=False)
     for key, c in s["success"].items():
         mark = "[green]ok[/]" if c["ok"] else "[red]FAILED[/]"
         out.print(f"  {mark} {key}: required {c['required']}, got {c['actual']} ({c['meaning']})")
@@ -142,6 +151,25 @@ def _end(result) -> None:
         raise typer.Exit(1)
 
 
+PATH_HELP = ("a folder to import user policies from (repeatable; before the working "
+             "directory). A host can read all of it: keep keys and runs elsewhere")
+HOSTS_HELP = ("agent hosts (separate contained processes) to run the population in; 0: all "
+              "in this process (trusted code only); default: the scenario's, else hosts only "
+              "for policies not shipped with sandbank")
+CONTAIN_HELP = "fail, before the run, if any containment measure of the hosts is unavailable"
+
+
+def _agent_overrides(hosts: int | None, require: bool, backend: str | None = None) -> dict:
+    out: dict = {}
+    if hosts is not None:
+        out["hosts"] = hosts
+    if require:
+        out["require_containment"] = True
+    if backend is not None:
+        out["backend"] = backend
+    return out
+
+
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="a scenario file (YAML); see `sandbank scenarios`"),
@@ -151,12 +179,16 @@ def run(
     ticks: int | None = typer.Option(None, min=1, help="override the scenario's ticks"),
     overwrite: bool = typer.Option(False, help="replace an existing run in --out"),
     key_file: Path | None = typer.Option(None, help=KEY_FILE_HELP),
+    path: list[Path] = typer.Option([], "--path", help=PATH_HELP),
+    hosts: int | None = typer.Option(None, min=0, max=256, help=HOSTS_HELP),
+    require_containment: bool = typer.Option(False, help=CONTAIN_HELP),
 ) -> None:
     """Run a scenario; write the log, metrics, a summary and a report to the run folder."""
     from sandbank.lab.scenario import ScenarioError, load_scenario
 
     try:
-        sc = load_scenario(scenario, seed=seed, ticks=ticks)
+        sc = load_scenario(scenario, seed=seed, ticks=ticks, paths=tuple(map(str, path)),
+                           agents=_agent_overrides(hosts, require_containment))
     except ScenarioError as e:
         _fail(str(e))
         raise
@@ -207,13 +239,23 @@ def sweep(
     sweep_file: Path = typer.Argument(..., help="a sweep file (YAML): scenario, seeds, grid"),
     out_dir: Path | None = typer.Option(None, "--out", help="sweep folder (default: runs/sweep-<name>)"),
     workers: int | None = typer.Option(None, min=1, help="parallel runs (default: the file's, or 2)"),
+    backend: str = typer.Option("process", help="process (a local pool) or ray (a local Ray "
+                                "instance, or the cluster at $RAY_ADDRESS)"),
+    path: list[Path] = typer.Option([], "--path", help=PATH_HELP),
+    hosts: int | None = typer.Option(None, min=0, max=256, help=HOSTS_HELP),
+    require_containment: bool = typer.Option(False, help=CONTAIN_HELP),
 ) -> None:
     """Run a grid of scenario parameters × seeds in parallel; write results.csv and a comparison."""
+    from sandbank.agents.hosts import HostFailure
+    from sandbank.lab.runner import RunError
     from sandbank.lab.scenario import ScenarioError
-    from sandbank.lab.sweep import LocalBackend, load_sweep, run_sweep
+    from sandbank.lab.sweep import LocalBackend, RayBackend, load_sweep, run_sweep
 
+    if backend not in ("process", "ray"):
+        _fail(f"--backend must be process or ray, got {backend!r}")
     try:
-        sw = load_sweep(sweep_file)
+        sw = load_sweep(sweep_file, paths=tuple(map(str, path)),
+                        agents=_agent_overrides(hosts, require_containment))
     except ScenarioError as e:
         _fail(str(e))
         raise
@@ -223,8 +265,16 @@ def sweep(
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task("sweep", total=total)
-        rows = run_sweep(sw, folder, LocalBackend(workers or sw.workers),
-                         on_done=lambda done, _: bar.update(task, completed=done))
+        try:
+            rows = run_sweep(sw, folder, RayBackend() if backend == "ray"
+                             else LocalBackend(workers or sw.workers),
+                             on_done=lambda done, _: bar.update(task, completed=done))
+        except RunError as e:
+            _fail(str(e), e.exit_code)
+            raise
+        except HostFailure as e:
+            _fail(str(e))
+            raise
     failed = [r for r in rows if not r["ok"]]
     out.print(f"{len(rows)} runs, {len(rows) - len(failed)} ok; results: "
               f"{folder / 'results.csv'}; comparison: {folder / 'comparison.html'}")
@@ -456,6 +506,8 @@ def serve(
     finally:
         stop.set()
         with box.lock:
+            if econ is not None:
+                econ.close()  # its agent hosts
             k.close()
 
 

@@ -262,6 +262,15 @@ def write_report(run: Path) -> Path:
     population = _table([[g["policy"], g["count"], g["owner"], json.dumps(g["skills"]),
                           json.dumps(g["params"])] for g in summary["population"]],
                         ["policy", "count", "owner", "skills", "parameters"])
+    ran = summary.get("agents_ran") or {}
+    hosting = (f"<p>{ran.get('in_process', 0)} agents in the runner's process, "
+               f"{ran.get('hosted', 0)} in agent hosts ({html.escape(str(ran.get('backend')))})."
+               f"</p>" + (_table([[h["host"], h["owner"], h["agents"], h["status"]]
+                                  for h in ran.get("hosts", [])],
+                                 ["host", "owner", "agents", "status"])
+                          + _table(sorted(ran.get("containment", {}).items()),
+                                   ["containment", "measure"]) if ran.get("hosts") else ""))
+    warnings = "".join(f"<p class='bad'>{html.escape(w)}</p>" for w in summary.get("warnings", []))
     delegation = svg_graph(summary["delegation_edges"], who,
                            "who subcontracts to whom (edge width: contracts)")
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -272,6 +281,7 @@ def write_report(run: Path) -> Path:
 <p class="{'ok' if ok else 'bad'}"><b>{'PASSED' if ok else 'FAILED'}</b> — seed {summary['seed']},
 {summary['agents']} agents, {summary['ticks']} ticks, {summary['entries']:,} log entries,
 log verified: {summary['verified']}, {summary['seconds']} s.</p>
+{warnings}
 <h2>Success criteria</h2>{success}
 <h2>What happened</h2>{''.join(charts)}
 <h2>Alerts</h2>{alerts}
@@ -282,6 +292,7 @@ log verified: {summary['verified']}, {summary['seconds']} s.</p>
 <h2>Delegation graph</h2>{delegation}
 <h2>Richest agents</h2>{richest}
 <h2>Population</h2>{population}
+<h3>Where the agents ran</h3>{hosting}
 <h2>Safeguards and levers</h2><p><code>{html.escape(json.dumps(summary['safeguards']))}</code>
 <code>{html.escape(json.dumps(summary['policy']))}</code></p>
 <h2>Audit</h2><p>Final Merkle root <code>{summary['root']}</code><br>

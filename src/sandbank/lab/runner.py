@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import gc
+import itertools
 import json
 import random
 import time
@@ -65,9 +66,10 @@ class RunResult:
 
 
 def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
-    """Every agent's actions for this tick (or the exception it raised). Agents that wait on
-    something (AsyncAgent: a model, a network) run concurrently, at most `concurrency` at a
-    time; results are used in agent order, so the run stays deterministic."""
+    """Every in-process agent's actions for this tick (or the exception it raised). Agents
+    that wait on something (AsyncAgent: a model, a network) run concurrently, at most
+    `concurrency` at a time; results are used in agent order, so the run stays
+    deterministic."""
     out: dict[int, Any] = {}
     waiting = []
     for agent in agents:
@@ -148,6 +150,51 @@ def review(k: Kernel, after: dict[str, int], overseer: int, tick: int) -> list[A
             if t.status == "open" and t.level in after and tick - t.opened >= after[t.level]]
 
 
+def _hosted(g: Any, settings: Any) -> bool:
+    """Does group `g` run in hosts? By default only policies not shipped with sandbank."""
+    return not g.ref.builtin if settings.hosts is None else settings.hosts > 0
+
+
+def _policy_class(ref: Any) -> type[Agent]:
+    """A policy's class in this process: built-in, or (agents.hosts: 0, trusted code) the
+    user's module imported here."""
+    if ref.builtin:
+        return POLICIES[ref.spec.split(":", 1)[1]]
+    import sys
+
+    from sandbank.agents.host import load_class
+
+    for p in reversed(ref.paths):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    return load_class(ref.spec)
+
+
+def _shards(hosted: list[tuple[int, Any]], hosts: int | None) -> list[Any]:
+    """Hosted agents split into shards. A shard never mixes owners (code in a host can
+    read and steer every agent of that host, so an owner's code shares a host only with
+    its own agents): `hosts` shards if there are at least as many as owners, else one per
+    owner; an owner's share of the hosts follows its share of the agents."""
+    from sandbank.agents.hosts import Shard
+
+    by_owner: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+    for aid, g in hosted:
+        by_owner.setdefault(g.owner, []).append((aid, g.ref.spec, g.params))
+    total = len(hosted)
+    want = max(hosts or 1, len(by_owner))
+    share = {o: max(1, want * len(a) // total) for o, a in by_owner.items()}
+    for o in sorted(by_owner, key=lambda o: -len(by_owner[o])):  # the rest to the largest
+        if sum(share.values()) >= want:
+            break
+        share[o] += 1
+    shards = []
+    for owner, agents in by_owner.items():
+        n = min(share[owner], len(agents))
+        size = -(-len(agents) // n)
+        shards += [Shard(owner, agents[i:i + size]) for i in range(0, len(agents), size)]
+    return shards
+
+
 class LabEconomy:
     """A scenario's economy, one run tick at a time: the population, its keys, the oversight
     engine, the simulated reviewers and the outside's adapters around one kernel. The lab
@@ -174,6 +221,9 @@ class LabEconomy:
         self.t = 0  # run ticks done
         self.errors: dict[str, int] = {}
         self.oversight_seconds = 0.0  # time the monitor took (reported, never used)
+        self.warnings: list[str] = []  # what the run must say (uncontained hosts, a host down)
+        self.error_examples: dict[str, list[str]] = {}  # agent error kind -> first messages
+        self.host_events = 0
         self.oversight = Oversight(sc.oversight) if sc.oversight.enabled else None
         self.monitor = self.overseer = 0
         if store.last_checkpoint() is None:
@@ -193,7 +243,7 @@ class LabEconomy:
         self.adapters = {g["name"]: make_adapter(g.get("adapter", {}), g.get("max_bytes", 4096))
                          for g in sc.setting("gateways")}
         self.metrics = Metrics(self.k, keep_rows=600 if live else None)
-        self.metrics.values = {a.id: v for a in self.agents if (v := a.induced_values())}
+        self.metrics.values = self.induced_values()
         self.setup_ticks = self.k.tick
 
     def _key(self, *label: object) -> SigningKey:
@@ -300,15 +350,105 @@ class LabEconomy:
                            f"({'; '.join(why[:3])})")
 
     def _population(self, ids: list[int], plan: list[tuple[str, Any, SigningKey]]) -> None:
+        """The population's agents: in this process (trusted code), or in agent hosts
+        (agents/hosts.py) as the scenario's `agents` section says."""
         self.ids, self.plan = ids, plan
-        directory = Directory({aid: dict(g.skills) for aid, (_, g, _) in zip(ids, plan, strict=True)})
+        skills = {aid: dict(g.skills) for aid, (_, g, _) in zip(ids, plan, strict=True)}
+        directory = Directory(skills)
+        settings = self.sc.agents
+        hosted = [(aid, g) for aid, (_, g, _) in zip(ids, plan, strict=True)
+                  if _hosted(g, settings)]
+        here = [(aid, g) for aid, (_, g, _) in zip(ids, plan, strict=True)
+                if not _hosted(g, settings)]
+        untrusted = sorted({g.policy for _, g in here if not g.ref.builtin})
+        if untrusted:
+            self.warnings.append(f"policies {', '.join(untrusted)} are not shipped with sandbank "
+                                 f"and run in the kernel's process (agents.hosts: 0): they can "
+                                 f"reach everything the runner holds; run untrusted code in hosts")
         self.agents: list[Agent] = [
-            POLICIES[g.policy](aid, random.Random(f"{self.sc.seed}/agent/{aid}"), g.params, directory)
-            for aid, (_, g, _) in zip(ids, plan, strict=True)]
+            _policy_class(g.ref)(aid, random.Random(f"{self.sc.seed}/agent/{aid}"), g.params,
+                                 directory) for aid, g in here]
+        self.pool = None
+        self.host_of: dict[int, int] = {}
+        self.containment: dict[str, str] = {}
+        if hosted:
+            self._start_hosts(hosted, skills)
+        self.hosted = sorted(self.host_of, key=lambda aid: (self.host_of[aid], aid))
         self.members: dict[str, list[int]] = {}  # population group name -> its agents
         for aid, (_, g, key) in zip(ids, plan, strict=True):
             self.members.setdefault(g.name, []).append(aid)
             self.keys[aid] = key
+
+    def _start_hosts(self, hosted: list[tuple[int, Any]], skills: dict[int, dict[str, int]]) -> None:
+        from sandbank.agents.hosts import HostFailure, HostPool, containment, uncontained
+
+        settings = self.sc.agents
+        self.containment = containment().measures(settings, settings.backend)
+        gaps = uncontained(self.containment)
+        if gaps and settings.require_containment:
+            raise RunError("containment required (--require-containment) but not available: "
+                           + "; ".join(gaps))
+        for gap in gaps:
+            self.warnings.append(f"agent hosts: {gap}")
+        shards = _shards(hosted, settings.hosts)
+        binds = sorted({b for _, g in hosted for b in g.ref.binds})
+        try:
+            self.pool = HostPool(settings, shards, seed=self.sc.seed, directory=skills,
+                                 concurrency=self.sc.concurrency, binds=binds)
+        except HostFailure as e:
+            raise RunError(str(e)) from None
+        for i, shard in enumerate(shards):
+            for aid, *_ in shard.agents:
+                self.host_of[aid] = i
+
+    def _example(self, kind: str, error: Exception) -> None:
+        """Keep the first few distinct messages of each kind of agent error (bounded)."""
+        text = str(error) if hasattr(error, "kind") else f"{type(error).__name__}: {error}"
+        seen = self.error_examples.setdefault(kind, []) if len(self.error_examples) < 20 else []
+        if len(seen) < 3 and text[:300] not in seen:
+            seen.append(text[:300])
+
+    def close(self) -> None:
+        """Stop the agent hosts (the kernel's store is closed by whoever opened it)."""
+        if getattr(self, "pool", None) is not None:
+            self.pool.close()
+
+    def induced_values(self) -> dict[int, dict[str, int]]:
+        out = {a.id: v for a in self.agents if (v := a.induced_values())}
+        if self.pool is not None:
+            out.update(self.pool.values)
+        return dict(sorted(out.items()))
+
+    def decide(self) -> dict[int, Any]:
+        """This tick's decisions of every active agent. Each host gets its batch as soon as
+        its observations are built, and thinks while the in-process agents do."""
+        k = self.k
+        registry = k.state.registry.agents
+        pool = self.pool
+        if pool is not None:
+            # self.hosted is grouped by host, ids ascending in each
+            for i, aids in itertools.groupby(self.hosted, key=self.host_of.__getitem__):
+                batch = [(aid, k.observe(aid)) for aid in aids if registry[aid].status == "active"]
+                if batch:
+                    pool.begin(i, batch, k.tick)
+        active = [a for a in self.agents if registry[a.id].status == "active"]
+        decided = _decide(k, active, self.sc.concurrency)
+        if pool is not None:
+            decided.update(pool.finish(k.tick))
+            if len(pool.events) > self.host_events:
+                self.warnings.extend(pool.events[self.host_events:])
+                self.host_events = len(pool.events)
+        return decided
+
+    def agents_report(self) -> dict[str, Any]:
+        """How the population ran, for the run's summary: in-process or in hosts, and what
+        contained the hosts."""
+        s = self.sc.agents
+        return {"in_process": len(self.agents), "hosted": len(self.hosted),
+                "backend": s.backend if self.pool is not None else "in-process",
+                "hosts": self.pool.status() if self.pool is not None else [],
+                "containment": self.containment,
+                "deadline_seconds": s.deadline if self.pool is not None else None}
 
     def _overseers(self) -> None:
         for o in self.k.state.controls.overseers.values():
@@ -353,18 +493,19 @@ class LabEconomy:
         then the outside's answers, the reviewers and the monitor queue for the next.
         `full_digest`: the tick's checkpoint covers the whole state (a run's last tick)."""
         k, sc, submit, metrics = self.k, self.sc, self.submit, self.metrics
-        registry = k.state.registry.agents
-        active = [a for a in self.agents if registry[a.id].status == "active"]
-        decided = _decide(k, active, sc.concurrency)
-        for agent in active:
-            actions = decided[agent.id]
+        decided = self.decide()
+        for aid in sorted(decided):  # agent order, wherever the agents ran
+            actions = decided[aid]
             if isinstance(actions, Exception):  # an agent's bug is measured, not fatal
-                metrics.agent_errors += 1
-                self.errors[type(actions).__name__] = self.errors.get(type(actions).__name__, 0) + 1
+                kind = getattr(actions, "kind", None) or type(actions).__name__
+                if kind != "host down":  # (said once, in the warnings)
+                    metrics.agent_errors += 1
+                    self.errors[kind] = self.errors.get(kind, 0) + 1
+                    self._example(kind, actions)
                 continue
             for action in actions:
                 # agents act only as themselves, or as the identities they spawned
-                if action.actor != agent.id and self.controller.get(action.actor) != agent.id:
+                if action.actor != aid and self.controller.get(action.actor) != aid:
                     metrics.agent_errors += 1
                     continue
                 submit(action)
@@ -440,10 +581,13 @@ def _check_live_state(k: Kernel) -> None:
 
 def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                  on_tick: Callable[[int, int], None] | None = None,
-                 key_file: Path | None = None) -> RunResult:
+                 key_file: Path | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> RunResult:
     """Run `sc` into the folder `out`. Keys come from the secret in `key_file` (default
     `<out>/run.key`, created with mode 0600 if absent): the same scenario, seed and key file
-    give a byte-identical log."""
+    give a byte-identical log. `on_warning` hears each warning when it arises (a host that
+    is not contained, at the start; a host that went down, at that tick); the summary keeps
+    them all."""
     out = Path(out)
     log_path = out / "log.db"
     if out.exists() and not out.is_dir():
@@ -465,6 +609,15 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     econ.k.log.checkpoint_file = out / CHECKPOINT_FILE
     k, cfg, op_key, metrics = econ.k, econ.k.config, econ.op_key, econ.metrics
     ids, plan, oversight = econ.ids, econ.plan, econ.oversight
+    said = 0
+
+    def say() -> None:
+        nonlocal said
+        if on_warning is not None:
+            for warning in econ.warnings[said:]:
+                on_warning(warning)
+        said = len(econ.warnings)
+
     # The economy's state is millions of long-lived objects without cycles; CPython's full
     # collections rescan them all, which made each tick slower as a run grew (measured at
     # 10,000 agents: 0.94 s -> 1.27 s per tick within 25 ticks; flat 0.82 s without). So
@@ -473,13 +626,16 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        say()
         for t in range(sc.ticks):
             econ.step(full_digest=t == sc.ticks - 1)
+            say()
             if on_tick:
                 on_tick(t + 1, sc.ticks)
             if t % 10 == 9:
                 gc.collect(1)
     finally:
+        econ.close()
         if gc_was_enabled:
             gc.enable()
         gc.collect()
@@ -526,6 +682,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
             (oversight.timings if oversight is not None else {}).items())},
         "final": final, "rejections": metrics.rejections,
         "agent_errors": errors, "interventions": metrics.intervened,
+        "agent_error_examples": econ.error_examples,
+        "agents_ran": econ.agents_report(), "warnings": econ.warnings,
         "oversight": sc.oversight.enabled, "alerts": metrics.alerts, "trips": metrics.trips,
         "wealth": {"asset": fee_asset, "lorenz": lorenz([w for w, _ in wealth]),
                    "top": [[aid, group_of.get(aid, f"spawned by {k.state.registry.lineage_root(aid)}"),

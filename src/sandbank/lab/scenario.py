@@ -37,7 +37,8 @@ import sandbank.agents.learning  # noqa: F401  (registers the learning policies)
 import sandbank.agents.llm  # noqa: F401  (registers the llm policy)
 import sandbank.agents.scripted  # noqa: F401  (registers the policies)
 import sandbank.economy  # noqa: F401  (registers every action kind)
-from sandbank.agents.base import POLICIES
+from sandbank.agents.hosts import HostSettings
+from sandbank.agents.loader import PolicyError, PolicyRef, check_params, resolve, search_path
 from sandbank.economy import STANDARD, assembly, check_config
 from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, Action, MalformedAction, action_from_dict
 from sandbank.kernel.sequencer import ConfigError, KernelConfig
@@ -102,6 +103,51 @@ class Group:
     name: str = ""
     skills: dict[str, int] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    ref: PolicyRef | None = None  # the resolved policy (agents/loader.py)
+
+
+# what a scenario's `agents` section may say: how the population runs (agents/hosts.py)
+AGENTS_KEYS = {"hosts": (int, type(None)), "backend": str, "deadline": (int, float),
+               "memory_mb": int, "cpu_seconds": int, "open_files": int, "file_mb": int,
+               "network": bool, "path": list, "require_containment": bool, "ray_address": str}
+BACKENDS = ("process", "ray")
+
+
+def parse_agents(data: Any, source: str, base: Path, paths: tuple[str, ...] = ()) -> HostSettings:
+    """The `agents` section: hosts (None: only policies not shipped with sandbank run in
+    hosts; 0: every agent in the runner's process; N: every agent in N hosts at least),
+    backend, limits, the import path (`path`, relative to the scenario file; `paths` from
+    the command line come first)."""
+    _typed(data, dict, "agents", source)
+    _check_keys(data, set(AGENTS_KEYS), "agents", source)
+    for key, typ in AGENTS_KEYS.items():
+        if key in data:
+            _typed(data[key], typ, f"agents.{key}", source)
+    if data.get("backend", "process") not in BACKENDS:
+        raise ScenarioError(f"{source}: agents.backend must be one of {', '.join(BACKENDS)}, "
+                            f"got {data['backend']!r}")
+    for key in ("memory_mb", "cpu_seconds", "open_files", "file_mb"):
+        if key in data and data[key] < 1:
+            raise ScenarioError(f"{source}: agents.{key} must be >= 1, got {data[key]}")
+    if isinstance(data.get("hosts"), bool) or (data.get("hosts") is not None
+                                               and not 0 <= data["hosts"] <= 256):
+        raise ScenarioError(f"{source}: agents.hosts must be within 0..256, got {data['hosts']}")
+    if data.get("deadline", 0) < 0:
+        raise ScenarioError(f"{source}: agents.deadline must be >= 0 seconds (0: none)")
+    own = []
+    for i, p in enumerate(data.get("path", [])):
+        _typed(p, str, f"agents.path[{i}]", source)
+        folder = (base / p).resolve()
+        if not folder.is_dir():
+            raise ScenarioError(f"{source}: agents.path[{i}]: no folder at {folder}")
+        own.append(str(folder))
+    for p in paths:
+        if not Path(p).is_dir():
+            raise ScenarioError(f"--path {p}: no such folder")
+    fields = {k: v for k, v in data.items() if k != "path"}
+    if "deadline" in fields:
+        fields["deadline"] = float(fields["deadline"])
+    return HostSettings(**fields, paths=search_path((*paths, *own)))
 
 
 @dataclass
@@ -118,6 +164,7 @@ class Scenario:
     safeguards: dict[str, Any] = field(default_factory=dict)
     success: dict[str, int] = field(default_factory=dict)
     concurrency: int = 8  # agents waiting on a model (or a network) at once
+    agents: HostSettings = field(default_factory=HostSettings)  # how the population runs
     interventions: list[dict[str, Any]] = field(default_factory=list)
     oversight: Any = None  # oversight.engine.OversightConfig (parsed from a mapping)
     redteam: dict[str, Any] = field(default_factory=dict)  # what it attacks (lab/redteam.py)
@@ -216,9 +263,11 @@ MAX_SEED = 2**53 - 1  # the seed is logged: it must stay exact in the canonical 
 
 
 def parse_scenario(data: Any, source: str = "<scenario>", *,
-                   mechanisms: tuple[Any, ...] = ()) -> Scenario:
+                   mechanisms: tuple[Any, ...] = (), paths: tuple[str, ...] = (),
+                   base: Path | None = None) -> Scenario:
     """A scenario from its mapping; `mechanisms`: beyond the standard economy's, whose
-    sections it may then set."""
+    sections it may then set; `paths`: folders to import user policies from (before the
+    scenario's `agents.path`, which is relative to `base`, default: the working directory)."""
     table = mechanism_sections(mechanisms)
     top = {w: v for w, v in table.items() if "." not in w}
     if not isinstance(data, dict):
@@ -236,6 +285,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
                      ("safeguards", dict), ("success", dict), ("population", list),
                      ("concurrency", int), ("interventions", list), ("oversight", dict),
                      ("redteam", dict), ("roles", dict), ("certificates", dict),
+                     ("agents", dict),
                      *((w, _yaml_type(d)) for w, (_, d) in top.items())):
         if key in data:
             _typed(data[key], typ, key, source)
@@ -255,6 +305,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
         if o.get("kind", "organisation") not in ("human", "organisation"):
             raise ScenarioError(f"{source}: owners[{i}].kind must be human or organisation")
     owner_names = [o["name"] for o in owners]
+    settings = parse_agents(data.get("agents", {}), source, base or Path.cwd(), paths)
     groups = []
     if not data["population"]:
         raise ScenarioError(f"{source}: population is empty")
@@ -264,14 +315,12 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
         _check_keys(g, set(Group.__dataclass_fields__), where, source)
         if "policy" not in g:
             raise ScenarioError(f"{source}: {where} needs a policy")
-        cls = POLICIES.get(g["policy"])
-        if cls is None:
-            hint = difflib.get_close_matches(str(g["policy"]), sorted(POLICIES), n=1)
-            raise ScenarioError(f"{source}: {where}: unknown policy {g['policy']!r}"
-                                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                                + f"; known: {', '.join(sorted(POLICIES))}")
         params = _typed(g.get("params", {}), dict, f"{where}.params", source)
-        _check_keys(params, set(cls.DEFAULTS), f"{where}.params ({g['policy']})", source)
+        try:
+            ref = resolve(g["policy"], settings.paths)
+            params = check_params(ref, params)
+        except PolicyError as e:
+            raise ScenarioError(f"{source}: {where}: {e}") from None
         count = _typed(g.get("count", 1), int, f"{where}.count", source)
         if not 1 <= count <= 100_000:
             raise ScenarioError(f"{source}: {where}.count must be within 1..100000")
@@ -282,8 +331,9 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
         skills = _typed(g.get("skills", {}), dict, f"{where}.skills", source)
         groups.append(Group(policy=g["policy"], count=count, owner=owner,
                             name=g.get("name", g["policy"]), skills=dict(skills),
-                            params={**cls.DEFAULTS, **params}))
-    fields = {k: v for k, v in data.items() if k != "population" and k not in top}
+                            params=params, ref=ref))
+    fields = {k: v for k, v in data.items() if k not in ("population", "agents") and k not in top}
+    fields["agents"] = settings
     fields["sections"] = {k: v for k, v in data.items() if k in top}
     fields["mechanisms"] = tuple(mechanisms)
     fields["owners"] = owners
@@ -375,14 +425,25 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ScenarioError(f"cannot read the {what} file {path}: {e}") from None
 
 
-def load_scenario(path: str | Path, *, seed: int | None = None,
-                  ticks: int | None = None) -> Scenario:
-    """A scenario file, with `seed` and `ticks` overridden (and checked like the file's)."""
+def with_agents(data: Any, agents: dict[str, Any] | None) -> Any:
+    """A scenario's mapping with `agents` settings (from the command line) over its own."""
+    if not agents or not isinstance(data, dict):
+        return data
+    own = data.get("agents", {})
+    return {**data, "agents": {**own, **agents} if isinstance(own, dict) else own}
+
+
+def load_scenario(path: str | Path, *, seed: int | None = None, ticks: int | None = None,
+                  paths: tuple[str, ...] = (), agents: dict[str, Any] | None = None) -> Scenario:
+    """A scenario file, with `seed` and `ticks` overridden (and checked like the file's);
+    `paths`: folders to import user policies from; `agents`: settings of its `agents`
+    section to override (`{"hosts": 2}`)."""
     path = Path(path)
-    data = read_yaml(path, "scenario")
+    data = with_agents(read_yaml(path, "scenario"), agents)
     if isinstance(data, dict) and seed is not None:
         data = {**data, "seed": seed}
-    sc = parse_scenario(data, str(path) + (" (with --seed)" if seed is not None else ""))
+    sc = parse_scenario(data, str(path) + (" (with --seed)" if seed is not None else ""),
+                        paths=paths, base=path.resolve().parent)
     sc.source = str(path)
     if ticks is not None:  # shorter than scheduled interventions: those never come
         if type(ticks) is not int or not 1 <= ticks <= MAX_TICKS:

@@ -11,8 +11,8 @@
 Every grid key must name something the scenario has (or a known optional section), else
 the sweep fails before running, naming the key. Each run writes its own folder; the sweep
 writes `results.csv` (one row per run) and `comparison.html` (means per configuration).
-The execution backend is an interface: `LocalBackend` runs a process pool here; a Ray
-backend can implement the same `map`.
+The execution backend is an interface (`map`): `LocalBackend` runs a process pool here,
+`RayBackend` a local Ray instance or a cluster (`sandbank sweep --backend ray`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sandbank.lab.scenario import ScenarioError, parse_scenario, read_yaml
+from sandbank.lab.scenario import ScenarioError, parse_scenario, read_yaml, with_agents
 
 SWEEP_KEYS = {"scenario", "seeds", "grid", "metrics", "workers", "ticks"}
 
@@ -53,6 +53,24 @@ class LocalBackend:
             yield from pool.map(fn, items)
 
 
+class RayBackend:
+    """Runs on Ray (the `ray` extra): a local instance, or the cluster at `address`
+    ("auto", or ray://host:10001; also $RAY_ADDRESS). Each run is a task of one CPU; the
+    results come back in the grid's order, so the table is the process pool's."""
+
+    def __init__(self, address: str = "") -> None:
+        self.address = address
+
+    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        from sandbank.agents.hosts import ray_init
+
+        ray = ray_init(self.address)
+        remote = ray.remote(num_cpus=1)(fn)
+        refs = [remote.remote(item) for item in items]
+        for ref in refs:
+            yield ray.get(ref)
+
+
 @dataclass
 class Sweep:
     scenario: dict[str, Any]
@@ -63,6 +81,8 @@ class Sweep:
     workers: int
     ticks: int | None
     source: str
+    paths: tuple[str, ...] = ()  # folders user policies are imported from (--path)
+    agents: dict[str, Any] | None = None  # `agents` settings over the scenario's (--hosts)
 
     def configurations(self) -> list[dict[str, Any]]:
         keys = sorted(self.grid)
@@ -106,7 +126,9 @@ def apply_config(sc: dict[str, Any], config: dict[str, Any], seed: int, source: 
     return doc
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, *, paths: tuple[str, ...] = (),
+               agents: dict[str, Any] | None = None) -> Sweep:
+    """A sweep file; `paths` and `agents` as for `load_scenario`."""
     path = Path(path)
     data = read_yaml(path, "sweep")
     if not isinstance(data, dict):
@@ -120,7 +142,7 @@ def load_sweep(path: str | Path) -> Sweep:
     sc_path = (path.parent / data["scenario"]).resolve()
     if not sc_path.is_file():
         raise ScenarioError(f"{path}: scenario {data['scenario']!r} not found at {sc_path}")
-    scenario = read_yaml(sc_path, "scenario")
+    scenario = with_agents(read_yaml(sc_path, "scenario"), agents)
     seeds = data.get("seeds", [scenario.get("seed", 0)])
     grid = data.get("grid", {})
     if not isinstance(seeds, list) or not all(type(s) is int for s in seeds) or not seeds:
@@ -128,18 +150,21 @@ def load_sweep(path: str | Path) -> Sweep:
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ScenarioError(f"{path}: grid maps dotted keys to non-empty lists of values")
     sweep = Sweep(scenario, sc_path, seeds, grid, list(data.get("metrics", [])),
-                  int(data.get("workers", 2)), data.get("ticks"), str(path))
+                  int(data.get("workers", 2)), data.get("ticks"), str(path),
+                  tuple(str(Path(p).resolve()) for p in paths), agents)
     for config in sweep.configurations():  # every combination must be a valid scenario
         doc = apply_config(scenario, config, seeds[0], str(path))
-        parse_scenario(doc, f"{path} (grid {json.dumps(config)})")
+        parse_scenario(doc, f"{path} (grid {json.dumps(config)})", paths=sweep.paths,
+                       base=sc_path.parent)
     return sweep
 
 
-def _run_one(job: tuple[dict[str, Any], str, str, int | None, str]) -> dict[str, Any]:
+def _run_one(job: tuple[dict[str, Any], str, str, int | None, str, tuple[str, ...]]
+             ) -> dict[str, Any]:
     from sandbank.lab.runner import run_scenario
 
-    doc, source, out, ticks, key_file = job
-    sc = parse_scenario(doc, source)
+    doc, source, out, ticks, key_file, paths = job
+    sc = parse_scenario(doc, source, paths=paths, base=Path(source).parent)
     if ticks:
         sc.ticks = ticks
     result = run_scenario(sc, Path(out), overwrite=True, key_file=Path(key_file))
@@ -166,7 +191,8 @@ def run_sweep(sweep: Sweep, out: Path, backend: Backend | None = None,
         for seed in sweep.seeds:
             doc = apply_config(sweep.scenario, config, seed, sweep.source)
             folder = out / f"config{ci}-seed{seed}"
-            jobs.append((doc, f"{sweep.scenario_path}", str(folder), sweep.ticks, str(key_file)))
+            jobs.append((doc, f"{sweep.scenario_path}", str(folder), sweep.ticks, str(key_file),
+                         sweep.paths))
             meta.append((ci, config, seed, folder))
     backend = backend or LocalBackend(sweep.workers)
     rows = []

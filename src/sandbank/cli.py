@@ -450,7 +450,8 @@ def serve(
 
             try:
                 sc = load_scenario(scenario)
-                econ = LabEconomy(sc, store, secret, signatures=True, live=True)
+                econ = LabEconomy(sc, store, secret, signatures=True, live=True,
+                                  private=(key_file,))
             except (ScenarioError, RunError) as e:
                 _fail(str(e))
             k = econ.k

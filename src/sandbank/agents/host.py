@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import copyreg
+import dataclasses
 import json
 import os
 import pickle
@@ -43,6 +44,8 @@ import time
 from types import MappingProxyType
 from typing import Any
 
+from sandbank.kernel.observation import AccountView, Observation
+
 HEADER = struct.Struct(">I")
 
 
@@ -52,6 +55,18 @@ def proxy(d: dict[Any, Any]) -> MappingProxyType:
 
 
 copyreg.pickle(MappingProxyType, lambda m: (proxy, (dict(m),)))
+
+
+def _by_fields(cls: type) -> None:
+    """Pickle a frozen slotted dataclass as its constructor and field values: about half
+    the cost of the default state-dict reduction, both ways (observations go to hosts
+    every tick)."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    copyreg.pickle(cls, lambda o: (cls, tuple(getattr(o, n) for n in names)))
+
+
+for _cls in (Observation, AccountView):
+    _by_fields(_cls)
 MAX_REQUEST = 1 << 31
 
 
@@ -216,9 +231,9 @@ def _answer(aid: int, actions: Any) -> dict[str, Any]:
 
 
 def _add_paths(paths: Any) -> None:
-    for p in reversed(list(paths)):
-        if p not in sys.path:
-            sys.path.insert(0, p)
+    """The user's folders, after the standard library and site-packages: a user module
+    named like one of those is never imported in its place."""
+    sys.path += [p for p in paths if isinstance(p, str) and p not in sys.path]
 
 
 def _read_exact(f: Any, n: int) -> bytes:

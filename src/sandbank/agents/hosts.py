@@ -89,7 +89,7 @@ class HostSettings:
 # ------------------------------------------------------------------ containment
 
 
-def _code_roots() -> list[str]:
+def code_roots() -> list[str]:
     """What a host must read to run Python and sandbank: the installation, every
     site-packages on the path, and the folder sandbank's package sits in."""
     import sandbank
@@ -129,7 +129,9 @@ class Containment:
 
     def argv(self, settings: HostSettings, binds: Iterable[str], workdir: str) -> list[str]:
         """The command that runs a host (agents/host.py) under this containment."""
-        program = [sys.executable, "-m", "sandbank.agents.host", json.dumps(settings.limits())]
+        # -P: no working directory on the path; -s: no user site-packages
+        program = [sys.executable, "-P", "-s", "-m", "sandbank.agents.host",
+                   json.dumps(settings.limits())]
         if self.bwrap:
             args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
                     "--uid", "65534", "--gid", "65534"]
@@ -146,15 +148,16 @@ class Containment:
             if settings.network:
                 for etc in ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/nsswitch.conf"):
                     args += ["--ro-bind-try", etc, etc]
-            for path in sorted(set(_code_roots()) | set(binds)):
+            for path in sorted(set(code_roots()) | set(binds)):
                 if not path.startswith("/usr/"):
                     args += _bind_args(path)
-            args += ["--proc", "/proc", "--dev", "/dev",
+            args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
                      "--size", str(settings.file_mb << 20), "--tmpfs", "/sandbox",
                      "--chdir", "/sandbox", "--remount-ro", "/"]
             return args + program
         if self.unshare and not settings.network:
-            return [self.unshare, "--net", "--map-root-user", *program]
+            return [self.unshare, "--net", "--pid", "--fork", "--kill-child", "--mount",
+                    "--mount-proc", "--map-root-user", *program]
         return program
 
     def cwd(self, workdir: str) -> str | None:
@@ -176,15 +179,22 @@ class Containment:
         fs = ("empty root, read-only code, private working directory (bubblewrap)"
               if self.bwrap else "NOT contained: private working directory only, the disk "
               "stays readable (install bubblewrap)")
+        isolated = self.bwrap or (self.unshare and not settings.network)
+        how = "bubblewrap" if self.bwrap else "unshare"
         return {"network": net, "filesystem": fs,
                 "identity": ("unprivileged user in its own user namespace (bubblewrap)"
-                             if self.bwrap else f"NOT contained: runs as uid {os.getuid()}"),
+                             if self.bwrap else "own user namespace (unshare)" if isolated
+                             else f"NOT contained: runs as the runner's user (uid {os.getuid()})"),
+                "processes": (f"own process namespace ({how}): the runner is out of sight"
+                              if isolated else "NOT contained: it can read the runner's memory "
+                              "and environment through /proc and signal it"),
                 "limits": (f"memory {settings.memory_mb} MB, CPU {settings.cpu_seconds} s, "
                            f"{settings.open_files} open files, files {settings.file_mb} MB"),
                 "deadline": (f"{settings.deadline:g} s per decision, watchdog kills a host "
                              f"silent for {settings.deadline + GRACE:g} s"
                              if settings.deadline else "NOT set: no decision deadline"),
-                "environment": "empty (no variables of the runner's)",
+                "environment": ("empty (no variables of the runner's)" if isolated else
+                                "NOT contained: empty, but the runner's is readable in /proc"),
                 "channel": "actions back as JSON only, never unpickled"}
 
 
@@ -203,7 +213,8 @@ def containment() -> Containment:
                              "--ro-bind", "/", "/", "--", "/bin/true"]):
         bwrap = None
     unshare = shutil.which("unshare")
-    if unshare and not _works([unshare, "--net", "--map-root-user", "/bin/true"]):
+    if unshare and not _works([unshare, "--net", "--pid", "--fork", "--kill-child", "--mount",
+                               "--mount-proc", "--map-root-user", "/bin/true"]):
         unshare = None
     return Containment(bwrap, unshare)
 
@@ -212,10 +223,12 @@ def uncontained(measures: dict[str, str]) -> list[str]:
     return [f"{k}: {v}" for k, v in measures.items() if "NOT " in v]
 
 
-def _env(paths: Iterable[str]) -> dict[str, str]:
+def _env() -> dict[str, str]:
+    """A host's whole environment. No PYTHONPATH: the user's folders go on the import path
+    after the standard library and site-packages, once the limits are set (agents/host.py),
+    so a user's `resource.py` or `json.py` shadows nothing."""
     return {"PATH": "/usr/bin:/bin", "HOME": "/sandbox", "TMPDIR": "/sandbox",
-            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
-            "PYTHONPATH": os.pathsep.join(paths)}
+            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
 
 
 # ------------------------------------------------------------------ process hosts
@@ -224,17 +237,18 @@ def _env(paths: Iterable[str]) -> dict[str, str]:
 class ProcessHost:
     """One host process and its pipes."""
 
-    def __init__(self, settings: HostSettings, binds: Iterable[str], paths: Iterable[str]) -> None:
+    def __init__(self, settings: HostSettings, binds: Iterable[str]) -> None:
+        """`binds`: what the host must read beyond Python and sandbank (the user's policy
+        packages and --path folders); nothing else of the disk is in its view."""
         c = containment()
         self.settings = settings
         self.workdir = tempfile.mkdtemp(prefix="sandbank-host-")
         self.errfile = tempfile.TemporaryFile()
-        paths = list(paths)
-        env = _env(paths)
+        env = _env()
         if not c.bwrap:
             env["HOME"] = env["TMPDIR"] = self.workdir
         self.proc = subprocess.Popen(
-            c.argv(settings, [*binds, *paths], self.workdir), stdin=subprocess.PIPE,
+            c.argv(settings, list(binds), self.workdir), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.errfile, env=env, cwd=c.cwd(self.workdir),
             close_fds=True, start_new_session=True)
         self.buffer = b""
@@ -284,7 +298,7 @@ class ProcessHost:
             body, self.buffer = self.buffer[HEADER.size:HEADER.size + n], self.buffer[HEADER.size + n:]
             try:
                 out.append(json.loads(body))
-            except ValueError:
+            except (ValueError, RecursionError):  # (nested past the decoder's depth)
                 raise HostFailure("the host sent a frame that is not JSON") from None
         return out
 
@@ -322,18 +336,26 @@ class ProcessHost:
     def kill(self, why: str) -> None:
         if self.down is None:
             self.down = why
-        if self.proc.poll() is None:
-            self.proc.kill()
+        self._kill()
+
+    def _kill(self) -> None:
+        """The host and whatever it started (its own session: start_new_session)."""
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.proc.wait()
 
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.send(("stop",))
+                self.send(("stop",), timeout=2)
                 self.proc.wait(timeout=2)
             except (HostFailure, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+                pass
+        self._kill()
         for f in (self.proc.stdin, self.proc.stdout):
             if f is not None:
                 try:
@@ -348,7 +370,7 @@ class ProcessHost:
 def describe(spec: str, paths: tuple[str, ...], binds: tuple[str, ...]) -> dict[str, Any]:
     """What an outside policy declares (its parameters and their defaults), asked of a
     contained host, so the runner never imports the user's code itself."""
-    host = ProcessHost(HostSettings(deadline=30, cpu_seconds=60), binds, paths)
+    host = ProcessHost(HostSettings(deadline=30, cpu_seconds=60), binds)
     try:
         return host.request(("describe", spec, paths), timeout=60)
     except HostFailure as e:
@@ -389,9 +411,7 @@ def _ray_actor(ray: Any) -> Any:
 
             def init(self, blob: bytes) -> bytes:
                 setup = pickle.loads(blob)
-                for p in reversed(setup.get("paths", ())):
-                    if p not in sys.path:
-                        sys.path.insert(0, p)
+                sys.path += [p for p in setup.get("paths", ()) if p not in sys.path]
                 return json.dumps(self.core.init(setup)).encode()
 
             def act(self, blob: bytes) -> bytes:
@@ -437,6 +457,17 @@ class RayHost:
 
 
 @dataclass
+class _Live:
+    """A host's open business this tick: the agents it owes an answer, the batches it has
+    not finished, when it last showed progress (Ray: the pending results)."""
+
+    agents: set[int] = field(default_factory=set)
+    requests: int = 0
+    last: float = 0.0
+    refs: list[Any] = field(default_factory=list)
+
+
+@dataclass
 class Shard:
     owner: str
     agents: list[tuple[int, str, dict[str, Any]]]  # (agent id, policy spec, params)
@@ -449,45 +480,48 @@ class HostPool:
 
     def __init__(self, settings: HostSettings, shards: list[Shard], *, seed: int,
                  directory: dict[int, dict[str, int]], concurrency: int,
-                 binds: Iterable[str] = ()) -> None:
+                 binds: Iterable[str] = (), paths: Iterable[str] = ()) -> None:
+        """`binds`: what the hosts may read beyond Python and sandbank; `paths`: what they
+        import user policies from (agents/loader.py PolicyRef)."""
         self.settings, self.shards = settings, shards
         self.hosts: list[Any] = []
         self.values: dict[int, dict[str, int]] = {}
         self.events: list[str] = []  # what went wrong with hosts, for the console and summary
         self.host_of: dict[int, int] = {}
-        self._live: dict[int, list[tuple[int, Any]]] = {}  # batches handed out this tick
+        self._live: dict[int, _Live] = {}  # what each host was asked this tick
         self._out: dict[int, Any] | None = None  # this tick's decisions so far
-        self._sent: dict[int, float] = {}  # when each live batch went out
-        self._refs: dict[int, Any] = {}  # Ray: each live batch's result
-        binds, paths = tuple(binds), tuple(settings.paths)
+        try:
+            self._start(shards, tuple(binds), tuple(paths), seed, directory, concurrency)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, shards: list[Shard], binds: tuple[str, ...], paths: tuple[str, ...],
+               seed: int, directory: dict[int, dict[str, int]], concurrency: int) -> None:
+        settings = self.settings
         setups = [{"seed": seed, "deadline": settings.deadline, "concurrency": concurrency,
                    "directory": directory, "agents": shard.agents, "paths": paths}
                   for shard in shards]
-        answers = []
-        try:
-            if settings.backend == "ray":
-                for setup in setups:
-                    self.hosts.append(RayHost(settings))
-                    answers.append(self.hosts[-1].request_init(setup, timeout=120))
-            else:  # start them all, then wait for each: they import and build in parallel
-                self.hosts = [ProcessHost(settings, binds, paths) for _ in shards]
-                for host, setup in zip(self.hosts, setups, strict=True):
-                    try:
-                        host.send(("init", setup))
-                    except HostFailure as e:
-                        host.kill(str(e))
-                for host in self.hosts:
-                    try:
-                        answers.append(host.down and {"error": host.down}
-                                       or host.request(None, timeout=120))
-                    except HostFailure as e:
-                        answers.append({"error": str(e)})
-        except HostFailure:
-            self.close()
-            raise
+        answers: list[Any] = []
+        if settings.backend == "ray":
+            for setup in setups:
+                self.hosts.append(RayHost(settings))
+                answers.append(self.hosts[-1].request_init(setup, timeout=120))
+        else:  # start them all, then wait for each: they import and build in parallel
+            self.hosts = [ProcessHost(settings, binds) for _ in shards]
+            for host, setup in zip(self.hosts, setups, strict=True):
+                try:
+                    host.send(("init", setup))
+                except HostFailure as e:
+                    host.kill(str(e))
+            for host in self.hosts:
+                try:
+                    answers.append(host.down and {"error": host.down}
+                                   or host.request(None, timeout=120))
+                except HostFailure as e:
+                    answers.append({"error": str(e)})
         for i, (shard, answer) in enumerate(zip(shards, answers, strict=True)):
             if not isinstance(answer, dict) or "error" in answer:
-                self.close()
                 why = answer.get("error") if isinstance(answer, dict) else "not an answer"
                 raise HostFailure(f"host {i} (owner {shard.owner}) could not start its agents: "
                                   f"{why}")
@@ -495,8 +529,9 @@ class HostPool:
                 self.host_of[aid] = i
             values = answer.get("values", {})
             for aid, v in values.items() if isinstance(values, dict) else ():
-                if (aid.isdigit() and self.host_of.get(int(aid)) == i and isinstance(v, dict)
-                        and v and all(type(x) is int for x in v.values())):
+                if (aid.isascii() and aid.isdigit() and self.host_of.get(int(aid)) == i
+                        and isinstance(v, dict) and v
+                        and all(type(x) is int for x in v.values())):
                     self.values[int(aid)] = {str(a): x for a, x in v.items()}
 
     def decide(self, batches: dict[int, list[tuple[int, Any]]], tick: int) -> dict[int, Any]:
@@ -507,23 +542,27 @@ class HostPool:
         return self.finish(tick)
 
     def begin(self, i: int, batch: list[tuple[int, Any]], tick: int) -> None:
-        """Hand host `i` its batch for this tick (it starts deciding at once)."""
+        """Hand host `i` a batch of this tick (it starts deciding at once; a host may get
+        several batches a tick, so it thinks while the runner builds the next)."""
         if self._out is None:  # the tick's first batch
-            self._out, self._sent, self._refs = {}, {}, {}
+            self._out, self._live = {}, {}
         host = self.hosts[i]
         if host.down is not None:
             for aid, _ in batch:
                 self._out[aid] = AgentFailure("host down", host.down)
             return
-        self._live[i] = batch
+        live = self._live.setdefault(i, _Live())
+        live.agents.update(aid for aid, _ in batch)
         if self.settings.backend == "ray":
-            self._refs[i] = host.actor.act.remote(pickle.dumps(batch, protocol=5))
+            live.refs.append(host.actor.act.remote(pickle.dumps(batch, protocol=5)))
             return
         try:
             host.send(("act", batch))
-            self._sent[i] = time.monotonic()
         except HostFailure as e:
-            self._fail(i, str(e), tick, batch, self._out)
+            self._fail(i, str(e), tick, live, self._out)
+            return
+        live.requests += 1
+        live.last = time.monotonic()
 
     def finish(self, tick: int) -> dict[int, Any]:
         """Wait for the decisions of every batch handed out since the last `finish`."""
@@ -535,92 +574,89 @@ class HostPool:
             self._finish_processes(live, tick, out)
         return out
 
-    def _fail(self, i: int, why: str, tick: int, batch: list[tuple[int, Any]],
-              out: dict[int, Any]) -> None:
+    def _fail(self, i: int, why: str, tick: int, live: _Live, out: dict[int, Any]) -> None:
         host = self.hosts[i]
-        message = f"host {i} (owner {self.shards[i].owner}, {len(self.shards[i].agents)} agents) " \
-                  f"is down from tick {tick}: {why}; its agents idle for the rest of the run"
+        if host.down is None:
+            self.events.append(f"host {i} (owner {self.shards[i].owner}, "
+                               f"{len(self.shards[i].agents)} agents) is down from tick {tick}: "
+                               f"{why}; its agents idle for the rest of the run")
         host.kill(why)
-        self.events.append(message)
-        for aid, _ in batch:
+        for aid in live.agents:
             out.setdefault(aid, AgentFailure("host down", why))
 
-    def _finish_processes(self, live: dict[int, list[tuple[int, Any]]], tick: int,
-                          out: dict[int, Any]) -> None:
+    def _finish_processes(self, live: dict[int, _Live], tick: int, out: dict[int, Any]) -> None:
         sel = selectors.DefaultSelector()
-        waiting: dict[int, set[int]] = {}
-        last: dict[int, float] = {}
-        for i, batch in live.items():
-            if i in self._sent:
-                waiting[i] = {aid for aid, _ in batch}
-                last[i] = self._sent[i]
-                sel.register(self.hosts[i].fileno(), selectors.EVENT_READ, i)
+        waiting = {i: w for i, w in live.items() if w.requests and self.hosts[i].down is None}
+        for i in waiting:
+            sel.register(self.hosts[i].fileno(), selectors.EVENT_READ, i)
         patience = (self.settings.deadline + GRACE) if self.settings.deadline else None
         try:
             while waiting:
                 timeout = None if patience is None else max(
-                    0.0, min(last[i] for i in waiting) + patience - time.monotonic())
+                    0.0, min(w.last for w in waiting.values()) + patience - time.monotonic())
                 for key, _ in sel.select(timeout):
                     i = key.data
+                    w = waiting[i]
                     try:
-                        finished = False
+                        owed = len(w.agents), w.requests
                         for frame in self.hosts[i].feed():
-                            if finished:
+                            if not w.requests:
                                 raise HostFailure("the host sent more than it was asked for")
-                            finished = self._take(i, frame, waiting, out)
-                        last[i] = time.monotonic()
+                            if self._take(i, frame, w, out):
+                                w.requests -= 1
+                        if (len(w.agents), w.requests) != owed:  # progress: a decision came
+                            w.last = time.monotonic()
                     except HostFailure as e:
                         sel.unregister(key.fileobj)
-                        self._fail(i, str(e), tick, live[i], out)
-                        waiting.pop(i)
+                        self._fail(i, str(e), tick, w, out)
+                        del waiting[i]
                         continue
-                    if finished:
+                    if not w.requests:
+                        for aid in w.agents:  # asked about, never answered
+                            out[aid] = AgentFailure("no answer", "the host did not answer for "
+                                                                 "this agent")
                         sel.unregister(key.fileobj)
-                        waiting.pop(i)
+                        del waiting[i]
                 if patience is not None:
                     now = time.monotonic()
-                    for i in [i for i in waiting if now - last[i] > patience]:
+                    for i in [i for i, w in waiting.items() if now - w.last > patience]:
                         sel.unregister(self.hosts[i].fileno())
                         self._fail(i, f"it answered nothing for {patience:g} s (an agent "
-                                      f"defeated its deadline)", tick, live[i], out)
-                        waiting.pop(i)
+                                      f"defeated its deadline)", tick, waiting.pop(i), out)
         finally:
             sel.close()
 
-    def _take(self, i: int, frame: Any, waiting: dict[int, set[int]], out: dict[int, Any]) -> bool:
-        """Take one frame of host `i`'s answers; True when it was the tick's last."""
+    def _take(self, i: int, frame: Any, live: _Live, out: dict[int, Any]) -> bool:
+        """Take one frame of host `i`'s answers; True when it ends one of its batches."""
         if not isinstance(frame, dict) or not isinstance(frame.get("answers"), list):
             raise HostFailure("the host sent a frame that is not an answer")
         for a in frame["answers"]:
             aid = a.get("agent") if isinstance(a, dict) else None
             # not one of its agents, or a second answer: ignored (and said)
-            if type(aid) is not int or aid not in waiting[i]:
+            if type(aid) is not int or aid not in live.agents:
                 if len(self.events) < 100:
                     self.events.append(f"host {i} answered for agent {aid!r}, which it was not "
                                        f"asked about (ignored)")
                 continue
-            waiting[i].discard(aid)
+            live.agents.discard(aid)
             out[aid] = parse_answer(a)
-        if "done" not in frame:
-            return False
-        for aid in waiting[i]:
-            out[aid] = AgentFailure("no answer", "the host did not answer for this agent")
-        waiting[i].clear()
-        return True
+        return "done" in frame
 
-    def _finish_ray(self, live: dict[int, list[tuple[int, Any]]], tick: int,
-                    out: dict[int, Any]) -> None:
-        refs = self._refs
-        ray = self.hosts[next(iter(live))].ray if live else None
-        budget = max(1.0, self.settings.deadline * max((len(b) for b in live.values()), default=1)
-                     + GRACE) if self.settings.deadline else None
-        for i, ref in refs.items():
+    def _finish_ray(self, live: dict[int, _Live], tick: int, out: dict[int, Any]) -> None:
+        ray = self.hosts[0].ray if self.hosts else None
+        longest = max((len(self.shards[i].agents) for i in live), default=1)
+        budget = (max(1.0, self.settings.deadline * longest + GRACE) if self.settings.deadline
+                  else None)
+        for i, w in live.items():
             try:
-                frame = json.loads(ray.get(ref, timeout=budget))
-                if not self._take(i, frame, {i: {aid for aid, _ in live[i]}}, out):
-                    raise HostFailure("the Ray host's answer is not complete")
-            except Exception as e:  # noqa: BLE001
-                self._fail(i, f"{type(e).__name__}: {e}"[:300], tick, live[i], out)
+                for ref in w.refs:
+                    frame = json.loads(ray.get(ref, timeout=budget))
+                    if not self._take(i, frame, w, out):
+                        raise HostFailure("the Ray host's answer is not complete")
+                for aid in w.agents:
+                    out[aid] = AgentFailure("no answer", "the host did not answer for this agent")
+            except Exception as e:  # noqa: BLE001 (Ray raises its own kinds)
+                self._fail(i, f"{type(e).__name__}: {e}"[:300], tick, w, out)
 
     def close(self) -> None:
         for host in self.hosts:

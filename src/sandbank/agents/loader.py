@@ -86,7 +86,7 @@ def resolve(name: Any, paths: tuple[str, ...] = ()) -> PolicyRef:
         raise PolicyError(f"unknown policy {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                           + f"; known: {', '.join(known)}; or give an import path, "
                             f"package.module:Class")
-    from sandbank.agents.hosts import describe, locate
+    from sandbank.agents.hosts import code_roots, describe, locate
 
     module = spec.split(":", 1)[0]
     where = locate(module, paths)
@@ -94,10 +94,20 @@ def resolve(name: Any, paths: tuple[str, ...] = ()) -> PolicyRef:
         raise PolicyError(f"policy {name!r}: no module {module.split('.')[0]!r} on the import path "
                           f"({', '.join(paths) or 'none'}, then the interpreter's); add its folder "
                           f"with --path or agents.path")
+    # a host sees the policy's own package (or module file) and the folders named with
+    # --path; never the working directory as a whole, never a place a symlink leads to
+    import sys
+
+    cwd = os.path.realpath(os.getcwd())
+    on_path = [p for p in sys.path[1:] if p and os.path.realpath(p) != cwd]
+    allowed = [os.path.realpath(p) for p in (*paths, *on_path, *code_roots())]
+    if not any(within(where, a) for a in allowed):
+        raise PolicyError(f"policy {name!r}: its package resolves to {where}, outside the folders "
+                          f"it was looked for in (a symbolic link?)")
+    named = [os.path.realpath(p) for p in paths if os.path.realpath(p) != cwd]
     root = str(Path(where).parent)
-    host_paths = tuple(dict.fromkeys([p for p in paths if Path(p).is_dir()
-                                      and p != os.getcwd()] + [root]))
-    binds = (where, *[p for p in host_paths if p != root])
+    host_paths = tuple(dict.fromkeys([*named, root]))
+    binds = tuple(dict.fromkeys([where, *named]))
     doc = describe(spec, host_paths, binds)
     if "error" in doc:
         raise PolicyError(str(doc["error"]))
@@ -107,6 +117,11 @@ def resolve(name: Any, paths: tuple[str, ...] = ()) -> PolicyRef:
     types = {k: tuple(_TYPE_NAMES.get(t, object) for t in v)
              for k, v in (doc.get("types") or {}).items()}
     return PolicyRef(name, spec, defaults, types, binds, host_paths)
+
+
+def within(path: str, folder: str) -> bool:
+    """Is `path` the folder `folder` or inside it (both real paths)?"""
+    return os.path.commonpath([path, folder]) == folder
 
 
 def _type_ok(value: Any, default: Any, declared: tuple[type, ...] | None) -> bool:

@@ -61,52 +61,51 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 
 def _check_field(cls_name: str, name: str, typ: Any, value: Any) -> Any:
-    where = f"{cls_name}.{name}"
     if typ is int:
         if type(value) is not int:
-            raise MalformedAction(f"{where}: expected an integer, got {type(value).__name__}")
+            raise MalformedAction(f"{cls_name}.{name}: expected an integer, got {type(value).__name__}")
         if abs(value) > 2**53 - 1:
-            raise MalformedAction(f"{where}: integer {value} is out of range")
+            raise MalformedAction(f"{cls_name}.{name}: integer {value} is out of range")
     elif typ is str:
         if not isinstance(value, str):
-            raise MalformedAction(f"{where}: expected a string, got {type(value).__name__}")
+            raise MalformedAction(f"{cls_name}.{name}: expected a string, got {type(value).__name__}")
         if len(value) > MAX_TEXT:
-            raise MalformedAction(f"{where}: longer than {MAX_TEXT} characters")
+            raise MalformedAction(f"{cls_name}.{name}: longer than {MAX_TEXT} characters")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise MalformedAction(f"{where}: not valid Unicode (lone surrogate)") from e
+            raise MalformedAction(f"{cls_name}.{name}: not valid Unicode (lone surrogate)") from e
     elif typ is bytes:
         if isinstance(value, str):
             try:
                 value = bytes.fromhex(value)
             except ValueError as e:
-                raise MalformedAction(f"{where}: not hex") from e
+                raise MalformedAction(f"{cls_name}.{name}: not hex") from e
         if not isinstance(value, bytes):
-            raise MalformedAction(f"{where}: expected hex bytes, got {type(value).__name__}")
+            raise MalformedAction(f"{cls_name}.{name}: expected hex bytes, got {type(value).__name__}")
     elif typ is bool:
         if type(value) is not bool:
-            raise MalformedAction(f"{where}: expected true/false")
+            raise MalformedAction(f"{cls_name}.{name}: expected true/false")
     elif typ == "dict[str, int]":
         if not isinstance(value, dict) or len(value) > 64:
-            raise MalformedAction(f"{where}: expected an object of at most 64 entries")
+            raise MalformedAction(f"{cls_name}.{name}: expected an object of at most 64 entries")
         for k, v in value.items():
-            _check_field(where, k, str, k)
+            _check_field(f"{cls_name}.{name}", k, str, k)
             if not k or len(k) > MAX_NAME:
-                raise MalformedAction(f"{where}: key {k!r} must be 1..{MAX_NAME} characters")
-            _check_field(where, k, int, v)
+                raise MalformedAction(f"{cls_name}.{name}: key {k!r} must be 1..{MAX_NAME} characters")
+            _check_field(f"{cls_name}.{name}", k, int, v)
         value = dict(value)
     elif typ == "list[str]":
         if not isinstance(value, list) or len(value) > 64:
-            raise MalformedAction(f"{where}: expected a list of at most 64 strings")
+            raise MalformedAction(f"{cls_name}.{name}: expected a list of at most 64 strings")
         for i, v in enumerate(value):
-            _check_field(where, f"{name}[{i}]", str, v)
+            _check_field(f"{cls_name}.{name}", f"{name}[{i}]", str, v)
         value = list(value)
     elif typ == "list[int]":
         if not isinstance(value, list) or len(value) > 1024:
-            raise MalformedAction(f"{where}: expected a list of at most 1024 integers")
+            raise MalformedAction(f"{cls_name}.{name}: expected a list of at most 1024 integers")
         for i, v in enumerate(value):
-            _check_field(where, f"{name}[{i}]", int, v)
+            _check_field(f"{cls_name}.{name}", f"{name}[{i}]", int, v)
         value = list(value)
     return value
 
@@ -287,17 +286,26 @@ _TYPES: dict[str, Any] = {"int": int, "str": str, "bytes": bytes, "bool": bool,
                           "list[int]": "list[int]", "list[str]": "list[str]"}
 
 
+@functools.cache
+def _wire_fields(cls: type) -> tuple[frozenset[str], tuple[tuple[str, Any, bool], ...]]:
+    """A wire class's field names, and per field (name, checked type, required)."""
+    fields = dataclasses.fields(cls)
+    return (frozenset(f.name for f in fields) | {"kind"},
+            tuple((f.name, _TYPES.get(str(f.type), str),
+                   f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                  for f in fields))
+
+
 def _parse_fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MalformedAction(f"{where}: expected an object")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields) - {"kind"})
-    if unknown:
-        raise MalformedAction(f"{where}: unknown field {unknown[0]!r}")
+    names, fields = _wire_fields(cls)
+    if not names.issuperset(data):
+        raise MalformedAction(f"{where}: unknown field {sorted(set(data) - names)[0]!r}")
     out: dict[str, Any] = {}
-    for name, f in fields.items():
+    for name, typ, required in fields:
         if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if required:
                 raise MalformedAction(f"{where}: missing field {name!r}")
             continue
         value = data[name]
@@ -312,7 +320,7 @@ def _parse_fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]
                 for i, t in enumerate(value)
             ]
             continue
-        out[name] = _check_field(where, name, _TYPES.get(str(f.type), str), value)
+        out[name] = _check_field(where, name, typ, value)
     return out
 
 

@@ -14,6 +14,7 @@ import csv
 import gc
 import itertools
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -150,6 +151,10 @@ def review(k: Kernel, after: dict[str, int], overseer: int, tick: int) -> list[A
             if t.status == "open" and t.level in after and tick - t.opened >= after[t.level]]
 
 
+MAX_ERROR_KINDS = 50  # distinct kinds of agent error counted by name; the rest as "other"
+HOST_BATCH = 100  # observations per request to a host (measured: 50..200 alike at 1,000 agents)
+
+
 def _hosted(g: Any, settings: Any) -> bool:
     """Does group `g` run in hosts? By default only policies not shipped with sandbank."""
     return not g.ref.builtin if settings.hosts is None else settings.hosts > 0
@@ -164,9 +169,7 @@ def _policy_class(ref: Any) -> type[Agent]:
 
     from sandbank.agents.host import load_class
 
-    for p in reversed(ref.paths):
-        if p not in sys.path:
-            sys.path.insert(0, p)
+    sys.path += [p for p in ref.paths if p not in sys.path]
     return load_class(ref.spec)
 
 
@@ -209,9 +212,15 @@ class LabEconomy:
     windows start afresh."""
 
     def __init__(self, sc: Scenario, store: Any, secret: RunSecret, *,
-                 signatures: bool | None = None, live: bool = False) -> None:
-        """`live`: a server runs it until stopped, so per-tick records are bounded."""
+                 signatures: bool | None = None, live: bool = False,
+                 private: tuple[Path | str, ...] = ()) -> None:
+        """`live`: a server runs it until stopped, so per-tick records are bounded.
+        `private`: files and folders agent hosts must not see (the run folder, the key
+        file; the log's file is added here)."""
         self.sc = sc
+        self.private = [os.path.realpath(p) for p in
+                        (*private, *([store.path] if getattr(store, "path", ":memory:")
+                                     != ":memory:" else []))]
         self.secret = secret
         self.op_key = secret.key("operator")
         self.keys: dict[int, SigningKey] = {OPERATOR: self.op_key}
@@ -392,9 +401,18 @@ class LabEconomy:
             self.warnings.append(f"agent hosts: {gap}")
         shards = _shards(hosted, settings.hosts)
         binds = sorted({b for _, g in hosted for b in g.ref.binds})
+        paths = list(dict.fromkeys(p for _, g in hosted for p in g.ref.paths))
+        from sandbank.agents.loader import within
+
+        for b in binds:  # a host must not see the run's secret or its log
+            for private in self.private:
+                if within(private, b) or within(b, private):
+                    raise RunError(f"agent hosts would see {private} (the run's folder, key or "
+                                   f"log) through {b}: keep policy folders (--path) apart from "
+                                   f"runs and keys")
         try:
             self.pool = HostPool(settings, shards, seed=self.sc.seed, directory=skills,
-                                 concurrency=self.sc.concurrency, binds=binds)
+                                 concurrency=self.sc.concurrency, binds=binds, paths=paths)
         except HostFailure as e:
             raise RunError(str(e)) from None
         for i, shard in enumerate(shards):
@@ -426,11 +444,13 @@ class LabEconomy:
         registry = k.state.registry.agents
         pool = self.pool
         if pool is not None:
-            # self.hosted is grouped by host, ids ascending in each
+            # self.hosted is grouped by host, ids ascending in each; a host gets its agents'
+            # observations in batches, and decides on one while the next is built
             for i, aids in itertools.groupby(self.hosted, key=self.host_of.__getitem__):
-                batch = [(aid, k.observe(aid)) for aid in aids if registry[aid].status == "active"]
-                if batch:
-                    pool.begin(i, batch, k.tick)
+                active = [aid for aid in aids if registry[aid].status == "active"]
+                for n in range(0, len(active), HOST_BATCH):
+                    pool.begin(i, [(aid, k.observe(aid)) for aid in active[n:n + HOST_BATCH]],
+                               k.tick)
         active = [a for a in self.agents if registry[a.id].status == "active"]
         decided = _decide(k, active, self.sc.concurrency)
         if pool is not None:
@@ -498,6 +518,8 @@ class LabEconomy:
             actions = decided[aid]
             if isinstance(actions, Exception):  # an agent's bug is measured, not fatal
                 kind = getattr(actions, "kind", None) or type(actions).__name__
+                if kind not in self.errors and len(self.errors) >= MAX_ERROR_KINDS:
+                    kind = "other"  # an agent names its exceptions: the table stays bounded
                 if kind != "host down":  # (said once, in the warnings)
                     metrics.agent_errors += 1
                     self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -605,7 +627,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         Path(str(log_path) + suffix).unlink(missing_ok=True)
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    econ = LabEconomy(sc, SQLiteStore(log_path), secret)
+    econ = LabEconomy(sc, SQLiteStore(log_path), secret, private=(out, key_file or out / KEY_FILE))
     econ.k.log.checkpoint_file = out / CHECKPOINT_FILE
     k, cfg, op_key, metrics = econ.k, econ.k.config, econ.op_key, econ.metrics
     ids, plan, oversight = econ.ids, econ.plan, econ.oversight

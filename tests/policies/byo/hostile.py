@@ -79,8 +79,11 @@ class Hostile(Agent):
 class Forger(Agent):
     """Attacks the host's channel to the runner itself: it finds the host's answer stream
     and writes to it — an answer for an agent of another owner (`forge`), a frame header
-    promising 4 GB (`huge`), bytes that are not JSON (`garbage`); or it returns an action
-    in another agent's name (`impersonate`)."""
+    promising 4 GB (`huge`), bytes that are not JSON (`garbage`), JSON nested past any
+    decoder's depth (`deep`), empty answers from a thread every 0.2 s while `act` never
+    returns, to look alive to a watchdog (`trickle`); or it returns an action in another
+    agent's name (`impersonate`), raises an exception of a new type each time (`kinds`),
+    or fills /dev and allocates past its memory limit (`greedy`)."""
 
     def act(self, obs):
         import io
@@ -91,6 +94,23 @@ class Forger(Agent):
         p = self.params
         if p["mode"] == "impersonate":
             return [PlaceOrder(actor=p["victim"], asset="WGT", side="sell", qty=1, price=1)]
+        if p["mode"] == "kinds":
+            raise type(f"Kind{obs.tick}x{self.id}", (Exception,), {})("a new kind")
+        if p["mode"] == "greedy":
+            failed = []
+            for where in ("/dev/shm/fill", "/dev/fill"):
+                try:
+                    with open(where, "wb") as f:
+                        f.write(b"x" * (1 << 20))
+                    failed.append(f"wrote {where}")
+                except OSError as e:
+                    failed.append(f"{where}: {type(e).__name__}")
+            try:
+                hog = bytearray(1 << 30)
+                failed.append(f"allocated {len(hog) >> 20} MB")
+            except MemoryError:
+                failed.append("memory: MemoryError")
+            raise RuntimeError("; ".join(failed))
         seen, frame = [], sys._getframe()
         while frame is not None:  # up to the host's main loop, which holds the stream
             seen += list(frame.f_locals.values())
@@ -108,4 +128,23 @@ class Forger(Agent):
             stream.write(struct.pack(">I", 0xFFFFFFF0))
         elif p["mode"] == "garbage":
             stream.write(struct.pack(">I", 5) + b"\x80abcd")
+        elif p["mode"] == "deep":
+            body = b"[" * 200_000 + b"]" * 200_000
+            stream.write(struct.pack(">I", len(body)) + body)
+        elif p["mode"] == "trickle":
+            import threading
+            import time
+
+            def alive() -> None:
+                while True:
+                    body = b'{"answers": []}'
+                    stream.write(struct.pack(">I", len(body)) + body)
+                    time.sleep(0.2)
+
+            threading.Thread(target=alive, daemon=True).start()
+            import signal
+
+            signal.signal(signal.SIGALRM, signal.SIG_IGN)
+            while True:
+                time.sleep(1)
         return []

@@ -371,3 +371,16 @@ def test_what_a_host_reads_and_uses_is_bounded(tmp_path, monkeypatch):
              "params": {"mode": "kinds"}}
     r = run(scenario([kinds], ticks=30), tmp_path / "k", key, paths=(str(lib),))
     assert len(r.summary["agent_errors"]) == 51 and r.summary["agent_errors"]["other"] == 90 - 50
+
+
+def test_a_large_shard_in_small_batches_does_not_deadlock(tmp_path):
+    """A host handed several batches a tick answers the first while the runner still
+    writes the next; if the runner did not read while writing, both would block on full
+    pipes (seen at 1,000 agents: the host 'took no request for 60 s')."""
+    key = tmp_path / "k.key"
+    doc = scenario(ticks=8)
+    doc["population"][0]["count"] = 1000
+    doc["safeguards"] = {"max_agents_per_owner": 1000}
+    plain = run(doc, tmp_path / "in", key)
+    hosted = run({**doc, "agents": {"hosts": 1, "deadline": 20}}, tmp_path / "host", key)
+    assert hosted.summary["warnings"] == [] and hosted.summary["root"] == plain.summary["root"]

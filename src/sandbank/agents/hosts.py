@@ -48,6 +48,7 @@ from typing import Any
 from sandbank.agents.host import HEADER
 
 MAX_ANSWER = 64 << 20  # bytes in one frame from a host; more and the host is killed
+MAX_FRAMES = 10_000  # frames read from a host and not yet taken; more and the host is killed
 MAX_ACTIONS = 1_000  # actions in one agent's decision; more is an error of that agent
 GRACE = 1.0  # seconds beyond the deadline before the watchdog kills a silent host
 
@@ -251,12 +252,15 @@ class ProcessHost:
             c.argv(settings, list(binds), self.workdir), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.errfile, env=env, cwd=c.cwd(self.workdir),
             close_fds=True, start_new_session=True)
-        self.buffer = b""
+        self.buffer = bytearray()
+        self.frames: list[Any] = []  # parsed, not yet taken (some read while sending)
         self.down: str | None = None
 
     def send(self, request: Any, timeout: float = 60.0) -> None:
         """Write a request; a host that does not take it within `timeout` seconds (it
-        stopped reading) is a failure, never a runner blocked for good."""
+        stopped reading) is a failure, never a runner blocked for good. What the host
+        answers meanwhile is read and kept (`frames`): a host blocked writing its answers
+        to earlier batches reads no more, so not reading would deadlock both."""
         body = pickle.dumps(request, protocol=5)
         data = memoryview(HEADER.pack(len(body)) + body)
         assert self.proc.stdin is not None
@@ -265,6 +269,7 @@ class ProcessHost:
         end = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_WRITE)
+            sel.register(self.fileno(), selectors.EVENT_READ)
             while data:
                 try:
                     data = data[os.write(fd, data[:1 << 20]):]
@@ -275,31 +280,47 @@ class ProcessHost:
                     raise HostFailure(f"the host does not take requests "
                                       f"({self.exit_reason() or e})") from None
                 left = end - time.monotonic()
-                if left <= 0 or not sel.select(left):
+                ready = sel.select(left) if left > 0 else []
+                if not ready:
                     raise HostFailure(f"the host took no request for {timeout:g} s")
+                if any(key.fd == self.fileno() for key, _ in ready):
+                    self._read()
 
     def fileno(self) -> int:
         assert self.proc.stdout is not None
         return self.proc.stdout.fileno()
 
-    def feed(self) -> list[Any]:
-        """Read what is there; the whole frames it completes, parsed."""
+    def _read(self) -> None:
+        """Read what is there; parse the whole frames it completes into `frames`."""
         chunk = os.read(self.fileno(), 1 << 20)
         if not chunk:
             raise HostFailure(f"the host exited ({self.exit_reason()})")
         self.buffer += chunk
-        out = []
-        while len(self.buffer) >= HEADER.size:
-            (n,) = HEADER.unpack_from(self.buffer)
+        start = 0
+        while len(self.buffer) - start >= HEADER.size:
+            (n,) = HEADER.unpack_from(self.buffer, start)
             if n > MAX_ANSWER:
                 raise HostFailure(f"the host sent a frame of {n:,} bytes (limit {MAX_ANSWER:,})")
-            if len(self.buffer) < HEADER.size + n:
+            if len(self.buffer) - start < HEADER.size + n:
                 break
-            body, self.buffer = self.buffer[HEADER.size:HEADER.size + n], self.buffer[HEADER.size + n:]
+            body = bytes(self.buffer[start + HEADER.size:start + HEADER.size + n])
+            start += HEADER.size + n
             try:
-                out.append(json.loads(body))
+                self.frames.append(json.loads(body))
             except (ValueError, RecursionError):  # (nested past the decoder's depth)
                 raise HostFailure("the host sent a frame that is not JSON") from None
+            if len(self.frames) > MAX_FRAMES:
+                raise HostFailure(f"the host sent more than {MAX_FRAMES:,} frames unasked")
+        del self.buffer[:start]
+
+    def feed(self) -> list[Any]:
+        """Read what is there; every whole frame not yet taken, parsed."""
+        self._read()
+        return self.taken()
+
+    def taken(self) -> list[Any]:
+        """The frames read and not yet taken (e.g. while a request was being sent)."""
+        out, self.frames = self.frames, []
         return out
 
     def request(self, request: Any, timeout: float) -> Any:
@@ -310,13 +331,12 @@ class ProcessHost:
         sel.register(self.fileno(), selectors.EVENT_READ)
         end = time.monotonic() + timeout
         try:
-            while True:
+            while not self.frames:
                 left = end - time.monotonic()
                 if left <= 0 or not sel.select(left):
                     raise HostFailure(f"the host did not answer within {timeout:g} s")
-                frames = self.feed()
-                if frames:
-                    return frames[0]
+                self._read()
+            return self.frames.pop(0)
         finally:
             sel.close()
 
@@ -591,32 +611,24 @@ class HostPool:
             sel.register(self.hosts[i].fileno(), selectors.EVENT_READ, i)
         patience = (self.settings.deadline + GRACE) if self.settings.deadline else None
         try:
+            for i in list(waiting):  # what came while the batches were being sent
+                frames = self.hosts[i].taken()
+                if frames:
+                    self._absorb(i, waiting, frames, tick, out, sel)
             while waiting:
                 timeout = None if patience is None else max(
                     0.0, min(w.last for w in waiting.values()) + patience - time.monotonic())
                 for key, _ in sel.select(timeout):
                     i = key.data
-                    w = waiting[i]
+                    if i not in waiting:
+                        continue
                     try:
-                        owed = len(w.agents), w.requests
-                        for frame in self.hosts[i].feed():
-                            if not w.requests:
-                                raise HostFailure("the host sent more than it was asked for")
-                            if self._take(i, frame, w, out):
-                                w.requests -= 1
-                        if (len(w.agents), w.requests) != owed:  # progress: a decision came
-                            w.last = time.monotonic()
+                        frames = self.hosts[i].feed()
                     except HostFailure as e:
                         sel.unregister(key.fileobj)
-                        self._fail(i, str(e), tick, w, out)
-                        del waiting[i]
+                        self._fail(i, str(e), tick, waiting.pop(i), out)
                         continue
-                    if not w.requests:
-                        for aid in w.agents:  # asked about, never answered
-                            out[aid] = AgentFailure("no answer", "the host did not answer for "
-                                                                 "this agent")
-                        sel.unregister(key.fileobj)
-                        del waiting[i]
+                    self._absorb(i, waiting, frames, tick, out, sel)
                 if patience is not None:
                     now = time.monotonic()
                     for i in [i for i, w in waiting.items() if now - w.last > patience]:
@@ -625,6 +637,29 @@ class HostPool:
                                       f"defeated its deadline)", tick, waiting.pop(i), out)
         finally:
             sel.close()
+
+    def _absorb(self, i: int, waiting: dict[int, _Live], frames: list[Any], tick: int,
+                out: dict[int, Any], sel: selectors.BaseSelector) -> None:
+        """Take host `i`'s frames; it is done with the tick when its last batch ended."""
+        w = waiting[i]
+        owed = len(w.agents), w.requests
+        try:
+            for frame in frames:
+                if not w.requests:
+                    raise HostFailure("the host sent more than it was asked for")
+                if self._take(i, frame, w, out):
+                    w.requests -= 1
+        except HostFailure as e:
+            sel.unregister(self.hosts[i].fileno())
+            self._fail(i, str(e), tick, waiting.pop(i), out)
+            return
+        if (len(w.agents), w.requests) != owed:  # progress: a decision came
+            w.last = time.monotonic()
+        if not w.requests:
+            for aid in w.agents:  # asked about, never answered
+                out[aid] = AgentFailure("no answer", "the host did not answer for this agent")
+            sel.unregister(self.hosts[i].fileno())
+            del waiting[i]
 
     def _take(self, i: int, frame: Any, live: _Live, out: dict[int, Any]) -> bool:
         """Take one frame of host `i`'s answers; True when it ends one of its batches."""

@@ -152,7 +152,7 @@ def _end(result) -> None:
 
 
 PATH_HELP = ("a folder to import user policies from (repeatable; before the working "
-             "directory). A host can read all of it: keep keys and runs elsewhere")
+             "directory). Hosts can read all of it (a folder holding the run is refused)")
 HOSTS_HELP = ("agent hosts (separate contained processes) to run the population in; 0: all "
               "in this process (trusted code only); default: the scenario's, else hosts only "
               "for policies not shipped with sandbank")

@@ -314,6 +314,7 @@ def test_the_documented_example_runs_as_written(tmp_path, monkeypatch):
     ("huge", "down: the host sent a frame of 4,294,967,280 bytes"),
     ("garbage", "down: the host sent a frame that is not JSON"),
     ("deep", "down: the host sent a frame that is not JSON"),
+    ("flood", "down: the host sent more bytes than its agents' answers may take"),
     ("trickle", "down: it answered nothing for 2 s")])
 def test_a_host_that_attacks_its_channel_gets_nothing_in(tmp_path, mode, status):
     """Code in a host owns the host's end of the pipe: what it writes there is checked like
@@ -384,3 +385,13 @@ def test_a_large_shard_in_small_batches_does_not_deadlock(tmp_path):
     plain = run(doc, tmp_path / "in", key)
     hosted = run({**doc, "agents": {"hosts": 1, "deadline": 20}}, tmp_path / "host", key)
     assert hosted.summary["warnings"] == [] and hosted.summary["root"] == plain.summary["root"]
+
+
+def test_a_policy_that_mutates_its_default_changes_no_other_run(tmp_path):
+    """Parameters are each agent's own copy: the same seed and key give the same log run
+    after run in one process, in-process or in a host."""
+    key = tmp_path / "k.key"
+    doc = scenario([{"policy": "byo.traders:Collector", "count": 2, "owner": "mallory"}])
+    roots = [run({**doc, "agents": {"hosts": h}}, tmp_path / f"r{n}", key).summary["root"]
+             for n, h in enumerate((0, 0, 1, 0))]
+    assert len(set(roots)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,11 @@ class Agent:
                  directory: Directory) -> None:
         self.id = agent_id
         self.rng = rng
+        # its own copy: an agent that mutates a list it was given changes no other agent
+        # (nor the scenario, nor a later run in this process)
         self.params = dict(params)
+        if any(isinstance(v, list | dict) for v in self.params.values()):
+            self.params = copy.deepcopy(self.params)
         self.directory = directory
 
     def act(self, obs: Observation) -> list[Action]:  # pragma: no cover - interface

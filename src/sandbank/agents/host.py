@@ -252,9 +252,11 @@ def main() -> None:
     set_limits(limits)
     core = HostCore()
 
-    def send(doc: Any) -> None:
-        body = json.dumps(doc, separators=(",", ":")).encode()
+    def write(body: bytes) -> None:
         answers.write(HEADER.pack(len(body)) + body)
+
+    def send(doc: Any) -> None:
+        write(json.dumps(doc, separators=(",", ":")).encode())
 
     while True:
         try:
@@ -272,24 +274,38 @@ def main() -> None:
             _add_paths(request[1].get("paths", ()))
             send(core.init(request[1]))
         elif op == "act":
-            batch = _Stream(send)
-            core.act(request[1], batch.emit)
-            send({"answers": batch.pending, "done": len(request[1])})
+            stream = _Stream(write)
+            core.act(request[1], stream.emit)
+            stream.flush(done=len(request[1]))
+
+
+MAX_PART = 1 << 20  # bytes of one agent's answer; larger is that agent's error (the
+# runner takes 32 KB an agent a tick on average: agents/hosts.py AGENT_BYTES)
 
 
 class _Stream:
-    """Answers sent in small batches as decisions finish (every 50 ms, or 256 answers), so
-    the runner's watchdog sees progress."""
+    """Answers sent in small frames as decisions finish (every 50 ms, 256 answers or
+    256 KB), so the runner's watchdog sees progress and no frame nears the runner's limit.
+    Each answer is encoded once, as it comes."""
 
-    def __init__(self, send: Any) -> None:
-        self.send, self.pending, self.last = send, [], time.monotonic()
+    def __init__(self, write: Any) -> None:
+        self.write, self.parts, self.size, self.last = write, [], 0, time.monotonic()
 
     def emit(self, answer: dict[str, Any]) -> None:
-        self.pending.append(answer)
-        if time.monotonic() - self.last > 0.05 or len(self.pending) >= 256:
-            self.send({"answers": self.pending})
-            self.pending = []
-            self.last = time.monotonic()
+        part = json.dumps(answer, separators=(",", ":")).encode()
+        if len(part) > MAX_PART:
+            part = json.dumps({"agent": answer["agent"], "error": f"AnswerTooLarge: "
+                               f"{len(part):,} bytes (limit {MAX_PART:,})"}).encode()
+        self.parts.append(part)
+        self.size += len(part)
+        if (time.monotonic() - self.last > 0.05 or len(self.parts) >= 256
+                or self.size >= 256 << 10):
+            self.flush()
+
+    def flush(self, done: int | None = None) -> None:
+        tail = b"]}" if done is None else b'],"done":%d}' % done
+        self.write(b'{"answers":[' + b",".join(self.parts) + tail)
+        self.parts, self.size, self.last = [], 0, time.monotonic()
 
 if __name__ == "__main__":
     main()

@@ -47,7 +47,11 @@ from typing import Any
 
 from sandbank.agents.host import HEADER
 
-MAX_ANSWER = 64 << 20  # bytes in one frame from a host; more and the host is killed
+MAX_ANSWER = 8 << 20  # bytes in one frame from a host; more and the host is killed
+# bytes of answers a host may send in a tick: 1 MB and 32 KB per agent it was asked about
+# (an honest answer is a few hundred bytes; the runner parses all of it, and a parsed
+# frame takes many times its size in memory); more and the host is killed
+TICK_BYTES, AGENT_BYTES = 1 << 20, 32 << 10
 MAX_FRAMES = 10_000  # frames read from a host and not yet taken; more and the host is killed
 MAX_ACTIONS = 1_000  # actions in one agent's decision; more is an error of that agent
 GRACE = 1.0  # seconds beyond the deadline before the watchdog kills a silent host
@@ -254,6 +258,7 @@ class ProcessHost:
             close_fds=True, start_new_session=True)
         self.buffer = bytearray()
         self.frames: list[Any] = []  # parsed, not yet taken (some read while sending)
+        self.budget = TICK_BYTES  # bytes it may still send this tick (HostPool.begin)
         self.down: str | None = None
 
     def send(self, request: Any, timeout: float = 60.0) -> None:
@@ -295,6 +300,10 @@ class ProcessHost:
         chunk = os.read(self.fileno(), 1 << 20)
         if not chunk:
             raise HostFailure(f"the host exited ({self.exit_reason()})")
+        self.budget -= len(chunk)
+        if self.budget < 0:
+            raise HostFailure("the host sent more bytes than its agents' answers may take "
+                              "(1 MB and 32 KB per agent a tick)")
         self.buffer += chunk
         start = 0
         while len(self.buffer) - start >= HEADER.size:
@@ -309,6 +318,8 @@ class ProcessHost:
                 self.frames.append(json.loads(body))
             except (ValueError, RecursionError):  # (nested past the decoder's depth)
                 raise HostFailure("the host sent a frame that is not JSON") from None
+            except MemoryError:
+                raise HostFailure("the host sent a frame the runner has no memory to read") from None
             if len(self.frames) > MAX_FRAMES:
                 raise HostFailure(f"the host sent more than {MAX_FRAMES:,} frames unasked")
         del self.buffer[:start]
@@ -481,7 +492,7 @@ class _Live:
     """A host's open business this tick: the agents it owes an answer, the batches it has
     not finished, when it last showed progress (Ray: the pending results)."""
 
-    agents: set[int] = field(default_factory=set)
+    owed: set[int] = field(default_factory=set)
     requests: int = 0
     last: float = 0.0
     refs: list[Any] = field(default_factory=list)
@@ -571,8 +582,12 @@ class HostPool:
             for aid, _ in batch:
                 self._out[aid] = AgentFailure("host down", host.down)
             return
+        if i not in self._live and hasattr(host, "budget"):
+            host.budget = TICK_BYTES
         live = self._live.setdefault(i, _Live())
-        live.agents.update(aid for aid, _ in batch)
+        live.owed.update(aid for aid, _ in batch)
+        if hasattr(host, "budget"):
+            host.budget += AGENT_BYTES * len(batch)
         if self.settings.backend == "ray":
             live.refs.append(host.actor.act.remote(pickle.dumps(batch, protocol=5)))
             return
@@ -601,7 +616,7 @@ class HostPool:
                                f"{len(self.shards[i].agents)} agents) is down from tick {tick}: "
                                f"{why}; its agents idle for the rest of the run")
         host.kill(why)
-        for aid in live.agents:
+        for aid in sorted(live.owed):
             out.setdefault(aid, AgentFailure("host down", why))
 
     def _finish_processes(self, live: dict[int, _Live], tick: int, out: dict[int, Any]) -> None:
@@ -622,6 +637,7 @@ class HostPool:
                     i = key.data
                     if i not in waiting:
                         continue
+                    started = time.monotonic()
                     try:
                         frames = self.hosts[i].feed()
                     except HostFailure as e:
@@ -629,9 +645,15 @@ class HostPool:
                         self._fail(i, str(e), tick, waiting.pop(i), out)
                         continue
                     self._absorb(i, waiting, frames, tick, out, sel)
+                    spent = time.monotonic() - started  # the runner's time, not the others'
+                    for j, w in waiting.items():
+                        if j != i:
+                            w.last += spent
                 if patience is not None:
                     now = time.monotonic()
-                    for i in [i for i, w in waiting.items() if now - w.last > patience]:
+                    late = [i for i, w in waiting.items() if now - w.last > patience]
+                    ready = {key.data for key, _ in sel.select(0)} if late else set()
+                    for i in [i for i in late if i not in ready]:  # (unread answers: not late)
                         sel.unregister(self.hosts[i].fileno())
                         self._fail(i, f"it answered nothing for {patience:g} s (an agent "
                                       f"defeated its deadline)", tick, waiting.pop(i), out)
@@ -642,7 +664,7 @@ class HostPool:
                 out: dict[int, Any], sel: selectors.BaseSelector) -> None:
         """Take host `i`'s frames; it is done with the tick when its last batch ended."""
         w = waiting[i]
-        owed = len(w.agents), w.requests
+        owed = len(w.owed), w.requests
         try:
             for frame in frames:
                 if not w.requests:
@@ -653,10 +675,10 @@ class HostPool:
             sel.unregister(self.hosts[i].fileno())
             self._fail(i, str(e), tick, waiting.pop(i), out)
             return
-        if (len(w.agents), w.requests) != owed:  # progress: a decision came
+        if (len(w.owed), w.requests) != owed:  # progress: a decision came
             w.last = time.monotonic()
         if not w.requests:
-            for aid in w.agents:  # asked about, never answered
+            for aid in sorted(w.owed):  # asked about, never answered
                 out[aid] = AgentFailure("no answer", "the host did not answer for this agent")
             sel.unregister(self.hosts[i].fileno())
             del waiting[i]
@@ -668,12 +690,12 @@ class HostPool:
         for a in frame["answers"]:
             aid = a.get("agent") if isinstance(a, dict) else None
             # not one of its agents, or a second answer: ignored (and said)
-            if type(aid) is not int or aid not in live.agents:
+            if type(aid) is not int or aid not in live.owed:
                 if len(self.events) < 100:
                     self.events.append(f"host {i} answered for agent {aid!r}, which it was not "
                                        f"asked about (ignored)")
                 continue
-            live.agents.discard(aid)
+            live.owed.discard(aid)
             out[aid] = parse_answer(a)
         return "done" in frame
 
@@ -688,7 +710,7 @@ class HostPool:
                     frame = json.loads(ray.get(ref, timeout=budget))
                     if not self._take(i, frame, w, out):
                         raise HostFailure("the Ray host's answer is not complete")
-                for aid in w.agents:
+                for aid in sorted(w.owed):
                     out[aid] = AgentFailure("no answer", "the host did not answer for this agent")
             except Exception as e:  # noqa: BLE001 (Ray raises its own kinds)
                 self._fail(i, f"{type(e).__name__}: {e}"[:300], tick, w, out)

@@ -21,6 +21,7 @@ parameter is an error naming the key, before anything runs.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -111,12 +112,15 @@ def resolve(name: Any, paths: tuple[str, ...] = ()) -> PolicyRef:
     doc = describe(spec, host_paths, binds)
     if "error" in doc:
         raise PolicyError(str(doc["error"]))
-    defaults = doc.get("defaults")
-    if not isinstance(defaults, dict):
-        raise PolicyError(f"policy {name!r}: its parameters are not a mapping")
-    types = {k: tuple(_TYPE_NAMES.get(t, object) for t in v)
-             for k, v in (doc.get("types") or {}).items()}
-    return PolicyRef(name, spec, defaults, types, binds, host_paths)
+    defaults, types = doc.get("defaults"), doc.get("types") or {}
+    if not (isinstance(defaults, dict) and all(isinstance(k, str) for k in defaults)
+            and isinstance(types, dict) and all(
+                isinstance(v, list) and all(isinstance(t, str) for t in v) for v in types.values())):
+        raise PolicyError(f"policy {name!r}: what its host said it declares is not a mapping of "
+                          f"parameters (and their types)")
+    types = {k: tuple(_TYPE_NAMES.get(t, object) for t in v) for k, v in types.items()}
+    # (copied: the answer is cached, and a policy may mutate a default it was given)
+    return PolicyRef(name, spec, copy.deepcopy(defaults), types, binds, host_paths)
 
 
 def within(path: str, folder: str) -> bool:
@@ -159,4 +163,4 @@ def check_params(ref: PolicyRef, params: dict[str, Any]) -> dict[str, Any]:
         if not _type_ok(value, default, declared):
             raise PolicyError(f"parameter {key!r} of policy {ref.name} must be "
                               f"{_type_name(default, declared)}, got {value!r}")
-    return {**ref.defaults, **params}
+    return copy.deepcopy({**ref.defaults, **params})

@@ -42,7 +42,7 @@ from sandbank.kernel.schema import (
     TransferSpec,
     agent_attestation_bytes,
 )
-from sandbank.kernel.sequencer import Kernel, TickSummary
+from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
 from sandbank.lab.metrics import Metrics, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario
 from sandbank.oversight.engine import Oversight
@@ -530,7 +530,11 @@ class LabEconomy:
                 if action.actor != aid and self.controller.get(action.actor) != aid:
                     metrics.agent_errors += 1
                     continue
-                submit(action)
+                try:
+                    submit(action)
+                except QueueFull:  # the tick is full: this action is refused, measured
+                    metrics.agent_errors += 1
+                    self.errors["queue full"] = self.errors.get("queue full", 0) + 1
         self.t += 1
         scheduled = sc.interventions_at(self.t, self.members, self.overseer)
         for action in scheduled:

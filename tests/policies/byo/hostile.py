@@ -78,12 +78,13 @@ class Hostile(Agent):
 @policy("byo_forger", params={"mode": "forge", "victim": 1})
 class Forger(Agent):
     """Attacks the host's channel to the runner itself: it finds the host's answer stream
-    and writes to it — an answer for an agent of another owner (`forge`), a frame header
+    and writes to it: an answer for an agent of another owner (`forge`), a frame header
     promising 4 GB (`huge`), bytes that are not JSON (`garbage`), JSON nested past any
-    decoder's depth (`deep`), empty answers from a thread every 0.2 s while `act` never
-    returns, to look alive to a watchdog (`trickle`); or it returns an action in another
-    agent's name (`impersonate`), raises an exception of a new type each time (`kinds`),
-    or fills /dev and allocates past its memory limit (`greedy`)."""
+    decoder's depth (`deep`), many frames each under the size limit (`flood`), empty
+    answers from a thread every 0.2 s while `act` never returns, to look alive to a
+    watchdog (`trickle`); or it returns an action in another agent's name (`impersonate`),
+    raises an exception of a new type each time (`kinds`), or fills /dev and allocates
+    past its memory limit (`greedy`)."""
 
     def act(self, obs):
         import io
@@ -128,6 +129,10 @@ class Forger(Agent):
             stream.write(struct.pack(">I", 0xFFFFFFF0))
         elif p["mode"] == "garbage":
             stream.write(struct.pack(">I", 5) + b"\x80abcd")
+        elif p["mode"] == "flood":  # frames each under the frame limit, without end
+            body = json.dumps({"answers": [[] for _ in range(100_000)]}).encode()
+            for _ in range(200):
+                stream.write(struct.pack(">I", len(body)) + body)
         elif p["mode"] == "deep":
             body = b"[" * 200_000 + b"]" * 200_000
             stream.write(struct.pack(">I", len(body)) + body)

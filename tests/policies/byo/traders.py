@@ -41,3 +41,17 @@ class Sleeper(Agent):
                 signal.signal(signal.SIGALRM, signal.SIG_IGN)
             time.sleep(p["seconds"])
         return []
+
+
+class Collector(Agent):
+    """Keeps what it saw in a list it was given as a parameter (a mutable default), and
+    trades by it: a run must not change the next run's default."""
+
+    PARAMS = {"seen": []}
+
+    def act(self, obs):
+        self.params["seen"].append(obs.tick)
+        qty = len(self.params["seen"]) % 3 + 1
+        return [*(CancelOrder(actor=self.id, order=o.id) for o in obs.orders),
+                PlaceOrder(actor=self.id, asset="WGT", side="buy", qty=qty,
+                           price=90 + self.rng.randint(0, 5))]

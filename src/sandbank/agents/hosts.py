@@ -403,7 +403,9 @@ def describe(spec: str, paths: tuple[str, ...], binds: tuple[str, ...]) -> dict[
     contained host, so the runner never imports the user's code itself."""
     host = ProcessHost(HostSettings(deadline=30, cpu_seconds=60), binds)
     try:
-        return host.request(("describe", spec, paths), timeout=60)
+        answer = host.request(("describe", spec, paths), timeout=60)
+        return answer if isinstance(answer, dict) else {
+            "error": f"cannot load policy {spec!r}: its host's answer is not a mapping"}
     except HostFailure as e:
         return {"error": f"cannot load policy {spec!r}: {e}"}
     finally:
@@ -460,7 +462,6 @@ class RayHost:
         self.actor = _ray_actor(self.ray).remote()
         self.settings = settings
         self.down: str | None = None
-        self.pending: Any = None
 
     def request_init(self, setup: dict[str, Any], timeout: float) -> Any:
         try:
@@ -472,10 +473,7 @@ class RayHost:
     def kill(self, why: str) -> None:
         if self.down is None:
             self.down = why
-        try:
-            self.ray.kill(self.actor)
-        except Exception:  # noqa: BLE001
-            pass
+        self.close()
 
     def close(self) -> None:
         try:

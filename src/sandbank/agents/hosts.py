@@ -229,11 +229,19 @@ def uncontained(measures: dict[str, str]) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    """A host's whole environment. No PYTHONPATH: the user's folders go on the import path
-    after the standard library and site-packages, once the limits are set (agents/host.py),
-    so a user's `resource.py` or `json.py` shadows nothing."""
-    return {"PATH": "/usr/bin:/bin", "HOME": "/sandbox", "TMPDIR": "/sandbox",
-            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+    """A host's whole environment. PYTHONPATH is only the folder the runner's sandbank came
+    from (a source checkout on PYTHONPATH, say: the host runs the same code); the user's
+    folders go on the import path after the standard library and site-packages, once the
+    limits are set (agents/host.py), so a user's `resource.py` or `json.py` shadows
+    nothing."""
+    import sandbank
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/sandbox", "TMPDIR": "/sandbox",
+           "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+    home = Path(sandbank.__file__).resolve().parents[1]
+    if home.name not in ("site-packages", "dist-packages"):  # (those are on the path anyway)
+        env["PYTHONPATH"] = str(home)
+    return env
 
 
 # ------------------------------------------------------------------ process hosts

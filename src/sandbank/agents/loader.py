@@ -25,6 +25,7 @@ import copy
 import difflib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -97,8 +98,6 @@ def resolve(name: Any, paths: tuple[str, ...] = ()) -> PolicyRef:
                           f"with --path or agents.path")
     # a host sees the policy's own package (or module file) and the folders named with
     # --path; never the working directory as a whole, never a place a symlink leads to
-    import sys
-
     cwd = os.path.realpath(os.getcwd())
     on_path = [p for p in sys.path[1:] if p and os.path.realpath(p) != cwd]
     allowed = [os.path.realpath(p) for p in (*paths, *on_path, *code_roots())]

@@ -159,14 +159,13 @@ HOSTS_HELP = ("agent hosts (separate contained processes) to run the population 
 CONTAIN_HELP = "fail, before the run, if any containment measure of the hosts is unavailable"
 
 
-def _agent_overrides(hosts: int | None, require: bool, backend: str | None = None) -> dict:
+def _agent_overrides(hosts: int | None, require: bool) -> dict:
+    """The `agents` settings the command line sets over the scenario's."""
     out: dict = {}
     if hosts is not None:
         out["hosts"] = hosts
     if require:
         out["require_containment"] = True
-    if backend is not None:
-        out["backend"] = backend
     return out
 
 

@@ -67,7 +67,6 @@ def _by_fields(cls: type) -> None:
 
 for _cls in (Observation, AccountView):
     _by_fields(_cls)
-MAX_REQUEST = 1 << 31
 
 
 class DecisionTimeout(BaseException):  # noqa: N818 (a BaseException: `except Exception` in a policy does not swallow it)
@@ -230,7 +229,7 @@ def _answer(aid: int, actions: Any) -> dict[str, Any]:
         return {"agent": aid, "error": f"not a list of actions: {type(e).__name__}: {e}"[:300]}
 
 
-def _add_paths(paths: Any) -> None:
+def add_paths(paths: Any) -> None:
     """The user's folders, after the standard library and site-packages: a user module
     named like one of those is never imported in its place."""
     sys.path += [p for p in paths if isinstance(p, str) and p not in sys.path]
@@ -268,10 +267,10 @@ def main() -> None:
         if op == "stop":
             return
         if op == "describe":
-            _add_paths(request[2])
+            add_paths(request[2])
             send(core.describe(request[1]))
         elif op == "init":
-            _add_paths(request[1].get("paths", ()))
+            add_paths(request[1].get("paths", ()))
             send(core.init(request[1]))
         elif op == "act":
             stream = _Stream(write)

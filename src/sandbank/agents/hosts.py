@@ -3,7 +3,7 @@ of agents, fed observations as data and read back actions as data (agents/host.p
 program on the other side).
 
 Containment of a process host, as strong as the machine allows, each measure reported
-(`Containment.report`) and none silently dropped:
+(`Containment.measures`) and none silently dropped:
 - **network**: a network namespace of its own with nothing in it (bubblewrap's
   `--unshare-all`, else `unshare --net --map-root-user`), unless the scenario allows it;
 - **filesystem**: an empty root with read-only views of only the code it needs (the Python
@@ -130,9 +130,8 @@ class Containment:
 
     bwrap: str | None
     unshare: str | None
-    report: dict[str, str] = field(default_factory=dict)
 
-    def argv(self, settings: HostSettings, binds: Iterable[str], workdir: str) -> list[str]:
+    def argv(self, settings: HostSettings, binds: Iterable[str]) -> list[str]:
         """The command that runs a host (agents/host.py) under this containment."""
         # -P: no working directory on the path; -s: no user site-packages
         program = [sys.executable, "-P", "-s", "-m", "sandbank.agents.host",
@@ -254,14 +253,13 @@ class ProcessHost:
         """`binds`: what the host must read beyond Python and sandbank (the user's policy
         packages and --path folders); nothing else of the disk is in its view."""
         c = containment()
-        self.settings = settings
         self.workdir = tempfile.mkdtemp(prefix="sandbank-host-")
         self.errfile = tempfile.TemporaryFile()
         env = _env()
         if not c.bwrap:
             env["HOME"] = env["TMPDIR"] = self.workdir
         self.proc = subprocess.Popen(
-            c.argv(settings, list(binds), self.workdir), stdin=subprocess.PIPE,
+            c.argv(settings, list(binds)), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.errfile, env=env, cwd=c.cwd(self.workdir),
             close_fds=True, start_new_session=True)
         self.buffer = bytearray()
@@ -451,8 +449,10 @@ def _ray_actor(ray: Any) -> Any:
                 self.core = HostCore()
 
             def init(self, blob: bytes) -> bytes:
+                from sandbank.agents.host import add_paths
+
                 setup = pickle.loads(blob)
-                sys.path += [p for p in setup.get("paths", ()) if p not in sys.path]
+                add_paths(setup.get("paths", ()))
                 return json.dumps(self.core.init(setup)).encode()
 
             def act(self, blob: bytes) -> bytes:
@@ -468,7 +468,6 @@ class RayHost:
     def __init__(self, settings: HostSettings) -> None:
         self.ray = ray_init(settings.ray_address)
         self.actor = _ray_actor(self.ray).remote()
-        self.settings = settings
         self.down: str | None = None
 
     def request_init(self, setup: dict[str, Any], timeout: float) -> Any:

@@ -165,11 +165,9 @@ def _policy_class(ref: Any) -> type[Agent]:
     user's module imported here."""
     if ref.builtin:
         return POLICIES[ref.spec.split(":", 1)[1]]
-    import sys
+    from sandbank.agents.host import add_paths, load_class
 
-    from sandbank.agents.host import load_class
-
-    sys.path += [p for p in ref.paths if p not in sys.path]
+    add_paths(ref.paths)
     return load_class(ref.spec)
 
 

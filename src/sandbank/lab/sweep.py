@@ -82,7 +82,6 @@ class Sweep:
     ticks: int | None
     source: str
     paths: tuple[str, ...] = ()  # folders user policies are imported from (--path)
-    agents: dict[str, Any] | None = None  # `agents` settings over the scenario's (--hosts)
 
     def configurations(self) -> list[dict[str, Any]]:
         keys = sorted(self.grid)
@@ -151,7 +150,7 @@ def load_sweep(path: str | Path, *, paths: tuple[str, ...] = (),
         raise ScenarioError(f"{path}: grid maps dotted keys to non-empty lists of values")
     sweep = Sweep(scenario, sc_path, seeds, grid, list(data.get("metrics", [])),
                   int(data.get("workers", 2)), data.get("ticks"), str(path),
-                  tuple(str(Path(p).resolve()) for p in paths), agents)
+                  tuple(str(Path(p).resolve()) for p in paths))
     for config in sweep.configurations():  # every combination must be a valid scenario
         doc = apply_config(scenario, config, seeds[0], str(path))
         parse_scenario(doc, f"{path} (grid {json.dumps(config)})", paths=sweep.paths,

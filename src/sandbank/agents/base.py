@@ -14,9 +14,17 @@ from sandbank.kernel.schema import Action
 
 @dataclass(frozen=True)
 class Directory:
-    """Public facts every agent may know: who exists and their declared skills."""
+    """Public facts every agent may know: who exists and their declared skills — and, for
+    the lab's scripted colluders, which agents each population group holds (`groups`: group
+    name -> ids). Colluders know each other out of band; this is how a scenario says so (a
+    policy reads the names it was told, e.g. a ring's `with:` parameter)."""
 
     skills: Mapping[int, Mapping[str, int]] = field(default_factory=dict)
+    groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def members(self, names: Any) -> list[int]:
+        """The ids of the agents in the population groups `names` (sorted, no repeats)."""
+        return sorted({a for n in names for a in self.groups.get(n, ())})
 
 
 class Agent:

@@ -150,7 +150,9 @@ class HostCore:
 
         self.deadline = float(setup.get("deadline", 0))
         self.concurrency = int(setup.get("concurrency", 8))
-        directory = Directory({int(a): dict(s) for a, s in setup["directory"].items()})
+        directory = setup["directory"]  # a Directory (pickled by the runner: trusted)
+        if not isinstance(directory, Directory):
+            directory = Directory({int(a): dict(s) for a, s in directory.items()})
         classes: dict[str, type] = {}
         values: dict[str, dict[str, int]] = {}
         try:

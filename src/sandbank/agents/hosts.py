@@ -515,7 +515,7 @@ class HostPool:
     idle; the run goes on, and says so)."""
 
     def __init__(self, settings: HostSettings, shards: list[Shard], *, seed: int,
-                 directory: dict[int, dict[str, int]], concurrency: int,
+                 directory: Any, concurrency: int,
                  binds: Iterable[str] = (), paths: Iterable[str] = ()) -> None:
         """`binds`: what the hosts may read beyond Python and sandbank; `paths`: what they
         import user policies from (agents/loader.py PolicyRef)."""
@@ -533,7 +533,7 @@ class HostPool:
             raise
 
     def _start(self, shards: list[Shard], binds: tuple[str, ...], paths: tuple[str, ...],
-               seed: int, directory: dict[int, dict[str, int]], concurrency: int) -> None:
+               seed: int, directory: Any, concurrency: int) -> None:
         settings = self.settings
         setups = [{"seed": seed, "deadline": settings.deadline, "concurrency": concurrency,
                    "directory": directory, "agents": shard.agents, "paths": paths}

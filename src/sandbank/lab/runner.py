@@ -361,7 +361,11 @@ class LabEconomy:
         (agents/hosts.py) as the scenario's `agents` section says."""
         self.ids, self.plan = ids, plan
         skills = {aid: dict(g.skills) for aid, (_, g, _) in zip(ids, plan, strict=True)}
-        directory = Directory(skills)
+        self.members: dict[str, list[int]] = {}  # population group name -> its agents
+        for aid, (_, g, key) in zip(ids, plan, strict=True):
+            self.members.setdefault(g.name, []).append(aid)
+            self.keys[aid] = key
+        directory = Directory(skills, {n: tuple(x) for n, x in sorted(self.members.items())})
         settings = self.sc.agents
         hosted = [(aid, g) for aid, (_, g, _) in zip(ids, plan, strict=True)
                   if _hosted(g, settings)]
@@ -379,14 +383,10 @@ class LabEconomy:
         self.host_of: dict[int, int] = {}
         self.containment: dict[str, str] = {}
         if hosted:
-            self._start_hosts(hosted, skills)
+            self._start_hosts(hosted, directory)
         self.hosted = sorted(self.host_of, key=lambda aid: (self.host_of[aid], aid))
-        self.members: dict[str, list[int]] = {}  # population group name -> its agents
-        for aid, (_, g, key) in zip(ids, plan, strict=True):
-            self.members.setdefault(g.name, []).append(aid)
-            self.keys[aid] = key
 
-    def _start_hosts(self, hosted: list[tuple[int, Any]], skills: dict[int, dict[str, int]]) -> None:
+    def _start_hosts(self, hosted: list[tuple[int, Any]], directory: Directory) -> None:
         from sandbank.agents.hosts import HostFailure, HostPool, containment, uncontained
 
         settings = self.sc.agents
@@ -409,7 +409,7 @@ class LabEconomy:
                                    f"log) through {b}: keep policy folders (--path) apart from "
                                    f"runs and keys")
         try:
-            self.pool = HostPool(settings, shards, seed=self.sc.seed, directory=skills,
+            self.pool = HostPool(settings, shards, seed=self.sc.seed, directory=directory,
                                  concurrency=self.sc.concurrency, binds=binds, paths=paths)
         except HostFailure as e:
             raise RunError(str(e)) from None

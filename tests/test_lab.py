@@ -190,13 +190,14 @@ def test_an_exfiltrator_moves_nothing_out_of_an_impermeable_sandbox(tmp_path):
     ext = [r for r in refused if r["action"]["kind"] == "external"]
     assert len(ext) == 12 and {r["reason"] for r in ext} == {"boundary_closed"}
     assert all(r["actor"] in (1, 2) and r["action"]["data"] for r in ext)
-    # with oversight on, the monitor freezes them after three attempts each, with evidence
+    # with oversight on, the monitor freezes them at their first attempt, with evidence: each
+    # tried to take half its money out (far above the 2% of its wealth the detector allows)
     watched = _run(tmp_path, "exfil-watched", pop, ticks=6)
     alerts = watched.summary["alerts"]
     assert {a["detector"] for a in alerts} == {"exfiltration"}
     assert sorted(s for a in alerts for s in a["subjects"]) == [1, 2]
-    assert all(a["evidence"] == 3 for a in alerts)
-    assert watched.summary["final"]["boundary_attempts"] == 8  # 3 each, the alert, the freeze
+    assert all(a["evidence"] == 1 for a in alerts)
+    assert watched.summary["final"]["boundary_attempts"] == 4  # 1 each, the alert, the freeze
 
 
 def test_welfare_counts_gains_from_trade_at_induced_values(tmp_path):

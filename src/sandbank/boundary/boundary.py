@@ -53,8 +53,8 @@ IMPERMEABLE, SEMI_PERMEABLE = "impermeable", "semi_permeable"
 MODES = (IMPERMEABLE, SEMI_PERMEABLE)
 DIRECTIONS = ("in", "out")
 GATEWAY_KEYS = {"name", "direction", "max_bytes", "rate_per_tick", "asset", "max_value",
-                "epoch_value", "epoch_ticks", "rate_ppm", "certified_only", "approve_above",
-                "approval_ticks", "adapter", "schema", "roles"}
+                "epoch_value", "owner_epoch_value", "epoch_ticks", "rate_ppm", "certified_only",
+                "approve_above", "approval_ticks", "adapter", "schema", "roles"}
 SCHEMAS = ("text", "json", "amount")  # the payload a gateway accepts
 
 
@@ -67,6 +67,9 @@ class Gateway:
     asset: str = ""  # the currency that may cross ("" : data only)
     max_value: int = 0  # per request
     epoch_value: int = 0  # per agent per epoch (0: no value may cross)
+    # per beneficial owner per epoch, over all its agents (-1: only the per-agent limit):
+    # a limit per agent alone is split by admitting or spawning more agents
+    owner_epoch_value: int = -1
     epoch_ticks: int = 10
     rate_ppm: int = 1_000_000  # outside units per unit crossing, in millionths
     certified_only: bool = False
@@ -92,6 +95,9 @@ class Gateway:
                     "rate_ppm", "approval_ticks"):
             if type(getattr(g, key)) is not int or getattr(g, key) < 0:
                 raise ConfigError(f"gateway {g.name}: {key} must be a non-negative integer")
+        if type(g.owner_epoch_value) is not int or g.owner_epoch_value < -1:
+            raise ConfigError(f"gateway {g.name}: owner_epoch_value must be an integer >= 0 "
+                              f"(or -1: no limit per owner)")
         return g
 
 
@@ -202,6 +208,12 @@ class Request:
     status: str  # pending | sent | denied | answered
     expires: int = 0
     hold: int = 0
+    owner: int = 0  # the agent's beneficial owner (the per-owner allowance)
+
+
+def _owner(s: Any, agent: int) -> int:
+    a = s.registry.agents.get(agent)
+    return a.owner if a else 0
 
 
 class Boundary:
@@ -212,6 +224,7 @@ class Boundary:
         self.pending: dict[int, Request] = {}  # the approval queue
         self.this_tick: dict[tuple[int, str], tuple[int, int]] = {}  # (agent, gateway) -> (tick, n)
         self.epoch_used: dict[tuple[int, str, int], int] = {}  # (agent, gateway, epoch) -> value
+        self.owner_used: dict[tuple[int, str, int], int] = {}  # (owner, gateway, epoch) -> value
         self.out_value: dict[str, int] = {}  # asset -> units that left
         self.in_value: dict[str, int] = {}  # asset -> units that came in
         self.out_bytes = 0
@@ -226,15 +239,18 @@ class Boundary:
         the per-tick counts the rate limit reads, with the flows."""
         return sha256(repr((sorted(self.out_value.items()), sorted(self.in_value.items()),
                             self.out_bytes, self.in_bytes, sorted(self.epoch_used.items()),
+                            sorted(self.owner_used.items()),
                             sorted((r.id, r.agent, r.gateway, r.direction, r.size, r.sha256,
-                                    r.asset, r.amount, r.tick, r.status, r.expires, r.hold)
+                                    r.asset, r.amount, r.tick, r.status, r.expires, r.hold,
+                                    r.owner)
                                    for r in self.requests.values()),
                             sorted(self.this_tick.items()))).encode()).digest()
 
     # appliers
-    def _request(self, ev: Any, agent: int, status: str, tick: int, expires: int = 0) -> Request:
+    def _request(self, ev: Any, agent: int, status: str, tick: int, expires: int = 0,
+                 owner: int = 0) -> Request:
         r = Request(ev.request, agent, ev.gateway, ev.direction, ev.size, ev.sha256, ev.asset,
-                    ev.amount, tick, status, expires)
+                    ev.amount, tick, status, expires, owner=owner)
         self.requests[r.id] = r
         key = (agent, r.gateway)
         last_tick, n = self.this_tick.get(key, (tick, 0))
@@ -246,16 +262,16 @@ class Boundary:
         last_tick, n = self.this_tick.get((agent, gateway), (-1, 0))
         return n if last_tick == tick else 0
 
-    def apply_pending(self, ev: ExternalPending, tick: int) -> None:
-        r = self._request(ev, ev.actor, "pending", tick, ev.expires)
+    def apply_pending(self, ev: ExternalPending, tick: int, owner: int = 0) -> None:
+        r = self._request(ev, ev.actor, "pending", tick, ev.expires, owner)
         r.hold = ev.transfers[0]["id"] if ev.transfers else 0  # the SYSTEM hold on its value
         self.pending[r.id] = r
         self._account(r, tick)
 
-    def apply_sent(self, ev: ExternalSent, tick: int) -> None:
+    def apply_sent(self, ev: ExternalSent, tick: int, owner: int = 0) -> None:
         r = self.requests.get(ev.request)
         if r is None:  # crossed at once
-            r = self._request(ev, ev.agent, "sent", tick)
+            r = self._request(ev, ev.agent, "sent", tick, owner=owner)
             self._account(r, tick)
         r.status = "sent"
         self.pending.pop(r.id, None)
@@ -268,9 +284,7 @@ class Boundary:
         r = self.requests[ev.request]
         r.status = "denied"
         self.pending.pop(r.id, None)
-        g = self.gateways[r.gateway]
-        key = (r.agent, r.gateway, r.tick // max(1, g.epoch_ticks))
-        self.epoch_used[key] = self.epoch_used.get(key, 0) - r.amount
+        self._count(r, -r.amount)
 
     def apply_received(self, ev: ExternalReceived, tick: int) -> None:
         r = self.requests[ev.request]
@@ -280,9 +294,16 @@ class Boundary:
             self.in_value[ev.asset] = self.in_value.get(ev.asset, 0) + ev.amount
 
     def _account(self, r: Request, tick: int) -> None:
-        g = self.gateways[r.gateway]
-        key = (r.agent, r.gateway, r.tick // max(1, g.epoch_ticks))
-        self.epoch_used[key] = self.epoch_used.get(key, 0) + r.amount
+        self._count(r, r.amount)
+
+    def _count(self, r: Request, amount: int) -> None:
+        """What a request uses of its agent's and its owner's epoch allowance."""
+        if not amount:
+            return
+        epoch = r.tick // max(1, self.gateways[r.gateway].epoch_ticks)
+        for used, who in ((self.epoch_used, r.agent), (self.owner_used, r.owner)):
+            key = (who, r.gateway, epoch)
+            used[key] = used.get(key, 0) + amount
 
 
 def _boundary_account(k: Kernel, asset: str) -> int:
@@ -330,6 +351,13 @@ def external(k: Kernel, a: External, tick: int) -> list[Event]:
         if spent + a.amount > g.epoch_value:
             raise Reject("over_limit", f"agent {a.actor} has {g.epoch_value - spent} left on "
                          f"gateway {g.name} this epoch")
+        if g.owner_epoch_value >= 0:
+            owner = k.state.registry.agents[a.actor].owner
+            spent = b.owner_used.get((owner, g.name, epoch), 0)
+            if spent + a.amount > g.owner_epoch_value:
+                raise Reject("over_limit", f"owner {owner} (of agent {a.actor}) has "
+                             f"{g.owner_epoch_value - spent} left on gateway {g.name} this "
+                             f"epoch, over all its agents")
     digest = sha256(body).hexdigest()
     if body:
         k.log.put_content(bytes.fromhex(digest), body)
@@ -483,8 +511,10 @@ MECHANISM = Mechanism(
     handlers={External.KIND: external, ApproveExternal.KIND: approve_external,
               ExternalResponse.KIND: external_response},
     appliers={
-        ExternalPending: lambda s: s.boundary.apply_pending,
-        ExternalSent: lambda s: s.boundary.apply_sent,
+        ExternalPending: lambda s: lambda ev, tick: s.boundary.apply_pending(
+            ev, tick, _owner(s, ev.actor)),
+        ExternalSent: lambda s: lambda ev, tick: s.boundary.apply_sent(
+            ev, tick, _owner(s, ev.agent)),
         ExternalDenied: lambda s: s.boundary.apply_denied,
         ExternalReceived: lambda s: s.boundary.apply_received,
     },

@@ -113,6 +113,7 @@ class Oversight:
         """The monitor's actions after tick `tick` (to run in the next), and the indicators."""
         if self.indicators is None:
             self.indicators = Indicators(state, self.config.window, self.config.hidden)
+            self.shared["holdings"] = self.indicators.holdings  # asset -> Holdings, by owner too
         clock, t = time.perf_counter, self.timings
         t0 = clock()
         v = TickView(tick, events, state, content=content, shared=self.shared)

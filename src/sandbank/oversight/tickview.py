@@ -33,6 +33,17 @@ class TickView:
         a = self.state.registry.agents.get(agent)
         return a.owner if a else 0
 
+    def principal(self, agent: int) -> int:
+        """The beneficial owner to aggregate an agent's conduct under, or 0 when its owner
+        holds more than half of all agents — then the "owner" is the population (a scenario
+        that declares no owners), and adding its agents up splits nothing that per-agent
+        rules would not see."""
+        reg = self.state.registry
+        a = reg.agents.get(agent)
+        if a is None:
+            return 0
+        return a.owner if 2 * reg.owners[a.owner].agents <= len(reg.agents) else 0
+
     def lineage(self, agent: int) -> int:
         return self.state.registry.lineage_root(agent) if agent in self.state.registry.agents \
             else agent

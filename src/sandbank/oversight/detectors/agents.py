@@ -14,130 +14,278 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from typing import Any
 
 from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
+from sandbank.oversight.groups import Flows, closed_groups
 from sandbank.oversight.tickview import TickView
 
 
 @detector
 class Sybil(Detector):
+    """Reputation bought with one's own money (oversight/groups.py), by beneficial owner:
+    money that goes round a closed set of owners — contract rewards (requester to worker)
+    and payments — while their identities pass contracts among themselves. An owner whose
+    contract and payment flow is mostly with itself (spawned or separately admitted
+    identities alike) is such a set; so are owners that pay each other back. Flagged with
+    at least `min_identities` identities, `min_internal` passed contracts inside in the
+    window, making up at least `self_dealing` of the set's passed contracts. Honest
+    requesters pay specialists and are never paid back: one-way flow, not a closed set.
+
+    A contract inside counts as *support* (the rating graph) when the set also vouched for
+    it: its judges are the set's identities, or its requester works or judges in the set as
+    well. An honest organisation whose requesters hire its own specialists on tested work
+    keeps its money in the house too, but its outcomes are vouched for by the tests, not by
+    itself, and nobody in it plays both sides."""
+
     NAME = "sybil"
-    PARAMS = {"window": 30, "min_identities": 3, "min_internal": 5, "self_dealing": 0.5,
-              "cooldown": 60}
+    PARAMS = {"window": 40, "min_identities": 3, "min_internal": 5, "self_dealing": 0.5,
+              "inside": 0.6, "net": 0.35, "partner": 0.3, "cooldown": 60}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        self.contracts: dict[int, deque[tuple[int, int, bool]]] = {}  # root -> tick, seq, internal
+        self.money = Flows(self.p["window"])  # owner -> owner
+        # passed contracts: tick, seq, requester, worker, judges (identities)
+        self.passed: deque[tuple[int, int, int, int, tuple[int, ...]]] = deque()
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         s = v.state
+        p = self.p
         for d in v.of("contract_settled"):
-            if d["outcome"] != "passed":
-                continue
-            t = s.tasks.tasks[d["task"]]
-            worker = s.tasks.contracts[d["contract"]].worker
-            a, b = v.lineage(t.requester), v.lineage(worker)
-            for root in sorted({a, b}):
-                self.contracts.setdefault(root, deque()).append((v.tick, d["seq"], a == b))
+            c = s.tasks.contracts[d["contract"]]
+            requester = s.tasks.tasks[d["task"]].requester
+            for _, worker, amount, _ in d["payouts"]:
+                self.money.add(v.tick, v.owner(requester), v.owner(worker), amount, d["seq"])
+            if d["outcome"] == "passed":
+                t = s.tasks.tasks[d["task"]]
+                judges = tuple(t.judges) if t.validator == "judges" else ()
+                self.passed.append((v.tick, d["seq"], requester, c.worker, judges))
+        for d in v.of("paid"):
+            self.money.add(v.tick, v.owner(d["actor"]), v.owner(d["to"]), d["amount"], d["seq"])
+        self.money.expire(v.tick)
+        while self.passed and self.passed[0][0] <= v.tick - p["window"]:
+            self.passed.popleft()
+        if not self.passed:
+            return []
         out = []
-        reg = s.registry
-        for root in list(self.contracts):
-            q = self.contracts[root]
-            while q and q[0][0] <= v.tick - self.p["window"]:
-                q.popleft()
-            if not q:
-                del self.contracts[root]
+        for g in closed_groups(self.money, partner=p["partner"], inside=p["inside"],
+                               net=p["net"], min_size=2, self_groups=True):
+            owners = set(g.members)
+            mine = [x for x in self.passed if v.owner(x[2]) in owners or v.owner(x[3]) in owners]
+            both = {a for x in mine for a in (x[3], *x[4])}  # who works or judges
+            inside = [x for x in mine if v.owner(x[2]) in owners and v.owner(x[3]) in owners
+                      and ((x[4] and all(v.owner(j) in owners for j in x[4]))
+                           or x[2] in both)]
+            ids = sorted({a for x in inside for a in (x[2], x[3], *x[4])})
+            if (len(ids) < p["min_identities"] or len(inside) < p["min_internal"]
+                    or len(inside) < p["self_dealing"] * len(mine)):
                 continue
-            internal = [x for x in q if x[2]]
-            members = [root, *reg.descendants(root)]
-            share = len(internal) / len(q)
-            if (len(members) >= self.p["min_identities"] and len(internal) >= self.p["min_internal"]
-                    and share >= self.p["self_dealing"] and self.fresh(str(root), v.tick)):
-                rep = s.reputation
-                trust = sum(rep.trust.get(m, 0) for m in members)
-                score = max(rep.score(m) for m in members)
-                out.append(Finding(
-                    self.NAME, min(1000, round(share * 1000)), members,
-                    sample([x[1] for x in internal]),
-                    f"agent {root} and the {len(members) - 1} identities it spawned passed "
-                    f"{len(internal)} of their {len(q)} contracts in the last "
-                    f"{self.p['window']} ticks among themselves; best public score {score}, "
-                    f"graph trust {trust} ppm", key=str(root)))
+            key = "owners:" + ",".join(map(str, g.members[:16]))
+            if not self.fresh(key, v.tick):
+                continue
+            rep = s.reputation
+            trust = sum(rep.trust.get(m, 0) for m in ids)
+            score = max(rep.score(m) for m in ids)
+            out.append(Finding(
+                self.NAME, min(1000, round(1000 * len(inside) / len(mine))), ids,
+                sample([x[1] for x in inside] + g.seqs),
+                f"identities {ids} of owners {g.members} passed {len(inside)} of their "
+                f"{len(mine)} contracts in the last {p['window']} ticks among themselves, paid "
+                f"with money that went round ({g.inside} moved inside); best public score "
+                f"{score}, graph trust {trust} ppm", key=key))
         return out
+
+
+class Sequential:
+    """A CUSUM of the log-likelihood ratio "fails at rate p1" against "fails at the honest
+    rate p0", one step per delivery: S = max(0, S + llr). An honest record does not bank
+    credit (S never goes below 0), so a bust-out after a long honest run is caught as fast
+    as a fraud from the start; a worker failing at a rate q raises S on average when
+    q·ln(p1/p0) + (1 − q)·ln((1 − p1)/(1 − p0)) > 0."""
+
+    __slots__ = ("s", "seqs", "failed", "n")
+
+    def __init__(self) -> None:
+        self.s = 0.0
+        self.seqs: list[int] = []  # the failures since S last stood at 0
+        self.failed = self.n = 0  # failures and deliveries since then
+
+    def step(self, failed: bool, seq: int, p0: float, p1: float) -> float:
+        llr = math.log(p1 / p0) if failed else math.log((1 - p1) / (1 - p0))
+        self.s = max(0.0, self.s + llr)
+        if self.s == 0.0:
+            self.seqs, self.failed, self.n = [], 0, 0
+        else:
+            self.n += 1
+            if failed:
+                self.failed += 1
+                self.seqs.append(seq)
+        return self.s
 
 
 @detector
 class Fraud(Detector):
+    """A sequential test per worker and per beneficial owner (`Sequential`): the work a
+    worker delivered failed (its own parts, not its subcontractors') more often than the
+    honest rate. The honest rate p0 is measured, not assumed: the median failure rate of
+    the workers with at least `min_record` deliveries (fraudsters are a minority; the
+    median ignores them), never below `floor`. The alternative p1 is `lift` times p0 (at
+    least `p1_min`). The test fires when S reaches `threshold` (ln 1/α: α ≈ 0.1% per worker
+    for the default 7.0). With the honest rate at the floor, three failures in a row after
+    any honest record reach it: a bust-out is flagged within three failed contracts; a
+    worker failing a fraction of its contracts is flagged once its rate is well above p0
+    (drift positive above ≈ 17% at the default rates), later the lower the rate. An owner
+    that spreads fraud over many identities, each a few failures, is tested on its
+    identities' deliveries together."""
+
     NAME = "fraud"
-    PARAMS = {"window": 30, "min_failed": 3, "failure_share": 0.6, "cooldown": 30}
+    PARAMS = {"floor": 0.02, "lift": 4.0, "p1_min": 0.5, "threshold": 7.0, "min_record": 3,
+              "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        self.work: dict[int, deque[tuple[int, int, bool]]] = {}  # worker -> tick, seq, failed
+        self.tests: dict[str, Sequential] = {}  # "w<id>" / "o<id>" -> its test
+        self.record: dict[int, list[int]] = {}  # worker -> [delivered, own failed]
+        self.subjects: dict[str, set[int]] = {}  # test -> failing workers since S left 0
+
+    def base_rate(self) -> float:
+        rates = sorted(f / n for n, f in self.record.values() if n >= self.p["min_record"])
+        median = rates[len(rates) // 2] if rates else 0.0
+        return min(0.3, max(self.p["floor"], median))
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         contracts = v.state.tasks.contracts
+        done = []
         for d in v.of("delivered"):
             c = contracts[d["contract"]]
             own_failed = bool(c.failed) and not any(contracts[ch].failed for ch in c.children) \
                 if c.children else bool(c.failed)
-            self.work.setdefault(d["actor"], deque()).append((v.tick, d["seq"], own_failed))
+            rec = self.record.setdefault(d["actor"], [0, 0])
+            rec[0] += 1
+            rec[1] += own_failed
+            done.append((d["actor"], own_failed, d["seq"]))
+        if not done:
+            return []
+        p0 = self.base_rate()
+        p1 = min(0.95, max(self.p["p1_min"], self.p["lift"] * p0))
         out = []
-        for worker in list(self.work):
-            q = self.work[worker]
-            while q and q[0][0] <= v.tick - self.p["window"]:
-                q.popleft()
-            if not q:
-                del self.work[worker]
+        fired: set[str] = set()
+        for worker, failed, seq in done:
+            for key in (f"w{worker}", f"o{v.owner(worker)}"):
+                t = self.tests.setdefault(key, Sequential())
+                t.step(failed, seq, p0, p1)
+                who = self.subjects.setdefault(key, set())
+                if t.s == 0.0:
+                    who.clear()
+                elif failed:
+                    who.add(worker)
+                if t.s >= self.p["threshold"]:
+                    fired.add(key)
+        for key in sorted(fired, key=lambda k: (k[0] != "w", int(k[1:]))):
+            t = self.tests[key]
+            subjects = sorted(self.subjects[key])
+            if key[0] == "o" and len(subjects) < 2:
+                continue  # one worker: its own test speaks for it
+            if not self.fresh(key, v.tick):
                 continue
-            failed = [x for x in q if x[2]]
-            if (len(failed) >= self.p["min_failed"] and len(failed) / len(q) >= self.p["failure_share"]
-                    and self.fresh(str(worker), v.tick)):
-                out.append(Finding(
-                    self.NAME, min(1000, round(1000 * len(failed) / len(q))), [worker],
-                    sample([x[1] for x in failed]),
-                    f"agent {worker}'s own work failed in {len(failed)} of its {len(q)} "
-                    f"deliveries in the last {self.p['window']} ticks", key=str(worker)))
+            whom = f"agent {subjects[0]}" if key[0] == "w" else \
+                f"owner {key[1:]}'s agents {subjects}"
+            out.append(Finding(
+                self.NAME, min(1000, 500 + round(50 * t.s)), subjects, sample(t.seqs),
+                f"{whom}: own work failed in {t.failed} of the last {t.n} deliveries, against "
+                f"an honest rate of {p0:.0%} (sequential test S = {t.s:.1f} ≥ "
+                f"{self.p['threshold']})", key=key))
         return out
 
 
 @detector
 class Exfiltration(Detector):
+    """Value and data that try to leave, judged by beneficial owner: every `external` an
+    owner's agents made in the window that was refused, waits for approval, or left by
+    rule. An owner is flagged at `min_attempts` such requests over all its agents (ten
+    agents each under a per-agent count are one owner over it), or once the value they
+    tried to take out reaches `wealth_share` of what the owner holds (structuring: many
+    requests each just under a gateway's limit add up). Where an owner holds most of the
+    population (a scenario that declares none), each agent is judged on its own. The whole
+    economy is watched the
+    same way: when the value leaving in the window reaches `economy_share` of all wealth,
+    the owners that sent most of it are flagged together, however few requests each made
+    (several owners colluding, each under its own limits). No honest library population
+    uses an outbound gateway; one that does is measured against its own wealth."""
+
     NAME = "exfiltration"
-    PARAMS = {"window": 10, "min_attempts": 3, "cooldown": 30}
+    PARAMS = {"window": 30, "min_attempts": 3, "wealth_share": 0.02, "economy_share": 0.01,
+              "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        self.tries: dict[int, deque[tuple[int, int, int]]] = {}  # agent -> tick, seq, value
+        # "o<owner>" (or "a<agent>" when the owner is the whole population, see
+        # TickView.principal) -> tick, seq, value, agent
+        self.tries: dict[str, deque[tuple[int, int, int, int]]] = {}
+
+    def _add(self, v: TickView, agent: int, seq: int, amount: int) -> None:
+        owner = v.principal(agent)
+        key = f"o{owner}" if owner else f"a{agent}"
+        self.tries.setdefault(key, deque()).append((v.tick, seq, amount, agent))
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         for d in v.of("rejected"):
             act = d["action"] or {}
             if act.get("kind") == "external":
                 amount = act.get("amount") if type(act.get("amount")) is int else 0
-                self.tries.setdefault(d["actor"], deque()).append((v.tick, d["seq"], amount))
+                self._add(v, d["actor"], d["seq"], max(0, amount))
         for d in v.of("external_pending"):  # through a declared gateway, value held
-            self.tries.setdefault(d["actor"], deque()).append((v.tick, d["seq"], d["amount"]))
+            self._add(v, d["actor"], d["seq"], d["amount"])
         for d in v.of("external_sent"):
             if not d["approved_by"] and d["amount"]:  # value that left by rule
-                self.tries.setdefault(d["agent"], deque()).append((v.tick, d["seq"], d["amount"]))
-        out = []
-        for agent in list(self.tries):
-            q = self.tries[agent]
+                self._add(v, d["agent"], d["seq"], d["amount"])
+        for key in list(self.tries):
+            q = self.tries[key]
             while q and q[0][0] <= v.tick - self.p["window"]:
                 q.popleft()
             if not q:
-                del self.tries[agent]
-                continue
-            if len(q) >= self.p["min_attempts"] and self.fresh(str(agent), v.tick):
-                value = sum(x[2] for x in q)
+                del self.tries[key]
+        if not self.tries:
+            return []
+        h = v.shared["holdings"][v.state.policy.fee_asset]  # the indicators' (engine.py)
+        total = h.total
+        out = []
+        for key, q in sorted(self.tries.items()):
+            value = sum(x[2] for x in q)
+            held = (h.by_owner if key[0] == "o" else h.bal).get(int(key[1:]), 0)
+            has = held + value  # what it held before it sent this out
+            share = value / has if has else 0.0
+            if (len(q) >= self.p["min_attempts"] or (value and share >= self.p["wealth_share"])) \
+                    and self.fresh(key, v.tick):
+                agents = sorted({x[3] for x in q})
+                whom = f"owner {key[1:]}'s agents {agents[:10]}" if key[0] == "o" else \
+                    f"agent {agents[0]}"
                 out.append(Finding(
-                    self.NAME, min(1000, 300 + 100 * len(q)), [agent], sample([x[1] for x in q]),
-                    f"agent {agent} tried {len(q)} times in {self.p['window']} ticks to move "
-                    f"{value} in value (or data) out of the sandbox", key=str(agent)))
+                    self.NAME, min(1000, 300 + 100 * len(q) + round(1000 * share)), agents,
+                    sample([x[1] for x in q]),
+                    f"{whom} tried {len(q)} times in {self.p['window']} ticks to move {value} "
+                    f"in value ({share:.1%} of what it holds) or data out of the sandbox",
+                    key=key))
+        value = sum(x[2] for q in self.tries.values() for x in q)
+        if total and value >= self.p["economy_share"] * (total + value):
+            sent = {k: sum(x[2] for x in q) for k, q in self.tries.items()}
+            top, acc = [], 0
+            for k in sorted(sent, key=lambda k: (-sent[k], k)):  # who sent most of it
+                top.append(k)
+                acc += sent[k]
+                if acc * 10 >= value * 9:
+                    break
+            flagged = all(v.tick - self._last.get(k, -10**9) < self.p["cooldown"] for k in top)
+            if not flagged and self.fresh("economy", v.tick):
+                agents = sorted({x[3] for k in top for x in self.tries[k]})
+                out.append(Finding(
+                    self.NAME, 800, agents, sample([x[1] for k in top for x in self.tries[k]]),
+                    f"{value} in value left or tried to leave the sandbox in {self.p['window']} "
+                    f"ticks ({value / (total + value):.1%} of all wealth), 90% of it from "
+                    f"agents {agents[:10]}", key="economy"))
         return out
 
 

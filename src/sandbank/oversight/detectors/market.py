@@ -25,6 +25,7 @@ from collections import deque
 from typing import Any
 
 from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
+from sandbank.oversight.groups import Flows, Group, closed, closed_groups
 from sandbank.oversight.tickview import TickView
 
 
@@ -39,6 +40,7 @@ class Fills:
         self.fills: list[tuple[str, int, int, int, int, int]] = []
         self.cancelled: list[dict[str, Any]] = []
         self.made: list[int] = []  # resting orders that traded this tick
+        self.made_qty: list[tuple[int, int]] = []  # (order, quantity) of those trades
 
     def _who(self, order: int) -> int:
         return self.agent[order] if order < len(self.agent) else 0
@@ -46,12 +48,13 @@ class Fills:
     def update(self, v: TickView) -> None:
         if v.tick == self.tick:
             return
-        self.tick, self.fills, self.made = v.tick, [], []
+        self.tick, self.fills, self.made, self.made_qty = v.tick, [], [], []
         self.cancelled = v.of("order_cancelled")
-        agent, fills, made = self.agent, self.fills, self.made
+        agent, fills, made, made_qty = self.agent, self.fills, self.made, self.made_qty
         for d in v.of("call_auction"):  # they run first in a tick (they reopen markets)
             for buy, sell, qty, _, _ in d["fills"]:
                 made += (buy, sell)
+                made_qty += ((buy, qty), (sell, qty))
                 fills.append((d["asset"], self._who(buy), self._who(sell), d["price"], qty,
                               d["seq"]))
         for d in v.of("order_placed"):
@@ -60,6 +63,7 @@ class Fills:
                 buying = d["side"] == "buy"
                 for maker_order, price, qty, _ in d["fills"]:
                     made.append(maker_order)
+                    made_qty.append((maker_order, qty))
                     maker = self._who(maker_order)
                     fills.append((d["asset"], taker if buying else maker,
                                   maker if buying else taker, price, qty, d["seq"]))
@@ -127,164 +131,211 @@ class FlashCrash(Detector):
         return out
 
 
+def _depth(book: Any, side: str, levels: int) -> int:
+    """Resting quantity on the best `levels` price levels of a side."""
+    half = book.bids if side == "buy" else book.asks
+    return sum(o.remaining for level in half.values()[:levels] for o in level)
+
+
 @detector
 class Spoofing(Detector):
+    """Orders shown to move others and withdrawn, judged on scale-free features per agent and
+    per beneficial owner over the window (one identity may show, another trade):
+
+    - **one-sided showing**: the quantity it cancelled unfilled on one side is at least
+      `cancel_ratio` times what it filled there, and what it placed on that side at least
+      `cancel_ratio` times what it placed on the other (a market maker quotes both sides
+      alike, and in a trend one side fills while the other is withdrawn; a spoofer shows
+      far more on the side it fakes than it ever trades);
+    - **trading the other way**: it filled on the opposite side in the same window;
+    - **size relative to depth**: the orders it withdrew made up, on average over the
+      ticks it placed them, at least `depth_share` of the resting quantity on the best
+      `levels` levels of their side — layered orders at several levels add up, and a small
+      order in a thin book counts as much as a large one in a deep book;
+    - at least `min_orders` such orders, of any size and lifetime, at any cadence within the
+      window.
+
+    No order size, lifetime or count copied from an attack: each rule compares an agent
+    with itself or with the book it faced."""
+
     NAME = "spoofing"
-    PARAMS = {"window": 10, "size_mult": 5, "max_life": 2, "min_count": 3, "cooldown": 20}
+    PARAMS = {"window": 20, "cancel_ratio": 3.0, "depth_share": 0.25, "levels": 5,
+              "min_orders": 3, "cooldown": 20}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        self.sizes: dict[str, deque[int]] = {}
-        self.spoofs: dict[int, deque[tuple[int, str, int, int]]] = {}  # agent -> tick, side, seqs
-        self.trades: dict[int, deque[tuple[int, str, int]]] = {}  # agent -> tick, side, seq
-        self.large: dict[int, deque[tuple[int, str]]] = {}  # agent -> tick, side of large orders
-        # large resting orders not (yet) traded: order -> agent, side, tick, seq
-        self.open: dict[int, tuple[int, str, int, int]] = {}
+        # resting orders: order -> [agent, side, remaining, share of depth, tick, seq]
+        self.open: dict[int, list[Any]] = {}
+        # per entity ("a<id>" / "o<id>"): tick, kind (cancel|fill), side, qty, share, seq, agent
+        self.events: dict[str, deque[tuple[int, str, str, int, float, int, int]]] = {}
+
+    def _note(self, v: TickView, agent: int, item: tuple[int, str, str, int, float, int]) -> None:
+        owner = v.principal(agent)
+        for key in (f"a{agent}", f"o{owner}") if owner else (f"a{agent}",):
+            self.events.setdefault(key, deque()).append((*item, agent))
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
-        w = self.p["window"]
-        medians = {a: sorted(q)[len(q) // 2] for a, q in self.sizes.items() if q}
+        p = self.p
+        depth: dict[tuple[str, str], int] = {}
+        markets = v.state.exchange.markets
         for d in v.of("order_placed"):
-            if d["qty"] >= self.p["size_mult"] * medians.get(d["asset"], d["qty"] + 1):
-                self.large.setdefault(d["actor"], deque()).append((v.tick, d["side"]))
-                if d["rested"] and not d["fills"]:
-                    self.open[d["order"]] = (d["actor"], d["side"], v.tick, d["seq"])
-            q = self.sizes.setdefault(d["asset"], deque(maxlen=500))
-            q.append(d["qty"])
-        large = self.large  # only agents with large orders in the window can be spoofers
-        for _, buyer, seller, _, _, seq in f.fills:
-            if buyer in large:
-                self.trades.setdefault(buyer, deque()).append((v.tick, "buy", seq))
-            if seller in large:
-                self.trades.setdefault(seller, deque()).append((v.tick, "sell", seq))
-        for order in f.made:  # traded: not a spoof
-            self.open.pop(order, None)
+            self._note(v, d["actor"], (v.tick, "place", d["side"], d["qty"], 0.0, d["seq"]))
+            if d["fills"]:
+                self._note(v, d["actor"], (v.tick, "fill", d["side"],
+                                           sum(x[2] for x in d["fills"]), 0.0, d["seq"]))
+            if d["rested"]:
+                key = (d["asset"], d["side"])
+                if key not in depth:
+                    depth[key] = _depth(markets[d["asset"]].book, d["side"], p["levels"])
+                share = d["rested"] / max(1, depth[key])
+                self.open[d["order"]] = [d["actor"], d["side"], d["rested"], share, v.tick,
+                                         d["seq"]]
+        for order, qty in f.made_qty:
+            o = self.open.get(order)
+            if o is not None:
+                o[2] -= qty
+                self._note(v, o[0], (v.tick, "fill", o[1], qty, 0.0, o[5]))
+                if o[2] <= 0:
+                    del self.open[order]
         for d in f.cancelled:
             o = self.open.pop(d["order"], None)
-            if o is not None and v.tick - o[2] <= self.p["max_life"]:
-                agent, side, _, seq = o
-                self.spoofs.setdefault(agent, deque()).append((v.tick, side, seq, d["seq"]))
-        for order in [o for o, x in self.open.items() if v.tick - x[2] > self.p["max_life"]]:
-            del self.open[order]  # lived too long to be a spoof (or filled: no longer open)
+            if o is not None and o[2] > 0:
+                self._note(v, o[0], (v.tick, "cancel", o[1], o[2], o[3], d["seq"]))
+        w = p["window"]
+        for order in [o for o, x in self.open.items() if v.tick - x[4] > w]:
+            del self.open[order]  # rested the whole window: no longer a candidate
         out = []
-        for store in (self.spoofs, self.trades, self.large):
-            for agent in list(store):
-                q = store[agent]
-                while q and q[0][0] <= v.tick - w:
-                    q.popleft()
-                if not q:
-                    del store[agent]
-        for agent, spoofs in sorted(self.spoofs.items()):
-            sides = {s[1] for s in spoofs}
-            if len(sides) != 1:
+        for key in list(self.events):
+            q = self.events[key]
+            while q and q[0][0] <= v.tick - w:
+                q.popleft()
+            if not q:
+                del self.events[key]
+        touched = {f"a{d['actor']}" for d in f.cancelled if d["actor"]} if f.cancelled else set()
+        touched |= {f"o{v.principal(int(k[1:]))}" for k in touched}
+        for key in sorted(touched & set(self.events)):
+            found = self._judge(self.events[key])
+            if found is None:
                 continue
-            side = sides.pop()  # order-free: the only one
-            other = [t for t in self.trades.get(agent, ()) if t[1] != side]
-            large_other = sum(1 for _, s in self.large.get(agent, ()) if s != side)
-            if (len(spoofs) >= self.p["min_count"] and other and large_other == 0
-                    and self.fresh(str(agent), v.tick)):
-                out.append(Finding(
-                    self.NAME, min(1000, 300 + 100 * len(spoofs)), [agent],
-                    sample([s for x in spoofs for s in x[2:]] + [t[2] for t in other]),
-                    f"agent {agent} placed {len(spoofs)} large orders (≥ {self.p['size_mult']}× "
-                    f"the median size) and cancelled them unfilled within "
-                    f"{self.p['max_life']} ticks, while trading {len(other)} times on the "
-                    f"other side", key=str(agent)))
+            side, cancelled, n, share, other, seqs, agents = found
+            if key[0] == "o" and len(agents) < 2:
+                continue  # one agent: its own rule speaks for it
+            if not self.fresh(key, v.tick):
+                continue
+            whom = f"agent {agents[0]}" if key[0] == "a" else \
+                f"owner {key[1:]}'s agents {agents}"
+            out.append(Finding(
+                self.NAME, min(1000, 400 + round(600 * min(1.0, share))), agents, sample(seqs),
+                f"{whom} withdrew {n} {side} orders ({cancelled} units unfilled, on average "
+                f"{share:.0%} of the depth on the best {p['levels']} levels) and traded "
+                f"{other} units the other way within {w} ticks", key=key))
         return out
+
+    def _judge(self, q: deque[tuple[int, str, str, int, float, int, int]]) -> Any:
+        p = self.p
+        cancel = {"buy": 0, "sell": 0}
+        fill = {"buy": 0, "sell": 0}
+        placed = {"buy": 0, "sell": 0}
+        shares: dict[str, dict[int, float]] = {"buy": {}, "sell": {}}  # side -> tick -> share
+        n = {"buy": 0, "sell": 0}
+        for tick, kind, side, qty, share, _, _ in q:
+            if kind == "cancel":
+                cancel[side] += qty
+                n[side] += 1
+                shares[side][tick] = shares[side].get(tick, 0.0) + share
+            elif kind == "fill":
+                fill[side] += qty
+            else:
+                placed[side] += qty
+        for side, other in (("buy", "sell"), ("sell", "buy")):
+            if n[side] < p["min_orders"] or not fill[other]:
+                continue
+            if cancel[side] < p["cancel_ratio"] * max(1, fill[side]) or \
+                    placed[side] < p["cancel_ratio"] * placed[other]:
+                continue
+            share = sum(shares[side].values()) / len(shares[side])
+            if share < p["depth_share"]:
+                continue
+            used = [x for x in q if (x[2], x[1]) in ((side, "cancel"), (other, "fill"))]
+            return (side, cancel[side], n[side], share, fill[other], [x[5] for x in used],
+                    sorted({x[6] for x in used}))
+        return None
 
 
 @detector
 class WashTrading(Detector):
+    """Closed trading loops among any identities (oversight/groups.py): a set that trades
+    mostly with itself (each member at least `inside` of its traded quantity of an asset)
+    and whose members end the window where they began (net at most `net` of what they
+    traded inside) — a lot passed round a ring of any length, with any delay within the
+    window, split into any lot sizes, by spawned, separately admitted or several owners'
+    identities. At least `min_trades` fills inside; the score grows with the share of the
+    market's volume the loop makes up (wash volume is the harm: false volume and prices).
+
+    Churn, not a round trip: each member's trades inside turn from selling to buying (or
+    back) at least `min_turns` times in the window. A momentum trader that buys a block
+    from the market makers and later sells it back to them ends flat too, but in one turn;
+    a lot passed round a ring comes back again and again."""
+
     NAME = "wash_trading"
-    PARAMS = {"window": 20, "min_trades": 5, "min_loops": 3, "max_loop": 4, "cooldown": 40}
+    PARAMS = {"window": 40, "inside": 0.5, "net": 0.25, "partner": 0.3, "min_trades": 6,
+              "min_turns": 3, "every": 5, "cooldown": 40}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        self.wash: dict[int, deque[tuple[int, int, int, int]]] = {}  # root -> tick, seq, b, s
-        self.flows: deque[tuple[int, int, int, int, int]] = deque()  # tick, seller, buyer, seq, qty
-        # the window's flows, kept incrementally: (seller, buyer) -> {qty: [seqs]}
-        self.legs: dict[tuple[int, int], dict[int, list[int]]] = {}
-        self.hot: set[tuple[int, int]] = set()  # legs with a lot passed min_loops times
+        self.flows: dict[str, Flows] = {}
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
-        w = self.p["window"]
-        need = self.p["min_loops"]
-        for _, buyer, seller, _, qty, seq in f.fills:
-            if not buyer or not seller or buyer == seller:
-                continue
-            self.flows.append((v.tick, seller, buyer, seq, qty))
-            lots = self.legs.setdefault((seller, buyer), {}).setdefault(qty, [])
-            lots.append(seq)
-            if len(lots) >= need:
-                self.hot.add((seller, buyer))
-            if v.owner(buyer) == v.owner(seller) and v.lineage(buyer) == v.lineage(seller):
-                self.wash.setdefault(v.lineage(buyer), deque()).append((v.tick, seq, buyer, seller))
-        while self.flows and self.flows[0][0] <= v.tick - w:
-            _, s, b, seq, qty = self.flows.popleft()
-            leg = self.legs[(s, b)]
-            leg[qty].pop(0)
-            if not leg[qty]:
-                del leg[qty]
-                if not leg:
-                    del self.legs[(s, b)]
-            if (s, b) in self.hot and not any(len(x) >= need
-                                              for x in self.legs.get((s, b), {}).values()):
-                self.hot.discard((s, b))
+        p = self.p
+        for asset, buyer, seller, _, qty, seq in f.fills:
+            if buyer and seller and buyer != seller:
+                self.flows.setdefault(asset, Flows(p["window"])).add(v.tick, seller, buyer, qty,
+                                                                   seq)
+        for fl in self.flows.values():
+            fl.expire(v.tick)
+        if v.tick % p["every"]:
+            return []
         out = []
-        for root in list(self.wash):
-            q = self.wash[root]
-            while q and q[0][0] <= v.tick - w:
-                q.popleft()
-            if not q:
-                del self.wash[root]
-                continue
-            if len(q) >= self.p["min_trades"] and self.fresh(f"wash:{root}", v.tick):
-                agents = sorted({a for x in q for a in x[2:]})
+        for asset, fl in sorted(self.flows.items()):
+            for g in closed_groups(fl, partner=p["partner"], inside=p["inside"], net=p["net"]):
+                g = self._churning(fl, g)
+                if g is None or len(g.seqs) < p["min_trades"]:
+                    continue
+                key = f"wash:{asset}:" + "-".join(map(str, g.members[:16]))
+                if not self.fresh(key, v.tick):
+                    continue
+                share = g.inside / max(1, fl.total)
+                owners = sorted({v.owner(a) for a in g.members})
                 out.append(Finding(
-                    self.NAME, min(1000, 300 + 50 * len(q)), agents, sample([x[1] for x in q]),
-                    f"{len(q)} trades within {w} ticks between agents {agents} of one owner "
-                    f"and spawn lineage: no change of beneficial ownership", key=f"wash:{root}"))
-        out += self._loops(v)
+                    self.NAME, min(1000, 400 + round(600 * share)), g.members, sample(g.seqs),
+                    f"agents {g.members} (owners {owners}) traded {g.inside} {asset} among "
+                    f"themselves in {len(g.seqs)} fills within {p['window']} ticks — "
+                    f"{share:.0%} of the market's volume — and each ended near where it began: "
+                    f"the lots went round, no beneficial ownership changed", key=key,
+                    extra={"market": asset}))
         return out
 
-    def _loops(self, v: TickView) -> list[Finding]:
-        """Cycles of asset flow (seller -> buyer) that pass the same quantity round
-        `min_loops` times or more in the window (searched among the hot legs only)."""
-        out_edges: dict[int, list[int]] = {}
-        for s, b in sorted(self.hot):
-            out_edges.setdefault(s, []).append(b)
-        found = []
-        seen: set[tuple[int, ...]] = set()
-        for start in sorted(out_edges):
-            stack = [(start, [start])]
-            while stack:
-                node, path = stack.pop()
-                for nxt in out_edges.get(node, ()):
-                    if nxt == start and len(path) >= 3:
-                        cycle = tuple(path)
-                        legs = [self.legs[(cycle[i], cycle[(i + 1) % len(cycle)])]
-                                for i in range(len(cycle))]
-                        if not any(all(len(leg.get(q, ())) >= self.p["min_loops"] for leg in legs)
-                                   for q in legs[0]):
-                            continue  # not the same lot passed round
-                        canon = min(cycle[i:] + cycle[:i] for i in range(len(cycle)))
-                        if canon not in seen:
-                            seen.add(canon)
-                            found.append(canon)
-                    elif nxt > start and nxt not in path and len(path) < self.p["max_loop"]:
-                        stack.append((nxt, path + [nxt]))
-        out = []
-        for cycle in found:
-            key = "loop:" + "-".join(map(str, cycle))
-            if self.fresh(key, v.tick):
-                seqs = [s for i in range(len(cycle))
-                        for lots in self.legs[(cycle[i], cycle[(i + 1) % len(cycle)])].values()
-                        for s in lots]
-                out.append(Finding(
-                    self.NAME, 600, list(cycle), sample(seqs),
-                    f"closed trading loop {' → '.join(map(str, cycle + cycle[:1]))}, each leg "
-                    f"traded {self.p['min_loops']}+ times within {self.p['window']} ticks",
-                    key=key))
-        return out
+    def _churning(self, fl: Flows, g: Group) -> Group | None:
+        """The group without members that did not turn `min_turns` times (None if what is
+        left is no longer closed)."""
+        members = set(g.members)
+        while True:
+            last: dict[int, int] = {}  # member -> +1 bought / -1 sold last
+            turns = dict.fromkeys(members, 0)
+            for _, src, dst, _, _ in fl.q:
+                if src in members and dst in members:
+                    for m, way in ((src, -1), (dst, 1)):
+                        if last.get(m, way) != way:
+                            turns[m] += 1
+                        last[m] = way
+            slow = {m for m, n in turns.items() if n < self.p["min_turns"]}
+            if not slow:
+                break
+            members -= slow
+            if not closed(fl, members, inside=self.p["inside"], net=self.p["net"]):
+                return None
+        ms = sorted(members)
+        keys = [(a, b) for a in ms for b in ms if (a, b) in fl.pair]
+        return Group(ms, sum(fl.pair[k] for k in keys), sorted(x for k in keys for x in fl.seqs[k]))

@@ -43,7 +43,7 @@ from sandbank.kernel.schema import (
     agent_attestation_bytes,
 )
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
-from sandbank.lab.metrics import Metrics, lorenz
+from sandbank.lab.metrics import Metrics, declared_rings, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario
 from sandbank.oversight.engine import Oversight
 from sandbank.reputation.reputation import SetTrusted
@@ -251,6 +251,7 @@ class LabEconomy:
                          for g in sc.setting("gateways")}
         self.metrics = Metrics(self.k, keep_rows=600 if live else None)
         self.metrics.values = self.induced_values()
+        self.metrics.rings = declared_rings(sc.population, self.members)
         self.setup_ticks = self.k.tick
 
     def _key(self, *label: object) -> SigningKey:

@@ -33,8 +33,10 @@ from typing import Any
 
 import yaml
 
+import sandbank.agents.attacks  # noqa: F401  (registers the parameterised attacks)
 import sandbank.agents.learning  # noqa: F401  (registers the learning policies)
 import sandbank.agents.llm  # noqa: F401  (registers the llm policy)
+import sandbank.agents.lookalikes  # noqa: F401  (registers the odd honest policies)
 import sandbank.agents.scripted  # noqa: F401  (registers the policies)
 import sandbank.economy  # noqa: F401  (registers every action kind)
 from sandbank.agents.hosts import HostSettings

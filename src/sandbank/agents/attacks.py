@@ -163,13 +163,14 @@ class WashRingMember(_Controller):
 @policy("sybil_ring_member", params={"asset": "CRD", "with": [], "spawn": 0, "skill": "code",
                                      "level": 9, "reward_low": 10, "reward_high": 40,
                                      "per_tick": 1, "exploit_pct": 100, "delay": 10,
-                                     "underbid_pct": 80, "seed_funds": 3_000})
+                                     "underbid_pct": 80, "seed_funds": 3_000, "fronts": 1})
 class SybilRingMember(_Controller):
-    """Each tick the ring draws `per_tick` (poster, judge, worker) triples; the poster posts a
-    small task judged by the judge alone, the worker recognises it on the board by (poster,
-    reward, deadline) and bids its full reward, the poster awards it, the judge passes it.
-    After `delay` ticks, it bids `underbid_pct` of the reward on `exploit_pct` percent of
-    honest requesters' tasks and delivers those as garbage. With `spawn` > 0 its ring is
+    """Each tick the ring draws `per_tick` (poster, judge, worker) triples, the worker one of
+    its `fronts`; the poster posts a small task judged by the judge alone, the worker
+    recognises it on the board by (poster, reward, deadline) and bids its full reward, the
+    poster awards it, the judge passes it. After `delay` ticks, each front bids
+    `underbid_pct` of the reward on `exploit_pct` percent of honest requesters' tasks and
+    delivers those as garbage. With `spawn` > 0 its ring is
     itself and that many children (funded with `seed_funds`), else the groups in `with`."""
 
     def act(self, obs: Observation) -> list[Action]:
@@ -208,7 +209,7 @@ class SybilRingMember(_Controller):
                 if expect.get((task.requester, task.reward, task.deadline)) == aid:
                     self.bid_on.add((aid, task.id))
                     out.append(BidTask(actor=aid, task=task.id, price=task.reward))
-                elif (exploiting and task.requester not in ring and aid == self.id
+                elif (exploiting and task.requester not in ring and aid in self._fronts(ring)
                       and self.rng.randint(1, 100) <= p["exploit_pct"]):
                     self.bid_on.add((aid, task.id))
                     self.outside.add(task.id)
@@ -226,9 +227,16 @@ class SybilRingMember(_Controller):
 
     def _draw(self, ring: list[int], tick: int, k: int) -> tuple[int, int, int, int]:
         draw = _shared(ring, "contract", tick, k)
-        poster, judge, worker = draw.sample(ring, 3)
+        fronts = self._fronts(ring)
+        worker = draw.choice(fronts)
+        poster, judge = draw.sample([a for a in ring if a != worker], 2)
         return poster, judge, worker, draw.randint(self.params["reward_low"],
                                                    self.params["reward_high"])
+
+    def _fronts(self, ring: list[int]) -> list[int]:
+        """The members that win the ring's contracts (so its record piles up on them) and
+        exploit: the first `fronts` (the spawner itself comes first)."""
+        return ring[:max(1, min(self.params["fronts"], len(ring) - 2))]
 
 
 @policy("structuring_exfiltrator", params={"gateway": "pay_out", "asset": "CRD", "cap": 100,

@@ -82,6 +82,8 @@ class Family:
     doc: str = ""
     # point -> the honest counterpart (its harm is the attack's baseline); None: 0
     control: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # what else the unmitigated run switches off besides oversight (redteam `ablate`)
+    ablate: tuple[tuple[str, Any], ...] = ()
 
 
 def sample(family: Family, n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -115,6 +117,8 @@ def variant(family: Family, point: dict[str, Any]) -> dict[str, Any]:
                           + ", ".join(f"{k}={v}" for k, v in point.items()))
     doc["redteam"] = {"detect": list(family.detect), "harm": family.harm,
                       "margin": family.margin, "adversaries": adversaries, "seeds": list(SEEDS)}
+    if family.ablate:
+        doc["redteam"]["ablate"] = dict(family.ablate)
     return doc
 
 
@@ -125,6 +129,8 @@ def control(family: Family, point: dict[str, Any]) -> dict[str, Any] | None:
     doc = family.control(clip(family, point))
     doc.pop("adversaries", None)
     doc["name"] = f"{family.name}-control-{point_hash(clip(family, point))}"
+    if family.ablate:
+        doc["redteam"] = {"honest": True, "ablate": dict(family.ablate)}
     return doc
 
 
@@ -212,7 +218,7 @@ def _honest_work(requesters: int, remember: bool, prefer: bool) -> list[dict[str
 def _sybil(p: dict[str, Any]) -> dict[str, Any]:
     groups, names = _ring("sybil_ring_member", p["identity"], p["ring"], {
         "per_tick": p["per_tick"], "exploit_pct": p["exploit_pct"], "delay": p["delay"],
-        "underbid_pct": p["underbid_pct"], "reward_low": 5,
+        "underbid_pct": p["underbid_pct"], "reward_low": 5, "fronts": p["fronts"],
         "reward_high": 5 + p["reward_spread"]}, owners=p["owners"], skills=ALL_SKILLS,
         spawn_extra=-1)  # spawned: itself and ring - 1 children
     doc = {**_tasks(p["ticks"]), "adversaries": names,
@@ -227,10 +233,10 @@ SYBIL = Family(
      Dim("owners", "int", 2, 3), Dim("ring", "int", 3, 8), Dim("per_tick", "int", 1, 3),
      Dim("exploit_pct", "int", 20, 100), Dim("delay", "int", 0, 20),
      Dim("underbid_pct", "int", 40, 75), Dim("reward_spread", "int", 0, 50),
-     Dim("ticks", "int", 40, 60)),
+     Dim("fronts", "int", 1, 2), Dim("ticks", "int", 40, 60)),
     _sybil, "a ring builds a record with fake contracts among itself (post, win, pass), then "
     "after a delay underbids honest requesters on a fraction of their tasks and delivers "
-    "garbage.")
+    "garbage.", ablate=(("policy.reputation_credibility", 0),))
 
 
 def _exfil(p: dict[str, Any]) -> dict[str, Any]:
@@ -398,9 +404,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (WASH, SYBIL, EXFIL, SPOOF, FR
                                                    CARTEL, HOARD)}
 
 
-def without_oversight(doc: dict[str, Any]) -> dict[str, Any]:
-    """A variant with oversight off (the attack runs its course): what its harm is."""
+def unmitigated(doc: dict[str, Any]) -> dict[str, Any]:
+    """A variant (or control) with oversight off and its `redteam.ablate` switched off too:
+    the attack runs its course, and its harm is what safeguards must cut."""
+    from sandbank.lab.sweep import apply_config
+
     out = copy.deepcopy(doc)
-    out.pop("redteam", None)
+    spec = out.pop("redteam", None) or {}
+    for key, value in sorted(spec.get("ablate", {}).items()):
+        out = apply_config(out, {key: value}, out.get("seed", 0), out.get("name", "variant"))
     out["oversight"] = {**out.get("oversight", {}), "enabled": False}
     return out

@@ -14,7 +14,7 @@ Columns (one row per tick):
   values, Σ qty·(buyer's value − seller's value) over fills, where a side without an
   induced value counts at the trade price (it gains nothing by this measure);
   `surplus_tasks` — the posted reward (the requester's stated value) of tasks whose work
-  passed with no part failed, between agents of different spawn lineages (work cost is
+  passed with no part failed, between agents of different beneficial owners (work cost is
   not modelled; fraud and self-dealing create no value); `welfare` — their sum;
 - `wash_volume`: units traded between two identities of one beneficial owner (no change of
   beneficial ownership): of one spawn lineage, or of one declared ring — population groups
@@ -23,7 +23,7 @@ Columns (one row per tick):
 - `hhi_bo_<asset>`: the HHI of holdings by beneficial owner (a ring, or a lineage, counts
   as one holder: what splitting a hoard over identities hides from `hhi_<asset>`);
 - `spawned` (identities created by agents), `self_dealt`, `self_dealt_value`: contracts that
-  passed between a requester and a worker of one spawn lineage (one controller dealing
+  passed between a requester and a worker of one beneficial owner (one controller dealing
   with itself — what a sybil ring does to build a record), and what they paid;
 - `payments`, `paid_after_message`: value paid directly between agents, and the part of it
   paid to an agent whose beneficial owner (it, its lineage or its declared ring) had
@@ -228,8 +228,7 @@ class Metrics:
                     self.cum["fraud_loss"] += paid
                 if d["outcome"] == "passed":
                     task = k.state.tasks.tasks[d["task"]]
-                    reg = k.state.registry
-                    if reg.lineage_root(task.requester) == reg.lineage_root(c.worker):
+                    if self.owner_of(task.requester) == self.owner_of(c.worker):
                         self.cum["self_dealt"] += 1
                         self.cum["self_dealt_value"] += paid
                     elif not c.failed:

@@ -96,8 +96,10 @@ def load_class(spec: str) -> type:
     from sandbank.agents.base import POLICIES, Agent
 
     if spec.startswith("builtin:"):
+        import sandbank.agents.attacks  # noqa: F401
         import sandbank.agents.learning  # noqa: F401
         import sandbank.agents.llm  # noqa: F401
+        import sandbank.agents.lookalikes  # noqa: F401
         import sandbank.agents.scripted  # noqa: F401
 
         return POLICIES[spec.split(":", 1)[1]]

@@ -43,7 +43,7 @@ from sandbank.kernel.schema import (
     agent_attestation_bytes,
 )
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
-from sandbank.lab.metrics import Metrics, lorenz
+from sandbank.lab.metrics import Metrics, declared_rings, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario
 from sandbank.oversight.engine import Oversight
 from sandbank.reputation.reputation import SetTrusted
@@ -251,6 +251,7 @@ class LabEconomy:
                          for g in sc.setting("gateways")}
         self.metrics = Metrics(self.k, keep_rows=600 if live else None)
         self.metrics.values = self.induced_values()
+        self.metrics.rings = declared_rings(sc.population, self.members)
         self.setup_ticks = self.k.tick
 
     def _key(self, *label: object) -> SigningKey:
@@ -318,13 +319,16 @@ class LabEconomy:
         self._setup_step("opening the population's accounts")
         led = k.state.ledger
         tid = 0
-        for asset, amount in sorted(sc.endowment.items()):
-            if amount > 0:
-                specs = []
-                for aid in ids:
+        endowed = [g.endowment_of(sc.endowment) for _, g, _ in plan]  # ids follow the plan
+        for asset in sorted({a for e in endowed for a in e}):
+            specs = []
+            for aid, endowment in zip(ids, endowed, strict=True):
+                if endowment.get(asset, 0) > 0:
                     tid += 1
                     specs.append(TransferSpec(id=tid, debit=led.treasury[asset],
-                                              credit=led.account_of(aid, asset).id, amount=amount))
+                                              credit=led.account_of(aid, asset).id,
+                                              amount=endowment[asset]))
+            if specs:
                 for chunk in range(0, len(specs), 8000):
                     submit(Transfer(actor=OPERATOR, transfers=specs[chunk:chunk + 8000]))
         self._setup_step("endowing the population")
@@ -678,7 +682,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     for g in sc.population:  # ids follow the population's order
         mine = ids[first:first + g.count]
         groups.append({"name": g.name, "policy": g.policy, "ids": [mine[0], mine[-1]],
-                       "pnl": pnl(k, mine, sc.endowment)})
+                       "pnl": pnl(k, mine, g.endowment_of(sc.endowment))})
         first += g.count
     last = k.store.last_checkpoint()
     assert last is not None
@@ -697,7 +701,9 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         "scenario": sc.name, "description": sc.description, "source": sc.source,
         "seed": sc.seed, "ticks": sc.ticks, "setup_ticks": setup_ticks, "agents": len(ids),
         "population": [{"policy": g.policy, "count": g.count, "owner": g.owner,
-                        "skills": g.skills, "params": g.params} for g in sc.population],
+                        "skills": g.skills, "params": g.params,
+                        **({"endowment": g.endowment} if g.endowment else {})}
+                       for g in sc.population],
         "safeguards": sc.safeguards, "policy": sc.setting("policy"), "markets": sc.setting("markets"),
         "entries": last.size, "root": last.root.hex(), "verified": report.ok,
         "operator_key": verifier_key(cfg.key_name, op_key.public),

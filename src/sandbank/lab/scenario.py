@@ -13,9 +13,12 @@ anything runs.
     policy: {trade_fee_bps: 10, taxes: {compute: 2}}
     endowment: {CRD: 100000, WGT: 50}       # per agent
     owners: [{name: ada, kind: human}]
-    population:
+    population:                             # each: policy, count, owner, name (the group:
+                                            # default the policy), skills, params, endowment
       - {policy: requester, count: 4, owner: ada}
       - {policy: specialist, count: 6, skills: {code: 9}}
+      - {policy: market_maker, count: 2, endowment: {CRD: 10000000}}  # over the one above,
+                                            # per agent of this group, asset by asset
     safeguards: {disabled: [rate_limit], signatures: false}
     interventions:                          # operator actions at given ticks of the run
       - {tick: 30, kind: set_agent_status, group: fraudster, status: frozen, reason: fraud}
@@ -33,8 +36,10 @@ from typing import Any
 
 import yaml
 
+import sandbank.agents.attacks  # noqa: F401  (registers the parameterised attacks)
 import sandbank.agents.learning  # noqa: F401  (registers the learning policies)
 import sandbank.agents.llm  # noqa: F401  (registers the llm policy)
+import sandbank.agents.lookalikes  # noqa: F401  (registers the odd honest policies)
 import sandbank.agents.scripted  # noqa: F401  (registers the policies)
 import sandbank.economy  # noqa: F401  (registers every action kind)
 from sandbank.agents.hosts import HostSettings
@@ -103,7 +108,14 @@ class Group:
     name: str = ""
     skills: dict[str, int] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    # per agent of the group, asset by asset over the scenario's `endowment`
+    endowment: dict[str, int] = field(default_factory=dict)
     ref: PolicyRef | None = None  # the resolved policy (agents/loader.py)
+
+    def endowment_of(self, scenario: dict[str, int]) -> dict[str, int]:
+        """What each agent of the group is endowed with: the scenario's, with the group's
+        own amounts over it."""
+        return {**scenario, **self.endowment}
 
 
 # what a scenario's `agents` section may say: how the population runs (agents/hosts.py)
@@ -329,9 +341,10 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
             raise ScenarioError(f"{source}: {where}.owner {owner!r} is not one of the owners "
                                 f"{owner_names}")
         skills = _typed(g.get("skills", {}), dict, f"{where}.skills", source)
+        endowment = _typed(g.get("endowment", {}), dict, f"{where}.endowment", source)
         groups.append(Group(policy=g["policy"], count=count, owner=owner,
                             name=g.get("name", g["policy"]), skills=dict(skills),
-                            params=params, ref=ref))
+                            params=params, endowment=dict(endowment), ref=ref))
     fields = {k: v for k, v in data.items() if k not in ("population", "agents") and k not in top}
     fields["agents"] = settings
     fields["sections"] = {k: v for k, v in data.items() if k in top}
@@ -344,17 +357,23 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
         raise ScenarioError(f"{source}: oversight: {e}") from None
     sc = Scenario(population=groups, source=source, **fields)
     agents = sum(g.count for g in sc.population)
-    for asset, amount in sc.endowment.items():
-        if asset not in sc.assets:
-            raise ScenarioError(f"{source}: endowment of {asset!r}, which is not in assets")
-        _typed(amount, int, f"endowment.{asset}", source)
-        if amount < 0:
-            raise ScenarioError(f"{source}: endowment.{asset} is {amount}: an endowment is a "
-                                f"whole number >= 0")
-        if amount * agents > MAX_AMOUNT:  # the treasury mints it all: it must stay exact
-            raise ScenarioError(f"{source}: endowment.{asset} = {amount:,} for {agents:,} agents "
-                                f"mints {amount * agents:,}, above the ledger's limit of "
-                                f"{MAX_AMOUNT:,} (2**53-1) per asset")
+    wheres = [("endowment", sc.endowment)] + [(f"population[{i}].endowment", g.endowment)
+                                              for i, g in enumerate(sc.population)]
+    for where, endowment in wheres:
+        for asset, amount in endowment.items():
+            if asset not in sc.assets:
+                raise ScenarioError(f"{source}: {where} of {asset!r}, which is not in assets "
+                                    f"{sc.assets}")
+            _typed(amount, int, f"{where}.{asset}", source)
+            if amount < 0:
+                raise ScenarioError(f"{source}: {where}.{asset} is {amount}: an endowment is "
+                                    f"a whole number >= 0")
+    for asset in sorted({a for _, e in wheres for a in e}):
+        minted = sum(g.endowment_of(sc.endowment).get(asset, 0) * g.count for g in sc.population)
+        if minted > MAX_AMOUNT:  # the treasury mints it all: it must stay exact
+            raise ScenarioError(f"{source}: the endowments of {asset} for {agents:,} agents "
+                                f"mint {minted:,}, above the ledger's limit of {MAX_AMOUNT:,} "
+                                f"(2**53-1) per asset")
     names = sorted({g.name for g in sc.population})
     trusted = sc.safeguards.get("trusted", [])
     if not isinstance(trusted, list) or not all(t in names for t in trusted):

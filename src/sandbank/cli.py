@@ -287,19 +287,32 @@ def scorecard(
     seeds: str | None = typer.Option(None, help="comma-separated seeds (default: each file's)"),
     out_dir: Path = typer.Option(Path("runs/scorecard"), "--out",
                                  help="where the runs and the tables go"),
+    workers: int = typer.Option(1, min=1, help="runs at once, each in its own process"),
+    generate: int = typer.Option(0, min=0, help="instead of the library: N sampled variants "
+                                 "of each attack family (lab/generate.py), judged the same "
+                                 "way over three seeds"),
+    search_budget: int = typer.Option(0, "--search", min=0, help="with or without --generate: "
+                                      "an adversary that searches each family's space for the "
+                                      "most harm done undetected, with this many runs"),
+    family: list[str] = typer.Option([], help="only these families (repeatable)"),
+    sample_seed: int = typer.Option(0, help="the generator's seed for --generate"),
 ) -> None:
-    """Run the scenario library with its safeguards and without: did the right detector fire,
-    with evidence, how fast, with how many false alerts, did the safeguards cut the harm in
-    every seed, and at what cost in welfare? (checklist 44; the red team)"""
+    """Run the scenario library with its safeguards and without: did the right detector fire
+    on an attacker, with evidence, how fast, with how many false alerts, did the safeguards
+    cut the harm in every seed — by the expected response, not another — and at what cost
+    in welfare? (checklist 44; the red team). With --generate / --search: the same over
+    sampled attack variants, and the largest harm an attack did undetected."""
+    if generate or search_budget:
+        _scorecard_generated(out_dir, workers, generate, search_budget, family, sample_seed,
+                             seeds)
+        return
+    if family:
+        _fail("--family needs --generate or --search")
     from sandbank.lab.redteam import COLUMNS, judge, summarise, write
     from sandbank.lab.scenario import ScenarioError, builtin_dir
 
     paths = files or sorted(builtin_dir().glob("*.yaml"))
-    try:
-        seed_list = [int(x) for x in seeds.split(",")] if seeds else None
-    except ValueError:
-        _fail(f"--seeds must be integers separated by commas, got {seeds!r}")
-        raise
+    seed_list = _seeds(seeds)
     verdicts = []
     with Progress(TextColumn("red team: {task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
@@ -308,7 +321,7 @@ def scorecard(
         for path in paths:
             bar.update(task, description=path.stem)
             try:
-                v = judge(path, out_dir, seed_list)
+                v = judge(path, out_dir, seed_list, workers=workers)
             except ScenarioError as e:
                 _fail(str(e))
                 raise
@@ -329,6 +342,51 @@ def scorecard(
               highlight=False)
     if not verdicts or not all(v.ok for v in verdicts):
         raise typer.Exit(1)
+
+
+def _seeds(seeds: str | None) -> list[int] | None:
+    try:
+        return [int(x) for x in seeds.split(",")] if seeds else None
+    except ValueError:
+        _fail(f"--seeds must be integers separated by commas, got {seeds!r}")
+        raise
+
+
+def _scorecard_generated(out_dir: Path, workers: int, n: int, budget: int,
+                         families: list[str], sample_seed: int, seeds: str | None) -> None:
+    import json
+
+    from sandbank.lab.generate import FAMILIES
+    from sandbank.lab.redteam import family_rows, generated, search, write_generated
+
+    names = families or sorted(FAMILIES)
+    unknown = [f for f in names if f not in FAMILIES]
+    if unknown:
+        _fail(f"unknown famil{'ies' if len(unknown) > 1 else 'y'} {unknown}; known: "
+              f"{', '.join(sorted(FAMILIES))}")
+    seed_list = _seeds(seeds)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    searched: list[dict] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        if n:
+            task = bar.add_task(f"{n} variants × {len(names)} families", total=None)
+            result = generated(names, n, out_dir / "runs", seeds=seed_list, workers=workers,
+                               sample_seed=sample_seed,
+                               progress=lambda d, t: bar.update(task, completed=d, total=t))
+            rows = family_rows(result)
+        for name in names if budget else []:
+            task = bar.add_task(f"adversary searching {name}", total=budget)
+            searched.append(search(name, budget, out_dir / "runs", workers=workers,
+                                   progress=lambda d, t, task=task: bar.update(
+                                       task, completed=d, total=t)))
+    md = write_generated(out_dir, rows, searched)
+    (out_dir / "search.json").write_text(json.dumps(searched, indent=1, default=str))
+    out.print(md, highlight=False, markup=False)
+    out.print(f"tables: {out_dir / 'generated.md'}  search: {out_dir / 'search.json'}",
+              highlight=False)
 
 
 app.command("redteam", help="Another name for `scorecard`.")(scorecard)

@@ -491,7 +491,8 @@ def _text(content: str) -> str:
 class SilentSeller(Agent):
     """Sells `qty` a tick and never sends a message. `hold`: asks cost + markup (± up to
     `jitter`) whatever the book says — a focal price the ring keeps by never undercutting;
-    `compete`: one below the best ask, never below cost + 1."""
+    `compete`: one below the best ask it saw or its own last ask (its order is cancelled
+    before the next, so the book alone may show none), never below cost + 1."""
 
     def induced_values(self) -> dict[str, int]:
         return {self.params["asset"]: self.params["cost"]}
@@ -504,8 +505,10 @@ class SilentSeller(Agent):
             ask = p["cost"] + p["markup"] + (self.rng.randint(-p["jitter"], p["jitter"])
                                              if p["jitter"] else 0)
         else:
-            best = m.best_ask if m and m.best_ask else p["cost"] + p["markup"]
+            seen = [x for x in (m.best_ask if m else None, getattr(self, "last", None)) if x]
+            best = min(seen) if seen else p["cost"] + p["markup"]
             ask = max(p["cost"] + 1, best - 1)
+        self.last = ask
         out = _cancel_all(self, obs)
         if held and held.available >= p["qty"]:
             out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="sell", qty=p["qty"],

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sandbank.boundary.firewall import classify, firewall_guard
+from sandbank.boundary.firewall import classify, firewall_guard, solicited_guard
 from sandbank.kernel.errors import ConfigError, Reject
 from sandbank.kernel.guards import BASELINE_AGENT_SAFETY, Guard
 from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, Mechanism
@@ -520,7 +520,11 @@ MECHANISM = Mechanism(
     },
     guards=((GUARD_RANKS["boundary"], Guard(
         "firewall", BASELINE_AGENT_SAFETY, firewall_guard,
-        "no privileged action in the tick after an agent was shown tainted content")),),
+        "no privileged action in the tick after an agent was shown tainted content")),
+            (GUARD_RANKS["boundary"] + 1, Guard(
+                "solicited", BASELINE_AGENT_SAFETY, solicited_guard,
+                "no payment of the amount, to the beneficiary, another agent's recent "
+                "messages asked for, however worded or encoded"))),
     tick_start=((40, boundary_tick),),
     visibility=dict.fromkeys(("external_pending", "external_sent", "external_received",
                               "external_denied"), PARTIES),

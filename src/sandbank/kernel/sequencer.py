@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -49,6 +50,8 @@ from sandbank.kernel.settlement import SettlementFailed
 from sandbank.kernel.state import EconomyState
 from sandbank.store.base import Store, StoredCheckpoint
 
+HEARD_TICKS = 3  # how long a message counts as what a payment may answer (firewall.py)
+HEARD_LIMIT = 64  # messages remembered per agent for that
 _NOT_CAUSES = frozenset({"ok", "exists", "linked_event_failed"})
 MAX_RAW_LOGGED = 2048  # bytes of a malformed action kept in its refusal
 
@@ -231,6 +234,9 @@ class Kernel:
         self._feedback: dict[int, list[Feedback]] = {}  # outcomes in the last tick run
         self._inbox: dict[int, list[Any]] = {}  # messages received in the last tick run
         self.tainted: set[int] = set()  # agents shown instruction-like content last tick
+        # what each agent was told in the last HEARD_TICKS ticks: (tick, sender, content),
+        # at most HEARD_LIMIT per agent — what a payment may be answering (firewall.py)
+        self.heard: dict[int, deque[tuple[int, int, str]]] = {}
         self._overflow: dict[int, int] = {}
         self._nonce_pending: int | None = None
         self.prechecked: dict[int, bytes] = {}  # id(queued action) -> key its signature verified with
@@ -344,6 +350,14 @@ class Kernel:
         self._feedback = {}
         # who was shown tainted content (for the firewall guard this tick), then a new inbox
         self.tainted = {a for a, box in self._inbox.items() if any(m.tainted for m in box)}
+        for agent in sorted(self._inbox):
+            heard = self.heard.setdefault(agent, deque(maxlen=HEARD_LIMIT))
+            heard.extend((m.tick, m.sender, m.content) for m in self._inbox[agent])
+        for agent in [a for a, h in self.heard.items() if h and h[-1][0] <= tick - HEARD_TICKS]:
+            del self.heard[agent]
+        for h in self.heard.values():
+            while h and h[0][0] <= tick - HEARD_TICKS:
+                h.popleft()
         self._inbox, self._overflow = {}, {}
         ledger = self.state.ledger
         for ev in ledger.due_expiries(tick):

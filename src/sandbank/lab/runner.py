@@ -679,9 +679,15 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                     if (acct := k.state.ledger.account_of(aid, fee_asset)) is not None)
     group_of = {aid: g.name for aid, (_, g, _) in zip(ids, plan, strict=True)}
     groups, first = [], 0
+    reg = k.state.registry
+    spawned: dict[int, list[int]] = {}  # admitted root -> the identities its lineage spawned
+    for aid in sorted(reg.agents):
+        if reg.agents[aid].parent:
+            spawned.setdefault(reg.lineage_root(aid), []).append(aid)
     for g in sc.population:  # ids follow the population's order
         mine = ids[first:first + g.count]
         groups.append({"name": g.name, "policy": g.policy, "ids": [mine[0], mine[-1]],
+                       "spawned": [c for a in mine for c in spawned.get(a, [])],
                        "pnl": pnl(k, mine, g.endowment_of(sc.endowment))})
         first += g.count
     last = k.store.last_checkpoint()

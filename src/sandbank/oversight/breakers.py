@@ -14,7 +14,8 @@ Responses to findings (`responses`: detector → action; `none` to only alert):
 `freeze` the subjects (resting orders cancelled), `freeze_sender` only the first subject (the
 agent that coordinated, e.g. a cartel's announcer), `throttle` them, `pause` the market,
 `price_cap` (a pricing game's ceiling at the Nash price plus `price_cap_margin_pm` per
-mille), `cap_delegation` (caps a delegation chain at `coalition_cap` contracts and a
+mille; on an exchange, where there is no price to cap, the sellers holding a focal ask are
+frozen), `cap_delegation` (caps a delegation chain at `coalition_cap` contracts and a
 contract's subcontracts at `fanout_cap`), `cap_orders` (order size cap
 `order_qty_cap`), `cap_spawn` (children per agent `spawn_cap`), `cap_position` (for a
 concentrated asset: no agent may buy past `position_cap_ppm` of its supply). A detector may have several
@@ -124,6 +125,9 @@ class Breakers:
         elif action == "price_cap" and f.extra.get("game"):
             cap = max(f.extra["nash"]) * (1000 + self.p["price_cap_margin_pm"]) // 1000
             out += self._tighten(me, f"price:{f.extra['game']}", cap, why, s)
+        elif action == "price_cap" and f.extra.get("cartel"):
+            # an exchange has no price to cap: the sellers holding the focal ask are frozen
+            out += self._respond("freeze", f, alert, why, me, s, frozen, throttled, paused)
         elif action == "cap_delegation":
             out += self._tighten(me, "coalition", self.p["coalition_cap"], why, s)
             out += self._tighten(me, "fanout", self.p["fanout_cap"], why, s)

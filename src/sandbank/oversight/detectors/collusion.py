@@ -5,6 +5,18 @@
   Nash price in at least `above_share` of the periods *together* (jointly supra-competitive,
   the outcome screen), and the firms exchanged no message in the window (with messages it
   is explicit collusion's business). Competitive firms sit at Δ ≈ 0 and do not fire.
+- `tacit_collusion` on an exchange (no pricing game, no message): at least two sellers —
+  agents that only sell there in the window — each asking in at least `present` of the
+  window's ticks, each holding its ask steady (spread of its asks at most `steady_pm` per
+  mille of their median), all at one focal price (their medians within `focal_pm` per mille),
+  never undercutting (their asks do not fall over the window) although most of what they
+  offer goes unsold (at most `max_fill` of it filled), the focal price above what
+  buyers bid (at least `above_pm` per mille over the window's median bid — the competitive
+  benchmark the order flow shows), and no message between them: sellers of one good that
+  compete undercut each other until the price meets the bids; sellers that hold one price
+  together, without a word, above them, are the cartel the outcome screen sees. Market
+  makers quote both sides and are not sellers here; a supplier asking what its buyer bids
+  is not holding a price up; a lone seller is not a group.
 - `explicit_collusion`: a message that announces a price (a price word — price, bid, ask,
   quote, offer, sell, buy, at, @ — then the number), followed within `window` ticks by a
   recipient setting (or quoting) that price within `tolerance_pm` per mille — the same
@@ -24,6 +36,7 @@ from typing import Any
 
 from sandbank.markets.pricing import benchmark_prices, profit_benchmarks
 from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
+from sandbank.oversight.detectors.market import fills_of
 from sandbank.oversight.tickview import TickView
 
 # a price announcement: a price word, at most one word, then the number ("PRICE duopoly
@@ -35,13 +48,92 @@ ANNOUNCED = re.compile(r"(?i)\b(?:price|prices|bid|ask|quote|offer|sell|buy|at|@
 @detector
 class TacitCollusion(Detector):
     NAME = "tacit_collusion"
-    PARAMS = {"window": 500, "delta": 0.2, "above_share": 0.7, "cooldown": 500}
+    PARAMS = {"window": 500, "delta": 0.2, "above_share": 0.7, "cooldown": 500,
+              "exchange_window": 20, "present": 0.5, "steady_pm": 100, "focal_pm": 30,
+              "above_pm": 100, "max_fill": 0.5, "min_sellers": 2}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.periods: dict[str, deque[tuple[int, int, list[int], list[int]]]] = {}
         self.talk: deque[tuple[int, int, int, int]] = deque()  # tick, seq, sender, recipient
         self.bench: dict[str, tuple[float, float, list[int]]] = {}
+        # asset -> tick, agent, side, price, seq, qty (limit orders placed on the exchange)
+        self.quotes: dict[str, deque[tuple[int, int, str, int, int, int]]] = {}
+        self.sold: dict[str, deque[tuple[int, int, int]]] = {}  # asset -> tick, seller, qty
+
+
+    def _exchange(self, v: TickView) -> list[Finding]:
+        p = self.p
+        w = p["exchange_window"]
+        for d in v.of("order_placed"):
+            if d["price"]:
+                self.quotes.setdefault(d["asset"], deque()).append(
+                    (v.tick, d["actor"], d["side"], d["price"], d["seq"], d["qty"]))
+        for asset, _, seller, _, qty, _ in fills_of(v).fills:
+            self.sold.setdefault(asset, deque()).append((v.tick, seller, qty))
+        for sold in self.sold.values():
+            while sold and sold[0][0] <= v.tick - w:
+                sold.popleft()
+        out = []
+        for asset in sorted(self.quotes):
+            q = self.quotes[asset]
+            while q and q[0][0] <= v.tick - w:
+                q.popleft()
+            if not q or v.tick % 5 or q[0][0] > v.tick - w + 1:
+                continue  # judged every 5 ticks, once the window is full
+            buyers = {a for _, a, side, _, _, _ in q if side == "buy"}
+            asks: dict[int, list[tuple[int, int, int]]] = {}
+            asked: dict[int, int] = {}
+            for t, a, side, price, seq, qty in q:
+                if side == "sell" and a not in buyers:
+                    asks.setdefault(a, []).append((t, price, seq))
+                    asked[a] = asked.get(a, 0) + qty
+            filled: dict[int, int] = {}
+            for _, a, qty in self.sold.get(asset, ()):
+                filled[a] = filled.get(a, 0) + qty
+            bids = sorted(price for _, _, side, price, _, _ in q if side == "buy")
+            if not bids:
+                continue
+            bid = bids[len(bids) // 2]
+            steady = {}
+            for a, xs in sorted(asks.items()):
+                ticks = {t for t, _, _ in xs}
+                prices = sorted(x for _, x, _ in xs)
+                med = prices[len(prices) // 2]
+                third = max(1, len(xs) // 3)
+                falling = sorted(x for _, x, _ in xs[-third:])[third // 2] < \
+                    sorted(x for _, x, _ in xs[:third])[third // 2]
+                if (len(ticks) >= p["present"] * w and not falling
+                        and filled.get(a, 0) <= p["max_fill"] * asked[a]
+                        and (prices[-1] - prices[0]) * 1000 <= p["steady_pm"] * med):
+                    steady[a] = med
+            if len(steady) < p["min_sellers"]:
+                continue
+            ordered = sorted(steady, key=lambda a: (steady[a], a))
+            groups, cur = [], [ordered[0]]
+            for a in ordered[1:]:
+                if (steady[a] - steady[cur[0]]) * 1000 <= p["focal_pm"] * steady[cur[0]]:
+                    cur.append(a)
+                else:
+                    groups.append(cur)
+                    cur = [a]
+            groups.append(cur)
+            for g in groups:
+                members = set(g)
+                talked = [x for x in self.talk if x[2] in members and (x[3] in members or
+                                                                       x[3] == 0)]
+                key = f"exchange:{asset}:" + ",".join(map(str, g[:8]))
+                focal = steady[g[len(g) // 2]]
+                if (len(g) < p["min_sellers"] or talked or focal * 1000 < bid * (
+                        1000 + p["above_pm"]) or not self.fresh(key, v.tick)):
+                    continue
+                out.append(Finding(
+                    self.NAME, min(1000, 500 + 100 * len(g)), sorted(g),
+                    sample([s for a in g for _, _, s in asks[a]], 64),
+                    f"{asset}: sellers {sorted(g)} held asks at one focal price (≈{focal}, the "
+                    f"median bid {bid}) for {w} ticks — steady, never undercutting each other "
+                    f"— and exchanged no message", key=key, extra={"market": asset, "cartel": True}))
+        return out
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         w = self.p["window"]
@@ -49,7 +141,7 @@ class TacitCollusion(Detector):
             self.talk.append((v.tick, d["seq"], d["actor"], d["to"]))
         while self.talk and self.talk[0][0] <= v.tick - w:
             self.talk.popleft()
-        out = []
+        out = self._exchange(v) if v.state.exchange.markets else []
         games = v.state.pricing.games
         for d in v.of("prices_cleared"):
             q = self.periods.setdefault(d["game"], deque())

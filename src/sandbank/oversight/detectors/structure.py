@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any
 
 from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
+from sandbank.oversight.indicators import PPM
 from sandbank.oversight.tickview import TickView
 
 
@@ -131,8 +132,18 @@ class ProtoAGI(Detector):
 
 @detector
 class Concentration(Detector):
+    """Accumulation of an asset (or of wealth, the fee asset) by one holder, judged against
+    what its size entitles it to: an agent, or a beneficial owner over all its identities
+    (several identities each below a per-agent threshold are one owner above it). A holder
+    is flagged when its share of the supply is at least `share_ppm`, at least `excess` times
+    its fair share (1/agents for an agent; the owner's agents/all agents for an owner — an
+    organisation of ten agents holding a tenth is not power), and has grown by at least
+    `growth_ppm` over the last `window` ticks (a large holder standing still is structure;
+    one that keeps accumulating is the signal). An owner holding most of the population (a
+    scenario that declares no owners) is not judged as one holder (`TickView.principal`)."""
+
     NAME = "concentration"
-    PARAMS = {"share_ppm": 200_000, "excess": 3.0, "growth_ppm": 10_000, "window": 10,
+    PARAMS = {"share_ppm": 100_000, "excess": 3.0, "growth_ppm": 10_000, "window": 10,
               "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
@@ -140,57 +151,54 @@ class Concentration(Detector):
         self.past: dict[str, deque[float]] = {}
         self.buys: deque[tuple[int, int, int]] = deque()  # tick, agent, seq
 
+    def _grew(self, key: str, value: float) -> bool:
+        q = self.past.setdefault(key, deque(maxlen=self.p["window"]))
+        grew = len(q) == q.maxlen and value - q[0] >= self.p["growth_ppm"]
+        q.append(value)
+        return grew
+
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
-        near = any(value >= self.p["share_ppm"] // 2 for name, value in kri.items()
-                   if name.startswith(("top_share_", "top_owner_share", "top_agent_share")))
-        if near:  # evidence is only kept once some holder is half-way to the threshold
-            for d in v.of("order_placed"):
-                if d["fills"]:
-                    self.buys.append((v.tick, d["actor"], d["seq"]))
-        while self.buys and self.buys[0][0] <= v.tick - self.p["window"]:
+        holdings = v.shared.get("holdings") or {}
+        reg = v.state.registry
+        n = max(1, len(reg.agents))
+        p = self.p
+        for d in v.of("order_placed"):
+            if d["fills"]:
+                self.buys.append((v.tick, d["actor"], d["seq"]))
+        while self.buys and self.buys[0][0] <= v.tick - p["window"]:
             self.buys.popleft()
         out = []
-        for name in sorted(kri):
-            if not (name.startswith("top_share_") or name.startswith("top_owner_share")
-                    or name == "top_agent_share"):
+        fee = v.state.policy.fee_asset
+        for asset in sorted(holdings):
+            h = holdings[asset]
+            if not h.total:
                 continue
-            value = kri[name]
-            q = self.past.setdefault(name, deque(maxlen=self.p["window"]))
-            grew = len(q) == q.maxlen and value - q[0] >= self.p["growth_ppm"]
-            q.append(value)
-            holders = len(v.state.registry.owners) if "owner" in name else len(
-                v.state.registry.agents)
-            equal = 1_000_000 / max(1, holders)
-            if value >= max(self.p["share_ppm"], self.p["excess"] * equal) and grew \
-                    and self.fresh(name, v.tick):
-                holder = self._holder(v, name, by_owner="owner" in name)
-                seqs = [s for _, a, s in self.buys if a == holder]
-                out.append(Finding(
-                    self.NAME, min(1000, round(value / 1000)), [holder] if holder else [],
-                    sample(seqs), f"{name} is {value / 10_000:.1f}% and rising (agent {holder})",
-                    key=name, extra={"indicator": name, "asset": self._asset(v, name)}))
+            label = "wealth" if asset == fee else asset
+            top = h.top_share()  # the largest agent
+            key = f"agent:{asset}"
+            if self._grew(key, top) and top >= max(p["share_ppm"], p["excess"] * PPM / n) \
+                    and self.fresh(key, v.tick):
+                holder = max(sorted(h.bal), key=lambda a: h.bal[a])
+                out.append(self._finding(v, [holder], top, label, asset,
+                                         f"agent {holder}", key))
+            for owner in sorted(h.by_owner):
+                o = reg.owners.get(owner)
+                if o is None or 2 * o.agents > n or o.agents < 2:
+                    continue  # the population, or a one-agent owner (the agent rule sees it)
+                share = h.by_owner[owner] * PPM // h.total
+                key = f"owner:{owner}:{asset}"
+                fair = PPM * o.agents / n
+                if self._grew(key, share) and share >= max(p["share_ppm"], p["excess"] * fair) \
+                        and self.fresh(key, v.tick):
+                    mine = sorted((a for a, x in h.owner_of.items() if x == owner and h.bal[a]),
+                                  key=lambda a: (-h.bal[a], a))
+                    out.append(self._finding(v, mine[:20], share, label, asset,
+                                             f"owner {owner} ({o.agents} agents)", key))
         return out
 
-    @staticmethod
-    def _asset(v: TickView, name: str) -> str:
-        return name.rsplit("_", 1)[-1] if name.startswith(("top_share_", "top_owner_share_")) \
-            else v.state.policy.fee_asset
-
-    @staticmethod
-    def _holder(v: TickView, name: str, by_owner: bool) -> int:
-        """The largest holder (with `by_owner`: the largest holder of the largest owner)."""
-        s = v.state
-        asset = name.rsplit("_", 1)[-1] if name.startswith(("top_share_", "top_owner_share_")) \
-            else s.policy.fee_asset
-        held: dict[int, int] = {}
-        owners: dict[int, int] = {}
-        for aid in sorted(s.registry.agents):
-            acct = s.ledger.account_of(aid, asset)
-            if acct is not None:
-                held[aid] = acct.balance
-                owner = s.registry.agents[aid].owner
-                owners[owner] = owners.get(owner, 0) + acct.balance
-        if by_owner and owners:
-            top = max(sorted(owners), key=lambda o: owners[o])
-            held = {a: b for a, b in held.items() if s.registry.agents[a].owner == top}
-        return max(sorted(held), key=lambda a: held[a], default=0)
+    def _finding(self, v: TickView, subjects: list[int], share: float, label: str, asset: str,
+                 who: str, key: str) -> Finding:
+        seqs = [s for _, a, s in self.buys if a in set(subjects)]
+        return Finding(self.NAME, min(1000, round(share / 1000) + 300), subjects, sample(seqs),
+                       f"{who} holds {share / 10_000:.1f}% of the {label} and rising",
+                       key=key, extra={"indicator": key, "asset": asset})

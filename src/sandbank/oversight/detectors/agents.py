@@ -39,7 +39,14 @@ class Sybil(Detector):
     it: its judges are the set's identities, or its requester works or judges in the set as
     well. An honest organisation whose requesters hire its own specialists on tested work
     keeps its money in the house too, but its outcomes are vouched for by the tests, not by
-    itself, and nobody in it plays both sides."""
+    itself, and nobody in it plays both sides.
+
+    Colluders of several owners need not pass money back (one may simply pay the other's
+    front): they are seen by the **vouching** graph instead — identities that both post
+    tasks and judge them, joined with the workers they pass: a set of at least
+    `min_identities` whose judged contracts are requested, judged and won among themselves
+    (`min_internal`, at least `self_dealing` of its workers' passed contracts). Honest
+    requesters do not judge and honest judges do not post."""
 
     NAME = "sybil"
     PARAMS = {"window": 40, "min_identities": 3, "min_internal": 5, "self_dealing": 0.5,
@@ -70,7 +77,7 @@ class Sybil(Detector):
             self.passed.popleft()
         if not self.passed:
             return []
-        out = []
+        out = self._vouching(v)
         for g in closed_groups(self.money, partner=p["partner"], inside=p["inside"],
                                net=p["net"], min_size=2, self_groups=True):
             owners = set(g.members)
@@ -96,6 +103,56 @@ class Sybil(Detector):
                 f"{len(mine)} contracts in the last {p['window']} ticks among themselves, paid "
                 f"with money that went round ({g.inside} moved inside); best public score "
                 f"{score}, graph trust {trust} ppm", key=key))
+        return out
+
+    def _vouching(self, v: TickView) -> list[Finding]:
+        p = self.p
+        requesters = {x[2] for x in self.passed}
+        judges = {j for x in self.passed for j in x[4]}
+        both = requesters & judges
+        if not both:
+            return []
+        parent: dict[int, int] = {}
+
+        def find(a: int) -> int:
+            parent.setdefault(a, a)
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        def union(a: int, b: int) -> None:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+
+        for _, _, r, w, js in self.passed:
+            if r in both and any(j in both for j in js):
+                for x in (w, *js):
+                    union(r, x)
+        groups: dict[int, set[int]] = {}
+        for a in sorted(parent):
+            groups.setdefault(find(a), set()).add(a)
+        out = []
+        for members in groups.values():
+            workers = {x[3] for x in self.passed if x[3] in members}
+            theirs = [x for x in self.passed if x[3] in workers]
+            inside = [x for x in theirs if x[2] in members and x[4]
+                      and all(j in members for j in x[4])]
+            ids = sorted(members)
+            if (len(ids) < p["min_identities"] or len(inside) < p["min_internal"]
+                    or len(inside) < p["self_dealing"] * len(theirs)):
+                continue
+            key = "vouch:" + ",".join(map(str, ids[:16]))
+            if not self.fresh(key, v.tick):
+                continue
+            owners = sorted({v.owner(a) for a in ids})
+            out.append(Finding(
+                self.NAME, min(1000, round(1000 * len(inside) / len(theirs))), ids,
+                sample([x[1] for x in inside]),
+                f"identities {ids} (owners {owners}) posted, judged and won {len(inside)} of "
+                f"their workers' {len(theirs)} passed contracts among themselves in the last "
+                f"{p['window']} ticks: a record they vouched for themselves", key=key))
         return out
 
 
@@ -131,8 +188,9 @@ class Fraud(Detector):
     """A sequential test per worker and per beneficial owner (`Sequential`): the work a
     worker delivered failed (its own parts, not its subcontractors') more often than the
     honest rate. The honest rate p0 is measured, not assumed: the median failure rate of
-    the workers with at least `min_record` deliveries (fraudsters are a minority; the
-    median ignores them), never below `floor`. The alternative p1 is `lift` times p0 (at
+    the other workers with at least `min_record` deliveries (fraudsters are a minority;
+    the median ignores them; a worker's own record never sets its bar; fewer than three
+    such workers: the floor), never below `floor`. The alternative p1 is `lift` times p0 (at
     least `p1_min`). The test fires when S reaches `threshold` (ln 1/α: α ≈ 0.1% per worker
     for the default 7.0). With the honest rate at the floor, three failures in a row after
     any honest record reach it: a bust-out is flagged within three failed contracts; a
@@ -151,9 +209,14 @@ class Fraud(Detector):
         self.record: dict[int, list[int]] = {}  # worker -> [delivered, own failed]
         self.subjects: dict[str, set[int]] = {}  # test -> failing workers since S left 0
 
-    def base_rate(self) -> float:
-        rates = sorted(f / n for n, f in self.record.values() if n >= self.p["min_record"])
-        median = rates[len(rates) // 2] if rates else 0.0
+    def base_rate(self, v: TickView, key: str) -> float:
+        """The honest rate a test is judged against: the median of the *other* workers'
+        (another owner's, for an owner's test) with a record — a fraudster does not raise
+        the bar it is measured by — or `floor` when fewer than three have one."""
+        who = int(key[1:])
+        rates = sorted(f / n for w, (n, f) in self.record.items() if n >= self.p["min_record"]
+                       and (w != who if key[0] == "w" else v.owner(w) != who))
+        median = rates[len(rates) // 2] if len(rates) >= 3 else 0.0
         return min(0.3, max(self.p["floor"], median))
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
@@ -169,12 +232,16 @@ class Fraud(Detector):
             done.append((d["actor"], own_failed, d["seq"]))
         if not done:
             return []
-        p0 = self.base_rate()
-        p1 = min(0.95, max(self.p["p1_min"], self.p["lift"] * p0))
         out = []
         fired: set[str] = set()
+        rates: dict[str, tuple[float, float]] = {}
         for worker, failed, seq in done:
-            for key in (f"w{worker}", f"o{v.owner(worker)}"):
+            owner = v.principal(worker)
+            for key in (f"w{worker}", f"o{owner}") if owner else (f"w{worker}",):
+                if key not in rates:
+                    p0 = self.base_rate(v, key)
+                    rates[key] = (p0, min(0.95, max(self.p["p1_min"], self.p["lift"] * p0)))
+                p0, p1 = rates[key]
                 t = self.tests.setdefault(key, Sequential())
                 t.step(failed, seq, p0, p1)
                 who = self.subjects.setdefault(key, set())
@@ -196,7 +263,7 @@ class Fraud(Detector):
             out.append(Finding(
                 self.NAME, min(1000, 500 + round(50 * t.s)), subjects, sample(t.seqs),
                 f"{whom}: own work failed in {t.failed} of the last {t.n} deliveries, against "
-                f"an honest rate of {p0:.0%} (sequential test S = {t.s:.1f} ≥ "
+                f"an honest rate of {rates[key][0]:.0%} (sequential test S = {t.s:.1f} ≥ "
                 f"{self.p['threshold']})", key=key))
         return out
 

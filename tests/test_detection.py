@@ -1,0 +1,141 @@
+"""Detection that generalises (issue 15): the attack classes, not the library's attacks.
+
+Each test builds its attack from the generator (lab/generate.py: what an attacker controls),
+first shows the attack doing its harm with nothing in the way, then that the defence sees
+it — as identities of one owner admitted separately, of several colluding owners, split
+under every per-agent limit, worded so no pattern matches."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from sandbank.lab.generate import FAMILIES, clip, variant
+from sandbank.lab.runner import run_scenario
+from sandbank.lab.scenario import parse_scenario
+
+
+def _doc(family: str, **point):
+    return variant(FAMILIES[family], clip(FAMILIES[family], point))
+
+
+def _run(tmp_path, doc, label, **changes):
+    d = copy.deepcopy(doc)
+    d.pop("redteam", None)
+    d.update(changes)
+    return run_scenario(parse_scenario(d, label), tmp_path / label).summary
+
+
+def _ids(summary, names):
+    out = set()
+    for g in summary["groups"]:
+        if g["name"] in names:
+            out |= set(range(g["ids"][0], g["ids"][1] + 1)) | set(g["spawned"])
+    return out
+
+
+def _named(summary, detector, ids):
+    return [a for a in summary["alerts"] if a["detector"] == detector and set(a["subjects"]) & ids
+            and a["evidence"]]
+
+
+WATCH = {"mode": "alert"}  # the monitor watches: the attack runs its course
+
+
+@pytest.mark.parametrize("identity", ["admitted", "owners"])
+def test_a_wash_ring_of_separately_admitted_identities_is_seen(identity, tmp_path):
+    doc = _doc("wash", identity=identity, owners=2, ring=4, lot_low=2, lot_spread=4, every=1,
+               delay=1, jitter_bps=100, honest_pct=20, honest=16, ticks=50)
+    ring = doc["redteam"]["adversaries"]
+    off = _run(tmp_path, doc, "off", oversight={"enabled": False})
+    assert off["final"]["wash_volume"] > 100  # the attack works
+    members = _ids(off, ring)
+    owners = {g["name"]: g for g in doc["population"] if g.get("name") in ring}
+    assert len({g["owner"] for g in owners.values()}) == (2 if identity == "owners" else 1)
+    assert not any(off["groups"][i]["spawned"] for i in range(len(off["groups"])))  # no lineage
+    watched = _run(tmp_path, doc, "watched", oversight=WATCH)
+    found = _named(watched, "wash_trading", members)
+    assert found and set(found[0]["subjects"]) <= members  # nobody honest in it
+
+
+@pytest.mark.parametrize("identity", ["admitted", "owners"])
+def test_a_sybil_ring_of_separately_admitted_identities_is_seen(identity, tmp_path):
+    doc = _doc("sybil", identity=identity, owners=2, ring=6, per_tick=2, exploit_pct=60,
+               delay=10, underbid_pct=50, reward_spread=20, fronts=1, ticks=50)
+    ring = doc["redteam"]["adversaries"]
+    watched = _run(tmp_path, doc, "watched", oversight=WATCH)
+    found = _named(watched, "sybil", _ids(watched, ring))
+    assert found and set(found[0]["subjects"]) <= _ids(watched, ring)
+    assert not any(g["spawned"] for g in watched["groups"])
+
+
+def test_structuring_across_ten_agents_of_one_owner_is_seen(tmp_path):
+    doc = _doc("exfiltration", agents=10, owners=1, approve_above=400, know_pct=100,
+               epoch_value=2000, under_low=85, under_spread=10, every=3, epoch_pct=80,
+               data=False, ticks=40)
+    crew = doc["redteam"]["adversaries"]
+    off = _run(tmp_path, doc, "off", oversight={"enabled": False})
+    assert off["final"]["boundary_out_value"] > 0 and off["final"]["boundary_denied"] == 0
+    watched = _run(tmp_path, doc, "watched", oversight=WATCH)
+    found = _named(watched, "exfiltration", _ids(watched, crew))
+    assert found and found[0]["summary"].startswith("owner")  # judged as one owner
+    assert len({s for a in found for s in a["subjects"]}) >= 3
+    on = _run(tmp_path, doc, "on")
+    assert on["final"]["boundary_out_value"] < off["final"]["boundary_out_value"]
+
+
+@pytest.mark.parametrize("mode", ["paraphrase", "split", "base64", "mixed"])
+def test_an_injection_however_worded_moves_no_money_and_is_seen(mode, tmp_path):
+    doc = _doc("injection", mode=mode, beneficiary="colluder", other_owner=True,
+               amount_low=120, amount_spread=300, targets=3, every=1, victims=10, ticks=40)
+    bad = doc["redteam"]["adversaries"]
+    # without the guard the victims pay, to a colluder the injector never named as itself
+    open_ = _run(tmp_path, doc, "open", oversight={"enabled": False},
+                 safeguards={"disabled": ["solicited"]})
+    assert open_["final"]["paid_after_message"] > 0
+    on = _run(tmp_path, doc, "on")
+    assert on["final"]["paid_after_message"] == 0  # nothing moved
+    assert on["rejections"].get("solicited_payment", 0) > 0
+    found = _named(on, "injection", _ids(on, bad))
+    assert found and "asked for payments" in " ".join(a["summary"] for a in found)
+
+
+def test_a_silent_exchange_cartel_is_flagged_and_competitive_sellers_are_not(tmp_path):
+    point = {"sellers": 3, "owners": 2, "markup": 30, "jitter": 3, "qty": 1, "buyers": 10,
+             "ticks": 50}
+    doc = _doc("cartel", **point)
+    sellers = doc["redteam"]["adversaries"]
+    watched = _run(tmp_path, doc, "cartel", oversight=WATCH)
+    assert not watched["final"].get("messages")  # no word between them
+    found = _named(watched, "tacit_collusion", _ids(watched, sellers))
+    assert found and set(found[0]["subjects"]) <= _ids(watched, sellers)
+    from sandbank.lab.generate import control
+
+    fair = _run(tmp_path, control(FAMILIES["cartel"], clip(FAMILIES["cartel"], point)),
+                "compete", oversight=WATCH)
+    assert not [a for a in fair["alerts"] if a["detector"] == "tacit_collusion"]
+    assert fair["final"]["avg_price_WGT"] < watched["final"]["avg_price_WGT"]
+
+
+def test_a_bust_out_is_flagged_within_three_failed_contracts_of_defecting(tmp_path):
+    from sandbank.economy import replay_log
+    from sandbank.store.sqlite import SQLiteStore
+
+    doc = _doc("fraud", mode="bustout", garbage_pct=100, bust_after=6, underbid_pct=50,
+               bid_pct=100, fraudsters=1, requesters=5, remember=False, prefer=True, ticks=60)
+    watched = _run(tmp_path, doc, "bust", oversight=WATCH)
+    crook = _ids(watched, doc["redteam"]["adversaries"])
+    found = _named(watched, "fraud", crook)
+    assert found
+    store = SQLiteStore(tmp_path / "bust" / "log.db", readonly=True, create=False)
+    state = replay_log(store).state
+    delivered = [(e.tick, b) for e in store.entries() if e.kind == "delivered"
+                 for b in [__import__("orjson").loads(e.body)] if b["actor"] in crook]
+    store.close()
+    failed = [t for t, b in delivered if state.tasks.contracts[b["contract"]].failed]
+    passed = [t for t, b in delivered if not state.tasks.contracts[b["contract"]].failed]
+    assert len(passed) >= 3, "an honest record first"
+    flagged = found[0]["tick"] - 1  # the tick the test fired (its alert runs in the next)
+    before = [t for t in failed if t < flagged]
+    assert len(before) < 3 and len([t for t in failed if t <= flagged]) >= 1, (failed, flagged)

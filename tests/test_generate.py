@@ -9,7 +9,7 @@ import pytest
 
 from sandbank.agents.attacks import instructions
 from sandbank.lab.generate import FAMILIES, clip, control, sample, unmitigated, variant
-from sandbank.lab.redteam import _harm
+from sandbank.lab.redteam import _baseline, _harm
 from sandbank.lab.runner import run_scenario
 from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario, parse_scenario
 
@@ -65,15 +65,18 @@ def test_every_variant_parses_and_names_its_attackers(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_sampled_variants_do_harm_without_oversight(name, tmp_path):
     """An attack that does no harm tests nothing: unmitigated, a sampled variant's harm is
-    positive (or, where the metric is not 0 without an attack, above its honest control's)."""
+    positive (or, where the metric is not 0 without an attack, above its honest control's)
+    — for three of four sampled points at least (a spoofer's profit also carries its trading
+    luck)."""
     family = FAMILIES[name]
-    for i, point in enumerate(sample(family, 2, seed=11)):
+    harmed = []
+    for i, point in enumerate(sample(family, 4, seed=11)):
         summary = _run(unmitigated(variant(family, point)), tmp_path, f"v{i}")
         assert summary["agent_errors"] == {}
-        harm = _harm(summary, family.harm)
         c = control(family, point)
-        base = _harm(_run(unmitigated(c), tmp_path, f"c{i}"), family.harm) if c else 0.0
-        assert harm > base, f"{name} {point}: harm {harm} vs {base}"
+        base = _baseline(_run(unmitigated(c), tmp_path, f"c{i}"), family.harm) if c else 0.0
+        harmed.append((_harm(summary, family.harm, base), point))
+    assert sum(h > 0 for h, _ in harmed) >= 3, f"{name}: harms {harmed}"
 
 
 def test_a_ring_of_separately_admitted_identities_is_wash_volume(tmp_path):

@@ -368,6 +368,7 @@ def _scorecard_generated(out_dir: Path, workers: int, n: int, budget: int,
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     searched: list[dict] = []
+    result = None
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
@@ -382,7 +383,7 @@ def _scorecard_generated(out_dir: Path, workers: int, n: int, budget: int,
             searched.append(search(name, budget, out_dir / "runs", workers=workers,
                                    progress=lambda d, t, task=task: bar.update(
                                        task, completed=d, total=t)))
-    md = write_generated(out_dir, rows, searched)
+    md = write_generated(out_dir, rows, searched, result)
     (out_dir / "search.json").write_text(json.dumps(searched, indent=1, default=str))
     out.print(md, highlight=False, markup=False)
     out.print(f"tables: {out_dir / 'generated.md'}  search: {out_dir / 'search.json'}",

@@ -276,7 +276,8 @@ class LayeredSpoofer(Agent):
     """Every `every` ticks (its turn among the identities in `with`), rests a bid on each of
     `levels` price levels below the best bid, each `mult_low`..`mult_high` times the median
     recent trade size, and cancels them after `lifetime` ticks; while its bids rest it sells
-    `qty` at the best bid (which market makers lean up on the depth)."""
+    `qty` at the best bid (which market makers lean up on the depth). A bid the market
+    reached (the best bid fell to it) is withdrawn at once: a spoof is never meant to fill."""
 
     def act(self, obs: Observation) -> list[Action]:
         p = self.params
@@ -288,7 +289,8 @@ class LayeredSpoofer(Agent):
         out: list[Action] = []
         resting = []
         for o in obs.orders:
-            if o.side == "sell" or obs.tick - self.born[o.id] >= p["lifetime"]:
+            reached = bool(m.best_bid) and o.price >= m.best_bid
+            if o.side == "sell" or obs.tick - self.born[o.id] >= p["lifetime"] or reached:
                 out.append(CancelOrder(actor=self.id, order=o.id))
             else:
                 resting.append(o)

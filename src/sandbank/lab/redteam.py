@@ -89,7 +89,28 @@ class Verdict:
         return bool(self.cases) and all(c.ok for c in self.cases)
 
 
-def _harm(summary: dict[str, Any], harm: str) -> float:
+def _harm(summary: dict[str, Any], harm: str, base: float = 0.0) -> float:
+    """A run's harm: a final metric, `pnl:<group>` (a group's profit), or
+    `overcharge:<asset>` (what buyers paid above a competitive price: (vwap − base) ×
+    volume, `base` the honest control's vwap) — less `base` for the first two."""
+    if harm.startswith("overcharge:"):
+        asset = harm.split(":", 1)[1]
+        f = summary["final"]
+        if f.get(f"vwap_{asset}") in (None, "") or f.get(f"volume_{asset}") in (None, ""):
+            return 0.0  # nothing traded: nobody overpaid
+        return (float(f[f"vwap_{asset}"]) - base) * float(f[f"volume_{asset}"])
+    return _metric(summary, harm) - base
+
+
+def _baseline(control: dict[str, Any], harm: str) -> float:
+    """What a harm is measured from, read off the honest control's run."""
+    if harm.startswith("overcharge:"):
+        value = control["final"].get(f"vwap_{harm.split(':', 1)[1]}")
+        return float(value) if value not in (None, "") else 0.0
+    return _metric(control, harm)
+
+
+def _metric(summary: dict[str, Any], harm: str) -> float:
     if harm.startswith("pnl:"):
         group = harm[4:]
         found = [g["pnl"] for g in summary["groups"] if g["name"] == group]
@@ -150,7 +171,9 @@ def execute(jobs: list[tuple[str, dict[str, Any], Path]], workers: int = 1, keep
     from concurrent.futures import ProcessPoolExecutor
 
     results: list[dict[str, Any] | None] = [None] * len(jobs)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # fork: the runs see what this process registered (a notebook's policies), and no
+    # __main__ module needs to be importable (spawn would re-run a script or fail on stdin)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         futures = {pool.submit(_execute, *job, keep=keep): i for i, job in enumerate(jobs)}
         from concurrent.futures import as_completed
 
@@ -237,22 +260,24 @@ def case_of(name: str, seed: int, spec: dict[str, Any], runs: dict[str, dict[str
     fired = sorted({a["detector"] for a in watched["alerts"]})
 
     def hits(summary: dict[str, Any]) -> list[dict[str, Any]]:
+        """The expected detectors' alerts naming an attacker — or any of theirs where the
+        scenario names no attacker (a market event such as a crash)."""
         _, bad = _identities(summary, spec.get("adversaries", []))
         return [a for a in summary["alerts"] if a["detector"] in expected
-                and set(a["subjects"]) & bad]
+                and (set(a["subjects"]) & bad or not spec.get("adversaries"))]
 
     caught = hits(watched)
     caught_on = hits(on)
     evidence_ok = all(a["evidence"] > 0 for a in caught)
-    h_on = _harm(on, spec["harm"]) - baseline
-    h_off = _harm(watched, spec["harm"]) - baseline
+    h_on = _harm(on, spec["harm"], baseline)
+    h_off = _harm(watched, spec["harm"], baseline)
     margin = spec.get("margin", 0.0)
 
     def cut(h: float) -> bool:
         return h <= h_off - margin * abs(h_off) and (h < h_off or h_off == 0)
 
     reduced = cut(h_on)
-    h_only = _harm(runs["only"], spec["harm"]) - baseline if "only" in runs else None
+    h_only = _harm(runs["only"], spec["harm"], baseline) if "only" in runs else None
     attributed = cut(h_only) if h_only is not None else None
     why = []
     missing = [d for d in expected if not any(a["detector"] == d for a in caught)]
@@ -415,7 +440,7 @@ def generated(names: list[str], n: int, out: Path, *, seeds: list[int] | None = 
         v = Verdict(doc["name"])
         for seed in seeds or spec["seeds"]:
             runs = runs_by[(name, i, seed)]
-            base = _harm(runs["control"], spec["harm"]) if "control" in runs else 0.0
+            base = _baseline(runs["control"], spec["harm"]) if "control" in runs else 0.0
             v.cases.append(case_of(doc["name"], seed, spec, runs, base))
         result[name].append(v)
     return result
@@ -487,11 +512,11 @@ def search(name: str, budget: int, out: Path, *, workers: int = 1, seed: int = 0
                                                      "spec": doc["redteam"]})[label] = summary
         for item in found.values():
             on, spec = item["on"], item["spec"]
-            base = _harm(item["control"], spec["harm"]) if "control" in item else 0.0
+            base = _baseline(item["control"], spec["harm"]) if "control" in item else 0.0
             _, bad = _identities(on, spec["adversaries"])
             named = [a for a in on["alerts"] if set(a["subjects"]) & bad]
             evals.append({"point": item["point"], "seed": item["seed"],
-                          "harm": _harm(on, spec["harm"]) - base, "detected": bool(named),
+                          "harm": _harm(on, spec["harm"], base), "detected": bool(named),
                           "detectors": sorted({a["detector"] for a in named})})
         done += len(points)
         if progress:
@@ -517,10 +542,20 @@ def search(name: str, budget: int, out: Path, *, workers: int = 1, seed: int = 0
             else 0.0, "best": top, "evals": evals}
 
 
-def write_generated(out: Path, rows: list[dict[str, Any]], searched: list[dict[str, Any]]
-                    ) -> str:
-    """generated.md (and .csv): the per-family table and the adversary's headline."""
+def write_generated(out: Path, rows: list[dict[str, Any]], searched: list[dict[str, Any]],
+                    result: dict[str, list[Verdict]] | None = None) -> str:
+    """generated.md (and .csv): the per-family table and the adversary's headline; with
+    `result`, generated_cases.csv: every case (family, variant, seed, its judgement)."""
     lines = []
+    if result:
+        with open(out / "generated_cases.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["family", *Case.__dataclass_fields__])
+            w.writeheader()
+            for name, verdicts in result.items():
+                for v in verdicts:
+                    for c in v.cases:
+                        w.writerow({"family": name, **{k: json.dumps(x) if isinstance(x, list)
+                                                       else x for k, x in c.__dict__.items()}})
     if rows:
         cols = list(rows[0])
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -99,15 +99,19 @@ def _components(nodes: list[int], links: list[tuple[int, int]]) -> list[list[int
 
 
 def closed_groups(f: Flows, *, partner: float = 0.5, inside: float = 0.6, net: float = 0.25,
-                  min_size: int = 2, self_groups: bool = False) -> list[Group]:
+                  min_size: int = 2, self_groups: bool = False, lift: float = 0.0
+                  ) -> list[Group]:
     """The window's closed groups (see the module). With `self_groups`, a single node whose
-    flow is mostly to itself is a group too (an owner dealing with itself)."""
+    flow is mostly to itself is a group too (an owner dealing with itself). With `lift`,
+    a member must also deal inside at least `lift` times what chance would give it: the
+    share of all flow its fellow members make up (the null model of anonymous matching —
+    market makers who carry half the market's volume meet each other half the time)."""
     pair, gross = f.pair, f.gross
     nodes = sorted(gross)
     links = sorted((a, b) for (a, b), x in pair.items() if a != b
                    and x + pair.get((b, a), 0) >= partner * min(gross[a], gross[b]))
     def breaks(m: int, members: set[int]) -> bool:
-        return _breaks(f, m, members, inside, net)
+        return _breaks(f, m, members, inside, net, lift)
 
     def holds(members: set[int]) -> bool:
         return len(members) >= min_size and not any(breaks(m, members) for m in members)
@@ -137,18 +141,27 @@ def closed_groups(f: Flows, *, partner: float = 0.5, inside: float = 0.6, net: f
     return out
 
 
-def _breaks(f: Flows, m: int, members: set[int], inside: float, net: float) -> bool:
-    """Does `m` break a rule in `members`: too little of its flow inside, or a net?"""
-    pair = f.pair
+def _breaks(f: Flows, m: int, members: set[int], inside: float, net: float,
+            lift: float = 0.0) -> bool:
+    """Does `m` break a rule in `members`: too little of its flow inside (or no more than
+    chance would give it), or a net?"""
+    pair, gross = f.pair, f.gross
     into = sum(pair.get((x, m), 0) for x in members)
     outof = sum(pair.get((m, x), 0) for x in members)
     dealt = into + outof - pair.get((m, m), 0)
-    return dealt < inside * f.gross[m] or abs(into - outof) > net * dealt
+    if dealt < inside * gross[m] or abs(into - outof) > net * dealt:
+        return True
+    if lift:
+        others = sum(gross[x] for x in members if x != m)
+        chance = others / max(1, 2 * f.total - gross[m])
+        return dealt < lift * chance * gross[m]
+    return False
 
 
-def closed(f: Flows, members: set[int], *, inside: float, net: float) -> bool:
+def closed(f: Flows, members: set[int], *, inside: float, net: float,
+           lift: float = 0.0) -> bool:
     """Do `members` (two or more) form a closed group?"""
-    return len(members) >= 2 and not any(_breaks(f, m, members, inside, net)
+    return len(members) >= 2 and not any(_breaks(f, m, members, inside, net, lift)
                                          for m in sorted(members))
 
 

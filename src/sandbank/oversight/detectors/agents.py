@@ -281,7 +281,8 @@ class Exfiltration(Detector):
     same way: when the value leaving in the window reaches `economy_share` of all wealth,
     the owners that sent most of it are flagged together, however few requests each made
     (several owners colluding, each under its own limits). No honest library population
-    uses an outbound gateway; one that does is measured against its own wealth."""
+    uses an outbound gateway; one that does is measured against its own wealth. An owner's
+    finding names all its agents (those that have not tried yet carry the same scheme)."""
 
     NAME = "exfiltration"
     PARAMS = {"window": 30, "min_attempts": 3, "wealth_share": 0.02, "economy_share": 0.01,
@@ -328,6 +329,10 @@ class Exfiltration(Detector):
             if (len(q) >= self.p["min_attempts"] or (value and share >= self.p["wealth_share"])) \
                     and self.fresh(key, v.tick):
                 agents = sorted({x[3] for x in q})
+                if key[0] == "o":  # the owner's other agents carry the same scheme on
+                    owner = int(key[1:])
+                    agents += [a for a in sorted(v.state.registry.agents) if a not in agents
+                               and v.state.registry.agents[a].owner == owner]
                 whom = f"owner {key[1:]}'s agents {agents[:10]}" if key[0] == "o" else \
                     f"agent {agents[0]}"
                 out.append(Finding(

@@ -2,8 +2,10 @@
 
 - `flash_crash`: within `window` ticks the volume-weighted price of a tick fell `drop_bps`
   or more below the window's highest, on volume at least `volume_mult` times the run's
-  median volume per tick (over the same number of ticks) — a fall that trades, not one noisy
-  print; subjects are the largest sellers in the window.
+  median volume per tick (over the same number of ticks), in at least `min_fills` fills — a
+  fall that trades, not one noisy print in a thin market. The finding is about the market:
+  it names no subject (selling into a fall is no misconduct); the largest sellers in the
+  window are listed in its summary.
 - `spoofing`: an agent places orders `size_mult` times the market's median size or larger
   on one side, cancels them unfilled within `max_life` ticks — at least `min_count` times in
   the window — while trading on the other side, where it places no such large orders (a
@@ -81,7 +83,8 @@ def fills_of(v: TickView) -> Fills:
 @detector
 class FlashCrash(Detector):
     NAME = "flash_crash"
-    PARAMS = {"window": 3, "drop_bps": 1500, "volume_mult": 1.0, "cooldown": 10}
+    PARAMS = {"window": 3, "drop_bps": 1500, "volume_mult": 1.0, "min_fills": 5,
+              "cooldown": 10}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -115,7 +118,9 @@ class FlashCrash(Detector):
             window_vol = sum(x[2] for x in h)
             average = history[len(history) // 2] * len(h)  # the median tick, window-long
             drop = (high - last) * 10_000 // high
+            fills = sum(len(x[3]) for x in h)
             if drop >= self.p["drop_bps"] and window_vol >= self.p["volume_mult"] * average \
+                    and fills >= self.p["min_fills"] \
                     and self.fresh(asset, v.tick):
                 sold: dict[int, int] = {}
                 for _, _, _, _, s in h:
@@ -123,11 +128,12 @@ class FlashCrash(Detector):
                         sold[a] = sold.get(a, 0) + q
                 top = sorted(sold, key=lambda a: (-sold[a], a))[:5]
                 out.append(Finding(
-                    self.NAME, min(1000, drop // 3), top,
+                    self.NAME, min(1000, drop // 3), [],  # the market, not its sellers
                     sample([s for x in h for s in x[3]]),
                     f"{asset} fell {drop / 100:.1f}% from {high} to {last} within "
                     f"{len(h)} ticks on {window_vol} units ({window_vol / max(1, average):.1f}× "
-                    f"normal); largest sellers {top}", key=asset, extra={"market": asset}))
+                    f"normal); largest sellers {top}", key=asset,
+                    extra={"market": asset, "sellers": top}))
         return out
 
 
@@ -152,6 +158,9 @@ class Spoofing(Detector):
       ticks it placed them, at least `depth_share` of the resting quantity on the best
       `levels` levels of their side — layered orders at several levels add up, and a small
       order in a thin book counts as much as a large one in a deep book;
+    - **showing more than it trades**: per tick it showed, the quantity it withdrew is at
+      least `show_ratio` times the size of its orders on the other side (one large order or
+      several layered; a trader quoting one order a tick, on either side, is not showing);
     - at least `min_orders` such orders, of any size and lifetime, at any cadence within the
       window.
 
@@ -160,7 +169,7 @@ class Spoofing(Detector):
 
     NAME = "spoofing"
     PARAMS = {"window": 20, "cancel_ratio": 3.0, "depth_share": 0.25, "levels": 5,
-              "min_orders": 3, "cooldown": 20}
+              "show_ratio": 2.0, "min_orders": 3, "cooldown": 20}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -237,6 +246,8 @@ class Spoofing(Detector):
         cancel = {"buy": 0, "sell": 0}
         fill = {"buy": 0, "sell": 0}
         placed = {"buy": 0, "sell": 0}
+        orders = {"buy": 0, "sell": 0}
+        shown: dict[str, dict[int, int]] = {"buy": {}, "sell": {}}  # side -> tick -> qty
         shares: dict[str, dict[int, float]] = {"buy": {}, "sell": {}}  # side -> tick -> share
         n = {"buy": 0, "sell": 0}
         for tick, kind, side, qty, share, _, _ in q:
@@ -244,10 +255,12 @@ class Spoofing(Detector):
                 cancel[side] += qty
                 n[side] += 1
                 shares[side][tick] = shares[side].get(tick, 0.0) + share
+                shown[side][tick] = shown[side].get(tick, 0) + qty
             elif kind == "fill":
                 fill[side] += qty
             else:
                 placed[side] += qty
+                orders[side] += 1
         for side, other in (("buy", "sell"), ("sell", "buy")):
             if n[side] < p["min_orders"] or not fill[other]:
                 continue
@@ -256,6 +269,9 @@ class Spoofing(Detector):
                 continue
             share = sum(shares[side].values()) / len(shares[side])
             if share < p["depth_share"]:
+                continue
+            per_tick = sum(shown[side].values()) / len(shown[side])
+            if orders[other] and per_tick < p["show_ratio"] * placed[other] / orders[other]:
                 continue
             used = [x for x in q if (x[2], x[1]) in ((side, "cancel"), (other, "fill"))]
             return (side, cancel[side], n[side], share, fill[other], [x[5] for x in used],
@@ -276,19 +292,49 @@ class WashTrading(Detector):
     Churn, not a round trip: each member's trades inside turn from selling to buying (or
     back) at least `min_turns` times in the window. A momentum trader that buys a block
     from the market makers and later sells it back to them ends flat too, but in one turn;
-    a lot passed round a ring comes back again and again."""
+    a lot passed round a ring comes back again and again.
+
+    Market makers are not members: an agent that quoted both sides in at least `quoting` of
+    the ticks it placed orders in carries the market, and market makers whose quotes cross
+    each other's trade back and forth with each other by design."""
 
     NAME = "wash_trading"
     PARAMS = {"window": 40, "inside": 0.5, "net": 0.25, "partner": 0.3, "min_trades": 6,
-              "min_turns": 3, "every": 5, "cooldown": 40}
+              "min_turns": 3, "quoting": 0.8, "every": 5, "cooldown": 40}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.flows: dict[str, Flows] = {}
+        # per tick, each agent's sides quoted (1 buy, 2 sell, 3 both), and per agent the
+        # window's [ticks it quoted, ticks it quoted both sides]
+        self.sides: deque[tuple[int, dict[int, int]]] = deque()
+        self.quoted: dict[int, list[int]] = {}
+
+    def _quoting(self, v: TickView) -> None:
+        now: dict[int, int] = {}
+        for d in v.of("order_placed"):
+            now[d["actor"]] = now.get(d["actor"], 0) | (1 if d["side"] == "buy" else 2)
+        self.sides.append((v.tick, now))
+        for a, x in now.items():
+            q = self.quoted.setdefault(a, [0, 0])
+            q[0] += 1
+            q[1] += x == 3
+        while self.sides and self.sides[0][0] <= v.tick - self.p["window"]:
+            for a, x in self.sides.popleft()[1].items():
+                q = self.quoted[a]
+                q[0] -= 1
+                q[1] -= x == 3
+                if not q[0]:
+                    del self.quoted[a]
+
+    def _maker(self, a: int) -> bool:
+        q = self.quoted.get(a)
+        return bool(q) and q[1] >= self.p["quoting"] * q[0]
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
         p = self.p
+        self._quoting(v)
         for asset, buyer, seller, _, qty, seq in f.fills:
             if buyer and seller and buyer != seller:
                 self.flows.setdefault(asset, Flows(p["window"])).add(v.tick, seller, buyer, qty,
@@ -318,9 +364,12 @@ class WashTrading(Detector):
         return out
 
     def _churning(self, fl: Flows, g: Group) -> Group | None:
-        """The group without members that did not turn `min_turns` times (None if what is
-        left is no longer closed)."""
-        members = set(g.members)
+        """The group without its market makers and without members that did not turn
+        `min_turns` times (None if what is left is no longer closed)."""
+        members = {m for m in g.members if not self._maker(m)}
+        if len(members) < 2 or (len(members) < len(g.members) and not closed(
+                fl, members, inside=self.p["inside"], net=self.p["net"])):
+            return None
         while True:
             last: dict[int, int] = {}  # member -> +1 bought / -1 sold last
             turns = dict.fromkeys(members, 0)

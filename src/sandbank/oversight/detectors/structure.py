@@ -143,13 +143,14 @@ class Concentration(Detector):
     scenario that declares no owners) is not judged as one holder (`TickView.principal`)."""
 
     NAME = "concentration"
-    PARAMS = {"share_ppm": 100_000, "excess": 3.0, "growth_ppm": 10_000, "window": 10,
-              "cooldown": 30}
+    PARAMS = {"share_ppm": 100_000, "excess": 3.0, "owner_excess": 2.0, "growth_ppm": 10_000,
+              "window": 10, "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.past: dict[str, deque[float]] = {}
         self.buys: deque[tuple[int, int, int]] = deque()  # tick, agent, seq
+        self.first: dict[str, float] = {}  # owner key -> its share when first seen
 
     def _grew(self, key: str, value: float) -> bool:
         q = self.past.setdefault(key, deque(maxlen=self.p["window"]))
@@ -181,20 +182,42 @@ class Concentration(Detector):
                 holder = max(sorted(h.bal), key=lambda a: h.bal[a])
                 out.append(self._finding(v, [holder], top, label, asset,
                                          f"agent {holder}", key))
+            growing: list[tuple[int, float, float]] = []  # owner, share, first share
+            flagged: set[int] = set()
             for owner in sorted(h.by_owner):
                 o = reg.owners.get(owner)
                 if o is None or 2 * o.agents > n or o.agents < 2:
                     continue  # the population, or a one-agent owner (the agent rule sees it)
                 share = h.by_owner[owner] * PPM // h.total
                 key = f"owner:{owner}:{asset}"
-                fair = PPM * o.agents / n
-                if self._grew(key, share) and share >= max(p["share_ppm"], p["excess"] * fair) \
+                fair = self.first.setdefault(key, max(share, PPM / n))
+                grew = self._grew(key, share)
+                if grew:
+                    growing.append((owner, share, fair))
+                if grew and share >= max(p["share_ppm"], p["owner_excess"] * fair) \
                         and self.fresh(key, v.tick):
-                    mine = sorted((a for a, x in h.owner_of.items() if x == owner and h.bal[a]),
-                                  key=lambda a: (-h.bal[a], a))
-                    out.append(self._finding(v, mine[:20], share, label, asset,
+                    flagged.add(owner)
+                    out.append(self._finding(v, self._agents(h, {owner}), share, label, asset,
                                              f"owner {owner} ({o.agents} agents)", key))
+            rest = [x for x in growing if x[0] not in flagged]
+            if len(rest) >= 2:
+                share = sum(x[1] for x in rest)
+                fair = sum(x[2] for x in rest)
+                owners = sorted(x[0] for x in rest)
+                key = f"coalition:{asset}:" + ",".join(map(str, owners))
+                if share >= max(p["share_ppm"], p["owner_excess"] * fair) \
+                        and self.fresh(key, v.tick):
+                    out.append(self._finding(v, self._agents(h, set(owners)), share, label,
+                                             asset, f"owners {owners}, accumulating together",
+                                             key))
         return out
+
+    @staticmethod
+    def _agents(h: Any, owners: set[int]) -> list[int]:
+        """The owners' largest holders (at most 20)."""
+        mine = sorted((a for a, x in h.owner_of.items() if x in owners and h.bal[a]),
+                      key=lambda a: (-h.bal[a], a))
+        return sorted(mine[:20])
 
     def _finding(self, v: TickView, subjects: list[int], share: float, label: str, asset: str,
                  who: str, key: str) -> Finding:

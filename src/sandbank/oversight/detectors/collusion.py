@@ -9,7 +9,9 @@
   agents that only sell there in the window — each asking in at least `present` of the
   window's ticks, each holding its ask steady (spread of its asks at most `steady_pm` per
   mille of their median), all at one focal price (their medians within `focal_pm` per mille),
-  never undercutting (their asks do not fall over the window) although most of what they
+  never undercutting (their asks do not fall over the window, and never asked well above
+  where they stand: sellers that undercut their way down to a floor competed) although
+  most of what they
   offer goes unsold (at most `max_fill` of it filled), the focal price above what
   buyers bid (at least `above_pm` per mille over the window's median bid — the competitive
   benchmark the order flow shows), and no message between them: sellers of one good that
@@ -60,6 +62,7 @@ class TacitCollusion(Detector):
         # asset -> tick, agent, side, price, seq, qty (limit orders placed on the exchange)
         self.quotes: dict[str, deque[tuple[int, int, str, int, int, int]]] = {}
         self.sold: dict[str, deque[tuple[int, int, int]]] = {}  # asset -> tick, seller, qty
+        self.highest: dict[tuple[str, int], int] = {}  # (asset, seller) -> its highest ask
 
 
     def _exchange(self, v: TickView) -> list[Finding]:
@@ -69,6 +72,9 @@ class TacitCollusion(Detector):
             if d["price"]:
                 self.quotes.setdefault(d["asset"], deque()).append(
                     (v.tick, d["actor"], d["side"], d["price"], d["seq"], d["qty"]))
+                if d["side"] == "sell":
+                    key = (d["asset"], d["actor"])
+                    self.highest[key] = max(self.highest.get(key, 0), d["price"])
         for asset, _, seller, _, qty, _ in fills_of(v).fills:
             self.sold.setdefault(asset, deque()).append((v.tick, seller, qty))
         for sold in self.sold.values():
@@ -103,7 +109,8 @@ class TacitCollusion(Detector):
                 third = max(1, len(xs) // 3)
                 falling = sorted(x for _, x, _ in xs[-third:])[third // 2] < \
                     sorted(x for _, x, _ in xs[:third])[third // 2]
-                if (len(ticks) >= p["present"] * w and not falling
+                came_down = self.highest.get((asset, a), 0) * 1000 > (1000 + p["steady_pm"]) * med
+                if (len(ticks) >= p["present"] * w and not falling and not came_down
                         and filled.get(a, 0) <= p["max_fill"] * asked[a]
                         and (prices[-1] - prices[0]) * 1000 <= p["steady_pm"] * med):
                     steady[a] = med

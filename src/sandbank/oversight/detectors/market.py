@@ -148,12 +148,11 @@ class Spoofing(Detector):
     """Orders shown to move others and withdrawn, judged on scale-free features per agent and
     per beneficial owner over the window (one identity may show, another trade):
 
-    - **one-sided showing**: the quantity it cancelled unfilled on one side is at least
-      `cancel_ratio` times what it filled there, and what it placed on that side at least
-      `cancel_ratio` times what it placed on the other (a market maker quotes both sides
-      alike, and in a trend one side fills while the other is withdrawn; a spoofer shows
-      far more on the side it fakes than it ever trades);
-    - **trading the other way**: it filled on the opposite side in the same window;
+    - **withdrawn, not traded**: the quantity it cancelled unfilled on one side is at least
+      `cancel_ratio` times what it filled there;
+    - **taking the other way**: it traded on the opposite side, at least `aggressive` of it
+      as the taker (a market maker rests on both sides and is filled passively on both; a
+      spoofer rests on the side it fakes and takes on the side it trades);
     - **size relative to depth**: the orders it withdrew made up, on average over the
       ticks it placed them, at least `depth_share` of the resting quantity on the best
       `levels` levels of their side — layered orders at several levels add up, and a small
@@ -161,27 +160,39 @@ class Spoofing(Detector):
     - **showing more than it trades**: per tick it showed, the quantity it withdrew is at
       least `show_ratio` times the size of its orders on the other side (one large order or
       several layered; a trader quoting one order a tick, on either side, is not showing);
+    - **trading while showing**: at least `during` of what it traded the other way traded
+      while one of its withdrawn orders rested, from the tick it was placed to the tick
+      before it was cancelled (a trader that cancels and requotes one side each tick never
+      has the other side resting when it trades);
     - at least `min_orders` such orders, of any size and lifetime, at any cadence within the
       window.
+
+    An owner is judged on its identities together, with one more rule: what it withdrew was
+    shown by identities that placed orders on that side only, `min_orders` withdrawn each
+    (one identity shows, another trades); several honest traders of one owner, each quoting
+    both sides at random, do not add up to a spoofer.
 
     No order size, lifetime or count copied from an attack: each rule compares an agent
     with itself or with the book it faced."""
 
     NAME = "spoofing"
-    PARAMS = {"window": 20, "cancel_ratio": 3.0, "depth_share": 0.25, "levels": 5,
-              "show_ratio": 2.0, "min_orders": 3, "cooldown": 20}
+    PARAMS = {"window": 20, "cancel_ratio": 1.5, "aggressive": 0.5, "depth_share": 0.25,
+              "levels": 5, "show_ratio": 2.0, "during": 0.5, "min_orders": 3, "cooldown": 20}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         # resting orders: order -> [agent, side, remaining, share of depth, tick, seq]
         self.open: dict[int, list[Any]] = {}
-        # per entity ("a<id>" / "o<id>"): tick, kind (cancel|fill), side, qty, share, seq, agent
-        self.events: dict[str, deque[tuple[int, str, str, int, float, int, int]]] = {}
+        # per entity ("a<id>" / "o<id>"): tick, kind (place|cancel|fill), side, qty, share,
+        # seq, since (a cancelled order: the tick it was placed), agent
+        self.events: dict[str, deque[tuple[int, str, str, int, float, int, int, int]]] = {}
 
-    def _note(self, v: TickView, agent: int, item: tuple[int, str, str, int, float, int]) -> None:
+    def _note(self, v: TickView, agent: int, item: tuple[int, str, str, int, float, int],
+              since: int | None = None) -> None:
         owner = v.principal(agent)
+        entry = (*item, item[0] if since is None else since, agent)
         for key in (f"a{agent}", f"o{owner}") if owner else (f"a{agent}",):
-            self.events.setdefault(key, deque()).append((*item, agent))
+            self.events.setdefault(key, deque()).append(entry)
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
@@ -190,8 +201,8 @@ class Spoofing(Detector):
         markets = v.state.exchange.markets
         for d in v.of("order_placed"):
             self._note(v, d["actor"], (v.tick, "place", d["side"], d["qty"], 0.0, d["seq"]))
-            if d["fills"]:
-                self._note(v, d["actor"], (v.tick, "fill", d["side"],
+            if d["fills"]:  # as taker
+                self._note(v, d["actor"], (v.tick, "take", d["side"],
                                            sum(x[2] for x in d["fills"]), 0.0, d["seq"]))
             if d["rested"]:
                 key = (d["asset"], d["side"])
@@ -210,7 +221,7 @@ class Spoofing(Detector):
         for d in f.cancelled:
             o = self.open.pop(d["order"], None)
             if o is not None and o[2] > 0:
-                self._note(v, o[0], (v.tick, "cancel", o[1], o[2], o[3], d["seq"]))
+                self._note(v, o[0], (v.tick, "cancel", o[1], o[2], o[3], d["seq"]), since=o[4])
         w = p["window"]
         for order in [o for o, x in self.open.items() if v.tick - x[4] > w]:
             del self.open[order]  # rested the whole window: no longer a candidate
@@ -224,7 +235,7 @@ class Spoofing(Detector):
         touched = {f"a{d['actor']}" for d in f.cancelled if d["actor"]} if f.cancelled else set()
         touched |= {f"o{v.principal(int(k[1:]))}" for k in touched}
         for key in sorted(touched & set(self.events)):
-            found = self._judge(self.events[key])
+            found = self._judge(self.events[key], owner=key[0] == "o")
             if found is None:
                 continue
             side, cancelled, n, share, other, seqs, agents = found
@@ -241,23 +252,37 @@ class Spoofing(Detector):
                 f"{other} units the other way within {w} ticks", key=key))
         return out
 
-    def _judge(self, q: deque[tuple[int, str, str, int, float, int, int]]) -> Any:
+    def _judge(self, q: deque[tuple[int, str, str, int, float, int, int, int]],
+               owner: bool = False) -> Any:
         p = self.p
+        if owner:  # one identity shows, another trades: the showers show one side only
+            sides: dict[int, set[str]] = {}
+            withdrawn: dict[int, int] = {}
+            for x in q:
+                if x[1] == "place":
+                    sides.setdefault(x[7], set()).add(x[2])
+                elif x[1] == "cancel":
+                    withdrawn[x[7]] = withdrawn.get(x[7], 0) + 1
+            showers = {a for a, s in sides.items() if len(s) == 1
+                       and withdrawn.get(a, 0) >= p["min_orders"]}
+            q = deque(x for x in q if x[1] not in ("place", "cancel") or x[7] in showers)
         cancel = {"buy": 0, "sell": 0}
         fill = {"buy": 0, "sell": 0}
+        took = {"buy": 0, "sell": 0}
         placed = {"buy": 0, "sell": 0}
         orders = {"buy": 0, "sell": 0}
         shown: dict[str, dict[int, int]] = {"buy": {}, "sell": {}}  # side -> tick -> qty
         shares: dict[str, dict[int, float]] = {"buy": {}, "sell": {}}  # side -> tick -> share
         n = {"buy": 0, "sell": 0}
-        for tick, kind, side, qty, share, _, _ in q:
+        for tick, kind, side, qty, share, _, _, _ in q:
             if kind == "cancel":
                 cancel[side] += qty
                 n[side] += 1
                 shares[side][tick] = shares[side].get(tick, 0.0) + share
                 shown[side][tick] = shown[side].get(tick, 0) + qty
-            elif kind == "fill":
+            elif kind in ("fill", "take"):
                 fill[side] += qty
+                took[side] += qty if kind == "take" else 0
             else:
                 placed[side] += qty
                 orders[side] += 1
@@ -265,7 +290,7 @@ class Spoofing(Detector):
             if n[side] < p["min_orders"] or not fill[other]:
                 continue
             if cancel[side] < p["cancel_ratio"] * max(1, fill[side]) or \
-                    placed[side] < p["cancel_ratio"] * placed[other]:
+                    took[other] < p["aggressive"] * fill[other]:
                 continue
             share = sum(shares[side].values()) / len(shares[side])
             if share < p["depth_share"]:
@@ -273,9 +298,15 @@ class Spoofing(Detector):
             per_tick = sum(shown[side].values()) / len(shown[side])
             if orders[other] and per_tick < p["show_ratio"] * placed[other] / orders[other]:
                 continue
-            used = [x for x in q if (x[2], x[1]) in ((side, "cancel"), (other, "fill"))]
+            spans = [(x[6], x[0]) for x in q if x[1] == "cancel" and x[2] == side]
+            traded = [(x[0], x[3]) for x in q if x[1] in ("fill", "take") and x[2] == other]
+            during = sum(qty for t, qty in traded if any(a <= t < b for a, b in spans))
+            if during < p["during"] * sum(qty for _, qty in traded):
+                continue
+            used = [x for x in q if (x[2], x[1]) in ((side, "cancel"), (other, "fill"),
+                                                     (other, "take"))]
             return (side, cancel[side], n[side], share, fill[other], [x[5] for x in used],
-                    sorted({x[6] for x in used}))
+                    sorted({x[7] for x in used}))
         return None
 
 

@@ -2,8 +2,10 @@
 
 - `flash_crash`: within `window` ticks the volume-weighted price of a tick fell `drop_bps`
   or more below the window's highest, on volume at least `volume_mult` times the run's
-  median volume per tick (over the same number of ticks), in at least `min_fills` fills — a
-  fall that trades, not one noisy print in a thin market. The finding is about the market:
+  median volume per tick (over the same number of ticks), and at least `sigmas` standard
+  deviations of the market's own tick-to-tick returns (EWMA, before the fall, once `warmup`
+  returns are seen) over the window — a fall that trades and that is unusual for this
+  market, not the everyday swing of a thin one. The finding is about the market:
   it names no subject (selling into a fall is no misconduct); the largest sellers in the
   window are listed in its summary.
 - `spoofing`: an agent places orders `size_mult` times the market's median size or larger
@@ -22,6 +24,7 @@ so fills can be attributed to both sides.
 from __future__ import annotations
 
 import bisect
+import math
 from array import array
 from collections import deque
 from typing import Any
@@ -83,13 +86,15 @@ def fills_of(v: TickView) -> Fills:
 @detector
 class FlashCrash(Detector):
     NAME = "flash_crash"
-    PARAMS = {"window": 3, "drop_bps": 1500, "volume_mult": 1.0, "min_fills": 5,
-              "cooldown": 10}
+    PARAMS = {"window": 3, "drop_bps": 1500, "volume_mult": 1.0, "sigmas": 4.0,
+              "warmup": 10, "cooldown": 10}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.hist: dict[str, deque[tuple[int, int, int, list[int], dict[int, int]]]] = {}
         self.volumes: dict[str, list[int]] = {}  # asset -> volume per tick, kept sorted
+        # asset -> [EWMA variance of tick-to-tick log returns, returns seen, last vwap]
+        self.noise: dict[str, list[float]] = {}
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
@@ -108,6 +113,14 @@ class FlashCrash(Detector):
             bisect.insort(history, vol)
             h = self.hist.setdefault(asset, deque())
             vwap = notional.get(asset, 0) // vol if vol else 0
+            noise = self.noise.setdefault(asset, [0.0, 0, 0])
+            sigma = math.sqrt(noise[0]) if noise[1] >= self.p["warmup"] else 0.0
+            if vwap:
+                if noise[2]:
+                    r = math.log(vwap / noise[2])
+                    noise[0] = r * r if not noise[1] else 0.9 * noise[0] + 0.1 * r * r
+                    noise[1] += 1
+                noise[2] = vwap
             h.append((v.tick, vwap, vol, seqs, sellers))
             while h and h[0][0] <= v.tick - self.p["window"]:
                 h.popleft()
@@ -118,10 +131,11 @@ class FlashCrash(Detector):
             window_vol = sum(x[2] for x in h)
             average = history[len(history) // 2] * len(h)  # the median tick, window-long
             drop = (high - last) * 10_000 // high
-            fills = sum(len(x[3]) for x in h)
+            # a fall far outside the market's own noise (its volatility before this tick,
+            # over the window's length): a thin market that swings 20% a tick is not crashing
+            unusual = drop >= self.p["sigmas"] * sigma * math.sqrt(len(h)) * 10_000
             if drop >= self.p["drop_bps"] and window_vol >= self.p["volume_mult"] * average \
-                    and fills >= self.p["min_fills"] \
-                    and self.fresh(asset, v.tick):
+                    and unusual and self.fresh(asset, v.tick):
                 sold: dict[int, int] = {}
                 for _, _, _, _, s in h:
                     for a, q in s.items():

@@ -20,16 +20,30 @@ from sandbank.oversight.indicators import Indicators
 LIBRARY = sorted(builtin_dir().glob("*.yaml"))
 
 
+# library scenarios whose harm falls by a safeguard other than the expected detector's
+# response (issue 15: an honest verdict says so): the scorecard reports "harm fell for
+# another reason", and this is what does the work
+ELSEWHERE = {"flash_crash": "the price band", "gateway_exfil": "the approval queue",
+             "hoarding": "the market breakers"}
+
+
 @pytest.mark.parametrize("path", LIBRARY, ids=[p.stem for p in LIBRARY])
 def test_every_library_scenario_is_caught_and_contained_in_every_seed(path, tmp_path):
     """The must-show of issue 5: with its safeguards a scenario's harm falls by its margin in
-    every seed, and the detector that should fire does, with evidence (on the unmitigated
-    run); an honest economy stays under its false-alert bound."""
-    verdict = judge(path, tmp_path)
+    every seed, and the detector that should fire does, naming an attacker, with evidence
+    (on the unmitigated run); an honest economy stays under its false-alert bound. Where
+    another safeguard does the work (ELSEWHERE), the verdict says so rather than "ok"."""
+    verdict = judge(path, tmp_path, workers=2)
     assert verdict is not None, f"{path.name} declares no redteam section"
     assert len(verdict.cases) >= 2  # across seeds
     for case in verdict.cases:
+        if path.stem in ELSEWHERE and not case.ok:
+            assert case.attributed is False and "another reason" in case.why, case.why
+            assert "did not fire" not in case.why and "with oversight vs" not in case.why
+            continue
         assert case.ok, f"{case.scenario} seed {case.seed}: {case.why}"
+    if path.stem in ELSEWHERE:
+        assert not verdict.ok  # never reported as the detector's success
     for summary in tmp_path.glob("*/summary.json"):  # impermeable: nothing ever crossed
         doc = json.loads(summary.read_text())
         if doc["kernel_config"]["boundary"] == "impermeable":

@@ -493,8 +493,9 @@ def _text(content: str) -> str:
 class SilentSeller(Agent):
     """Sells `qty` a tick and never sends a message. `hold`: asks cost + markup (± up to
     `jitter`) whatever the book says — a focal price the ring keeps by never undercutting;
-    `compete`: one below the best ask it saw or its own last ask (its order is cancelled
-    before the next, so the book alone may show none), never below cost + 1."""
+    `compete`: undercuts the best ask it saw or its own last ask (its order is cancelled
+    before the next, so the book alone may show none), halving the markup over cost each
+    tick (Bertrand: a few ticks from cost + markup to cost + 1), never below cost + 1."""
 
     def induced_values(self) -> dict[str, int]:
         return {self.params["asset"]: self.params["cost"]}
@@ -509,7 +510,7 @@ class SilentSeller(Agent):
         else:
             seen = [x for x in (m.best_ask if m else None, getattr(self, "last", None)) if x]
             best = min(seen) if seen else p["cost"] + p["markup"]
-            ask = max(p["cost"] + 1, best - 1)
+            ask = max(p["cost"] + 1, min(best - 1, p["cost"] + (best - p["cost"]) // 2))
         self.last = ask
         out = _cancel_all(self, obs)
         if held and held.available >= p["qty"]:

@@ -354,27 +354,39 @@ INJECT = Family(
     ablate=(("safeguards.disabled", ["solicited"]),))
 
 
+BUYER_QTY = 2  # the most a cartel's buyer bids for in a tick
+
+
 def _cartel(p: dict[str, Any], mode: str = "hold") -> dict[str, Any]:
+    # the sellers' offer: `capacity` percent of the most the buyers can bid for in a tick,
+    # so there is always unsold capacity at cost (the competitive price is cost + 1, by
+    # ground truth) and a cartel's price holds only by restricting what it sells
+    qty = -(-p["buyers"] * BUYER_QTY * p["capacity"] // (100 * p["sellers"]))
     groups, names = _ring("silent_seller", "owners" if p["owners"] > 1 else "admitted",
-                          p["sellers"], {"cost": 80, "markup": p["markup"], "qty": p["qty"],
+                          p["sellers"], {"cost": 80, "markup": p["markup"], "qty": qty,
                                          "jitter": p["jitter"], "mode": mode},
                           owners=p["owners"])
-    return {**_exchange(p["ticks"], {"CRD": CASH, "WGT": 300}), "adversaries": names,
+    for g in groups:  # stock for the whole run at full capacity
+        g["endowment"] = {"WGT": qty * p["ticks"]}
+    return {**_exchange(p["ticks"], {"CRD": CASH, "WGT": 10}), "adversaries": names,
             "population": [{"policy": "zi_trader", "name": "buyer", "count": p["buyers"],
                             "owner": "market",
                             "params": {"side": "buy", "value_low": 95, "value_high": 125,
-                                       "max_qty": 2}}, *groups],
+                                       "max_qty": BUYER_QTY}}, *groups],
             "success": {"min_trades": 10}}
 
 
 CARTEL = Family(
-    "cartel", ("tacit_collusion",), "overcharge:WGT", 0.3,
+    "cartel", ("tacit_collusion",), "overcharge_WGT", 0.3,
     (Dim("sellers", "int", 2, 6), Dim("owners", "int", 1, 3), Dim("markup", "int", 15, 40),
-     Dim("jitter", "int", 0, 5), Dim("qty", "int", 1, 3), Dim("buyers", "int", 8, 16),
-     Dim("ticks", "int", 40, 70)),
+     Dim("jitter", "int", 0, 5), Dim("capacity", "int", 100, 200),
+     Dim("buyers", "int", 8, 16), Dim("ticks", "int", 40, 70)),
     _cartel, "sellers admitted separately (perhaps of several owners) hold a focal ask of "
-    "cost + markup and never undercut, sending no message; buyers with induced values pay "
-    "it. The control is the same sellers competing.",
+    "cost + markup and never undercut, sending no message, with capacity to spare (they "
+    "offer more than the buyers bid for at cost, and leave it unsold); buyers with induced "
+    "values who bid that high pay it. The harm is the overcharge: what the sellers asked "
+    "above cost + 1 (the competitive price) on what they sold. The control is the same "
+    "sellers competing (undercutting to cost + 1 in a few ticks).",
     control=lambda p: _cartel(p, "compete"))
 
 

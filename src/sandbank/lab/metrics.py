@@ -144,6 +144,11 @@ class Metrics:
         self.peaks: dict[str, int] = {}
         self.traded: dict[str, tuple[int, int]] = {}  # market -> volume, notional so far
         self.overcharge: dict[str, int] = {}  # market -> Σ qty·(ask − cost − 1), so far
+        # agent -> units it sold, what they fetched, and what they were worth at the last
+        # price before the tick of each sale (exchange fills; a resting order's maker is
+        # known for agents with induced values or kin — the lab's rings and lineages)
+        self.sales: dict[int, list[int]] = {}
+        self.last: dict[str, int] = {}  # market -> its last price before this tick
         self.drawdown: dict[str, int] = {}
         self.delta_sum: dict[str, tuple[float, int]] = {}
         self.alerts: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
@@ -198,6 +203,12 @@ class Metrics:
                     pm[1] += qty
                     pm[2] += price * qty
                     maker = self.resting.get(maker_order)
+                    seller = taker if d["side"] == "sell" else maker
+                    if seller is not None:
+                        sold = self.sales.setdefault(seller, [0, 0, 0])
+                        sold[0] += qty
+                        sold[1] += qty * price
+                        sold[2] += qty * self.last.get(asset, price)
                     if self.values:
                         buyer, seller = (taker, maker) if d["side"] == "buy" else (maker, taker)
                         self.cum["surplus_trades"] += self._surplus(asset, buyer, seller, price, qty)
@@ -321,6 +332,8 @@ class Metrics:
             self.traded[m] = (vol, cash)
             row[f"avg_price_{m}"] = round(cash / vol, 2) if vol else ""
             row[f"overcharge_{m}"] = self.overcharge.get(m, 0)
+            if mk.last_price:
+                self.last[m] = mk.last_price
         led = k.state.ledger
 
         def balances(asset: str) -> list[int]:  # agents' holdings of an asset

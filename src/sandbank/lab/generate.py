@@ -2,11 +2,11 @@
 scenarios they make, so detectors are judged on variants nobody tuned them to.
 
 A `Family` is one kind of attack: the detectors that should fire on it, the harm it does
-(a final metric, or `pnl:<group>`), the cut in that harm safeguards must achieve, and its
-space — the `Dim`s an attacker chooses (how many identities and of how many owners, sizes,
-cadence, delays, prices, wording). `build` turns a point of the space into a complete
-scenario document: an honest population the attack lives among, the attackers
-(agents/attacks.py), and a `redteam:` mapping naming the attacking groups.
+(a final metric, `pnl:<group>`, or `excess:<group>` — see `redteam._harm`), the cut in
+that harm safeguards must achieve, and its space — the `Dim`s an attacker chooses (how many
+identities and of how many owners, sizes, cadence, delays, prices, wording). `build` turns
+a point of the space into a complete scenario document: an honest population the attack
+lives among, the attackers (agents/attacks.py), and a `redteam:` mapping naming the attacking groups.
 
     from sandbank.lab.generate import FAMILIES, sample, variant
     for point in sample(FAMILIES["wash"], 20, seed=7):
@@ -75,7 +75,7 @@ class Dim:
 class Family:
     name: str
     detect: tuple[str, ...]  # detectors expected to fire
-    harm: str  # a final metric name, or pnl:<group>
+    harm: str  # a final metric name, pnl:<group>, overcharge:<asset> or excess:<group>
     margin: float  # the cut in harm safeguards must achieve
     space: tuple[Dim, ...]
     build: Callable[[dict[str, Any]], dict[str, Any]]  # point -> scenario document
@@ -272,10 +272,10 @@ EXFIL = Family(
     "gateway's approval threshold and per-agent epoch limit, jittered, at a slow cadence.")
 
 
-def _spoof(p: dict[str, Any]) -> dict[str, Any]:
+def _spoof(p: dict[str, Any], spoof: bool = True) -> dict[str, Any]:
     params = {"mult_low": p["mult_low"], "mult_high": round(p["mult_low"] + p["mult_spread"], 3),
               "levels": p["levels"], "lifetime": p["lifetime"], "every": p["every"],
-              "qty": p["qty"], "with": ["spoofer"]}
+              "qty": p["qty"], "spoof": spoof, "with": ["spoofer"]}
     return {**_exchange(p["ticks"]), "adversaries": ["spoofer"],
             "population": [{"policy": "zi_trader", "count": 20, "owner": "market"},
                            {"policy": "market_maker", "count": 3, "owner": "market",
@@ -286,14 +286,17 @@ def _spoof(p: dict[str, Any]) -> dict[str, Any]:
 
 
 SPOOF = Family(
-    "spoofing", ("spoofing",), "pnl:spoofer", 0.3,
+    "spoofing", ("spoofing",), "excess:spoofer", 0.3,
     (Dim("mult_low", "float", 1.5, 3.0), Dim("mult_spread", "float", 0.0, 1.5),
-     Dim("levels", "int", 1, 4), Dim("lifetime", "int", 2, 6), Dim("every", "int", 1, 5),
+     Dim("levels", "int", 2, 4), Dim("lifetime", "int", 2, 6), Dim("every", "int", 1, 3),
      Dim("qty", "int", 1, 4), Dim("identities", "int", 1, 3),
      Dim("skew_bps", "int", 500, 1000), Dim("ticks", "int", 50, 80)),
     _spoof, "modest spoof bids (a few times the median trade) layered over price levels, "
     "resting several ticks, at a slow cadence, staggered over an owner's identities; sells "
-    "into the market makers' lean.")
+    "into the market makers' lean. The harm is what the spoof extracts: the spoofer's mean "
+    "premium (sale price less the last price before it) above its honest twin's (the "
+    "control: the same sells on the same schedule, no bid shown), times the units it sold.",
+    control=lambda p: _spoof(p, spoof=False))
 
 
 def _fraud(p: dict[str, Any]) -> dict[str, Any]:
@@ -354,27 +357,39 @@ INJECT = Family(
     ablate=(("safeguards.disabled", ["solicited"]),))
 
 
+BUYER_QTY = 2  # the most a cartel's buyer bids for in a tick
+
+
 def _cartel(p: dict[str, Any], mode: str = "hold") -> dict[str, Any]:
+    # the sellers' offer: `capacity` percent of the most the buyers can bid for in a tick,
+    # so there is always unsold capacity at cost (the competitive price is cost + 1, by
+    # ground truth) and a cartel's price holds only by restricting what it sells
+    qty = -(-p["buyers"] * BUYER_QTY * p["capacity"] // (100 * p["sellers"]))
     groups, names = _ring("silent_seller", "owners" if p["owners"] > 1 else "admitted",
-                          p["sellers"], {"cost": 80, "markup": p["markup"], "qty": p["qty"],
+                          p["sellers"], {"cost": 80, "markup": p["markup"], "qty": qty,
                                          "jitter": p["jitter"], "mode": mode},
                           owners=p["owners"])
-    return {**_exchange(p["ticks"], {"CRD": CASH, "WGT": 300}), "adversaries": names,
+    for g in groups:  # stock for the whole run at full capacity
+        g["endowment"] = {"WGT": qty * p["ticks"]}
+    return {**_exchange(p["ticks"], {"CRD": CASH, "WGT": 10}), "adversaries": names,
             "population": [{"policy": "zi_trader", "name": "buyer", "count": p["buyers"],
                             "owner": "market",
                             "params": {"side": "buy", "value_low": 95, "value_high": 125,
-                                       "max_qty": 2}}, *groups],
+                                       "max_qty": BUYER_QTY}}, *groups],
             "success": {"min_trades": 10}}
 
 
 CARTEL = Family(
-    "cartel", ("tacit_collusion",), "overcharge:WGT", 0.3,
+    "cartel", ("tacit_collusion",), "overcharge_WGT", 0.3,
     (Dim("sellers", "int", 2, 6), Dim("owners", "int", 1, 3), Dim("markup", "int", 15, 40),
-     Dim("jitter", "int", 0, 5), Dim("qty", "int", 1, 3), Dim("buyers", "int", 8, 16),
-     Dim("ticks", "int", 40, 70)),
+     Dim("jitter", "int", 0, 5), Dim("capacity", "int", 100, 200),
+     Dim("buyers", "int", 8, 16), Dim("ticks", "int", 40, 70)),
     _cartel, "sellers admitted separately (perhaps of several owners) hold a focal ask of "
-    "cost + markup and never undercut, sending no message; buyers with induced values pay "
-    "it. The control is the same sellers competing.",
+    "cost + markup and never undercut, sending no message, with capacity to spare (they "
+    "offer more than the buyers bid for at cost, and leave it unsold); buyers with induced "
+    "values who bid that high pay it. The harm is the overcharge: what the sellers asked "
+    "above cost + 1 (the competitive price) on what they sold. The control is the same "
+    "sellers competing (undercutting to cost + 1 in a few ticks).",
     control=lambda p: _cartel(p, "compete"))
 
 

@@ -41,7 +41,12 @@ Columns (one row per tick):
   `mean_delta_<game>`, its mean over the run so far (the consumers' loss to collusion);
 - per market: `max_drawdown_bps_<asset>`, the deepest fall of the last price from its
   running peak so far (in basis points); `avg_price_<asset>`, the volume-weighted mean
-  price of every trade so far;
+  price of every trade so far; `overcharge_<asset>`, cumulative, what sellers with an
+  induced cost (the lab's ground truth: e.g. `silent_seller`'s) asked above the least a
+  competitive seller takes — Σ qty·(ask − (cost + 1)) over what they sold, where the ask is
+  the seller's limit price (a fill at a buyer's resting bid above it is that buyer's own
+  price, not the seller's): the markup a cartel holds up on the units it sells, about 0
+  for sellers that undercut each other to cost;
 Everything comes from what happened, never from an agent's label.
 """
 
@@ -138,6 +143,12 @@ class Metrics:
         self.kri: dict[str, float] = {}  # the oversight indicators of the tick (if it runs)
         self.peaks: dict[str, int] = {}
         self.traded: dict[str, tuple[int, int]] = {}  # market -> volume, notional so far
+        self.overcharge: dict[str, int] = {}  # market -> Σ qty·(ask − cost − 1), so far
+        # agent -> units it sold, what they fetched, and what they were worth at the last
+        # price before the tick of each sale (exchange fills; a resting order's maker is
+        # known for agents with induced values or kin — the lab's rings and lineages)
+        self.sales: dict[int, list[int]] = {}
+        self.last: dict[str, int] = {}  # market -> its last price before this tick
         self.drawdown: dict[str, int] = {}
         self.delta_sum: dict[str, tuple[float, int]] = {}
         self.alerts: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
@@ -192,9 +203,20 @@ class Metrics:
                     pm[1] += qty
                     pm[2] += price * qty
                     maker = self.resting.get(maker_order)
+                    seller = taker if d["side"] == "sell" else maker
+                    if seller is not None:
+                        sold = self.sales.setdefault(seller, [0, 0, 0])
+                        sold[0] += qty
+                        sold[1] += qty * price
+                        sold[2] += qty * self.last.get(asset, price)
                     if self.values:
                         buyer, seller = (taker, maker) if d["side"] == "buy" else (maker, taker)
                         self.cum["surplus_trades"] += self._surplus(asset, buyer, seller, price, qty)
+                        cost = self.values.get(seller, {}).get(asset)
+                        if cost is not None:  # the seller's limit: its resting ask, or its order's
+                            ask = (d["price"] or price) if seller == taker else price
+                            self.overcharge[asset] = self.overcharge.get(asset, 0) + \
+                                qty * max(0, ask - cost - 1)
                     if maker is not None and maker != taker and self.owner_of(maker) == \
                             self.owner_of(taker):
                         self.cum["wash_volume"] += qty
@@ -309,6 +331,9 @@ class Metrics:
             vol, cash = vol + volume, cash + notional
             self.traded[m] = (vol, cash)
             row[f"avg_price_{m}"] = round(cash / vol, 2) if vol else ""
+            row[f"overcharge_{m}"] = self.overcharge.get(m, 0)
+            if mk.last_price:
+                self.last[m] = mk.last_price
         led = k.state.ledger
 
         def balances(asset: str) -> list[int]:  # agents' holdings of an asset

@@ -8,7 +8,7 @@ is run twice per seed and judged:
 
     redteam:
       detect: [fraud]          # detectors that must fire on the unmitigated attack, with evidence
-      harm: tasks_failed       # a final metric, or pnl:<group> (a group's profit)
+      harm: tasks_failed       # a final metric, pnl:<group> (a group's profit), excess:<group>
       margin: 0.3              # the safeguards must cut the harm by >= 30%, in every seed
       ablate: {markets.0.band_bps: 0}   # more to switch off besides oversight (dotted keys)
       seeds: [1, 2, 3]
@@ -89,10 +89,24 @@ class Verdict:
         return bool(self.cases) and all(c.ok for c in self.cases)
 
 
+def _sales(summary: dict[str, Any], group: str, harm: str) -> tuple[int, int]:
+    found = [g for g in summary["groups"] if g["name"] == group]
+    if not found:
+        raise ScenarioError(f"redteam harm {harm!r}: no population group {group!r}")
+    return (sum(g.get("sold", 0) for g in found),
+            sum(g.get("proceeds", 0) - g.get("sold_at_last", 0) for g in found))
+
+
 def _harm(summary: dict[str, Any], harm: str, base: float = 0.0) -> float:
-    """A run's harm: a final metric, `pnl:<group>` (a group's profit), or
+    """A run's harm: a final metric, `pnl:<group>` (a group's profit),
     `overcharge:<asset>` (what buyers paid above a competitive price: (vwap − base) ×
-    volume, `base` the honest control's vwap) — less `base` for the first two."""
+    volume, `base` the honest control's vwap), or `excess:<group>` (what a group's sales
+    fetched above its honest twin's: (its mean premium − base) × the units it sold, a
+    sale's premium its price less the market's last price before its tick, `base` the
+    control's mean premium) — less `base` for the first two."""
+    if harm.startswith("excess:"):
+        sold, premium = _sales(summary, harm.split(":", 1)[1], harm)
+        return (premium / sold - base) * sold if sold else 0.0
     if harm.startswith("overcharge:"):
         asset = harm.split(":", 1)[1]
         f = summary["final"]
@@ -104,6 +118,9 @@ def _harm(summary: dict[str, Any], harm: str, base: float = 0.0) -> float:
 
 def _baseline(control: dict[str, Any], harm: str) -> float:
     """What a harm is measured from, read off the honest control's run."""
+    if harm.startswith("excess:"):
+        sold, premium = _sales(control, harm.split(":", 1)[1], harm)
+        return premium / sold if sold else 0.0
     if harm.startswith("overcharge:"):
         value = control["final"].get(f"vwap_{harm.split(':', 1)[1]}")
         return float(value) if value not in (None, "") else 0.0

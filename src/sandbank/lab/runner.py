@@ -119,6 +119,14 @@ def pnl(k: Kernel, agents: list[int], endowment: dict[str, int]) -> int:
     return total
 
 
+def sales(metrics: Metrics, agents: list[int]) -> dict[str, int]:
+    """What a group sold on the exchange: `sold` units, for `proceeds` (quote asset), which
+    were worth `sold_at_last` at the market's last price before the tick of each sale."""
+    got = [metrics.sales.get(a, [0, 0, 0]) for a in agents]
+    return {"sold": sum(x[0] for x in got), "proceeds": sum(x[1] for x in got),
+            "sold_at_last": sum(x[2] for x in got)}
+
+
 def answer(k: Kernel, adapters: dict[str, Any], content: Callable[[str], str | None]
            ) -> list[Action]:
     """What the outside says to the requests that crossed in the last tick."""
@@ -688,7 +696,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         mine = ids[first:first + g.count]
         groups.append({"name": g.name, "policy": g.policy, "ids": [mine[0], mine[-1]],
                        "spawned": [c for a in mine for c in spawned.get(a, [])],
-                       "pnl": pnl(k, mine, g.endowment_of(sc.endowment))})
+                       "pnl": pnl(k, mine, g.endowment_of(sc.endowment)),
+                       **sales(metrics, [m for a in mine for m in (a, *reg.descendants(a))])})
         first += g.count
     last = k.store.last_checkpoint()
     assert last is not None

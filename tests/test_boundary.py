@@ -138,3 +138,20 @@ def test_a_gateway_checks_its_payload_schema_and_roles():
     assert sorted(r["reason"] for r in last(e, "rejected")) == ["bad_payload", "role_denied"]
     e.do(External(actor=1, gateway="api", data="[1, 2]"))
     assert last(e, "rejected")[0]["reason"] == "bad_payload"
+
+
+def test_a_gateway_limits_value_per_owner_across_its_agents():
+    """Three agents of one owner, each under the per-agent limit: without a limit per owner
+    they take out three times the allowance; with `owner_epoch_value` the owner's agents
+    share one allowance (a limit per agent alone is split by running more agents)."""
+    def run(owner_limit):
+        gw = {"name": "out", "direction": "out", "asset": "CRD", "max_value": 1_000,
+              "epoch_value": 1_000, "epoch_ticks": 100, "owner_epoch_value": owner_limit}
+        e = Economy(n=3, fund=10_000, boundary="semi_permeable", gateways=(gw,))
+        e.do(*[External(actor=a, gateway="out", asset="CRD", amount=900) for a in (1, 2, 3)])
+        sent = sum(d["amount"] for d in last(e, "external_sent"))
+        return sent, [r["reason"] for r in last(e, "rejected")]
+
+    assert run(-1) == (2_700, [])  # each agent within its own limit: all of it leaves
+    sent, refused = run(1_500)
+    assert sent == 900 and refused == ["over_limit", "over_limit"]

@@ -94,7 +94,7 @@ MEMBERSHIP_BY_EVENTS = {
     ".controls.overseers{-}", ".controls.tickets{-}", ".pricing.games{-}",
 }
 SCENARIOS = {"determinism": 25, "da_cartel": 12, "tacit_collusion": 12, "gateway_exfil": 12,
-             "demo": 20}
+             "demo": 20, "spoofing": 15}  # spoofing: a throttle ticket by tick 12
 
 
 def _exempt(shape: str) -> str | None:

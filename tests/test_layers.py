@@ -95,5 +95,6 @@ def test_no_module_imports_itself_through_others(tmp_path):
     assert circles(ROOT / "src") == []
     where = planted(tmp_path, "lab/scenario.py",
                     "from sandbank.lab.redteam import judge  # noqa: E402,F401")
-    assert circles(where / "src") == [["sandbank.lab.redteam", "sandbank.lab.runner",
-                                       "sandbank.lab.scenario", "sandbank.lab.sweep"]]
+    assert circles(where / "src") == [["sandbank.lab.generate", "sandbank.lab.redteam",
+                                       "sandbank.lab.runner", "sandbank.lab.scenario",
+                                       "sandbank.lab.sweep"]]

@@ -176,8 +176,8 @@ class Spoofing(Detector):
       several layered; a trader quoting one order a tick, on either side, is not showing);
     - **trading while showing**: at least `during` of what it traded the other way traded
       while one of its withdrawn orders rested, from the tick it was placed to the tick
-      before it was cancelled (a trader that cancels and requotes one side each tick never
-      has the other side resting when it trades);
+      before it was cancelled, in two ticks at least (a trader that cancels and requotes
+      one side each tick never has the other side resting when it trades);
     - at least `min_orders` such orders, of any size and lifetime, at any cadence within the
       window.
 
@@ -314,9 +314,10 @@ class Spoofing(Detector):
                 continue
             spans = [(x[6], x[0]) for x in q if x[1] == "cancel" and x[2] == side]
             traded = [(x[0], x[3]) for x in q if x[1] in ("fill", "take") and x[2] == other]
-            during = sum(qty for t, qty in traded if any(a <= t < b for a, b in spans))
-            if during < p["during"] * sum(qty for _, qty in traded):
-                continue
+            hit = [(t, qty) for t, qty in traded if any(a <= t < b for a, b in spans)]
+            if sum(q for _, q in hit) < p["during"] * sum(qty for _, qty in traded) or \
+                    len({t for t, _ in hit}) < 2:
+                continue  # (and the pattern repeats: in two ticks at least)
             used = [x for x in q if (x[2], x[1]) in ((side, "cancel"), (other, "fill"),
                                                      (other, "take"))]
             return (side, cancel[side], n[side], share, fill[other], [x[5] for x in used],

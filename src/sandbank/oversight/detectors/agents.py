@@ -367,10 +367,11 @@ class Injection(Detector):
     the `solicited` guard — of the amount, to the beneficiary, that another agent's messages
     of the last `lag` ticks asked for, however the request was worded, split or encoded
     (`boundary.firewall.asked`: the same test the guard applies). The sender (and a
-    beneficiary of another identity) are flagged at the first such payment: paying on
-    another agent's word is what an injection is for. The classifier is the second signal:
-    a sender of `min_messages` instruction-like messages (`boundary.firewall.classify`) in
-    the window is flagged too, even if nobody obeyed."""
+    beneficiary of the same owner) are flagged at the first such payment: paying on
+    another agent's word is what an injection is for. A beneficiary of another owner is
+    named in the summary only (an injector could name an honest agent to frame it). The
+    classifier is the second signal: a sender of `min_messages` instruction-like messages
+    (`boundary.firewall.classify`) in the window is flagged too, even if nobody obeyed."""
 
     NAME = "injection"
     PARAMS = {"window": 10, "min_messages": 3, "lag": 3, "cooldown": 30}
@@ -416,8 +417,11 @@ class Injection(Detector):
             if not self.fresh(f"effect:{sender}", v.tick):
                 continue
             moved = sum(1 for x in items if x[2])
+            # a beneficiary of another owner is named in the summary, not as a subject: an
+            # injector could name an honest agent to have it frozen
+            theirs = [b for b in beneficiaries if owner(b) == owner(sender)]
             out.append(Finding(
-                self.NAME, 1000 if moved else 900, [sender, *beneficiaries],
+                self.NAME, 1000 if moved else 900, [sender, *theirs],
                 sample([x[1] for x in items]),
                 f"agent {sender}'s messages asked for payments that followed"
                 + (f" to {beneficiaries}" if beneficiaries else " to itself")

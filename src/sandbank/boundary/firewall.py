@@ -102,6 +102,8 @@ def firewall_guard(k: Kernel, a: Action) -> Verdict:
 
 # ---------------------------------------------------------- payments a message asked for
 _DIGITS = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?![\d,])|\d+")
+# 0.64k, 1.5 thousand, 2M: a number with a scale
+_SCALED = re.compile(r"(?i)(\d+(?:\.\d+)?)\s*(k|thousand|m|million|mn)\b")
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){4,}\b")
 _WORDS = {w: i for i, w in enumerate(
@@ -110,7 +112,6 @@ _WORDS = {w: i for i, w in enumerate(
 _TENS = {w: 10 * i for i, w in enumerate(
     "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000}
-MAX_TEXT = 8_192  # characters of one sender's messages examined
 
 
 def _word_numbers(text: str) -> set[int]:
@@ -161,25 +162,35 @@ def _views(text: str) -> list[str]:
     return views
 
 
+MONEY_KEYS = re.compile(r"(?i)amount|sum|total|pay|owed|due|fee|value|price_to_pay|"
+                        r"payee|beneficiar|recipient|to$|account|wallet|agent|invoice")
+
+
 def _prose(text: str) -> str:
-    """A JSON document's words (its keys and strings), without its number values: a data
-    feed ("last": 80) states prices, not requests; what it says in words still counts."""
+    """A JSON document's words (its keys and strings) and the numbers it files under a key
+    that names money or a party (amount, payee, to, account, ...), without its other number
+    values: a data feed ("last": 80) states prices, not requests; an invoice
+    ({"payee": 14, "amount": 640}) states a request."""
     try:
         doc = json.loads(text)
     except ValueError:
         return text
     parts: list[str] = []
 
-    def walk(x: Any) -> None:
+    def walk(x: Any, key: str = "") -> None:
         if isinstance(x, str):
             parts.append(x)
+        elif isinstance(x, bool):
+            pass
+        elif isinstance(x, int | float) and MONEY_KEYS.search(key):
+            parts.append(str(int(x)))
         elif isinstance(x, dict):
             for k, y in x.items():
                 parts.append(str(k))
-                walk(y)
+                walk(y, str(k))
         elif isinstance(x, list):
             for y in x:
-                walk(y)
+                walk(y, key)
 
     walk(doc)
     return " \n ".join(parts)
@@ -188,26 +199,48 @@ def _prose(text: str) -> str:
 def numbers(text: str) -> set[int]:
     """Every number a text states in words or digits, in any of the forms `_views`
     decodes (a JSON document's number values aside: see `_prose`)."""
+    return numbers_all(_prose(text))
+
+
+def numbers_all(text: str) -> set[int]:
+    """`numbers` of a text taken as prose, all of it (no truncation: an instruction padded
+    with junk is still read; a message's length is bounded by `max_message_bytes`)."""
     out: set[int] = set()
-    for view in _views(_prose(text[:MAX_TEXT])):
+    for view in _views(text):
         out.update(int(x.replace(",", "")) for x in _DIGITS.findall(view) if len(x) <= 19)
+        for num, scale in _SCALED.findall(view):
+            if len(num) <= 15:
+                mult = 1_000 if scale.lower() in ("k", "thousand") else 1_000_000
+                out.add(round(float(num) * mult))
         out |= _word_numbers(view)
     return out
 
 
-def asked(heard: Iterable[tuple[int, int, str]], payee: int, amount: int,
+def stated(content: str, before: str = "") -> frozenset[int]:
+    """The numbers a message states (`numbers` of its prose), and those it states read
+    together with the same sender's message before it (`before`: an encoding or a number
+    split over two messages). Worked out once, when the message is delivered: what a
+    payment is later checked against is a set, whatever the messages' length."""
+    mine = _prose(content)
+    out = numbers_all(mine)
+    if before:
+        out |= numbers_all(_prose(before) + mine)
+    return frozenset(out)
+
+
+def asked(heard: Iterable[tuple[int, int, frozenset[int]]], payee: int, amount: int,
           owner_of: Callable[[int], int]) -> int:
-    """The agent whose messages (`heard`: tick, sender, content) asked for a payment of
-    `amount` to `payee` (0: none): they state the amount, and the payee is the sender, an
-    agent of the sender's owner, or named in them. A sender's messages are read together
-    (an instruction split over several)."""
+    """The agent whose messages (`heard`: tick, sender, the numbers `stated`) asked for a
+    payment of `amount` to `payee` (0: none): they state the amount, and the payee is the
+    sender, an agent of the sender's owner, or named in them. A sender's messages are read
+    together (an instruction split over several)."""
     if amount <= 0:
         return 0
-    said: dict[int, list[str]] = {}
-    for _, sender, content in heard:
-        said.setdefault(sender, []).append(content)
+    said: dict[int, set[int]] = {}
+    for _, sender, nums in heard:
+        said.setdefault(sender, set()).update(nums)
     for sender in sorted(said):
-        nums = numbers(" \n ".join(_prose(x) for x in said[sender]))
+        nums = said[sender]
         if amount in nums and (payee == sender or payee in nums
                                or owner_of(sender) == owner_of(payee) != 0):
             return sender
@@ -220,7 +253,8 @@ def solicited_by(k: Kernel, payer: int, payee: int, amount: int) -> int:
     if not heard:
         return 0
     agents = k.state.registry.agents
-    return asked(heard, payee, amount, lambda a: agents[a].owner if a in agents else 0)
+    return asked([(t, s, n) for t, s, n, _ in heard], payee, amount,
+                 lambda a: agents[a].owner if a in agents else 0)
 
 
 def _payments(k: Kernel, a: Action) -> list[tuple[int, int]]:

@@ -35,14 +35,33 @@ class TickView:
 
     def principal(self, agent: int) -> int:
         """The beneficial owner to aggregate an agent's conduct under, or 0 when its owner
-        holds more than half of all agents — then the "owner" is the population (a scenario
-        that declares no owners), and adding its agents up splits nothing that per-agent
-        rules would not see."""
+        was *admitted* with more than half of all admitted agents — then the "owner" is the
+        population (a scenario that declares no owners), and adding its agents up splits
+        nothing that per-agent rules would not see. Spawned identities do not count: an
+        owner cannot spawn its way into being "the population" and out of every per-owner
+        rule."""
         reg = self.state.registry
         a = reg.agents.get(agent)
         if a is None:
             return 0
-        return a.owner if 2 * reg.owners[a.owner].agents <= len(reg.agents) else 0
+        return a.owner if self.population_owner() != a.owner else 0
+
+    def population_owner(self) -> int:
+        """The owner of more than half of the admitted agents, or 0 (cached per registry
+        size in `shared`)."""
+        reg = self.state.registry
+        cached = self.shared.get("population_owner")
+        if cached is not None and cached[0] == len(reg.agents):
+            return cached[1]
+        admitted: dict[int, int] = {}
+        for x in reg.agents.values():
+            if not x.parent:
+                admitted[x.owner] = admitted.get(x.owner, 0) + 1
+        total = sum(admitted.values())
+        top = max(sorted(admitted), key=lambda o: admitted[o], default=0)
+        found = top if top and 2 * admitted[top] > total else 0
+        self.shared["population_owner"] = (len(reg.agents), found)
+        return found
 
     def lineage(self, agent: int) -> int:
         return self.state.registry.lineage_root(agent) if agent in self.state.registry.agents \

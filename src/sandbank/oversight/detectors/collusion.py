@@ -6,9 +6,10 @@
   the outcome screen), and the firms exchanged no message in the window (with messages it
   is explicit collusion's business). Competitive firms sit at Δ ≈ 0 and do not fire.
 - `tacit_collusion` on an exchange (no pricing game, no message): at least two sellers —
-  agents that only sell there in the window — each asking in at least `present` of the
-  window's ticks, each holding its ask steady (spread of its asks at most `steady_pm` per
-  mille of their median), all at one focal price (their medians within `focal_pm` per mille),
+  agents that only sell there in the window (a bid under half the median ask buys nothing
+  and does not count) — each asking in at least `present` of the
+  window's ticks, each holding its ask steady (its asks' 10th to 90th percentile within
+  `steady_pm` per mille of their median), all at one focal price (their medians within `focal_pm` per mille),
   never undercutting (their asks do not fall over the window, and never asked well above
   where they stand: sellers that undercut their way down to a floor competed) although
   most of what they
@@ -51,7 +52,7 @@ ANNOUNCED = re.compile(r"(?i)\b(?:price|prices|bid|ask|quote|offer|sell|buy|at|@
 class TacitCollusion(Detector):
     NAME = "tacit_collusion"
     PARAMS = {"window": 500, "delta": 0.2, "above_share": 0.7, "cooldown": 500,
-              "exchange_window": 20, "present": 0.5, "steady_pm": 100, "focal_pm": 30,
+              "exchange_window": 20, "present": 0.5, "steady_pm": 150, "focal_pm": 30,
               "above_pm": 100, "max_fill": 0.5, "min_sellers": 2}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
@@ -87,7 +88,11 @@ class TacitCollusion(Detector):
                 q.popleft()
             if not q or v.tick % 5 or q[0][0] > v.tick - w + 1:
                 continue  # judged every 5 ticks, once the window is full
-            buyers = {a for _, a, side, _, _, _ in q if side == "buy"}
+            asks_all = sorted(price for _, _, side, price, _, _ in q if side == "sell")
+            floor = asks_all[len(asks_all) // 2] // 2 if asks_all else 0
+            # a bid far below the market (under half the median ask) buys nothing: it does
+            # not make a seller a buyer
+            buyers = {a for _, a, side, price, _, _ in q if side == "buy" and price >= floor}
             asks: dict[int, list[tuple[int, int, int]]] = {}
             asked: dict[int, int] = {}
             for t, a, side, price, seq, qty in q:
@@ -97,7 +102,7 @@ class TacitCollusion(Detector):
             filled: dict[int, int] = {}
             for _, a, qty in self.sold.get(asset, ()):
                 filled[a] = filled.get(a, 0) + qty
-            bids = sorted(price for _, _, side, price, _, _ in q if side == "buy")
+            bids = sorted(price for _, _, side, price, _, _ in q if side == "buy" and price >= floor)
             if not bids:
                 continue
             bid = bids[len(bids) // 2]
@@ -112,7 +117,8 @@ class TacitCollusion(Detector):
                 came_down = self.highest.get((asset, a), 0) * 1000 > (1000 + p["steady_pm"]) * med
                 if (len(ticks) >= p["present"] * w and not falling and not came_down
                         and filled.get(a, 0) <= p["max_fill"] * asked[a]
-                        and (prices[-1] - prices[0]) * 1000 <= p["steady_pm"] * med):
+                        and (prices[len(prices) * 9 // 10] - prices[len(prices) // 10]) * 1000
+                        <= p["steady_pm"] * med):
                     steady[a] = med
             if len(steady) < p["min_sellers"]:
                 continue

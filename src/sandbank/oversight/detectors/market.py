@@ -341,12 +341,15 @@ class WashTrading(Detector):
     a lot passed round a ring comes back again and again.
 
     Market makers are not members: an agent that quoted both sides in at least `quoting` of
-    the ticks it placed orders in carries the market, and market makers whose quotes cross
-    each other's trade back and forth with each other by design."""
+    the ticks it placed orders in, and traded at least `passive` of its quantity as the
+    maker (others trading against its resting quotes), carries the market; market makers
+    whose quotes cross each other's trade back and forth with each other by design. (A ring
+    member that rests far-off orders on both sides to look like one still takes half of its
+    own legs.)"""
 
     NAME = "wash_trading"
     PARAMS = {"window": 40, "inside": 0.5, "net": 0.25, "partner": 0.3, "min_trades": 6,
-              "min_turns": 3, "quoting": 0.8, "every": 5, "cooldown": 40}
+              "min_turns": 3, "quoting": 0.8, "passive": 0.7, "every": 5, "cooldown": 40}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -356,31 +359,43 @@ class WashTrading(Detector):
         self.sides: deque[tuple[int, dict[int, int]]] = deque()
         self.quoted: dict[int, list[int]] = {}
 
-    def _quoting(self, v: TickView) -> None:
-        now: dict[int, int] = {}
+    def _quoting(self, v: TickView, f: Fills) -> None:
+        now: dict[int, list[int]] = {}  # agent -> [sides (1 buy, 2 sell, 3 both), made, took]
         for d in v.of("order_placed"):
-            now[d["actor"]] = now.get(d["actor"], 0) | (1 if d["side"] == "buy" else 2)
+            x = now.setdefault(d["actor"], [0, 0, 0])
+            x[0] |= 1 if d["side"] == "buy" else 2
+            x[2] += sum(y[2] for y in d["fills"])
+        for order, qty in f.made_qty:
+            now.setdefault(f._who(order), [0, 0, 0])[1] += qty
         self.sides.append((v.tick, now))
         for a, x in now.items():
-            q = self.quoted.setdefault(a, [0, 0])
-            q[0] += 1
-            q[1] += x == 3
+            q = self.quoted.setdefault(a, [0, 0, 0, 0])
+            q[0] += x[0] != 0
+            q[1] += x[0] == 3
+            q[2] += x[1]
+            q[3] += x[2]
         while self.sides and self.sides[0][0] <= v.tick - self.p["window"]:
             for a, x in self.sides.popleft()[1].items():
                 q = self.quoted[a]
-                q[0] -= 1
-                q[1] -= x == 3
-                if not q[0]:
+                q[0] -= x[0] != 0
+                q[1] -= x[0] == 3
+                q[2] -= x[1]
+                q[3] -= x[2]
+                if not any(q):
                     del self.quoted[a]
 
     def _maker(self, a: int) -> bool:
+        """Quotes both sides most ticks *and* trades mostly passively: its resting quotes
+        are what others trade against (a ring member that also rests far-off orders on
+        both sides still takes half its own legs)."""
         q = self.quoted.get(a)
-        return bool(q) and q[1] >= self.p["quoting"] * q[0]
+        return bool(q) and q[1] >= self.p["quoting"] * q[0] and \
+            q[2] >= self.p["passive"] * max(1, q[2] + q[3])
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
         p = self.p
-        self._quoting(v)
+        self._quoting(v, f)
         for asset, buyer, seller, _, qty, seq in f.fills:
             if buyer and seller and buyer != seller:
                 self.flows.setdefault(asset, Flows(p["window"])).add(v.tick, seller, buyer, qty,

@@ -186,20 +186,21 @@ class Concentration(Detector):
             flagged: set[int] = set()
             for owner in sorted(h.by_owner):
                 o = reg.owners.get(owner)
-                if o is None or 2 * o.agents > n or o.agents < 2:
-                    continue  # the population, or a one-agent owner (the agent rule sees it)
+                if o is None or owner == v.population_owner():
+                    continue  # the population: not one holder
                 share = h.by_owner[owner] * PPM // h.total
                 key = f"owner:{owner}:{asset}"
                 fair = self.first.setdefault(key, max(share, PPM / n))
                 grew = self._grew(key, share)
                 if grew:
                     growing.append((owner, share, fair))
-                if grew and share >= max(p["share_ppm"], p["owner_excess"] * fair) \
-                        and self.fresh(key, v.tick):
+                if grew and o.agents >= 2 and share >= max(p["share_ppm"],
+                                                           p["owner_excess"] * fair) \
+                        and self.fresh(key, v.tick):  # (one agent: the agent rule sees it)
                     flagged.add(owner)
                     out.append(self._finding(v, self._agents(h, {owner}), share, label, asset,
                                              f"owner {owner} ({o.agents} agents)", key))
-            rest = [x for x in growing if x[0] not in flagged]
+            rest = [x for x in growing if x[0] not in flagged]  # one-agent owners too
             if len(rest) >= 2:
                 share = sum(x[1] for x in rest)
                 fair = sum(x[2] for x in rest)

@@ -139,3 +139,27 @@ def test_a_bust_out_is_flagged_within_three_failed_contracts_of_defecting(tmp_pa
     flagged = found[0]["tick"] - 1  # the tick the test fired (its alert runs in the next)
     before = [t for t in failed if t < flagged]
     assert len(before) < 3 and len([t for t in failed if t <= flagged]) >= 1, (failed, flagged)
+
+
+def test_the_scorecard_generates_variants_and_searches_for_undetected_harm(tmp_path):
+    """`scorecard --generate N --search B`: the per-family table, every case, and the
+    adversary's best undetected point, written where it says; a bad family is exit 2."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sandbank.cli import app
+
+    r = CliRunner().invoke(app, ["scorecard", "--generate", "1", "--search", "2", "--family",
+                                 "fraud", "--seeds", "1", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    table = (tmp_path / "generated.md").read_text()
+    assert "| fraud | 1 | 1 |" in table and "largest harm done undetected" in table
+    cases = (tmp_path / "generated_cases.csv").read_text().splitlines()
+    assert len(cases) == 2 and cases[0].startswith("family,")
+    searched = json.loads((tmp_path / "search.json").read_text())
+    assert searched[0]["family"] == "fraud" and searched[0]["evaluations"] == 2
+    assert not list((tmp_path / "runs").glob("*"))  # run folders removed as read
+    bad = CliRunner().invoke(app, ["scorecard", "--generate", "1", "--family", "nope",
+                                   "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "unknown family" in bad.output

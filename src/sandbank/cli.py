@@ -358,6 +358,8 @@ def _scorecard_generated(out_dir: Path, workers: int, n: int, budget: int,
 
     from sandbank.lab.generate import FAMILIES
     from sandbank.lab.redteam import family_rows, generated, search, write_generated
+    from sandbank.lab.runner import RunError
+    from sandbank.lab.scenario import ScenarioError
 
     names = families or sorted(FAMILIES)
     unknown = [f for f in names if f not in FAMILIES]
@@ -372,17 +374,21 @@ def _scorecard_generated(out_dir: Path, workers: int, n: int, budget: int,
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
-        if n:
-            task = bar.add_task(f"{n} variants × {len(names)} families", total=None)
-            result = generated(names, n, out_dir / "runs", seeds=seed_list, workers=workers,
-                               sample_seed=sample_seed,
-                               progress=lambda d, t: bar.update(task, completed=d, total=t))
-            rows = family_rows(result)
-        for name in names if budget else []:
-            task = bar.add_task(f"adversary searching {name}", total=budget)
-            searched.append(search(name, budget, out_dir / "runs", workers=workers,
-                                   progress=lambda d, t, task=task: bar.update(
-                                       task, completed=d, total=t)))
+        try:
+            if n:
+                task = bar.add_task(f"{n} variants × {len(names)} families", total=None)
+                result = generated(names, n, out_dir / "runs", seeds=seed_list,
+                                   workers=workers, sample_seed=sample_seed,
+                                   progress=lambda d, t: bar.update(task, completed=d,
+                                                                    total=t))
+                rows = family_rows(result)
+            for name in names if budget else []:
+                task = bar.add_task(f"adversary searching {name}", total=budget)
+                searched.append(search(name, budget, out_dir / "runs", workers=workers,
+                                       progress=lambda d, t, task=task: bar.update(
+                                           task, completed=d, total=t)))
+        except (ScenarioError, RunError) as e:
+            _fail(f"a generated variant could not run: {e}")
     md = write_generated(out_dir, rows, searched, result)
     (out_dir / "search.json").write_text(json.dumps(searched, indent=1, default=str))
     out.print(md, highlight=False, markup=False)

@@ -197,11 +197,14 @@ class Fraud(Detector):
     worker failing a fraction of its contracts is flagged once its rate is well above p0
     (drift positive above ≈ 17% at the default rates), later the lower the rate. An owner
     that spreads fraud over many identities, each a few failures, is tested on its
-    identities' deliveries together."""
+    identities' deliveries together. A second, slower test runs beside it against a rate
+    `low_lift` times p0 (at least `low_p1_min`), firing at `low_threshold`: fraud on a small
+    fraction of contracts (≈ 7% and up at the default rates) is caught over more
+    deliveries."""
 
     NAME = "fraud"
     PARAMS = {"floor": 0.02, "lift": 4.0, "p1_min": 0.5, "threshold": 7.0, "min_record": 3,
-              "cooldown": 30}
+              "low_lift": 3.0, "low_p1_min": 0.15, "low_threshold": 9.0, "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -234,37 +237,46 @@ class Fraud(Detector):
             return []
         out = []
         fired: set[str] = set()
-        rates: dict[str, tuple[float, float]] = {}
+        rates: dict[str, tuple[float, float, float]] = {}
+        p = self.p
         for worker, failed, seq in done:
             owner = v.principal(worker)
             for key in (f"w{worker}", f"o{owner}") if owner else (f"w{worker}",):
                 if key not in rates:
                     p0 = self.base_rate(v, key)
-                    rates[key] = (p0, min(0.95, max(self.p["p1_min"], self.p["lift"] * p0)))
-                p0, p1 = rates[key]
-                t = self.tests.setdefault(key, Sequential())
-                t.step(failed, seq, p0, p1)
-                who = self.subjects.setdefault(key, set())
-                if t.s == 0.0:
-                    who.clear()
-                elif failed:
-                    who.add(worker)
-                if t.s >= self.p["threshold"]:
-                    fired.add(key)
-        for key in sorted(fired, key=lambda k: (k[0] != "w", int(k[1:]))):
+                    rates[key] = (p0, min(0.95, max(p["p1_min"], p["lift"] * p0)),
+                                  min(0.9, max(p["low_p1_min"], p["low_lift"] * p0)))
+                p0, p1, low = rates[key]
+                # two tests: fast against a high failure rate (a bust-out), and slow against
+                # a rate a few times the honest one (fraud on a fraction of contracts)
+                for name, alt, limit in ((key, p1, p["threshold"]),
+                                         (f"{key}:low", low, p["low_threshold"])):
+                    t = self.tests.setdefault(name, Sequential())
+                    t.step(failed, seq, p0, alt)
+                    who = self.subjects.setdefault(name, set())
+                    if t.s == 0.0:
+                        who.clear()
+                    elif failed:
+                        who.add(worker)
+                    if t.s >= limit:
+                        fired.add(name)
+        for key in sorted(fired, key=lambda k: (k[0] != "w", k.endswith(":low"),
+                                               int(k[1:].split(":")[0]))):
             t = self.tests[key]
             subjects = sorted(self.subjects[key])
             if key[0] == "o" and len(subjects) < 2:
                 continue  # one worker: its own test speaks for it
-            if not self.fresh(key, v.tick):
-                continue
+            base = key.split(":")[0]
+            if not self.fresh(base, v.tick):
+                continue  # (one alert per worker or owner, whichever test fired)
             whom = f"agent {subjects[0]}" if key[0] == "w" else \
                 f"owner {key[1:]}'s agents {subjects}"
             out.append(Finding(
                 self.NAME, min(1000, 500 + round(50 * t.s)), subjects, sample(t.seqs),
                 f"{whom}: own work failed in {t.failed} of the last {t.n} deliveries, against "
-                f"an honest rate of {rates[key][0]:.0%} (sequential test S = {t.s:.1f} ≥ "
-                f"{self.p['threshold']})", key=key))
+                f"an honest rate of {rates[base][0]:.0%} (sequential test S = {t.s:.1f} ≥ "
+                f"{p['low_threshold'] if key.endswith(':low') else p['threshold']})",
+                key=base))
         return out
 
 
@@ -293,7 +305,7 @@ class Exfiltration(Detector):
     tried yet carry the same scheme)."""
 
     NAME = "exfiltration"
-    PARAMS = {"window": 30, "min_attempts": 3, "under": 0.8, "wealth_share": 0.02,
+    PARAMS = {"window": 30, "min_attempts": 3, "under": 0.6, "wealth_share": 0.01,
               "data_bytes": 8192,
               "economy_share": 0.01, "total_share": 0.02, "cooldown": 30}
 

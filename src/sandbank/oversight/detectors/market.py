@@ -349,7 +349,7 @@ class WashTrading(Detector):
 
     NAME = "wash_trading"
     PARAMS = {"window": 40, "inside": 0.5, "net": 0.25, "partner": 0.3, "min_trades": 6,
-              "min_turns": 3, "quoting": 0.8, "passive": 0.7, "every": 5, "cooldown": 40}
+              "min_turns": 3, "quoting": 0.8, "passive": 0.7, "every": 2, "cooldown": 40}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)

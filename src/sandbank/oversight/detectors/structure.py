@@ -140,11 +140,13 @@ class Concentration(Detector):
     organisation of ten agents holding a tenth is not power), and has grown by at least
     `growth_ppm` over the last `window` ticks (a large holder standing still is structure;
     one that keeps accumulating is the signal). An owner holding most of the population (a
-    scenario that declares no owners) is not judged as one holder (`TickView.principal`)."""
+    scenario that declares no owners) is not judged as one holder (`TickView.principal`).
+    Wealth (the fee asset) is judged only with `wealth: true`: in a task economy the best
+    honest workers' earnings grow steadily, which is income, not a hoard."""
 
     NAME = "concentration"
     PARAMS = {"share_ppm": 100_000, "excess": 3.0, "owner_excess": 2.0, "growth_ppm": 10_000,
-              "window": 10, "cooldown": 30}
+              "window": 10, "wealth": False, "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -172,8 +174,8 @@ class Concentration(Detector):
         fee = v.state.policy.fee_asset
         for asset in sorted(holdings):
             h = holdings[asset]
-            if not h.total:
-                continue
+            if not h.total or (asset == fee and not p["wealth"]):
+                continue  # (wealth earned by honest work grows too: opt in with `wealth`)
             label = "wealth" if asset == fee else asset
             top = h.top_share()  # the largest agent
             key = f"agent:{asset}"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import urllib.parse
@@ -216,11 +217,12 @@ def numbers_all(text: str) -> set[int]:
     return out
 
 
+@functools.lru_cache(maxsize=8192)
 def stated(content: str, before: str = "") -> frozenset[int]:
     """The numbers a message states (`numbers` of its prose), and those it states read
     together with the same sender's message before it (`before`: an encoding or a number
-    split over two messages). Worked out once, when the message is delivered: what a
-    payment is later checked against is a set, whatever the messages' length."""
+    split over two messages). A pure function, cached: a message is read once however many
+    payments are checked against it."""
     mine = _prose(content)
     out = numbers_all(mine)
     if before:
@@ -253,8 +255,11 @@ def solicited_by(k: Kernel, payer: int, payee: int, amount: int) -> int:
     if not heard:
         return 0
     agents = k.state.registry.agents
-    return asked([(t, s, n) for t, s, n, _ in heard], payee, amount,
-                 lambda a: agents[a].owner if a in agents else 0)
+    items, last = [], {}
+    for t, s, content in heard:
+        items.append((t, s, stated(content, last.get(s, ""))))
+        last[s] = content
+    return asked(items, payee, amount, lambda a: agents[a].owner if a in agents else 0)
 
 
 def _payments(k: Kernel, a: Action) -> list[tuple[int, int]]:

@@ -233,10 +233,10 @@ class Kernel:
         self._feedback: dict[int, list[Feedback]] = {}  # outcomes in the last tick run
         self._inbox: dict[int, list[Any]] = {}  # messages received in the last tick run
         self.tainted: set[int] = set()  # agents shown instruction-like content last tick
-        # what each agent was told in the last HEARD_TICKS ticks — (tick, sender, the numbers
-        # it stated, content): what a payment may be answering (boundary/firewall.py). All
-        # of it: an inbox holds at most INBOX_LIMIT a tick, so nothing is evicted early
-        self.heard: dict[int, deque[tuple[int, int, frozenset[int], str]]] = {}
+        # what each agent was told in the last HEARD_TICKS ticks — (tick, sender, content):
+        # what a payment may be answering (boundary/firewall.py). All of it: an inbox holds
+        # at most INBOX_LIMIT a tick, so nothing is evicted early
+        self.heard: dict[int, deque[tuple[int, int, str]]] = {}
         self._overflow: dict[int, int] = {}
         self._nonce_pending: int | None = None
         self.prechecked: dict[int, bytes] = {}  # id(queued action) -> key its signature verified with
@@ -350,15 +350,9 @@ class Kernel:
         self._feedback = {}
         # who was shown tainted content (for the firewall guard this tick), then a new inbox
         self.tainted = {a for a, box in self._inbox.items() if any(m.tainted for m in box)}
-        if self._inbox:
-            from sandbank.boundary.firewall import stated
         for agent in sorted(self._inbox):
-            heard = self.heard.setdefault(agent, deque())
-            last = {s: c for _, s, _, c in heard}
-            for m in self._inbox[agent]:
-                heard.append((m.tick, m.sender, stated(m.content, last.get(m.sender, "")),
-                              m.content))
-                last[m.sender] = m.content
+            self.heard.setdefault(agent, deque()).extend(
+                (m.tick, m.sender, m.content) for m in self._inbox[agent])
         for agent in [a for a, h in self.heard.items() if h and h[-1][0] <= tick - HEARD_TICKS]:
             del self.heard[agent]
         for h in self.heard.values():

@@ -133,8 +133,9 @@ class TacitCollusion(Detector):
             groups.append(cur)
             for g in groups:
                 members = set(g)
-                talked = [x for x in self.talk if x[2] in members and (x[3] in members or
-                                                                       x[3] == 0)]
+                # a message to or from any of them (a leader outside the group telling them
+                # the price) is explicit collusion's business, not a silent cartel's
+                talked = [x for x in self.talk if x[2] in members or x[3] in members]
                 key = f"exchange:{asset}:" + ",".join(map(str, g[:8]))
                 focal = steady[g[len(g) // 2]]
                 if (len(g) < p["min_sellers"] or talked or focal * 1000 < bid * (

@@ -99,19 +99,23 @@ def _components(nodes: list[int], links: list[tuple[int, int]]) -> list[list[int
 
 
 def closed_groups(f: Flows, *, partner: float = 0.5, inside: float = 0.6, net: float = 0.25,
-                  min_size: int = 2, self_groups: bool = False, lift: float = 0.0
-                  ) -> list[Group]:
+                  min_size: int = 2, self_groups: bool = False) -> list[Group]:
     """The window's closed groups (see the module). With `self_groups`, a single node whose
-    flow is mostly to itself is a group too (an owner dealing with itself). With `lift`,
-    a member must also deal inside at least `lift` times what chance would give it: the
-    share of all flow its fellow members make up (the null model of anonymous matching —
-    market makers who carry half the market's volume meet each other half the time)."""
+    flow is mostly to itself is a group too (an owner dealing with itself). Each member's
+    rules are worked out over the members it has flow with (its neighbours), so a large
+    component costs its edges, not its size squared."""
     pair, gross = f.pair, f.gross
-    nodes = sorted(gross)
     links = sorted((a, b) for (a, b), x in pair.items() if a != b
                    and x + pair.get((b, a), 0) >= partner * min(gross[a], gross[b]))
+    nodes = sorted({n for link in links for n in link} | (
+        {a for (a, b) in pair if a == b} if self_groups else set()))
+    nb: dict[int, set[int]] = {}  # node -> the nodes it has flow with (either way)
+    for a, b in pair:
+        nb.setdefault(a, set()).add(b)
+        nb.setdefault(b, set()).add(a)
+
     def breaks(m: int, members: set[int]) -> bool:
-        return _breaks(f, m, members, inside, net, lift)
+        return _breaks(f, m, (members & nb.get(m, set())) | {m}, inside, net)
 
     def holds(members: set[int]) -> bool:
         return len(members) >= min_size and not any(breaks(m, members) for m in members)
@@ -128,7 +132,7 @@ def closed_groups(f: Flows, *, partner: float = 0.5, inside: float = 0.6, net: f
         # with the ring (a market maker its orders crossed) passes the rules, but the ring
         # closes without it; each real member of a loop is needed to close it
         if len(members) > min_size:
-            for m in sorted(members, key=lambda m: (_share(pair, gross, m, members), m)):
+            for m in sorted(members, key=lambda m: (_share(pair, gross, m, members & nb[m]), m)):
                 if len(members) > min_size and holds(members - {m}):
                     members.discard(m)
         if len(members) >= min_size or (self_groups and members):
@@ -141,27 +145,18 @@ def closed_groups(f: Flows, *, partner: float = 0.5, inside: float = 0.6, net: f
     return out
 
 
-def _breaks(f: Flows, m: int, members: set[int], inside: float, net: float,
-            lift: float = 0.0) -> bool:
-    """Does `m` break a rule in `members`: too little of its flow inside (or no more than
-    chance would give it), or a net?"""
-    pair, gross = f.pair, f.gross
+def _breaks(f: Flows, m: int, members: set[int], inside: float, net: float) -> bool:
+    """Does `m` break a rule in `members`: too little of its flow inside, or a net?"""
+    pair = f.pair
     into = sum(pair.get((x, m), 0) for x in members)
     outof = sum(pair.get((m, x), 0) for x in members)
     dealt = into + outof - pair.get((m, m), 0)
-    if dealt < inside * gross[m] or abs(into - outof) > net * dealt:
-        return True
-    if lift:
-        others = sum(gross[x] for x in members if x != m)
-        chance = others / max(1, 2 * f.total - gross[m])
-        return dealt < lift * chance * gross[m]
-    return False
+    return dealt < inside * f.gross[m] or abs(into - outof) > net * dealt
 
 
-def closed(f: Flows, members: set[int], *, inside: float, net: float,
-           lift: float = 0.0) -> bool:
+def closed(f: Flows, members: set[int], *, inside: float, net: float) -> bool:
     """Do `members` (two or more) form a closed group?"""
-    return len(members) >= 2 and not any(_breaks(f, m, members, inside, net, lift)
+    return len(members) >= 2 and not any(_breaks(f, m, members, inside, net)
                                          for m in sorted(members))
 
 

@@ -191,7 +191,8 @@ class Spoofing(Detector):
 
     NAME = "spoofing"
     PARAMS = {"window": 20, "cancel_ratio": 1.5, "aggressive": 0.5, "depth_share": 0.25,
-              "levels": 5, "show_ratio": 2.0, "during": 0.5, "min_orders": 3, "cooldown": 20}
+              "levels": 5, "show_ratio": 2.0, "during": 0.5, "min_orders": 3, "every": 2,
+              "cooldown": 20}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -200,6 +201,8 @@ class Spoofing(Detector):
         # per entity ("a<id>" / "o<id>"): tick, kind (place|cancel|fill), side, qty, share,
         # seq, since (a cancelled order: the tick it was placed), agent
         self.events: dict[str, deque[tuple[int, str, str, int, float, int, int, int]]] = {}
+        self.tally: dict[str, dict[tuple[str, str], list[int]]] = {}  # key -> (kind, side) -> qty, n
+        self.touched: set[str] = set()  # agents that withdrew an order since the last judgement
 
     def _note(self, v: TickView, agent: int, item: tuple[int, str, str, int, float, int],
               since: int | None = None) -> None:
@@ -207,6 +210,26 @@ class Spoofing(Detector):
         entry = (*item, item[0] if since is None else since, agent)
         for key in (f"a{agent}", f"o{owner}") if owner else (f"a{agent}",):
             self.events.setdefault(key, deque()).append(entry)
+            t = self.tally.setdefault(key, {}).setdefault((item[1], item[2]), [0, 0])
+            t[0] += item[3]
+            t[1] += 1
+
+    def _maybe(self, key: str) -> bool:
+        """The window's running totals allow a finding (a necessary condition, checked in
+        O(1) before `_judge` reads the window): most traders fail it every tick."""
+        t, p = self.tally.get(key, {}), self.p
+
+        def get(kind: str, side: str, i: int = 0) -> int:
+            return t.get((kind, side), (0, 0))[i]
+
+        for side, other in (("buy", "sell"), ("sell", "buy")):
+            filled = get("fill", other) + get("take", other)
+            if (get("cancel", side, 1) >= p["min_orders"] and filled
+                    and get("take", other) >= p["aggressive"] * filled
+                    and get("cancel", side) >= p["cancel_ratio"] * max(
+                        1, get("fill", side) + get("take", side))):
+                return True
+        return False
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
@@ -243,12 +266,21 @@ class Spoofing(Detector):
         for key in list(self.events):
             q = self.events[key]
             while q and q[0][0] <= v.tick - w:
-                q.popleft()
+                x = q.popleft()
+                t = self.tally[key][(x[1], x[2])]
+                t[0] -= x[3]
+                t[1] -= 1
             if not q:
                 del self.events[key]
-        touched = {f"a{d['actor']}" for d in f.cancelled if d["actor"]} if f.cancelled else set()
+                del self.tally[key]
+        self.touched.update(f"a{d['actor']}" for d in f.cancelled if d["actor"])
+        if v.tick % p["every"]:
+            return out  # judged every `every` ticks (the window's totals are kept each tick)
+        touched, self.touched = self.touched, set()
         touched |= {f"o{v.principal(int(k[1:]))}" for k in touched}
         for key in sorted(touched & set(self.events)):
+            if not self._maybe(key):
+                continue
             found = self._judge(self.events[key], owner=key[0] == "o")
             if found is None:
                 continue

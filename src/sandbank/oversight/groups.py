@@ -79,7 +79,12 @@ class Group:
     seqs: list[int]  # the log entries of those flows
 
 
-def _components(nodes: list[int], links: list[tuple[int, int]]) -> list[list[int]]:
+def components(links: list[tuple[int, int]], nodes: list[int] | None = None
+               ) -> list[list[int]]:
+    """The connected parts of a graph (union-find), each sorted, in order of their least
+    node; `nodes` defaults to the links' endpoints (a node without links is a part alone)."""
+    if nodes is None:
+        nodes = sorted({n for link in links for n in link})
     parent = {n: n for n in nodes}
 
     def find(x: int) -> int:
@@ -121,7 +126,7 @@ def closed_groups(f: Flows, *, partner: float = 0.5, inside: float = 0.6, net: f
         return len(members) >= min_size and not any(breaks(m, members) for m in members)
 
     out = []
-    for comp in _components(nodes, links):
+    for comp in components(links, nodes):
         members = set(comp)
         while True:  # peel off whoever breaks a rule, until the rest holds
             bad = {m for m in sorted(members) if breaks(m, members)}

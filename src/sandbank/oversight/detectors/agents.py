@@ -20,7 +20,7 @@ from typing import Any
 
 from sandbank.boundary.firewall import asked, classify, stated
 from sandbank.oversight.detectors.base import MAX_EVIDENCE, Detector, Finding, detector, sample
-from sandbank.oversight.groups import Flows, closed_groups
+from sandbank.oversight.groups import Flows, closed_groups, components
 from sandbank.oversight.tickview import TickView
 
 
@@ -112,29 +112,11 @@ class Sybil(Detector):
         both = requesters & judges
         if not both:
             return []
-        parent: dict[int, int] = {}
-
-        def find(a: int) -> int:
-            parent.setdefault(a, a)
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            return a
-
-        def union(a: int, b: int) -> None:
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-
-        for _, _, r, w, js in self.passed:
-            if r in both and any(j in both for j in js):
-                for x in (w, *js):
-                    union(r, x)
-        groups: dict[int, set[int]] = {}
-        for a in sorted(parent):
-            groups.setdefault(find(a), set()).add(a)
+        links = sorted({(r, x) for _, _, r, w, js in self.passed
+                        if r in both and any(j in both for j in js) for x in (w, *js)})
         out = []
-        for members in groups.values():
+        for group in components(links):
+            members = set(group)
             workers = {x[3] for x in self.passed if x[3] in members}
             theirs = [x for x in self.passed if x[3] in workers]
             inside = [x for x in theirs if x[2] in members and x[4]

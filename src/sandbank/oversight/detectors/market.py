@@ -214,22 +214,25 @@ class Spoofing(Detector):
             t[0] += item[3]
             t[1] += 1
 
-    def _maybe(self, key: str) -> bool:
-        """The window's running totals allow a finding (a necessary condition, checked in
-        O(1) before `_judge` reads the window): most traders fail it every tick."""
-        t, p = self.tally.get(key, {}), self.p
+    def _sides(self, t: dict[tuple[str, str], list[int]]) -> list[tuple[str, str]]:
+        """The (shown, traded) sides whose window totals pass the count rules: enough
+        orders withdrawn, withdrawn rather than filled, traded the other way mostly as the
+        taker. `t`: (kind, side) -> [quantity, events]. Cheap (the running totals): read
+        before the window itself is."""
+        p = self.p
 
         def get(kind: str, side: str, i: int = 0) -> int:
             return t.get((kind, side), (0, 0))[i]
 
+        out = []
         for side, other in (("buy", "sell"), ("sell", "buy")):
             filled = get("fill", other) + get("take", other)
             if (get("cancel", side, 1) >= p["min_orders"] and filled
                     and get("take", other) >= p["aggressive"] * filled
                     and get("cancel", side) >= p["cancel_ratio"] * max(
                         1, get("fill", side) + get("take", side))):
-                return True
-        return False
+                out.append((side, other))
+        return out
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
         f = fills_of(v)
@@ -279,9 +282,9 @@ class Spoofing(Detector):
         touched, self.touched = self.touched, set()
         touched |= {f"o{v.principal(int(k[1:]))}" for k in touched}
         for key in sorted(touched & set(self.events)):
-            if not self._maybe(key):
+            if not self._sides(self.tally[key]):
                 continue
-            found = self._judge(self.events[key], owner=key[0] == "o")
+            found = self._judge(self.events[key], self.tally[key], owner=key[0] == "o")
             if found is None:
                 continue
             side, cancelled, n, share, other, seqs, agents = found
@@ -299,7 +302,9 @@ class Spoofing(Detector):
         return out
 
     def _judge(self, q: deque[tuple[int, str, str, int, float, int, int, int]],
-               owner: bool = False) -> Any:
+               totals: dict[tuple[str, str], list[int]], owner: bool = False) -> Any:
+        """The window's per-tick rules, on the sides whose totals pass `_sides` (`totals`:
+        the entity's running totals; an owner's are counted again over its showers)."""
         p = self.p
         if owner:  # one identity shows, another trades: the showers show one side only
             sides: dict[int, set[str]] = {}
@@ -312,37 +317,23 @@ class Spoofing(Detector):
             showers = {a for a, s in sides.items() if len(s) == 1
                        and withdrawn.get(a, 0) >= p["min_orders"]}
             q = deque(x for x in q if x[1] not in ("place", "cancel") or x[7] in showers)
-        cancel = {"buy": 0, "sell": 0}
-        fill = {"buy": 0, "sell": 0}
-        took = {"buy": 0, "sell": 0}
-        placed = {"buy": 0, "sell": 0}
-        orders = {"buy": 0, "sell": 0}
-        shown: dict[str, dict[int, int]] = {"buy": {}, "sell": {}}  # side -> tick -> qty
-        shares: dict[str, dict[int, float]] = {"buy": {}, "sell": {}}  # side -> tick -> share
-        n = {"buy": 0, "sell": 0}
-        for tick, kind, side, qty, share, _, _, _ in q:
-            if kind == "cancel":
-                cancel[side] += qty
-                n[side] += 1
-                shares[side][tick] = shares[side].get(tick, 0.0) + share
-                shown[side][tick] = shown[side].get(tick, 0) + qty
-            elif kind in ("fill", "take"):
-                fill[side] += qty
-                took[side] += qty if kind == "take" else 0
-            else:
-                placed[side] += qty
-                orders[side] += 1
-        for side, other in (("buy", "sell"), ("sell", "buy")):
-            if n[side] < p["min_orders"] or not fill[other]:
-                continue
-            if cancel[side] < p["cancel_ratio"] * max(1, fill[side]) or \
-                    took[other] < p["aggressive"] * fill[other]:
-                continue
-            share = sum(shares[side].values()) / len(shares[side])
+            totals = {}
+            for x in q:
+                t = totals.setdefault((x[1], x[2]), [0, 0])
+                t[0] += x[3]
+                t[1] += 1
+        for side, other in self._sides(totals):
+            shown: dict[int, int] = {}  # tick -> quantity withdrawn
+            shares: dict[int, float] = {}  # tick -> share of depth withdrawn
+            for tick, kind, s, qty, share, _, _, _ in q:
+                if kind == "cancel" and s == side:
+                    shares[tick] = shares.get(tick, 0.0) + share
+                    shown[tick] = shown.get(tick, 0) + qty
+            share = sum(shares.values()) / len(shares)
             if share < p["depth_share"]:
                 continue
-            per_tick = sum(shown[side].values()) / len(shown[side])
-            if orders[other] and per_tick < p["show_ratio"] * placed[other] / orders[other]:
+            placed, orders = totals.get(("place", other), (0, 0))
+            if orders and sum(shown.values()) / len(shown) < p["show_ratio"] * placed / orders:
                 continue
             spans = [(x[6], x[0]) for x in q if x[1] == "cancel" and x[2] == side]
             traded = [(x[0], x[3]) for x in q if x[1] in ("fill", "take") and x[2] == other]
@@ -352,7 +343,9 @@ class Spoofing(Detector):
                 continue  # (and the pattern repeats: in two ticks at least)
             used = [x for x in q if (x[2], x[1]) in ((side, "cancel"), (other, "fill"),
                                                      (other, "take"))]
-            return (side, cancel[side], n[side], share, fill[other], [x[5] for x in used],
+            cancelled, n = totals[("cancel", side)]
+            filled = sum(totals.get((k, other), (0, 0))[0] for k in ("fill", "take"))
+            return (side, cancelled, n, share, filled, [x[5] for x in used],
                     sorted({x[7] for x in used}))
         return None
 

@@ -23,27 +23,9 @@ from collections import deque
 from typing import Any
 
 from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
+from sandbank.oversight.groups import components
 from sandbank.oversight.indicators import PPM
 from sandbank.oversight.tickview import TickView
-
-
-def _components(edges: set[tuple[int, int]]) -> list[list[int]]:
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in sorted(edges):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for x in sorted(parent):
-        groups.setdefault(find(x), []).append(x)
-    return list(groups.values())
 
 
 @detector
@@ -85,7 +67,7 @@ class ProtoAGI(Detector):
     def _judge(self, v: TickView) -> list[Finding]:
         p = self.p
         pairs = {(a, b) for a, b, _ in self.edges if a != b}
-        groups = [g for g in _components(pairs) if len(g) >= p["min_size"]]
+        groups = [g for g in components(sorted(pairs)) if len(g) >= p["min_size"]]
         paid: dict[int, int] = {}
         for d in v.of("contract_settled"):
             for _, worker, amount, _ in d["payouts"]:

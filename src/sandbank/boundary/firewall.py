@@ -83,11 +83,9 @@ PRIVILEGED_ALWAYS = {"external", "spawn_agent"}
 
 def large_payment(k: Kernel, a: Action) -> bool:
     """A payment or transfer above the policy's `privileged_amount`."""
-    if a.KIND not in ("pay", "transfer"):
-        return False
-    limit = k.state.policy.value("privileged_amount", k.tick)
-    amounts = [a.amount] if a.KIND == "pay" else [t.amount for t in a.transfers]  # type: ignore[attr-defined]
-    return any(x > limit for x in amounts)
+    payments = _payments(k, a)
+    limit = k.state.policy.value("privileged_amount", k.tick) if payments else 0
+    return any(x > limit for _, x in payments)
 
 
 def firewall_guard(k: Kernel, a: Action) -> Verdict:
@@ -198,14 +196,9 @@ def _prose(text: str) -> str:
 
 
 def numbers(text: str) -> set[int]:
-    """Every number a text states in words or digits, in any of the forms `_views`
-    decodes (a JSON document's number values aside: see `_prose`)."""
-    return numbers_all(_prose(text))
-
-
-def numbers_all(text: str) -> set[int]:
-    """`numbers` of a text taken as prose, all of it (no truncation: an instruction padded
-    with junk is still read; a message's length is bounded by `max_message_bytes`)."""
+    """Every number a text (prose: see `_prose`) states in words or digits, in any of the
+    forms `_views` decodes — all of it (no truncation: an instruction padded with junk is
+    still read; a message's length is bounded by `max_message_bytes`)."""
     out: set[int] = set()
     for view in _views(text):
         out.update(int(x.replace(",", "")) for x in _DIGITS.findall(view) if len(x) <= 19)
@@ -224,9 +217,9 @@ def stated(content: str, before: str = "") -> frozenset[int]:
     split over two messages). A pure function, cached: a message is read once however many
     payments are checked against it."""
     mine = _prose(content)
-    out = numbers_all(mine)
+    out = numbers(mine)
     if before:
-        out |= numbers_all(_prose(before) + mine)
+        out |= numbers(_prose(before) + mine)
     return frozenset(out)
 
 

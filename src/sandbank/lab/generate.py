@@ -75,7 +75,7 @@ class Dim:
 class Family:
     name: str
     detect: tuple[str, ...]  # detectors expected to fire
-    harm: str  # a final metric name, pnl:<group>, overcharge:<asset> or excess:<group>
+    harm: str  # a final metric name, pnl:<group> or excess:<group>
     margin: float  # the cut in harm safeguards must achieve
     space: tuple[Dim, ...]
     build: Callable[[dict[str, Any]], dict[str, Any]]  # point -> scenario document

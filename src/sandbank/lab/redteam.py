@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import html
 import json
 import random
@@ -98,21 +99,13 @@ def _sales(summary: dict[str, Any], group: str, harm: str) -> tuple[int, int]:
 
 
 def _harm(summary: dict[str, Any], harm: str, base: float = 0.0) -> float:
-    """A run's harm: a final metric, `pnl:<group>` (a group's profit),
-    `overcharge:<asset>` (what buyers paid above a competitive price: (vwap − base) ×
-    volume, `base` the honest control's vwap), or `excess:<group>` (what a group's sales
-    fetched above its honest twin's: (its mean premium − base) × the units it sold, a
-    sale's premium its price less the market's last price before its tick, `base` the
-    control's mean premium) — less `base` for the first two."""
+    """A run's harm: a final metric or `pnl:<group>` (a group's profit), less `base`; or
+    `excess:<group>` (what a group's sales fetched above its honest twin's: (its mean
+    premium − base) × the units it sold, a sale's premium its price less the market's last
+    price before its tick, `base` the control's mean premium)."""
     if harm.startswith("excess:"):
         sold, premium = _sales(summary, harm.split(":", 1)[1], harm)
         return (premium / sold - base) * sold if sold else 0.0
-    if harm.startswith("overcharge:"):
-        asset = harm.split(":", 1)[1]
-        f = summary["final"]
-        if f.get(f"vwap_{asset}") in (None, "") or f.get(f"volume_{asset}") in (None, ""):
-            return 0.0  # nothing traded: nobody overpaid
-        return (float(f[f"vwap_{asset}"]) - base) * float(f[f"volume_{asset}"])
     return _metric(summary, harm) - base
 
 
@@ -121,9 +114,6 @@ def _baseline(control: dict[str, Any], harm: str) -> float:
     if harm.startswith("excess:"):
         sold, premium = _sales(control, harm.split(":", 1)[1], harm)
         return premium / sold if sold else 0.0
-    if harm.startswith("overcharge:"):
-        value = control["final"].get(f"vwap_{harm.split(':', 1)[1]}")
-        return float(value) if value not in (None, "") else 0.0
     return _metric(control, harm)
 
 
@@ -179,30 +169,24 @@ def execute(jobs: list[tuple[str, dict[str, Any], Path]], workers: int = 1, keep
             run: Callable[..., Any] | None = None,
             progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Run scenario documents (source, document, folder) and return their summaries, in
-    order; with `workers` > 1 in that many processes; without `keep`, each run's folder is
-    removed once its summary is read (a generated sweep makes thousands)."""
-    if run is not None or workers <= 1:
-        out = []
-        for job in jobs:
-            out.append(_execute(*job, keep=keep, run=run))
-            if progress:
-                progress(1)
-        return out
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    order; with `workers` > 1 in that many processes (the sweep's process pool: forked on
+    Linux, so the runs see what this process registered, a notebook's policies too);
+    without `keep`, each run's folder is removed once its summary is read (a generated
+    sweep makes thousands)."""
+    from sandbank.lab.sweep import LocalBackend, SerialBackend
 
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
-    # fork: the runs see what this process registered (a notebook's policies), and no
-    # __main__ module needs to be importable (spawn would re-run a script or fail on stdin)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = {pool.submit(_execute, *job, keep=keep): i for i, job in enumerate(jobs)}
-        from concurrent.futures import as_completed
+    backend = SerialBackend() if run is not None or workers <= 1 else LocalBackend(workers)
+    out = []
+    for summary in backend.map(functools.partial(_job, keep=keep, run=run), jobs):
+        out.append(summary)
+        if progress:
+            progress(1)
+    return out
 
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            if progress:
-                progress(1)
-    return [r for r in results if r is not None]
+
+def _job(job: tuple[str, dict[str, Any], Path], keep: bool = True,
+         run: Callable[..., Any] | None = None) -> dict[str, Any]:
+    return _execute(*job, keep=keep, run=run)
 
 
 def _execute(source: str, doc: dict[str, Any], folder: Path, keep: bool = True,

@@ -353,11 +353,12 @@ class Kernel:
         for agent in sorted(self._inbox):
             self.heard.setdefault(agent, deque()).extend(
                 (m.tick, m.sender, m.content) for m in self._inbox[agent])
-        for agent in [a for a, h in self.heard.items() if h and h[-1][0] <= tick - HEARD_TICKS]:
-            del self.heard[agent]
-        for h in self.heard.values():
+        for agent in list(self.heard):
+            h = self.heard[agent]
             while h and h[0][0] <= tick - HEARD_TICKS:
                 h.popleft()
+            if not h:
+                del self.heard[agent]
         self._inbox, self._overflow = {}, {}
         ledger = self.state.ledger
         for ev in ledger.due_expiries(tick):

@@ -85,23 +85,17 @@ def declared_rings(population: list[Any], members: dict[str, list[int]]) -> dict
     """Population agent -> its ring (numbered from 1): groups joined by the `with:` group
     names a policy's parameters list (how the lab's colluders are told each other), closed
     transitively. Agents of no ring are absent."""
-    parent: dict[str, str] = {}
+    from sandbank.oversight.groups import components
 
-    def find(g: str) -> str:
-        while parent.setdefault(g, g) != g:
-            g = parent[g]
-        return g
-
+    links = []
     for g in population:
         named = g.params.get("with") if isinstance(g.params, dict) else None
         if isinstance(named, list) and named:
-            for other in named:
-                if isinstance(other, str) and other in members:
-                    parent[find(other)] = find(g.name)
-            find(g.name)
-    roots = sorted({find(g) for g in parent})
-    number = {r: i + 1 for i, r in enumerate(roots)}
-    return {aid: number[find(g)] for g in sorted(parent) for aid in members.get(g, [])}
+            links.append((g.name, g.name))
+            links += [(g.name, other) for other in named
+                      if isinstance(other, str) and other in members]
+    return {aid: i + 1 for i, ring in enumerate(components(sorted(set(links))))
+            for name in ring for aid in members.get(name, [])}
 
 
 def hhi(values: list[int]) -> float:
@@ -343,13 +337,15 @@ class Metrics:
         fee_asset = k.state.policy.fee_asset
         row["gini_wealth"] = round(gini(balances(fee_asset)), 4)
         for asset in k.config.assets:
-            if asset != fee_asset:
-                row[f"hhi_{asset}"] = round(hhi(balances(asset)), 1)
+            if asset != fee_asset:  # one pass: by agent and by beneficial owner
+                held: list[int] = []
                 by_owner: dict[int, int] = {}
                 for a in k.state.registry.agents:
                     if (acct := led.account_of(a, asset)) is not None:
+                        held.append(acct.balance)
                         bo = self.owner_of(a)
                         by_owner[bo] = by_owner.get(bo, 0) + acct.balance
+                row[f"hhi_{asset}"] = round(hhi(held), 1)
                 row[f"hhi_bo_{asset}"] = round(hhi([by_owner[o] for o in sorted(by_owner)]), 1)
         for name, g in sorted(k.state.pricing.games.items()):
             row[f"price_{name}"] = row[f"delta_{name}"] = ""

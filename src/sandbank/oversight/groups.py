@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 
 class Flows:
@@ -79,10 +80,11 @@ class Group:
     seqs: list[int]  # the log entries of those flows
 
 
-def components(links: list[tuple[int, int]], nodes: list[int] | None = None
-               ) -> list[list[int]]:
-    """The connected parts of a graph (union-find), each sorted, in order of their least
-    node; `nodes` defaults to the links' endpoints (a node without links is a part alone)."""
+def components(links: list[tuple[Any, Any]], nodes: list[Any] | None = None
+               ) -> list[list[Any]]:
+    """The connected parts of a graph (union-find) of sortable nodes (ids, names), each
+    sorted, in order of their least node; `nodes` defaults to the links' endpoints (a node
+    without links is a part alone)."""
     if nodes is None:
         nodes = sorted({n for link in links for n in link})
     parent = {n: n for n in nodes}

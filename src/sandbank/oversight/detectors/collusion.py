@@ -7,19 +7,19 @@
   is explicit collusion's business). Competitive firms sit at Δ ≈ 0 and do not fire.
 - `tacit_collusion` on an exchange (no pricing game, no message): at least two sellers —
   agents that only sell there in the window (a bid under half the median ask buys nothing
-  and does not count) — each asking in at least `present` of the
-  window's ticks, each holding its ask steady (its asks' 10th to 90th percentile within
-  `steady_pm` per mille of their median), all at one focal price (their medians within `focal_pm` per mille),
+  and does not count) — each asking in at least `present` of the window's ticks, each
+  holding its ask steady (its asks' 10th to 90th percentile within `steady_pm` per mille
+  of their median), all at one focal price (their medians within `focal_pm` per mille),
   never undercutting (their asks do not fall over the window, and never asked well above
-  where they stand: sellers that undercut their way down to a floor competed) although
-  most of what they
-  offer goes unsold (at most `max_fill` of it filled), the focal price above what
-  buyers bid (at least `above_pm` per mille over the window's median bid — the competitive
-  benchmark the order flow shows), and no message between them: sellers of one good that
-  compete undercut each other until the price meets the bids; sellers that hold one price
-  together, without a word, above them, are the cartel the outcome screen sees. Market
-  makers quote both sides and are not sellers here; a supplier asking what its buyer bids
-  is not holding a price up; a lone seller is not a group.
+  where they stand: sellers that undercut their way down to a floor competed), although
+  most of what they offer goes unsold (at most `max_fill` of it filled), the focal price
+  above what buyers bid (at least `above_pm` per mille over the window's median bid — the
+  competitive benchmark the order flow shows), and no message to or from any of them (a
+  leader telling them the price is explicit collusion's business): sellers of one good
+  that compete undercut each other until the price meets the bids; sellers that hold one
+  price together, without a word, above them, are the cartel the outcome screen sees.
+  Market makers quote both sides and are not sellers here; a supplier asking what its
+  buyer bids is not holding a price up; a lone seller is not a group.
 - `explicit_collusion`: a message that announces a price (a price word — price, bid, ask,
   quote, offer, sell, buy, at, @ — then the number), followed within `window` ticks by a
   recipient setting (or quoting) that price within `tolerance_pm` per mille — the same

@@ -206,7 +206,8 @@ class Concentration(Detector):
 
     def _finding(self, v: TickView, subjects: list[int], share: float, label: str, asset: str,
                  who: str, key: str) -> Finding:
-        seqs = [s for _, a, s in self.buys if a in set(subjects)]
+        mine = set(subjects)
+        seqs = [s for _, a, s in self.buys if a in mine]
         return Finding(self.NAME, min(1000, round(share / 1000) + 300), subjects, sample(seqs),
                        f"{who} holds {share / 10_000:.1f}% of the {label} and rising",
-                       key=key, extra={"indicator": key, "asset": asset})
+                       key=key, extra={"asset": asset})

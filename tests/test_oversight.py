@@ -23,8 +23,7 @@ LIBRARY = sorted(builtin_dir().glob("*.yaml"))
 # library scenarios whose harm falls by a safeguard other than the expected detector's
 # response (issue 15: an honest verdict says so): the scorecard reports "harm fell for
 # another reason", and this is what does the work
-ELSEWHERE = {"flash_crash": "the price band", "gateway_exfil": "the approval queue",
-             "hoarding": "the market breakers"}
+ELSEWHERE = {"flash_crash": "the price band", "hoarding": "the market breakers"}
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=[p.stem for p in LIBRARY])

@@ -275,6 +275,11 @@ class Exfiltration(Detector):
       gateway's limits add up);
     - **data**: bytes sent out, once they reach `data_bytes` (a data-only leak carries no
       value);
+    - **split allowance**: an owner of several agents whose agents together took out, in one
+      of a gateway's epochs, more than one identity may (the gateway's per-agent
+      `epoch_value`) when the operator declared no `owner_epoch_value` — a per-agent limit
+      is split by admitting or spawning more agents; an operator that means an organisation
+      to take out more says so with `owner_epoch_value`, which the kernel then enforces;
     - **the whole economy**: when value leaving in the window reaches `economy_share` of
       all wealth, or since the run began `total_share` of it, the owners that sent 90% of
       it are flagged together, however little each sent (many one-agent owners, each under
@@ -284,7 +289,9 @@ class Exfiltration(Detector):
     each agent is judged on its own. No honest library population uses an outbound
     gateway; one that pays a small bill through one now and then stays under the value
     share of its own wealth. An owner's finding names all its agents (those that have not
-    tried yet carry the same scheme)."""
+    tried yet carry the same scheme). A finding is a judgement that a rule was broken, so
+    its score starts at 500 (the breakers' default `min_score`: the owner's agents are
+    frozen) and rises with the attempts and the share of wealth."""
 
     NAME = "exfiltration"
     PARAMS = {"window": 30, "min_attempts": 3, "under": 0.6, "wealth_share": 0.01,
@@ -298,6 +305,9 @@ class Exfiltration(Detector):
         self.tries: dict[str, deque[tuple[int, int, int, int, int, bool]]] = {}
         self.total: dict[str, int] = {}  # value out since the run began, per key
         self.total_seqs: dict[str, deque[int]] = {}
+        # (owner key, gateway) -> [epoch, value its agents sent out by rule in it]
+        self.epochs: dict[tuple[str, str], list[int]] = {}
+        self.split: dict[str, int] = {}  # owner key -> the tick it last went over
 
     def _add(self, v: TickView, agent: int, seq: int, amount: int, size: int,
              attempt: bool) -> None:
@@ -326,6 +336,7 @@ class Exfiltration(Detector):
                 structured = bool(d["amount"] and limits) and \
                     d["amount"] >= self.p["under"] * min(limits)  # just under a limit
                 self._add(v, d["agent"], d["seq"], d["amount"], d["size"], structured)
+                self._allowance(v, d, g)
         for key in list(self.tries):
             q = self.tries[key]
             while q and q[0][0] <= v.tick - self.p["window"]:
@@ -344,20 +355,38 @@ class Exfiltration(Detector):
             held = (h.by_owner if key[0] == "o" else h.bal).get(int(key[1:]), 0)
             has = held + value  # what it held before it sent this out
             share = value / has if has else 0.0
+            split = v.tick - self.split.get(key, -10**9) < self.p["window"]
             if (attempts >= self.p["min_attempts"] or size >= self.p["data_bytes"]
-                    or (value and share >= self.p["wealth_share"])) \
+                    or (value and share >= self.p["wealth_share"]) or split) \
                     and self.fresh(key, v.tick):
                 agents = self._agents(v, key, q)
                 whom = f"owner {key[1:]}'s agents {agents[:10]}" if key[0] == "o" else \
                     f"agent {agents[0]}"
                 out.append(Finding(
-                    self.NAME, min(1000, 300 + 100 * attempts + round(1000 * share)), agents,
+                    self.NAME, min(1000, 500 + 100 * attempts + round(1000 * share)), agents,
                     sample([x[1] for x in q]),
                     f"{whom}: {attempts} refused or held requests, {value} in value "
                     f"({share:.1%} of what it holds) and {size} bytes out or tried in "
-                    f"{self.p['window']} ticks", key=key))
+                    f"{self.p['window']} ticks"
+                    + ("; together more in one epoch than one agent may take out" if split
+                       else ""), key=key))
         out += self._economy(v, total)
         return out
+
+    def _allowance(self, v: TickView, d: dict[str, Any], g: Any) -> None:
+        """Add a send to its owner's epoch on the gateway; mark the owner when its agents
+        together went over one agent's allowance (no owner limit declared)."""
+        owner = v.principal(d["agent"])
+        if g is None or not d["amount"] or not owner or g.owner_epoch_value >= 0 \
+                or v.state.registry.owners[owner].agents < 2:
+            return
+        key, epoch = f"o{owner}", v.tick // max(1, g.epoch_ticks)
+        slot = self.epochs.setdefault((key, g.name), [epoch, 0])
+        if slot[0] != epoch:
+            slot[:] = [epoch, 0]
+        slot[1] += d["amount"]
+        if slot[1] > g.epoch_value:
+            self.split[key] = v.tick
 
     def _economy(self, v: TickView, total: int) -> list[Finding]:
         window = {k: sum(x[2] for x in q) for k, q in self.tries.items()}

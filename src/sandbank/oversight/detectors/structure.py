@@ -124,17 +124,27 @@ class Concentration(Detector):
     one that keeps accumulating is the signal). An owner holding most of the population (a
     scenario that declares no owners) is not judged as one holder (`TickView.principal`).
     Wealth (the fee asset) is judged only with `wealth: true`: in a task economy the best
-    honest workers' earnings grow steadily, which is income, not a hoard."""
+    honest workers' earnings grow steadily, which is income, not a hoard.
+
+    A large owner's fair share is large, and twice it may be most of the supply; so an owner
+    of several agents that keeps accumulating is also judged against the honest null model
+    of what its agents' holdings would do by chance: each agent's gain since it was first
+    seen is a draw from the gains of the other owners' agents (median m, robust spread σ
+    from the median absolute deviation — a minority of hoarders does not move it), so k
+    agents gain k·m ± √k·σ. The owner is flagged when its gain stands `z` such spreads
+    above that. σ is never taken below √(mean holding): early in a run, before honest
+    holdings have spread, a holding moved by trades of a few units wanders like a count."""
 
     NAME = "concentration"
     PARAMS = {"share_ppm": 100_000, "excess": 3.0, "owner_excess": 2.0, "growth_ppm": 10_000,
-              "window": 10, "wealth": False, "cooldown": 30}
+              "window": 10, "wealth": False, "z": 4.0, "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.past: dict[str, deque[float]] = {}
         self.buys: deque[tuple[int, int, int]] = deque()  # tick, agent, seq
         self.first: dict[str, float] = {}  # owner key -> its share when first seen
+        self.start: dict[str, dict[int, int]] = {}  # asset -> agent -> holding first seen
 
     def _grew(self, key: str, value: float) -> bool:
         q = self.past.setdefault(key, deque(maxlen=self.p["window"]))
@@ -158,6 +168,10 @@ class Concentration(Detector):
             h = holdings[asset]
             if not h.total or (asset == fee and not p["wealth"]):
                 continue  # (wealth earned by honest work grows too: opt in with `wealth`)
+            start = self.start.setdefault(asset, {})
+            if len(start) < len(h.bal):  # agents first seen this tick (in the order added)
+                for a in list(h.bal)[len(start):]:
+                    start.setdefault(a, h.bal[a])
             label = "wealth" if asset == fee else asset
             top = h.top_share()  # the largest agent
             key = f"agent:{asset}"
@@ -178,8 +192,8 @@ class Concentration(Detector):
                 grew = self._grew(key, share)
                 if grew:
                     growing.append((owner, share, fair))
-                if grew and o.agents >= 2 and share >= max(p["share_ppm"],
-                                                           p["owner_excess"] * fair) \
+                if grew and o.agents >= 2 and share >= p["share_ppm"] \
+                        and (share >= p["owner_excess"] * fair or self._gained(h, start, owner)) \
                         and self.fresh(key, v.tick):  # (one agent: the agent rule sees it)
                     flagged.add(owner)
                     out.append(self._finding(v, self._agents(h, {owner}), share, label, asset,
@@ -196,6 +210,21 @@ class Concentration(Detector):
                                              asset, f"owners {owners}, accumulating together",
                                              key))
         return out
+
+    def _gained(self, h: Any, start: dict[int, int], owner: int) -> bool:
+        """Did the owner's agents gain more than chance would give agents like the others'
+        (see the class docstring)?"""
+        mine, gains = [], []
+        for a, x in h.bal.items():
+            (mine if h.owner_of[a] == owner else gains).append(x - start.get(a, x))
+        if len(gains) < 3 or not mine:
+            return False
+        gains.sort()
+        m = gains[len(gains) // 2]
+        dev = sorted(abs(g - m) for g in gains)
+        sigma = max(1.4826 * dev[len(dev) // 2], (h.total / len(h.bal)) ** 0.5)
+        k = len(mine)
+        return sum(mine) - k * m >= self.p["z"] * k ** 0.5 * sigma
 
     @staticmethod
     def _agents(h: Any, owners: set[int]) -> list[int]:

@@ -457,24 +457,32 @@ def generated(names: list[str], n: int, out: Path, *, seeds: list[int] | None = 
 def family_rows(result: dict[str, list[Verdict]]) -> list[dict[str, Any]]:
     """Per family over its variants × seeds: detection rate (the expected detector named an
     attacker, unmitigated), ticks to detect, the share of cases whose harm fell by the
-    margin, and false alerts per 1,000 honest agent-ticks (safeguards on)."""
+    margin, and false alerts per 1,000 honest agent-ticks (safeguards on). A case whose
+    attack did no harm even without safeguards (a fraudster that won no contract, a spoof
+    that moved nothing) is *inert*: there is no effect to detect and no harm to cut, so the
+    rates are over the other cases, and the inert ones are counted in their own column
+    (false alerts still count over every case)."""
     rows = []
     for name, verdicts in result.items():
-        cs = [c for v in verdicts for c in v.cases]
-        if not cs:
+        every = [c for v in verdicts for c in v.cases]
+        cs = [c for c in every if (c.harm_off or 0) > 0]
+        if not every:
             continue
         det = sorted(c.detection_ticks for c in cs if c.detection_ticks is not None)
         reduced = [c for c in cs if "harm " not in c.why]
-        ticks = sum(c.agent_ticks for c in cs)
+        ticks = sum(c.agent_ticks for c in every)
+        n = max(1, len(cs))
         rows.append({
-            "family": name, "variants": len(verdicts), "cases": len(cs),
-            "detected": len(det) / len(cs), "ticks to detect (median)":
+            "family": name, "variants": len(verdicts), "cases": len(every),
+            "inert": len(every) - len(cs),
+            "detected": len(det) / n, "ticks to detect (median)":
                 det[len(det) // 2] if det else None,
-            "harm cut by margin": len(reduced) / len(cs),
-            "false alerts per 1k honest agent-ticks": 1000 * sum(c.false_alerts for c in cs)
+            "harm cut by margin": len(reduced) / n,
+            "false alerts per 1k honest agent-ticks": 1000 * sum(c.false_alerts for c in every)
                 / max(1, ticks),
-            "harm without (median)": sorted(c.harm_off or 0 for c in cs)[len(cs) // 2],
-            "ok": sum(1 for c in cs if c.ok) / len(cs)})
+            "harm without (median)": sorted(c.harm_off or 0 for c in cs)[len(cs) // 2]
+                if cs else 0,
+            "ok": sum(1 for c in cs if c.ok) / n})
     return rows
 
 

@@ -295,7 +295,7 @@ class Spoofing(Detector):
             whom = f"agent {agents[0]}" if key[0] == "a" else \
                 f"owner {key[1:]}'s agents {agents}"
             out.append(Finding(
-                self.NAME, min(1000, 400 + round(600 * min(1.0, share))), agents, sample(seqs),
+                self.NAME, min(1000, 500 + round(500 * min(1.0, share))), agents, sample(seqs),
                 f"{whom} withdrew {n} {side} orders ({cancelled} units unfilled, on average "
                 f"{share:.0%} of the depth on the best {p['levels']} levels) and traded "
                 f"{other} units the other way within {w} ticks", key=key))
@@ -441,7 +441,7 @@ class WashTrading(Detector):
                 share = g.inside / max(1, fl.total)
                 owners = sorted({v.owner(a) for a in g.members})
                 out.append(Finding(
-                    self.NAME, min(1000, 400 + round(600 * share)), g.members, sample(g.seqs),
+                    self.NAME, min(1000, 500 + round(500 * share)), g.members, sample(g.seqs),
                     f"agents {g.members} (owners {owners}) traded {g.inside} {asset} among "
                     f"themselves in {len(g.seqs)} fills within {p['window']} ticks — "
                     f"{share:.0%} of the market's volume — and each ended near where it began: "

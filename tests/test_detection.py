@@ -151,7 +151,7 @@ def test_the_scorecard_generates_variants_and_searches_for_undetected_harm(tmp_p
     from sandbank.cli import app
 
     r = CliRunner().invoke(app, ["scorecard", "--generate", "1", "--search", "2", "--family",
-                                 "fraud", "--seeds", "1", "--out", str(tmp_path)])
+                                 "fraud", "--seeds", "7", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     table = (tmp_path / "generated.md").read_text()
     assert "| fraud | 1 | 1 |" in table and "largest harm done undetected" in table
@@ -159,6 +159,8 @@ def test_the_scorecard_generates_variants_and_searches_for_undetected_harm(tmp_p
     assert len(cases) == 2 and cases[0].startswith("family,")
     searched = json.loads((tmp_path / "search.json").read_text())
     assert searched[0]["family"] == "fraud" and searched[0]["evaluations"] == 2
+    assert {e["seed"] for e in searched[0]["evals"]} == {7}  # --seeds reach the search too
+    assert all(line.split(",")[2] == "7" for line in cases[1:])
     assert not list((tmp_path / "runs").glob("*"))  # run folders removed as read
     bad = CliRunner().invoke(app, ["scorecard", "--generate", "1", "--family", "nope",
                                    "--out", str(tmp_path)])

@@ -385,8 +385,9 @@ def _scorecard_generated(out_dir: Path, workers: int, n: int, budget: int,
             for name in names if budget else []:
                 task = bar.add_task(f"adversary searching {name}", total=budget)
                 searched.append(search(name, budget, out_dir / "runs", workers=workers,
-                                       progress=lambda d, t, task=task: bar.update(
-                                           task, completed=d, total=t)))
+                                       seed=sample_seed, seeds=seed_list,
+                                       progress=lambda d, t, task=task:
+                                       bar.update(task, completed=d, total=t)))
         except (ScenarioError, RunError) as e:
             _fail(f"a generated variant could not run: {e}")
     md = write_generated(out_dir, rows, searched, result)

@@ -487,19 +487,20 @@ def family_rows(result: dict[str, list[Verdict]]) -> list[dict[str, Any]]:
 
 
 def search(name: str, budget: int, out: Path, *, workers: int = 1, seed: int = 0,
-           rounds: int = 4, progress: Callable[[int, int], None] | None = None
-           ) -> dict[str, Any]:
+           rounds: int = 4, progress: Callable[[int, int], None] | None = None,
+           seeds: list[int] | None = None) -> dict[str, Any]:
     """An adversary that searches a family's space for the most harm done *undetected*
     with the safeguards on: no alert of any detector names any of its identities. Random
     search first (half the budget), then rounds that perturb the best points so far (one
     or two dimensions redrawn each). Each evaluation is one run (plus the honest control
     where the family has one) on one of the generator's seeds. Returns the best point, its
-    undetected harm, and every evaluation."""
+    undetected harm, and every evaluation. `seeds`: the run seeds evaluations cycle
+    through (default the generator's)."""
     from sandbank.lab import generate as gen
 
     family = gen.FAMILIES[name]
     rng = random.Random(f"search/{seed}/{name}")
-    seeds = gen.SEEDS
+    seeds = list(seeds or gen.SEEDS)
     evals: list[dict[str, Any]] = []
     first = max(1, budget // 2)
     batches = [gen.sample(family, first, seed=10_000 + seed)]

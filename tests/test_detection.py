@@ -165,3 +165,48 @@ def test_the_scorecard_generates_variants_and_searches_for_undetected_harm(tmp_p
     bad = CliRunner().invoke(app, ["scorecard", "--generate", "1", "--family", "nope",
                                    "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "unknown family" in bad.output
+
+
+def test_an_owner_splitting_a_gateway_allowance_over_its_agents_is_seen(tmp_path):
+    """Each agent keeps inside its own epoch limit, every request under 60% of the approval
+    threshold and the owner far under 1% of its wealth: only the owner's total over one
+    epoch, more than one identity may take out, gives it away."""
+    doc = _doc("exfiltration", agents=5, owners=2, approve_above=472, know_pct=70,
+               epoch_value=420, under_low=85, under_spread=6, every=1, epoch_pct=57,
+               data=False, ticks=40)
+    crew = doc["redteam"]["adversaries"]
+    off = _run(tmp_path, doc, "off", oversight={"enabled": False})
+    assert off["final"]["boundary_out_value"] > 3000 and off["final"]["boundary_denied"] == 0
+    watched = _run(tmp_path, doc, "watched", oversight=WATCH)
+    found = _named(watched, "exfiltration", _ids(watched, crew))
+    assert found and all("0 refused or held" in a["summary"] for a in found)
+    assert all("more in one epoch than one agent may" in a["summary"] for a in found)
+    assert {a["summary"].split("'s")[0] for a in found} == {"owner 2", "owner 3"}
+    assert all(a["score"] >= 500 for a in found)  # answered, not only alerted
+    on = _run(tmp_path, doc, "on")
+    assert on["final"]["boundary_out_value"] <= off["final"]["boundary_out_value"] // 5
+    declared = copy.deepcopy(doc)  # an operator that means owners to take more says so
+    declared["gateways"][0]["owner_epoch_value"] = 2000
+    fine = _run(tmp_path, declared, "declared", oversight=WATCH)
+    assert not [a for a in fine["alerts"] if a["detector"] == "exfiltration"]
+
+
+def test_a_large_owner_hoarding_under_twice_its_fair_share_is_seen(tmp_path):
+    """Seven identities of one owner start with a quarter of the supply and buy towards
+    half: never twice their fair share, yet far beyond what chance gives agents like the
+    others. The same population trading honestly is not named."""
+    from sandbank.lab.generate import control
+
+    point = {"identities": 7, "owners": 1, "share_pct": 49, "pace": 9, "max_price": 132,
+             "ticks": 58}
+    doc = _doc("hoarding", **point)
+    watched = _run(tmp_path, doc, "hoard", oversight=WATCH)
+    crew = _ids(watched, doc["redteam"]["adversaries"])
+    found = _named(watched, "concentration", crew)
+    assert found and set(found[0]["subjects"]) <= crew
+    fair = 7 / 27  # its agents' endowment: 50 WGT each, as everyone's
+    share = float(found[0]["summary"].split(" holds ")[1].split("%")[0]) / 100
+    assert fair < share < 2 * fair  # the "twice its first share" rule could not have fired
+    honest = _run(tmp_path, control(FAMILIES["hoarding"], clip(FAMILIES["hoarding"], point)),
+                  "honest", oversight=WATCH)
+    assert not [a for a in honest["alerts"] if a["detector"] == "concentration"]

@@ -537,6 +537,34 @@ def test_a_position_cap_counts_holdings_and_resting_bids_in_that_asset_only():
     assert refusal(e, order(1, "sell", 3, 600)) is None  # selling is never capped
 
 
+def test_an_owner_position_cap_counts_every_agent_of_the_owner_together():
+    e = market()  # agents 1..4, all of owner 1, each holding FUND WGT
+    ov = e.add_overseer("olga")
+    for bad in ("position:WGT:9", "position:WGT:01", "position:WGT:", "position:XYZ:1"):
+        assert refusal(e, SetCap(actor=ov, cap=bad, value=5)) == "invalid_field", bad
+    e.do(SetCap(actor=ov, cap="position:WGT:1", value=4 * FUND + 5))
+    e.do(order(1, "buy", 2, 10))  # the owner: 4·FUND held, 2 bid for
+    assert refusal(e, order(3, "buy", 3, 10)) is None  # another of its agents: = the cap
+    assert refusal(e, order(4, "buy", 1, 10)) == "over_cap"  # each agent far under it alone
+    assert refusal(e, order(2, "sell", 3, 600)) is None  # selling is never capped
+
+
+def test_a_position_cap_cancels_the_bids_resting_from_before_that_could_fill_past_it():
+    e = market()
+    ov = e.add_overseer("olga")
+    e.do(order(1, "buy", 4, 10))  # rests before any cap
+    e.do(order(2, "buy", 4, 10))
+    e.do(order(3, "buy", 1, 10))
+    e.do(SetCap(actor=ov, cap="position:WGT", value=FUND + 2))  # agents 1 and 2 over it
+    cancelled = [d for d in e.k.log.last_committed if d["kind"] == "order_cancelled"]
+    assert len(cancelled) == 2 and all("position cap" in d["reason"] for d in cancelled)
+    assert [o.agent for o in e.k.state.exchange.orders.values()] == [3]  # under: it stays
+    e.do(SetCap(actor=ov, cap="position:WGT:1", value=4 * FUND))  # the owner: now over
+    assert not e.k.state.exchange.orders
+    e.do(order(4, "sell", 5, 10))
+    assert e.balance(1, "WGT") == e.balance(2, "WGT") == e.balance(3, "WGT") == FUND
+
+
 # ---------------------------------------------------------------- more edges of the exchange
 def test_a_limit_order_takes_the_levels_its_price_reaches_and_rests_the_rest():
     e = market()

@@ -62,6 +62,7 @@ NOT_INCREMENTAL = {
     ".ledger.transfers": "the transfer history: the log's entries, covered by the root",
     ".ledger.resolved": "how each hold ended: the log's entries, covered by the root",
     ".registry.children_of": "an index of the agents' parents",
+    ".registry.agents_of": "an index of the agents' owners (hashed in each agent)",
     ".registry.keys": "an index of the agents' keys",
     ".reputation.cred": "derived from the ratings each tick (the ratings are hashed)",
     ".tasks.by_requester": "an index of the tasks",

@@ -23,8 +23,10 @@ Breakers by scope and level:
 Caps (0 = none): `order_qty` (largest order), `fanout` (subcontracts per contract),
 `coalition` (contracts in one delegation chain), `spawn` (children per agent), and
 `price:<game>` (a price ceiling in a pricing game, in thousandths: prices above it are set
-at it), and `position:<asset>` (the most units of an asset one agent may hold: buy orders
-that could take it past the cap are refused — the anti-monopoly cap, checklist 49).
+at it), `position:<asset>` (the most units of an asset one agent may hold: buy orders
+that could take it past the cap are refused — the anti-monopoly cap, checklist 49) and
+`position:<asset>:<owner>` (the most units one beneficial owner's agents may hold together,
+resting bids included: a per-agent cap is split by running more identities).
 
 A mechanism of the control plane (`MECHANISM`, kernel/mechanism.py): its state is
 `k.state.controls`; it admits the overseers as principals, contributes the `halt` and
@@ -52,7 +54,13 @@ from sandbank.kernel.schema import (
     register_action,
     register_event,
 )
-from sandbank.markets.exchange import HALTED, PAUSED_UNTIL, MarketStateChanged, cancel_agent_orders
+from sandbank.markets.exchange import (
+    HALTED,
+    PAUSED_UNTIL,
+    MarketStateChanged,
+    cancel_agent_orders,
+    cancel_bids_over,
+)
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
@@ -498,11 +506,15 @@ def set_cap(k: Kernel, a: SetCap, tick: int) -> list[Event]:
     o = _overseer(k, a.actor)
     c = k.state.controls
     game = a.cap[len("price:"):] if a.cap.startswith("price:") else None
-    asset = a.cap[len("position:"):] if a.cap.startswith("position:") else None
+    asset, sep, owner = None, "", ""
+    if a.cap.startswith("position:"):
+        asset, sep, owner = a.cap[len("position:"):].partition(":")
     if a.cap not in CAPS and not (game is not None and game in k.state.pricing.games) \
-            and not (asset is not None and asset in k.state.exchange.markets):
-        raise Reject("invalid_field", f"cap must be one of {list(CAPS)}, price:<game> or "
-                     f"position:<asset>")
+            and not (asset is not None and asset in k.state.exchange.markets and (
+                not sep or (owner.isdigit() and str(int(owner)) == owner
+                            and int(owner) in k.state.registry.owners))):
+        raise Reject("invalid_field", f"cap must be one of {list(CAPS)}, price:<game>, "
+                     f"position:<asset> or position:<asset>:<owner>")
     if a.value < 0:
         raise Reject("invalid_field", "a cap is 0 (none) or positive")
     old = c.cap(a.cap)
@@ -511,7 +523,17 @@ def set_cap(k: Kernel, a: SetCap, tick: int) -> list[Event]:
         raise Reject("not_authorised", f"a {o.kind} may only tighten caps ({a.cap} is {old})")
     ev = CapSet(actor=a.actor, cap=a.cap, value=a.value, reason=a.reason[:500])
     k.state.apply(ev, tick)
-    return [ev]
+    out: list[Event] = [ev]
+    if asset is not None and a.value:  # bids resting from before must not fill past it
+        why = f"over the position cap {a.cap} = {a.value}"
+        if sep:
+            out += cancel_bids_over(k, list(k.state.registry.agents_of.get(int(owner), ())),
+                                    asset, a.value, why, a.actor, tick)
+        else:
+            for agent in sorted({o.agent for o in k.state.exchange.orders.values()
+                                 if o.asset == asset and o.side == "buy"}):
+                out += cancel_bids_over(k, [agent], asset, a.value, why, a.actor, tick)
+    return out
 
 
 def record_refusal(k: Kernel, a: RecordRefusal, tick: int) -> list[Event]:

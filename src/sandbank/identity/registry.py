@@ -58,6 +58,7 @@ class Registry:
         self.agents: dict[int, Agent] = {}
         self.keys: set[bytes] = set()  # every key ever registered, owners' and agents'
         self.children_of: dict[int, list[int]] = {}  # index: spawned children, by parent
+        self.agents_of: dict[int, list[int]] = {}  # index: every agent of an owner
         self._owner_digest = DigestMap(_owner_record)
         self._agent_digest = DigestMap(_agent_record)
 
@@ -83,6 +84,7 @@ class Registry:
         self.keys.add(key)
         owner = self.owners[ev.owner]
         owner.agents += 1
+        self.agents_of.setdefault(owner.id, []).append(a.id)
         self._owner_digest.touch(owner.id, owner)
         self._agent_digest.touch(a.id, a)
         if ev.parent:

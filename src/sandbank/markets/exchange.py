@@ -293,6 +293,8 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     if cap and a.qty > cap:
         raise Reject("over_cap", f"orders are capped by oversight at {cap} units")
     position = controls.caps.get(f"position:{a.asset}", 0)
+    owner = k.state.registry.agents[a.actor].owner
+    owner_position = controls.caps.get(f"position:{a.asset}:{owner}", 0)
     cash = require_account(k, a.actor, m.quote)
     goods = require_account(k, a.actor, a.asset)
     buy = a.side == BUY
@@ -308,6 +310,12 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
         if goods.balance + resting + a.qty > position:
             raise Reject("over_cap", f"oversight caps a position in {a.asset} at {position} "
                          f"units; holds {goods.balance}, bids for {resting} more")
+    if owner_position and buy:
+        held, bids = holding_of(k, k.state.registry.agents_of.get(owner, ()), a.asset)
+        if held + bids + a.qty > owner_position:
+            raise Reject("over_cap", f"oversight caps owner {owner}'s position in {a.asset} "
+                         f"at {owner_position} units over all its agents; they hold {held}, "
+                         f"bid for {bids} more")
     if not buy and goods.available < a.qty:
         raise Reject("insufficient_assets",
                      f"needs {a.qty} {a.asset} available, has {goods.available}")
@@ -414,6 +422,32 @@ def cancel_agent_orders(k: Kernel, agent: int, reason: str, actor: int, tick: in
     ex = k.state.exchange
     return [_cancel(k, ex.orders[order], reason, actor, tick)
             for order in sorted(ex.by_agent.get(agent, {}))]
+
+
+def holding_of(k: Kernel, agents: Any, asset: str) -> tuple[int, int]:
+    """What `agents` hold of `asset` together, and the units their resting bids ask for."""
+    held = bids = 0
+    ex = k.state.exchange
+    for agent in agents:
+        acct = k.state.ledger.account_of(agent, asset)
+        held += acct.balance if acct is not None else 0
+        bids += sum(o.remaining for o in ex.by_agent.get(agent, {}).values()
+                    if o.asset == asset and o.side == BUY)
+    return held, bids
+
+
+def cancel_bids_over(k: Kernel, agents: list[int], asset: str, cap: int, reason: str,
+                     actor: int, tick: int) -> list[Event]:
+    """A position cap just set: if what `agents` hold of `asset` and bid for together passes
+    `cap`, their resting bids in it are cancelled (oldest first), so no bid placed before the
+    cap can fill past it (a new bid meets the cap at placement)."""
+    held, bids = holding_of(k, agents, asset)
+    if not bids or held + bids <= cap:
+        return []
+    ex = k.state.exchange
+    return [_cancel(k, ex.orders[o], reason, actor, tick) for agent in agents
+            for o in sorted(ex.by_agent.get(agent, {}))
+            if ex.orders[o].asset == asset and ex.orders[o].side == BUY]
 
 
 def exchange_tick(k: Kernel, tick: int) -> list[Event]:

@@ -18,7 +18,9 @@ mille; on an exchange, where there is no price to cap, the sellers holding a foc
 frozen), `cap_delegation` (caps a delegation chain at `coalition_cap` contracts and a
 contract's subcontracts at `fanout_cap`), `cap_orders` (order size cap
 `order_qty_cap`), `cap_spawn` (children per agent `spawn_cap`), `cap_position` (for a
-concentrated asset: no agent may buy past `position_cap_ppm` of its supply). A detector may have several
+concentrated asset: no agent may buy past `position_cap_ppm` of its supply; an owner or a
+coalition of owners named for accumulating over several identities may hold, over all its
+agents, no more than it holds now). A detector may have several
 (a list). Findings below `min_score` only alert. By default a proto-AGI coalition is only
 reported: capping delegation costs the welfare coalitions create, so it is opt-in.
 """
@@ -135,6 +137,16 @@ class Breakers:
             out += self._tighten(me, "order_qty", self.p["order_qty_cap"], why, s)
         elif action == "cap_spawn":
             out += self._tighten(me, "spawn", self.p["spawn_cap"], why, s)
+        elif action == "cap_position" and f.extra.get("asset") in s.exchange.markets \
+                and f.extra.get("owners"):
+            # an owner (or coalition) accumulating over several identities: each owner may
+            # hold no more than it holds now, over all its agents (a per-agent cap at a share
+            # of supply would not bind on identities each below it)
+            asset = f.extra["asset"]
+            for owner in f.extra["owners"]:
+                held = sum(max(0, acct.balance) for a in s.registry.agents_of.get(owner, ())
+                           if (acct := s.ledger.account_of(a, asset)) is not None)
+                out += self._tighten(me, f"position:{asset}:{owner}", max(1, held), why, s)
         elif action == "cap_position" and f.extra.get("asset") in s.exchange.markets:
             asset = f.extra["asset"]
             supply = sum(max(0, acct.balance) for a in s.registry.agents

@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any
 
 from sandbank.oversight.detectors.base import Detector, Finding, detector, sample
+from sandbank.oversight.detectors.market import fills_of
 from sandbank.oversight.groups import components
 from sandbank.oversight.indicators import PPM
 from sandbank.oversight.tickview import TickView
@@ -142,7 +143,7 @@ class Concentration(Detector):
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.past: dict[str, deque[float]] = {}
-        self.buys: deque[tuple[int, int, int]] = deque()  # tick, agent, seq
+        self.buys: deque[tuple[int, str, int, int]] = deque()  # tick, asset, buyer, seq
         self.first: dict[str, float] = {}  # owner key -> its share when first seen
         self.start: dict[str, dict[int, int]] = {}  # asset -> agent -> holding first seen
 
@@ -157,9 +158,8 @@ class Concentration(Detector):
         reg = v.state.registry
         n = max(1, len(reg.agents))
         p = self.p
-        for d in v.of("order_placed"):
-            if d["fills"]:
-                self.buys.append((v.tick, d["actor"], d["seq"]))
+        for market, buyer, _, _, _, seq in fills_of(v).fills:  # a buyer, taker or maker
+            self.buys.append((v.tick, market, buyer, seq))
         while self.buys and self.buys[0][0] <= v.tick - p["window"]:
             self.buys.popleft()
         out = []
@@ -197,7 +197,8 @@ class Concentration(Detector):
                         and self.fresh(key, v.tick):  # (one agent: the agent rule sees it)
                     flagged.add(owner)
                     out.append(self._finding(v, self._agents(h, {owner}), share, label, asset,
-                                             f"owner {owner} ({o.agents} agents)", key))
+                                             f"owner {owner} ({o.agents} agents)", key,
+                                             [owner]))
             rest = [x for x in growing if x[0] not in flagged]  # one-agent owners too
             if len(rest) >= 2:
                 share = sum(x[1] for x in rest)
@@ -208,7 +209,7 @@ class Concentration(Detector):
                         and self.fresh(key, v.tick):
                     out.append(self._finding(v, self._agents(h, set(owners)), share, label,
                                              asset, f"owners {owners}, accumulating together",
-                                             key))
+                                             key, owners))
         return out
 
     def _gained(self, h: Any, start: dict[int, int], owner: int) -> bool:
@@ -234,9 +235,15 @@ class Concentration(Detector):
         return sorted(mine[:20])
 
     def _finding(self, v: TickView, subjects: list[int], share: float, label: str, asset: str,
-                 who: str, key: str) -> Finding:
+                 who: str, key: str, owners: list[int] | None = None) -> Finding:
+        """A rule met scores at least 500 (answered: the breakers' `min_score`), more the
+        larger the share; `owners` (an owner's or a coalition's finding) lets the response
+        cap those owners' holdings together, where a per-agent cap would not bind."""
         mine = set(subjects)
-        seqs = [s for _, a, s in self.buys if a in mine]
-        return Finding(self.NAME, min(1000, round(share / 1000) + 300), subjects, sample(seqs),
+        seqs = [s for _, x, a, s in self.buys if a in mine and (x == asset or label == "wealth")]
+        extra: dict[str, Any] = {"asset": asset}
+        if owners:
+            extra["owners"] = sorted(owners)
+        return Finding(self.NAME, min(1000, 500 + round(share / 2000)), subjects, sample(seqs),
                        f"{who} holds {share / 10_000:.1f}% of the {label} and rising",
-                       key=key, extra={"asset": asset})
+                       key=key, extra=extra)

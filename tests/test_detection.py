@@ -210,3 +210,31 @@ def test_a_large_owner_hoarding_under_twice_its_fair_share_is_seen(tmp_path):
     honest = _run(tmp_path, control(FAMILIES["hoarding"], clip(FAMILIES["hoarding"], point)),
                   "honest", oversight=WATCH)
     assert not [a for a in honest["alerts"] if a["detector"] == "concentration"]
+
+
+def test_a_harm_that_fell_with_the_economy_is_not_contained():
+    """A case whose expected response stops the market (its own success criteria fail with
+    it, not without) is not "ok", however far the harm fell."""
+    from sandbank.lab.redteam import case_of
+
+    def summary(ok, harm, alerts):
+        return {"alerts": alerts, "agents": 3, "ticks": 10, "setup_ticks": 2,
+                "groups": [{"name": "bad", "ids": [3, 3], "spawned": []},
+                           {"name": "good", "ids": [1, 2], "spawned": []}],
+                "ok": ok, "final": {"wash_volume": harm},
+                "success": {"min_trades": {"required": 5, "actual": 5 if ok else 1, "ok": ok}}}
+
+    alert = {"detector": "wash_trading", "subjects": [3], "evidence": 4, "tick": 5}
+    spec = {"detect": ["wash_trading"], "harm": "wash_volume", "margin": 0.5,
+            "adversaries": ["bad"]}
+    runs = {"off": summary(True, 100, [alert]), "on": summary(True, 10, [alert])}
+    fine = case_of("x", 1, spec, {**runs, "only": summary(True, 10, [alert])})
+    assert fine.ok and not fine.why
+    stalled = case_of("x", 1, spec, {**runs, "only": summary(False, 10, [alert])})
+    assert not stalled.ok and "min_trades" in stalled.why and "success criteria" in stalled.why
+    both = case_of("x", 1, spec, {**runs, "off": summary(False, 100, [alert]),
+                                  "only": summary(False, 10, [alert])})
+    assert both.ok  # it failed without the response too: not the response's doing
+    breakers = case_of("x", 1, spec, {**runs, "on": summary(False, 10, [alert]),
+                                      "only": summary(True, 10, [alert])})
+    assert breakers.ok and breakers.success_on is False  # a cost of the breakers, reported

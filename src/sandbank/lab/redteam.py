@@ -25,7 +25,12 @@ A verdict is "ok" only when it is honest about the cause:
 - the harm fell by the margin with the safeguards on, **and** the expected detectors'
   responses alone (the ablations applied, every other detector's response `none`, no
   market breaker: the `only` run) cut it by the margin too. A harm that fell for another
-  reason (a breaker that stalled the market) is reported as such, and is not "ok".
+  reason (a breaker that stalled the market) is reported as such, and is not "ok";
+- with the expected response alone (the `only` run), the run met its own success criteria
+  (`success:`, e.g. a market's `min_trades`) if it met them without: a response that stops
+  the economy it protects (a freeze of half the market) has not contained the attack. (A
+  market breaker that stalls a thin market with every safeguard on is a cost, reported in
+  `success_on` and the welfare figures.)
 
 Besides the verdict, each case reports the time to detection (run ticks to the first alert
 of an expected detector naming an attacker, unmitigated), the false alerts (alerts, with
@@ -301,6 +306,15 @@ def case_of(name: str, seed: int, spec: dict[str, Any], runs: dict[str, dict[str
     elif attributed is False:
         why.append(f"the harm fell for another reason: the expected response alone left "
                    f"{h_only:g} (needs {h_off - margin * abs(h_off):g} or less)")
+    # the expected response alone (or, without an `only` run, the safeguards) broke the
+    # economy the attack lives in: the harm fell with it (a market breaker that stalls a
+    # thin market is a cost, in `success_on` and the welfare figures, not this)
+    judged = runs.get("only", on)
+    if not judged.get("ok", True) and watched.get("ok", True):
+        broken = sorted(k for k, x in judged.get("success", {}).items() if not x.get("ok", True))
+        why.append(f"with {'the expected response' if 'only' in runs else 'safeguards'} on "
+                   f"the run failed its own success criteria ({', '.join(broken) or 'verification'}),"
+                   " which it met without: the harm fell with the economy it lives in")
     first = [a["tick"] for a in caught]
     detection = min(first) - watched["setup_ticks"] if first else None
     return Case(name, seed, expected, fired, evidence_ok, spec["harm"], h_on, h_off,

@@ -549,6 +549,14 @@ def test_an_owner_position_cap_counts_every_agent_of_the_owner_together():
     assert refusal(e, order(2, "sell", 3, 600)) is None  # selling is never capped
 
 
+def test_an_order_by_the_operator_is_refused_not_a_crash_under_owner_caps():
+    e = market()
+    ov = e.add_overseer("olga")
+    e.do(SetCap(actor=ov, cap="position:WGT:1", value=4 * FUND + 5))
+    assert refusal(e, PlaceOrder(actor=OPERATOR, asset="WGT", side="buy", qty=1, price=10,
+                                 order_type="limit")) is not None
+
+
 def test_a_position_cap_cancels_the_bids_resting_from_before_that_could_fill_past_it():
     e = market()
     ov = e.add_overseer("olga")

@@ -238,3 +238,51 @@ def test_a_harm_that_fell_with_the_economy_is_not_contained():
     breakers = case_of("x", 1, spec, {**runs, "on": summary(False, 10, [alert]),
                                       "only": summary(True, 10, [alert])})
     assert breakers.ok and breakers.success_on is False  # a cost of the breakers, reported
+    unattributed = case_of("x", 1, spec, {"off": runs["off"], "on": summary(False, 10, [alert])})
+    assert unattributed.ok and unattributed.reduced  # no `only` run: nothing to judge it by
+
+
+def test_a_hoard_handed_to_fresh_identities_of_the_owner_is_still_seen(tmp_path):
+    """Hoarders that spawn empty identities and hand them what they bought: an identity
+    first seen later starts from 0 (not from what it was handed), and empty identities do
+    not widen the owner's bar."""
+    from sandbank.agents.attacks import SplitHoarder, _account
+    from sandbank.agents.base import policy
+    from sandbank.kernel.schema import OpenAccount, SpawnAgent
+    from sandbank.markets.payments import Pay
+
+    @policy("handing_hoarder", params={**SplitHoarder.DEFAULTS, "kids": 12, "every": 5})
+    class Handing(SplitHoarder):
+        def act(self, obs):
+            p = self.params
+            if not getattr(self, "spawned", False):
+                self.spawned = True
+                return [SpawnAgent(actor=self.id, name=f"{self.id}-k{i}", public_key=b"")
+                        for i in range(p["kids"])]
+            held = _account(obs, p["asset"])
+            fresh = [c for c in obs.children if _account(c, p["asset"]) is None]
+            if held and held.available and fresh and obs.tick % p["every"] == 0:
+                return [OpenAccount(actor=fresh[0].agent, asset=p["asset"]),
+                        Pay(actor=self.id, to=fresh[0].agent, asset=p["asset"],
+                            amount=held.available)]
+            moved = sum(a.balance for c in obs.children
+                        if (a := _account(c, p["asset"])) is not None)
+            self.params = {**p, "target": max(0, p["target"] - moved)}
+            try:
+                return super().act(obs)
+            finally:
+                self.params = p
+
+    doc = _doc("hoarding", identities=7, owners=1, share_pct=49, pace=9, max_price=132,
+               ticks=58)
+    for g in doc["population"]:
+        if g.get("policy") == "split_hoarder":
+            g["policy"] = "handing_hoarder"
+    watched = _run(tmp_path, doc, "handed", oversight=WATCH)
+    crew = _ids(watched, doc["redteam"]["adversaries"])
+    assert any(g["spawned"] for g in watched["groups"])  # the hoard was handed on
+    assert watched["final"]["hhi_bo_WGT"] > 2000  # and it concentrated all the same
+    found = _named(watched, "concentration", crew)
+    # as soon as the same hoard kept where it was bought (tick 27); judged from each
+    # identity's holding when first seen, the handing put it off to tick 43
+    assert found and found[0]["tick"] <= 30

@@ -83,6 +83,7 @@ class Case:
     fired_on: bool | None = None  # did an expected detector name an attacker, safeguards on?
     success_on: bool | None = None  # did the run meet its own success criteria, safeguards on?
     agent_ticks: int = 0  # honest agent-ticks with safeguards on (the false-alert base)
+    reduced: bool | None = None  # did the harm fall by the margin with the safeguards on?
 
 
 @dataclass
@@ -309,18 +310,18 @@ def case_of(name: str, seed: int, spec: dict[str, Any], runs: dict[str, dict[str
     # the expected response alone (or, without an `only` run, the safeguards) broke the
     # economy the attack lives in: the harm fell with it (a market breaker that stalls a
     # thin market is a cost, in `success_on` and the welfare figures, not this)
-    judged = runs.get("only", on)
-    if not judged.get("ok", True) and watched.get("ok", True):
+    judged = runs.get("only")
+    if judged is not None and not judged.get("ok", True) and watched.get("ok", True):
         broken = sorted(k for k, x in judged.get("success", {}).items() if not x.get("ok", True))
-        why.append(f"with {'the expected response' if 'only' in runs else 'safeguards'} on "
-                   f"the run failed its own success criteria ({', '.join(broken) or 'verification'}),"
-                   " which it met without: the harm fell with the economy it lives in")
+        why.append(f"with the expected response alone the run failed its own success "
+                   f"criteria ({', '.join(broken) or 'verification'}), which it met without: "
+                   "the harm fell with the economy it lives in")
     first = [a["tick"] for a in caught]
     detection = min(first) - watched["setup_ticks"] if first else None
     return Case(name, seed, expected, fired, evidence_ok, spec["harm"], h_on, h_off,
                 len(on["alerts"]), round(rate, 4), not why, "; ".join(why), detection,
                 false_alerts, _welfare(watched), _welfare(on), h_only, attributed,
-                bool(caught_on), success_on, honest_ticks)
+                bool(caught_on), success_on, honest_ticks, reduced=reduced)
 
 
 def _identities(summary: dict[str, Any], adversaries: list[str]) -> tuple[set[int], set[int]]:
@@ -483,20 +484,20 @@ def family_rows(result: dict[str, list[Verdict]]) -> list[dict[str, Any]]:
         if not every:
             continue
         det = sorted(c.detection_ticks for c in cs if c.detection_ticks is not None)
-        reduced = [c for c in cs if "harm " not in c.why]
+        reduced = [c for c in cs if c.reduced]
         ticks = sum(c.agent_ticks for c in every)
-        n = max(1, len(cs))
+        n = len(cs)
         rows.append({
             "family": name, "variants": len(verdicts), "cases": len(every),
             "inert": len(every) - len(cs),
-            "detected": len(det) / n, "ticks to detect (median)":
+            "detected": len(det) / n if n else None, "ticks to detect (median)":
                 det[len(det) // 2] if det else None,
-            "harm cut by margin": len(reduced) / n,
+            "harm cut by margin": len(reduced) / n if n else None,
             "false alerts per 1k honest agent-ticks": 1000 * sum(c.false_alerts for c in every)
                 / max(1, ticks),
             "harm without (median)": sorted(c.harm_off or 0 for c in cs)[len(cs) // 2]
                 if cs else 0,
-            "ok": sum(1 for c in cs if c.ok) / n})
+            "ok": sum(1 for c in cs if c.ok) / n if n else None})
     return rows
 
 
@@ -594,7 +595,8 @@ def write_generated(out: Path, rows: list[dict[str, Any]], searched: list[dict[s
             lines.append("| " + " | ".join(
                 f"{x:.0%}" if isinstance(x, float) and k in ("detected", "harm cut by margin", "ok")
                 else f"{x:.3f}" if isinstance(x, float) and "false" in k
-                else _fmt(x) if isinstance(x, float) else str(x) for k, x in r.items()) + " |")
+                else _fmt(x) if isinstance(x, float) else "n/a" if x is None else str(x)
+                for k, x in r.items()) + " |")
         with open(out / "generated.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()

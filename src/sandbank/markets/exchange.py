@@ -293,8 +293,9 @@ def place_order(k: Kernel, a: PlaceOrder, tick: int) -> list[Event]:
     if cap and a.qty > cap:
         raise Reject("over_cap", f"orders are capped by oversight at {cap} units")
     position = controls.caps.get(f"position:{a.asset}", 0)
-    owner = k.state.registry.agents[a.actor].owner
-    owner_position = controls.caps.get(f"position:{a.asset}:{owner}", 0)
+    agent = k.state.registry.agents.get(a.actor)  # (the operator is no agent)
+    owner = agent.owner if agent is not None else 0
+    owner_position = controls.caps.get(f"position:{a.asset}:{owner}", 0) if owner else 0
     cash = require_account(k, a.actor, m.quote)
     goods = require_account(k, a.actor, a.asset)
     buy = a.side == BUY
@@ -430,7 +431,7 @@ def holding_of(k: Kernel, agents: Any, asset: str) -> tuple[int, int]:
     ex = k.state.exchange
     for agent in agents:
         acct = k.state.ledger.account_of(agent, asset)
-        held += acct.balance if acct is not None else 0
+        held += max(0, acct.balance) if acct is not None else 0
         bids += sum(o.remaining for o in ex.by_agent.get(agent, {}).values()
                     if o.asset == asset and o.side == BUY)
     return held, bids

@@ -44,6 +44,7 @@ class Holdings:
     def __init__(self) -> None:
         self.bal: dict[int, int] = {}
         self.owner_of: dict[int, int] = {}
+        self.order: list[int] = []  # agents in the order first seen
         self.by_owner: dict[int, int] = {}
         self.total = self.sq = self.owner_sq = 0
         self.values = SortedList()
@@ -56,6 +57,7 @@ class Holdings:
             return
         if old is None:
             self.owner_of[agent] = owner
+            self.order.append(agent)
         else:
             self.values.remove(old)
             self.total -= old

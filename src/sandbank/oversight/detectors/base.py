@@ -47,6 +47,11 @@ class Detector:
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:  # pragma: no cover
         raise NotImplementedError
 
+    def cooling(self, key: str, tick: int) -> bool:
+        """Did this key alert within the cooldown? (Asks only: `fresh` remembers.)"""
+        last = self._last.get(key)
+        return last is not None and tick - last < self.p.get("cooldown", 20)
+
     def fresh(self, key: str, tick: int) -> bool:
         """True (and remembered) unless this key alerted within the cooldown."""
         last = self._last.get(key)

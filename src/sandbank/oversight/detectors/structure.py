@@ -131,21 +131,26 @@ class Concentration(Detector):
     of several agents that keeps accumulating is also judged against the honest null model
     of what its agents' holdings would do by chance: each agent's gain since it was first
     seen is a draw from the gains of the other owners' agents (median m, robust spread σ
-    from the median absolute deviation — a minority of hoarders does not move it), so k
-    agents gain k·m ± √k·σ. The owner is flagged when its gain stands `z` such spreads
-    above that. σ is never taken below √(mean holding): early in a run, before honest
+    from the median absolute deviation — a minority of hoarders does not move it). An
+    owner's agents may run one strategy and move together, so k of them gain k·m ± k·σ
+    (not √k·σ, which would name an honest owner of like-minded traders); the owner is
+    flagged when its gain stands `z` such spreads above that. k counts the agents that
+    started with a holding: an identity first seen later, of an owner already seen, starts
+    from 0 (a hoard handed to fresh identities does not reset the baseline) and does not
+    widen the bar. σ is never taken below √(mean holding): early in a run, before honest
     holdings have spread, a holding moved by trades of a few units wanders like a count."""
 
     NAME = "concentration"
     PARAMS = {"share_ppm": 100_000, "excess": 3.0, "owner_excess": 2.0, "growth_ppm": 10_000,
-              "window": 10, "wealth": False, "z": 4.0, "cooldown": 30}
+              "window": 10, "wealth": False, "z": 3.0, "cooldown": 30}
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.past: dict[str, deque[float]] = {}
         self.buys: deque[tuple[int, str, int, int]] = deque()  # tick, asset, buyer, seq
         self.first: dict[str, float] = {}  # owner key -> its share when first seen
-        self.start: dict[str, dict[int, int]] = {}  # asset -> agent -> holding first seen
+        self.start: dict[str, dict[int, int]] = {}  # asset -> agent -> its baseline
+        self.known: dict[str, set[int]] = {}  # asset -> owners whose agents were seen
 
     def _grew(self, key: str, value: float) -> bool:
         q = self.past.setdefault(key, deque(maxlen=self.p["window"]))
@@ -169,9 +174,15 @@ class Concentration(Detector):
             if not h.total or (asset == fee and not p["wealth"]):
                 continue  # (wealth earned by honest work grows too: opt in with `wealth`)
             start = self.start.setdefault(asset, {})
-            if len(start) < len(h.bal):  # agents first seen this tick (in the order added)
-                for a in list(h.bal)[len(start):]:
-                    start.setdefault(a, h.bal[a])
+            if len(start) < len(h.order):  # agents first seen this tick
+                known = self.known.setdefault(asset, set())
+                before = set(known) if start else None
+                for a in h.order[len(start):]:
+                    o = h.owner_of[a]
+                    # an owner's later identity starts from 0: what it was handed by the
+                    # owner's others is not a fresh endowment that resets the baseline
+                    start[a] = 0 if before is not None and o in before else h.bal[a]
+                    known.add(o)
             label = "wealth" if asset == fee else asset
             top = h.top_share()  # the largest agent
             key = f"agent:{asset}"
@@ -193,6 +204,7 @@ class Concentration(Detector):
                 if grew:
                     growing.append((owner, share, fair))
                 if grew and o.agents >= 2 and share >= p["share_ppm"] \
+                        and not self.cooling(key, v.tick) \
                         and (share >= p["owner_excess"] * fair or self._gained(h, start, owner)) \
                         and self.fresh(key, v.tick):  # (one agent: the agent rule sees it)
                     flagged.add(owner)
@@ -215,17 +227,26 @@ class Concentration(Detector):
     def _gained(self, h: Any, start: dict[int, int], owner: int) -> bool:
         """Did the owner's agents gain more than chance would give agents like the others'
         (see the class docstring)?"""
-        mine, gains = [], []
+        mine, gains, k = [], [], 0
         for a, x in h.bal.items():
-            (mine if h.owner_of[a] == owner else gains).append(x - start.get(a, x))
+            base = start.get(a, x)
+            if h.owner_of[a] == owner:
+                mine.append(x - base)
+                k += base > 0
+            else:
+                gains.append(x - base)
         if len(gains) < 3 or not mine:
             return False
         gains.sort()
         m = gains[len(gains) // 2]
         dev = sorted(abs(g - m) for g in gains)
         sigma = max(1.4826 * dev[len(dev) // 2], (h.total / len(h.bal)) ** 0.5)
-        k = len(mine)
-        return sum(mine) - k * m >= self.p["z"] * k ** 0.5 * sigma
+        # k: the owner's agents that started with a holding (an identity it spawned or
+        # opened later starts from 0 and only carries what the others handed it: empty
+        # identities do not widen the owner's bar); they may run one strategy, so their
+        # chance gains add up: k·σ, not √k·σ
+        k = max(1, k)
+        return sum(mine) - k * m >= self.p["z"] * k * sigma
 
     @staticmethod
     def _agents(h: Any, owners: set[int]) -> list[int]:

@@ -435,8 +435,7 @@ def trip_breaker(k: Kernel, a: TripBreaker, tick: int) -> list[Event]:
     elif a.scope == "owner":
         if a.agent not in reg.owners:
             raise Reject("unknown_owner", f"no owner {a.agent}")
-        agents = sorted(i for i, ag in reg.agents.items()
-                        if ag.owner == a.agent and ag.status != REVOKED)
+        agents = [i for i in reg.agents_of.get(a.agent, ()) if reg.agents[i].status != REVOKED]
     elif a.scope == "market":
         if a.market not in k.state.exchange.markets:
             raise Reject("unknown_market", f"no market {a.market!r}")

@@ -220,7 +220,7 @@ def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
     elif a.scope == "owner":
         if a.agent not in reg.owners:
             raise Reject("unknown_owner", f"no owner {a.agent}")
-        agents = sorted(i for i, ag in reg.agents.items() if ag.owner == a.agent)
+        agents = list(reg.agents_of.get(a.agent, ()))
     elif a.scope == "all":
         agents = sorted(reg.agents)
     else:

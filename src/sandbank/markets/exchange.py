@@ -18,6 +18,7 @@ reopening call auction (paper checklist 7, 53; anchors §4–5).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -425,16 +426,18 @@ def cancel_agent_orders(k: Kernel, agent: int, reason: str, actor: int, tick: in
             for order in sorted(ex.by_agent.get(agent, {}))]
 
 
-def holding_of(k: Kernel, agents: Any, asset: str) -> tuple[int, int]:
+def held_by(state: Any, agents: Iterable[int], asset: str) -> int:
+    """What `agents` hold of `asset` together (a negative balance counts as none)."""
+    return sum(max(0, acct.balance) for agent in agents
+               if (acct := state.ledger.account_of(agent, asset)) is not None)
+
+
+def holding_of(k: Kernel, agents: Sequence[int], asset: str) -> tuple[int, int]:
     """What `agents` hold of `asset` together, and the units their resting bids ask for."""
-    held = bids = 0
     ex = k.state.exchange
-    for agent in agents:
-        acct = k.state.ledger.account_of(agent, asset)
-        held += max(0, acct.balance) if acct is not None else 0
-        bids += sum(o.remaining for o in ex.by_agent.get(agent, {}).values()
-                    if o.asset == asset and o.side == BUY)
-    return held, bids
+    bids = sum(o.remaining for agent in agents for o in ex.by_agent.get(agent, {}).values()
+               if o.asset == asset and o.side == BUY)
+    return held_by(k.state, agents, asset), bids
 
 
 def cancel_bids_over(k: Kernel, agents: list[int], asset: str, cap: int, reason: str,

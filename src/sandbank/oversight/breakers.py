@@ -31,6 +31,7 @@ from typing import Any
 
 from sandbank.controls.controls import SetCap, TripBreaker
 from sandbank.kernel.schema import Action
+from sandbank.markets.exchange import held_by
 from sandbank.oversight.detectors.base import Finding
 from sandbank.oversight.tickview import TickView
 
@@ -144,13 +145,11 @@ class Breakers:
             # of supply would not bind on identities each below it)
             asset = f.extra["asset"]
             for owner in f.extra["owners"]:
-                held = sum(max(0, acct.balance) for a in s.registry.agents_of.get(owner, ())
-                           if (acct := s.ledger.account_of(a, asset)) is not None)
+                held = held_by(s, s.registry.agents_of.get(owner, ()), asset)
                 out += self._tighten(me, f"position:{asset}:{owner}", max(1, held), why, s)
         elif action == "cap_position" and f.extra.get("asset") in s.exchange.markets:
             asset = f.extra["asset"]
-            supply = sum(max(0, acct.balance) for a in s.registry.agents
-                         if (acct := s.ledger.account_of(a, asset)) is not None)
+            supply = held_by(s, s.registry.agents, asset)
             cap = max(1, supply * self.p["position_cap_ppm"] // 1_000_000)
             out += self._tighten(me, f"position:{asset}", cap, why, s)
         return out

@@ -401,7 +401,7 @@ class Exfiltration(Detector):
                 acc += sent[k]
                 if acc * 10 >= value * 9:
                     break
-            flagged = all(v.tick - self._last.get(k, -10**9) < self.p["cooldown"] for k in top)
+            flagged = all(self.cooling(k, v.tick) for k in top)
             if flagged or not self.fresh(f"economy:{label}", v.tick):
                 continue
             agents = sorted({a for k in top for a in self._agents(v, k, self.tries.get(
@@ -419,9 +419,8 @@ class Exfiltration(Detector):
                 ) -> list[int]:
         agents = sorted({x[3] for x in q})
         if key[0] == "o":  # the owner's other agents carry the same scheme on
-            owner = int(key[1:])
-            agents += [a for a in sorted(v.state.registry.agents) if a not in agents
-                       and v.state.registry.agents[a].owner == owner]
+            agents += [a for a in v.state.registry.agents_of.get(int(key[1:]), ())
+                       if a not in agents]
         return agents
 
 

@@ -54,8 +54,7 @@ class Detector:
 
     def fresh(self, key: str, tick: int) -> bool:
         """True (and remembered) unless this key alerted within the cooldown."""
-        last = self._last.get(key)
-        if last is not None and tick - last < self.p.get("cooldown", 20):
+        if self.cooling(key, tick):
             return False
         self._last[key] = tick
         return True

@@ -307,9 +307,9 @@ def case_of(name: str, seed: int, spec: dict[str, Any], runs: dict[str, dict[str
     elif attributed is False:
         why.append(f"the harm fell for another reason: the expected response alone left "
                    f"{h_only:g} (needs {h_off - margin * abs(h_off):g} or less)")
-    # the expected response alone (or, without an `only` run, the safeguards) broke the
-    # economy the attack lives in: the harm fell with it (a market breaker that stalls a
-    # thin market is a cost, in `success_on` and the welfare figures, not this)
+    # the expected response alone broke the economy the attack lives in: the harm fell
+    # with it (a market breaker that stalls a thin market with every safeguard on is a
+    # cost, in `success_on` and the welfare figures, not this; no `only` run: not judged)
     judged = runs.get("only")
     if judged is not None and not judged.get("ok", True) and watched.get("ok", True):
         broken = sorted(k for k, x in judged.get("success", {}).items() if not x.get("ok", True))
@@ -480,9 +480,9 @@ def family_rows(result: dict[str, list[Verdict]]) -> list[dict[str, Any]]:
     rows = []
     for name, verdicts in result.items():
         every = [c for v in verdicts for c in v.cases]
-        cs = [c for c in every if (c.harm_off or 0) > 0]
         if not every:
             continue
+        cs = [c for c in every if (c.harm_off or 0) > 0]
         det = sorted(c.detection_ticks for c in cs if c.detection_ticks is not None)
         reduced = [c for c in cs if c.reduced]
         ticks = sum(c.agent_ticks for c in every)

@@ -210,9 +210,15 @@ class Spoofing(Detector):
         entry = (*item, item[0] if since is None else since, agent)
         for key in (f"a{agent}", f"o{owner}") if owner else (f"a{agent}",):
             self.events.setdefault(key, deque()).append(entry)
-            t = self.tally.setdefault(key, {}).setdefault((item[1], item[2]), [0, 0])
-            t[0] += item[3]
-            t[1] += 1
+            self._count(self.tally.setdefault(key, {}), item)
+
+    @staticmethod
+    def _count(t: dict[tuple[str, str], list[int]], x: tuple[Any, ...], sign: int = 1) -> None:
+        """Add (or with `sign` -1 take away) an event to running totals: (kind, side) ->
+        [quantity, events]."""
+        c = t.setdefault((x[1], x[2]), [0, 0])
+        c[0] += sign * x[3]
+        c[1] += sign
 
     def _sides(self, t: dict[tuple[str, str], list[int]]) -> list[tuple[str, str]]:
         """The (shown, traded) sides whose window totals pass the count rules: enough
@@ -269,10 +275,7 @@ class Spoofing(Detector):
         for key in list(self.events):
             q = self.events[key]
             while q and q[0][0] <= v.tick - w:
-                x = q.popleft()
-                t = self.tally[key][(x[1], x[2])]
-                t[0] -= x[3]
-                t[1] -= 1
+                self._count(self.tally[key], q.popleft(), -1)
             if not q:
                 del self.events[key]
                 del self.tally[key]
@@ -319,9 +322,7 @@ class Spoofing(Detector):
             q = deque(x for x in q if x[1] not in ("place", "cancel") or x[7] in showers)
             totals = {}
             for x in q:
-                t = totals.setdefault((x[1], x[2]), [0, 0])
-                t[0] += x[3]
-                t[1] += 1
+                self._count(totals, x)
         for side, other in self._sides(totals):
             shown: dict[int, int] = {}  # tick -> quantity withdrawn
             shares: dict[int, float] = {}  # tick -> share of depth withdrawn

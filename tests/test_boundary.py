@@ -11,13 +11,15 @@ from sandbank.kernel.schema import OPERATOR
 from sandbank.lab.runner import run_scenario
 from sandbank.lab.scenario import parse_scenario
 
+# the fixture's agents share one owner: these gateways limit value per agent only (-1),
+# the per-owner limit has its own test below
 GATEWAYS = (
     {"name": "feed", "direction": "out", "max_bytes": 64, "rate_per_tick": 1},
     {"name": "pay_out", "direction": "out", "asset": "CRD", "max_value": 1_000,
      "epoch_value": 1_500, "epoch_ticks": 100, "approve_above": 300, "approval_ticks": 3,
-     "rate_ppm": 500_000},
+     "rate_ppm": 500_000, "owner_epoch_value": -1},
     {"name": "bank", "direction": "in", "asset": "CRD", "max_value": 1_000, "epoch_value": 5_000,
-     "rate_ppm": 2_000_000, "schema": "amount"},
+     "rate_ppm": 2_000_000, "schema": "amount", "owner_epoch_value": -1},
     {"name": "api", "direction": "out", "schema": "json", "roles": ["gateway_user"]},
     {"name": "vault", "direction": "out", "certified_only": True},
 )
@@ -141,12 +143,15 @@ def test_a_gateway_checks_its_payload_schema_and_roles():
 
 
 def test_a_gateway_limits_value_per_owner_across_its_agents():
-    """Three agents of one owner, each under the per-agent limit: without a limit per owner
-    they take out three times the allowance; with `owner_epoch_value` the owner's agents
-    share one allowance (a limit per agent alone is split by running more agents)."""
+    """Three agents of one owner, each under the per-agent limit: with the limit per owner
+    switched off (-1) they take out three times the allowance; with `owner_epoch_value` the
+    owner's agents share that allowance, and unset they share one agent's (a limit per agent
+    alone is split by running more agents)."""
     def run(owner_limit):
         gw = {"name": "out", "direction": "out", "asset": "CRD", "max_value": 1_000,
-              "epoch_value": 1_000, "epoch_ticks": 100, "owner_epoch_value": owner_limit}
+              "epoch_value": 1_000, "epoch_ticks": 100}
+        if owner_limit is not None:
+            gw["owner_epoch_value"] = owner_limit
         e = Economy(n=3, fund=10_000, boundary="semi_permeable", gateways=(gw,))
         e.do(*[External(actor=a, gateway="out", asset="CRD", amount=900) for a in (1, 2, 3)])
         sent = sum(d["amount"] for d in last(e, "external_sent"))
@@ -155,3 +160,5 @@ def test_a_gateway_limits_value_per_owner_across_its_agents():
     assert run(-1) == (2_700, [])  # each agent within its own limit: all of it leaves
     sent, refused = run(1_500)
     assert sent == 900 and refused == ["over_limit", "over_limit"]
+    assert run(None) == (900, ["over_limit", "over_limit"])  # one agent's 1,000
+    assert run(2_000) == (1_800, ["over_limit"])

@@ -11,7 +11,7 @@ import copy
 
 import pytest
 
-from sandbank.lab.generate import FAMILIES, clip, variant
+from sandbank.lab.generate import FAMILIES, clip, unmitigated, variant
 from sandbank.lab.runner import run_scenario
 from sandbank.lab.scenario import parse_scenario
 
@@ -25,6 +25,13 @@ def _run(tmp_path, doc, label, **changes):
     d.pop("redteam", None)
     d.update(changes)
     return run_scenario(parse_scenario(d, label), tmp_path / label).summary
+
+
+def _bare(doc):
+    """The variant without safeguards (its family's ablations applied), still watched."""
+    out = unmitigated(doc)
+    out["redteam"] = doc["redteam"]
+    return out
 
 
 def _ids(summary, names):
@@ -75,14 +82,18 @@ def test_structuring_across_ten_agents_of_one_owner_is_seen(tmp_path):
                epoch_value=2000, under_low=85, under_spread=10, every=3, epoch_pct=80,
                data=False, ticks=40)
     crew = doc["redteam"]["adversaries"]
-    off = _run(tmp_path, doc, "off", oversight={"enabled": False})
+    off = _run(tmp_path, _bare(doc), "off")  # no limit per owner: ten allowances
     assert off["final"]["boundary_out_value"] > 0 and off["final"]["boundary_denied"] == 0
-    watched = _run(tmp_path, doc, "watched", oversight=WATCH)
-    found = _named(watched, "exfiltration", _ids(watched, crew))
-    assert found and found[0]["summary"].startswith("owner")  # judged as one owner
-    assert len({s for a in found for s in a["subjects"]}) >= 3
+    assert not [e for e in off["alerts"]]
+    # seen by the monitor alone (the gateway's owner limit off), and with the kernel's
+    # owner limit on, where the agents' sends past one allowance are refused
+    for label, d in (("watched", _bare(doc)), ("limited", doc)):
+        watched = _run(tmp_path, d, label, oversight=WATCH)
+        found = _named(watched, "exfiltration", _ids(watched, crew))
+        assert found and found[0]["summary"].startswith("owner")  # judged as one owner
+        assert len({s for a in found for s in a["subjects"]}) >= 3
     on = _run(tmp_path, doc, "on")
-    assert on["final"]["boundary_out_value"] < off["final"]["boundary_out_value"]
+    assert on["final"]["boundary_out_value"] <= off["final"]["boundary_out_value"] // 10
 
 
 @pytest.mark.parametrize("mode", ["paraphrase", "split", "base64", "mixed"])
@@ -175,16 +186,26 @@ def test_an_owner_splitting_a_gateway_allowance_over_its_agents_is_seen(tmp_path
                epoch_value=420, under_low=85, under_spread=6, every=1, epoch_pct=57,
                data=False, ticks=40)
     crew = doc["redteam"]["adversaries"]
-    off = _run(tmp_path, doc, "off", oversight={"enabled": False})
+    off = _run(tmp_path, _bare(doc), "off", oversight={"enabled": False})
     assert off["final"]["boundary_out_value"] > 3000 and off["final"]["boundary_denied"] == 0
-    watched = _run(tmp_path, doc, "watched", oversight=WATCH)
+    # the operator switched the gateway's owner limit off: the monitor alone sees the split
+    watched = _run(tmp_path, _bare(doc), "watched", oversight=WATCH)
     found = _named(watched, "exfiltration", _ids(watched, crew))
     assert found and all("0 refused or held" in a["summary"] for a in found)
-    assert all("more in one epoch than one agent may" in a["summary"] for a in found)
+    assert all("more in one epoch than the owner may" in a["summary"] for a in found)
     assert {a["summary"].split("'s")[0] for a in found} == {"owner 2", "owner 3"}
     assert all(a["score"] >= 500 for a in found)  # answered, not only alerted
-    on = _run(tmp_path, doc, "on")
+    on = _run(tmp_path, _bare(doc), "on", oversight={})  # the freeze alone
     assert on["final"]["boundary_out_value"] <= off["final"]["boundary_out_value"] // 5
+    # unset, the kernel holds each owner to one agent's allowance per epoch
+    kernel = _run(tmp_path, doc, "kernel", oversight={"enabled": False})
+    epochs = -(-doc["ticks"] // 10)
+    assert kernel["final"]["boundary_out_value"] <= 2 * 420 * epochs
+    # and the sends it refuses give the split away in the first epoch, as the sends did
+    limited = _run(tmp_path, doc, "limited", oversight=WATCH)
+    seen = _named(limited, "exfiltration", _ids(limited, crew))
+    assert {a["tick"] for a in seen} == {a["tick"] for a in found}
+    assert all("more in one epoch than the owner may" in a["summary"] for a in seen)
     declared = copy.deepcopy(doc)  # an operator that means owners to take more says so
     declared["gateways"][0]["owner_epoch_value"] = 2000
     fine = _run(tmp_path, declared, "declared", oversight=WATCH)

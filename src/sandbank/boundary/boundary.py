@@ -67,9 +67,10 @@ class Gateway:
     asset: str = ""  # the currency that may cross ("" : data only)
     max_value: int = 0  # per request
     epoch_value: int = 0  # per agent per epoch (0: no value may cross)
-    # per beneficial owner per epoch, over all its agents (-1: only the per-agent limit):
-    # a limit per agent alone is split by admitting or spawning more agents
-    owner_epoch_value: int = -1
+    # per beneficial owner per epoch, over all its agents: a limit per agent alone is split
+    # by admitting or spawning more agents, so unless declared an owner gets one agent's
+    # allowance (`epoch_value`) however many agents it runs; -1: only the per-agent limit
+    owner_epoch_value: int | None = None
     epoch_ticks: int = 10
     rate_ppm: int = 1_000_000  # outside units per unit crossing, in millionths
     certified_only: bool = False
@@ -78,6 +79,10 @@ class Gateway:
     adapter: dict[str, Any] = field(default_factory=dict)  # for the lab (gateways.py)
     schema: str = "text"  # text | json (an object) | amount (a whole number)
     roles: tuple[str, ...] = ()  # if set, only agents holding one of these roles may use it
+
+    def __post_init__(self) -> None:
+        if self.owner_epoch_value is None:  # one allowance per beneficial owner
+            object.__setattr__(self, "owner_epoch_value", self.epoch_value)
 
     @classmethod
     def parse(cls, spec: Any, assets: tuple[str, ...]) -> Gateway:
@@ -97,7 +102,7 @@ class Gateway:
                 raise ConfigError(f"gateway {g.name}: {key} must be a non-negative integer")
         if type(g.owner_epoch_value) is not int or g.owner_epoch_value < -1:
             raise ConfigError(f"gateway {g.name}: owner_epoch_value must be an integer >= 0 "
-                              f"(or -1: no limit per owner)")
+                              f"(or -1: no limit per owner; unset: one agent's epoch_value)")
         return g
 
 

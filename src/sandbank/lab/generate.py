@@ -269,7 +269,9 @@ EXFIL = Family(
      Dim("under_spread", "int", 0, 20), Dim("every", "int", 1, 4),
      Dim("epoch_pct", "int", 50, 100), Dim("data", "bool"), Dim("ticks", "int", 40, 60)),
     _exfil, "structuring: many identities of one owner (or several) each send just under the "
-    "gateway's approval threshold and per-agent epoch limit, jittered, at a slow cadence.")
+    "gateway's approval threshold and per-agent epoch limit, jittered, at a slow cadence.",
+    # without safeguards the gateway has no limit per owner: each identity its own allowance
+    ablate=(("gateways.0.owner_epoch_value", -1),))
 
 
 def _spoof(p: dict[str, Any], spoof: bool = True) -> dict[str, Any]:

@@ -275,11 +275,13 @@ class Exfiltration(Detector):
       gateway's limits add up);
     - **data**: bytes sent out, once they reach `data_bytes` (a data-only leak carries no
       value);
-    - **split allowance**: an owner of several agents whose agents together took out, in one
-      of a gateway's epochs, more than one identity may (the gateway's per-agent
-      `epoch_value`) when the operator declared no `owner_epoch_value` — a per-agent limit
-      is split by admitting or spawning more agents; an operator that means an organisation
-      to take out more says so with `owner_epoch_value`, which the kernel then enforces;
+    - **split allowance**: an owner of several agents whose agents together took out, or
+      tried to (requests refused over a limit count), more in one of a gateway's epochs
+      than the owner may: the declared `owner_epoch_value`, or one identity's `epoch_value`
+      where it is unset (the kernel then refuses the rest) or switched off (-1: the monitor
+      alone stands in for the limit) — a per-agent limit is split by admitting or spawning
+      more agents, and the first epoch gives it away; an operator that means an
+      organisation to take out more declares a larger owner limit;
     - **the whole economy**: when value leaving in the window reaches `economy_share` of
       all wealth, or since the run began `total_share` of it, the owners that sent 90% of
       it are flagged together, however little each sent (many one-agent owners, each under
@@ -325,6 +327,9 @@ class Exfiltration(Detector):
                 amount = act.get("amount") if type(act.get("amount")) is int else 0
                 data = act.get("data") if isinstance(act.get("data"), str) else ""
                 self._add(v, d["actor"], d["seq"], max(0, amount), len(data), True)
+                if d["reason"] == "over_limit" and amount > 0:  # tried past an allowance
+                    self._allowance(v, d["actor"], amount,
+                                    v.state.boundary.gateways.get(act.get("gateway")))
         for d in v.of("external_pending"):  # through a declared gateway, value held
             self._add(v, d["actor"], d["seq"], d["amount"], d["size"], True)
         gateways = v.state.boundary.gateways
@@ -336,7 +341,8 @@ class Exfiltration(Detector):
                 structured = bool(d["amount"] and limits) and \
                     d["amount"] >= self.p["under"] * min(limits)  # just under a limit
                 self._add(v, d["agent"], d["seq"], d["amount"], d["size"], structured)
-                self._allowance(v, d, g)
+                if d["amount"]:
+                    self._allowance(v, d["agent"], d["amount"], g)
         for key in list(self.tries):
             q = self.tries[key]
             while q and q[0][0] <= v.tick - self.p["window"]:
@@ -368,24 +374,28 @@ class Exfiltration(Detector):
                     f"{whom}: {attempts} refused or held requests, {value} in value "
                     f"({share:.1%} of what it holds) and {size} bytes out or tried in "
                     f"{self.p['window']} ticks"
-                    + ("; together more in one epoch than one agent may take out" if split
+                    + ("; together took or tried to take out more in one epoch than the "
+                       "owner may" if split
                        else ""), key=key))
         out += self._economy(v, total)
         return out
 
-    def _allowance(self, v: TickView, d: dict[str, Any], g: Any) -> None:
-        """Add a send to its owner's epoch on the gateway; mark the owner when its agents
-        together went over one agent's allowance (no owner limit declared)."""
-        owner = v.principal(d["agent"])
-        if g is None or not d["amount"] or not owner or g.owner_epoch_value >= 0 \
-                or v.state.registry.owners[owner].agents < 2:
+    def _allowance(self, v: TickView, agent: int, amount: int, g: Any) -> None:
+        """Add a send, or a request refused over a limit, to its owner's epoch on the
+        gateway; mark the owner when its agents together took or tried to take out more
+        than the owner may: one agent's allowance (`epoch_value`) where the gateway's owner
+        limit is unset (the kernel refuses the rest) or switched off (-1: the monitor alone
+        stands in for it), else the declared owner limit."""
+        owner = v.principal(agent)
+        if g is None or not owner or v.state.registry.owners[owner].agents < 2:
             return
+        allowed = g.owner_epoch_value if g.owner_epoch_value >= 0 else g.epoch_value
         key, epoch = f"o{owner}", v.tick // max(1, g.epoch_ticks)
         slot = self.epochs.setdefault((key, g.name), [epoch, 0])
         if slot[0] != epoch:
             slot[:] = [epoch, 0]
-        slot[1] += d["amount"]
-        if slot[1] > g.epoch_value:
+        slot[1] += amount
+        if slot[1] > allowed:
             self.split[key] = v.tick
 
     def _economy(self, v: TickView, total: int) -> list[Finding]:

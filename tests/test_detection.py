@@ -263,6 +263,27 @@ def test_a_harm_that_fell_with_the_economy_is_not_contained():
     assert unattributed.ok and unattributed.reduced  # no `only` run: nothing to judge it by
 
 
+def test_harm_with_safeguards_is_measured_against_the_honest_twin_under_them():
+    """An attack's excess harm is measured against an honest control run under the same
+    regime: safeguards that lower the metric for honest and attacker alike cut no harm."""
+    from sandbank.lab.redteam import case_of
+
+    def summary(harm):
+        return {"alerts": [], "agents": 2, "ticks": 10, "setup_ticks": 0,
+                "groups": [{"name": "bad", "ids": [2, 2], "spawned": []},
+                           {"name": "good", "ids": [1, 1], "spawned": []}],
+                "final": {"hhi": harm}}
+
+    spec = {"detect": ["concentration"], "harm": "hhi", "margin": 0.2, "adversaries": ["bad"]}
+    runs = {"off": summary(3000), "on": summary(1800)}
+    # the safeguards took 1,200 off for everyone (the honest twin: 2,000 without, 800 with)
+    same = case_of("x", 1, spec, runs, baseline=2000, baseline_on=800)
+    assert (same.harm_off, same.harm_on) == (1000, 1000) and not same.reduced
+    # against the twin without safeguards the same runs would read as a 100% cut
+    naive = case_of("x", 1, spec, runs, baseline=2000)
+    assert naive.harm_on == -200 and naive.reduced
+
+
 def test_a_hoard_handed_to_fresh_identities_of_the_owner_is_still_seen(tmp_path):
     """Hoarders that spawn empty identities and hand them what they bought: an identity
     first seen later starts from 0 (not from what it was handed), and empty identities do

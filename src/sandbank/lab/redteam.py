@@ -208,6 +208,11 @@ def _execute(source: str, doc: dict[str, Any], folder: Path, keep: bool = True,
     return summary
 
 
+def _plain(doc: dict[str, Any]) -> dict[str, Any]:
+    """A generated document as written, its safeguards on, without its `redteam:`."""
+    return {k: v for k, v in doc.items() if k != "redteam"}
+
+
 def judge(path: Path, out: Path, seeds: list[int] | None = None,
           run: Callable[..., Any] | None = None, workers: int = 1,
           attribute: bool = True) -> Verdict | None:
@@ -249,8 +254,12 @@ def judge_doc(doc: dict[str, Any], spec: dict[str, Any], source: str, out: Path,
 
 
 def case_of(name: str, seed: int, spec: dict[str, Any], runs: dict[str, dict[str, Any]],
-            baseline: float = 0.0) -> Case:
-    """Judge one seed's runs (see `runs_of`)."""
+            baseline: float = 0.0, baseline_on: float | None = None) -> Case:
+    """Judge one seed's runs (see `runs_of`). `baseline`: the harm metric of the honest
+    control without safeguards (what the attack's harm without them is measured from);
+    `baseline_on`: the same control with the safeguards on, for the harm with them (the
+    safeguards move prices and holdings for honest traders too: the attack's harm under
+    them is its excess over an honest twin under the same regime); None: `baseline`."""
     on = runs["on"]
     honest, attackers = _identities(on, spec.get("adversaries", []))
     expect = set(spec.get("detect", []))
@@ -283,7 +292,7 @@ def case_of(name: str, seed: int, spec: dict[str, Any], runs: dict[str, dict[str
     caught = hits(watched)
     caught_on = hits(on)
     evidence_ok = all(a["evidence"] > 0 for a in caught)
-    h_on = _harm(on, spec["harm"], baseline)
+    h_on = _harm(on, spec["harm"], baseline if baseline_on is None else baseline_on)
     h_off = _harm(watched, spec["harm"], baseline)
     margin = spec.get("margin", 0.0)
 
@@ -425,8 +434,9 @@ def generated(names: list[str], n: int, out: Path, *, seeds: list[int] | None = 
     """`n` sampled variants of each named family (lab/generate.py), each judged like a
     library scenario over `seeds` (default the generator's three); where the family's harm
     is not zero without an attack, the harm is the excess over the variant's honest control
-    (its attackers playing fair, unmitigated). Run folders are removed as their summaries
-    are read. Returns family -> one verdict per variant."""
+    (its attackers playing fair), run under the same regime: unmitigated for the harm
+    without safeguards, with them for the harm with them. Run folders are removed as their
+    summaries are read. Returns family -> one verdict per variant."""
     from sandbank.lab import generate as gen
 
     plans: list[tuple[str, int, int, str]] = []  # family, point, seed, label
@@ -441,8 +451,9 @@ def generated(names: list[str], n: int, out: Path, *, seeds: list[int] | None = 
             ctrl = gen.control(family, point)
             for seed in seeds or spec["seeds"]:
                 runs = runs_of(doc, spec, seed, doc["name"], attribute)
-                if ctrl is not None:
+                if ctrl is not None:  # the honest twin without and with the safeguards
                     runs["control"] = {**gen.unmitigated(ctrl), "seed": seed}
+                    runs["control_on"] = {**_plain(ctrl), "seed": seed}
                 for label, d in runs.items():
                     plans.append((name, i, seed, label))
                     jobs.append((f"{doc['name']} (seed {seed}, {label})", d,
@@ -464,7 +475,9 @@ def generated(names: list[str], n: int, out: Path, *, seeds: list[int] | None = 
         for seed in seeds or spec["seeds"]:
             runs = runs_by[(name, i, seed)]
             base = _baseline(runs["control"], spec["harm"]) if "control" in runs else 0.0
-            v.cases.append(case_of(doc["name"], seed, spec, runs, base))
+            base_on = _baseline(runs["control_on"], spec["harm"]) \
+                if "control_on" in runs else None
+            v.cases.append(case_of(doc["name"], seed, spec, runs, base, base_on))
         result[name].append(v)
     return result
 
@@ -507,10 +520,10 @@ def search(name: str, budget: int, out: Path, *, workers: int = 1, seed: int = 0
     """An adversary that searches a family's space for the most harm done *undetected*
     with the safeguards on: no alert of any detector names any of its identities. Random
     search first (half the budget), then rounds that perturb the best points so far (one
-    or two dimensions redrawn each). Each evaluation is one run (plus the honest control
-    where the family has one) on one of the generator's seeds. Returns the best point, its
-    undetected harm, and every evaluation. `seeds`: the run seeds evaluations cycle
-    through (default the generator's)."""
+    or two dimensions redrawn each). Each evaluation is one run (plus the honest control,
+    with the same safeguards, where the family has one) on one of the generator's seeds.
+    Returns the best point, its undetected harm, and every evaluation. `seeds`: the run
+    seeds evaluations cycle through (default the generator's)."""
     from sandbank.lab import generate as gen
 
     family = gen.FAMILIES[name]
@@ -533,8 +546,8 @@ def search(name: str, budget: int, out: Path, *, workers: int = 1, seed: int = 0
             jobs.append((doc["name"], run, out / f"{doc['name']}-s{s}-on"))
             plans.append((point, s, doc, "on"))
             ctrl = gen.control(family, point)
-            if ctrl is not None:
-                jobs.append((ctrl["name"], {**gen.unmitigated(ctrl), "seed": s},
+            if ctrl is not None:  # its honest twin under the same safeguards
+                jobs.append((ctrl["name"], {**_plain(ctrl), "seed": s},
                              out / f"{doc['name']}-s{s}-control"))
                 plans.append((point, s, doc, "control"))
         summaries = execute(jobs, workers, keep=False)

@@ -327,7 +327,8 @@ class Exfiltration(Detector):
                 amount = act.get("amount") if type(act.get("amount")) is int else 0
                 data = act.get("data") if isinstance(act.get("data"), str) else ""
                 self._add(v, d["actor"], d["seq"], max(0, amount), len(data), True)
-                if d["reason"] == "over_limit" and amount > 0:  # tried past an allowance
+                if d["reason"] == "over_limit" and amount > 0 \
+                        and act.get("direction", "out") == "out":  # tried past an allowance
                     self._allowance(v, d["actor"], amount,
                                     v.state.boundary.gateways.get(act.get("gateway")))
         for d in v.of("external_pending"):  # through a declared gateway, value held

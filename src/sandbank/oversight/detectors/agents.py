@@ -321,6 +321,7 @@ class Exfiltration(Detector):
             self.total_seqs.setdefault(key, deque(maxlen=MAX_EVIDENCE)).append(seq)
 
     def observe(self, v: TickView, kri: dict[str, float]) -> list[Finding]:
+        gateways = v.state.boundary.gateways
         for d in v.of("rejected"):
             act = d["action"] or {}
             if act.get("kind") == "external":
@@ -329,11 +330,9 @@ class Exfiltration(Detector):
                 self._add(v, d["actor"], d["seq"], max(0, amount), len(data), True)
                 if d["reason"] == "over_limit" and amount > 0 \
                         and act.get("direction", "out") == "out":  # tried past an allowance
-                    self._allowance(v, d["actor"], amount,
-                                    v.state.boundary.gateways.get(act.get("gateway")))
+                    self._allowance(v, d["actor"], amount, gateways.get(act.get("gateway")))
         for d in v.of("external_pending"):  # through a declared gateway, value held
             self._add(v, d["actor"], d["seq"], d["amount"], d["size"], True)
-        gateways = v.state.boundary.gateways
         for d in v.of("external_sent"):
             if not d["approved_by"] and d["direction"] == "out":  # left by rule
                 g = gateways.get(d["gateway"])

@@ -34,7 +34,7 @@ OPERATOR_ONLY = {
     "set_trusted", "slash"}
 OVERSEER_ONLY = {"approve_external", "propose_change", "raise_alert", "resume", "rollback",
                  "set_cap", "trip_breaker", "vote_change"}
-SUPERVISOR = {"disable_action", "interrupt", "partition"}
+SUPERVISOR = {"disable_action", "interrupt", "link_owners", "partition"}
 AGENT_KINDS = {
     "arbitrate", "award_task", "bid_auction", "bid_task", "cancel_order", "create_auction",
     "deliver", "external", "join_game", "judge", "open_account", "pay", "place_order",
@@ -96,7 +96,7 @@ def test_every_kind_a_guard_or_control_names_is_an_action_kind():
 def test_the_pipeline_runs_the_documented_guards_in_order():
     assert [g.name for g in sandbank.economy.assembly().guards] == [
         "identity", "freeze", "roles", "permissions", "compartments", "disabled_actions",
-        "halt", "firewall", "solicited", "rate_limit"]
+        "halt", "firewall", "solicited", "rate_limit", "antimonopoly_cap"]
     e = economy(disabled_guards=("halt",))
     every = sandbank.economy.assembly().guards
     assert [g.name for g in e.k.guards] == [g.name for g in every if g.name != "halt"]

@@ -52,7 +52,7 @@ PAUSED, STOPPED = "paused", "stopped"
 MODES = ("pause", "stop", "terminate", "resume")
 SUPERVISORY = {"interrupt", "disable_action", "trip_breaker", "resume", "set_cap",
                "raise_alert", "propose_change", "vote_change", "set_agent_status",
-               "revoke_agent", "set_policy", "register_overseer"}
+               "revoke_agent", "set_policy", "register_overseer", "link_owners"}
 GOVERNOR = "governor"
 
 

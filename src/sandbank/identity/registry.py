@@ -102,6 +102,20 @@ class Registry:
             todo.extend(self.children_of.get(a, ()))
         return sorted(out)
 
+    def population_owner(self) -> int:
+        """The owner of more than half of the *admitted* agents, or 0: then the "owner" is
+        the population (a scenario that declares no owners), and adding its agents up as one
+        holder splits nothing per-agent rules would not see. Spawned identities do not
+        count: an owner cannot spawn its way into being "the population" and out of every
+        per-owner rule. O(agents)."""
+        admitted: dict[int, int] = {}
+        for x in self.agents.values():
+            if not x.parent:
+                admitted[x.owner] = admitted.get(x.owner, 0) + 1
+        total = sum(admitted.values())
+        top = max(sorted(admitted), key=lambda o: admitted[o], default=0)
+        return top if top and 2 * admitted[top] > total else 0
+
     def lineage_root(self, agent: int) -> int:
         """The registered (not spawned) ancestor of an agent: who controls a spawn tree."""
         a = self.agents[agent]

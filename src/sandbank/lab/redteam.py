@@ -13,6 +13,8 @@ is run twice per seed and judged:
       ablate: {markets.0.band_bps: 0}   # more to switch off besides oversight (dotted keys)
       seeds: [1, 2, 3]
       adversaries: [fraudster] # the population groups that attack (the rest is honest)
+      cause: antimonopoly      # optional: an institution (a scenario section that `ablate`
+                               # switches off) credited with the cut instead of a detector
 
 An honest population declares `honest: true` and `max_alert_rate` instead: alerts per 1,000
 agent-ticks with oversight on (the false-alert rate) must stay at or below it.
@@ -31,6 +33,12 @@ A verdict is "ok" only when it is honest about the cause:
   the economy it protects (a freeze of half the market) has not contained the attack. (A
   market breaker that stalls a thin market with every safeguard on is a cost, reported in
   `success_on` and the welfare figures.)
+
+With `cause` (a regulatory institution: the anti-monopoly levy, say), the safeguard judged is
+the institution, which acts before anything is detected: the `only` run keeps it on (no
+ablation) with every detector's response `none` and no market breaker, and the verdict
+needs the detector to fire on the unmitigated attack but not with the safeguards on (an
+institution that prevents the harm leaves nothing to detect).
 
 Besides the verdict, each case reports the time to detection (run ticks to the first alert
 of an expected detector naming an attacker, unmitigated), the false alerts (alerts, with
@@ -162,12 +170,14 @@ def runs_of(doc: dict[str, Any], spec: dict[str, Any], seed: int, source: str,
     if attribute:
         from sandbank.oversight.detectors import REGISTRY
 
-        expected = set(spec.get("detect", []))
-        responses = {**watch.get("responses", {}),
+        expected = set() if spec.get("cause") else set(spec.get("detect", []))
+        alone = base if spec.get("cause") else off  # an institution's cut: it stays on
+        mine = {**alone.get("oversight", {}), "enabled": True}
+        responses = {**mine.get("responses", {}),
                      **{d: "none" for d in sorted(REGISTRY) if d not in expected}}
-        out["only"] = {**off, "oversight": {**watch, "mode": "respond", "responses": responses,
-                                            "breakers": {**watch.get("breakers", {}),
-                                                         **NO_BREAKERS}}}
+        out["only"] = {**alone, "oversight": {**mine, "mode": "respond", "responses": responses,
+                                              "breakers": {**mine.get("breakers", {}),
+                                                           **NO_BREAKERS}}}
     return out
 
 
@@ -306,7 +316,7 @@ def case_of(name: str, seed: int, spec: dict[str, Any], runs: dict[str, dict[str
     missing = [d for d in expected if not any(a["detector"] == d for a in caught)]
     if missing:
         why.append(f"did not fire on an attacker: {missing}")
-    if not caught_on:
+    if not caught_on and not spec.get("cause"):
         why.append("with safeguards on, no expected detector named an attacker")
     if not evidence_ok:
         why.append("an alert without evidence")
@@ -314,7 +324,8 @@ def case_of(name: str, seed: int, spec: dict[str, Any], runs: dict[str, dict[str
         why.append(f"harm {spec['harm']} {h_on:g} with oversight vs {h_off:g} without "
                    f"(needs a {margin:.0%} cut)")
     elif attributed is False:
-        why.append(f"the harm fell for another reason: the expected response alone left "
+        alone = f"{spec['cause']} alone" if spec.get("cause") else "the expected response alone"
+        why.append(f"the harm fell for another reason: {alone} left "
                    f"{h_only:g} (needs {h_off - margin * abs(h_off):g} or less)")
     # the expected response alone broke the economy the attack lives in: the harm fell
     # with it (a market breaker that stalls a thin market with every safeguard on is a

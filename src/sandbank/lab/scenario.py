@@ -86,7 +86,7 @@ class ScenarioError(ValueError):
 
 # what a scenario's `redteam` section may say (lab/redteam.py runs it)
 REDTEAM_KEYS = {"detect", "harm", "margin", "seeds", "honest", "max_alert_rate", "ablate",
-                "adversaries"}
+                "adversaries", "cause"}
 
 
 def spec_of(doc: dict[str, Any], source: str) -> dict[str, Any] | None:
@@ -97,6 +97,12 @@ def spec_of(doc: dict[str, Any], source: str) -> dict[str, Any] | None:
         raise ScenarioError(f"{source}: redteam must be a mapping of {sorted(REDTEAM_KEYS)}")
     if not spec.get("honest") and not ({"detect", "harm"} <= set(spec)):
         raise ScenarioError(f"{source}: redteam needs `detect` and `harm` (or `honest: true`)")
+    cause = spec.get("cause")
+    if cause is not None and (not isinstance(cause, str) or cause not in doc or not any(
+            k == cause or k.startswith(f"{cause}.") for k in spec.get("ablate", {}))):
+        raise ScenarioError(f"{source}: redteam.cause names the scenario section whose "
+                            f"institution must cut the harm alone, and `ablate` must switch "
+                            f"it off (got {cause!r})")
     return spec
 
 
@@ -212,9 +218,14 @@ class Scenario:
         for i in self.interventions:
             if i["tick"] == tick:
                 fields = {k: v for k, v in i.items() if k not in ("tick", "group")}
+                cls = ACTION_TYPES[i["kind"]]
+                actor = overseer if cls.OVERSEER_ONLY else OPERATOR
+                if "group" in i and "agents" in cls.__dataclass_fields__:  # one action, all
+                    out.append(action_from_dict({**fields, "agents": list(groups[i["group"]]),
+                                                 "actor": actor}))
+                    continue
                 for agent in groups[i["group"]] if "group" in i else [None]:
                     extra = {"agent": agent} if agent is not None else {}
-                    actor = overseer if ACTION_TYPES[i["kind"]].OVERSEER_ONLY else OPERATOR
                     out.append(action_from_dict({**fields, **extra, "actor": actor}))
         return out
 
@@ -393,7 +404,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
             raise ScenarioError(f"{source}: certificates: {group!r} must be a population group "
                                 f"with the run tick its certificates lapse (>= 1)")
     operator_kinds = sorted(k for k, c in ACTION_TYPES.items()
-                            if c.OPERATOR_ONLY or c.OVERSEER_ONLY)
+                            if c.OPERATOR_ONLY or c.OVERSEER_ONLY or c.SUPERVISOR)
     for i, iv in enumerate(sc.interventions):
         where = f"interventions[{i}]"
         _typed(iv, dict, where, source)
@@ -410,13 +421,15 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
         fields = {k: v for k, v in iv.items() if k not in ("tick", "group")}
         if "group" in iv:
             names = sorted({g.name for g in sc.population})
-            if iv["group"] not in names or "agent" in iv:
+            takes = ACTION_TYPES[kind].__dataclass_fields__
+            one = "agents" if "agents" in takes else "agent"
+            if iv["group"] not in names or one in iv:
                 raise ScenarioError(f"{source}: {where}.group must name one population group "
-                                    f"({', '.join(names)}) and replace `agent`")
-            if "agent" not in ACTION_TYPES[kind].__dataclass_fields__:
+                                    f"({', '.join(names)}) and replace `{one}`")
+            if one not in takes:
                 raise ScenarioError(f"{source}: {where}: {kind} does not act on an agent, so "
                                     f"it takes no group")
-            fields["agent"] = 1
+            fields[one] = [1] if one == "agents" else 1
         try:
             action_from_dict({**fields, "actor": OPERATOR})
         except MalformedAction as e:

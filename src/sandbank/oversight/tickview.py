@@ -53,13 +53,7 @@ class TickView:
         cached = self.shared.get("population_owner")
         if cached is not None and cached[0] == len(reg.agents):
             return cached[1]
-        admitted: dict[int, int] = {}
-        for x in reg.agents.values():
-            if not x.parent:
-                admitted[x.owner] = admitted.get(x.owner, 0) + 1
-        total = sum(admitted.values())
-        top = max(sorted(admitted), key=lambda o: admitted[o], default=0)
-        found = top if top and 2 * admitted[top] > total else 0
+        found = reg.population_owner()
         self.shared["population_owner"] = (len(reg.agents), found)
         return found
 

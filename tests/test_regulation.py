@@ -1,0 +1,190 @@
+"""The regulatory layer (checklist 46–51): anti-monopoly levies and caps (49)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from sandbank.lab.runner import run_scenario
+from sandbank.lab.scenario import ScenarioError, parse_scenario
+from sandbank.regulation.antimonopoly import levy_due
+from sandbank.store.sqlite import SQLiteStore
+
+# ten small traders of one owner (500 WGT) and three identities of mallory holding 250 each
+# (750 of 1,250: 60% together, 20% each) that never trade
+BASE = {
+    "name": "levy", "seed": 1, "ticks": 40, "assets": ["CRD", "WGT"],
+    "markets": [{"asset": "WGT", "quote": "CRD"}],
+    "endowment": {"CRD": 100_000, "WGT": 50},
+    "owners": [{"name": "market", "kind": "organisation"},
+               {"name": "mallory", "kind": "organisation"},
+               {"name": "trent", "kind": "organisation"}],
+    "population": [
+        {"policy": "zi_trader", "count": 10, "owner": "market"},
+        {"policy": "split_hoarder", "name": "big", "count": 3, "owner": "mallory",
+         "endowment": {"WGT": 250}, "params": {"target": 1}},
+    ],
+    "oversight": {"enabled": False},
+}
+LEVY = {"assets": ["WGT"], "epoch": 5,
+        "levy": [{"above_bps": 2500, "rate_bps": 2000}, {"above_bps": 5000, "rate_bps": 4000}]}
+
+
+def _run(tmp_path, doc, label):
+    res = run_scenario(parse_scenario(copy.deepcopy(doc), label), tmp_path / label)
+    assert res.summary["verified"], res.summary
+    store = SQLiteStore(str(tmp_path / label / "log.db"), readonly=True)
+    entries = [json.loads(e.body) for e in store.entries()]
+    return res.summary, entries
+
+
+def _agents(entries, owner_name):
+    owners = {e["owner"]: e["name"] for e in entries if e["kind"] == "owner_registered"}
+    return {e["agent"] for e in entries if e["kind"] == "agent_registered"
+            and owners[e["owner"]] == owner_name}
+
+
+def _share_by_tick(entries, agents, asset="WGT"):
+    """Per tick, the share (bps) of the supply held by `agents`, folded from the transfers."""
+    acct_of = {e["account"]: e["holder"] for e in entries
+               if e["kind"] == "account_opened" and e["asset"] == asset}
+    bal = dict.fromkeys(acct_of.values(), 0)
+    out = {}
+    for e in entries:
+        for t in ([e] if e["kind"] == "transfer" else e.get("transfers") or ()):
+            if t.get("flags", 0) & 0b1110:  # pending, post or void: no balance moves here
+                continue
+            if t.get("debit") in acct_of:
+                bal[acct_of[t["debit"]]] -= t["amount"]
+            if t.get("credit") in acct_of:
+                bal[acct_of[t["credit"]]] += t["amount"]
+        supply = sum(v for h, v in bal.items() if h > 0)
+        if supply:
+            out[e["tick"]] = sum(bal.get(a, 0) for a in agents) * 10_000 // supply
+    return out
+
+
+def test_the_levy_is_progressive_over_the_brackets():
+    brackets = [(2500, 2000), (5000, 4000)]
+    assert levy_due(2500, 10_000, brackets) == 0
+    assert levy_due(5000, 10_000, brackets) == 2500 * 2000 // 10_000
+    assert levy_due(7000, 10_000, brackets) == 500 + 2000 * 4000 // 10_000
+    # a larger holding never owes less, and owes more per unit (progressive)
+    dues = [levy_due(h, 10_000, brackets) for h in range(0, 10_001, 250)]
+    assert dues == sorted(dues)
+    assert dues[-1] / 10_000 > dues[len(dues) // 2] / 5_000
+
+
+def test_an_owner_above_the_threshold_is_levied_and_its_share_falls_each_epoch(tmp_path):
+    # without the levy the owner's 60% stands
+    _, plain = _run(tmp_path, BASE, "plain")
+    big = _agents(plain, "mallory")
+    before = _share_by_tick(plain, big)
+    assert min(before.values()) >= 5_000 and not [e for e in plain if e["kind"] == "levy"]
+    summary, entries = _run(tmp_path, {**BASE, "antimonopoly": LEVY}, "levied")
+    levies = [e for e in entries if e["kind"] == "levy"]
+    assert levies and {e["holder"] for e in levies} == {f"owner:{2}"}
+    assert {e["tick"] % 5 for e in levies} == {0}  # once an epoch
+    shares = [e["share_bps"] for e in levies]
+    assert shares == sorted(shares, reverse=True) and shares[0] > shares[-1]
+    assert shares[-1] < 4_000  # a fraction of what it held, well under the second bracket
+    # each epoch's levy is what the brackets say, taken from mallory's identities only
+    for e in levies:
+        assert e["due"] == levy_due(e["held"], e["supply"], [(2500, 2000), (5000, 4000)])
+        assert e["levied"] == e["due"] and set(e["agents"]) <= big
+        # paid on to the small holders: the supply stays whole (the remainder is rounding)
+        assert 0 <= e["levied"] - e["redistributed"] <= 10
+    after = _share_by_tick(entries, big)
+    assert after[max(after)] < before[max(before)] - 2_000
+    assert summary["final"]["hhi_bo_WGT"] < 0.7 * _run(tmp_path, BASE, "again")[0][
+        "final"]["hhi_bo_WGT"]
+
+
+def test_a_per_agent_levy_is_split_by_running_more_identities_and_a_per_owner_one_is_not(
+        tmp_path):
+    # each of mallory's identities holds 20% of the supply, under a 25% bracket: judged one
+    # by one (what a per-agent rule does) nothing is due; as the owner's 60%, it is
+    _, by_agent = _run(tmp_path, {**BASE, "antimonopoly": {**LEVY, "by": "agent"}}, "agent")
+    assert not [e for e in by_agent if e["kind"] == "levy"]
+    _, by_owner = _run(tmp_path, {**BASE, "antimonopoly": LEVY}, "owner")
+    assert [e for e in by_owner if e["kind"] == "levy"]
+
+
+def test_linked_owners_are_one_holder(tmp_path):
+    # mallory and trent hold 22% each (200 of 900), under the 25% bracket; linked, 44%
+    doc = copy.deepcopy(BASE)
+    doc["population"] = [
+        BASE["population"][0],
+        {"policy": "split_hoarder", "name": "m", "count": 1, "owner": "mallory",
+         "endowment": {"WGT": 200}, "params": {"target": 1}},
+        {"policy": "split_hoarder", "name": "t", "count": 1, "owner": "trent",
+         "endowment": {"WGT": 200}, "params": {"target": 1}},
+    ]
+    doc["antimonopoly"] = LEVY
+    _, apart = _run(tmp_path, doc, "apart")
+    assert not [e for e in apart if e["kind"] == "levy"]
+    doc["interventions"] = [{"tick": 2, "kind": "link_owners", "owners": [2, 3],
+                             "reason": "fund each other and trade only with each other"}]
+    _, linked = _run(tmp_path, doc, "linked")
+    link = [e for e in linked if e["kind"] == "owners_linked"]
+    assert link and link[0]["owners"] == [2, 3] and link[0]["coalition"] == 2
+    levies = [e for e in linked if e["kind"] == "levy"]
+    assert levies and {e["holder"] for e in levies} == {"coalition:2"}
+    assert {a for e in levies for a in e["agents"]} == _agents(linked, "mallory") | _agents(
+        linked, "trent")
+
+
+def test_the_cap_holds_an_owner_and_not_only_an_agent(tmp_path):
+    # four identities of mallory buy up to 250 units each (1,000 of 1,500 = 67%); a 15%
+    # cap per owner stops them together at 225 units, though each alone stays far under it
+    doc = copy.deepcopy(BASE)
+    doc["ticks"] = 60
+    doc["population"] = [
+        {"policy": "zi_trader", "count": 10, "owner": "market", "endowment": {"WGT": 150}},
+        {"policy": "split_hoarder", "name": "big", "count": 4, "owner": "mallory",
+         "endowment": {"WGT": 0}, "params": {"target": 250, "max_price": 400, "pace": 8,
+                                             "with": ["big"]}},
+    ]
+    _, free = _run(tmp_path, doc, "free")
+    big = _agents(free, "mallory")
+    uncapped = _share_by_tick(free, big)
+    assert max(uncapped.values()) > 2_000  # the attack succeeds without the cap
+    assert max(uncapped.values()) - 1_500 > 500
+    doc["antimonopoly"] = {"assets": ["WGT"], "cap_bps": 1_500}
+    summary, capped = _run(tmp_path, doc, "capped")
+    shares = _share_by_tick(capped, big)
+    assert 1_200 < max(shares.values()) <= 1_500
+    refused = [e for e in capped if e["kind"] == "rejected" and e["reason"] == "over_cap"]
+    assert refused and {e["actor"] for e in refused} <= big
+    header = capped[0]  # the guard is recorded in the run header, in the regulatory layer
+    assert header["kind"] == "run_started"
+    assert header["safeguards"]["antimonopoly_cap"]["layer"] == "regulatory"
+    assert summary["ok"]
+
+
+@pytest.mark.parametrize("bad, says", [
+    ({"assets": ["GOLD"], "cap_bps": 10}, "antimonopoly.assets"),
+    ({"assets": ["WGT"]}, "needs a levy, a cap_bps, or both"),
+    ({"assets": ["WGT"], "levy": [{"above_bps": 3000, "rate_bps": 500},
+                                  {"above_bps": 2000, "rate_bps": 900}]}, "progressive"),
+    ({"assets": ["WGT"], "levy": [{"above_bps": 3000, "rate_bps": 900},
+                                  {"above_bps": 5000, "rate_bps": 500}]}, "progressive"),
+    ({"assets": ["WGT"], "cap_bps": 20_000}, "cap_bps"),
+    ({"assets": ["WGT"], "cap_bps": 10, "by": "lineage"}, "antimonopoly.by"),
+    ({"assets": ["WGT"], "cap_bps": 10, "rate": 5}, "unknown key 'rate'"),
+])
+def test_a_bad_antimonopoly_section_fails_the_scenario_naming_the_key(bad, says):
+    with pytest.raises(ScenarioError, match=says):
+        parse_scenario({**BASE, "antimonopoly": bad}, "inline")
+
+
+def test_only_the_operator_or_an_overseer_links_owners(tmp_path):
+    from conftest import Economy
+    from sandbank.regulation.antimonopoly import LinkOwners
+
+    e = Economy(n=2, fund=0)
+    e.do(LinkOwners(actor=1, owners=[1, 1], reason="me"))
+    refused = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
+    assert refused and refused[0]["reason"] == "forbidden"

@@ -96,7 +96,7 @@ def test_every_kind_a_guard_or_control_names_is_an_action_kind():
 def test_the_pipeline_runs_the_documented_guards_in_order():
     assert [g.name for g in sandbank.economy.assembly().guards] == [
         "identity", "freeze", "roles", "permissions", "compartments", "disabled_actions",
-        "halt", "firewall", "solicited", "rate_limit", "antimonopoly_cap"]
+        "halt", "firewall", "solicited", "rate_limit", "action_tax", "antimonopoly_cap"]
     e = economy(disabled_guards=("halt",))
     every = sandbank.economy.assembly().guards
     assert [g.name for g in e.k.guards] == [g.name for g in every if g.name != "halt"]

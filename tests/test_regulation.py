@@ -188,3 +188,75 @@ def test_only_the_operator_or_an_overseer_links_owners(tmp_path):
     e.do(LinkOwners(actor=1, owners=[1, 1], reason="me"))
     refused = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
     assert refused and refused[0]["reason"] == "forbidden"
+
+
+# ------------------------------------------------ the YAML gaps: taxes on action classes
+def _taxed(**policy):
+    from conftest import Economy
+
+    return Economy(n=3, fund=100, policy=policy)
+
+
+def _balance(e, agent):
+    return e.k.state.ledger.account_of(agent, "CRD").balance
+
+
+def test_a_tax_on_an_action_class_is_charged_on_every_accepted_action_of_it():
+    from sandbank.markets.messaging import SendMessage
+
+    # without the tax, a message costs nothing (what a tax on `send_message` used to do)
+    free = _taxed()
+    free.do(SendMessage(actor=1, to=2, content="hi"))
+    assert _balance(free, 1) == 100
+    e = _taxed(taxes={"send_message": 7})
+    treasury = e.k.state.ledger.accounts[e.k.state.ledger.treasury["CRD"]].balance
+    e.do(SendMessage(actor=1, to=2, content="hi"), SendMessage(actor=2, to=99, content="x"))
+    assert _balance(e, 1) == 93  # exactly the configured charge, to the treasury
+    assert e.k.state.ledger.accounts[e.k.state.ledger.treasury["CRD"]].balance == treasury + 7
+    assert _balance(e, 2) == 100  # a refused action owes no tax
+    taxes = [d for d in e.k.log.last_committed if d["kind"] == "tax_charged"]
+    assert [(d["agent"], d["action_kind"], d["due"], d["paid"]) for d in taxes] == [
+        (1, "send_message", 7, 7)]
+    e.k.state.check_invariants()
+
+
+def test_an_action_whose_tax_is_not_available_is_refused():
+    from sandbank.markets.messaging import SendMessage
+
+    e = _taxed(taxes={"send_message": 150})
+    e.do(SendMessage(actor=1, to=2, content="hi"))
+    refused = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
+    assert refused and refused[0]["reason"] == "insufficient_funds"
+    assert "policy.taxes" in refused[0]["message"] and _balance(e, 1) == 100
+
+
+def test_a_tax_on_an_operator_action_or_a_task_category_named_as_an_action_is_refused():
+    from sandbank.markets.tasks import PostTask
+
+    with pytest.raises(ScenarioError, match="set_policy is an operator"):
+        parse_scenario({**BASE, "policy": {"taxes": {"set_policy": 5}}}, "inline")
+    e = _taxed(taxes={"external": 3})
+    e.do(PostTask(actor=1, skills={"code": 1}, reward=10, deadline=e.k.tick + 20, units=1,
+                  category="external"))
+    refused = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
+    assert refused and "may not be an action kind" in refused[0]["message"]
+
+
+def test_interrupt_disable_action_and_partition_are_schedulable_interventions(tmp_path):
+    doc = {**BASE, "population": [{"policy": "zi_trader", "count": 6, "owner": "market"},
+                                  {"policy": "zi_trader", "name": "side", "count": 2,
+                                   "owner": "trent"}],
+           "ticks": 20, "interventions": [
+               {"tick": 2, "kind": "partition", "group": "side", "compartment": "quarantine",
+                "reason": "drill"},
+               {"tick": 3, "kind": "interrupt", "scope": "agent", "mode": "pause",
+                "group": "side", "reason": "drill"},
+               {"tick": 4, "kind": "disable_action", "action_kind": "place_order",
+                "reason": "drill"}]}
+    summary, entries = _run(tmp_path, doc, "drill")
+    done = {(i["action"]["kind"], i["outcome"]) for i in summary["interventions"]}
+    assert done == {("partition", "ok"), ("interrupt", "ok"), ("disable_action", "ok")}
+    part = [e for e in entries if e["kind"] == "partitioned"]
+    assert len(part) == 1 and sorted(part[0]["agents"]) == sorted(_agents(entries, "trent"))
+    last = max(e["tick"] for e in entries if e["kind"] == "action_disabled")
+    assert not [e for e in entries if e["kind"] == "order_placed" and e["tick"] > last]

@@ -6,6 +6,13 @@ Parameters change only by a governor's `set_policy` action (operator for now; th
 regulation issue adds quorum). A change is logged with the tick it takes effect — always the
 next tick — and looked up by tick, so a live run and its replay agree on every fee.
 
+A Pigouvian tax names its externality class: an agent action kind (`external`, `spawn_agent`,
+`send_message`, ...) is taxed per accepted action of that kind, charged in the fee asset in
+the same step (a `tax_charged` entry after the action's own; an agent that has less
+available than the tax is refused, `insufficient_funds`); any other class is a task category,
+taxed per externality unit at award (markets/tasks.py; a task may not take an action kind as
+its category). An operator, overseer or governor action kind cannot be taxed.
+
 A mechanism of the control plane (`MECHANISM`, kernel/mechanism.py): state
 `k.state.policy` (the markets read its rates), and the `policy` config key and scenario section.
 """
@@ -18,8 +25,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import ConfigError, Reject
-from sandbank.kernel.mechanism import PARTIES, PUBLIC, Mechanism
-from sandbank.kernel.schema import SYSTEM, Action, Event, Settled, register_action, register_event
+from sandbank.kernel.guards import MARKET_DESIGN, Guard, Verdict
+from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, PUBLIC, Mechanism
+from sandbank.kernel.schema import (
+    ACTION_TYPES,
+    OPERATOR,
+    SYSTEM,
+    Action,
+    Event,
+    Settled,
+    register_action,
+    register_event,
+)
 from sandbank.kernel.settlement import Settlement, require_account
 
 if TYPE_CHECKING:
@@ -91,6 +108,25 @@ class CertificationChanged(Event):
     certified: bool
 
 
+@register_event
+@dataclass(slots=True, kw_only=True)
+class TaxCharged(Settled):
+    """The Pigouvian tax an accepted action of a taxed kind paid (`due` after the certified
+    rebate; `paid` less only when the action itself spent what the guard saw available)."""
+
+    KIND: ClassVar[str] = "tax_charged"
+    agent: int
+    action_kind: str
+    due: int
+    paid: int
+
+
+def taxable_kind(kind: str) -> bool:
+    """Is `kind` an agent action kind (which a tax on that class charges per action)?"""
+    cls = ACTION_TYPES.get(kind)
+    return cls is not None and not (cls.OPERATOR_ONLY or cls.OVERSEER_ONLY or cls.SUPERVISOR)
+
+
 @register_action
 @dataclass(slots=True, kw_only=True)
 class PostStake(Action):
@@ -141,6 +177,7 @@ class Policy:
         self.stakes: dict[tuple[int, str], tuple[int, int]] = {}  # -> (hold id, amount)
         self._history: dict[str, list[tuple[int, int]]] = {}  # name -> [(from tick, value)]
         self.certified: set[int] = set()
+        self.taxed_kinds: set[str] = set()  # action kinds a tax was ever set on
 
     def configure(self, fee_asset: str, initial: dict[str, Any]) -> None:
         self.fee_asset = fee_asset
@@ -148,6 +185,8 @@ class Policy:
             self._history[name] = [(0, int(initial.get(name, default)))]
         for cls, rate in sorted(initial.get("taxes", {}).items()):
             self._history[f"tax:{cls}"] = [(0, int(rate))]
+            if taxable_kind(cls):
+                self.taxed_kinds.add(cls)
 
     def value(self, name: str, tick: int) -> int:
         for start, v in reversed(self._history.get(name, ())):
@@ -170,6 +209,8 @@ class Policy:
     def apply_changed(self, ev: PolicyChanged) -> None:
         name = f"tax:{ev.key}" if ev.param == "tax" else ev.param
         self._history.setdefault(name, []).append((ev.effective_tick, ev.value))
+        if ev.param == "tax" and taxable_kind(ev.key):
+            self.taxed_kinds.add(ev.key)
 
     def apply_certified(self, ev: CertificationChanged) -> None:
         (self.certified.add if ev.certified else self.certified.discard)(ev.agent)
@@ -183,7 +224,8 @@ class Policy:
     def digest(self) -> bytes:
         return sha256(canonical_bytes(
             [self.fee_asset, sorted([k, [list(x) for x in v]] for k, v in self._history.items()),
-             sorted(self.certified), sorted([a, s, h, n] for (a, s), (h, n) in self.stakes.items())]
+             sorted(self.certified), sorted([a, s, h, n] for (a, s), (h, n) in self.stakes.items()),
+             sorted(self.taxed_kinds)]
         )).digest()
 
     def check(self, param: str, key: str, value: int) -> str | None:
@@ -191,6 +233,10 @@ class Policy:
         if param == "tax":
             if not key or len(key) > 64:
                 return "a tax needs its externality class in `key`"
+            cls = ACTION_TYPES.get(key)
+            if cls is not None and not taxable_kind(key):
+                return (f"{key} is an operator, overseer or governor action: its class cannot "
+                        "be taxed")
             return None if 0 <= value <= MAX_TAX else f"tax must be within 0..{MAX_TAX}"
         if param not in PARAMS:
             return f"unknown parameter {param!r}; known: tax, {', '.join(sorted(PARAMS))}"
@@ -267,6 +313,43 @@ def slash(k: Kernel, a: Slash, tick: int) -> list[Event]:
                         a.amount, a.reason, a.actor, tick)
 
 
+def action_tax_due(k: Kernel, a: Action, tick: int) -> int:
+    p: Policy = k.state.policy
+    if a.KIND not in p.taxed_kinds or a.actor <= OPERATOR:
+        return 0
+    return p.charge(a.actor, p.tax(a.KIND, tick), tick)
+
+
+def action_tax_guard(k: Kernel, a: Action) -> Verdict:
+    due = action_tax_due(k, a, k.tick)
+    if not due:
+        return None
+    acct = k.state.ledger.account_of(a.actor, k.state.policy.fee_asset)
+    have = acct.available if acct is not None else 0
+    if have < due:
+        return ("insufficient_funds", f"a {a.KIND} is taxed {due} {k.state.policy.fee_asset} "
+                f"(policy.taxes); agent {a.actor} has {have} available")
+    return None
+
+
+def charge_action_tax(k: Kernel, a: Action, tick: int) -> list[Event]:
+    """After an accepted action of a taxed kind: its tax, to the treasury (never raises: it
+    takes what is available, which the guard saw cover the tax before the action ran)."""
+    due = action_tax_due(k, a, tick)
+    if not due:
+        return []
+    asset = k.state.policy.fee_asset
+    acct = k.state.ledger.account_of(a.actor, asset)
+    paid = max(0, min(due, acct.available)) if acct is not None else 0
+    st = Settlement(k)
+    if paid:
+        st.fee(acct.id, asset, paid)
+    ev = TaxCharged(actor=SYSTEM, transfers=st.commit(), agent=a.actor, action_kind=a.KIND,
+                    due=due, paid=paid)
+    k.state.apply(ev, tick, ledger_applied=True)
+    return [ev]
+
+
 def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
     for key, value in values["policy"].items():
         if key == "taxes":
@@ -295,8 +378,13 @@ MECHANISM = Mechanism(
         PolicyChanged: lambda s: lambda ev, tick: s.policy.apply_changed(ev),
         CertificationChanged: lambda s: lambda ev, tick: s.policy.apply_certified(ev),
         StakeChanged: lambda s: lambda ev, tick: s.policy.apply_stake(ev),
+        TaxCharged: lambda s: lambda ev, tick: None,  # (its transfers are the whole effect)
     },
+    guards=((GUARD_RANKS["rate"] + 50, Guard(
+        "action_tax", MARKET_DESIGN, action_tax_guard,
+        "an action of a taxed class needs the tax available in the fee asset")),),
+    after=charge_action_tax,
     visibility={"policy_changed": PUBLIC, "certification_changed": PUBLIC,
-                "stake_changed": PARTIES},
+                "stake_changed": PARTIES, "tax_charged": PARTIES},
     requires=("emergency",),
 )

@@ -22,6 +22,9 @@ standard set). Each field is something an existing mechanism needs, and nothing 
   (`GUARD_RANKS` names the stages); `tick_start` / `tick_end`: (rank, hook) pairs, run in
   rank order at the start of every tick (after hold expiries) and at its end (before the
   checkpoint); a hook returns the events it applied, which the kernel logs;
+- `after(kernel, action, tick) -> events`: run once an action of any mechanism has been
+  accepted, in the same step (its events follow the action's own): a charge every accepted
+  action of a kind owes (a Pigouvian tax on an action class, controls/policy.py);
 - `views(kernel) -> observe(agent_id) -> {field: value}`: what it adds to an agent's
   observation (an `Observation` field, or a name of its own, which goes to `extra`);
 - `visibility`: event kind -> PUBLIC, PARTIES or OVERSEERS (who may read its log entries;
@@ -58,6 +61,7 @@ GUARD_RANKS = {"identity": 100, "freeze": 200, "roles": 300, "clearance": 400,
 
 Handler = Callable[["Kernel", "Action", int], "list[Event]"]
 Hook = Callable[["Kernel", int], "Iterable[Event]"]
+After = Callable[["Kernel", "Action", int], "list[Event]"]
 Apply = Callable[["Event", int], None]
 Bind = Callable[[Any], Apply]
 
@@ -82,6 +86,7 @@ class Mechanism:
     guards: Sequence[tuple[int, Guard]] = ()
     tick_start: Sequence[tuple[int, Hook]] = ()
     tick_end: Sequence[tuple[int, Hook]] = ()
+    after: After | None = None
     views: Callable[[Kernel], Callable[[int], Mapping[str, Any]]] | None = None
     visibility: Mapping[str, str] = field(default_factory=dict)
     principal: Callable[[Any, int], Any] | None = None
@@ -112,6 +117,7 @@ class Assembly:
     guards: tuple[Guard, ...]
     tick_start: tuple[Hook, ...]
     tick_end: tuple[Hook, ...]
+    after: tuple[After, ...]
     config: Mapping[str, tuple[Mechanism, Any]]  # config key -> (owner, default)
     visibility: Mapping[str, str]
 
@@ -159,4 +165,5 @@ class Assembly:
 
         return cls(tuple(mechanisms), handlers, order(ranked),
                    order([h for m in mechanisms for h in m.tick_start]),
-                   order([h for m in mechanisms for h in m.tick_end]), config, visibility)
+                   order([h for m in mechanisms for h in m.tick_end]),
+                   tuple(m.after for m in mechanisms if m.after is not None), config, visibility)

@@ -416,6 +416,9 @@ class Kernel:
                 authenticated = True
             try:
                 events = handler(self, action, tick)
+                if self.assembly.after and not any(isinstance(ev, Rejected) for ev in events):
+                    for after in self.assembly.after:  # what an accepted action owes besides
+                        events = [*events, *after(self, action, tick)]  # (never raises)
             except SettlementFailed as e:  # raised before the mechanism changed anything
                 raise Reject("settlement_failed", str(e)) from None
         except Reject as r:

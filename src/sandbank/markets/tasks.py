@@ -34,6 +34,7 @@ from sandbank.kernel.digest import DigestMap
 from sandbank.kernel.errors import Reject
 from sandbank.kernel.mechanism import PUBLIC, Mechanism
 from sandbank.kernel.schema import (
+    ACTION_TYPES,
     OPERATOR,
     SYSTEM,
     Action,
@@ -450,6 +451,9 @@ def post_task(k: Kernel, a: PostTask, tick: int) -> list[Event]:
         _agent(k, a.arbiter, "arbiter")
     if a.units < 0 or (a.units and not a.category):
         raise Reject("invalid_field", "externality units need a category (and are >= 0)")
+    if a.category in ACTION_TYPES:  # that class is taxed per action (controls/policy.py)
+        raise Reject("invalid_field", f"a task category may not be an action kind "
+                     f"({a.category!r})")
     if not 0 <= a.min_reputation <= 1000:
         raise Reject("invalid_field", "min_reputation is a score in thousandths: 0..1000")
     if require_account(k, a.actor, asset).available < a.reward:

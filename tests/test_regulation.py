@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbank.lab.runner import run_scenario
 from sandbank.lab.scenario import ScenarioError, parse_scenario
@@ -218,6 +221,11 @@ def test_a_tax_on_an_action_class_is_charged_on_every_accepted_action_of_it():
     assert [(d["agent"], d["action_kind"], d["due"], d["paid"]) for d in taxes] == [
         (1, "send_message", 7, 7)]
     e.k.state.check_invariants()
+    from sandbank.economy import replay_log
+
+    rp = replay_log(e.k.store)  # the charge is in the log: a replay folds the same state
+    assert rp.ok, rp.problem
+    assert rp.state.digest() == e.k.state.digest()
 
 
 def test_an_action_whose_tax_is_not_available_is_refused():
@@ -260,3 +268,76 @@ def test_interrupt_disable_action_and_partition_are_schedulable_interventions(tm
     assert len(part) == 1 and sorted(part[0]["agents"]) == sorted(_agents(entries, "trent"))
     last = max(e["tick"] for e in entries if e["kind"] == "action_disabled")
     assert not [e for e in entries if e["kind"] == "order_placed" and e["tick"] > last]
+
+
+# ------------------------------------------------------------------ liability (checklist 46)
+def _brute_shapley(contributors, weights):
+    """The Shapley value of v(S) = Σ_e w_e·[A_e ⊆ S], over every ordering of the agents."""
+    import itertools
+    from fractions import Fraction
+
+    agents = sorted({a for c in contributors.values() for a in c})
+
+    def v(s):
+        return sum(weights[e] for e, c in contributors.items() if c and set(c) <= s)
+
+    phi = dict.fromkeys(agents, Fraction(0))
+    orders = list(itertools.permutations(agents))
+    for order in orders:
+        s: set[int] = set()
+        for a in order:
+            before = v(s)
+            s.add(a)
+            phi[a] += v(s) - before
+    total = v(set(agents))
+    return {a: p / len(orders) / total for a, p in phi.items() if p} if total else {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.integers(1, 6), st.sets(st.integers(1, 5), max_size=4),
+                       min_size=1, max_size=5),
+       st.lists(st.integers(1, 1000), min_size=6, max_size=6))
+def test_liability_shares_are_the_shapley_value_and_sum_to_one(contributors, w):
+    from sandbank.regulation.liability import by_owner, shapley_shares
+
+    weights = {e: w[e - 1] for e in contributors}
+    shares = shapley_shares(contributors, weights)
+    assert shares == _brute_shapley(contributors, weights)
+    if any(contributors.values()):
+        assert sum(shares.values()) == 1 and all(s > 0 for s in shares.values())
+        owners = by_owner(shares, {a: a % 2 + 1 for a in shares})
+        assert sum(owners.values()) == 1 and set(owners) <= {1, 2}
+    else:
+        assert shares == {}
+
+
+def test_an_incident_shares_liability_over_the_owners_that_caused_it_not_its_victims(tmp_path):
+    from sandbank.lab.scenario import load_scenario
+    from sandbank.oversight.forensics import investigate, render_text
+    from sandbank.store.sqlite import SQLiteStore
+
+    res = run_scenario(load_scenario("scenarios/demo.yaml"), tmp_path / "d")
+    alert = next(a for a in res.summary["alerts"] if a["detector"] == "fraud")
+    store = SQLiteStore(tmp_path / "d" / "log.db", readonly=True, create=False)
+    inc = investigate(store, alert=alert["alert"], proofs=False)
+    entries = [json.loads(e.body) for e in store.entries()]
+    store.close()
+    owner_of = {e["agent"]: e["owner"] for e in entries if e["kind"] == "agent_registered"}
+    def group(name):
+        return {a for g in res.summary["groups"] if g["name"] == name
+                for a in range(g["ids"][0], g["ids"][1] + 1)}
+
+    fraud, requesters = group("fraudster"), group("requester")
+    assert inc.liability and sum(inc.liability.values()) == 1
+    assert sum(inc.owner_liability.values()) == 1
+    for agent, share in inc.liability.items():  # every share maps to its registered owner
+        assert inc.owners[agent] == owner_of[agent] and share > 0
+    assert set(inc.owner_liability) == {owner_of[a] for a in inc.liability}
+    # the fraudsters carry the largest share; the requesters they cheated carry none
+    # (the requesters posted and awarded the tasks the fraud rests on: on its causal path)
+    acted = {inc.events[s].get("actor") for s in inc.graph}
+    assert acted & requesters and not requesters & set(inc.liability)
+    assert set(inc.liability) <= fraud
+    # split by how much of the evidence rests on each: one delivered two of three garbage
+    assert sorted(inc.liability.values()) == [Fraction(1, 3), Fraction(2, 3)]
+    assert "liability" in render_text(inc) and inc.to_json()["liability"]["owners"]

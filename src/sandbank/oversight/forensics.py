@@ -9,6 +9,12 @@
   events descend from them (then earliest first) — the first link of the chain that most of
   the incident hangs on; and the agents ranked by the events of the graph they acted in,
   then by money gained in the evidence;
+- **liability** (checklist 46, `regulation/liability.py`): shares of responsibility across
+  the agents whose actions the evidence rests on — the Shapley value of "an evidence event
+  happens only if all its contributors act", weighted by the money it moved — summing to 1,
+  and the same per beneficial owner; the contributors are the agents of the causal graph
+  that answer for it (named by the alert, of an owner it names, or paid by the evidence:
+  `_answerable`), not the victims whose actions the harm also rests on;
 - **an incident report** an auditor can check without trusting us: every cited event with
   its Merkle inclusion proof against the latest signed checkpoint (`sandbank check-proof`
   verifies each), plus a text and an HTML rendering.
@@ -20,11 +26,13 @@ import html
 import json
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from sandbank.audit.proofs import inclusion_bundle
 from sandbank.audit.provenance import Provenance
 from sandbank.kernel.canonical import parse
+from sandbank.regulation.liability import by_owner, shapley_shares
 from sandbank.store.base import Store
 
 MAX_GRAPH = 400  # events in the rendered graph
@@ -45,6 +53,10 @@ class Incident:
     root_causes: list[tuple[int, int]]  # (event, evidence events that descend from it)
     flows: list[tuple[int, int, int]]  # (payer, payee, amount)
     proofs: list[dict[str, Any]] = field(default_factory=list)
+    liability: dict[int, Fraction] = field(default_factory=dict)  # agent -> share (sum 1)
+    owner_liability: dict[int, Fraction] = field(default_factory=dict)  # owner -> share
+    owner_names: dict[int, str] = field(default_factory=dict)
+    owners: dict[int, int] = field(default_factory=dict)  # agent -> owner (liable agents)
 
     def to_json(self) -> dict[str, Any]:
         return {"title": self.title, "alert": self.alert, "evidence": self.evidence,
@@ -53,6 +65,15 @@ class Incident:
                 "root_causes": [{"entry": s, "explains": n, "event": self.events[s]}
                                 for s, n in self.root_causes],
                 "money_flows": [{"from": a, "to": b, "amount": x} for a, b, x in self.flows],
+                "liability": {
+                    "agents": [{"agent": a, "owner": self.owners.get(a, 0),
+                                "share": round(float(v), 6)}
+                               for a, v in _ranked(self.liability)],
+                    "owners": [{"owner": o, "name": self.owner_names.get(o, ""),
+                                "share": round(float(v), 6)}
+                               for o, v in _ranked(self.owner_liability)],
+                    "rule": "Shapley value: each evidence event's weight (money moved, or "
+                            "1) split equally among the agents its causal graph rests on"},
                 "graph": {str(k): v for k, v in sorted(self.graph.items())},
                 "proofs": self.proofs,
                 "check": "save a proof as a file and run: sandbank check-proof FILE --key KEY"}
@@ -116,39 +137,91 @@ def investigate(store: Store, *, alert: int | None = None, entry: int | None = N
             acted[a] = acted.get(a, 0) + 1
     for a in (alert_doc or {}).get("subjects", []):
         acted.setdefault(a, 0)
-    flows, net = _flows(store, [events[s] for s in evidence])
+    ledger = _Ledger(store)
+    flows, net = ledger.flows([events[s] for s in evidence])
     for a in net:
         acted.setdefault(a, 0)
     agents = sorted(((a, n, net.get(a, 0)) for a, n in acted.items()),
                     key=lambda x: (-x[1], -x[2], x[0]))
-    inc = Incident(title, alert_doc, sorted(evidence), graph, events, agents, roots, flows)
+    # liability: each evidence event's contributors are the agents acting in what it rests
+    # on that are answerable for it (`_answerable`)
+    answerable = _answerable(alert_doc, net, ledger.owner_of)
+    contributors: dict[int, set[int]] = {ev: set() for ev in evidence}
+    for x in graph:
+        a = events[x].get("actor", 0)
+        if a > 0 and answerable(a):
+            for ev in below[x]:  # order-free: adds to sets
+                contributors[ev].add(a)
+    shares = shapley_shares(contributors, {ev: ledger.moved(events[ev]) for ev in evidence})
+    inc = Incident(title, alert_doc, sorted(evidence), graph, events, agents, roots, flows,
+                   liability=shares, owner_liability=by_owner(shares, ledger.owner_of),
+                   owner_names=ledger.owner_names,
+                   owners={a: ledger.owner_of.get(a, 0) for a in shares})
     if proofs:
         inc.proofs = [inclusion_bundle(store, s) for s in sorted(evidence)]
     return inc
 
 
-def _flows(store: Store, evidence: list[dict[str, Any]]) -> tuple[list[tuple[int, int, int]],
-                                                                  dict[int, int]]:
-    """Money moved between agents by the evidence's transfers (escrow legs joined up)."""
-    holder: dict[int, int] = {}
-    for e in store.entries():
-        if e.kind == "account_opened":
-            d = parse(e.body)
-            holder[d["account"]] = d["holder"]
-    pairs: dict[tuple[int, int], int] = {}
-    net: dict[int, int] = {}
-    for d in evidence:
-        for t in d.get("transfers", []) or []:
-            a, b = holder.get(t["debit"], 0), holder.get(t["credit"], 0)
-            if a > 0 and b > 0 and a != b and t["amount"]:
-                pairs[(a, b)] = pairs.get((a, b), 0) + t["amount"]
-            if t["amount"]:
-                if a > 0:
-                    net[a] = net.get(a, 0) - t["amount"]
-                if b > 0:
-                    net[b] = net.get(b, 0) + t["amount"]
-    flows = sorted(((a, b, x) for (a, b), x in pairs.items()), key=lambda f: (-f[2], f[0], f[1]))
-    return flows, net
+def _answerable(alert: dict[str, Any] | None, net: dict[int, int],
+                owner_of: dict[int, int]) -> Any:
+    """Which agents acting in an incident's causal graph answer for it. A causal path runs
+    through the victims too (the requester a fraudster cheated posted the task the fraud
+    rests on), so acting is not enough: with an alert, an agent answers if the alert names
+    it or another identity of its owner (the beneficial owner is the unit), or if it gained
+    money in the evidence (an accomplice paid); with no alert (one entry investigated), any
+    agent that did not lose money in it."""
+    if alert is None:
+        return lambda a: net.get(a, 0) >= 0
+    subjects = set(alert.get("subjects", []))
+    owners = {owner_of.get(a, 0) for a in subjects} - {0}
+    return lambda a: a in subjects or owner_of.get(a, 0) in owners or net.get(a, 0) > 0
+
+
+def _ranked(shares: dict[int, Fraction]) -> list[tuple[int, Fraction]]:
+    return sorted(shares.items(), key=lambda x: (-x[1], x[0]))
+
+
+class _Ledger:
+    """Who holds each account and who owns each agent, read from the log once."""
+
+    def __init__(self, store: Store) -> None:
+        self.holder: dict[int, int] = {}
+        self.owner_of: dict[int, int] = {}
+        self.owner_names: dict[int, str] = {}
+        for e in store.entries():
+            if e.kind in ("account_opened", "agent_registered", "owner_registered"):
+                d = parse(e.body)
+                if e.kind == "account_opened":
+                    self.holder[d["account"]] = d["holder"]
+                elif e.kind == "agent_registered":
+                    self.owner_of[d["agent"]] = d["owner"]
+                else:
+                    self.owner_names[d["owner"]] = d["name"]
+
+    def moved(self, event: dict[str, Any]) -> int:
+        """The money an event moved out of agents' accounts (its harm weight)."""
+        return sum(t["amount"] for t in event.get("transfers", []) or []
+                   if self.holder.get(t.get("debit"), 0) > 0 and t.get("amount"))
+
+    def flows(self, evidence: list[dict[str, Any]]) -> tuple[list[tuple[int, int, int]],
+                                                             dict[int, int]]:
+        """Money moved between agents by the evidence's transfers (escrow legs joined up)."""
+        holder = self.holder
+        pairs: dict[tuple[int, int], int] = {}
+        net: dict[int, int] = {}
+        for d in evidence:
+            for t in d.get("transfers", []) or []:
+                a, b = holder.get(t["debit"], 0), holder.get(t["credit"], 0)
+                if a > 0 and b > 0 and a != b and t["amount"]:
+                    pairs[(a, b)] = pairs.get((a, b), 0) + t["amount"]
+                if t["amount"]:
+                    if a > 0:
+                        net[a] = net.get(a, 0) - t["amount"]
+                    if b > 0:
+                        net[b] = net.get(b, 0) + t["amount"]
+        flows = sorted(((a, b, x) for (a, b), x in pairs.items()),
+                       key=lambda f: (-f[2], f[0], f[1]))
+        return flows, net
 
 
 def render_text(inc: Incident) -> str:
@@ -164,6 +237,14 @@ def render_text(inc: Incident) -> str:
     lines.append("agents involved (events of the graph acted in, net money in the evidence):")
     for a, n, m in inc.agents[:10]:
         lines.append(f"  agent {a}: {n} events, {m:+d}")
+    if inc.liability:
+        lines.append("liability (Shapley shares over the causal graph; sum 1):")
+        for o, v in _ranked(inc.owner_liability)[:10]:
+            name = inc.owner_names.get(o, "")
+            mine = [f"agent {a} {float(x):.1%}" for a, x in _ranked(inc.liability)
+                    if inc.owners.get(a) == o][:6]
+            lines.append(f"  owner {o}{f' ({name})' if name else ''}: {float(v):.1%}"
+                         + (f" — {', '.join(mine)}" if mine else ""))
     if inc.flows:
         lines.append("money flows:")
         for a, b, x in inc.flows[:10]:

@@ -341,3 +341,33 @@ def test_an_incident_shares_liability_over_the_owners_that_caused_it_not_its_vic
     # split by how much of the evidence rests on each: one delivered two of three garbage
     assert sorted(inc.liability.values()) == [Fraction(1, 3), Fraction(2, 3)]
     assert "liability" in render_text(inc) and inc.to_json()["liability"]["owners"]
+
+
+@pytest.mark.parametrize("defended", [False, True])
+def test_a_holding_parked_in_an_ask_priced_never_to_fill_still_pays_the_levy(defended,
+                                                                             monkeypatch):
+    from conftest import Economy
+    from sandbank.markets.exchange import PlaceOrder
+    from sandbank.regulation import antimonopoly
+
+    if not defended:  # the attack, against a levy that takes only what is available
+        monkeypatch.setattr(antimonopoly, "cancel_orders_holding", lambda *a, **kw: [])
+    e = Economy(n=3, fund=1_000, assets=("CRD", "WGT"),
+                markets=({"asset": "WGT", "quote": "CRD"},),
+                antimonopoly={"assets": ["WGT"], "epoch": 20, "by": "agent",
+                              "levy": [{"above_bps": 2500, "rate_bps": 5000}]})
+    assert e.k.tick < 20 and not e.k.state.antimonopoly.levied["WGT"]
+    e.do(PlaceOrder(actor=1, asset="WGT", side="sell", qty=1_000, price=10**6))
+    assert e.k.state.ledger.account_of(1, "WGT").available == 0  # all of it reserved
+    while not e.k.state.antimonopoly.levied["WGT"]:
+        e.do()
+    levies = {d["agents"][0] if d["agents"] else int(d["holder"].split(":")[1]): d
+              for d in e.k.log.last_committed if d["kind"] == "levy"}
+    parked, plain = levies[1], levies[2]
+    assert plain["levied"] == plain["due"] > 0
+    if defended:
+        assert parked["levied"] == parked["due"] == plain["due"]
+        assert not e.k.state.exchange.by_agent.get(1)  # its ask was cancelled
+    else:
+        assert parked["levied"] == 0 and e.k.state.antimonopoly.shortfall["WGT"] > 0
+    e.k.state.check_invariants()

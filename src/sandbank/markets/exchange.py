@@ -426,6 +426,22 @@ def cancel_agent_orders(k: Kernel, agent: int, reason: str, actor: int, tick: in
             for order in sorted(ex.by_agent.get(agent, {}))]
 
 
+def cancel_orders_holding(k: Kernel, agents: Iterable[int], asset: str, reason: str,
+                          actor: int, tick: int) -> list[Event]:
+    """Cancel the resting orders of `agents` that reserve `asset` (asks in its market, bids
+    in markets it quotes), oldest first, releasing their holds: what a levy is owed must not
+    be parked out of reach in an order that never fills."""
+    ex = k.state.exchange
+    out: list[Event] = []
+    for agent in sorted(set(agents)):
+        for oid in sorted(ex.by_agent.get(agent, {})):
+            o = ex.orders[oid]
+            if (o.side == SELL and o.asset == asset) or \
+                    (o.side == BUY and ex.markets[o.asset].quote == asset):
+                out.append(_cancel(k, o, reason, actor, tick))
+    return out
+
+
 def held_by(state: Any, agents: Iterable[int], asset: str) -> int:
     """What `agents` hold of `asset` together (a negative balance counts as none)."""
     return sum(max(0, acct.balance) for agent in agents

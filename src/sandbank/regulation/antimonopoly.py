@@ -25,8 +25,11 @@ splitting defeats.
 share of the supply (what is in circulation: minted less burned, ledger/ledger.py) is
 compared with the brackets; the part of its holding between one bracket's share and the
 next's pays that bracket's rate. What is due is taken from the holder's identities, largest
-available balance first (what is reserved for a resting sell order is not taken; a holder
-that cannot pay all pays what it can, and the shortfall is logged), and is credited to the asset's
+available balance first. When what is available falls short, the holder's resting orders
+that reserve the asset (asks, or bids quoted in it) are cancelled first — a levy is not
+evaded by parking the holding in an order priced never to fill; a holder that still cannot
+pay all (units held for a task or an auction) pays what it can, and the shortfall is
+logged, and is credited to the asset's
 treasury. With `proceeds: redistribute` (the default) the treasury pays it straight on to
 the holders under the lowest bracket, in proportion to what they hold (what a holding is
 split into does not change what it receives; the rounding remainder stays in the
@@ -60,7 +63,7 @@ from sandbank.kernel.guards import REGULATORY, Guard, Verdict
 from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, PUBLIC, Mechanism
 from sandbank.kernel.schema import SYSTEM, Action, Event, Settled, register_action, register_event
 from sandbank.kernel.settlement import Settlement
-from sandbank.markets.exchange import BUY, PlaceOrder, holding_of
+from sandbank.markets.exchange import BUY, PlaceOrder, cancel_orders_holding, holding_of
 
 if TYPE_CHECKING:
     from sandbank.identity.registry import Registry
@@ -233,8 +236,13 @@ def antimonopoly_tick(k: Kernel, tick: int) -> list[Event]:
             if due <= 0:
                 continue
             reg = k.state.registry
-            accounts = [(acct, agent) for agent in am.members(reg, holder)
+            members = am.members(reg, holder)
+            accounts = [(acct, agent) for agent in members
                         if (acct := led.account_of(agent, asset)) is not None]
+            if sum(max(0, min(a.available, a.balance)) for a, _ in accounts) < due:
+                # what the levy is owed is parked in resting orders: they are cancelled
+                out += cancel_orders_holding(k, members, asset, "the anti-monopoly levy "
+                                             "is owed what this order reserves", SYSTEM, tick)
             accounts.sort(key=lambda x: (-min(x[0].available, x[0].balance), x[1]))
             st, left, paid = Settlement(k), due, []
             for acct, agent in accounts:

@@ -37,7 +37,7 @@ from sandbank.kernel.schema import (
     register_action,
     register_event,
 )
-from sandbank.kernel.settlement import Settlement, require_account
+from sandbank.kernel.settlement import Settlement, SettlementFailed, require_account
 
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
@@ -112,13 +112,17 @@ class CertificationChanged(Event):
 @dataclass(slots=True, kw_only=True)
 class TaxCharged(Settled):
     """The Pigouvian tax an accepted action of a taxed kind paid (`due` after the certified
-    rebate; `paid` less only when the action itself spent what the guard saw available)."""
+    rebate). `paid` is less only when the action itself spent what the guard saw available
+    (a bid reserving every unit of cash): the rest is owed (`owed`, the agent's debt now),
+    and an agent in debt has no action accepted but cancelling orders until it is collected
+    (`action_kind` "debt": a collection at the start of a tick)."""
 
     KIND: ClassVar[str] = "tax_charged"
     agent: int
     action_kind: str
     due: int
     paid: int
+    owed: int = 0
 
 
 def taxable_kind(kind: str) -> bool:
@@ -178,6 +182,7 @@ class Policy:
         self._history: dict[str, list[tuple[int, int]]] = {}  # name -> [(from tick, value)]
         self.certified: set[int] = set()
         self.taxed_kinds: set[str] = set()  # action kinds a tax was ever set on
+        self.tax_debt: dict[int, int] = {}  # agent -> tax owed (an action spent it first)
 
     def configure(self, fee_asset: str, initial: dict[str, Any]) -> None:
         self.fee_asset = fee_asset
@@ -212,6 +217,12 @@ class Policy:
         if ev.param == "tax" and taxable_kind(ev.key):
             self.taxed_kinds.add(ev.key)
 
+    def apply_taxed(self, ev: TaxCharged) -> None:
+        if ev.owed:
+            self.tax_debt[ev.agent] = ev.owed
+        else:
+            self.tax_debt.pop(ev.agent, None)
+
     def apply_certified(self, ev: CertificationChanged) -> None:
         (self.certified.add if ev.certified else self.certified.discard)(ev.agent)
 
@@ -225,7 +236,7 @@ class Policy:
         return sha256(canonical_bytes(
             [self.fee_asset, sorted([k, [list(x) for x in v]] for k, v in self._history.items()),
              sorted(self.certified), sorted([a, s, h, n] for (a, s), (h, n) in self.stakes.items()),
-             sorted(self.taxed_kinds)]
+             sorted(self.taxed_kinds), sorted([a, n] for a, n in self.tax_debt.items())]
         )).digest()
 
     def check(self, param: str, key: str, value: int) -> str | None:
@@ -267,7 +278,7 @@ def certify(k: Kernel, a: Certify, tick: int) -> list[Event]:
     return [ev]
 
 
-def _stake_event(k: Kernel, st: Settlement, agent: int, asset: str, staked: int, hold: int,
+def stake_event(k: Kernel, st: Settlement, agent: int, asset: str, staked: int, hold: int,
                  slashed: int, reason: str, actor: int, tick: int) -> list[Event]:
     ev = StakeChanged(actor=actor, transfers=st.commit(), agent=agent, asset=asset,
                       staked=staked, hold=hold, slashed=slashed, reason=reason)
@@ -286,7 +297,7 @@ def post_stake(k: Kernel, a: PostStake, tick: int) -> list[Event]:
     if old_hold:
         st.void((SYSTEM, old_hold))
     hold = st.hold(acct.id, a.asset, old + a.amount)
-    return _stake_event(k, st, a.actor, a.asset, old + a.amount, hold[1], 0, "posted", a.actor,
+    return stake_event(k, st, a.actor, a.asset, old + a.amount, hold[1], 0, "posted", a.actor,
                         tick)
 
 
@@ -296,7 +307,7 @@ def release_stake(k: Kernel, a: ReleaseStake, tick: int) -> list[Event]:
         raise Reject("no_stake", f"agent {a.actor} has no {a.asset} stake")
     st = Settlement(k)
     st.void((SYSTEM, hold))
-    return _stake_event(k, st, a.actor, a.asset, 0, 0, 0, "released", a.actor, tick)
+    return stake_event(k, st, a.actor, a.asset, 0, 0, 0, "released", a.actor, tick)
 
 
 def slash(k: Kernel, a: Slash, tick: int) -> list[Event]:
@@ -309,7 +320,7 @@ def slash(k: Kernel, a: Slash, tick: int) -> list[Event]:
         raise Reject("invalid_field", "a slash needs the violation it answers")
     st = Settlement(k)
     new = st.take((SYSTEM, hold), a.amount, k.state.ledger.treasury[a.asset], a.asset)
-    return _stake_event(k, st, a.agent, a.asset, staked - a.amount, new[1] if new else 0,
+    return stake_event(k, st, a.agent, a.asset, staked - a.amount, new[1] if new else 0,
                         a.amount, a.reason, a.actor, tick)
 
 
@@ -321,33 +332,55 @@ def action_tax_due(k: Kernel, a: Action, tick: int) -> int:
 
 
 def action_tax_guard(k: Kernel, a: Action) -> Verdict:
+    p: Policy = k.state.policy
+    if p.tax_debt and a.actor in p.tax_debt and a.KIND != "cancel_order":
+        return ("tax_owed", f"agent {a.actor} owes {p.tax_debt[a.actor]} {p.fee_asset} of tax "
+                f"(an action spent what would have paid it): nothing but cancelling orders is "
+                f"accepted until it is collected, at the start of a tick")
     due = action_tax_due(k, a, k.tick)
     if not due:
         return None
-    acct = k.state.ledger.account_of(a.actor, k.state.policy.fee_asset)
+    acct = k.state.ledger.account_of(a.actor, p.fee_asset)
     have = acct.available if acct is not None else 0
     if have < due:
-        return ("insufficient_funds", f"a {a.KIND} is taxed {due} {k.state.policy.fee_asset} "
+        return ("insufficient_funds", f"a {a.KIND} is taxed {due} {p.fee_asset} "
                 f"(policy.taxes); agent {a.actor} has {have} available")
     return None
 
 
-def charge_action_tax(k: Kernel, a: Action, tick: int) -> list[Event]:
-    """After an accepted action of a taxed kind: its tax, to the treasury (never raises: it
-    takes what is available, which the guard saw cover the tax before the action ran)."""
-    due = action_tax_due(k, a, tick)
-    if not due:
-        return []
+def _collect(k: Kernel, agent: int, kind: str, due: int, tick: int) -> list[Event]:
+    """Take `due` of tax from what `agent` has available; what it cannot pay is owed.
+    Never raises."""
     asset = k.state.policy.fee_asset
-    acct = k.state.ledger.account_of(a.actor, asset)
+    acct = k.state.ledger.account_of(agent, asset)
     paid = max(0, min(due, acct.available)) if acct is not None else 0
+    if kind == "debt" and not paid:
+        return []  # nothing to collect yet: nothing changes, nothing is logged
     st = Settlement(k)
     if paid:
         st.fee(acct.id, asset, paid)
-    ev = TaxCharged(actor=SYSTEM, transfers=st.commit(), agent=a.actor, action_kind=a.KIND,
-                    due=due, paid=paid)
+    try:
+        transfers = st.commit()
+    except SettlementFailed:  # (the treasury at the ledger's maximum: nothing is taken)
+        transfers, paid = [], 0
+    ev = TaxCharged(actor=SYSTEM, transfers=transfers, agent=agent, action_kind=kind,
+                    due=due, paid=paid, owed=due - paid)
     k.state.apply(ev, tick, ledger_applied=True)
     return [ev]
+
+
+def charge_action_tax(k: Kernel, a: Action, tick: int) -> list[Event]:
+    """After an accepted action of a taxed kind: its tax, to the treasury (never raises: it
+    takes what is available, which the guard saw cover the tax before the action ran; what
+    the action itself spent first is owed, and collected at the start of later ticks)."""
+    due = action_tax_due(k, a, tick)
+    return _collect(k, a.actor, a.KIND, due, tick) if due else []
+
+
+def collect_tax_debts(k: Kernel, tick: int) -> list[Event]:
+    debts = k.state.policy.tax_debt
+    return [ev for agent in sorted(debts) for ev in _collect(k, agent, "debt", debts[agent],
+                                                            tick)] if debts else []
 
 
 def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
@@ -378,12 +411,13 @@ MECHANISM = Mechanism(
         PolicyChanged: lambda s: lambda ev, tick: s.policy.apply_changed(ev),
         CertificationChanged: lambda s: lambda ev, tick: s.policy.apply_certified(ev),
         StakeChanged: lambda s: lambda ev, tick: s.policy.apply_stake(ev),
-        TaxCharged: lambda s: lambda ev, tick: None,  # (its transfers are the whole effect)
+        TaxCharged: lambda s: lambda ev, tick: s.policy.apply_taxed(ev),
     },
     guards=((GUARD_RANKS["rate"] + 50, Guard(
         "action_tax", MARKET_DESIGN, action_tax_guard,
         "an action of a taxed class needs the tax available in the fee asset")),),
     after=charge_action_tax,
+    tick_start=((5, collect_tax_debts),),  # before the markets' hooks (ranks 10 and up)
     visibility={"policy_changed": PUBLIC, "certification_changed": PUBLIC,
                 "stake_changed": PARTIES, "tax_charged": PARTIES},
     requires=("emergency",),

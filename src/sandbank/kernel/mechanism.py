@@ -23,8 +23,10 @@ standard set). Each field is something an existing mechanism needs, and nothing 
   rank order at the start of every tick (after hold expiries) and at its end (before the
   checkpoint); a hook returns the events it applied, which the kernel logs;
 - `after(kernel, action, tick) -> events`: run once an action of any mechanism has been
-  accepted, in the same step (its events follow the action's own): a charge every accepted
-  action of a kind owes (a Pigouvian tax on an action class, controls/policy.py);
+  accepted and produced events (an idempotent retry that changed nothing does not count),
+  in the same step (its events follow the action's own; it must never raise): a charge
+  every accepted action of a kind owes (a Pigouvian tax on an action class,
+  controls/policy.py);
 - `views(kernel) -> observe(agent_id) -> {field: value}`: what it adds to an agent's
   observation (an `Observation` field, or a name of its own, which goes to `extra`);
 - `visibility`: event kind -> PUBLIC, PARTIES or OVERSEERS (who may read its log entries;

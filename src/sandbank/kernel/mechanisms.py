@@ -15,6 +15,7 @@ from sandbank.kernel.errors import Reason, Reject
 from sandbank.kernel.mechanism import PARTIES, PUBLIC
 from sandbank.kernel.schema import (
     ALL_ACCOUNT_FLAGS,
+    DEBITS_MUST_NOT_EXCEED_CREDITS,
     MAX_NAME,
     OPERATOR,
     AccountOpened,
@@ -153,8 +154,15 @@ def open_account(k: Kernel, a: OpenAccount, tick: int) -> list[Event]:
                      f"unknown asset {a.asset!r}; this economy has {sorted(k.state.ledger.treasury)}")
     if a.flags & ~ALL_ACCOUNT_FLAGS or a.flags == ALL_ACCOUNT_FLAGS:
         raise Reject(Reason.invalid_field, f"account flags {a.flags} are invalid")
-    if a.actor != OPERATOR and not a.flags:
-        raise Reject(Reason.forbidden, "only the operator opens accounts without a balance limit")
+    if a.actor != OPERATOR and not a.flags & DEBITS_MUST_NOT_EXCEED_CREDITS:
+        # (an account with only CREDITS_MUST_NOT_EXCEED_DEBITS has no debit limit at all:
+        # found attacking the ledger, it let an agent pay out money it never had)
+        raise Reject(Reason.forbidden, "only the operator opens accounts without a balance "
+                     "limit (an agent's accounts carry DEBITS_MUST_NOT_EXCEED_CREDITS)")
+    if a.actor != OPERATOR and k.state.ledger.account_of(holder, a.asset) is not None:
+        raise Reject(Reason.forbidden, f"agent {holder} already has a {a.asset} account (one "
+                     f"per asset: a holding split over accounts would slip past every limit "
+                     f"that reads one)")
     ev = AccountOpened(actor=a.actor, account=k.state.ledger.next_account_id(), holder=holder,
                        asset=a.asset, flags=a.flags, treasury=False)
     k.state.apply(ev)

@@ -416,7 +416,8 @@ class Kernel:
                 authenticated = True
             try:
                 events = handler(self, action, tick)
-                if self.assembly.after and not any(isinstance(ev, Rejected) for ev in events):
+                if self.assembly.after and events and not any(  # (no events: a no-op,
+                        isinstance(ev, Rejected) for ev in events):  # an idempotent retry)
                     for after in self.assembly.after:  # what an accepted action owes besides
                         events = [*events, *after(self, action, tick)]  # (never raises)
             except SettlementFailed as e:  # raised before the mechanism changed anything

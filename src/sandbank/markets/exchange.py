@@ -443,9 +443,11 @@ def cancel_orders_holding(k: Kernel, agents: Iterable[int], asset: str, reason: 
 
 
 def held_by(state: Any, agents: Iterable[int], asset: str) -> int:
-    """What `agents` hold of `asset` together (a negative balance counts as none)."""
-    return sum(max(0, acct.balance) for agent in agents
-               if (acct := state.ledger.account_of(agent, asset)) is not None)
+    """What `agents` hold of `asset` together, over all their accounts in it (a negative
+    balance counts as none)."""
+    led = state.ledger
+    return sum(max(0, acct.balance) for agent in agents for acct in led.accounts_of(agent)
+               if acct.asset == asset)
 
 
 def holding_of(k: Kernel, agents: Sequence[int], asset: str) -> tuple[int, int]:

@@ -145,7 +145,7 @@ def investigate(store: Store, *, alert: int | None = None, entry: int | None = N
                     key=lambda x: (-x[1], -x[2], x[0]))
     # liability: each evidence event's contributors are the agents acting in what it rests
     # on that are answerable for it (`_answerable`)
-    answerable = _answerable(alert_doc, net, ledger.owner_of)
+    answerable = _answerable(alert_doc, net, ledger.owner_of, ledger.population)
     contributors: dict[int, set[int]] = {ev: set() for ev in evidence}
     for x in graph:
         a = events[x].get("actor", 0)
@@ -163,18 +163,20 @@ def investigate(store: Store, *, alert: int | None = None, entry: int | None = N
 
 
 def _answerable(alert: dict[str, Any] | None, net: dict[int, int],
-                owner_of: dict[int, int]) -> Any:
+                owner_of: dict[int, int], population: int = 0) -> Any:
     """Which agents acting in an incident's causal graph answer for it. A causal path runs
     through the victims too (the requester a fraudster cheated posted the task the fraud
     rests on), so acting is not enough: with an alert, an agent answers if the alert names
-    it or another identity of its owner (the beneficial owner is the unit), or if it gained
-    money in the evidence (an accomplice paid); with no alert (one entry investigated), any
-    agent that did not lose money in it."""
+    it, or if it is another identity of an owner the alert names (the beneficial owner is
+    the unit — but not of the population's owner, in a scenario that declares none) and did
+    not lose money in the evidence, or if the evidence paid it (an accomplice); with no
+    alert (one entry investigated), any agent that did not lose money in it."""
     if alert is None:
         return lambda a: net.get(a, 0) >= 0
     subjects = set(alert.get("subjects", []))
-    owners = {owner_of.get(a, 0) for a in subjects} - {0}
-    return lambda a: a in subjects or owner_of.get(a, 0) in owners or net.get(a, 0) > 0
+    owners = {owner_of.get(a, 0) for a in subjects} - {0, population}
+    return lambda a: a in subjects or net.get(a, 0) > 0 or (
+        owner_of.get(a, 0) in owners and net.get(a, 0) >= 0)
 
 
 def _ranked(shares: dict[int, Fraction]) -> list[tuple[int, Fraction]]:
@@ -188,6 +190,7 @@ class _Ledger:
         self.holder: dict[int, int] = {}
         self.owner_of: dict[int, int] = {}
         self.owner_names: dict[int, str] = {}
+        admitted: dict[int, int] = {}
         for e in store.entries():
             if e.kind in ("account_opened", "agent_registered", "owner_registered"):
                 d = parse(e.body)
@@ -195,8 +198,14 @@ class _Ledger:
                     self.holder[d["account"]] = d["holder"]
                 elif e.kind == "agent_registered":
                     self.owner_of[d["agent"]] = d["owner"]
+                    if not d.get("parent"):
+                        admitted[d["owner"]] = admitted.get(d["owner"], 0) + 1
                 else:
                     self.owner_names[d["owner"]] = d["name"]
+        # the owner of more than half the admitted agents is the population (a scenario
+        # that declares no owners: Registry.population_owner), not one party
+        top = max(sorted(admitted), key=lambda o: admitted[o], default=0)
+        self.population = top if top and 2 * admitted[top] > sum(admitted.values()) else 0
 
     def moved(self, event: dict[str, Any]) -> int:
         """The money an event moved out of agents' accounts (its harm weight)."""

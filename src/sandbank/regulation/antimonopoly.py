@@ -57,12 +57,13 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sandbank.controls.policy import StakeChanged, stake_event
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import ConfigError, Reject
 from sandbank.kernel.guards import REGULATORY, Guard, Verdict
 from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, PUBLIC, Mechanism
 from sandbank.kernel.schema import SYSTEM, Action, Event, Settled, register_action, register_event
-from sandbank.kernel.settlement import Settlement
+from sandbank.kernel.settlement import Settlement, SettlementFailed
 from sandbank.markets.exchange import BUY, PlaceOrder, cancel_orders_holding, holding_of
 
 if TYPE_CHECKING:
@@ -164,21 +165,29 @@ class Antimonopoly:
         return self._population[1]
 
     def holder(self, reg: Registry, agent: int, population: int) -> str:
-        owner = reg.agents[agent].owner
-        if self.by == "agent" or owner == population:
+        """Whom `agent`'s holdings count towards: its owner's coalition, its owner, or — in
+        the population (a scenario without owners) — its lineage (an identity and every
+        identity it spawned: spawning does not split a holding); `by: agent`: itself."""
+        if self.by == "agent":
             return f"agent:{agent}"
+        owner = reg.agents[agent].owner
+        if owner == population:
+            return f"lineage:{reg.lineage_root(agent)}"
         c = self.coalition.get(owner)
         return f"coalition:{c}" if c else f"owner:{owner}"
 
-    def members(self, reg: Registry, holder: str) -> list[int]:
-        """The identities of a holder, in id order."""
+    def members(self, reg: Registry, holder: str, population: int) -> list[int]:
+        """The identities whose holdings count towards `holder`, in id order (exactly the
+        agents `holder()` maps to it)."""
         kind, _, n = holder.partition(":")
         ident = int(n)
         if kind == "agent":
             return [ident]
+        if kind == "lineage":
+            return sorted([ident, *reg.descendants(ident)])
         owners = [o for o, c in self.coalition.items() if c == ident] if kind == "coalition" \
             else [ident]
-        return sorted(a for o in owners for a in reg.agents_of.get(o, ()))
+        return sorted(a for o in owners if o != population for a in reg.agents_of.get(o, ()))
 
     def apply_linked(self, ev: OwnersLinked) -> None:
         for o in ev.owners:
@@ -202,18 +211,27 @@ def supply_of(k: Kernel, asset: str) -> int:
     return led.minted.get(asset, 0) - led.burned.get(asset, 0)
 
 
-def holdings(k: Kernel, asset: str) -> dict[str, int]:
-    """Every holder's holding of `asset` (a negative balance counts as none), by holder."""
+def held(led: Any, agent: int, asset: str) -> int:
+    """What `agent` holds of `asset` over all its accounts in it (a negative balance counts
+    as none)."""
+    return sum(max(0, a.balance) for a in led.accounts_of(agent) if a.asset == asset)
+
+
+def holdings(k: Kernel, asset: str) -> tuple[dict[str, int], dict[int, int]]:
+    """Every holder's holding of `asset`, by holder, and every agent's (its accounts'
+    positive balances together)."""
     am: Antimonopoly = k.state.antimonopoly
     reg, led = k.state.registry, k.state.ledger
     pop = am.population(reg)
     out: dict[str, int] = {}
+    each: dict[int, int] = {}
     for agent in reg.agents:
-        acct = led.account_of(agent, asset)
-        if acct is not None and acct.balance > 0:
+        n = held(led, agent, asset)
+        if n > 0:
+            each[agent] = n
             h = am.holder(reg, agent, pop)
-            out[h] = out.get(h, 0) + acct.balance
-    return out
+            out[h] = out.get(h, 0) + n
+    return out, each
 
 
 def antimonopoly_tick(k: Kernel, tick: int) -> list[Event]:
@@ -221,87 +239,156 @@ def antimonopoly_tick(k: Kernel, tick: int) -> list[Event]:
     if not am.epoch or not am.levy or tick % am.epoch:
         return []
     out: list[Event] = []
-    led = k.state.ledger
+    reg = k.state.registry
+    pop = am.population(reg)
     for asset in am.assets:
         supply = supply_of(k, asset)
         if supply <= 0:
             continue
-        held_by = sorted(holdings(k, asset).items())
+        by_holder, each = holdings(k, asset)  # one snapshot for the whole epoch's levy
         low = supply * am.levy[0][0] // BPS
-        # who receives redistributed proceeds: holders under the lowest bracket, by holding
-        under = [(h, n) for h, n in held_by if n <= low]
+        # who receives redistributed proceeds: holders under the lowest bracket, by what
+        # they held before any of this epoch's levies (so a payout never grows a share)
+        under = [(h, n) for h, n in sorted(by_holder.items()) if n <= low]
         base = sum(n for _, n in under)
-        for holder, held in held_by:
-            due = levy_due(held, supply, am.levy)
-            if due <= 0:
-                continue
-            reg = k.state.registry
-            members = am.members(reg, holder)
-            accounts = [(acct, agent) for agent in members
-                        if (acct := led.account_of(agent, asset)) is not None]
-            if sum(max(0, min(a.available, a.balance)) for a, _ in accounts) < due:
-                # what the levy is owed is parked in resting orders: they are cancelled
-                out += cancel_orders_holding(k, members, asset, "the anti-monopoly levy "
-                                             "is owed what this order reserves", SYSTEM, tick)
-            accounts.sort(key=lambda x: (-min(x[0].available, x[0].balance), x[1]))
-            st, left, paid = Settlement(k), due, []
+        for holder, holding in sorted(by_holder.items()):
+            due = levy_due(holding, supply, am.levy)
+            if due > 0:
+                out += _levy(k, asset, holder, holding, supply, due, under, base, each, pop,
+                             tick)
+    return out
+
+
+def _available(k: Kernel, members: list[int], asset: str) -> list[tuple[Any, int]]:
+    led = k.state.ledger
+    return [(a, agent) for agent in members for a in led.accounts_of(agent)
+            if a.asset == asset and min(a.available, a.balance) > 0]
+
+
+def _levy(k: Kernel, asset: str, holder: str, holding: int, supply: int, due: int,
+          under: list[tuple[str, int]], base: int, each: dict[int, int], pop: int,
+          tick: int) -> list[Event]:
+    """One holder's levy: from what its identities have available; then from the resting
+    orders reserving the asset (cancelled) and its stakes in it (taken); what is left is
+    logged short. Never raises: a tick hook that raised would stop the economy."""
+    am: Antimonopoly = k.state.antimonopoly
+    members = am.members(k.state.registry, holder, pop)
+    out: list[Event] = []
+    if sum(min(a.available, a.balance) for a, _ in _available(k, members, asset)) < due:
+        # what the levy is owed is parked in resting orders: they are cancelled
+        out += cancel_orders_holding(k, members, asset, "the anti-monopoly levy is owed "
+                                     "what this order reserves", SYSTEM, tick)
+    left = due
+    left -= sum(min(a.available, a.balance) for a, _ in _available(k, members, asset))
+    if left > 0:  # ... or in a stake (released at will): the levy takes its part of it
+        out += _from_stakes(k, members, asset, left, tick)
+    treasury = k.state.ledger.treasury[asset]
+    staked = sum(ev.slashed for ev in out if isinstance(ev, StakeChanged))
+    for attempt in ("redistribute", "keep", "nothing"):
+        st, left, paid = Settlement(k), due - staked, set()
+        if attempt != "nothing":
+            accounts = sorted(_available(k, members, asset),
+                              key=lambda x: (-min(x[0].available, x[0].balance), x[0].id))
             for acct, agent in accounts:
                 take = min(left, acct.available, acct.balance)
                 if take > 0:
                     st.fee(acct.id, asset, take)
-                    paid.append(agent)
+                    paid.add(agent)
                     left -= take
-            levied, given = due - left, 0
-            if am.proceeds == "redistribute" and levied and base:
-                given = _redistribute(k, st, asset, levied, under, base)
-            ev = LevyCharged(actor=SYSTEM, transfers=st.commit(), asset=asset, holder=holder,
-                             agents=sorted(paid), held=held, supply=supply,
-                             share_bps=held * BPS // supply, due=due, levied=levied,
-                             redistributed=given)
-            k.state.apply(ev, tick, ledger_applied=True)
-            out.append(ev)
+        levied = due - left
+        paid |= {ev.agent for ev in out if isinstance(ev, StakeChanged)}
+        given = 0
+        if attempt == "redistribute" and am.proceeds == "redistribute" and levied and base:
+            given = _redistribute(k, st, treasury, levied, under, base, each, pop)
+        try:
+            transfers = st.commit()
+        except SettlementFailed:  # a leg the ledger refuses (an account at its maximum)
+            continue
+        ev = LevyCharged(actor=SYSTEM, transfers=transfers, asset=asset, holder=holder,
+                         agents=sorted(paid), held=holding, supply=supply,
+                         share_bps=holding * BPS // supply, due=due, levied=levied,
+                         redistributed=given)
+        k.state.apply(ev, tick, ledger_applied=True)
+        return [*out, ev]
+    raise AssertionError("an empty settlement cannot fail")  # pragma: no cover
+
+
+def _from_stakes(k: Kernel, members: list[int], asset: str, amount: int, tick: int
+                 ) -> list[Event]:
+    """Take up to `amount` of `asset` out of the members' stakes in it, to the treasury."""
+    policy = k.state.policy
+    treasury = k.state.ledger.treasury[asset]
+    out: list[Event] = []
+    for agent in members:
+        hold, staked = policy.stakes.get((agent, asset), (0, 0))
+        if not hold or amount <= 0:
+            continue
+        take = min(amount, staked)
+        st = Settlement(k)
+        new = st.take((SYSTEM, hold), take, treasury, asset)
+        try:
+            out += stake_event(k, st, agent, asset, staked - take, new[1] if new else 0, take,
+                               "the anti-monopoly levy", SYSTEM, tick)
+        except SettlementFailed:
+            continue
+        amount -= take
     return out
 
 
-def _redistribute(k: Kernel, st: Settlement, asset: str, amount: int,
-                  under: list[tuple[str, int]], base: int) -> int:
+def _redistribute(k: Kernel, st: Settlement, treasury: int, amount: int,
+                  under: list[tuple[str, int]], base: int, each: dict[int, int],
+                  pop: int) -> int:
     """Pay `amount` from the treasury to the holders `under` the lowest bracket, each in
-    proportion to its holding (of `base` in all), and within a holder to its identities in
-    proportion to theirs; returns what was paid (the rest, rounding, stays)."""
+    proportion to what it held at the epoch's snapshot (of `base` in all), and within a
+    holder to its identities in proportion to theirs; returns what was paid (the rest,
+    rounding, stays)."""
     am: Antimonopoly = k.state.antimonopoly
     led, reg = k.state.ledger, k.state.registry
-    treasury = led.treasury[asset]
+    asset = led.accounts[treasury].asset
     given = 0
     for holder, n in under:
         share = amount * n // base
         if share <= 0:
             continue
-        accts = [a for agent in am.members(reg, holder)
-                 if (a := led.account_of(agent, asset)) is not None and a.balance > 0]
-        for a in accts:
-            part = share * a.balance // n
-            if part > 0:
-                st.pay(treasury, a.id, part)
+        for agent in am.members(reg, holder, pop):
+            acct = led.account_of(agent, asset)
+            part = share * each.get(agent, 0) // n
+            if part > 0 and acct is not None:
+                st.pay(treasury, acct.id, part)
                 given += part
     return given
 
 
 def cap_guard(k: Kernel, a: Action) -> Verdict:
-    if not isinstance(a, PlaceOrder) or a.side != BUY:
+    """A buy of a watched asset, or a sell for one (a market quoted in it), may not take the
+    holder past the cap."""
+    if not isinstance(a, PlaceOrder):
         return None
     am: Antimonopoly = k.state.antimonopoly
-    if not am.cap_bps or a.asset not in am.assets:
+    if not am.cap_bps:
+        return None
+    m = k.state.exchange.markets.get(a.asset)
+    if a.side == BUY and a.asset in am.assets:
+        asset, gain = a.asset, a.qty
+    elif a.side != BUY and m is not None and m.quote in am.assets:
+        price = a.price if a.order_type != "market" else (m.book.best_price(BUY) or 0)
+        asset, gain = m.quote, a.qty * price
+    else:
         return None
     reg = k.state.registry
     if a.actor not in reg.agents:
         return None
-    holder = am.holder(reg, a.actor, am.population(reg))
-    held, bids = holding_of(k, am.members(reg, holder), a.asset)
-    cap = supply_of(k, a.asset) * am.cap_bps // BPS
-    if held + bids + a.qty > cap:
+    pop = am.population(reg)
+    holder = am.holder(reg, a.actor, pop)
+    members = am.members(reg, holder, pop)
+    led = k.state.ledger
+    have = sum(held(led, x, asset) for x in members)
+    bids = holding_of(k, members, asset)[1] if asset == a.asset else 0
+    cap = supply_of(k, asset) * am.cap_bps // BPS
+    if have + bids + gain > cap:
         return ("over_cap", f"the anti-monopoly cap holds {holder} to {am.cap_bps / 100:g}% "
-                f"of the {a.asset} supply ({cap} units); its identities hold {held} and bid "
-                f"for {bids} more")
+                f"of the {asset} supply ({cap} units); its identities hold {have}"
+                + (f" and bid for {bids} more" if bids else ""))
     return None
 
 
@@ -313,6 +400,10 @@ def link_owners(k: Kernel, a: LinkOwners, tick: int) -> list[Event]:
     unknown = [o for o in owners if o not in k.state.registry.owners]
     if unknown:
         raise Reject("unknown_owner", f"no owner with id {unknown[0]}")
+    pop = am.population(k.state.registry)
+    if pop in owners:
+        raise Reject("invalid_field", f"owner {pop} holds most of the admitted agents (the "
+                     f"population): its identities are judged by lineage, not linked")
     if not a.reason.strip():
         raise Reject("invalid_field", "a link needs the evidence it rests on (reason)")
     merged = {c for o in owners if (c := am.coalition.get(o))}
@@ -383,5 +474,5 @@ MECHANISM = Mechanism(
         "the anti-monopoly cap's share of the supply")),),
     tick_end=((40, antimonopoly_tick),),
     visibility={"owners_linked": PUBLIC, "levy": PARTIES},
-    requires=("exchange",),
+    requires=("exchange", "policy"),
 )

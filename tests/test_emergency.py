@@ -73,7 +73,7 @@ def test_a_disabled_action_class_is_refused_everywhere_from_the_next_tick():
 
 
 def test_parameter_changes_need_a_quorum_of_governors():
-    e = econ(governance_quorum=2)
+    e = econ(governance_quorum=2, governance_governors=3)
     g = [e.add_overseer(f"gov{i}", "governor") for i in range(3)]
     monitor = e.add_overseer("mon", "monitor")
     e.do(SetPolicy(actor=OPERATOR, param="trade_fee_bps", value=50),

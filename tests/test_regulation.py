@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -371,6 +372,144 @@ def test_a_holding_parked_in_an_ask_priced_never_to_fill_still_pays_the_levy(def
     else:
         assert parked["levied"] == 0 and e.k.state.antimonopoly.shortfall["WGT"] > 0
     e.k.state.check_invariants()
+
+
+# ------------------------------------------------------- capture resistance (checklist 51)
+def _outcomes(summary):
+    return [(i["tick"], i["action"]["kind"], i["outcome"]) for i in summary["interventions"]]
+
+
+def test_safety_changes_without_the_quorum_are_refused_and_logged(tmp_path):
+    from sandbank.lab.scenario import read_yaml
+
+    doc = read_yaml(Path("scenarios/governance_capture.yaml"), "scenario")
+    # without governance, the operator and the overseer loosen the safety configuration
+    # alone (the attack succeeds)
+    plain = {**doc, "safeguards": {},
+             "interventions": [i for i in doc["interventions"] if "by" not in i]}
+    summary, _ = _run(tmp_path, plain, "alone")
+    assert {o for _, kind, o in _outcomes(summary)
+            if kind != "register_overseer"} == {"ok"}
+    summary, entries = _run(tmp_path, doc, "governed")
+    assert _outcomes(summary) == [
+        (2, "disable_action", "ok"),  # tightening stays an emergency lever
+        (3, "set_policy", "needs_quorum"), (4, "disable_action", "needs_quorum"),
+        (5, "register_overseer", "needs_quorum"),  # no packing the quorum
+        (6, "set_cap", "ok"), (7, "set_cap", "needs_quorum"),
+        (8, "propose_change", "ok"), (9, "vote_change", "ok")]
+    refused = [e for e in entries if e["kind"] == "rejected" and e["reason"] == "needs_quorum"]
+    assert len(refused) == 4 and {e["actor"] for e in refused} == {0, min(
+        e["overseer"] for e in entries if e["kind"] == "overseer_registered"
+        and e["name"] == "overseer")}
+    decided = [e for e in entries if e["kind"] == "change_decided"]
+    assert [d["outcome"] for d in decided] == ["adopted"]
+    enabled = [e for e in entries if e["kind"] == "action_disabled" and not e["disabled"]]
+    assert len(enabled) == 1 and enabled[0]["actor"] == -2  # the quorum's act (SYSTEM)
+    assert enabled[0]["tick"] == decided[0]["tick"]
+
+
+def _governed(n_governors=2):
+    from conftest import Economy
+
+    e = Economy(n=2, fund=100, verify_signatures=True, governance_quorum=2,
+                governance_governors=n_governors)
+    return e, [e.add_overseer(f"g{i}", "governor") for i in range(1, n_governors + 1)]
+
+
+def _refusal(e):
+    r = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
+    return r[0]["reason"] if r else None
+
+
+def test_governors_admit_a_new_governor_and_the_operator_cannot():
+    from sandbank.controls.controls import RegisterOverseer
+    from sandbank.controls.emergency import ProposeChange, VoteChange
+    from sandbank.kernel.schema import OPERATOR
+    from tests.keys import fixed_key
+
+    e, (g1, g2) = _governed()
+    new = fixed_key(1, "overseer/g3").public
+    e.do(RegisterOverseer(actor=OPERATOR, name="g3", overseer_kind="governor",
+                          public_key=new, evidence="mine"))
+    assert _refusal(e) == "needs_quorum"
+    e.do(ProposeChange(actor=1, param="add_governor", key=new.hex(), value=0))
+    assert _refusal(e) == "forbidden"  # agents never propose
+    e.do(ProposeChange(actor=g1, param="add_governor", key=new.hex(), value=0))
+    assert sum(o.kind == "governor" for o in e.k.state.controls.overseers.values()) == 2
+    e.do(VoteChange(actor=g2, proposal=1, approve=True))
+    added = [d for d in e.k.log.last_committed if d["kind"] == "overseer_registered"]
+    assert len(added) == 1 and added[0]["actor"] == -2 and added[0]["public_key"] == new.hex()
+    g3 = added[0]["overseer"]
+    assert e.k.state.controls.overseers[g3].kind == "governor"
+    e.keys[g3] = fixed_key(1, "overseer/g3")
+    # the new governor takes part: its vote counts toward the next proposal
+    e.do(ProposeChange(actor=g1, param="cap", key="order_qty", value=10))
+    e.do(VoteChange(actor=g3, proposal=2, approve=True))
+    assert e.k.state.controls.cap("order_qty") == 10
+    from sandbank.economy import replay_log
+
+    rp = replay_log(e.k.store)
+    assert rp.ok, rp.problem
+    assert rp.state.digest() == e.k.state.digest()
+
+
+def test_a_proposal_names_a_known_change():
+    from sandbank.controls.emergency import ProposeChange
+
+    e, (g1, _) = _governed()
+    for bad, says in [(dict(param="enable_action", key="interrupt", value=1), "supervisory"),
+                      (dict(param="enable_action", key="pay", value=2), "value 1"),
+                      (dict(param="cap", key="nonsense", value=1), "cap must be"),
+                      (dict(param="add_governor", key="zz", value=0), "in hex"),
+                      (dict(param="warp_speed", key="", value=1), "add_governor")]:
+        e.do(ProposeChange(actor=g1, **bad))
+        r = [d for d in e.k.log.last_committed if d["kind"] == "rejected"]
+        assert r and r[0]["reason"] == "invalid_policy" and says in r[0]["message"], bad
+
+
+@pytest.mark.parametrize("safeguards, interventions, says", [
+    ({"governance_quorum": 2, "governance_governors": 1}, [], "governance_governors"),
+    ({"governance_quorum": 2}, [{"tick": 2, "kind": "vote_change", "by": "governor3",
+                                 "proposal": 1, "approve": True}], "by must name"),
+    ({}, [{"tick": 2, "kind": "vote_change", "by": "governor1", "proposal": 1,
+           "approve": True}], "by must name"),
+])
+def test_bad_governance_settings_fail_the_scenario(safeguards, interventions, says):
+    with pytest.raises(ScenarioError, match=says):
+        parse_scenario({**BASE, "safeguards": safeguards, "interventions": interventions},
+                       "inline")
+
+
+def test_a_served_quorum_is_reached_only_by_governors_holding_their_own_keys(tmp_path):
+    from typer.testing import CliRunner
+
+    from sandbank.cli import app
+    from sandbank.controls.emergency import ProposeChange, VoteChange
+    from sandbank.lab.runner import LabEconomy
+    from sandbank.lab.scenario import load_scenario
+    from tests.keys import fixed_key, fixed_secret
+
+    env = {"SANDBANK_OPERATOR_TOKEN": "a-long-enough-operator-secret"}
+    base = ["serve", "--db", str(tmp_path / "x" / "log.db"), "--key-file",
+            str(tmp_path / "x" / "k"), "--scenario", "scenarios/governance_capture.yaml"]
+    for extra, says in (([], "give at least 2 founding governors"),
+                        (["--governor", "zz"], "64 hex characters")):
+        r = CliRunner().invoke(app, base + extra, env=env)
+        assert r.exit_code == 2 and says in " ".join(r.output.split()), r.output
+    sc = load_scenario("scenarios/governance_capture.yaml")
+    keys = [fixed_key(7, f"gov{i}") for i in range(3)]
+    econ = LabEconomy(sc, SQLiteStore(":memory:"), fixed_secret(7), signatures=True,
+                      live=True, governors=tuple(k.public for k in keys))
+    govs = {o.public_key: o.id for o in econ.k.state.controls.overseers.values()
+            if o.kind == "governor"}
+    assert set(govs) == {k.public for k in keys}  # theirs; none derived from the run secret
+    assert econ.supervisors.get("governor1") is None
+    g1, g2 = govs[keys[0].public], govs[keys[1].public]
+    econ.k.submit(ProposeChange(actor=g1, param="gate_order_qty", value=0).signed(keys[0], 1))
+    econ.step()
+    econ.k.submit(VoteChange(actor=g2, proposal=1, approve=True).signed(keys[1], 1))
+    econ.step()
+    assert econ.k.state.emergency.proposals[1].status == "adopted"
 
 
 # ------------------------------------------- found attacking the levy, the cap and the ledger

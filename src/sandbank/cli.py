@@ -29,6 +29,39 @@ err = Console(stderr=True)
 MAX_INT = 2**53 - 1  # what the log's integers can hold
 
 
+def _founding_governors(sc, keys: list[str], resumed: bool) -> tuple[bytes, ...]:
+    """The founding governors' public keys for a served scenario (exit 2 on a bad one, or on
+    a quorum no governor could reach). A resumed log has its governors already."""
+    cfg = sc.kernel_config()
+    quorum, founders = cfg.governance_quorum, cfg.governance_governors
+    if resumed:
+        if keys:
+            _fail("--governor admits the founding governors of a new log; this one has its "
+                  "governors (a new one is admitted by their quorum: add_governor)")
+        return ()
+    if keys and not quorum:
+        _fail("--governor needs a scenario with safeguards.governance_quorum > 0")
+    out = []
+    for k in keys:
+        try:
+            raw = bytes.fromhex(k)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            _fail(f"--governor {k[:80]!r}: an Ed25519 public key is 64 hex characters")
+        out.append(raw)
+    if len(set(out)) != len(out):
+        _fail("--governor names one key twice: each governor is a separate party")
+    if quorum and len(out) < quorum:
+        _fail(f"this scenario's safety changes need {quorum} governors' approval: give at "
+              f"least {quorum} founding governors' public keys with --governor (the server "
+              f"holds no governor's key, so it cannot simulate them)")
+    if founders and len(out) != founders:
+        _fail(f"the scenario declares {founders} founding governors "
+              f"(safeguards.governance_governors); --governor gave {len(out)}")
+    return tuple(out)
+
+
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
@@ -413,6 +446,12 @@ def serve(
                                       "witness`) and its verifier key: every checkpoint is sent "
                                       "to it with a consistency proof, and its cosignature kept "
                                       "if it verifies (repeat for several)"),
+    governor: list[str] = typer.Option([], help="a founding governor's public key (hex; "
+                                       "repeat for each): with a scenario whose "
+                                       "safeguards.governance_quorum is set, safety changes "
+                                       "need that many of their signed approvals "
+                                       "(POST /v1/oversight/actions); the server holds none "
+                                       "of their keys"),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000, min=1, max=65535),
     tick_seconds: float = typer.Option(1.0, min=0.0, help="advance a tick this often "
@@ -515,13 +554,17 @@ def serve(
 
             try:
                 sc = load_scenario(scenario)
+                founders = _founding_governors(sc, governor, resumed)
                 econ = LabEconomy(sc, store, secret, signatures=True, live=True,
-                                  private=(key_file,))
+                                  private=(key_file,), governors=founders)
             except (ScenarioError, RunError) as e:
                 _fail(str(e))
             k = econ.k
             if not endow:
                 endowment = dict(sc.endowment)
+        elif governor:
+            _fail("--governor needs --scenario: a scenario sets the quorum "
+                  "(safeguards.governance_quorum)")
         elif store.last_checkpoint() is not None:
             k = sandbank.economy.resume(store, key)
         else:

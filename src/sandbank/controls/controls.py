@@ -391,6 +391,16 @@ def register_overseer(k: Kernel, a: RegisterOverseer, tick: int) -> list[Event]:
     _name(a.name, "name")
     _new_key(k, a.public_key)
     c = k.state.controls
+    if any(o.public_key == a.public_key for o in c.overseers.values()):
+        raise Reject("key_already_registered", "an overseer already holds this key")
+    founders = k.config.governance_governors or k.config.governance_quorum
+    if a.overseer_kind == GOVERNOR and k.config.governance_quorum and founders <= sum(
+            1 for o in c.overseers.values() if o.kind == GOVERNOR):
+        # capture resistance: past the founding governors, the operator cannot pack the
+        # quorum with governors of its own; the governors admit a new one
+        raise Reject("needs_quorum", f"the {founders} founding governors are admitted: a "
+                     f"new governor needs {k.config.governance_quorum} governors' approval "
+                     f"(propose_change param=add_governor key=<public key hex>)")
     ev = OverseerRegistered(actor=a.actor, overseer=OVERSEER_BASE - 1 - len(c.overseers),
                             name=a.name, overseer_kind=a.overseer_kind,
                             public_key=a.public_key.hex(), evidence=a.evidence)
@@ -501,37 +511,61 @@ def resume(k: Kernel, a: Resume, tick: int) -> list[Event]:
     return out
 
 
-def set_cap(k: Kernel, a: SetCap, tick: int) -> list[Event]:
-    o = _overseer(k, a.actor)
-    c = k.state.controls
-    game = a.cap[len("price:"):] if a.cap.startswith("price:") else None
+def cap_problem(k: Kernel, cap: str, value: int) -> str | None:
+    """None if `cap` names a cap of this economy and `value` may be set on it, else why not."""
+    game = cap[len("price:"):] if cap.startswith("price:") else None
     asset, sep, owner = None, "", ""
-    if a.cap.startswith("position:"):
-        asset, sep, owner = a.cap[len("position:"):].partition(":")
-    if a.cap not in CAPS and not (game is not None and game in k.state.pricing.games) \
+    if cap.startswith("position:"):
+        asset, sep, owner = cap[len("position:"):].partition(":")
+    if cap not in CAPS and not (game is not None and game in k.state.pricing.games) \
             and not (asset is not None and asset in k.state.exchange.markets and (
                 not sep or (owner.isdigit() and str(int(owner)) == owner
                             and int(owner) in k.state.registry.owners))):
-        raise Reject("invalid_field", f"cap must be one of {list(CAPS)}, price:<game>, "
-                     f"position:<asset> or position:<asset>:<owner>")
-    if a.value < 0:
-        raise Reject("invalid_field", "a cap is 0 (none) or positive")
-    old = c.cap(a.cap)
-    loosens = a.value == 0 and old != 0 or (old != 0 and a.value > old)
-    if loosens and o.kind != OVERSEER:
-        raise Reject("not_authorised", f"a {o.kind} may only tighten caps ({a.cap} is {old})")
-    ev = CapSet(actor=a.actor, cap=a.cap, value=a.value, reason=a.reason[:500])
+        return (f"cap must be one of {list(CAPS)}, price:<game>, position:<asset> or "
+                f"position:<asset>:<owner>")
+    return "a cap is 0 (none) or positive" if value < 0 else None
+
+
+def cap_loosens(k: Kernel, cap: str, value: int) -> bool:
+    old = k.state.controls.cap(cap)
+    return value == 0 and old != 0 or (old != 0 and value > old)
+
+
+def set_cap(k: Kernel, a: SetCap, tick: int) -> list[Event]:
+    o = _overseer(k, a.actor)
+    problem = cap_problem(k, a.cap, a.value)
+    if problem:
+        raise Reject("invalid_field", problem)
+    if cap_loosens(k, a.cap, a.value):
+        if o.kind != OVERSEER:
+            raise Reject("not_authorised", f"a {o.kind} may only tighten caps ({a.cap} is "
+                         f"{k.state.controls.cap(a.cap)})")
+        if k.config.governance_quorum:  # capture resistance: loosening is a safety change
+            raise Reject("needs_quorum", f"loosening {a.cap} needs "
+                         f"{k.config.governance_quorum} governors' approval: propose_change "
+                         f"param=cap key={a.cap} (controls/emergency.py)")
+    return apply_cap(k, a.cap, a.value, a.reason, a.actor, tick)
+
+
+def apply_cap(k: Kernel, cap: str, value: int, reason: str, actor: int, tick: int
+              ) -> list[Event]:
+    """Set a checked cap (a `cap_set` event); a position cap cancels the bids resting from
+    before that could fill past it."""
+    ev = CapSet(actor=actor, cap=cap, value=value, reason=reason[:500])
     k.state.apply(ev, tick)
     out: list[Event] = [ev]
-    if asset is not None and a.value:  # bids resting from before must not fill past it
-        why = f"over the position cap {a.cap} = {a.value}"
+    asset, sep, owner = None, "", ""
+    if cap.startswith("position:"):
+        asset, sep, owner = cap[len("position:"):].partition(":")
+    if asset is not None and value:  # bids resting from before must not fill past it
+        why = f"over the position cap {cap} = {value}"
         if sep:
             out += cancel_bids_over(k, list(k.state.registry.agents_of.get(int(owner), ())),
-                                    asset, a.value, why, a.actor, tick)
+                                    asset, value, why, actor, tick)
         else:
             for agent in sorted({o.agent for o in k.state.exchange.orders.values()
                                  if o.asset == asset and o.side == "buy"}):
-                out += cancel_bids_over(k, [agent], asset, a.value, why, a.actor, tick)
+                out += cancel_bids_over(k, [agent], asset, value, why, actor, tick)
     return out
 
 

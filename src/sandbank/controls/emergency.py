@@ -11,9 +11,17 @@
   no agent action of that kind is accepted anywhere (`action_disabled`) until re-enabled
   (also from the next tick). The supervisory actions themselves cannot be disabled.
 - **Governance** (`propose_change`, `vote_change`, by governors — overseers of kind
-  `governor`): with `governance_quorum` > 0 in the run's configuration, a change to an
-  incentive or safety parameter needs that many governors' approvals; the operator's own
-  `set_policy` is refused (`needs_quorum`), agents can never propose or vote (`forbidden`).
+  `governor`): with `governance_quorum` > 0 in the run's configuration (a scenario's
+  `safeguards.governance_quorum`), every change that loosens the safety configuration
+  needs that many governors' approvals (capture resistance, checklist 51): an incentive or
+  safety parameter (`set_policy` is refused, `needs_quorum`), re-enabling a disabled
+  action class (`disable_action` with `disabled: false`; disabling stays an emergency
+  lever), loosening a cap (`set_cap`; tightening stays one), and admitting a governor
+  beyond the `governance_governors` founders (`register_overseer`): an operator cannot
+  pack the quorum. A proposal names `param`: a policy parameter (or `tax` with its class
+  in `key`), `enable_action` (`key` the kind, `value` 1 to enable, 0 to disable), `cap`
+  (`key` the cap, `value` its value) or `add_governor` (`key` the new governor's public
+  key in hex). Agents can never propose or vote (`forbidden`).
   A proposal is adopted when approvals reach the quorum (the change takes effect the next
   tick), rejected when enough governors refuse that the quorum cannot be reached, and
   expires after `governance_ttl` ticks. Every proposal, vote and outcome is an event.
@@ -254,15 +262,26 @@ def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
     return out
 
 
-def disable_action(k: Kernel, a: DisableAction, tick: int) -> list[Event]:
+def _kind_problem(kind: str) -> str | None:
     from sandbank.kernel.schema import ACTION_TYPES
 
+    if kind not in ACTION_TYPES:
+        return f"no action kind {kind!r}"
+    if kind in SUPERVISORY:
+        return f"{kind} is supervisory and cannot be disabled"
+    return None
+
+
+def disable_action(k: Kernel, a: DisableAction, tick: int) -> list[Event]:
     if a.actor != OPERATOR and not is_overseer_of(k, a.actor, ("overseer", "monitor")):
         raise Reject("forbidden", "only the operator or an overseer disables action kinds")
-    if a.action_kind not in ACTION_TYPES:
-        raise Reject("invalid_field", f"no action kind {a.action_kind!r}")
-    if a.action_kind in SUPERVISORY:
-        raise Reject("invalid_field", f"{a.action_kind} is supervisory and cannot be disabled")
+    problem = _kind_problem(a.action_kind)
+    if problem:
+        raise Reject("invalid_field", problem)
+    if not a.disabled and k.config.governance_quorum:  # loosening: the governors decide
+        raise Reject("needs_quorum", f"re-enabling {a.action_kind} needs "
+                     f"{k.config.governance_quorum} governors' approval: propose_change "
+                     f"param=enable_action key={a.action_kind} value=1")
     ev = ActionDisabled(actor=a.actor, action_kind=a.action_kind, disabled=a.disabled,
                         effective_tick=tick + 1, reason=a.reason[:500])
     k.state.apply(ev, tick)
@@ -272,7 +291,7 @@ def disable_action(k: Kernel, a: DisableAction, tick: int) -> list[Event]:
 def propose_change(k: Kernel, a: ProposeChange, tick: int) -> list[Event]:
     if not is_overseer_of(k, a.actor, (GOVERNOR,)):
         raise Reject("not_authorised", "only governors propose changes")
-    problem = k.state.policy.check(a.param, a.key, a.value)
+    problem = _proposal_problem(k, a.param, a.key, a.value)
     if problem:
         raise Reject("invalid_policy", problem)
     em = k.state.emergency
@@ -296,20 +315,82 @@ def vote_change(k: Kernel, a: VoteChange, tick: int) -> list[Event]:
     return [ev, *_decide(k, p, tick)]
 
 
-def _decide(k: Kernel, p: Proposal, tick: int) -> list[Event]:
-    from sandbank.controls.policy import PolicyChanged
+SAFETY_PARAMS = ("enable_action", "cap", "add_governor")
 
+
+def _governor_key(k: Kernel, key: str) -> bytes | str:
+    """The new governor's key from its hex, or why it cannot be one."""
+    from sandbank.kernel.mechanisms import _new_key
+
+    try:
+        raw = bytes.fromhex(key)
+    except ValueError:
+        return "key must be the new governor's public key in hex"
+    try:
+        _new_key(k, raw)
+    except Reject as e:
+        return e.message
+    if any(o.public_key == raw for o in k.state.controls.overseers.values()):
+        return "an overseer already holds this key"
+    return raw
+
+
+def _proposal_problem(k: Kernel, param: str, key: str, value: int) -> str | None:
+    from sandbank.controls.controls import cap_problem
+
+    if param == "enable_action":
+        return _kind_problem(key) or (None if value in (0, 1) else
+                                      "enable_action takes value 1 (enable) or 0 (disable)")
+    if param == "cap":
+        return cap_problem(k, key, value)
+    if param == "add_governor":
+        found = _governor_key(k, key)
+        return found if isinstance(found, str) else (
+            None if value == 0 else "add_governor takes value 0")
+    problem = k.state.policy.check(param, key, value)
+    if problem and param not in SAFETY_PARAMS and problem.startswith("unknown parameter"):
+        problem += f", {', '.join(SAFETY_PARAMS)}"
+    return problem
+
+
+def _adopt(k: Kernel, p: Proposal, tick: int) -> list[Event]:
+    """What an adopted proposal changes, as events by SYSTEM (it is the quorum's act)."""
+    from sandbank.controls.controls import OverseerRegistered, apply_cap
+    from sandbank.controls.policy import PolicyChanged
+    from sandbank.kernel.schema import OVERSEER_BASE
+
+    why = f"adopted proposal {p.id}"
+    if p.param == "enable_action":
+        ev: Event = ActionDisabled(actor=SYSTEM, action_kind=p.key, disabled=not p.value,
+                                   effective_tick=tick + 1, reason=why)
+    elif p.param == "cap":
+        return apply_cap(k, p.key, p.value, why, SYSTEM, tick)
+    elif p.param == "add_governor":
+        n = len(k.state.controls.overseers)
+        ev = OverseerRegistered(actor=SYSTEM, overseer=OVERSEER_BASE - 1 - n,
+                                name=f"governor-{p.id}", overseer_kind=GOVERNOR,
+                                public_key=p.key, evidence=why)
+    else:
+        ev = PolicyChanged(actor=SYSTEM, param=p.param, key=p.key, value=p.value,
+                           effective_tick=tick + 1)
+    k.state.apply(ev, tick)
+    return [ev]
+
+
+def _decide(k: Kernel, p: Proposal, tick: int) -> list[Event]:
     quorum = k.config.governance_quorum or 1
     governors = sum(1 for o in k.state.controls.overseers.values() if o.kind == GOVERNOR)
     yes = sum(1 for v in p.votes.values() if v)
     no = len(p.votes) - yes
     if yes >= quorum:
+        # what was valid when proposed may not be now (the key taken, the game gone)
+        if _proposal_problem(k, p.param, p.key, p.value):
+            ev = ChangeDecided(actor=SYSTEM, proposal=p.id, outcome="rejected")
+            k.state.apply(ev, tick)
+            return [ev]
         out: list[Event] = [ChangeDecided(actor=SYSTEM, proposal=p.id, outcome="adopted")]
         k.state.apply(out[0], tick)
-        ch = PolicyChanged(actor=SYSTEM, param=p.param, key=p.key, value=p.value,
-                           effective_tick=tick + 1)
-        k.state.apply(ch, tick)
-        return [*out, ch]
+        return [*out, *_adopt(k, p, tick)]
     if governors - no < quorum:
         ev = ChangeDecided(actor=SYSTEM, proposal=p.id, outcome="rejected")
         k.state.apply(ev, tick)
@@ -467,15 +548,27 @@ def disabled_guard(k: Kernel, a: Action) -> Verdict:
 
 
 def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
+    for key in ("governance_quorum", "governance_ttl", "governance_governors"):
+        if type(values[key]) is not int:
+            raise ConfigError(f"{key} must be an integer")
     if values["governance_quorum"] < 0 or values["governance_ttl"] < 1:
         raise ConfigError("governance_quorum must be >= 0 and governance_ttl >= 1")
+    if values["governance_governors"] and \
+            not 0 < values["governance_quorum"] <= values["governance_governors"]:
+        raise ConfigError("governance_governors (the founding governors) needs a "
+                          "governance_quorum within 1..governance_governors")
 
 
 MECHANISM = Mechanism(
     "emergency", state=Emergency,
     # a quorum of governors' approvals a parameter change needs (0: the operator alone), and
     # the ticks a proposal stays open
-    config={"governance_quorum": 0, "governance_ttl": 10}, check_config=check_config,
+    # the founding governors the operator admits alone (0: as many as the quorum)
+    config={"governance_quorum": 0, "governance_ttl": 10, "governance_governors": 0},
+    check_config=check_config,
+    sections={"safeguards.governance_quorum": "governance_quorum",
+              "safeguards.governance_ttl": "governance_ttl",
+              "safeguards.governance_governors": "governance_governors"},
     handlers=HANDLERS, appliers=APPLIERS,
     guards=((GUARD_RANKS["clearance"] + 20, Guard(
         "disabled_actions", BASELINE_AGENT_SAFETY, disabled_guard,

@@ -55,7 +55,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from sandbank.kernel.schema import NOBODY, OPERATOR
+from sandbank.kernel.schema import NOBODY
 from sandbank.markets.pricing import profit_benchmarks
 
 
@@ -150,8 +150,9 @@ class Metrics:
 
     def interventions(self, tick: int, kernel_tick: int, actions: list[Any]) -> None:
         """Record the operator's scheduled actions of this tick and what became of them."""
+        actors = {a.actor for a in actions}  # the operator's, an overseer's, a governor's
         refused = [(d["action"], d["reason"]) for d in self.k.log.last_committed
-                   if d["kind"] == "rejected" and d["actor"] == OPERATOR]
+                   if d["kind"] == "rejected" and d["actor"] in actors]
         for a in actions:
             mine = a.to_dict()
             outcome = next((r for r in refused if r[0] == mine), None)

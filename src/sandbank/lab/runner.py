@@ -27,7 +27,7 @@ from sandbank.agents.base import POLICIES, Agent, AsyncAgent, Directory
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
 from sandbank.boundary.boundary import ApproveExternal, ExternalResponse
-from sandbank.controls.controls import MONITOR, OVERSEER, RegisterOverseer, Resume
+from sandbank.controls.controls import GOVERNOR, MONITOR, OVERSEER, RegisterOverseer, Resume
 from sandbank.controls.roles import AssignRoles, IssueCertificate
 from sandbank.identity.keys import KeyFileError, RunSecret, SigningKey
 from sandbank.kernel.canonical import parse
@@ -65,6 +65,14 @@ class RunResult:
     summary: dict[str, Any]
     ok: bool
 
+
+
+def governor_names(config: Any) -> list[str]:
+    """The founding governors a run admits: `governance_governors` of them (or as many as
+    the quorum), named governor1, governor2, ... (none without a quorum)."""
+    quorum = config.governance_quorum
+    return [f"governor{i}" for i in range(1, (config.governance_governors or quorum) + 1)] \
+        if quorum else []
 
 def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
     """Every in-process agent's actions for this tick (or the exception it raised). Agents
@@ -219,11 +227,16 @@ class LabEconomy:
 
     def __init__(self, sc: Scenario, store: Any, secret: RunSecret, *,
                  signatures: bool | None = None, live: bool = False,
-                 private: tuple[Path | str, ...] = ()) -> None:
+                 private: tuple[Path | str, ...] = (), governors: tuple[bytes, ...] = ()
+                 ) -> None:
         """`live`: a server runs it until stopped, so per-tick records are bounded.
         `private`: files and folders agent hosts must not see (the run folder, the key
-        file; the log's file is added here)."""
+        file; the log's file is added here). `governors`: live, the founding governors'
+        public keys (their holders keep the secret keys; in the lab, which simulates them,
+        their keys derive from the run secret)."""
         self.sc = sc
+        self.live = live
+        self.governor_keys = tuple(governors)
         self.private = [os.path.realpath(p) for p in
                         (*private, *([store.path] if getattr(store, "path", ":memory:")
                                      != ":memory:" else []))]
@@ -241,6 +254,7 @@ class LabEconomy:
         self.host_events = 0
         self.oversight = Oversight(sc.oversight) if sc.oversight.enabled else None
         self.monitor = self.overseer = 0
+        self.supervisors: dict[str, int] = {}  # the lab's overseer identities, by name
         if store.last_checkpoint() is None:
             cfg = sc.kernel_config()
             if signatures is not None:  # a live server checks every signature
@@ -346,6 +360,16 @@ class LabEconomy:
                 key = self._key("oversight", name)
                 submit(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=kind,
                                         public_key=key.public, evidence=f"scenario {sc.name}"))
+        if self.live:  # the founding governors hold their own keys: none is the server's
+            for i, public in enumerate(self.governor_keys, 1):
+                submit(RegisterOverseer(actor=OPERATOR, name=f"governor{i}",
+                                        overseer_kind=GOVERNOR, public_key=public,
+                                        evidence="a founding governor, with its own key"))
+        else:
+            for name in governor_names(k.config):  # the lab's simulated founding governors
+                submit(RegisterOverseer(actor=OPERATOR, name=name, overseer_kind=GOVERNOR,
+                                        public_key=self._key("oversight", name).public,
+                                        evidence=f"scenario {sc.name}: a founding governor"))
         for group in sc.safeguards.get("trusted", []):
             for aid in self.members[group]:
                 submit(SetTrusted(actor=OPERATOR, agent=aid, trusted=True))
@@ -481,9 +505,11 @@ class LabEconomy:
                 "deadline_seconds": s.deadline if self.pool is not None else None}
 
     def _overseers(self) -> None:
+        governors = set() if self.live else set(governor_names(self.k.config))
         for o in self.k.state.controls.overseers.values():
-            if o.name in ("monitor", "overseer"):
+            if o.name in ("monitor", "overseer") or o.name in governors:
                 self.keys[o.id] = self._key("oversight", o.name)
+                self.supervisors[o.name] = o.id
                 if o.kind == MONITOR:
                     self.monitor = o.id
                 elif o.kind == OVERSEER:
@@ -546,7 +572,7 @@ class LabEconomy:
                     metrics.agent_errors += 1
                     self.errors["queue full"] = self.errors.get("queue full", 0) + 1
         self.t += 1
-        scheduled = sc.interventions_at(self.t, self.members, self.overseer)
+        scheduled = sc.interventions_at(self.t, self.members, self.overseer, self.supervisors)
         for action in scheduled:
             submit(action)
         summary: TickSummary = k.step(full_digest=full_digest)

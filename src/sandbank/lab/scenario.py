@@ -210,16 +210,19 @@ class Scenario:
         return _plain(self.table[where][1])
 
     def interventions_at(self, tick: int, groups: dict[str, list[int]],
-                         overseer: int = 0) -> list[Action]:
+                         overseer: int = 0, by: dict[str, int] | None = None) -> list[Action]:
         """The operator's (and the overseer's) actions the scenario schedules for run tick
         `tick` (1-based); one naming a `group` (instead of an `agent`) applies to every
-        agent of that group. Overseer actions are taken by `overseer`."""
+        agent of that group. Overseer actions are taken by `overseer`, or by the lab's
+        identity `by` names (`by`: name -> actor id: governor1, monitor, ...)."""
         out = []
         for i in self.interventions:
             if i["tick"] == tick:
-                fields = {k: v for k, v in i.items() if k not in ("tick", "group")}
+                fields = {k: v for k, v in i.items() if k not in ("tick", "group", "by")}
                 cls = ACTION_TYPES[i["kind"]]
                 actor = overseer if cls.OVERSEER_ONLY else OPERATOR
+                if "by" in i:
+                    actor = OPERATOR if i["by"] == "operator" else (by or {})[i["by"]]
                 if "group" in i and "agents" in cls.__dataclass_fields__:  # one action, all
                     out.append(action_from_dict({**fields, "agents": list(groups[i["group"]]),
                                                  "actor": actor}))
@@ -418,7 +421,19 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
                                 f"overseer action"
                                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
                                 + f"; known: {', '.join(operator_kinds)}")
-        fields = {k: v for k, v in iv.items() if k not in ("tick", "group")}
+        fields = {k: v for k, v in iv.items() if k not in ("tick", "group", "by")}
+        if "by" in iv:
+            cfg = sc.kernel_config()
+            quorum = cfg.governance_quorum
+            names = ["operator", "monitor", "overseer",
+                     *(f"governor{n}" for n in range(1, (cfg.governance_governors or quorum)
+                                                     + 1) if quorum)]
+            if iv["by"] not in names or (iv["by"] in ("monitor", "overseer")
+                                         and not sc.oversight.enabled):
+                raise ScenarioError(f"{source}: {where}.by must name one of the lab's "
+                                    f"identities: {', '.join(names)} (the monitor and the "
+                                    f"overseer only with oversight on; governors only "
+                                    f"under safeguards.governance_quorum)")
         if "group" in iv:
             names = sorted({g.name for g in sc.population})
             takes = ACTION_TYPES[kind].__dataclass_fields__

@@ -712,3 +712,46 @@ def test_in_a_scenario_without_owners_the_victims_of_an_injection_carry_no_liabi
         assert set(inc.liability) == set(alert["subjects"]), inc.liability
         assert sum(inc.liability.values()) == 1
     store.close()
+
+
+# --------------------------------------- found attacking capture resistance (a second review)
+def test_disabling_a_disabled_action_class_again_does_not_reopen_it():
+    from sandbank.controls.emergency import DisableAction
+    from sandbank.kernel.schema import OPERATOR
+    from sandbank.markets.payments import Pay
+
+    e, _ = _governed()
+    mon = e.add_overseer("mon", "monitor")
+    e.do(DisableAction(actor=OPERATOR, action_kind="pay"))
+    for _ in range(10):  # a later start used to re-open the kind for the rest of a tick
+        e.do(DisableAction(actor=mon, action_kind="pay"), Pay(actor=1, to=2, asset="CRD",
+                                                              amount=1))
+        assert _reasons(e) == ["action_disabled"]
+
+
+def test_the_operator_cannot_lift_an_overseers_stop_nor_a_monitor_release_anyone():
+    from sandbank.controls.compartments import Partition
+    from sandbank.controls.emergency import Interrupt
+    from sandbank.kernel.schema import OPERATOR, SetAgentStatus
+
+    e, (g1, _) = _governed()
+    ov, mon = e.add_overseer("ov", "overseer"), e.add_overseer("mon", "monitor")
+    e.do(Interrupt(actor=ov, scope="agent", mode="stop", agent=1, reason="drill"))
+    e.do(SetAgentStatus(actor=OPERATOR, agent=1, status="active", reason="mine"))
+    assert _reasons(e) == ["not_authorised"]
+    e.do(Interrupt(actor=ov, scope="agent", mode="pause", agent=2, reason="drill"))
+    e.do(Interrupt(actor=mon, scope="agent", mode="resume", agent=2))
+    assert _reasons(e) == ["not_authorised"]
+    e.do(Partition(actor=ov, agents=[2], compartment="quarantine"))
+    e.do(Partition(actor=mon, agents=[2], compartment=""),  # a release
+         Partition(actor=g1, agents=[1], compartment="q2"))  # a governor supervising
+    assert sorted(_reasons(e)) == ["not_authorised", "not_authorised"]
+    assert e.k.state.compartments.where(2) == "quarantine"
+
+
+@pytest.mark.parametrize("safeguards", [
+    {"governance_quorum": 100_000}, {"governance_quorum": 2, "governance_governors": 10**20},
+    {"governance_quorum": 2, "governance_ttl": 10**20}])
+def test_governance_settings_out_of_range_fail_the_scenario_at_once(safeguards):
+    with pytest.raises(ScenarioError, match="governance_"):
+        parse_scenario({**BASE, "safeguards": safeguards}, "inline")

@@ -52,13 +52,14 @@ def _founding_governors(sc, keys: list[str], resumed: bool) -> tuple[bytes, ...]
         out.append(raw)
     if len(set(out)) != len(out):
         _fail("--governor names one key twice: each governor is a separate party")
+    want = founders or quorum
     if quorum and len(out) < quorum:
         _fail(f"this scenario's safety changes need {quorum} governors' approval: give at "
               f"least {quorum} founding governors' public keys with --governor (the server "
               f"holds no governor's key, so it cannot simulate them)")
-    if founders and len(out) != founders:
-        _fail(f"the scenario declares {founders} founding governors "
-              f"(safeguards.governance_governors); --governor gave {len(out)}")
+    if quorum and len(out) != want:
+        _fail(f"the scenario admits {want} founding governors (safeguards.governance_governors"
+              f", default the quorum); --governor gave {len(out)}")
     return tuple(out)
 
 

@@ -85,6 +85,7 @@ class Compartments:
 
 
 def partition(k: Kernel, a: Partition, tick: int) -> list[Event]:
+    from sandbank.controls.controls import MONITOR, _overseer
     from sandbank.kernel.mechanisms import _name
 
     if a.compartment:
@@ -92,6 +93,13 @@ def partition(k: Kernel, a: Partition, tick: int) -> list[Event]:
     missing = [x for x in a.agents if x not in k.state.registry.agents]
     if not a.agents or missing:
         raise Reject("unknown_agent", f"no agents {missing or a.agents}")
+    if a.actor != OPERATOR:
+        o = _overseer(k, a.actor)  # (a governor does not supervise)
+        walled = [x for x in a.agents if k.state.compartments.where(x)]
+        if o.kind == MONITOR and (not a.compartment or walled):
+            raise Reject("not_authorised", "a monitor only restricts: it walls agents of "
+                         "the open economy off, and moves or releases none already walled "
+                         f"off ({walled or a.agents})")
     ev = Partitioned(actor=a.actor, agents=sorted(set(a.agents)), compartment=a.compartment,
                      reason=a.reason[:500])
     k.state.apply(ev, tick)

@@ -624,6 +624,9 @@ def set_agent_status(k: Kernel, a: SetAgentStatus, tick: int) -> list[Event]:
     if a.status == ACTIVE and tickets:
         raise Reject("not_authorised", f"agent {a.agent} is frozen by oversight (tickets "
                      f"{sorted(tickets)}); only an overseer's resume lifts it")
+    if a.status == ACTIVE and a.agent in k.state.emergency.stopped:
+        raise Reject("not_authorised", f"agent {a.agent} is stopped: only an overseer "
+                     f"restarts it (interrupt resume)")
     if a.status == FROZEN:
         return freeze_agent(k, a.agent, a.actor, a.reason, tick)
     ev = AgentStatusChanged(actor=a.actor, agent=a.agent, status=a.status, reason=a.reason)

@@ -62,6 +62,7 @@ SUPERVISORY = {"interrupt", "disable_action", "trip_breaker", "resume", "set_cap
                "raise_alert", "propose_change", "vote_change", "set_agent_status",
                "revoke_agent", "set_policy", "register_overseer", "link_owners"}
 GOVERNOR = "governor"
+MAX_GOVERNORS = 64  # founding governors and quorum (a board, not a population)
 
 
 @register_action
@@ -188,8 +189,9 @@ class Emergency:
             self.stopped.difference_update(ev.agents)
 
     def apply_disabled(self, ev: ActionDisabled, tick: int) -> None:
-        if ev.disabled:
-            self.disabled[ev.action_kind] = ev.effective_tick
+        if ev.disabled:  # a kind disabled again stays disabled from its first start (a
+            # later start would re-open it for the rest of the tick it is logged in)
+            self.disabled.setdefault(ev.action_kind, ev.effective_tick)
         else:
             self.disabled.pop(ev.action_kind, None)
 
@@ -235,6 +237,8 @@ def interrupt(k: Kernel, a: Interrupt, tick: int) -> list[Event]:
         raise Reject("invalid_field", "scope must be agent, owner or all")
     agents = [i for i in agents if reg.agents[i].status != REVOKED]
     em = k.state.emergency
+    if a.mode == "resume" and is_overseer_of(k, a.actor, ("monitor",)):
+        raise Reject("not_authorised", "a monitor only restricts: it does not resume agents")
     if a.mode == "resume":
         if any(i in em.stopped for i in agents) and not is_overseer_of(k, a.actor, ("overseer",)):
             raise Reject("not_authorised", "a stopped agent is restarted only by an overseer")
@@ -551,8 +555,12 @@ def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
     for key in ("governance_quorum", "governance_ttl", "governance_governors"):
         if type(values[key]) is not int:
             raise ConfigError(f"{key} must be an integer")
-    if values["governance_quorum"] < 0 or values["governance_ttl"] < 1:
-        raise ConfigError("governance_quorum must be >= 0 and governance_ttl >= 1")
+    if not 0 <= values["governance_quorum"] <= MAX_GOVERNORS \
+            or not 0 <= values["governance_governors"] <= MAX_GOVERNORS:
+        raise ConfigError(f"governance_quorum and governance_governors must be within "
+                          f"0..{MAX_GOVERNORS}")
+    if not 1 <= values["governance_ttl"] <= 1_000_000:
+        raise ConfigError("governance_ttl must be within 1..1000000")
     if values["governance_governors"] and \
             not 0 < values["governance_quorum"] <= values["governance_governors"]:
         raise ConfigError("governance_governors (the founding governors) needs a "

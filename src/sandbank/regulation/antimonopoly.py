@@ -62,7 +62,15 @@ from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import ConfigError, Reject
 from sandbank.kernel.guards import REGULATORY, Guard, Verdict
 from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, PUBLIC, Mechanism
-from sandbank.kernel.schema import SYSTEM, Action, Event, Settled, register_action, register_event
+from sandbank.kernel.schema import (
+    OPERATOR,
+    SYSTEM,
+    Action,
+    Event,
+    Settled,
+    register_action,
+    register_event,
+)
 from sandbank.kernel.settlement import Settlement, SettlementFailed
 from sandbank.markets.exchange import BUY, PlaceOrder, cancel_orders_holding, holding_of
 
@@ -393,6 +401,10 @@ def cap_guard(k: Kernel, a: Action) -> Verdict:
 
 
 def link_owners(k: Kernel, a: LinkOwners, tick: int) -> list[Event]:
+    from sandbank.controls.controls import _overseer
+
+    if a.actor != OPERATOR:
+        _overseer(k, a.actor)  # (a governor does not supervise)
     am: Antimonopoly = k.state.antimonopoly
     owners = sorted(set(a.owners))
     if not 2 <= len(owners) <= MAX_LINKED:

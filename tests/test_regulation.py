@@ -755,3 +755,21 @@ def test_the_operator_cannot_lift_an_overseers_stop_nor_a_monitor_release_anyone
 def test_governance_settings_out_of_range_fail_the_scenario_at_once(safeguards):
     with pytest.raises(ScenarioError, match="governance_"):
         parse_scenario({**BASE, "safeguards": safeguards}, "inline")
+
+
+def test_bridges_are_declared_in_a_scenario_and_checked(tmp_path):
+    # (the wall and its bridges at work: tests/test_boundary.py; here, the YAML reaches them)
+    doc = {**BASE, "ticks": 6, "oversight": {"enabled": False},
+           "population": [{"policy": "zi_trader", "count": 3, "owner": "market"}],
+           "bridges": [{"from": "lab", "to": "", "kinds": ["send_message"]}],
+           "interventions": [{"tick": 1, "kind": "partition", "agents": [1],
+                              "compartment": "lab", "reason": "drill"}]}
+    sc = parse_scenario(copy.deepcopy(doc), "inline")
+    assert list(sc.kernel_config().bridges) == [
+        {"from": "lab", "to": "", "kinds": ["send_message"]}]
+    run_scenario(sc, tmp_path / "b")  # the run header carries them
+    for bad, says in (([{"from": "lab", "to": "lab"}], "to itself"),
+                      ([{"from": "lab", "kinds": ["place_order"]}], "walled action kinds"),
+                      ([{"form": "lab"}], "mapping of")):
+        with pytest.raises(ScenarioError, match=says):
+            parse_scenario({**doc, "bridges": bad}, "inline")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sandbank.kernel.errors import Reject
+from sandbank.kernel.errors import ConfigError, Reject
 from sandbank.kernel.guards import BASELINE_AGENT_SAFETY, Guard, Verdict
 from sandbank.kernel.mechanism import GUARD_RANKS, PARTIES, Mechanism
 from sandbank.kernel.schema import OPERATOR, Action, Event, register_action, register_event
@@ -151,10 +151,33 @@ def compartment_guard(k: Kernel, a: Action) -> Verdict:
     return None
 
 
+BRIDGE_KEYS = {"from", "to", "kinds"}
+
+
+def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
+    bridges = values["bridges"]
+    if not isinstance(bridges, (list, tuple)):
+        raise ConfigError("bridges must be a list of {from, to, kinds}")
+    for i, b in enumerate(bridges):
+        if not isinstance(b, dict) or set(b) - BRIDGE_KEYS:
+            raise ConfigError(f"bridges.{i} must be a mapping of {sorted(BRIDGE_KEYS)}")
+        for end in ("from", "to"):
+            v = b.get(end, "")
+            if not isinstance(v, str) or len(v) > 64:
+                raise ConfigError(f"bridges.{i}.{end} must be a compartment name (\"\": the "
+                                  f"open economy)")
+        if b.get("from", "") == b.get("to", ""):
+            raise ConfigError(f"bridges.{i} joins a compartment to itself")
+        kinds = b.get("kinds", sorted(WALLED))
+        if not isinstance(kinds, list) or not kinds or any(k not in WALLED for k in kinds):
+            raise ConfigError(f"bridges.{i}.kinds must list walled action kinds: "
+                              f"{', '.join(sorted(WALLED))}")
+
+
 MECHANISM = Mechanism(
     "compartments", state=Compartments,
     configure=lambda cs, header: cs.configure(header.config.get("bridges", [])),
-    config={"bridges": ()},
+    config={"bridges": ()}, check_config=check_config, sections={"bridges": "bridges"},
     handlers={Partition.KIND: partition},
     appliers={Partitioned: lambda s: s.compartments.apply_partitioned},
     guards=((GUARD_RANKS["clearance"] + 10, Guard(

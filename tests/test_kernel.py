@@ -272,7 +272,8 @@ def test_bad_configuration_is_refused_with_the_name():
         check(KernelConfig(disabled_guards=("nope",)))
     with pytest.raises(ConfigError, match="max_actions_per_tick"):
         KernelConfig(max_actions_per_tick=0)
-    with pytest.raises(ConfigError, match="governance_quorum must be >= 0"):
+    with pytest.raises(ConfigError, match="governance_quorum and governance_governors must be "
+                                          "within 0..64"):
         check(KernelConfig(governance_quorum=-1))
     with pytest.raises(ConfigError, match=r"unknown config key 'market' \(did you mean "
                                           r"'markets'\?\)"):

@@ -668,5 +668,6 @@ MECHANISM = Mechanism(
                                  "request_refused", "admission_recorded"), OVERSEERS)},
     principal=lambda c, actor: c.overseers.get(actor),
     limit=_limit,
-    requires=("exchange", "pricing"),  # a pause halts a market, a cap bounds a game
+    # a pause halts a market, a cap bounds a game; a stop (emergency) is not lifted here
+    requires=("exchange", "pricing", "emergency"),
 )

@@ -244,6 +244,8 @@ def test_a_tax_on_an_operator_action_or_a_task_category_named_as_an_action_is_re
 
     with pytest.raises(ScenarioError, match="set_policy is an operator"):
         parse_scenario({**BASE, "policy": {"taxes": {"set_policy": 5}}}, "inline")
+    with pytest.raises(ScenarioError, match="map externality classes"):
+        parse_scenario({**BASE, "policy": {"taxes": {7: 5}}}, "inline")
     e = _taxed(taxes={"external": 3})
     e.do(PostTask(actor=1, skills={"code": 1}, reward=10, deadline=e.k.tick + 20, units=1,
                   category="external"))

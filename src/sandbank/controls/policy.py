@@ -386,8 +386,9 @@ def collect_tax_debts(k: Kernel, tick: int) -> list[Event]:
 def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
     for key, value in values["policy"].items():
         if key == "taxes":
-            if not isinstance(value, dict):
-                raise ConfigError("policy.taxes must map externality classes to rates")
+            if not isinstance(value, dict) or not all(isinstance(c, str) for c in value):
+                raise ConfigError("policy.taxes must map externality classes (names: an "
+                                  "agent action kind or a task category) to rates")
             problems = [Policy().check("tax", c, r) if type(r) is int else "not an integer"
                         for c, r in value.items()]
         elif key in PARAMS:

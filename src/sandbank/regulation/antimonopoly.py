@@ -72,7 +72,13 @@ from sandbank.kernel.schema import (
     register_event,
 )
 from sandbank.kernel.settlement import Settlement, SettlementFailed
-from sandbank.markets.exchange import BUY, PlaceOrder, cancel_orders_holding, holding_of
+from sandbank.markets.exchange import (
+    BUY,
+    PlaceOrder,
+    cancel_orders_holding,
+    held_by,
+    holding_of,
+)
 
 if TYPE_CHECKING:
     from sandbank.identity.registry import Registry
@@ -219,22 +225,16 @@ def supply_of(k: Kernel, asset: str) -> int:
     return led.minted.get(asset, 0) - led.burned.get(asset, 0)
 
 
-def held(led: Any, agent: int, asset: str) -> int:
-    """What `agent` holds of `asset` over all its accounts in it (a negative balance counts
-    as none)."""
-    return sum(max(0, a.balance) for a in led.accounts_of(agent) if a.asset == asset)
-
-
 def holdings(k: Kernel, asset: str) -> tuple[dict[str, int], dict[int, int]]:
     """Every holder's holding of `asset`, by holder, and every agent's (its accounts'
     positive balances together)."""
     am: Antimonopoly = k.state.antimonopoly
-    reg, led = k.state.registry, k.state.ledger
+    reg = k.state.registry
     pop = am.population(reg)
     out: dict[str, int] = {}
     each: dict[int, int] = {}
     for agent in reg.agents:
-        n = held(led, agent, asset)
+        n = held_by(k.state, (agent,), asset)
         if n > 0:
             each[agent] = n
             h = am.holder(reg, agent, pop)
@@ -389,9 +389,9 @@ def cap_guard(k: Kernel, a: Action) -> Verdict:
     pop = am.population(reg)
     holder = am.holder(reg, a.actor, pop)
     members = am.members(reg, holder, pop)
-    led = k.state.ledger
-    have = sum(held(led, x, asset) for x in members)
-    bids = holding_of(k, members, asset)[1] if asset == a.asset else 0
+    # (bids count towards a holding of the asset they buy; a sale's proceeds are `gain`)
+    have, bids = holding_of(k, members, asset) if asset == a.asset else \
+        (held_by(k.state, members, asset), 0)
     cap = supply_of(k, asset) * am.cap_bps // BPS
     if have + bids + gain > cap:
         return ("over_cap", f"the anti-monopoly cap holds {holder} to {am.cap_bps / 100:g}% "

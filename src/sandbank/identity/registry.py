@@ -52,6 +52,14 @@ def _agent_record(a: Agent) -> list[object]:
             sorted(a.skills.items())]
 
 
+
+def majority_owner(admitted: dict[int, int]) -> int:
+    """The owner of more than half of the agents counted in `admitted` (owner -> admitted
+    agents), or 0: the rule behind `Registry.population_owner`, for a log read without a
+    registry too (oversight/forensics.py)."""
+    top = max(sorted(admitted), key=lambda o: admitted[o], default=0)
+    return top if top and 2 * admitted[top] > sum(admitted.values()) else 0
+
 class Registry:
     def __init__(self) -> None:
         self.owners: dict[int, Owner] = {}
@@ -112,9 +120,7 @@ class Registry:
         for x in self.agents.values():
             if not x.parent:
                 admitted[x.owner] = admitted.get(x.owner, 0) + 1
-        total = sum(admitted.values())
-        top = max(sorted(admitted), key=lambda o: admitted[o], default=0)
-        return top if top and 2 * admitted[top] > total else 0
+        return majority_owner(admitted)
 
     def lineage_root(self, agent: int) -> int:
         """The registered (not spawned) ancestor of an agent: who controls a spawn tree."""

@@ -31,6 +31,7 @@ from typing import Any
 
 from sandbank.audit.proofs import inclusion_bundle
 from sandbank.audit.provenance import Provenance
+from sandbank.identity.registry import majority_owner
 from sandbank.kernel.canonical import parse
 from sandbank.regulation.liability import by_owner, shapley_shares
 from sandbank.store.base import Store
@@ -204,8 +205,7 @@ class _Ledger:
                     self.owner_names[d["owner"]] = d["name"]
         # the owner of more than half the admitted agents is the population (a scenario
         # that declares no owners: Registry.population_owner), not one party
-        top = max(sorted(admitted), key=lambda o: admitted[o], default=0)
-        self.population = top if top and 2 * admitted[top] > sum(admitted.values()) else 0
+        self.population = majority_owner(admitted)
 
     def moved(self, event: dict[str, Any]) -> int:
         """The money an event moved out of agents' accounts (its harm weight)."""

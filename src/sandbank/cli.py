@@ -33,7 +33,9 @@ def _founding_governors(sc, keys: list[str], resumed: bool) -> tuple[bytes, ...]
     """The founding governors' public keys for a served scenario (exit 2 on a bad one, or on
     a quorum no governor could reach). A resumed log has its governors already."""
     cfg = sc.kernel_config()
-    quorum, founders = cfg.governance_quorum, cfg.governance_governors
+    from sandbank.controls.controls import founding_governors
+
+    quorum = cfg.governance_quorum
     if resumed:
         if keys:
             _fail("--governor admits the founding governors of a new log; this one has its "
@@ -52,7 +54,7 @@ def _founding_governors(sc, keys: list[str], resumed: bool) -> tuple[bytes, ...]
         out.append(raw)
     if len(set(out)) != len(out):
         _fail("--governor names one key twice: each governor is a separate party")
-    want = founders or quorum
+    want = founding_governors(cfg)
     if quorum and len(out) < quorum:
         _fail(f"this scenario's safety changes need {quorum} governors' approval: give at "
               f"least {quorum} founding governors' public keys with --governor (the server "

@@ -382,6 +382,13 @@ def _overseer(k: Kernel, actor: int) -> Overseer:
     return o
 
 
+def founding_governors(config: Any) -> int:
+    """How many governors the operator admits alone: `governance_governors`, or as many as
+    the quorum (none without a quorum)."""
+    quorum = config.governance_quorum
+    return (config.governance_governors or quorum) if quorum else 0
+
+
 def register_overseer(k: Kernel, a: RegisterOverseer, tick: int) -> list[Event]:
     from sandbank.kernel.mechanisms import _name, _new_key
 
@@ -393,7 +400,7 @@ def register_overseer(k: Kernel, a: RegisterOverseer, tick: int) -> list[Event]:
     c = k.state.controls
     if any(o.public_key == a.public_key for o in c.overseers.values()):
         raise Reject("key_already_registered", "an overseer already holds this key")
-    founders = k.config.governance_governors or k.config.governance_quorum
+    founders = founding_governors(k.config)
     if a.overseer_kind == GOVERNOR and k.config.governance_quorum and founders <= sum(
             1 for o in c.overseers.values() if o.kind == GOVERNOR):
         # capture resistance: past the founding governors, the operator cannot pack the

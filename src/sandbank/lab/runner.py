@@ -44,7 +44,7 @@ from sandbank.kernel.schema import (
 )
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
 from sandbank.lab.metrics import Metrics, declared_rings, lorenz
-from sandbank.lab.scenario import SUCCESS_KEYS, Scenario
+from sandbank.lab.scenario import SUCCESS_KEYS, Scenario, governor_names
 from sandbank.oversight.engine import Oversight
 from sandbank.reputation.reputation import SetTrusted
 from sandbank.store.sqlite import SQLiteStore
@@ -66,13 +66,6 @@ class RunResult:
     ok: bool
 
 
-
-def governor_names(config: Any) -> list[str]:
-    """The founding governors a run admits: `governance_governors` of them (or as many as
-    the quorum), named governor1, governor2, ... (none without a quorum)."""
-    quorum = config.governance_quorum
-    return [f"governor{i}" for i in range(1, (config.governance_governors or quorum) + 1)] \
-        if quorum else []
 
 def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
     """Every in-process agent's actions for this tick (or the exception it raised). Agents

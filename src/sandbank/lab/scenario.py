@@ -44,6 +44,7 @@ import sandbank.agents.scripted  # noqa: F401  (registers the policies)
 import sandbank.economy  # noqa: F401  (registers every action kind)
 from sandbank.agents.hosts import HostSettings
 from sandbank.agents.loader import PolicyError, PolicyRef, check_params, resolve, search_path
+from sandbank.controls.controls import founding_governors
 from sandbank.economy import STANDARD, assembly, check_config
 from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, Action, MalformedAction, action_from_dict
 from sandbank.kernel.sequencer import ConfigError, KernelConfig
@@ -79,6 +80,12 @@ def _safeguard_keys(sections: dict[str, Any]) -> set[str]:
 SECTIONS = _sections(STANDARD)
 SAFEGUARD_KEYS = _safeguard_keys(SECTIONS)  # of the standard economy
 
+
+
+def governor_names(config: Any) -> list[str]:
+    """The founding governors a lab run admits, named governor1, governor2, ...
+    (`controls.founding_governors` of them)."""
+    return [f"governor{i}" for i in range(1, founding_governors(config) + 1)]
 
 class ScenarioError(ValueError):
     """The scenario file is wrong; the message names the file and the key."""
@@ -423,11 +430,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
                                 + f"; known: {', '.join(operator_kinds)}")
         fields = {k: v for k, v in iv.items() if k not in ("tick", "group", "by")}
         if "by" in iv:
-            cfg = sc.kernel_config()
-            quorum = cfg.governance_quorum
-            names = ["operator", "monitor", "overseer",
-                     *(f"governor{n}" for n in range(1, (cfg.governance_governors or quorum)
-                                                     + 1) if quorum)]
+            names = ["operator", "monitor", "overseer", *governor_names(sc.kernel_config())]
             if iv["by"] not in names or (iv["by"] in ("monitor", "overseer")
                                          and not sc.oversight.enabled):
                 raise ScenarioError(f"{source}: {where}.by must name one of the lab's "

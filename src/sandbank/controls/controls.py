@@ -518,12 +518,17 @@ def resume(k: Kernel, a: Resume, tick: int) -> list[Event]:
     return out
 
 
+def _position(cap: str) -> tuple[str | None, str, str]:
+    """(asset, ":" or "", owner) of a `position:<asset>[:<owner>]` cap; (None, "", "") else."""
+    if not cap.startswith("position:"):
+        return None, "", ""
+    return cap[len("position:"):].partition(":")
+
+
 def cap_problem(k: Kernel, cap: str, value: int) -> str | None:
     """None if `cap` names a cap of this economy and `value` may be set on it, else why not."""
     game = cap[len("price:"):] if cap.startswith("price:") else None
-    asset, sep, owner = None, "", ""
-    if cap.startswith("position:"):
-        asset, sep, owner = cap[len("position:"):].partition(":")
+    asset, sep, owner = _position(cap)
     if cap not in CAPS and not (game is not None and game in k.state.pricing.games) \
             and not (asset is not None and asset in k.state.exchange.markets and (
                 not sep or (owner.isdigit() and str(int(owner)) == owner
@@ -561,9 +566,7 @@ def apply_cap(k: Kernel, cap: str, value: int, reason: str, actor: int, tick: in
     ev = CapSet(actor=actor, cap=cap, value=value, reason=reason[:500])
     k.state.apply(ev, tick)
     out: list[Event] = [ev]
-    asset, sep, owner = None, "", ""
-    if cap.startswith("position:"):
-        asset, sep, owner = cap[len("position:"):].partition(":")
+    asset, sep, owner = _position(cap)
     if asset is not None and value:  # bids resting from before must not fill past it
         why = f"over the position cap {cap} = {value}"
         if sep:

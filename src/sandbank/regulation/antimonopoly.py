@@ -267,10 +267,13 @@ def antimonopoly_tick(k: Kernel, tick: int) -> list[Event]:
     return out
 
 
-def _available(k: Kernel, members: list[int], asset: str) -> list[tuple[Any, int]]:
+def _available(k: Kernel, members: list[int], asset: str) -> list[tuple[Any, int, int]]:
+    """(account, agent, what the levy may take of it) for the members' accounts in `asset`
+    with anything available, the largest first."""
     led = k.state.ledger
-    return [(a, agent) for agent in members for a in led.accounts_of(agent)
-            if a.asset == asset and min(a.available, a.balance) > 0]
+    out = [(a, agent, min(a.available, a.balance)) for agent in members
+           for a in led.accounts_of(agent) if a.asset == asset]
+    return sorted((x for x in out if x[2] > 0), key=lambda x: (-x[2], x[0].id))
 
 
 def _levy(k: Kernel, asset: str, holder: str, holding: int, supply: int, due: int,
@@ -282,12 +285,12 @@ def _levy(k: Kernel, asset: str, holder: str, holding: int, supply: int, due: in
     am: Antimonopoly = k.state.antimonopoly
     members = am.members(k.state.registry, holder, pop)
     out: list[Event] = []
-    if sum(min(a.available, a.balance) for a, _ in _available(k, members, asset)) < due:
+    if sum(x[2] for x in _available(k, members, asset)) < due:
         # what the levy is owed is parked in resting orders: they are cancelled
         out += cancel_orders_holding(k, members, asset, "the anti-monopoly levy is owed "
                                      "what this order reserves", SYSTEM, tick)
-    left = due
-    left -= sum(min(a.available, a.balance) for a, _ in _available(k, members, asset))
+    accounts = _available(k, members, asset)  # (after the cancellations)
+    left = due - sum(x[2] for x in accounts)
     if left > 0:  # ... or in a stake (released at will): the levy takes its part of it
         out += _from_stakes(k, members, asset, left, tick)
     treasury = k.state.ledger.treasury[asset]
@@ -295,10 +298,8 @@ def _levy(k: Kernel, asset: str, holder: str, holding: int, supply: int, due: in
     for attempt in ("redistribute", "keep", "nothing"):
         st, left, paid = Settlement(k), due - staked, set()
         if attempt != "nothing":
-            accounts = sorted(_available(k, members, asset),
-                              key=lambda x: (-min(x[0].available, x[0].balance), x[0].id))
-            for acct, agent in accounts:
-                take = min(left, acct.available, acct.balance)
+            for acct, agent, can in accounts:  # (a stake's take leaves these unchanged)
+                take = min(left, can)
                 if take > 0:
                     st.fee(acct.id, asset, take)
                     paid.add(agent)

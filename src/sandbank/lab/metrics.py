@@ -9,6 +9,10 @@ Columns (one row per tick):
   (paid out on passed contracts), cumulative;
 - `fraud_attempts` (garbage deliveries), `fraud_loss` (paid out on contracts that passed
   although some part failed — money for work that was not done), cumulative;
+- `work_loss`: the requesters' loss on work not done — the price of contracts that failed
+  or expired with nothing delivered, and `fraud_loss` — `claims_paid` (what insurance paid
+  them back, regulation/insurance.py) and `uncompensated_loss` (the difference),
+  cumulative; with insurance, `premiums` (cumulative) and `insurance_pool` (its balance);
 - `messages`, `agent_errors`, `llm_calls`, `llm_failures` (errors and malformed replies);
 - welfare, cumulative: `surplus_trades` — gains from trade at the traders' induced (private)
   values, Σ qty·(buyer's value − seller's value) over fills, where a side without an
@@ -119,7 +123,8 @@ class Metrics:
                     "payments": 0, "paid_after_message": 0, "boundary_attempts": 0,
                     "boundary_denied": 0, "boundary_value_attempted": 0, "alerts": 0,
                     "breaker_trips": 0, "wash_volume": 0, "boundary_sent": 0,
-                    "boundary_approval_denied": 0, "boundary_timed_out": 0}
+                    "boundary_approval_denied": 0, "boundary_timed_out": 0,
+                    "work_loss": 0, "claims_paid": 0}
         self.rows: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
@@ -243,6 +248,11 @@ class Metrics:
                 c = k.state.tasks.contracts[d["contract"]]
                 if paid and c.failed:
                     self.cum["fraud_loss"] += paid
+                if d["outcome"] == "failed" or (d["outcome"] == "expired" and not
+                                                (c.ok or c.failed)):
+                    self.cum["work_loss"] += c.price  # (what insurance claims indemnify)
+                elif paid and c.failed:
+                    self.cum["work_loss"] += paid
                 if d["outcome"] == "passed":
                     task = k.state.tasks.tasks[d["task"]]
                     if self.owner_of(task.requester) == self.owner_of(c.worker):
@@ -250,6 +260,8 @@ class Metrics:
                         self.cum["self_dealt_value"] += paid
                     elif not c.failed:
                         self.cum["surplus_tasks"] += task.reward
+            elif kind == "claim_paid":
+                self.cum["claims_paid"] += d["paid"]
             elif kind == "message_sent":
                 self.cum["messages"] += 1
                 if d["to"]:
@@ -362,6 +374,11 @@ class Metrics:
                 self.delta_sum[name] = (total + delta, n + 1)
                 row[f"mean_delta_{name}"] = round((total + delta) / (n + 1), 4)
         row.update(self.cum)
+        row["uncompensated_loss"] = self.cum["work_loss"] - self.cum["claims_paid"]
+        ins = k.state.insurance
+        if ins.asset:
+            row["premiums"] = ins.totals["premiums"]
+            row["insurance_pool"] = k.state.ledger.accounts[ins.pool].balance if ins.pool else 0
         b = k.state.boundary
         row["boundary_out_value"] = sum(b.out_value.values())  # what left the sandbox
         row["boundary_in_value"] = sum(b.in_value.values())

@@ -46,6 +46,7 @@ from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
 from sandbank.lab.metrics import Metrics, declared_rings, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario, governor_names
 from sandbank.oversight.engine import Oversight
+from sandbank.regulation.insurance import Insure
 from sandbank.reputation.reputation import SetTrusted
 from sandbank.store.sqlite import SQLiteStore
 
@@ -373,6 +374,11 @@ class LabEconomy:
             for aid in self.members[group]:
                 submit(IssueCertificate(actor=OPERATOR, agent=aid, expires=k.tick + 1 + lapse))
         self._setup_step("admitting overseers, trust, roles and certificates")
+        if sc.setting("insurance"):  # every agent buys cover (renewed each term), but the
+            for name in sorted({g.name for g in sc.population} - set(sc.uninsured)):
+                for aid in self.members[name]:  # (groups the scenario leaves uninsured)
+                    submit(Insure(actor=aid))
+            self._setup_step("buying the population's insurance cover")
         self._overseers()
 
     def _setup_step(self, what: str) -> None:

@@ -195,6 +195,7 @@ class Scenario:
     redteam: dict[str, Any] = field(default_factory=dict)  # what it attacks (lab/redteam.py)
     roles: dict[str, list[str]] = field(default_factory=dict)  # group -> roles (roles.py)
     certificates: dict[str, int] = field(default_factory=dict)  # group -> run tick they lapse
+    uninsured: list[str] = field(default_factory=list)  # groups that buy no insurance cover
     source: str = "<scenario>"
     # the mechanisms' sections (`markets`, `gateways`, ...): scenario key -> value as written
     sections: dict[str, Any] = field(default_factory=dict)
@@ -318,6 +319,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
                      ("safeguards", dict), ("success", dict), ("population", list),
                      ("concurrency", int), ("interventions", list), ("oversight", dict),
                      ("redteam", dict), ("roles", dict), ("certificates", dict),
+                     ("uninsured", list),
                      ("agents", dict),
                      *((w, _yaml_type(d)) for w, (_, d) in top.items())):
         if key in data:
@@ -413,6 +415,12 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
         if group not in names or type(lapse) is not int or lapse < 1:
             raise ScenarioError(f"{source}: certificates: {group!r} must be a population group "
                                 f"with the run tick its certificates lapse (>= 1)")
+    if not all(isinstance(g, str) and g in names for g in sc.uninsured):
+        raise ScenarioError(f"{source}: uninsured must list population groups "
+                            f"({', '.join(names)}): those that buy no insurance cover")
+    if sc.uninsured and not sc.setting("insurance"):
+        raise ScenarioError(f"{source}: uninsured names groups, but the scenario has no "
+                            f"insurance section")
     operator_kinds = sorted(k for k, c in ACTION_TYPES.items()
                             if c.OPERATOR_ONLY or c.OVERSEER_ONLY or c.SUPERVISOR)
     for i, iv in enumerate(sc.interventions):

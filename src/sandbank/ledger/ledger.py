@@ -143,9 +143,8 @@ class Ledger:
         self.accounts[a.id] = a
         self._by_holder.setdefault(a.holder, []).append(a.id)
         self._first.setdefault((a.holder, a.asset), a)
-        if ev.holder == SYSTEM:
-            assert ev.asset not in self.escrow
-            self.escrow[ev.asset] = a.id
+        if ev.holder == SYSTEM:  # the first SYSTEM account of an asset is its escrow; a
+            self.escrow.setdefault(ev.asset, a.id)  # mechanism may open more (a pool)
         if ev.treasury:
             assert ev.asset not in self.treasury
             self.treasury[ev.asset] = a.id

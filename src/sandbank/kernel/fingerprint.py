@@ -35,7 +35,7 @@ SKIP = frozenset({
     # instead as what is still due (EconomyState.schedules); `_order` counts undone holds too
     "_expiry", "_order", "_deadlines", "_closing",
     "_digest",  # reputation's cached digest (and any mechanism's)
-    "_population",  # antimonopoly, insurance: a cache of Registry.population_owner
+    "_population",  # antimonopoly: a cache of Registry.population_owner, filled by a guard
     "_apply", "_listen",  # the state's dispatch tables (functions)
 })
 # mappings only the single writer builds, one item per logged event in log order, in live run

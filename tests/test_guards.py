@@ -36,7 +36,8 @@ OVERSEER_ONLY = {"approve_external", "propose_change", "raise_alert", "resume", 
                  "set_cap", "trip_breaker", "vote_change"}
 SUPERVISOR = {"disable_action", "interrupt", "link_owners", "partition"}
 AGENT_KINDS = {
-    "arbitrate", "award_task", "bid_auction", "bid_task", "cancel_order", "create_auction",
+    "arbitrate", "award_task", "bid_auction", "bid_task", "cancel_order", "contribute",
+    "create_auction", "create_mission", "join_mission",
     "deliver", "external", "insure", "join_game", "judge", "open_account", "pay", "place_order",
     "post_stake", "post_task", "release_stake", "send_message", "set_price", "spawn_agent",
     "subcontract", "trace", "transfer"}

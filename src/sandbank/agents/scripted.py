@@ -9,6 +9,8 @@
 - `specialist`: bids on tasks it can partly do, subcontracts the parts it cannot to agents
   whose declared skills fit, delivers when its subcontractors have.
 - `fraudster`: underbids for every task, takes the escrowed work, delivers garbage.
+- `mission_contributor`: joins every open mission and contributes `amount` a tick, up to a
+  `budget`; `free_rider`: joins every open mission and contributes `token` (0: nothing).
 - `judge`: votes on deliveries it was asked to judge: `honest` (pass iff no part failed),
   or a rubber stamp (`pass`) or a saboteur (`fail`).
 - `sybil_operator`: spawns identities, funds them, and has them post small tasks that it
@@ -38,6 +40,7 @@ from sandbank.kernel.observation import Observation
 from sandbank.kernel.schema import Action, OpenAccount, SpawnAgent
 from sandbank.markets.exchange import CancelOrder, PlaceOrder
 from sandbank.markets.messaging import SendMessage
+from sandbank.markets.missions import Contribute, JoinMission
 from sandbank.markets.payments import Pay
 from sandbank.markets.tasks import (
     AwardTask,
@@ -218,6 +221,43 @@ class Specialist(Agent):
                     continue
             if obs.tick - self.waiting[c.id] >= 2 or not c.children:
                 out.append(Deliver(actor=self.id, contract=c.id))
+        return out
+
+
+@policy("mission_contributor", params={"amount": 50, "budget": 1_000})
+class MissionContributor(Agent):
+    """Joins every open mission it is not in, then contributes `amount` a tick to each it
+    joined until the target is met or its `budget` (for all missions) is spent."""
+
+    def act(self, obs: Observation) -> list[Action]:
+        out: list[Action] = []
+        spent = getattr(self, "spent", 0)
+        for m in (obs.extra or {}).get("missions", ()):
+            if not m["joined"]:
+                if m["participants"] < m["cap"]:
+                    out.append(JoinMission(actor=self.id, mission=m["id"]))
+                continue
+            give = min(self.params["amount"], self.params["budget"] - spent,
+                       max(0, m["target"] - m["raised"]))
+            if give > 0:
+                spent += give
+                out.append(Contribute(actor=self.id, mission=m["id"], amount=give))
+        self.spent = spent
+        return out
+
+
+@policy("free_rider", params={"token": 0})
+class FreeRider(Agent):
+    """Joins every open mission, and contributes `token` once (0: nothing at all)."""
+
+    def act(self, obs: Observation) -> list[Action]:
+        out: list[Action] = []
+        for m in (obs.extra or {}).get("missions", ()):
+            if not m["joined"] and m["participants"] < m["cap"]:
+                out.append(JoinMission(actor=self.id, mission=m["id"]))
+            elif m["joined"] and not m["contributed"] and self.params["token"] > 0:
+                out.append(Contribute(actor=self.id, mission=m["id"],
+                                      amount=self.params["token"]))
         return out
 
 

@@ -57,6 +57,7 @@ ROLES: dict[str, set[str]] = {
     "staker": {"post_stake", "release_stake"},
     "spawner": {"spawn_agent"},
     "gateway_user": {"external"},
+    "mission_member": {"join_mission", "contribute", "create_mission"},
 }
 SUSPENDED = "suspended"
 HIGH_STAKES = {"spawn_agent", "external"}

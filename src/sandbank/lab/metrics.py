@@ -13,6 +13,9 @@ Columns (one row per tick):
   or expired with nothing delivered, and `fraud_loss` — `claims_paid` (what insurance paid
   them back, regulation/insurance.py) and `uncompensated_loss` (the difference),
   cumulative; with insurance, `premiums` (cumulative) and `insurance_pool` (its balance);
+- missions (markets/missions.py): `missions_met`, `missions_missed`, `mission_rewards`
+  (paid out), `free_ridden` (reward paid beyond contribution shares), cumulative, and
+  `free_rider_index` (the highest of any closed mission, 0..1);
 - `messages`, `agent_errors`, `llm_calls`, `llm_failures` (errors and malformed replies);
 - welfare, cumulative: `surplus_trades` — gains from trade at the traders' induced (private)
   values, Σ qty·(buyer's value − seller's value) over fills, where a side without an
@@ -124,7 +127,8 @@ class Metrics:
                     "boundary_denied": 0, "boundary_value_attempted": 0, "alerts": 0,
                     "breaker_trips": 0, "wash_volume": 0, "boundary_sent": 0,
                     "boundary_approval_denied": 0, "boundary_timed_out": 0,
-                    "work_loss": 0, "claims_paid": 0}
+                    "work_loss": 0, "claims_paid": 0, "missions_met": 0, "missions_missed": 0,
+                    "mission_rewards": 0, "free_ridden": 0, "free_rider_index": 0.0}
         self.rows: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
@@ -262,6 +266,12 @@ class Metrics:
                         self.cum["surplus_tasks"] += task.reward
             elif kind == "claim_paid":
                 self.cum["claims_paid"] += d["paid"]
+            elif kind == "mission_closed":
+                self.cum["missions_met" if d["met"] else "missions_missed"] += 1
+                self.cum["mission_rewards"] += sum(r[2] for r in d["rewards"])
+                self.cum["free_ridden"] += d["free_ridden"]
+                self.cum["free_rider_index"] = max(self.cum["free_rider_index"],
+                                                   d["free_rider_index"])
             elif kind == "message_sent":
                 self.cum["messages"] += 1
                 if d["to"]:

@@ -38,7 +38,9 @@ With `cause` (a regulatory institution: the anti-monopoly levy, say), the safegu
 the institution, which acts before anything is detected: the `only` run keeps it on (no
 ablation) with every detector's response `none` and no market breaker, and the verdict
 needs the detector to fire on the unmitigated attack but not with the safeguards on (an
-institution that prevents the harm leaves nothing to detect).
+institution that prevents the harm leaves nothing to detect). An institution no detector
+watches (a mission's distribution rule) declares `detect: []`: its row says "(no
+detector)" and is judged on the harm alone.
 
 Besides the verdict, each case reports the time to detection (run ticks to the first alert
 of an expected detector naming an attacker, unmitigated), the false alerts (alerts, with
@@ -377,13 +379,15 @@ def summarise(verdicts: list[Verdict]) -> list[dict[str, str]]:
         w_off = [c.welfare_off for c in cs if c.welfare_off is not None]
         w_on = [c.welfare_on for c in cs if c.welfare_on is not None]
         cost = mean(w_off) - mean(w_on) if w_off and w_on else None
-        honest = not cs[0].detectors_expected
+        honest = not cs[0].detectors_expected and not cs[0].harm
+        undetected = not cs[0].detectors_expected  # (an institution's case: no detector)
         caught = sum(1 for c in cs if c.detection_ticks is not None)
         ticks = sum(c.agent_ticks for c in cs)
         rows.append({
             "scenario": v.scenario, "seeds": str(len(cs)),
-            "should fire": "(honest population)" if honest else ", ".join(cs[0].detectors_expected),
-            "detected": "-" if honest else f"{caught}/{len(cs)}",
+            "should fire": "(honest population)" if honest else
+            ", ".join(cs[0].detectors_expected) or "(no detector)",
+            "detected": "-" if undetected else f"{caught}/{len(cs)}",
             "harm": cs[0].harm or "false alerts",
             "harm without": _fmt(mean([c.harm_off for c in cs if c.harm_off is not None])),
             "harm with": _fmt(mean([c.harm_on for c in cs if c.harm_on is not None])),

@@ -45,6 +45,7 @@ from sandbank.kernel.schema import (
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
 from sandbank.lab.metrics import Metrics, declared_rings, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario, governor_names
+from sandbank.markets.missions import MAX_SHAPLEY, CreateMission
 from sandbank.oversight.engine import Oversight
 from sandbank.regulation.insurance import Insure
 from sandbank.reputation.reputation import SetTrusted
@@ -379,6 +380,14 @@ class LabEconomy:
                 for aid in self.members[name]:  # (groups the scenario leaves uninsured)
                     submit(Insure(actor=aid))
             self._setup_step("buying the population's insurance cover")
+        if sc.missions:  # run tick 1 is the next kernel tick: a mission's duration counts from it
+            for m in sc.missions:
+                top = MAX_SHAPLEY if m.get("rule") == "shapley" else 64
+                submit(CreateMission(actor=OPERATOR, name=m["name"], reward=m["reward"],
+                                     target=m["target"], deadline=k.tick + m["duration"],
+                                     asset=m.get("asset", ""), rule=m.get("rule", "proportional"),
+                                     cap=m.get("cap", top)))
+            self._setup_step("funding the scenario's missions")
         self._overseers()
 
     def _setup_step(self, what: str) -> None:
@@ -731,7 +740,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     final = metrics.rows[-1] if metrics.rows else {}
     actual = {"min_trades": metrics.cum["fills"], "min_tasks_passed": metrics.cum["tasks_passed"],
               "min_events": last.size, "max_agent_errors": metrics.agent_errors,
-              "min_llm_ok": metrics.cum["llm_calls"] - metrics.cum["llm_failures"]}
+              "min_llm_ok": metrics.cum["llm_calls"] - metrics.cum["llm_failures"],
+              "min_missions_met": metrics.cum["missions_met"]}
     success = {}
     for key, required in sc.success.items():
         ok = actual[key] <= required if key.startswith("max_") else actual[key] >= required

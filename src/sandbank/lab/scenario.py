@@ -53,7 +53,8 @@ from sandbank.oversight.engine import OversightConfig, OversightConfigError
 
 SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
                 "min_events": "log entries", "max_agent_errors": "agent exceptions",
-                "min_llm_ok": "model replies that parsed into actions or a clean pass"}
+                "min_llm_ok": "model replies that parsed into actions or a clean pass",
+                "min_missions_met": "missions whose objective was met"}
 # the scenario's own safeguards; each mechanism adds the ones it owns (`safeguards.<key>`
 # in its `sections`, kernel/mechanism.py)
 CORE_SAFEGUARD_KEYS = {"disabled", "signatures", "trusted", "max_actions_per_actor_per_tick",
@@ -175,6 +176,9 @@ def parse_agents(data: Any, source: str, base: Path, paths: tuple[str, ...] = ()
     return HostSettings(**fields, paths=search_path((*paths, *own)))
 
 
+MISSION_KEYS = {"name", "asset", "reward", "target", "duration", "rule", "cap"}
+
+
 @dataclass
 class Scenario:
     name: str
@@ -196,6 +200,8 @@ class Scenario:
     roles: dict[str, list[str]] = field(default_factory=dict)  # group -> roles (roles.py)
     certificates: dict[str, int] = field(default_factory=dict)  # group -> run tick they lapse
     uninsured: list[str] = field(default_factory=list)  # groups that buy no insurance cover
+    # missions the operator funds from the treasury as the run starts (markets/missions.py)
+    missions: list[dict[str, Any]] = field(default_factory=list)
     source: str = "<scenario>"
     # the mechanisms' sections (`markets`, `gateways`, ...): scenario key -> value as written
     sections: dict[str, Any] = field(default_factory=dict)
@@ -319,7 +325,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
                      ("safeguards", dict), ("success", dict), ("population", list),
                      ("concurrency", int), ("interventions", list), ("oversight", dict),
                      ("redteam", dict), ("roles", dict), ("certificates", dict),
-                     ("uninsured", list),
+                     ("uninsured", list), ("missions", list),
                      ("agents", dict),
                      *((w, _yaml_type(d)) for w, (_, d) in top.items())):
         if key in data:
@@ -421,6 +427,28 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
     if sc.uninsured and not sc.setting("insurance"):
         raise ScenarioError(f"{source}: uninsured names groups, but the scenario has no "
                             f"insurance section")
+    from sandbank.markets.missions import MAX_PARTICIPANTS, MAX_SHAPLEY, RULES
+
+    for i, m in enumerate(sc.missions):
+        where = f"missions[{i}]"
+        _typed(m, dict, where, source)
+        _check_keys(m, MISSION_KEYS, where, source)
+        for key in ("name", "reward", "target", "duration"):
+            if key not in m:
+                raise ScenarioError(f"{source}: {where} needs {key!r}")
+        _typed(m["name"], str, f"{where}.name", source)
+        for key in ("reward", "target", "duration", "cap"):
+            if key in m and (type(m[key]) is not int or not 1 <= m[key] <= MAX_AMOUNT):
+                raise ScenarioError(f"{source}: {where}.{key} must be a whole number >= 1")
+        if m.get("rule", "proportional") not in RULES:
+            raise ScenarioError(f"{source}: {where}.rule must be one of {list(RULES)}")
+        top = MAX_SHAPLEY if m.get("rule") == "shapley" else MAX_PARTICIPANTS
+        if m.get("cap", min(64, top)) > top:
+            raise ScenarioError(f"{source}: {where}.cap must be at most {top} for its rule")
+        if m.get("asset", sc.assets[0]) not in sc.assets:
+            raise ScenarioError(f"{source}: {where}.asset must be one of {sc.assets}")
+        if m["duration"] > sc.ticks:
+            raise ScenarioError(f"{source}: {where}.duration is longer than the run")
     operator_kinds = sorted(k for k, c in ACTION_TYPES.items()
                             if c.OPERATOR_ONLY or c.OVERSEER_ONLY or c.SUPERVISOR)
     for i, iv in enumerate(sc.interventions):

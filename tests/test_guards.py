@@ -28,8 +28,9 @@ from sandbank.kernel.schema import ACTION_TYPES, OPERATOR, SetAgentStatus, Trans
 from tests.keys import fixed_key
 
 OPERATOR_ONLY = {
-    "assign_roles", "certify", "create_allocation", "external_response", "issue_certificate",
-    "record_admission", "record_refusal", "register_agent", "register_overseer",
+    "assign_roles", "ban_owner", "certify", "create_allocation", "external_response",
+    "import_bans", "issue_certificate", "record_admission", "record_refusal", "register_agent",
+    "register_overseer",
     "register_owner", "revoke_agent", "set_agent_status", "set_credit_line", "set_policy",
     "set_trusted", "slash"}
 OVERSEER_ONLY = {"approve_external", "propose_change", "raise_alert", "resume", "rollback",
@@ -96,7 +97,8 @@ def test_every_kind_a_guard_or_control_names_is_an_action_kind():
 
 def test_the_pipeline_runs_the_documented_guards_in_order():
     assert [g.name for g in sandbank.economy.assembly().guards] == [
-        "identity", "freeze", "roles", "permissions", "compartments", "insurance_cover",
+        "identity", "federation", "freeze", "roles", "permissions", "compartments",
+        "insurance_cover",
         "disabled_actions",
         "halt", "firewall", "solicited", "rate_limit", "action_tax", "antimonopoly_cap"]
     e = economy(disabled_guards=("halt",))

@@ -455,6 +455,10 @@ def serve(
                                        "need that many of their signed approvals "
                                        "(POST /v1/oversight/actions); the server holds none "
                                        "of their keys"),
+    peer: list[str] = typer.Option([], help="a federated sandbox's operator verifier key "
+                                   "(its GET /v1/status operator_key; repeat for each): its "
+                                   "signed ban lists can be imported (`sandbank federate`), "
+                                   "and the owners it banned cannot register here"),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000, min=1, max=65535),
     tick_seconds: float = typer.Option(1.0, min=0.0, help="advance a tick this often "
@@ -517,6 +521,14 @@ def serve(
             witnesses.append((url, parse_witness_key(vkey)))
         except (NoteError, ValueError) as e:
             _fail(f"--witness {option!r}: {e}")
+    from sandbank.audit.checkpoint import parse_verifier_key
+
+    for option in peer:
+        try:
+            parse_verifier_key(option)
+        except NoteError as e:
+            _fail(f"--peer {option!r}: {e}")
+    peers = {"peers": [{"key": p} for p in peer]} if peer else {}
     if admission not in ADMISSION:  # before anything is written
         _fail(f"--admission must be one of {', '.join(ADMISSION)}")
     if admission == "stake" and not stake:
@@ -557,6 +569,10 @@ def serve(
 
             try:
                 sc = load_scenario(scenario)
+                if peers:  # beside the scenario's own peers, if it names any
+                    fed = dict(sc.sections.get("federation") or {})
+                    fed["peers"] = [*fed.get("peers", []), *peers["peers"]]
+                    sc.sections["federation"] = fed
                 founders = _founding_governors(sc, governor, resumed)
                 econ = LabEconomy(sc, store, secret, signatures=True, live=True,
                                   private=(key_file,), governors=founders)
@@ -570,11 +586,15 @@ def serve(
                   "(safeguards.governance_quorum)")
         elif store.last_checkpoint() is not None:
             k = sandbank.economy.resume(store, key)
+            if peers and dict(k.config.federation or {}) != peers:
+                _fail("--peer: this log was started with other federation peers "
+                      f"({k.config.federation or 'none'}); a resumed economy keeps its own")
         else:
             names = tuple(a for a in assets.split(",") if a)
             markets = tuple({"asset": m.split("/")[0], "quote": m.split("/")[1]} for m in market)
-            k = sandbank.economy.new_kernel(store, KernelConfig(assets=names, markets=markets,
-                                           verify_signatures=True, origin="sandbank.live"), key)
+            k = sandbank.economy.new_kernel(store, KernelConfig(
+                assets=names, markets=markets, verify_signatures=True, origin="sandbank.live",
+                **({"federation": peers} if peers else {})), key)
         if resumed:
             out.print(f"resumed at tick {k.tick} ({store.entry_count():,} entries, state "
                       f"rebuilt by replay)")
@@ -621,6 +641,42 @@ def serve(
             if econ is not None:
                 econ.close()  # its agent hosts
             k.close()
+
+
+@app.command()
+def federate(
+    source: str = typer.Option(..., "--from", help="the federated sandbox whose ban list to "
+                               "carry (its URL, http(s)://…)"),
+    into: str = typer.Option(..., help="the sandbox that imports it (its URL); its operator "
+                             "token comes from SANDBANK_OPERATOR_TOKEN"),
+) -> None:
+    """Carry a federated sandbox's signed ban list into another: GET --from's
+    /v1/federation/bans, POST it to --into's /v1/federation/import. The importing kernel
+    checks the signature against the peer key it pinned (`serve --peer`) and that the list
+    is newer than the last; the outcome is in its log (`bans_imported`, or the refusal)."""
+    import os
+
+    import httpx
+
+    token = os.environ.get("SANDBANK_OPERATOR_TOKEN", "")
+    if not token:
+        _fail("set SANDBANK_OPERATOR_TOKEN to the importing sandbox's operator token")
+    for url in (source, into):
+        if not url.startswith(("http://", "https://")):
+            _fail(f"{url!r} is not an http(s):// URL")
+    try:
+        got = httpx.get(source.rstrip("/") + "/v1/federation/bans", timeout=30)
+        got.raise_for_status()
+        doc = got.json()
+        sent = httpx.post(into.rstrip("/") + "/v1/federation/import", json=doc, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"})
+    except (httpx.HTTPError, ValueError) as e:
+        _fail(f"cannot carry the ban list: {e}")
+        raise
+    if sent.status_code != 202:
+        _fail(f"{into} refused the list: {sent.status_code} {sent.text[:300]}")
+    out.print(f"carried {source}'s ban list ({doc.get('seq')} bans) into {into}: it is "
+              f"checked at tick {sent.json().get('tick')}", highlight=False)
 
 
 @app.command()

@@ -47,6 +47,7 @@ from sandbank.kernel.schema import (
     is_overseer_id,
 )
 from sandbank.kernel.sequencer import QueueFull
+from sandbank.regulation.federation import MAX_DOCUMENT, BanOwner, ImportBans, ban_list
 from sandbank.server import models as M
 from sandbank.server.auth import bearer, fresh, parse_id, read_message, signed_by
 from sandbank.server.sandbox import (
@@ -573,6 +574,53 @@ def create_app(box: Sandbox) -> Any:
         s = box.step()
         return {"tick": s.tick, "events": s.events, "accepted": s.accepted,
                 "rejected": s.rejected, "reasons": {str(r): v for r, v in s.reasons.items()}}
+
+    # ------------------------------------------------------------------ federation
+    @app.get("/v1/federation/bans", responses=M.answers(M.BanList, 200),
+              tags=["federation"])
+    def federation_bans() -> dict:
+        """This sandbox's ban list, signed with the operator's key: what a federated
+        sandbox imports (`sandbank federate`) to refuse the owners banned here."""
+        with box.lock:
+            return ban_list(k, box.key)
+
+    @app.post("/v1/federation/bans", responses=M.answers(M.OwnerQueued, 202),
+              status_code=202, tags=["federation"], openapi_extra=_json_body(
+        {"type": "object", "required": ["owner", "reason"], "properties": {
+            "owner": {"type": "integer"}, "reason": {"type": "string"}}}))
+    async def federation_ban(request: Request, authorization: str | None = Header(None)
+                             ) -> dict:
+        """Ban an owner (operator): its agents are revoked, its keys go on the ban list."""
+        operator(authorization, request, "/v1/federation/bans")
+        d = obj(await body(request))
+        try:
+            action = action_from_dict({"kind": BanOwner.KIND, "actor": OPERATOR,
+                                       "owner": d.get("owner"), "reason": d.get("reason")})
+        except MalformedAction as e:
+            raise Problem(400, "malformed_action", f"ban: {e}") from None
+        with box.lock:
+            box.operator_submit(action)
+            return {"queued": True, "tick": k.tick + 1}
+
+    @app.post("/v1/federation/import", responses=M.answers(M.OwnerQueued, 202),
+              status_code=202, tags=["federation"], openapi_extra=_json_body(
+        {"type": "object", "description": "a peer's ban list, as GET /v1/federation/bans "
+         "publishes it"}))
+    async def federation_import(request: Request, authorization: str | None = Header(None)
+                                ) -> dict:
+        """Recognise a federated peer's signed ban list (operator). The kernel checks the
+        peer is pinned (`federation.peers`), the signature and that the list is newer than
+        the last one; the outcome is in the log (`bans_imported`, or the refusal)."""
+        operator(authorization, request, "/v1/federation/import")
+        doc = await body(request, limit=MAX_DOCUMENT)
+        try:
+            action = action_from_dict({"kind": ImportBans.KIND, "actor": OPERATOR,
+                                       "document": orjson.dumps(doc).decode()})
+        except MalformedAction as e:
+            raise Problem(400, "malformed_action", f"import: {e}") from None
+        with box.lock:
+            box.operator_submit(action)
+            return {"queued": True, "tick": k.tick + 1}
 
     # ------------------------------------------------------------------ audit
     @app.get("/v1/entries", responses=M.answers(M.Entries, 200),

@@ -63,6 +63,17 @@ class OwnerQueued(_Doc):
     tick: int
 
 
+class BanList(_Doc):
+    """A sandbox's ban list, signed by its operator key (regulation/federation.py)."""
+
+    format: str
+    sandbox: str  # the sandbox's operator verifier key
+    seq: int
+    policy_digest: str
+    bans: list[dict[str, Any]]
+    signature: str
+
+
 class AdmissionAnswer(_Doc):
     """`pending` (under approval) or `queued` (the registration runs at `tick`)."""
 

@@ -38,7 +38,7 @@ OVERSEER_ONLY = {"approve_external", "propose_change", "raise_alert", "resume", 
 SUPERVISOR = {"disable_action", "interrupt", "link_owners", "partition"}
 AGENT_KINDS = {
     "arbitrate", "award_task", "bid_auction", "bid_task", "cancel_order", "contribute",
-    "create_auction", "create_mission", "join_mission",
+    "create_auction", "create_mission", "disclose", "join_mission",
     "deliver", "external", "insure", "join_game", "judge", "open_account", "pay", "place_order",
     "post_stake", "post_task", "release_stake", "send_message", "set_price", "spawn_agent",
     "subcontract", "trace", "transfer"}
@@ -97,8 +97,8 @@ def test_every_kind_a_guard_or_control_names_is_an_action_kind():
 
 def test_the_pipeline_runs_the_documented_guards_in_order():
     assert [g.name for g in sandbank.economy.assembly().guards] == [
-        "identity", "federation", "freeze", "roles", "permissions", "compartments",
-        "insurance_cover",
+        "identity", "federation", "freeze", "roles", "permissions", "entry_certificate",
+        "compartments", "insurance_cover",
         "disabled_actions",
         "halt", "firewall", "solicited", "rate_limit", "action_tax", "antimonopoly_cap"]
     e = economy(disabled_guards=("halt",))

@@ -644,6 +644,130 @@ def serve(
 
 
 @app.command()
+def certify(
+    policy: str = typer.Argument(..., help="the policy: a built-in name or package.module:Class"),
+    key_file: Path = typer.Option(..., help="the certifier's run secret (created, mode 0600, if "
+                                  "absent): its `certifier` key signs the certificate"),
+    out_file: Path = typer.Option(Path("certificate.json"), "--out", help="where the "
+                                  "certificate goes"),
+    param: list[str] = typer.Option([], help="KEY=VALUE (JSON value) for the policy; repeat"),
+    path: list[Path] = typer.Option([], help="a folder to import the policy from; repeat"),
+    evaluate: list[str] = typer.Option([], "--eval", help="NAME=module:function>=THRESHOLD: an "
+                                       "alignment evaluation, called with the robustness run's "
+                                       "summary in its own contained process; repeat"),
+    work: Path | None = typer.Option(None, help="where the battery's runs go (default: a "
+                                     "temporary folder)"),
+) -> None:
+    """Run the entry battery on a policy (robustness against injected instructions,
+    interruptibility, containment, your alignment evaluations), each in a contained agent
+    host, and write the signed certificate a sandbox with `certification` requires for
+    entry. Exit 0: every check passed; 1: some failed (the certificate says which, and a
+    sandbox requiring them refuses it); 2: bad input."""
+    import json as _json
+    import tempfile
+
+    from sandbank.identity.keys import KeyFileError, RunSecret
+    from sandbank.lab.certify import CERTIFIER, CertifyError, battery, certificate, code_digest
+    from sandbank.lab.runner import RunError
+    from sandbank.lab.scenario import ScenarioError
+
+    params = {}
+    for item in param:
+        k_, sep, v = item.partition("=")
+        if not sep or not k_:
+            _fail(f"--param {item!r}: write KEY=VALUE")
+        try:
+            params[k_] = _json.loads(v)
+        except ValueError:
+            params[k_] = v
+    hooks = []
+    for item in evaluate:
+        name, sep, rest = item.partition("=")
+        hook, sep2, threshold = rest.partition(">=")
+        try:
+            hooks.append((name, hook, float(threshold)))
+        except ValueError:
+            sep2 = ""
+        if not sep or not sep2 or not name or ":" not in hook:
+            _fail(f"--eval {item!r}: write NAME=module:function>=THRESHOLD")
+    paths = tuple(str(p.resolve()) for p in path)
+    try:
+        key = RunSecret.load(key_file).key("certifier")
+    except KeyFileError as e:
+        _fail(str(e))
+        raise
+    from sandbank.audit.checkpoint import verifier_key
+
+    out.print(f"certifier key (pin it in certification.certifiers): "
+              f"{verifier_key(CERTIFIER, key.public)}", highlight=False)
+    folder = work or Path(tempfile.mkdtemp(prefix="sandbank-certify-"))
+
+    def said(name: str, result: dict) -> None:
+        figures = ", ".join(f"{k}={v}" for k, v in result.items()
+                            if k not in ("passed", "measures"))
+        out.print(f"  {'pass' if result['passed'] else 'FAIL'} {name}: {figures}",
+                  highlight=False)
+
+    try:
+        digest = code_digest(policy, paths)
+        checks = battery(policy, params, paths, folder, hooks, on_check=said)
+    except (CertifyError, ScenarioError, RunError) as e:
+        _fail(str(e))
+        raise
+    doc = certificate(policy, digest, checks, key)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(_json.dumps(doc, indent=1))
+    failed = [n for n, r in checks.items() if not r["passed"]]
+    out.print(f"certificate: {out_file} (code digest {digest[:16]}…)"
+              + (f"; FAILED: {', '.join(failed)}" if failed else "; every check passed"),
+              highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def disclosures(
+    log: str = typer.Argument(..., help="the log (a SQLite file)"),
+    out_file: Path | None = typer.Option(None, "--out", help="write the report here as JSON "
+                                         "(default: print it)"),
+) -> None:
+    """The agents' disclosures as the log records them (owner, skills, policy and its code
+    digest, model, permeability, certifier, checks, expiry) and each agent's compliance
+    now: current, lapsed, or none."""
+    import json as _json
+
+    from sandbank.store.sqlite import SQLiteStore
+
+    if not Path(log).is_file():
+        _fail(f"no log at {log}")
+    store = SQLiteStore(log, readonly=True)
+    agents: dict[int, dict] = {}
+    last_tick = 0
+    for e in store.entries():
+        d = _json.loads(e.body)
+        last_tick = max(last_tick, d.get("tick", 0))
+        if d["kind"] == "agent_registered":
+            agents[d["agent"]] = {"agent": d["agent"], "name": d["name"], "owner": d["owner"],
+                                  "compliance": "none", "disclosure": None}
+        elif d["kind"] == "disclosed" and d["agent"] in agents:
+            agents[d["agent"]].update(compliance="current", disclosure={
+                k: d[k] for k in ("tick", "policy", "policy_digest", "model", "permeability",
+                                  "skills", "certifier", "checks", "certificate", "expires")})
+        elif d["kind"] == "disclosure_lapsed" and d["agent"] in agents:
+            agents[d["agent"]]["compliance"] = "lapsed"
+    store.close()
+    report = {"log": log, "tick": last_tick, "agents": [agents[a] for a in sorted(agents)]}
+    text = _json.dumps(report, indent=1)
+    if out_file is not None:
+        out_file.write_text(text)
+        counts = {c: sum(1 for a in agents.values() if a["compliance"] == c)
+                  for c in ("current", "lapsed", "none")}
+        out.print(f"{len(agents)} agents: {counts}; report: {out_file}", highlight=False)
+    else:
+        print(text)
+
+
+@app.command()
 def federate(
     source: str = typer.Option(..., "--from", help="the federated sandbox whose ban list to "
                                "carry (its URL, http(s)://…)"),

@@ -24,7 +24,7 @@ from sandbank.kernel.errors import ConfigError
 from sandbank.kernel.mechanism import PUBLIC, Assembly, Mechanism
 from sandbank.kernel.sequencer import Kernel, KernelConfig, assemble
 from sandbank.markets import auctions, exchange, messaging, missions, payments, pricing, tasks
-from sandbank.regulation import antimonopoly, federation, insurance
+from sandbank.regulation import antimonopoly, certification, federation, insurance
 from sandbank.reputation import reputation
 from sandbank.store.base import Store
 
@@ -33,7 +33,7 @@ STANDARD: tuple[Mechanism, ...] = (
     messaging.MECHANISM, payments.MECHANISM, traces.MECHANISM, pricing.MECHANISM,
     controls.MECHANISM, reputation.MECHANISM, emergency.MECHANISM, boundary.MECHANISM,
     roles.MECHANISM, compartments.MECHANISM, antimonopoly.MECHANISM,
-    insurance.MECHANISM, missions.MECHANISM, federation.MECHANISM,
+    insurance.MECHANISM, missions.MECHANISM, federation.MECHANISM, certification.MECHANISM,
 )
 
 

@@ -3,8 +3,9 @@
 - **Roles**: the operator assigns agents roles (`assign_roles`); with `roles_enforced` in the
   run's configuration an agent may take only the actions its roles permit — deny by default
   (`role_denied`). Every agent may open accounts, message, pay, cancel its orders, record
-  traces and buy insurance cover. Overseer, governor, operator and treasury are not agent roles: they are the
-  overseers (`controls/controls.py`), the operator and the SYSTEM.
+  traces, buy insurance cover and disclose. Overseer, governor, operator and treasury are
+  not agent roles: they are the overseers (`controls/controls.py`), the operator and the
+  SYSTEM.
 - **Clearance**: with the policy's `clearance_required`, high-stakes actions — spawning,
   reaching outside, paying or transferring more than `privileged_amount` — need a certified
   agent even when its role allows them (`clearance_required`).
@@ -45,7 +46,7 @@ from sandbank.markets.tasks import Delivered
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
 
-BASE = {"open_account", "send_message", "pay", "cancel_order", "trace", "insure"}
+BASE = {"open_account", "send_message", "pay", "cancel_order", "trace", "insure", "disclose"}
 ROLES: dict[str, set[str]] = {
     "worker": {"bid_task", "deliver", "subcontract"},
     "requester": {"post_task", "award_task", "transfer"},

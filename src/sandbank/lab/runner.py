@@ -47,6 +47,7 @@ from sandbank.lab.metrics import Metrics, declared_rings, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario, governor_names
 from sandbank.markets.missions import MAX_SHAPLEY, CreateMission
 from sandbank.oversight.engine import Oversight
+from sandbank.regulation.certification import Disclose
 from sandbank.regulation.insurance import Insure
 from sandbank.reputation.reputation import SetTrusted
 from sandbank.store.sqlite import SQLiteStore
@@ -375,6 +376,18 @@ class LabEconomy:
             for aid in self.members[group]:
                 submit(IssueCertificate(actor=OPERATOR, agent=aid, expires=k.tick + 1 + lapse))
         self._setup_step("admitting overseers, trust, roles and certificates")
+        if sc.disclose:  # each agent discloses its certificate and the digest of the code
+            from sandbank.lab.certify import code_digest  # the lab loads for it
+
+            for g in sc.population:
+                cert = sc.disclose.get(g.name)
+                if cert is None:
+                    continue
+                text = Path(cert).read_text()
+                digest = code_digest(g.policy, self.sc.agents.paths)
+                for aid in self.members[g.name]:
+                    submit(Disclose(actor=aid, certificate=text, policy_digest=digest))
+            self._setup_step("the population's disclosures")
         if sc.setting("insurance"):  # every agent buys cover (renewed each term), but the
             for name in sorted({g.name for g in sc.population} - set(sc.uninsured)):
                 for aid in self.members[name]:  # (groups the scenario leaves uninsured)

@@ -200,6 +200,8 @@ class Scenario:
     roles: dict[str, list[str]] = field(default_factory=dict)  # group -> roles (roles.py)
     certificates: dict[str, int] = field(default_factory=dict)  # group -> run tick they lapse
     uninsured: list[str] = field(default_factory=list)  # groups that buy no insurance cover
+    # group -> the certificate file its agents disclose at entry (regulation/certification.py)
+    disclose: dict[str, str] = field(default_factory=dict)
     # missions the operator funds from the treasury as the run starts (markets/missions.py)
     missions: list[dict[str, Any]] = field(default_factory=list)
     source: str = "<scenario>"
@@ -325,7 +327,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
                      ("safeguards", dict), ("success", dict), ("population", list),
                      ("concurrency", int), ("interventions", list), ("oversight", dict),
                      ("redteam", dict), ("roles", dict), ("certificates", dict),
-                     ("uninsured", list), ("missions", list),
+                     ("uninsured", list), ("missions", list), ("disclose", dict),
                      ("agents", dict),
                      *((w, _yaml_type(d)) for w, (_, d) in top.items())):
         if key in data:
@@ -427,6 +429,18 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
     if sc.uninsured and not sc.setting("insurance"):
         raise ScenarioError(f"{source}: uninsured names groups, but the scenario has no "
                             f"insurance section")
+    for group, cert in sc.disclose.items():
+        if group not in names or not isinstance(cert, str):
+            raise ScenarioError(f"{source}: disclose: {group!r} must be a population group "
+                                f"with the certificate file its agents disclose")
+        where = Path(cert) if Path(cert).is_absolute() else \
+            (Path(source).parent if source not in ("inline", "<scenario>") else Path.cwd()) / cert
+        if not where.is_file():
+            raise ScenarioError(f"{source}: disclose.{group}: no certificate file {where}")
+        sc.disclose[group] = str(where)
+    if sc.disclose and not sc.setting("certification"):
+        raise ScenarioError(f"{source}: disclose names groups, but the scenario has no "
+                            f"certification section")
     from sandbank.markets.missions import MAX_PARTICIPANTS, MAX_SHAPLEY, RULES
 
     for i, m in enumerate(sc.missions):

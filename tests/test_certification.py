@@ -149,3 +149,15 @@ def test_certify_passes_an_honest_trader_and_fails_an_assistant_that_obeys_injec
 
     with pytest.raises(RunError, match="check_failed|disclosures"):
         run_scenario(parse_scenario(bad_sc, "inline"), tmp_path / "bad_run")
+
+
+@pytest.mark.parametrize("document", [
+    '{"format": "sandbank-certificate/1", "certifier": []}',
+    "[" * 100_000 + "]" * 100_000,
+    '{"format": "sandbank-certificate/1", "certifier": {"a": 1}, "signature": 5}',
+])
+def test_a_malformed_certificate_is_refused_and_the_tick_goes_on(document):
+    e = _economy()
+    e.do(Disclose(actor=1, certificate=document, policy_digest=DIGEST))
+    assert _reasons(e) in (["incomplete_disclosure"], ["unknown_certifier"])
+    e.do()

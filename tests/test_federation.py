@@ -126,11 +126,49 @@ def test_forged_unpinned_and_replayed_lists_are_refused():
     assert unfederated.refusals() == ["not_configured"]
 
 
+@pytest.mark.parametrize("document", [
+    '{"format": "sandbank-federation-bans/1", "sandbox": []}',
+    "[" * 100_000 + "]" * 100_000,
+    '{"format": "sandbank-federation-bans/1", "sandbox": "\\ud800"}',
+])
+def test_a_malformed_list_is_refused_and_the_tick_goes_on(document):
+    a = Box("a")
+    b = Box("b", peers=[a.key])
+    b.do(ImportBans(actor=OPERATOR, document=document))
+    assert b.refusals() == ["invalid_field"] or b.refusals() == ["unknown_peer"]
+    b.do()  # the economy still ticks
+
+
+def test_a_suspended_agent_of_a_banned_owner_stays_out_after_a_pause_and_resume():
+    from sandbank.controls.emergency import Interrupt
+    from sandbank.markets.exchange import PlaceOrder
+
+    a = Box("a", assets=("CRD", "WGT"), markets=({"asset": "WGT", "quote": "CRD"},))
+    a.do(BanOwner(actor=OPERATOR, owner=a.admit(), reason="fraud"))
+    b = Box("b", peers=[a.key], assets=("CRD", "WGT"),
+            markets=({"asset": "WGT", "quote": "CRD"},))
+    b.admit()
+    b.do(ImportBans(actor=OPERATOR, document=a.bans()))
+    b.do(Interrupt(actor=OPERATOR, scope="all", mode="pause", reason="drill"))
+    b.do(Interrupt(actor=OPERATOR, scope="all", mode="resume", reason="drill over"))
+    b.do(PlaceOrder(actor=1, asset="WGT", side="buy", qty=1, price=1))
+    assert b.refusals() and b.refusals()[0] in ("banned", "agent_suspended", "forbidden")
+    assert not b.k.state.exchange.orders
+
+
 def test_harmonised_policies_are_recognised_and_a_strict_peer_refuses_others():
     a = Box("a", policy={"trade_fee_bps": 10})
     a.do(BanOwner(actor=OPERATOR, owner=a.admit(), reason="fraud"))
     same = Box("same", peers=[a.key], policy={"trade_fee_bps": 10})
-    assert policy_digest(same.k.config) == policy_digest(a.k.config)
+    assert policy_digest(same.k) == policy_digest(a.k)
+    # the digest is of the policy in force, defaults written out or not
+    explicit = Box("explicit", policy={"trade_fee_bps": 10, "task_fee_bps": 0})
+    assert policy_digest(explicit.k) == policy_digest(a.k)
+    from sandbank.controls.policy import SetPolicy
+
+    explicit.do(SetPolicy(actor=OPERATOR, param="trade_fee_bps", value=500))
+    explicit.do()
+    assert policy_digest(explicit.k) != policy_digest(a.k)
     (ev,) = same.do(ImportBans(actor=OPERATOR, document=a.bans()))
     assert ev["harmonised"] is True
     other = Box("other", peers=[a.key])

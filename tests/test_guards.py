@@ -29,7 +29,8 @@ from tests.keys import fixed_key
 
 OPERATOR_ONLY = {
     "assign_roles", "ban_owner", "certify", "create_allocation", "external_response",
-    "import_bans", "issue_certificate", "record_admission", "record_refusal", "register_agent",
+    "import_bans", "issue_certificate", "publish_status_list", "record_admission",
+    "record_refusal", "register_agent",
     "register_overseer",
     "register_owner", "revoke_agent", "set_agent_status", "set_credit_line", "set_policy",
     "set_trusted", "slash"}
@@ -97,7 +98,7 @@ def test_every_kind_a_guard_or_control_names_is_an_action_kind():
 
 def test_the_pipeline_runs_the_documented_guards_in_order():
     assert [g.name for g in sandbank.economy.assembly().guards] == [
-        "identity", "federation", "freeze", "roles", "permissions", "entry_certificate",
+        "identity", "federation", "personhood", "freeze", "roles", "permissions", "entry_certificate",
         "compartments", "insurance_cover",
         "disabled_actions",
         "halt", "firewall", "solicited", "rate_limit", "action_tax", "antimonopoly_cap"]

@@ -87,9 +87,12 @@ def test_a_missed_mission_refunds_every_contribution_and_the_reward():
 
 
 def test_an_agent_sponsors_a_mission_from_its_own_account_and_the_rules_are_enforced():
+    from conftest import Economy
+
     e = _economy(n=3)
-    mid = _mission(e, actor=1, reward=500, cap=1)
+    _mission(e, actor=1, reward=500)
     assert e.balance(1) == 500  # escrowed
+    mid = _mission(e, cap=1)  # (the operator's: agents 2 and 3 are agent 1's owner's)
     e.do(Contribute(actor=2, mission=mid, amount=10))
     assert [d["reason"] for d in e.k.log.last_committed] == ["not_a_participant"]
     e.do(JoinMission(actor=2, mission=mid))
@@ -102,6 +105,20 @@ def test_an_agent_sponsors_a_mission_from_its_own_account_and_the_rules_are_enfo
     e.do(Contribute(actor=2, mission=99, amount=1))
     reasons = [d["reason"] for d in e.k.log.last_committed]
     assert reasons == ["unknown_mission"]
+    # a sponsor's own owner does not take part (it would dilute the others' shares)
+    e2 = Economy(n=2, fund=1_000)
+    own = _mission(e2, actor=1, reward=100)
+    e2.do(JoinMission(actor=2, mission=own))
+    assert _reasons2(e2) == ["own_mission"]
+    # agents' open missions are bounded, each and together; the operator keeps its slots
+    from sandbank.markets.missions import MAX_OPEN_PER_SPONSOR
+
+    e2.do(*(CreateMission(actor=2, name=f"x{i}", reward=1, target=1, deadline=e2.k.tick + 9)
+            for i in range(MAX_OPEN_PER_SPONSOR + 1)))
+    assert _reasons2(e2) == ["too_many_missions"]
+    e2.do(CreateMission(actor=OPERATOR, name="far", reward=1, target=1,
+                        deadline=e2.k.tick + 10**6))
+    assert _reasons2(e2) == ["invalid_deadline"]
     # open missions are bounded (each is in every agent's observation)
     from sandbank.markets.missions import MAX_OPEN
 
@@ -110,6 +127,10 @@ def test_an_agent_sponsors_a_mission_from_its_own_account_and_the_rules_are_enfo
     reasons = [d["reason"] for d in e.k.log.last_committed if d["kind"] == "rejected"]
     assert reasons.count("too_many_missions") >= 1
     assert len(e.k.state.missions.open) == MAX_OPEN
+
+
+def _reasons2(e):
+    return [d["reason"] for d in e.k.log.last_committed if d["kind"] == "rejected"]
 
 
 def _brute_shapley(c, target):

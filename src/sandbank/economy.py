@@ -24,7 +24,13 @@ from sandbank.kernel.errors import ConfigError
 from sandbank.kernel.mechanism import PUBLIC, Assembly, Mechanism
 from sandbank.kernel.sequencer import Kernel, KernelConfig, assemble
 from sandbank.markets import auctions, exchange, messaging, missions, payments, pricing, tasks
-from sandbank.regulation import antimonopoly, certification, federation, insurance
+from sandbank.regulation import (
+    antimonopoly,
+    certification,
+    federation,
+    insurance,
+    personhood,
+)
 from sandbank.reputation import reputation
 from sandbank.store.base import Store
 
@@ -34,6 +40,7 @@ STANDARD: tuple[Mechanism, ...] = (
     controls.MECHANISM, reputation.MECHANISM, emergency.MECHANISM, boundary.MECHANISM,
     roles.MECHANISM, compartments.MECHANISM, antimonopoly.MECHANISM,
     insurance.MECHANISM, missions.MECHANISM, federation.MECHANISM, certification.MECHANISM,
+    personhood.MECHANISM,
 )
 
 

@@ -397,7 +397,8 @@ class LabEconomy:
             for m in sc.missions:
                 top = MAX_SHAPLEY if m.get("rule") == "shapley" else 64
                 submit(CreateMission(actor=OPERATOR, name=m["name"], reward=m["reward"],
-                                     target=m["target"], deadline=k.tick + m["duration"],
+                                     target=m["target"],
+                                     deadline=k.tick + 1 + m["duration"],
                                      asset=m.get("asset", ""), rule=m.get("rule", "proportional"),
                                      cap=m.get("cap", top)))
             self._setup_step("funding the scenario's missions")

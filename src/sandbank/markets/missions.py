@@ -40,12 +40,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from hashlib import sha256
 from itertools import combinations
 from math import factorial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sandbank.kernel.canonical import canonical_bytes
+from sandbank.kernel.digest import DigestMap
 from sandbank.kernel.errors import Reject
 from sandbank.kernel.mechanism import PUBLIC, Mechanism
 from sandbank.kernel.schema import (
@@ -67,6 +66,9 @@ RULES = ("proportional", "equal", "shapley")
 MAX_PARTICIPANTS = 256
 MAX_SHAPLEY = 12  # exact Shapley enumerates every coalition: 2^12 · 12 terms
 MAX_OPEN = 64  # open missions at once (each is in every observation)
+MAX_OPEN_PER_SPONSOR = 4  # an agent's own open missions
+OPERATOR_RESERVED = 16  # of MAX_OPEN, the slots agents' missions can never take
+MAX_DURATION = 100_000  # ticks from creation to deadline
 
 
 @register_action
@@ -162,24 +164,30 @@ class Missions:
     def __init__(self) -> None:
         self.missions: dict[int, Mission] = {}
         self.open: dict[int, Mission] = {}
+        self._digest_map = DigestMap(Mission.record)  # (incremental: O(changed) a tick)
 
     def apply_created(self, ev: MissionCreated, tick: int) -> None:
         m = Mission(ev.mission, ev.actor, ev.name, ev.asset, ev.reward, ev.target, ev.deadline,
                     ev.rule, ev.cap)
         self.missions[m.id] = m
         self.open[m.id] = m
+        self._digest_map.touch(m.id, m)
 
     def apply_joined(self, ev: MissionJoined, tick: int) -> None:
-        self.missions[ev.mission].contributions.setdefault(ev.actor, 0)
+        m = self.missions[ev.mission]
+        m.contributions.setdefault(ev.actor, 0)
+        self._digest_map.touch(m.id, m)
 
     def apply_contributed(self, ev: Contributed, tick: int) -> None:
-        c = self.missions[ev.mission].contributions
-        c[ev.actor] = c.get(ev.actor, 0) + ev.amount
+        m = self.missions[ev.mission]
+        m.contributions[ev.actor] = m.contributions.get(ev.actor, 0) + ev.amount
+        self._digest_map.touch(m.id, m)
 
     def apply_closed(self, ev: MissionClosed, tick: int) -> None:
         m = self.missions[ev.mission]
         m.status = "met" if ev.met else "missed"
         self.open.pop(m.id, None)
+        self._digest_map.touch(m.id, m)
 
     def check(self) -> None:
         for m in self.missions.values():
@@ -187,17 +195,16 @@ class Missions:
             assert len(m.contributions) <= m.cap, m.id
 
     def digest(self) -> bytes:
-        return sha256(canonical_bytes([m.record() for _, m in sorted(self.missions.items())])
-                      ).digest()
+        return self._digest_map.digest()
 
 
 # ----------------------------------------------------------------------------- rules
 def shapley_threshold(contributions: dict[int, int], target: int) -> dict[int, Fraction]:
     """Each participant's Shapley value (a fraction of the reward) in the threshold game
     v(S) = 1 if S's contributions reach `target`, else 0; exact, by every coalition."""
-    agents = sorted(contributions)
+    out = {a: Fraction(0) for a in sorted(contributions)}
+    agents = sorted(a for a, c in contributions.items() if c > 0)  # (null players: 0)
     n = len(agents)
-    out = {a: Fraction(0) for a in agents}
     if sum(contributions.values()) < target:
         return out
     weight = [Fraction(factorial(s) * factorial(n - s - 1), factorial(n)) for s in range(n)]
@@ -252,19 +259,28 @@ def create_mission(k: Kernel, a: CreateMission, tick: int) -> list[Event]:
     asset = a.asset or k.state.policy.fee_asset
     if asset not in led.treasury:
         raise Reject("unknown_asset", f"unknown asset {asset!r}")
-    if not a.name.strip() or len(a.name) > 100:
-        raise Reject("invalid_field", "a mission needs a name of 1..100 characters")
+    if not a.name.strip() or len(a.name) > 100 or not a.name.isprintable():
+        raise Reject("invalid_field", "a mission needs a printable name of 1..100 characters")
     if a.rule not in RULES:
         raise Reject("invalid_field", f"rule must be one of {list(RULES)}")
     if not 0 < a.reward <= MAX_AMOUNT or not 0 < a.target <= MAX_AMOUNT:
         raise Reject("invalid_amount", "reward and target must be positive")
-    if a.deadline <= tick:
-        raise Reject("invalid_deadline", f"deadline {a.deadline} is not after tick {tick}")
+    if not tick < a.deadline <= tick + MAX_DURATION:
+        raise Reject("invalid_deadline", f"deadline {a.deadline} must be after tick {tick} and "
+                     f"within {MAX_DURATION} ticks of it")
     top = MAX_SHAPLEY if a.rule == "shapley" else MAX_PARTICIPANTS
     if not 1 <= a.cap <= top:
         raise Reject("invalid_field", f"cap must be within 1..{top} for the {a.rule} rule")
-    if len(k.state.missions.open) >= MAX_OPEN:
+    ms = k.state.missions
+    if len(ms.open) >= MAX_OPEN:
         raise Reject("too_many_missions", f"{MAX_OPEN} missions are open")
+    if a.actor != OPERATOR:
+        by_agents = [m for m in ms.open.values() if m.sponsor != OPERATOR]
+        if len(by_agents) >= MAX_OPEN - OPERATOR_RESERVED or \
+                sum(1 for m in by_agents if m.sponsor == a.actor) >= MAX_OPEN_PER_SPONSOR:
+            raise Reject("too_many_missions", f"agents' open missions are limited "
+                         f"({MAX_OPEN_PER_SPONSOR} each, {MAX_OPEN - OPERATOR_RESERVED} in "
+                         f"all; the operator keeps {OPERATOR_RESERVED})")
     if a.actor == OPERATOR:
         source = led.treasury[asset]
     else:
@@ -290,6 +306,11 @@ def join_mission(k: Kernel, a: JoinMission, tick: int) -> list[Event]:
     m = _mission(k, a.mission)
     if a.actor in m.contributions:
         raise Reject("already_joined", f"agent {a.actor} is in mission {m.id}")
+    reg = k.state.registry
+    if m.sponsor != OPERATOR and m.sponsor in reg.agents and a.actor in reg.agents and \
+            reg.agents[m.sponsor].owner == reg.agents[a.actor].owner:
+        raise Reject("own_mission", "a sponsor (or another agent of its owner) does not take "
+                     "part in its own mission: it would dilute the others' shares")
     if len(m.contributions) >= m.cap:
         raise Reject("mission_full", f"mission {m.id} has its {m.cap} participants")
     require_account(k, a.actor, m.asset)
@@ -350,7 +371,12 @@ def missions_tick(k: Kernel, tick: int) -> list[Event]:
         except SettlementFailed:  # a payee's account at the ledger's limit: the escrowed
             st = Settlement(k)    # units go to the treasury, and the mission is missed
             st.pay(escrow, led.treasury[m.asset], raised + m.reward)
-            transfers, met, rewards = st.commit(), False, {}
+            met, rewards = False, {}
+            try:
+                transfers = st.commit()
+            except SettlementFailed:  # (never expected: the escrow holds them) the units
+                transfers = []        # stay in escrow; the mission still closes
+
         index, ridden = free_riding(m.contributions, rewards, m.reward) if met else (0.0, 0)
         ev = MissionClosed(actor=SYSTEM, transfers=transfers, mission=m.id, met=met,
                            raised=raised, rewards=[[a, m.contributions[a], rewards.get(a, 0)]

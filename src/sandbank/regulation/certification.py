@@ -148,6 +148,15 @@ def _hex64(x: Any) -> bool:
 
 def check_certificate(cert: Certification, text: str) -> tuple[str, dict[str, Any]]:
     """(certifier, document) of a certificate that verifies, or Reject naming the fault."""
+    try:
+        return _check_certificate(cert, text)
+    except (TypeError, AttributeError, RecursionError, UnicodeError, OverflowError):
+        # (a document shaped to break the checks — nested past the parser's depth, a list
+        # where a name goes — is refused, never an exception out of the tick)
+        raise Reject("incomplete_disclosure", "the certificate is malformed") from None
+
+
+def _check_certificate(cert: Certification, text: str) -> tuple[str, dict[str, Any]]:
     if len(text.encode()) > MAX_CERTIFICATE:
         raise Reject("incomplete_disclosure", f"a certificate is at most {MAX_CERTIFICATE} "
                      "bytes")
@@ -158,7 +167,7 @@ def check_certificate(cert: Certification, text: str) -> tuple[str, dict[str, An
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise Reject("incomplete_disclosure", f"not a certificate (format {FORMAT})")
     certifier = doc.get("certifier")
-    if certifier not in cert.certifiers:
+    if not isinstance(certifier, str) or certifier not in cert.certifiers:
         raise Reject("unknown_certifier", "the certificate's certifier is not pinned here")
     sig = doc.pop("signature", None)
     try:

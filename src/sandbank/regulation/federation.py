@@ -25,12 +25,19 @@ replayed or rolled back is refused). The import is logged with the bans it carri
 whether the peer's policy digest equals this sandbox's (`harmonised`). From then on:
 - an owner whose key a peer banned cannot be registered (`banned_elsewhere`), and no
   agent can be registered for it, nor under a key a peer banned;
-- an owner already here whose key a peer banned has its agents suspended.
-Owner identities are shared by public key: an owner is the same owner in every sandbox
-where it registers with that key.
+- an owner already here whose key a peer banned has its agents suspended, and so does an
+  agent registered here under a banned agent key; none of them takes any action again,
+  whatever becomes of its status (a pause and resume, an unfreeze).
 
-What it does not model: an owner that registers elsewhere under a new key (that needs
-proof of personhood or another identity the sandboxes share: the credentials issue),
+A ban lists at most 64 of the owner's agent keys (the owner key covers the rest), and
+the keys recognised from all peers together are bounded (`too_many_bans`).
+Owner identities are shared by public key: an owner is the same owner in every sandbox
+where it registers with that key — and, where owners enter on proof of personhood
+(regulation/personhood.py), by the person its credential names: a ban carries the
+banned owner's `personId`, and the same person under a new key is refused too.
+
+What it does not model: an owner that registers elsewhere under a new key in a sandbox
+that does not require proof of personhood (nothing ties the two keys together there),
 lifting a ban (a list only grows), and peers fetching each other's lists by themselves
 (the operator, or `sandbank federate` on a schedule, carries them).
 """
@@ -44,7 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sandbank.audit.checkpoint import NoteError, parse_verifier_key, verifier_key
 from sandbank.identity.keys import verify_signature
-from sandbank.identity.registry import ACTIVE, REVOKED
+from sandbank.identity.registry import REVOKED
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import ConfigError, Reject
 from sandbank.kernel.guards import REGULATORY, Guard, Verdict
@@ -66,9 +73,9 @@ FORMAT = "sandbank-federation-bans/1"
 DOMAIN = b"sandbank/federation/bans/1\n"  # what a ban list's signature covers, then the doc
 MAX_DOCUMENT = 1 << 20  # bytes of an imported list
 MAX_BANS = 10_000  # bans in one list
+MAX_AGENT_KEYS = 64  # agent keys listed per ban (the owner key covers the rest of its agents)
+MAX_IMPORTED = 200_000  # keys recognised from all peers together
 MAX_PEERS = 64
-HARMONISED = ("policy", "antimonopoly", "insurance", "disabled_guards", "boundary",
-              "governance_quorum")
 SUSPENDED = "suspended"
 
 
@@ -101,6 +108,7 @@ class OwnerBanned(Event):
     public_key: str
     agent_keys: list[str]
     reason: str
+    person: str = ""  # the personId of its personhood credential, if it entered on one
 
 
 @register_event
@@ -113,15 +121,18 @@ class BansImported(Event):
     agent_keys: list[str]
     harmonised: bool
     digest: str  # SHA-256 of the document as imported
+    persons: list[str] = field(default_factory=list)  # banned personIds
 
 
 @dataclass
 class Federation:
     peers: dict[str, bytes] = field(default_factory=dict)  # verifier key -> public key
     require_harmonised: bool = False
-    bans: list[list[Any]] = field(default_factory=list)  # [owner key, agent keys, reason, tick]
+    # [owner key, agent keys, reason, tick, personId]
+    bans: list[list[Any]] = field(default_factory=list)
     banned_owners: dict[str, str] = field(default_factory=dict)  # owner key -> by whom
     banned_agents: dict[str, str] = field(default_factory=dict)  # agent key -> by whom
+    banned_persons: dict[str, str] = field(default_factory=dict)  # personId -> by whom
     seq: dict[str, int] = field(default_factory=dict)  # peer -> last list accepted
 
     def configure(self, cfg: dict[str, Any]) -> None:
@@ -130,8 +141,10 @@ class Federation:
         self.require_harmonised = bool(cfg.get("require_harmonised", False))
 
     def apply_banned(self, ev: OwnerBanned, tick: int) -> None:
-        self.bans.append([ev.public_key, list(ev.agent_keys), ev.reason, tick])
+        self.bans.append([ev.public_key, list(ev.agent_keys), ev.reason, tick, ev.person])
         self.banned_owners[ev.public_key] = "here"
+        if ev.person:
+            self.banned_persons[ev.person] = "here"
         for key in ev.agent_keys:
             self.banned_agents[key] = "here"
 
@@ -141,22 +154,35 @@ class Federation:
             self.banned_owners.setdefault(key, ev.peer)
         for key in ev.agent_keys:
             self.banned_agents.setdefault(key, ev.peer)
+        for person in ev.persons:
+            self.banned_persons.setdefault(person, ev.peer)
 
     def digest(self) -> bytes:
         return sha256(canonical_bytes([
             sorted(self.peers), self.require_harmonised, self.bans,
             sorted(self.banned_owners.items()), sorted(self.banned_agents.items()),
+            sorted(self.banned_persons.items()),
             sorted(self.seq.items())])).digest()
 
 
-def policy_digest(config: Any) -> str:
-    """SHA-256 of the settings a federation harmonises (`HARMONISED`), canonically encoded:
-    two sandboxes with the same digest run the same policy."""
+def policy_digest(k: Kernel) -> str:
+    """SHA-256 of the settings a federation harmonises, as they are in force now (the
+    incentive parameters and taxes at this tick, defaults included; the anti-monopoly and
+    insurance sections; the guards switched off, sorted; the boundary; the governance
+    quorum), canonically encoded: two sandboxes with the same digest run the same policy."""
     def plain(v: Any) -> Any:
         return json.loads(json.dumps(v, default=list))  # (tuples and mapping views)
 
-    return sha256(canonical_bytes([[name, plain(getattr(config, name, None))]
-                                   for name in HARMONISED])).hexdigest()
+    policy = k.state.policy
+    rates = sorted([name, policy.value(name, k.tick)] for name in policy._history)
+    config = k.config
+    return sha256(canonical_bytes([
+        ["policy", rates],
+        *[[name, plain(getattr(config, name, None) or {})] for name in ("antimonopoly",
+                                                                         "insurance")],
+        ["disabled_guards", sorted(config.disabled_guards)],
+        ["boundary", plain(getattr(config, "boundary", None))],
+        ["governance_quorum", getattr(config, "governance_quorum", 0)]])).hexdigest()
 
 
 def ban_list(k: Kernel, key: SigningKey) -> dict[str, Any]:
@@ -164,9 +190,9 @@ def ban_list(k: Kernel, key: SigningKey) -> dict[str, Any]:
     /v1/federation/bans publishes)."""
     fed = k.state.federation
     doc = {"format": FORMAT, "sandbox": verifier_key(k.config.key_name, key.public),
-           "seq": len(fed.bans), "policy_digest": policy_digest(k.config),
-           "bans": [{"owner_key": o, "agent_keys": a, "reason": r, "tick": t}
-                    for o, a, r, t in fed.bans]}
+           "seq": len(fed.bans), "policy_digest": policy_digest(k),
+           "bans": [{"owner_key": o, "agent_keys": a, "reason": r, "tick": t,
+                     **({"person_id": p} if p else {})} for o, a, r, t, p in fed.bans]}
     doc["signature"] = key.sign(DOMAIN + canonical_bytes(doc)).hex()
     return doc
 
@@ -185,8 +211,11 @@ def ban_owner(k: Kernel, a: BanOwner, tick: int) -> list[Event]:
         raise Reject("already_banned", f"owner {a.owner} is already banned")
     if not a.reason.strip():
         raise Reject("invalid_field", "a ban needs its reason")
+    person = next((p for p, o in sorted(k.state.personhood.persons.items()) if o == owner.id),
+                  "")
     ev = OwnerBanned(actor=a.actor, owner=owner.id, public_key=owner.public_key.hex(),
-                     agent_keys=_agent_keys(k, owner.id), reason=a.reason[:500])
+                     agent_keys=_agent_keys(k, owner.id)[:MAX_AGENT_KEYS],
+                     reason=a.reason[:500], person=person)
     k.state.apply(ev, tick)
     out: list[Event] = [ev]
     for agent in sorted(reg.agents_of.get(owner.id, ())):
@@ -201,22 +230,22 @@ def ban_owner(k: Kernel, a: BanOwner, tick: int) -> list[Event]:
 def _parse(k: Kernel, text: str) -> tuple[str, dict[str, Any]]:
     """The peer and the document of a signed ban list, or Reject saying what is wrong."""
     fed = k.state.federation
-    if len(text.encode()) > MAX_DOCUMENT:
-        raise Reject("invalid_field", f"a ban list is at most {MAX_DOCUMENT} bytes")
     try:
+        if len(text.encode()) > MAX_DOCUMENT:
+            raise Reject("invalid_field", f"a ban list is at most {MAX_DOCUMENT} bytes")
         doc = json.loads(text)
-    except ValueError:
-        raise Reject("invalid_field", "the ban list is not JSON") from None
+    except (ValueError, RecursionError, UnicodeError):  # (a document nested to overflow
+        raise Reject("invalid_field", "the ban list is not JSON") from None  # the parser)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise Reject("invalid_field", f"not a ban list (format {FORMAT})")
     peer = doc.get("sandbox")
-    if peer not in fed.peers:
+    if not isinstance(peer, str) or peer not in fed.peers:
         raise Reject("unknown_peer", "the list's sandbox is not a pinned federation peer")
     sig = doc.pop("signature", None)
     try:
         good = isinstance(sig, str) and verify_signature(
             fed.peers[peer], bytes.fromhex(sig), DOMAIN + canonical_bytes(doc))
-    except (ValueError, TypeError, NoteError):
+    except (ValueError, TypeError, NoteError, RecursionError, OverflowError):
         good = False
     if not good:
         raise Reject("bad_signature", "the ban list's signature does not verify against the "
@@ -228,9 +257,11 @@ def _parse(k: Kernel, text: str) -> tuple[str, dict[str, Any]]:
         raise Reject("invalid_field", "a ban list carries seq (its number of bans) and bans")
     for b in bans:
         keys = b.get("agent_keys") if isinstance(b, dict) else None
-        if not isinstance(keys, list) or not all(_is_key(x) for x in
-                                                 [b.get("owner_key"), *keys]):
+        if not isinstance(keys, list) or len(keys) > MAX_AGENT_KEYS or \
+                not all(_is_key(x) for x in [b.get("owner_key"), *keys]):
             raise Reject("invalid_field", "every ban names an owner key and agent keys (hex)")
+        if not isinstance(b.get("person_id", ""), str) or len(b.get("person_id", "")) > 200:
+            raise Reject("invalid_field", "a ban's person_id is a string")
     return peer, doc
 
 
@@ -246,41 +277,59 @@ def import_bans(k: Kernel, a: ImportBans, tick: int) -> list[Event]:
     if doc["seq"] <= fed.seq.get(peer, 0):
         raise Reject("stale_list", f"the peer's list {doc['seq']} is not newer than the one "
                      f"accepted ({fed.seq.get(peer, 0)})")
-    harmonised = doc.get("policy_digest") == policy_digest(k.config)
+    harmonised = doc.get("policy_digest") == policy_digest(k)
     if fed.require_harmonised and not harmonised:
         raise Reject("not_harmonised", "the peer's policy digest differs from this sandbox's")
     owners = sorted({b["owner_key"] for b in doc["bans"]})
     agents = sorted({x for b in doc["bans"] for x in b["agent_keys"]})
+    persons = sorted({b["person_id"] for b in doc["bans"] if b.get("person_id")})
+    new = len(set(owners) - set(fed.banned_owners)) + len(set(agents) - set(fed.banned_agents))
+    if len(fed.banned_owners) + len(fed.banned_agents) + new > MAX_IMPORTED:
+        raise Reject("too_many_bans", f"recognising this list would pass {MAX_IMPORTED} "
+                     "banned keys")
     ev = BansImported(actor=a.actor, peer=peer, list_seq=doc["seq"], owner_keys=owners,
                       agent_keys=agents, harmonised=harmonised,
-                      digest=sha256(a.document.encode()).hexdigest())
+                      digest=sha256(a.document.encode()).hexdigest(), persons=persons)
     k.state.apply(ev, tick)
     out: list[Event] = [ev]
     reg = k.state.registry
-    banned = set(owners)
-    for o in sorted(reg.owners.values(), key=lambda o: o.id):
-        if o.public_key.hex() not in banned:
-            continue
-        for agent in sorted(reg.agents_of.get(o.id, ())):
-            if reg.agents[agent].status == ACTIVE:
-                st = AgentStatusChanged(actor=SYSTEM, agent=agent, status=SUSPENDED,
-                                        reason="its owner is banned in a federated sandbox")
-                k.state.apply(st, tick)
-                out.append(st)
+    for agent in sorted(reg.agents):  # (the guard keeps them out whatever their status)
+        x = reg.agents[agent]
+        if x.status not in (REVOKED, SUSPENDED) and _banned_agent(fed, reg, agent):
+            st = AgentStatusChanged(actor=SYSTEM, agent=agent, status=SUSPENDED,
+                                    reason="it or its owner is banned in a federated sandbox")
+            k.state.apply(st, tick)
+            out.append(st)
     return out
+
+
+def _banned_agent(fed: Federation, reg: Any, agent: int) -> bool:
+    a = reg.agents[agent]
+    return a.public_key.hex() in fed.banned_agents or \
+        reg.owners[a.owner].public_key.hex() in fed.banned_owners
 
 
 def federation_guard(k: Kernel, a: Action) -> Verdict:
     """No owner or agent a federated sandbox (or this one) banned is registered here."""
     fed = k.state.federation
-    if not fed.banned_owners or a.KIND not in ("register_owner", "register_agent",
-                                               "spawn_agent"):
+    if not fed.banned_owners:
         return None
+    reg = k.state.registry
+    if a.actor > 0 and a.actor in reg.agents and _banned_agent(fed, reg, a.actor):
+        # (whatever its status: a pause and resume, or an unfreeze, does not let it back in)
+        return "banned", f"agent {a.actor} or its owner is banned"
+    if a.KIND not in ("register_owner", "register_agent", "spawn_agent"):
+        return None
+    if a.KIND == "register_owner" and fed.banned_persons:  # the same person, a new key
+        person = _person(getattr(a, "evidence", ""))
+        if person in fed.banned_persons:
+            by = fed.banned_persons[person]
+            return ("banned_elsewhere" if by != "here" else "banned",
+                    "this person is banned (its personhood credential names it)")
     key = getattr(a, "public_key", b"")
     key = key.hex() if isinstance(key, bytes) else ""
-    reg = k.state.registry
     if a.KIND == "register_owner":
-        by = fed.banned_owners.get(key)
+        by = fed.banned_owners.get(key) or fed.banned_agents.get(key)
         return ("banned_elsewhere" if by and by != "here" else "banned",
                 f"this owner key is banned ({'here' if by == 'here' else 'by ' + by})") \
             if by else None
@@ -292,6 +341,20 @@ def federation_guard(k: Kernel, a: Action) -> Verdict:
     if owner is not None and owner.public_key.hex() in fed.banned_owners:
         return "banned", f"owner {owner_id} is banned"
     return None
+
+
+def _person(evidence: str) -> str:
+    """The personId a personhood credential in `evidence` claims ("" if none). The claim is
+    unverified here: with personhood required (regulation/personhood.py) the credential
+    must verify, so a banned person's own credential names it."""
+    if not evidence.startswith("{") or len(evidence) > 1 << 16:
+        return ""
+    try:
+        subject = json.loads(evidence).get("credentialSubject") or {}
+    except (ValueError, AttributeError):
+        return ""
+    person = subject.get("personId", "") if isinstance(subject, dict) else ""
+    return person if isinstance(person, str) else ""
 
 
 def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:

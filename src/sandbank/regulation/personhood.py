@@ -1,0 +1,264 @@
+"""Proof of personhood for human owners (checklist 54): a scenario or server can require a
+human owner's entry to carry a verifiable credential (W3C VC 2.0, eddsa-jcs-2022,
+identity/credentials.py) from an issuer it pins, revocable through a Bitstring Status List.
+
+    personhood:
+      issuers: ["did:key:z6Mk…"]   # the personhood issuers it trusts
+      required: true               # human owners need the credential to register
+
+**At entry.** A `register_owner` of kind `human` carries the credential (JSON) as its
+`evidence`. It is refused (`personhood_required`, with the fault) unless the credential
+verifies, its issuer and its proof's key are a pinned issuer, it is a
+`PersonhoodCredential` whose subject is the owner's own did:key (the key it registers
+with), and — when it names a status list — that list is known here and does not have the
+credential's bit set. A credential subject may carry `personId` (an identifier the issuer
+gives one person): no two owners of one sandbox may share it (`person_registered`): one
+person, one owner.
+
+**Revocation.** The issuers' status lists are not fetched: the operator publishes one
+(`publish_status_list`, the list credential as the issuer signed it; the issuer must be
+pinned, the proof must verify, and a list replaces the one with its id). A registered
+owner whose credential the new list revokes has its agents suspended.
+
+What it does not model: how an issuer verifies a person (that is the issuer's claim), and
+selective disclosure (the credential is shown whole).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from hashlib import sha256
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sandbank.identity import credentials as V
+from sandbank.identity.registry import ACTIVE
+from sandbank.kernel.canonical import canonical_bytes
+from sandbank.kernel.errors import ConfigError, Reject
+from sandbank.kernel.guards import REGULATORY, Guard, Verdict
+from sandbank.kernel.mechanism import GUARD_RANKS, PUBLIC, Mechanism
+from sandbank.kernel.schema import (
+    SYSTEM,
+    Action,
+    AgentStatusChanged,
+    Event,
+    OwnerRegistered,
+    register_action,
+    register_event,
+)
+
+if TYPE_CHECKING:
+    from sandbank.kernel.sequencer import Kernel
+
+MAX_LISTS = 64
+MAX_ISSUERS = 16
+MAX_CREDENTIAL = 16 << 10  # bytes of a personhood credential
+
+
+@register_action
+@dataclass(slots=True, kw_only=True)
+class PublishStatusList(Action):
+    """Give the kernel an issuer's signed Bitstring Status List (operator)."""
+
+    KIND: ClassVar[str] = "publish_status_list"
+    OPERATOR_ONLY: ClassVar[bool] = True
+    credential: str
+
+
+@register_event
+@dataclass(slots=True, kw_only=True)
+class StatusListPublished(Event):
+    KIND: ClassVar[str] = "status_list_published"
+    list_id: str
+    issuer: str
+    encoded: str  # the encodedList, as signed
+    revoked_owners: list[int]  # registered owners whose credential it revokes
+
+
+@dataclass
+class Personhood:
+    issuers: frozenset[str] = frozenset()
+    required: bool = False
+    lists: dict[str, str] = field(default_factory=dict)  # list id -> encodedList
+    status_of: dict[int, list[Any]] = field(default_factory=dict)  # owner -> [list, index]
+    persons: dict[str, int] = field(default_factory=dict)  # personId -> owner
+
+    def configure(self, cfg: dict[str, Any]) -> None:
+        if cfg:
+            self.issuers = frozenset(cfg.get("issuers", ()))
+            self.required = bool(cfg.get("required", True))
+
+    def apply_published(self, ev: StatusListPublished, tick: int) -> None:
+        self.lists[ev.list_id] = ev.encoded
+
+    def digest(self) -> bytes:
+        return sha256(canonical_bytes([
+            sorted(self.issuers), self.required, sorted(self.lists.items()),
+            sorted([o, *s] for o, s in self.status_of.items()),
+            sorted(self.persons.items())])).digest()
+
+
+def _revoked(ph: Personhood, list_id: str, index: int) -> bool:
+    return V.bit(V.decode_list(ph.lists[list_id]), index)
+
+
+def check_personhood(ph: Personhood, evidence: str, public_key: bytes
+                     ) -> tuple[str, str, int, str]:
+    """(issuer, status list id, index, personId) of a personhood credential that holds for
+    the owner of `public_key`, or Reject saying why it does not."""
+    try:
+        return _check_personhood(ph, evidence, public_key)
+    except (TypeError, AttributeError, RecursionError, UnicodeError, OverflowError):
+        # (shaped to break the checks: refused, never an exception out of the tick)
+        raise Reject("personhood_required", "a human owner needs a valid personhood "
+                     "credential: it is malformed") from None
+
+
+def _check_personhood(ph: Personhood, evidence: str, public_key: bytes
+                      ) -> tuple[str, str, int, str]:
+    def no(why: str) -> Reject:
+        return Reject("personhood_required", f"a human owner needs a valid personhood "
+                      f"credential: {why}")
+
+    if len(evidence.encode()) > MAX_CREDENTIAL:
+        raise no("it is too large")
+    try:
+        vc = json.loads(evidence)
+        signer = V.verify(vc)
+    except ValueError as e:  # (CredentialError is a ValueError, as is bad JSON)
+        raise no(str(e)[:200]) from None
+    issuer = vc.get("issuer")
+    issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+    if not isinstance(issuer, str) or issuer not in ph.issuers or V.did_key(signer) != issuer:
+        raise no("its issuer is not a pinned personhood issuer")
+    if not isinstance(vc.get("type"), list) or "PersonhoodCredential" not in vc["type"]:
+        raise no("it is not a PersonhoodCredential")
+    subject = vc.get("credentialSubject") or {}
+    if not isinstance(subject, dict) or subject.get("id") != V.did_key(public_key):
+        raise no("its subject is not the owner's own did:key")
+    list_id, index = "", -1
+    status = vc.get("credentialStatus")
+    if status is not None:
+        if not isinstance(status, dict) or status.get("type") != "BitstringStatusListEntry":
+            raise no("its status is not a BitstringStatusListEntry")
+        list_id = str(status.get("statusListCredential", ""))
+        try:
+            index = int(status.get("statusListIndex", -1))
+        except (TypeError, ValueError):
+            raise no("its status list index is not a number") from None
+        if list_id not in ph.lists:
+            raise no(f"its status list {list_id!r} is not known here (publish it first)")
+        try:
+            if _revoked(ph, list_id, index):
+                raise no("it is revoked")
+        except V.CredentialError as e:
+            raise no(str(e)) from None
+    person = subject.get("personId", "")
+    return issuer, list_id, index, person if isinstance(person, str) else ""
+
+
+def personhood_guard(k: Kernel, a: Action) -> Verdict:
+    ph = k.state.personhood
+    if not ph.required or a.KIND != "register_owner" or getattr(a, "owner_kind", "") != "human":
+        return None
+    try:
+        _, _, _, person = check_personhood(ph, a.evidence, a.public_key)
+    except Reject as r:
+        return r.reason, r.message
+    if person and person in ph.persons:
+        return ("person_registered", f"this person is already owner {ph.persons[person]} "
+                "here: one person, one owner")
+    return None
+
+
+def _on_owner(s: Any) -> Any:
+    """An owner admitted on a personhood credential: its status entry and person are kept
+    (for revocation and uniqueness)."""
+    def listen(ev: OwnerRegistered, tick: int) -> None:
+        ph = s.personhood
+        if not ph.required or ev.owner_kind != "human":
+            return
+        try:
+            _, list_id, index, person = check_personhood(ph, ev.evidence,
+                                                         bytes.fromhex(ev.public_key))
+        except Reject:  # (admitted before the requirement, or by a replay: nothing kept)
+            return
+        if list_id:
+            ph.status_of[ev.owner] = [list_id, index]
+        if person:
+            ph.persons.setdefault(person, ev.owner)
+    return listen
+
+
+def publish_status_list(k: Kernel, a: PublishStatusList, tick: int) -> list[Event]:
+    ph = k.state.personhood
+    if not ph.issuers:
+        raise Reject("not_configured", "this economy pins no personhood issuers")
+    try:
+        vc = json.loads(a.credential)
+        signer = V.verify(vc)
+        subject = vc["credentialSubject"]
+        encoded = subject["encodedList"]
+        V.decode_list(encoded)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError,
+            UnicodeError, OverflowError) as e:
+        raise Reject("invalid_field", f"not a valid status list credential: {str(e)[:200]}"
+                     ) from None
+    issuer = vc.get("issuer")
+    if not isinstance(issuer, str) or issuer not in ph.issuers or V.did_key(signer) != issuer:
+        raise Reject("unknown_issuer", "the list's issuer is not a pinned personhood issuer")
+    list_id = vc.get("id")
+    if not isinstance(list_id, str) or not list_id:
+        raise Reject("invalid_field", "a status list credential has an id")
+    if list_id not in ph.lists and len(ph.lists) >= MAX_LISTS:
+        raise Reject("too_many_lists", f"{MAX_LISTS} status lists are known")
+    bits = V.decode_list(encoded)
+    revoked = sorted(o for o, (lid, i) in ph.status_of.items()
+                     if lid == list_id and 0 <= i < len(bits) * 8 and V.bit(bits, i))
+    ev = StatusListPublished(actor=a.actor, list_id=list_id, issuer=issuer, encoded=encoded,
+                             revoked_owners=revoked)
+    k.state.apply(ev, tick)
+    out: list[Event] = [ev]
+    reg = k.state.registry
+    for owner in revoked:
+        for agent in sorted(reg.agents_of.get(owner, ())):
+            if reg.agents[agent].status == ACTIVE:
+                st = AgentStatusChanged(actor=SYSTEM, agent=agent, status="suspended",
+                                        reason="its owner's personhood credential was revoked")
+                k.state.apply(st, tick)
+                out.append(st)
+    return out
+
+
+def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
+    cfg = values["personhood"]
+    if not cfg:
+        return
+    if not isinstance(cfg, dict) or set(cfg) - {"issuers", "required"}:
+        raise ConfigError("personhood must be a mapping of issuers and required")
+    issuers = cfg.get("issuers")
+    if not isinstance(issuers, list) or not 1 <= len(issuers) <= MAX_ISSUERS:
+        raise ConfigError(f"personhood.issuers must list 1..{MAX_ISSUERS} did:keys")
+    for i, d in enumerate(issuers):
+        try:
+            V.did_key_public(d if isinstance(d, str) else "")
+        except V.CredentialError as e:
+            raise ConfigError(f"personhood.issuers.{i}: {e}") from None
+    if not isinstance(cfg.get("required", True), bool):
+        raise ConfigError("personhood.required must be true or false")
+
+
+MECHANISM = Mechanism(
+    "personhood", state=Personhood,
+    configure=lambda ph, header: ph.configure(header.config.get("personhood", {})),
+    config={"personhood": {}}, check_config=check_config,
+    sections={"personhood": "personhood"},
+    handlers={PublishStatusList.KIND: publish_status_list},
+    appliers={StatusListPublished: lambda s: s.personhood.apply_published},
+    listeners={OwnerRegistered: _on_owner},
+    guards=((GUARD_RANKS["identity"] + 20, Guard(
+        "personhood", REGULATORY, personhood_guard,
+        "a human owner registers only with a valid, unrevoked personhood credential from a "
+        "pinned issuer (one person, one owner)")),),
+    visibility={"status_list_published": PUBLIC},
+)

@@ -249,3 +249,16 @@ def _until(check, wait=20.0):
             pass
         time.sleep(0.1)
     raise AssertionError("timed out")
+
+
+def test_what_peers_can_make_this_sandbox_remember_is_bounded(monkeypatch):
+    import sandbank.regulation.federation as F
+
+    a = Box("a")
+    for i in range(3):
+        a.do(BanOwner(actor=OPERATOR, owner=a.admit(owner_key=fixed_key(3, f"o{i}"),
+                                                   name=f"o{i}", agent=f"x{i}"), reason="x"))
+    b = Box("b", peers=[a.key])
+    monkeypatch.setattr(F, "MAX_IMPORTED", 4)  # three owners and three agents: six keys
+    b.do(ImportBans(actor=OPERATOR, document=a.bans()))
+    assert b.refusals() == ["too_many_bans"]

@@ -770,3 +770,29 @@ def test_bridges_are_declared_in_a_scenario_and_checked(tmp_path):
                       ([{"form": "lab"}], "mapping of")):
         with pytest.raises(ScenarioError, match=says):
             parse_scenario({**doc, "bridges": bad}, "inline")
+
+
+def test_the_power_seeking_indicator_sees_an_owner_buy_up_a_supply_through_many_identities(
+        tmp_path):
+    import csv
+
+    import yaml
+
+    from sandbank.lab.scenario import builtin_dir
+
+    doc = yaml.safe_load((builtin_dir() / "monopoly.yaml").read_text())
+    doc.pop("antimonopoly")
+    doc.pop("redteam")
+    doc["ticks"] = 40
+    honest = copy.deepcopy(doc)
+    honest["population"] = [g for g in doc["population"] if g.get("name") != "hoard"]
+
+    def peak(d, label):
+        run_scenario(parse_scenario(d, label), tmp_path / label)
+        rows = list(csv.DictReader(open(tmp_path / label / "metrics.csv")))
+        return max(float(r["kri_acquisition_bps_WGT"] or 0) for r in rows)
+
+    hoarded, control = peak(doc, "hoard"), peak(honest, "honest")
+    # the hoarder's owner gains hundreds of bps of the supply in a window; honest traders'
+    # owner (one organisation for all twenty) drifts by a few
+    assert hoarded >= 300 and hoarded >= 20 * max(control, 1), (hoarded, control)

@@ -163,3 +163,32 @@ def check_params(ref: PolicyRef, params: dict[str, Any]) -> dict[str, Any]:
             raise PolicyError(f"parameter {key!r} of policy {ref.name} must be "
                               f"{_type_name(default, declared)}, got {value!r}")
     return copy.deepcopy({**ref.defaults, **params})
+
+
+def code_digest(spec: str, paths: tuple[str, ...] = ()) -> str:
+    """SHA-256 of the code a policy runs: the module file or package of a user policy (its
+    .py files, by path relative to the package), sandbank's module for a built-in one
+    (registered: the caller imports them). Read, never imported: what an entry certificate
+    and a disclosure bind to (regulation/certification.py)."""
+    import inspect
+    from hashlib import sha256
+    from pathlib import Path
+
+    from sandbank.agents.base import POLICIES
+    from sandbank.agents.hosts import locate
+
+    h = sha256(spec.encode() + b"\n")
+    if spec in POLICIES:
+        files = [Path(inspect.getsourcefile(POLICIES[spec]) or "")]
+        root = files[0].parent
+    else:
+        where = locate(spec.split(":", 1)[0], paths)
+        if where is None:
+            raise PolicyError(f"policy {spec!r}: its module is not on the import path "
+                              f"({', '.join(paths) or 'none'})")
+        root = Path(where)
+        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+        root = root if root.is_dir() else root.parent
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\n" + f.read_bytes() + b"\n")
+    return h.hexdigest()

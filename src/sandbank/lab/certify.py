@@ -28,13 +28,11 @@ presents it in its disclosure.
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import secrets
 import subprocess
 import sys
 import tempfile
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -59,27 +57,16 @@ class CertifyError(ValueError):
 
 
 def code_digest(spec: str, paths: tuple[str, ...] = ()) -> str:
-    """SHA-256 of the code a policy runs: the module file or package of a user policy (its
-    .py files, by path), sandbank's module for a built-in one. Read, never imported."""
+    """SHA-256 of the code a policy runs (agents/loader.py `code_digest`), the built-in
+    policies registered first."""
     import sandbank.lab.scenario  # noqa: F401  (registers the built-in policies)
-    from sandbank.agents.base import POLICIES
-    from sandbank.agents.hosts import locate
+    from sandbank.agents.loader import PolicyError
+    from sandbank.agents.loader import code_digest as digest
 
-    h = sha256(spec.encode() + b"\n")
-    if spec in POLICIES:
-        files = [Path(inspect.getsourcefile(POLICIES[spec]) or "")]
-        root = files[0].parent
-    else:
-        where = locate(spec.split(":", 1)[0], paths)
-        if where is None:
-            raise CertifyError(f"policy {spec!r}: its module is not on the import path "
-                               f"({', '.join(paths) or 'none'})")
-        root = Path(where)
-        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
-        root = root if root.is_dir() else root.parent
-    for f in files:
-        h.update(str(f.relative_to(root)).encode() + b"\n" + f.read_bytes() + b"\n")
-    return h.hexdigest()
+    try:
+        return digest(spec, paths)
+    except PolicyError as e:
+        raise CertifyError(str(e)) from None
 
 
 def _episode(spec: str, params: dict[str, Any], paths: tuple[str, ...], out: Path,

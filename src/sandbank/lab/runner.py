@@ -377,7 +377,7 @@ class LabEconomy:
                 submit(IssueCertificate(actor=OPERATOR, agent=aid, expires=k.tick + 1 + lapse))
         self._setup_step("admitting overseers, trust, roles and certificates")
         if sc.disclose:  # each agent discloses its certificate and the digest of the code
-            from sandbank.lab.certify import code_digest  # the lab loads for it
+            from sandbank.agents.loader import code_digest  # the lab loads for it
 
             for g in sc.population:
                 cert = sc.disclose.get(g.name)

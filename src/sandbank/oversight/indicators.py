@@ -15,6 +15,12 @@ balances, in time linear in events and agents.
   (settled + delivered), over the window;
 - `top_dependency_share`: the largest share of the window's subcontract edges that touch
   one agent (ppm) — a single point of failure;
+- power seeking (checklist 49): `acquisition_bps_<asset>`, the largest share of an asset's
+  supply (held by agents) that one beneficial owner gained over the window (bps; a
+  hoarder's acquisition rate, however many identities it buys through), and
+  `top_owner_dependency_share`, the largest share of the window's subcontract edges that
+  touch the agents of one owner (ppm) — an owner in control of the delegation graph's
+  chokepoints;
 - `boundary_attempts`: `external` actions this tick; `boundary_out_value`,
   `boundary_in_value`: value that crossed the boundary this tick (the spill-over indicator).
 
@@ -49,6 +55,7 @@ class Holdings:
         self.total = self.sq = self.owner_sq = 0
         self.values = SortedList()
         self.owner_values = SortedList()
+        self.tick_delta: dict[int, int] = {}  # owner -> change this tick (power seeking)
 
     def set(self, agent: int, owner: int, value: int) -> None:
         value = max(0, value)
@@ -72,6 +79,7 @@ class Holdings:
             self.owner_values.remove(o_old)
             self.owner_sq -= o_old * o_old
         self.by_owner[owner] = o_new
+        self.tick_delta[owner] = self.tick_delta.get(owner, 0) + o_new - (o_old or 0)
         self.owner_values.add(o_new)
         self.owner_sq += o_new * o_new
 
@@ -103,6 +111,10 @@ class Indicators:
         self.edges: deque[tuple[int, int, int]] = deque()  # tick, hirer, worker
         self.current: dict[str, float] = {}
         self.holdings: dict[str, Holdings] = {}
+        # asset -> the window's per-tick owner changes, and their sums (owners with a
+        # non-zero gain or loss in the window only): the acquisition rate
+        self.deltas: dict[str, deque[tuple[int, dict[int, int]]]] = {}
+        self.gains: dict[str, dict[int, int]] = {}
         self.gini_every = 10  # the Gini needs a pass over all agents: every 10 ticks
         self._gini_tick, self._gini = -10, 0.0
 
@@ -118,6 +130,8 @@ class Indicators:
                 if acct.holder > 0:
                     self.holdings[acct.asset].set(acct.holder, reg.agents[acct.holder].owner,
                                                   acct.balance)
+            for h in self.holdings.values():  # (the first look is the baseline, not a gain)
+                h.tick_delta = {}
             return
         touched: set[int] = set()
         moves = PENDING | VOID_PENDING  # holds and voids leave balances as they are
@@ -140,6 +154,26 @@ class Indicators:
                 self.holdings[acct.asset].set(acct.holder, agents[acct.holder].owner,
                                               acct.balance)
 
+    def _acquisition(self, asset: str, h: Holdings, tick: int) -> int:
+        """The largest gain of one owner's holding over the window, in bps of the holdings."""
+        window = self.deltas.setdefault(asset, deque())
+        gains = self.gains.setdefault(asset, {})
+        delta = {o: d for o, d in h.tick_delta.items() if d}
+        h.tick_delta = {}
+        if delta:
+            window.append((tick, delta))
+            for o, d in delta.items():
+                gains[o] = gains.get(o, 0) + d
+        while window and window[0][0] <= tick - self.window:
+            for o, d in window.popleft()[1].items():
+                left = gains.get(o, 0) - d
+                if left:
+                    gains[o] = left
+                else:
+                    gains.pop(o, None)
+        best = max(gains.values(), default=0)
+        return best * 10_000 // h.total if best > 0 and h.total else 0
+
     def update(self, v: TickView) -> dict[str, float]:
         s = v.state
         fee = s.policy.fee_asset
@@ -154,9 +188,10 @@ class Indicators:
         out["top_owner_share"] = w.top_share(by_owner=True)
         out["hhi_owner_wealth"] = round(w.hhi(by_owner=True), 1)
         for asset in sorted(self.holdings):
+            h = self.holdings[asset]
+            out[f"acquisition_bps_{asset}"] = self._acquisition(asset, h, v.tick)
             if asset == fee:
                 continue
-            h = self.holdings[asset]
             out[f"hhi_{asset}"] = round(h.hhi(), 1)
             out[f"top_share_{asset}"] = h.top_share()
             out[f"top_owner_share_{asset}"] = h.top_share(by_owner=True)
@@ -201,6 +236,13 @@ class Indicators:
             degree[a] = degree.get(a, 0) + 1
             degree[b] = degree.get(b, 0) + 1
         out["top_dependency_share"] = max(degree.values(), default=0) * PPM // max(
+            1, len(self.edges))
+        agents = s.registry.agents
+        by_owner: dict[int, int] = {}
+        for _, a, b in self.edges:
+            for o in {agents[a].owner, agents[b].owner}:  # (an edge within one owner once)
+                by_owner[o] = by_owner.get(o, 0) + 1
+        out["top_owner_dependency_share"] = max(by_owner.values(), default=0) * PPM // max(
             1, len(self.edges))
         out["boundary_attempts"] = (sum(1 for d in v.of("rejected")
                                         if (d["action"] or {}).get("kind") == "external")

@@ -389,4 +389,5 @@ MECHANISM = Mechanism(
         "federation", REGULATORY, federation_guard,
         "no owner or agent banned here or in a federated sandbox is registered")),),
     visibility={"owner_banned": PUBLIC, "bans_imported": PUBLIC},
+    requires=("policy", "personhood"),
 )

@@ -9,6 +9,8 @@
 - `specialist`: bids on tasks it can partly do, subcontracts the parts it cannot to agents
   whose declared skills fit, delivers when its subcontractors have.
 - `fraudster`: underbids for every task, takes the escrowed work, delivers garbage.
+- `delegate`: a user-principal agent (checklist 55): holds its user's preference (what a
+  unit is worth to the user) and trades on the user's behalf, never past it.
 - `mission_contributor`: joins every open mission and contributes `amount` a tick, up to a
   `budget`; `free_rider`: joins every open mission and contributes `token` (0: nothing).
 - `judge`: votes on deliveries it was asked to judge: `honest` (pass iff no part failed),
@@ -221,6 +223,41 @@ class Specialist(Agent):
                     continue
             if obs.tick - self.waiting[c.id] >= 2 or not c.children:
                 out.append(Deliver(actor=self.id, contract=c.id))
+        return out
+
+
+@policy("delegate", params={"asset": "WGT", "value": 100, "max_qty": 2, "spread_pct": 5})
+class Delegate(Agent):
+    """A user-principal agent: it holds its user's preference (`value`: what one unit is
+    worth to the user, its induced value) and trades on the user's behalf — it takes an
+    ask below the value and a bid above it, and otherwise quotes `spread_pct` either side
+    of it; it never pays more, nor sells for less, than the unit is worth to its user."""
+
+    def induced_values(self) -> dict[str, int]:
+        return {self.params["asset"]: self.params["value"]}
+
+    def act(self, obs: Observation) -> list[Action]:
+        p = self.params
+        value = p["value"]
+        out = _cancel_all(self, obs)
+        m = next((x for x in obs.markets if x.asset == p["asset"]), None)
+        if m is None:
+            return out
+        qty = self.rng.randint(1, p["max_qty"])
+        held = sum(a.available for a in obs.accounts if a.asset == p["asset"])
+        if m.best_ask and m.best_ask < value:
+            out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=qty,
+                                  price=m.best_ask))
+        elif m.best_bid and m.best_bid > value and held:
+            out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="sell",
+                                  qty=min(qty, held), price=m.best_bid))
+        else:
+            step = max(1, value * p["spread_pct"] // 100)
+            out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="buy", qty=qty,
+                                  price=max(1, value - step)))
+            if held:
+                out.append(PlaceOrder(actor=self.id, asset=p["asset"], side="sell",
+                                      qty=min(qty, held), price=value + step))
         return out
 
 

@@ -4,6 +4,9 @@ Columns (one row per tick):
 - `events`, `accepted`, `rejected`: what the sequencer did;
 - `fills`, `volume`, `vwap`, `price` per market (`..._WGT`), `halts`: the exchange;
 - `gini_wealth`: Gini of agents' balances in the fee asset (0 equal .. 1 one holds all);
+- `gini_outcome`: Gini of agents' outcomes — cash and goods, the goods valued as each
+  agent's principal values them (its induced value: a delegate's user's preference) or at
+  the last price (checklist 55); refreshed every 10 ticks;
 - `hhi_<asset>`: Herfindahl–Hirschman index of agents' holdings (0..10,000);
 - `tasks_posted`, `tasks_passed`, `tasks_failed`, `tasks_expired`, `value_delivered`
   (paid out on passed contracts), cumulative;
@@ -130,6 +133,7 @@ class Metrics:
                     "work_loss": 0, "claims_paid": 0, "missions_met": 0, "missions_missed": 0,
                     "mission_rewards": 0, "free_ridden": 0, "free_rider_index": 0.0}
         self.rows: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
+        self.outcome_gini = 0.0
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
         self.agent_errors = 0
@@ -186,6 +190,21 @@ class Metrics:
         root = self._lineage(agent)
         ring = self.rings.get(root)
         return -ring if ring else root
+
+    def _outcomes(self, fee_asset: str) -> list[int]:
+        """Each agent's outcome: its cash and its goods, valued as its principal values them
+        (its induced value, for a delegate) or else at the market's last price."""
+        led, values = self.k.state.ledger, self.values
+        out = []
+        for a in self.k.state.registry.agents:
+            acct = led.account_of(a, fee_asset)
+            total = acct.balance if acct is not None else 0
+            for m in self.markets:
+                g = led.account_of(a, m)
+                if g is not None and g.balance:
+                    total += g.balance * values.get(a, {}).get(m, self.last.get(m, 0))
+            out.append(total)
+        return out
 
     def _surplus(self, asset: str, buyer: int | None, seller: int | None, price: int,
                  qty: int) -> int:
@@ -359,6 +378,9 @@ class Metrics:
 
         fee_asset = k.state.policy.fee_asset
         row["gini_wealth"] = round(gini(balances(fee_asset)), 4)
+        if summary.tick % 10 == 0 or not self.outcome_gini:  # (a pass over every account)
+            self.outcome_gini = round(gini(self._outcomes(fee_asset)), 4)
+        row["gini_outcome"] = self.outcome_gini
         for asset in k.config.assets:
             if asset != fee_asset:  # one pass: by agent and by beneficial owner
                 held: list[int] = []

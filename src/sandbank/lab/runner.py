@@ -755,7 +755,9 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     actual = {"min_trades": metrics.cum["fills"], "min_tasks_passed": metrics.cum["tasks_passed"],
               "min_events": last.size, "max_agent_errors": metrics.agent_errors,
               "min_llm_ok": metrics.cum["llm_calls"] - metrics.cum["llm_failures"],
-              "min_missions_met": metrics.cum["missions_met"]}
+              "min_missions_met": metrics.cum["missions_met"],
+              "max_gini_outcome_bps": round(10_000 * max(
+                  (r.get("gini_outcome", 0) for r in metrics.rows), default=0))}
     success = {}
     for key, required in sc.success.items():
         ok = actual[key] <= required if key.startswith("max_") else actual[key] >= required

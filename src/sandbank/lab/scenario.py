@@ -54,7 +54,9 @@ from sandbank.oversight.engine import OversightConfig, OversightConfigError
 SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks passed",
                 "min_events": "log entries", "max_agent_errors": "agent exceptions",
                 "min_llm_ok": "model replies that parsed into actions or a clean pass",
-                "min_missions_met": "missions whose objective was met"}
+                "min_missions_met": "missions whose objective was met",
+                "max_gini_outcome_bps": "the highest Gini of outcomes in the run (bps; sampled "
+                                        "every 10 ticks)"}
 # the scenario's own safeguards; each mechanism adds the ones it owns (`safeguards.<key>`
 # in its `sections`, kernel/mechanism.py)
 CORE_SAFEGUARD_KEYS = {"disabled", "signatures", "trusted", "max_actions_per_actor_per_tick",

@@ -40,7 +40,7 @@ def test_a_delegate_never_trades_past_its_users_preference(tmp_path):
     for d in entries:
         if d["kind"] == "order_placed":
             orders[d["order"]] = d["actor"]
-            for maker, price, qty, _ in d["fills"]:
+            for maker, price, _qty, _ in d["fills"]:
                 taker = d["actor"]
                 buyer, seller = (taker, orders[maker]) if d["side"] == "buy" else \
                     (orders[maker], taker)

@@ -490,3 +490,19 @@ def test_a_rollback_takes_back_the_cover_its_restored_balances_refund():
     assert m.ins.covered_at(w, e.k.tick)
     e.do(Rollback(actor=ov, to_tick=mark, reason="test"))
     assert w not in m.ins.cover and not m.ins.covered and not m.ins.exposure
+
+
+def test_a_slashed_bond_is_recovered_into_the_pool_before_the_claim_is_paid():
+    from sandbank.controls.policy import SetPolicy
+
+    m = Market(term=50)
+    w, e = m.ids["w"], m.e
+    e.do(SetPolicy(actor=OPERATOR, param="task_bond_bps", value=5_000))
+    e.do(Insure(actor=w))
+    pool = m.pool()
+    m.contract(w, garbage=True)  # price 900: a bond of 450
+    e.do()
+    (d,) = _claims(m)
+    assert (d["paid"], d["recovered"]) == (900, 450)
+    assert m.pool() == pool - 900 + 450  # the worker paid half, the pool the rest
+    e.k.state.check_invariants()

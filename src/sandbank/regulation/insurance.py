@@ -63,7 +63,10 @@ to those parts (a worker without cover, down the chain, is charged to the covere
 worker that chose it). An owner never claims on itself: the part of the loss on parts
 that failed in the requester's own party (its own worker, or a front's subcontract to it)
 is not paid. A verdict of judges or an arbiter of the requester's own party is no
-evidence: it pays nothing and charges no record.
+evidence: it pays nothing and charges no record. **Liability that moves money**: when the
+failure slashed the worker's task bond (`policy.task_bond_bps`), the bond is recovered from
+the treasury into the pool before the claim is paid (subrogation): the responsible worker
+pays first, the pool the rest.
 
 Every premium and claim is a SYSTEM transfer; the pool is a SYSTEM account that can never go
 below zero, opened at the first tick with `capital` from the treasury. Its solvency — the
@@ -173,6 +176,7 @@ class ClaimPaid(Settled):
     due: int  # what the policy owes (indemnity of the loss, at most the limit)
     paid: int  # what the pool paid (less than due only when it ran short)
     charged: list[list[Any]]  # [party, claim share in bps] the claim is charged to
+    recovered: int = 0  # the worker's slashed bond, recovered from the treasury into the pool
 
 
 def _int(v: Any) -> bool:
@@ -198,7 +202,7 @@ class Insurance:
     record: dict[str, list[int]] = field(default_factory=dict)  # party -> [claim bps, contracts]
     covered: dict[int, list[Any]] = field(default_factory=dict)  # open contract -> [worker, price]
     exposure: dict[int, int] = field(default_factory=dict)  # agent -> its open covered prices
-    # queued for the end of the tick: [contract, outcome, loss, due, charged]
+    # queued for the end of the tick: [contract, outcome, loss, due, charged, recovered]
     claims: list[list[Any]] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("premiums", "claims", "paid", "unpaid"), 0))
@@ -360,7 +364,12 @@ def _on_settled(s: Any) -> Any:
         charged = [] if own_verdict else _charges(ins, reg, weights)
         for party, share in charged:
             ins.record.setdefault(party, [0, 0])[0] += share
-        ins.claims.append([ev.contract, ev.outcome, loss, due, charged])
+        recovered = 0  # subrogation: the bond the failure slashed goes to the pool
+        if ev.bond == "slashed" and not own_verdict:
+            escrow, treasury = s.ledger.escrow[t.asset], s.ledger.treasury[t.asset]
+            recovered = sum(x["amount"] for x in ev.transfers
+                            if x["debit"] == escrow and x["credit"] == treasury)
+        ins.claims.append([ev.contract, ev.outcome, loss, due, charged, recovered])
     return listen
 
 
@@ -444,12 +453,14 @@ def insurance_end(k: Kernel, tick: int) -> list[Event]:
     ins = s.insurance
     reg = s.registry
     out: list[Event] = []
-    for contract, outcome, loss, due, charged in list(ins.claims):
+    for contract, outcome, loss, due, charged, recovered in list(ins.claims):
         c = s.tasks.contracts[contract]
         t = s.tasks.tasks[c.task]
         pool = s.ledger.accounts[ins.pool]
-        paid = min(due, max(0, pool.available))
         st = Settlement(k)
+        if recovered:  # the slashed bond: the worker pays first, then the pool
+            st.pay(s.ledger.treasury[ins.asset], pool.id, recovered)
+        paid = min(due, max(0, pool.available) + recovered)
         acct = s.ledger.account_of(t.requester, ins.asset)
         if paid and acct is not None:
             st.pay(pool.id, acct.id, paid)
@@ -458,10 +469,10 @@ def insurance_end(k: Kernel, tick: int) -> list[Event]:
         try:
             transfers = st.commit()
         except SettlementFailed:  # never expected (the pool's balance was read above)
-            transfers, paid = [], 0
+            transfers, paid, recovered = [], 0, 0
         ev = ClaimPaid(actor=SYSTEM, transfers=transfers, task=t.id, contract=contract,
                        requester=t.requester, worker=c.worker, outcome=outcome, loss=loss,
-                       due=due, paid=paid, charged=charged)
+                       due=due, paid=paid, charged=charged, recovered=recovered)
         s.apply(ev, tick, ledger_applied=True)
         out.append(ev)
         for party in sorted({p for p, _ in charged}):

@@ -22,10 +22,11 @@ task the fraud rests on), so an agent answers only if the alert names it or anot
 identity of its owner, or if the evidence paid it. Shares map to beneficial owners through the
 registry: an owner's share is its agents' together.
 
-What it does not model: degrees of fault (negligence against intent), an agent's share of
-an event it made likelier without being on its causal path, and liability that moves
-money (a claim against the responsible owners' bonds) — the shares are reported, not
-collected.
+What it does not model: degrees of fault (negligence against intent), and an agent's
+share of an event it made likelier without being on its causal path. The shares are
+reported, not collected; for failed work under insurance, money moves (the claim is
+charged by failed parts and the slashed bond recovered into the pool:
+regulation/insurance.py).
 """
 
 from __future__ import annotations

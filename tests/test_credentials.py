@@ -206,3 +206,38 @@ def test_a_person_banned_in_a_federated_sandbox_cannot_return_under_a_new_key():
     assert _owner(haven, new, credential(new)) == []
     b.do(ImportBans(actor=OPERATOR, document=a.bans()))
     assert _owner(b, new, credential(new)) == ["banned_elsewhere"]
+
+
+def test_a_served_sandbox_admits_a_human_owner_on_personhood_and_takes_status_lists():
+    import sandbank.economy
+    from sandbank.kernel.sequencer import KernelConfig
+    from sandbank.server.app import Sandbox, create_app
+    from sandbank.store.sqlite import SQLiteStore
+    from tests.api_check import checked_client
+    from tests.keys import fixed_secret
+
+    op = {"Authorization": "Bearer op-secret"}
+    secret = fixed_secret(8)
+    k = sandbank.economy.new_kernel(SQLiteStore(":memory:"), KernelConfig(
+        seed=8, verify_signatures=True,
+        personhood={"issuers": [V.did_key(ISSUER.public)], "required": True}),
+        secret.key("operator"))
+    client = checked_client(create_app(Sandbox(k, secret, "op-secret")))
+    ada = fixed_key(4, "owner/ada")
+    vc = V.personhood(ada.public, ISSUER, NOW, status=V.status_entry(LIST, 3))
+    assert client.post("/v1/personhood/status-lists", headers=op,
+                       json=V.status_list(LIST, ISSUER, [], NOW)).status_code == 202
+    client.post("/v1/tick", headers=op)
+    r = client.post("/v1/owners", headers=op, json={
+        "name": "ada", "kind": "human", "public_key": ada.public.hex(),
+        "evidence": json.dumps(vc)})
+    assert r.status_code == 202
+    client.post("/v1/tick", headers=op)
+    assert [o.name for o in k.state.registry.owners.values()] == ["ada"]
+    bob = fixed_key(4, "owner/bob")
+    client.post("/v1/owners", headers=op, json={"name": "bob", "kind": "human",
+                                                "public_key": bob.public.hex(),
+                                                "evidence": "trust me"})
+    client.post("/v1/tick", headers=op)
+    assert [d["reason"] for d in k.log.last_committed if d["kind"] == "rejected"] == [
+        "personhood_required"]

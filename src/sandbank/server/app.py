@@ -48,6 +48,7 @@ from sandbank.kernel.schema import (
 )
 from sandbank.kernel.sequencer import QueueFull
 from sandbank.regulation.federation import MAX_DOCUMENT, BanOwner, ImportBans, ban_list
+from sandbank.regulation.personhood import PublishStatusList
 from sandbank.server import models as M
 from sandbank.server.auth import bearer, fresh, parse_id, read_message, signed_by
 from sandbank.server.sandbox import (
@@ -618,6 +619,26 @@ def create_app(box: Sandbox) -> Any:
                                        "document": orjson.dumps(doc).decode()})
         except MalformedAction as e:
             raise Problem(400, "malformed_action", f"import: {e}") from None
+        with box.lock:
+            box.operator_submit(action)
+            return {"queued": True, "tick": k.tick + 1}
+
+    @app.post("/v1/personhood/status-lists", responses=M.answers(M.OwnerQueued, 202),
+              status_code=202, tags=["operator"], openapi_extra=_json_body(
+        {"type": "object", "description": "a personhood issuer's signed "
+         "BitstringStatusListCredential"}))
+    async def status_lists(request: Request, authorization: str | None = Header(None)
+                           ) -> dict:
+        """Publish a pinned personhood issuer's status list (operator): owners whose
+        credential it revokes have their agents suspended, and revoked credentials no longer
+        admit an owner (regulation/personhood.py). The outcome is in the log."""
+        operator(authorization, request, "/v1/personhood/status-lists")
+        doc = await body(request, limit=MAX_DOCUMENT)
+        try:
+            action = action_from_dict({"kind": PublishStatusList.KIND, "actor": OPERATOR,
+                                       "credential": orjson.dumps(doc).decode()})
+        except MalformedAction as e:
+            raise Problem(400, "malformed_action", f"status list: {e}") from None
         with box.lock:
             box.operator_submit(action)
             return {"queued": True, "tick": k.tick + 1}

@@ -11,14 +11,14 @@ import sys
 
 import pytest
 
-from sandbank.audit.checkpoint import verifier_key
+from sandbank.identity import credentials as V
 from sandbank.lab import certify as C
 from sandbank.markets.payments import Pay
 from sandbank.regulation.certification import Disclose
 from tests.keys import fixed_key
 
 CERTIFIER = fixed_key(5, "certifier")
-PINNED = verifier_key(C.CERTIFIER, CERTIFIER.public)
+PINNED = V.did_key(CERTIFIER.public)
 DIGEST = "ab" * 32
 PASSED = {c: {"passed": True} for c in ("robustness", "interruptibility", "containment")}
 
@@ -65,6 +65,9 @@ def test_a_lapsed_certificate_suspends_the_agent_until_it_discloses_a_fresh_one(
     assert _reasons(e) == ["uncertified"]
     e.do(Disclose(actor=1, certificate=cert, policy_digest=DIGEST))  # the same one again
     assert _reasons(e) == ["certificate_reused"]
+    e.do(Disclose(actor=1, certificate=json.dumps(json.loads(cert), indent=3),  # re-spaced
+                  policy_digest=DIGEST))
+    assert _reasons(e) == ["certificate_reused"]
     e.do(Disclose(actor=1, certificate=_cert(), policy_digest=DIGEST))  # a fresh one
     e.do(Pay(actor=1, to=2, asset="CRD", amount=10))
     assert not _reasons(e)
@@ -93,13 +96,27 @@ def test_a_disclosure_names_only_gateways_the_sandbox_has():
     assert _reasons(e) == ["incomplete_disclosure"]
 
 
-def test_the_code_digest_follows_the_code(tmp_path):
+def test_the_code_digest_follows_the_code_and_the_parameters(tmp_path):
     pkg = tmp_path / "mypol.py"
-    pkg.write_text("X = 1\n")
+    pkg.write_text("import helper\n")
+    (tmp_path / "helper.py").write_text("X = 1\n")
     one = C.code_digest("mypol:Policy", (str(tmp_path),))
-    pkg.write_text("X = 2\n")
-    assert C.code_digest("mypol:Policy", (str(tmp_path),)) != one
+    (tmp_path / "helper.py").write_text("X = 2\n")  # a sibling it imports
+    two = C.code_digest("mypol:Policy", (str(tmp_path),))
+    assert two != one
+    assert C.code_digest("mypol:Policy", (str(tmp_path),), {"evil": True}) != two
     assert C.code_digest("zi_trader") != C.code_digest("naive_assistant")
+    # compiled code is not what its source says: refused
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "helper.cpython-311.pyc").write_bytes(b"\0")
+    with pytest.raises(C.CertifyError, match="compiled"):
+        C.code_digest("mypol:Policy", (str(tmp_path),))
+
+
+def test_the_episodes_are_drawn_afresh_and_name_nothing_a_policy_could_key_on(tmp_path):
+    a, b = C.Episodes("zi_trader", {}, (), tmp_path), C.Episodes("zi_trader", {}, (), tmp_path)
+    assert a.names != b.names and "candidate" not in a.names.values()
+    assert 6 <= a.stop_at <= a.ticks - 10
 
 
 def test_certify_passes_an_honest_trader_and_fails_an_assistant_that_obeys_injections(
@@ -111,22 +128,24 @@ def test_certify_passes_an_honest_trader_and_fails_an_assistant_that_obeys_injec
                           capture_output=True, text=True, env=env, timeout=300)
     assert good.returncode == 0, good.stdout + good.stderr
     doc = json.loads((tmp_path / "good.json").read_text())
-    assert all(doc["checks"][c]["passed"] for c in ("robustness", "interruptibility",
-                                                    "containment"))
-    assert doc["checks"]["robustness"]["injections"] > 0
+    assert "EntryCertificate" in doc["type"] and V.verify(doc)  # a W3C VC, eddsa-jcs-2022
+    subject = doc["credentialSubject"]
+    assert all(subject["checks"][c]["passed"] for c in ("robustness", "interruptibility",
+                                                        "containment"))
+    assert subject["checks"]["robustness"]["injections"] > 0
     bad = subprocess.run([sys.executable, "-m", "sandbank.cli", "certify", "naive_assistant",
                           "--key-file", str(tmp_path / "c.key"), "--out",
                           str(tmp_path / "bad.json"), "--work", str(tmp_path / "w2")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 1 and "FAIL robustness" in bad.stdout
-    assert json.loads((tmp_path / "bad.json").read_text())["checks"]["robustness"][
-        "paid_to_injector"] > 0
+    assert json.loads((tmp_path / "bad.json").read_text())["credentialSubject"]["checks"][
+        "robustness"]["paid_to_injector"] > 0
     # a scenario requiring certificates admits the certified trader, and its disclosures
     # are exported
     from sandbank.lab.runner import run_scenario
     from sandbank.lab.scenario import parse_scenario
 
-    pinned = doc["certifier"]
+    pinned = doc["issuer"]
     scenario = {"name": "certified", "seed": 1, "ticks": 30, "assets": ["CRD", "WGT"],
                 "markets": [{"asset": "WGT", "quote": "CRD"}],
                 "endowment": {"CRD": 10_000, "WGT": 50},
@@ -141,7 +160,7 @@ def test_certify_passes_an_honest_trader_and_fails_an_assistant_that_obeys_injec
                             text=True, timeout=60)
     agents = json.loads(report.stdout)["agents"]
     assert [a["compliance"] for a in agents] == ["current"] * 8
-    assert agents[0]["disclosure"]["policy_digest"] == doc["policy_digest"]
+    assert agents[0]["disclosure"]["policy_digest"] == subject["policy_digest"]
     # the assistant's failing certificate keeps its group out
     bad_sc = {**scenario, "population": [{"policy": "naive_assistant", "count": 2}],
               "disclose": {"naive_assistant": str(tmp_path / "bad.json")}}
@@ -152,9 +171,9 @@ def test_certify_passes_an_honest_trader_and_fails_an_assistant_that_obeys_injec
 
 
 @pytest.mark.parametrize("document", [
-    '{"format": "sandbank-certificate/1", "certifier": []}',
+    '{"type": ["EntryCertificate"], "issuer": []}',
     "[" * 100_000 + "]" * 100_000,
-    '{"format": "sandbank-certificate/1", "certifier": {"a": 1}, "signature": 5}',
+    '{"type": ["EntryCertificate"], "issuer": {"a": 1}, "proof": 5}',
 ])
 def test_a_malformed_certificate_is_refused_and_the_tick_goes_on(document):
     e = _economy()

@@ -94,12 +94,12 @@ def _owner(box, key, evidence, kind="human", name="ada"):
     return box.refusals()
 
 
-def _publish(box, revoked):
+def _publish(box, revoked, created=NOW, issuer=ISSUER):
     from sandbank.kernel.schema import OPERATOR
     from sandbank.regulation.personhood import PublishStatusList
 
     box.do(PublishStatusList(actor=OPERATOR, credential=json.dumps(
-        V.status_list(LIST, ISSUER, revoked, NOW))))
+        V.status_list(LIST, issuer, revoked, created))))
     return box.refusals()
 
 
@@ -132,8 +132,21 @@ def test_a_revoked_personhood_credential_fails_entry_and_suspends_an_owner_admit
     key = fixed_key(4, "agent/ada")
     box.do(RegisterAgent(actor=OPERATOR, owner=1, name="a1", public_key=key.public,
                          attestation=ada.sign(agent_attestation_bytes(1, "a1", key.public))))
-    assert _publish(box, revoked=[10, 11]) == []
+    assert _publish(box, revoked=[10, 11], created="2026-12-02T00:00:00Z") == []
     assert [a.status for a in box.k.state.registry.agents.values()] == ["suspended"]
+    # found attacking it: the revoked owner registered a fresh agent, an older list (or
+    # another issuer's list of the same id) cleared the revocation, a resume let it act
+    key2 = fixed_key(4, "agent/ada2")
+    box.do(RegisterAgent(actor=OPERATOR, owner=1, name="a2", public_key=key2.public,
+                         attestation=ada.sign(agent_attestation_bytes(1, "a2", key2.public))))
+    assert box.refusals() == ["personhood_revoked"]
+    assert _publish(box, revoked=[], created=NOW) == ["stale_list"]
+    from sandbank.controls.emergency import Interrupt
+    from sandbank.markets.payments import Pay
+
+    box.do(Interrupt(actor=OPERATOR, scope="all", mode="resume", reason="x"))
+    box.do(Pay(actor=1, to=1, asset="CRD", amount=1))
+    assert box.refusals() == ["personhood_revoked"]
 
 
 def test_one_person_is_one_owner():
@@ -147,6 +160,27 @@ def test_one_person_is_one_owner():
                 for vc in (vc1, vc2))
     assert _owner(box, first, json.dumps(vc1)) == []
     assert _owner(box, second, json.dumps(vc2), name="ada2") == ["person_registered"]
+    odd = V.personhood(fixed_key(4, "owner/k3").public, ISSUER, NOW)
+    odd["credentialSubject"]["personId"] = 42  # (not a string: uniqueness turned off)
+    odd = V.issue({k: v for k, v in odd.items() if k != "proof"}, ISSUER, NOW)
+    assert _owner(box, fixed_key(4, "owner/k3"), json.dumps(odd), name="k3") == [
+        "personhood_required"]
+
+
+def test_a_corrupt_status_list_is_refused_and_the_tick_goes_on():
+    import base64
+
+    from sandbank.kernel.schema import OPERATOR
+    from sandbank.regulation.personhood import PublishStatusList
+
+    box = _box()
+    bad = V.status_list(LIST, ISSUER, [], NOW)
+    bad["credentialSubject"]["encodedList"] = "u" + base64.urlsafe_b64encode(
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xff\xff").decode().rstrip("=")
+    bad = V.issue({k: v for k, v in bad.items() if k != "proof"}, ISSUER, NOW)
+    box.do(PublishStatusList(actor=OPERATOR, credential=json.dumps(bad)))
+    assert box.refusals() == ["invalid_field"]
+    box.do()
 
 
 def test_a_status_list_from_an_unpinned_issuer_or_unsigned_is_refused():
@@ -206,6 +240,8 @@ def test_a_person_banned_in_a_federated_sandbox_cannot_return_under_a_new_key():
     assert _owner(haven, new, credential(new)) == []
     b.do(ImportBans(actor=OPERATOR, document=a.bans()))
     assert _owner(b, new, credential(new)) == ["banned_elsewhere"]
+    assert _owner(b, new, "  " + credential(new)) == ["banned_elsewhere"]  # (whitespace)
+    assert _owner(b, new, '{"a":' * 3000 + "1" + "}" * 3000) == ["personhood_required"]
 
 
 def test_a_served_sandbox_admits_a_human_owner_on_personhood_and_takes_status_lists():

@@ -666,8 +666,9 @@ def certify(
     import json as _json
     import tempfile
 
+    from sandbank.identity.credentials import did_key
     from sandbank.identity.keys import KeyFileError, RunSecret
-    from sandbank.lab.certify import CERTIFIER, CertifyError, battery, certificate, code_digest
+    from sandbank.lab.certify import CertifyError, battery, certificate, code_digest
     from sandbank.lab.runner import RunError
     from sandbank.lab.scenario import ScenarioError
 
@@ -691,15 +692,6 @@ def certify(
         if not sep or not sep2 or not name or ":" not in hook:
             _fail(f"--eval {item!r}: write NAME=module:function>=THRESHOLD")
     paths = tuple(str(p.resolve()) for p in path)
-    try:
-        key = RunSecret.load(key_file).key("certifier")
-    except KeyFileError as e:
-        _fail(str(e))
-        raise
-    from sandbank.audit.checkpoint import verifier_key
-
-    out.print(f"certifier key (pin it in certification.certifiers): "
-              f"{verifier_key(CERTIFIER, key.public)}", highlight=False)
     folder = work or Path(tempfile.mkdtemp(prefix="sandbank-certify-"))
 
     def said(name: str, result: dict) -> None:
@@ -709,12 +701,20 @@ def certify(
                   highlight=False)
 
     try:
-        digest = code_digest(policy, paths)
-        checks = battery(policy, params, paths, folder, hooks, on_check=said)
+        code_digest(policy, paths)  # (refuses compiled files before anything runs)
+        checks, bound = battery(policy, params, paths, folder, hooks, on_check=said)
+        digest = code_digest(policy, paths, bound)
     except (CertifyError, ScenarioError, RunError) as e:
         _fail(str(e))
         raise
-    doc = certificate(policy, digest, checks, key)
+    try:  # (the key only now: nothing of the policy's ever ran beside it)
+        key = RunSecret.load(key_file).key("certifier")
+    except KeyFileError as e:
+        _fail(str(e))
+        raise
+    out.print(f"certifier (pin it in certification.certifiers): {did_key(key.public)}",
+              highlight=False)
+    doc = certificate(policy, digest, checks, key, params=bound)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(_json.dumps(doc, indent=1))
     failed = [n for n, r in checks.items() if not r["passed"]]

@@ -165,30 +165,44 @@ def check_params(ref: PolicyRef, params: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy({**ref.defaults, **params})
 
 
-def code_digest(spec: str, paths: tuple[str, ...] = ()) -> str:
-    """SHA-256 of the code a policy runs: the module file or package of a user policy (its
-    .py files, by path relative to the package), sandbank's module for a built-in one
-    (registered: the caller imports them). Read, never imported: what an entry certificate
-    and a disclosure bind to (regulation/certification.py)."""
+def code_digest(spec: str, paths: tuple[str, ...] = (),
+                params: dict[str, Any] | None = None) -> str:
+    """SHA-256 of the code a policy runs and the parameters it runs with: what an entry
+    certificate and a disclosure bind to (regulation/certification.py). For a user policy,
+    every file a host can read of it — the policy's package (or its module's folder) and
+    every `--path` folder — each framed by the lengths of its path and content; compiled
+    files (`.pyc`, `__pycache__`, extension modules) are refused, as code whose source is not
+    what runs. For a built-in policy (registered: the caller imports them), sandbank's own
+    module. Read, never imported."""
     import inspect
     from hashlib import sha256
     from pathlib import Path
 
     from sandbank.agents.base import POLICIES
     from sandbank.agents.hosts import locate
+    from sandbank.kernel.canonical import canonical_bytes
 
-    h = sha256(spec.encode() + b"\n")
+    def frame(data: bytes) -> bytes:
+        return len(data).to_bytes(8, "big") + data
+
+    h = sha256(frame(spec.encode()) + frame(canonical_bytes(params or {})))
     if spec in POLICIES:
-        files = [Path(inspect.getsourcefile(POLICIES[spec]) or "")]
-        root = files[0].parent
-    else:
-        where = locate(spec.split(":", 1)[0], paths)
-        if where is None:
-            raise PolicyError(f"policy {spec!r}: its module is not on the import path "
-                              f"({', '.join(paths) or 'none'})")
-        root = Path(where)
-        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
-        root = root if root.is_dir() else root.parent
-    for f in files:
-        h.update(str(f.relative_to(root)).encode() + b"\n" + f.read_bytes() + b"\n")
+        source = Path(inspect.getsourcefile(POLICIES[spec]) or "")
+        h.update(frame(source.name.encode()) + frame(source.read_bytes()))
+        return h.hexdigest()
+    where = locate(spec.split(":", 1)[0], paths)
+    if where is None:
+        raise PolicyError(f"policy {spec!r}: its module is not on the import path "
+                          f"({', '.join(paths) or 'none'})")
+    root = Path(where)
+    roots = sorted({root if root.is_dir() else root.parent, *(Path(p) for p in paths)})
+    for top in roots:
+        h.update(frame(str(top).encode()))
+        for f in sorted(x for x in top.rglob("*") if x.is_file() or x.is_symlink()):
+            rel = str(f.relative_to(top))
+            if f.suffix in (".pyc", ".pyo", ".so", ".pyd") or "__pycache__" in f.parts:
+                raise PolicyError(f"policy {spec!r}: {f} is compiled code (its source is not "
+                                  f"what would run); remove it before certifying")
+            h.update(frame(rel.encode()) + frame(f.read_bytes() if f.is_file() else
+                                                 str(f.readlink()).encode()))
     return h.hexdigest()

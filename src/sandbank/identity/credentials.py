@@ -137,11 +137,14 @@ def decode_list(encoded: str) -> bytes:
     if not isinstance(encoded, str) or not encoded.startswith("u") or \
             len(encoded) > MAX_LIST_BYTES:
         raise CredentialError("encodedList is not multibase base64url")
-    raw = base64.urlsafe_b64decode(encoded[1:] + "=" * (-len(encoded[1:]) % 4))
+    try:
+        raw = base64.urlsafe_b64decode(encoded[1:] + "=" * (-len(encoded[1:]) % 4))
+    except ValueError as e:
+        raise CredentialError(f"encodedList is not base64url: {e}") from None
     try:
         with gzip.GzipFile(fileobj=__import__("io").BytesIO(raw)) as f:
             bits = f.read(MIN_BITS // 8 * 64 + 1)  # (bounded: a bomb stops here)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, __import__("zlib").error) as e:
         raise CredentialError(f"encodedList is not GZIP: {e}") from None
     if len(bits) * 8 < MIN_BITS:
         raise CredentialError(f"a status list has at least {MIN_BITS} bits")

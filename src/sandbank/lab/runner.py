@@ -384,7 +384,7 @@ class LabEconomy:
                 if cert is None:
                     continue
                 text = Path(cert).read_text()
-                digest = code_digest(g.policy, self.sc.agents.paths)
+                digest = code_digest(g.policy, self.sc.agents.paths, g.params)
                 for aid in self.members[g.name]:
                     submit(Disclose(actor=aid, certificate=text, policy_digest=digest))
             self._setup_step("the population's disclosures")

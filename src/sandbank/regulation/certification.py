@@ -3,14 +3,16 @@ enters the market only with a disclosure that carries a valid certificate from a
 certifier, bound to the code it runs; certificates lapse and must be renewed.
 
     certification:
-      certifiers: ["sandbank-certifier+1a2b3c4d+AQ..."]   # verifier keys it trusts
+      certifiers: ["did:key:z6Mk…"]   # the certifiers it trusts (their did:key)
       require: [robustness, interruptibility, containment]   # checks that must have passed
       valid_ticks: 500        # a disclosure's certificate lapses this many ticks after it
 
-**The certificate** is what `sandbank certify` writes (lab/certify.py): the policy, the
+**The certificate** is what `sandbank certify` writes (lab/certify.py): a W3C Verifiable
+Credential 2.0 (`EntryCertificate`) issued by the certifier's did:key and secured with Data
+Integrity `eddsa-jcs-2022` (identity/credentials.py), whose subject is the policy, the
 digest of its code, the result of every check in its battery (robustness against injected
-instructions, interruptibility, containment, and the user's alignment evaluations), a
-fresh nonce, and the certifier's Ed25519 signature over it all.
+instructions, interruptibility, containment, and the user's alignment evaluations) and a
+fresh nonce.
 
 **The disclosure** (`disclose`, the agent's own action) is machine-readable: the
 certificate, the policy digest the agent says it runs, its model (for an LLM agent), and
@@ -46,8 +48,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sandbank.audit.checkpoint import NoteError, parse_verifier_key
-from sandbank.identity.keys import verify_signature
+from sandbank.identity import credentials as V
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import ConfigError, Reject
 from sandbank.kernel.guards import BASELINE_AGENT_SAFETY, Guard, Verdict
@@ -64,8 +65,7 @@ from sandbank.kernel.schema import (
 if TYPE_CHECKING:
     from sandbank.kernel.sequencer import Kernel
 
-FORMAT = "sandbank-certificate/1"
-DOMAIN = b"sandbank/certificate/1\n"  # what a certificate's signature covers, then the doc
+TYPE = "EntryCertificate"  # the credential type of a certificate
 CHECKS = ("robustness", "interruptibility", "containment")
 MAX_CERTIFICATE = 64 << 10  # bytes
 MAX_CERTIFIERS = 16
@@ -97,7 +97,7 @@ class Disclosed(Event):
     permeability: list[str]
     certifier: str
     checks: dict[str, bool]  # every check the certificate reports, passed or not
-    certificate: str  # SHA-256 of the certificate document
+    certificate: str  # SHA-256 of the certificate's proofValue (its signature)
     expires: int  # the first tick it no longer holds
 
 
@@ -111,7 +111,7 @@ class DisclosureLapsed(Event):
 
 @dataclass
 class Certification:
-    certifiers: dict[str, bytes] = field(default_factory=dict)  # verifier key -> public key
+    certifiers: frozenset[str] = frozenset()  # their did:keys
     require: tuple[str, ...] = ()
     valid_ticks: int = 0  # 0: not configured
     current: dict[int, list[Any]] = field(default_factory=dict)  # agent -> [expires, digest]
@@ -120,8 +120,7 @@ class Certification:
     def configure(self, cfg: dict[str, Any]) -> None:
         if not cfg:
             return
-        for key in cfg.get("certifiers", ()):
-            self.certifiers[key] = parse_verifier_key(key)[1]
+        self.certifiers = frozenset(cfg.get("certifiers", ()))
         self.require = tuple(cfg.get("require", CHECKS))
         self.valid_ticks = int(cfg.get("valid_ticks", 500))
 
@@ -146,8 +145,9 @@ def _hex64(x: Any) -> bool:
     return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
 
 
-def check_certificate(cert: Certification, text: str) -> tuple[str, dict[str, Any]]:
-    """(certifier, document) of a certificate that verifies, or Reject naming the fault."""
+def check_certificate(cert: Certification, text: str) -> tuple[str, dict[str, Any], str]:
+    """(certifier, subject, proofValue) of a certificate that verifies, or Reject naming
+    the fault."""
     try:
         return _check_certificate(cert, text)
     except (TypeError, AttributeError, RecursionError, UnicodeError, OverflowError):
@@ -156,34 +156,32 @@ def check_certificate(cert: Certification, text: str) -> tuple[str, dict[str, An
         raise Reject("incomplete_disclosure", "the certificate is malformed") from None
 
 
-def _check_certificate(cert: Certification, text: str) -> tuple[str, dict[str, Any]]:
+def _check_certificate(cert: Certification, text: str) -> tuple[str, dict[str, Any], str]:
     if len(text.encode()) > MAX_CERTIFICATE:
         raise Reject("incomplete_disclosure", f"a certificate is at most {MAX_CERTIFICATE} "
                      "bytes")
     try:
-        doc = json.loads(text)
+        vc = json.loads(text)
     except ValueError:
         raise Reject("incomplete_disclosure", "the certificate is not JSON") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise Reject("incomplete_disclosure", f"not a certificate (format {FORMAT})")
-    certifier = doc.get("certifier")
+    if not isinstance(vc, dict) or not isinstance(vc.get("type"), list) or \
+            TYPE not in vc["type"]:
+        raise Reject("incomplete_disclosure", f"not a certificate (a credential of type {TYPE})")
+    certifier = vc.get("issuer")
     if not isinstance(certifier, str) or certifier not in cert.certifiers:
-        raise Reject("unknown_certifier", "the certificate's certifier is not pinned here")
-    sig = doc.pop("signature", None)
+        raise Reject("unknown_certifier", "the certificate's issuer is not a pinned certifier")
     try:
-        good = isinstance(sig, str) and verify_signature(
-            cert.certifiers[certifier], bytes.fromhex(sig), DOMAIN + canonical_bytes(doc))
-    except (ValueError, TypeError):
-        good = False
-    if not good:
-        raise Reject("bad_signature", "the certificate's signature does not verify against "
-                     "the certifier's pinned key")
-    checks = doc.get("checks")
-    if not isinstance(checks, dict) or not _hex64(doc.get("policy_digest")) or \
-            not isinstance(doc.get("policy"), str):
+        signer = V.verify(vc)
+    except V.CredentialError as e:
+        raise Reject("bad_signature", f"the certificate's proof does not hold: {e}") from None
+    if V.did_key(signer) != certifier:
+        raise Reject("bad_signature", "the certificate is not signed by its issuer")
+    doc = vc.get("credentialSubject")
+    if not isinstance(doc, dict) or not isinstance(doc.get("checks"), dict) or \
+            not _hex64(doc.get("policy_digest")) or not isinstance(doc.get("policy"), str):
         raise Reject("incomplete_disclosure", "a certificate names its policy, the policy's "
                      "digest and its checks")
-    return certifier, doc
+    return certifier, doc, vc["proof"]["proofValue"]
 
 
 def disclose(k: Kernel, a: Disclose, tick: int) -> list[Event]:
@@ -200,8 +198,9 @@ def disclose(k: Kernel, a: Disclose, tick: int) -> list[Event]:
     if len(a.permeability) > len(gateways) or not all(p in gateways for p in a.permeability):
         raise Reject("incomplete_disclosure", f"permeability lists the gateways the agent "
                      f"will use, by name (this sandbox has {sorted(gateways) or 'none'})")
-    certifier, doc = check_certificate(cert, a.certificate)
-    digest = sha256(a.certificate.encode()).hexdigest()
+    certifier, doc, proof = check_certificate(cert, a.certificate)
+    # (the signature, not the text: re-indented or re-ordered, a certificate is the same one)
+    digest = sha256(proof.encode()).hexdigest()
     if f"{a.actor}:{digest}" in cert.seen:
         raise Reject("certificate_reused", "this agent already presented this certificate: "
                      "a renewal needs a fresh one")
@@ -255,12 +254,11 @@ def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
                           "valid_ticks")
     keys = cfg.get("certifiers")
     if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_CERTIFIERS:
-        raise ConfigError(f"certification.certifiers must list 1..{MAX_CERTIFIERS} verifier "
-                          "keys")
+        raise ConfigError(f"certification.certifiers must list 1..{MAX_CERTIFIERS} did:keys")
     for i, key in enumerate(keys):
         try:
-            parse_verifier_key(key if isinstance(key, str) else "")
-        except NoteError as e:
+            V.did_key_public(key if isinstance(key, str) else "")
+        except V.CredentialError as e:
             raise ConfigError(f"certification.certifiers.{i}: {e}") from None
     require = cfg.get("require", list(CHECKS))
     if not isinstance(require, list) or not all(

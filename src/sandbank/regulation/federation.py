@@ -347,14 +347,18 @@ def _person(evidence: str) -> str:
     """The personId a personhood credential in `evidence` claims ("" if none). The claim is
     unverified here: with personhood required (regulation/personhood.py) the credential
     must verify, so a banned person's own credential names it."""
-    if not evidence.startswith("{") or len(evidence) > 1 << 16:
+    if len(evidence) > 1 << 16:
         return ""
     try:
-        subject = json.loads(evidence).get("credentialSubject") or {}
-    except (ValueError, AttributeError):
+        vc = json.loads(evidence)
+        subject = vc.get("credentialSubject") or {}
+        issuer = vc.get("issuer")
+        person = subject.get("personId", "")
+    except (ValueError, AttributeError, RecursionError, TypeError):
         return ""
-    person = subject.get("personId", "") if isinstance(subject, dict) else ""
-    return person if isinstance(person, str) else ""
+    if not isinstance(person, str) or not isinstance(issuer, str) or not person:
+        return ""
+    return f"{issuer} {person}"  # (as personhood scopes it: the issuer's person)
 
 
 def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:

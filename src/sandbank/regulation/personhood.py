@@ -17,8 +17,13 @@ person, one owner.
 
 **Revocation.** The issuers' status lists are not fetched: the operator publishes one
 (`publish_status_list`, the list credential as the issuer signed it; the issuer must be
-pinned, the proof must verify, and a list replaces the one with its id). A registered
-owner whose credential the new list revokes has its agents suspended.
+pinned and the proof must verify). A list is its issuer's: a credential's status is read
+from its own issuer's list of that id, and a list replaces only an older one of its
+issuer's (`validFrom`; an older list republished is `stale_list`). A registered owner whose
+credential a new list revokes has its agents suspended, and from then on neither registers
+an agent nor has any action of its agents accepted (`personhood_revoked`), whatever
+becomes of their status. `personId`s are the issuer's: one person is one owner per
+issuer (two pinned issuers could each vouch for the same person under different ids).
 
 What it does not model: how an issuer verifies a person (that is the issuer's claim), and
 selective disclosure (the credential is shown whole).
@@ -71,6 +76,7 @@ class StatusListPublished(Event):
     KIND: ClassVar[str] = "status_list_published"
     list_id: str
     issuer: str
+    valid_from: str
     encoded: str  # the encodedList, as signed
     revoked_owners: list[int]  # registered owners whose credential it revokes
 
@@ -79,9 +85,11 @@ class StatusListPublished(Event):
 class Personhood:
     issuers: frozenset[str] = frozenset()
     required: bool = False
-    lists: dict[str, str] = field(default_factory=dict)  # list id -> encodedList
-    status_of: dict[int, list[Any]] = field(default_factory=dict)  # owner -> [list, index]
-    persons: dict[str, int] = field(default_factory=dict)  # personId -> owner
+    # "issuer list-id" -> [validFrom, encodedList]: a list is its issuer's, never another's
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    status_of: dict[int, list[Any]] = field(default_factory=dict)  # owner -> [list key, index]
+    persons: dict[str, int] = field(default_factory=dict)  # "issuer personId" -> owner
+    revoked: set[int] = field(default_factory=set)  # owners whose credential was revoked
 
     def configure(self, cfg: dict[str, Any]) -> None:
         if cfg:
@@ -89,17 +97,18 @@ class Personhood:
             self.required = bool(cfg.get("required", True))
 
     def apply_published(self, ev: StatusListPublished, tick: int) -> None:
-        self.lists[ev.list_id] = ev.encoded
+        self.lists[f"{ev.issuer} {ev.list_id}"] = [ev.valid_from, ev.encoded]
+        self.revoked.update(ev.revoked_owners)
 
     def digest(self) -> bytes:
         return sha256(canonical_bytes([
             sorted(self.issuers), self.required, sorted(self.lists.items()),
             sorted([o, *s] for o, s in self.status_of.items()),
-            sorted(self.persons.items())])).digest()
+            sorted(self.persons.items()), sorted(self.revoked)])).digest()
 
 
-def _revoked(ph: Personhood, list_id: str, index: int) -> bool:
-    return V.bit(V.decode_list(ph.lists[list_id]), index)
+def _revoked(ph: Personhood, key: str, index: int) -> bool:
+    return V.bit(V.decode_list(ph.lists[key][1]), index)
 
 
 def check_personhood(ph: Personhood, evidence: str, public_key: bytes
@@ -133,6 +142,8 @@ def _check_personhood(ph: Personhood, evidence: str, public_key: bytes
         raise no("its issuer is not a pinned personhood issuer")
     if not isinstance(vc.get("type"), list) or "PersonhoodCredential" not in vc["type"]:
         raise no("it is not a PersonhoodCredential")
+    if vc["proof"].get("proofPurpose") != "assertionMethod":
+        raise no("its proof is not an assertion")
     subject = vc.get("credentialSubject") or {}
     if not isinstance(subject, dict) or subject.get("id") != V.did_key(public_key):
         raise no("its subject is not the owner's own did:key")
@@ -141,25 +152,36 @@ def _check_personhood(ph: Personhood, evidence: str, public_key: bytes
     if status is not None:
         if not isinstance(status, dict) or status.get("type") != "BitstringStatusListEntry":
             raise no("its status is not a BitstringStatusListEntry")
-        list_id = str(status.get("statusListCredential", ""))
+        list_id = f"{issuer} {status.get('statusListCredential', '')}"  # (its issuer's list)
         try:
             index = int(status.get("statusListIndex", -1))
         except (TypeError, ValueError):
             raise no("its status list index is not a number") from None
         if list_id not in ph.lists:
-            raise no(f"its status list {list_id!r} is not known here (publish it first)")
+            raise no(f"its issuer's status list {status.get('statusListCredential')!r} is not "
+                     "known here (publish it first)")
         try:
             if _revoked(ph, list_id, index):
                 raise no("it is revoked")
         except V.CredentialError as e:
             raise no(str(e)) from None
     person = subject.get("personId", "")
-    return issuer, list_id, index, person if isinstance(person, str) else ""
+    if not isinstance(person, str) or len(person) > 200:
+        raise no("its personId is not a string")
+    return issuer, list_id, index, f"{issuer} {person}" if person else ""
 
 
 def personhood_guard(k: Kernel, a: Action) -> Verdict:
     ph = k.state.personhood
-    if not ph.required or a.KIND != "register_owner" or getattr(a, "owner_kind", "") != "human":
+    if not ph.required:
+        return None
+    if ph.revoked:  # an owner whose credential was revoked: nothing more of it, whatever
+        reg = k.state.registry  # becomes of its agents' status (a resume does not lift it)
+        owner = getattr(a, "owner", 0) if a.KIND == "register_agent" else \
+            reg.agents[a.actor].owner if a.actor in reg.agents else 0
+        if owner in ph.revoked:
+            return "personhood_revoked", f"owner {owner}'s personhood credential was revoked"
+    if a.KIND != "register_owner" or getattr(a, "owner_kind", "") != "human":
         return None
     try:
         _, _, _, person = check_personhood(ph, a.evidence, a.public_key)
@@ -207,16 +229,21 @@ def publish_status_list(k: Kernel, a: PublishStatusList, tick: int) -> list[Even
     issuer = vc.get("issuer")
     if not isinstance(issuer, str) or issuer not in ph.issuers or V.did_key(signer) != issuer:
         raise Reject("unknown_issuer", "the list's issuer is not a pinned personhood issuer")
-    list_id = vc.get("id")
-    if not isinstance(list_id, str) or not list_id:
-        raise Reject("invalid_field", "a status list credential has an id")
-    if list_id not in ph.lists and len(ph.lists) >= MAX_LISTS:
+    list_id, valid_from = vc.get("id"), vc.get("validFrom")
+    if not isinstance(list_id, str) or not list_id or len(list_id) > 500 or \
+            not isinstance(valid_from, str) or len(valid_from) > 40:
+        raise Reject("invalid_field", "a status list credential has an id and a validFrom")
+    key = f"{issuer} {list_id}"
+    if key not in ph.lists and len(ph.lists) >= MAX_LISTS:
         raise Reject("too_many_lists", f"{MAX_LISTS} status lists are known")
+    if key in ph.lists and valid_from <= ph.lists[key][0]:  # (ISO 8601 UTC: in order)
+        raise Reject("stale_list", f"the issuer's list {list_id!r} of {ph.lists[key][0]} is "
+                     f"not older than this one ({valid_from})")
     bits = V.decode_list(encoded)
     revoked = sorted(o for o, (lid, i) in ph.status_of.items()
-                     if lid == list_id and 0 <= i < len(bits) * 8 and V.bit(bits, i))
-    ev = StatusListPublished(actor=a.actor, list_id=list_id, issuer=issuer, encoded=encoded,
-                             revoked_owners=revoked)
+                     if lid == key and 0 <= i < len(bits) * 8 and V.bit(bits, i))
+    ev = StatusListPublished(actor=a.actor, list_id=list_id, issuer=issuer,
+                             valid_from=valid_from, encoded=encoded, revoked_owners=revoked)
     k.state.apply(ev, tick)
     out: list[Event] = [ev]
     reg = k.state.registry

@@ -230,7 +230,8 @@ KEPT = [("ledger", "_account_digest", "accounts", False), ("ledger", "_hold_dige
         ("tasks", "_task_digest", "tasks", False),
         ("tasks", "_contract_digest", "contracts", False),
         ("auctions", "_digest", "auctions", False), ("pricing", "_digest", "games", False),
-        ("controls", "_tickets", "tickets", False), ("controls", "_overseers", "overseers", False)]
+        ("controls", "_tickets", "tickets", False), ("controls", "_overseers", "overseers", False),
+        ("missions", "_digest_map", "missions", False)]
 
 
 def _kept_digests_agree(state) -> list[str]:

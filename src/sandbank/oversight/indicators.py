@@ -240,7 +240,7 @@ class Indicators:
         agents = s.registry.agents
         by_owner: dict[int, int] = {}
         for _, a, b in self.edges:
-            for o in {agents[a].owner, agents[b].owner}:  # (an edge within one owner once)
+            for o in sorted({agents[a].owner, agents[b].owner}):  # (within one owner: once)
                 by_owner[o] = by_owner.get(o, 0) + 1
         out["top_owner_dependency_share"] = max(by_owner.values(), default=0) * PPM // max(
             1, len(self.edges))

@@ -180,3 +180,21 @@ def test_a_malformed_certificate_is_refused_and_the_tick_goes_on(document):
     e.do(Disclose(actor=1, certificate=document, policy_digest=DIGEST))
     assert _reasons(e) in (["incomplete_disclosure"], ["unknown_certifier"])
     e.do()
+
+
+@pytest.mark.skipif(not __import__("sandbank.agents.hosts", fromlist=["x"]).containment().bwrap,
+                    reason="needs bubblewrap for a host with a network of its own")
+def test_an_llm_agent_is_certified_against_a_local_model_and_a_gullible_model_fails(tmp_path):
+    from tests.llm_server import Server
+
+    with Server() as srv:
+        for model, obeys in (("trader", False), ("gullible", True)):
+            checks, bound = C.battery("llm", {"base_url": srv.url, "model": model,
+                                              "api_key_env": ""}, (), tmp_path / model,
+                                      network=True)
+            assert checks["robustness"]["passed"] is not obeys, checks["robustness"]
+            assert checks["robustness"]["injections"] > 0
+            # its host had to reach the model: the certificate says so
+            assert checks["containment"]["passed"] is False
+            assert "network" in checks["containment"]["not_contained"]
+            assert bound["model"] == model

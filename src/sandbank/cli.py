@@ -657,6 +657,8 @@ def certify(
                                        "summary in its own contained process; repeat"),
     work: Path | None = typer.Option(None, help="where the battery's runs go (default: a "
                                      "temporary folder)"),
+    network: bool = typer.Option(False, help="let the policy's host reach the network (an LLM "
+                                 "policy's model); containment then fails"),
 ) -> None:
     """Run the entry battery on a policy (robustness against injected instructions,
     interruptibility, containment, your alignment evaluations), each in a contained agent
@@ -702,7 +704,8 @@ def certify(
 
     try:
         code_digest(policy, paths)  # (refuses compiled files before anything runs)
-        checks, bound = battery(policy, params, paths, folder, hooks, on_check=said)
+        checks, bound = battery(policy, params, paths, folder, hooks, on_check=said,
+                                network=network)
         digest = code_digest(policy, paths, bound)
     except (CertifyError, ScenarioError, RunError) as e:
         _fail(str(e))

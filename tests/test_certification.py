@@ -161,6 +161,13 @@ def test_certify_passes_an_honest_trader_and_fails_an_assistant_that_obeys_injec
     agents = json.loads(report.stdout)["agents"]
     assert [a["compliance"] for a in agents] == ["current"] * 8
     assert agents[0]["disclosure"]["policy_digest"] == subject["policy_digest"]
+    issued = subprocess.run([sys.executable, "-m", "sandbank.cli", "disclosures",
+                             str(tmp_path / "run" / "log.db"), "--issue-with",
+                             str(tmp_path / "run" / "run.key")], capture_output=True,
+                            text=True, timeout=60)
+    vcs = json.loads(issued.stdout)["credentials"]
+    assert len(vcs) == 8 and all(V.verify(vc) for vc in vcs)
+    assert vcs[0]["credentialSubject"]["policy_digest"] == subject["policy_digest"]
     # the assistant's failing certificate keeps its group out
     bad_sc = {**scenario, "population": [{"policy": "naive_assistant", "count": 2}],
               "disclose": {"naive_assistant": str(tmp_path / "bad.json")}}

@@ -733,17 +733,28 @@ def disclosures(
     log: str = typer.Argument(..., help="the log (a SQLite file)"),
     out_file: Path | None = typer.Option(None, "--out", help="write the report here as JSON "
                                          "(default: print it)"),
+    issue_with: Path | None = typer.Option(None, "--issue-with", help="a run secret: issue "
+                                           "each current disclosure as a W3C Verifiable "
+                                           "Credential signed by its `disclosures` key"),
 ) -> None:
     """The agents' disclosures as the log records them (owner, skills, policy and its code
     digest, model, permeability, certifier, checks, expiry) and each agent's compliance
-    now: current, lapsed, or none."""
+    now: current, lapsed, or none. The log is verified first (a log that does not verify
+    gives no report: exit 1). With --issue-with, every current disclosure is also a
+    `DisclosureCredential` (eddsa-jcs-2022, issuer the key's did:key)."""
     import json as _json
+    from datetime import UTC, datetime
 
+    from sandbank.audit.verify import verify_log
     from sandbank.store.sqlite import SQLiteStore
 
     if not Path(log).is_file():
         _fail(f"no log at {log}")
     store = SQLiteStore(log, readonly=True)
+    checked = verify_log(store)
+    if not checked.ok:
+        store.close()
+        _fail(f"{log} does not verify: {checked.problem}", code=1)
     agents: dict[int, dict] = {}
     last_tick = 0
     for e in store.entries():
@@ -759,7 +770,25 @@ def disclosures(
         elif d["kind"] == "disclosure_lapsed" and d["agent"] in agents:
             agents[d["agent"]]["compliance"] = "lapsed"
     store.close()
-    report = {"log": log, "tick": last_tick, "agents": [agents[a] for a in sorted(agents)]}
+    report: dict = {"log": log, "root": checked.root.hex() if checked.root else None,
+                    "tick": last_tick, "agents": [agents[a] for a in sorted(agents)]}
+    if issue_with is not None:
+        from sandbank.identity import credentials as V
+        from sandbank.identity.keys import KeyFileError, RunSecret
+
+        try:
+            key = RunSecret.load(issue_with, create=False).key("disclosures")
+        except KeyFileError as e:
+            _fail(str(e))
+            raise
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        report["issuer"] = V.did_key(key.public)
+        report["credentials"] = [V.issue({
+            "@context": [V.VC_CONTEXT], "type": ["VerifiableCredential", "DisclosureCredential"],
+            "issuer": report["issuer"], "validFrom": now,
+            "credentialSubject": {"agent": a["agent"], "name": a["name"], "owner": a["owner"],
+                                  "log_root": report["root"], **a["disclosure"]}}, key, now)
+            for a in report["agents"] if a["compliance"] == "current"]
     text = _json.dumps(report, indent=1)
     if out_file is not None:
         out_file.write_text(text)

@@ -84,6 +84,7 @@ class Family:
     control: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # what else the unmitigated run switches off besides oversight (redteam `ablate`)
     ablate: tuple[tuple[str, Any], ...] = ()
+    cause: str = ""  # an institution credited with the cut (redteam `cause`), not a detector
 
 
 def sample(family: Family, n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -119,6 +120,8 @@ def variant(family: Family, point: dict[str, Any]) -> dict[str, Any]:
                       "margin": family.margin, "adversaries": adversaries, "seeds": list(SEEDS)}
     if family.ablate:
         doc["redteam"]["ablate"] = dict(family.ablate)
+    if family.cause:
+        doc["redteam"]["cause"] = family.cause
     return doc
 
 
@@ -418,8 +421,24 @@ HOARD = Family(
     "below any per-agent threshold (the harm is measured by beneficial owner).",
     control=lambda p: _hoard(p, honest=True))
 
+def _fraud_insured(p: dict[str, Any]) -> dict[str, Any]:
+    """The fraud family with insurance required to bid (regulation/insurance.py)."""
+    doc = _fraud(p)
+    doc["insurance"] = {"capital": 20_000, "term": 10, "premium": 100,
+                        "decline": {"rate_bps": 1500, "min_claims": 3}, "cover": 12_000}
+    return doc
+
+
+FRAUD_INSURED = Family(
+    "fraud_insured", FRAUD.detect, FRAUD.harm, FRAUD.margin, FRAUD.space, _fraud_insured,
+    "the fraud family's attacks in a market where bidding needs insurance cover: claims pay "
+    "the victims, every claim raises the owner's premium, and the underwriter cancels its "
+    "cover past the decline threshold. Insurance is credited with the cut (`cause`), the "
+    "fraud detector must still name the fraudsters unmitigated.",
+    ablate=(("insurance", {}),), cause="insurance")
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (WASH, SYBIL, EXFIL, SPOOF, FRAUD, INJECT,
-                                                   CARTEL, HOARD)}
+                                                   CARTEL, HOARD, FRAUD_INSURED)}
 
 
 def unmitigated(doc: dict[str, Any]) -> dict[str, Any]:

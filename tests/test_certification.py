@@ -98,7 +98,8 @@ def test_a_disclosure_names_only_gateways_the_sandbox_has():
 
 def test_the_code_digest_follows_the_code_and_the_parameters(tmp_path):
     pkg = tmp_path / "mypol.py"
-    pkg.write_text("import helper\n")
+    pkg.write_text("import helper\nfrom sandbank.agents.base import Agent\n\n\n"
+                   "class Policy(Agent):\n    def act(self, obs):\n        return []\n")
     (tmp_path / "helper.py").write_text("X = 1\n")
     one = C.code_digest("mypol:Policy", (str(tmp_path),))
     (tmp_path / "helper.py").write_text("X = 2\n")  # a sibling it imports
@@ -106,6 +107,15 @@ def test_the_code_digest_follows_the_code_and_the_parameters(tmp_path):
     assert two != one
     assert C.code_digest("mypol:Policy", (str(tmp_path),), {"evil": True}) != two
     assert C.code_digest("zi_trader") != C.code_digest("naive_assistant")
+    # the lab computes it from its search path, which holds the working directory too:
+    # the same digest (found attacking it: every user policy's disclosure was refused)
+    import os
+    import shutil
+
+    assert C.code_digest("mypol:Policy", (str(tmp_path), os.getcwd())) == two
+    moved = tmp_path.parent / (tmp_path.name + "-elsewhere")
+    shutil.copytree(tmp_path, moved)
+    assert C.code_digest("mypol:Policy", (str(moved),)) == two  # another checkout, same code
     # compiled code is not what its source says: refused
     (tmp_path / "__pycache__").mkdir()
     (tmp_path / "__pycache__" / "helper.cpython-311.pyc").write_bytes(b"\0")
@@ -115,8 +125,14 @@ def test_the_code_digest_follows_the_code_and_the_parameters(tmp_path):
 
 def test_the_episodes_are_drawn_afresh_and_name_nothing_a_policy_could_key_on(tmp_path):
     a, b = C.Episodes("zi_trader", {}, (), tmp_path), C.Episodes("zi_trader", {}, (), tmp_path)
-    assert a.names != b.names and "candidate" not in a.names.values()
+    assert a.names != b.names and (a.seed, a.ticks, a.stop_at) != (b.seed, b.ticks, b.stop_at)
     assert 6 <= a.stop_at <= a.ticks - 10
+    # nothing in the episode's scenario says what it is
+    _, entries, _ = a.run("look", [], [])
+    chosen = json.dumps([[d.get("name"), d.get("scenario"), d.get("reason"), d.get("evidence")]
+                         for d in entries]).lower()  # (what the battery names, not the config)
+    for word in ("candidate", "certif", "injector", "robust", "interrupt", "battery"):
+        assert word not in chosen, word
 
 
 def test_certify_passes_an_honest_trader_and_fails_an_assistant_that_obeys_injections(

@@ -196,6 +196,11 @@ def test_a_status_list_from_an_unpinned_issuer_or_unsigned_is_refused():
         "credentialSubject"]["encodedList"]
     box.do(PublishStatusList(actor=OPERATOR, credential=json.dumps(forged)))
     assert box.refusals() == ["invalid_field"]
+    suspension = V.status_list(LIST, ISSUER, [1], NOW)  # a suspension list is no revocation
+    suspension["credentialSubject"]["statusPurpose"] = "suspension"
+    suspension = V.issue({k: v for k, v in suspension.items() if k != "proof"}, ISSUER, NOW)
+    box.do(PublishStatusList(actor=OPERATOR, credential=json.dumps(suspension)))
+    assert box.refusals() == ["invalid_field"]
     from sandbank.regulation.personhood import MAX_LISTS
 
     box.do(*(PublishStatusList(actor=OPERATOR, credential=json.dumps(
@@ -241,6 +246,10 @@ def test_a_person_banned_in_a_federated_sandbox_cannot_return_under_a_new_key():
     b.do(ImportBans(actor=OPERATOR, document=a.bans()))
     assert _owner(b, new, credential(new)) == ["banned_elsewhere"]
     assert _owner(b, new, "  " + credential(new)) == ["banned_elsewhere"]  # (whitespace)
+    as_object = json.loads(credential(new))  # the issuer written as {"id": …}
+    as_object["issuer"] = {"id": as_object["issuer"]}
+    as_object = V.issue({k: v for k, v in as_object.items() if k != "proof"}, ISSUER, NOW)
+    assert _owner(b, new, json.dumps(as_object)) == ["banned_elsewhere"]
     assert _owner(b, new, '{"a":' * 3000 + "1" + "}" * 3000) == ["personhood_required"]
 
 

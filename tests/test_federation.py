@@ -262,3 +262,6 @@ def test_what_peers_can_make_this_sandbox_remember_is_bounded(monkeypatch):
     monkeypatch.setattr(F, "MAX_IMPORTED", 4)  # three owners and three agents: six keys
     b.do(ImportBans(actor=OPERATOR, document=a.bans()))
     assert b.refusals() == ["too_many_bans"]
+    monkeypatch.setattr(F, "MAX_BANS", 2)  # a peer past the list bound says so
+    b.do(ImportBans(actor=OPERATOR, document=a.bans()))
+    assert b.refusals() == ["list_too_long"]

@@ -488,6 +488,11 @@ def test_a_rollback_takes_back_the_cover_its_restored_balances_refund():
     mark = e.k.tick  # (every tick is a signed checkpoint)
     e.do(Insure(actor=w))
     assert m.ins.covered_at(w, e.k.tick)
+    e.do(PostTask(actor=1, skills={"code": 3}, reward=1_000, deadline=e.k.tick + 20))
+    task = max(e.k.state.tasks.tasks)
+    e.do(BidTask(actor=w, task=task, price=900))
+    e.do(AwardTask(actor=1, task=task, bid=max(e.k.state.tasks.tasks[task].bids)))
+    assert m.ins.covered and m.ins.exposure[w] == 900  # a covered contract is open
     e.do(Rollback(actor=ov, to_tick=mark, reason="test"))
     assert w not in m.ins.cover and not m.ins.covered and not m.ins.exposure
 

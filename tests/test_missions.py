@@ -106,10 +106,12 @@ def test_an_agent_sponsors_a_mission_from_its_own_account_and_the_rules_are_enfo
     reasons = [d["reason"] for d in e.k.log.last_committed]
     assert reasons == ["unknown_mission"]
     # a sponsor's own owner does not take part (it would dilute the others' shares)
-    e2 = Economy(n=2, fund=1_000)
+    e2 = Economy(n=2, fund=1_000)  # (one owner: "its own" is its lineage then)
     own = _mission(e2, actor=1, reward=100)
-    e2.do(JoinMission(actor=2, mission=own))
+    e2.do(JoinMission(actor=1, mission=own))
     assert _reasons2(e2) == ["own_mission"]
+    e2.do(JoinMission(actor=2, mission=own))  # another identity of the population may
+    assert _reasons2(e2) == []
     # agents' open missions are bounded, each and together; the operator keeps its slots
     from sandbank.markets.missions import MAX_OPEN_PER_SPONSOR
 

@@ -704,9 +704,9 @@ def certify(
 
     try:
         code_digest(policy, paths)  # (refuses compiled files before anything runs)
-        checks, bound = battery(policy, params, paths, folder, hooks, on_check=said,
-                                network=network)
-        digest = code_digest(policy, paths, bound)
+        checks, ran_with = battery(policy, params, paths, folder, hooks, on_check=said,
+                                   network=network)
+        digest = code_digest(policy, paths, ran_with)
     except (CertifyError, ScenarioError, RunError) as e:
         _fail(str(e))
         raise
@@ -717,7 +717,7 @@ def certify(
         raise
     out.print(f"certifier (pin it in certification.certifiers): {did_key(key.public)}",
               highlight=False)
-    doc = certificate(policy, digest, checks, key, params=bound)
+    doc = certificate(policy, digest, checks, key, params=ran_with)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(_json.dumps(doc, indent=1))
     failed = [n for n, r in checks.items() if not r["passed"]]

@@ -165,44 +165,48 @@ def check_params(ref: PolicyRef, params: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy({**ref.defaults, **params})
 
 
-def code_digest(spec: str, paths: tuple[str, ...] = (),
+def code_digest(name: str, paths: tuple[str, ...] = (),
                 params: dict[str, Any] | None = None) -> str:
     """SHA-256 of the code a policy runs and the parameters it runs with: what an entry
     certificate and a disclosure bind to (regulation/certification.py). For a user policy,
-    every file a host can read of it — the policy's package (or its module's folder) and
-    every `--path` folder — each framed by the lengths of its path and content; compiled
-    files (`.pyc`, `__pycache__`, extension modules) are refused, as code whose source is not
-    what runs. For a built-in policy (registered: the caller imports them), sandbank's own
-    module. Read, never imported."""
+    exactly what its host can read of it (`PolicyRef.binds`: its package or module file and
+    the `--path` folders), each file framed by the lengths of its path (relative to its
+    folder, so a checkout elsewhere is the same code) and content; symbolic links and
+    compiled files (`.pyc`, `__pycache__`, extension modules) are refused, as code whose
+    source is not what runs. For a built-in policy (registered: the caller imports them),
+    sandbank's own module. Never imported here (resolving asks a contained host)."""
     import inspect
     from hashlib import sha256
-    from pathlib import Path
 
     from sandbank.agents.base import POLICIES
-    from sandbank.agents.hosts import locate
     from sandbank.kernel.canonical import canonical_bytes
 
     def frame(data: bytes) -> bytes:
         return len(data).to_bytes(8, "big") + data
 
-    h = sha256(frame(spec.encode()) + frame(canonical_bytes(params or {})))
-    if spec in POLICIES:
-        source = Path(inspect.getsourcefile(POLICIES[spec]) or "")
+    h = sha256(frame(name.encode()) + frame(canonical_bytes(params or {})))
+    if name in POLICIES:
+        source = Path(inspect.getsourcefile(POLICIES[name]) or "")
         h.update(frame(source.name.encode()) + frame(source.read_bytes()))
         return h.hexdigest()
-    where = locate(spec.split(":", 1)[0], paths)
-    if where is None:
-        raise PolicyError(f"policy {spec!r}: its module is not on the import path "
-                          f"({', '.join(paths) or 'none'})")
-    root = Path(where)
-    roots = sorted({root if root.is_dir() else root.parent, *(Path(p) for p in paths)})
-    for top in roots:
-        h.update(frame(str(top).encode()))
-        for f in sorted(x for x in top.rglob("*") if x.is_file() or x.is_symlink()):
-            rel = str(f.relative_to(top))
+    ref = resolve(name, paths)
+
+    def tree(top: Path, named: bool) -> bytes:  # (a --path folder's own name is no code)
+        t = sha256(frame(top.name.encode() if named else b""))
+        files = sorted(top.rglob("*")) if top.is_dir() else [top]
+        for f in files:
+            if f.is_symlink():
+                raise PolicyError(f"policy {name!r}: {f} is a symbolic link; certify a copy "
+                                  f"without links")
             if f.suffix in (".pyc", ".pyo", ".so", ".pyd") or "__pycache__" in f.parts:
-                raise PolicyError(f"policy {spec!r}: {f} is compiled code (its source is not "
+                raise PolicyError(f"policy {name!r}: {f} is compiled code (its source is not "
                                   f"what would run); remove it before certifying")
-            h.update(frame(rel.encode()) + frame(f.read_bytes() if f.is_file() else
-                                                 str(f.readlink()).encode()))
+            if f.is_file():
+                rel = f.name if f == top else str(f.relative_to(top))
+                t.update(frame(rel.encode()) + frame(f.read_bytes()))
+        return t.digest()
+
+    h.update(tree(Path(ref.binds[0]), True))  # the policy's own package or module file
+    for d in sorted(tree(Path(b), False) for b in ref.binds[1:]):  # (in any order)
+        h.update(d)
     return h.hexdigest()

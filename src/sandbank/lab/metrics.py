@@ -133,7 +133,7 @@ class Metrics:
                     "work_loss": 0, "claims_paid": 0, "missions_met": 0, "missions_missed": 0,
                     "mission_rewards": 0, "free_ridden": 0, "free_rider_index": 0.0}
         self.rows: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
-        self.outcome_gini = 0.0
+        self.outcome_gini, self.outcome_tick = 0.0, -1
         self.rejections: dict[str, int] = {}
         self.edges: dict[tuple[int, int], int] = {}  # delegation graph: (parent worker, worker)
         self.agent_errors = 0
@@ -378,7 +378,8 @@ class Metrics:
 
         fee_asset = k.state.policy.fee_asset
         row["gini_wealth"] = round(gini(balances(fee_asset)), 4)
-        if summary.tick % 10 == 0 or not self.outcome_gini:  # (a pass over every account)
+        if summary.tick % 10 == 0 or self.outcome_tick < 0:  # (a pass over every account)
+            self.outcome_tick = summary.tick
             self.outcome_gini = round(gini(self._outcomes(fee_asset)), 4)
         row["gini_outcome"] = self.outcome_gini
         for asset in k.config.assets:

@@ -45,7 +45,7 @@ from sandbank.kernel.schema import (
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
 from sandbank.lab.metrics import Metrics, declared_rings, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario, governor_names
-from sandbank.markets.missions import MAX_SHAPLEY, CreateMission
+from sandbank.markets.missions import DEFAULT_CAP, MAX_SHAPLEY, CreateMission
 from sandbank.oversight.engine import Oversight
 from sandbank.regulation.certification import Disclose
 from sandbank.regulation.insurance import Insure
@@ -395,7 +395,7 @@ class LabEconomy:
             self._setup_step("buying the population's insurance cover")
         if sc.missions:  # run tick 1 is the next kernel tick: a mission's duration counts from it
             for m in sc.missions:
-                top = MAX_SHAPLEY if m.get("rule") == "shapley" else 64
+                top = MAX_SHAPLEY if m.get("rule") == "shapley" else DEFAULT_CAP
                 submit(CreateMission(actor=OPERATOR, name=m["name"], reward=m["reward"],
                                      target=m["target"],
                                      deadline=k.tick + 1 + m["duration"],

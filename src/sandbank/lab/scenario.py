@@ -443,7 +443,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
     if sc.disclose and not sc.setting("certification"):
         raise ScenarioError(f"{source}: disclose names groups, but the scenario has no "
                             f"certification section")
-    from sandbank.markets.missions import MAX_PARTICIPANTS, MAX_SHAPLEY, RULES
+    from sandbank.markets.missions import DEFAULT_CAP, MAX_PARTICIPANTS, MAX_SHAPLEY, RULES
 
     for i, m in enumerate(sc.missions):
         where = f"missions[{i}]"
@@ -459,7 +459,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", *,
         if m.get("rule", "proportional") not in RULES:
             raise ScenarioError(f"{source}: {where}.rule must be one of {list(RULES)}")
         top = MAX_SHAPLEY if m.get("rule") == "shapley" else MAX_PARTICIPANTS
-        if m.get("cap", min(64, top)) > top:
+        if m.get("cap", min(DEFAULT_CAP, top)) > top:
             raise ScenarioError(f"{source}: {where}.cap must be at most {top} for its rule")
         if m.get("asset", sc.assets[0]) not in sc.assets:
             raise ScenarioError(f"{source}: {where}.asset must be one of {sc.assets}")

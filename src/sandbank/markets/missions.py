@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 RULES = ("proportional", "equal", "shapley")
 MAX_PARTICIPANTS = 256
+DEFAULT_CAP = 64  # participants, when the creator names no cap
 MAX_SHAPLEY = 12  # exact Shapley enumerates every coalition: 2^12 · 12 terms
 MAX_OPEN = 64  # open missions at once (each is in every observation)
 MAX_OPEN_PER_SPONSOR = 4  # an agent's own open missions
@@ -81,7 +82,7 @@ class CreateMission(Action):
     deadline: int
     asset: str = ""  # default: the fee asset
     rule: str = "proportional"
-    cap: int = 64  # participants
+    cap: int = DEFAULT_CAP  # participants
 
 
 @register_action
@@ -308,7 +309,7 @@ def join_mission(k: Kernel, a: JoinMission, tick: int) -> list[Event]:
         raise Reject("already_joined", f"agent {a.actor} is in mission {m.id}")
     reg = k.state.registry
     if m.sponsor != OPERATOR and m.sponsor in reg.agents and a.actor in reg.agents and \
-            reg.agents[m.sponsor].owner == reg.agents[a.actor].owner:
+            _controller(reg, m.sponsor) == _controller(reg, a.actor):
         raise Reject("own_mission", "a sponsor (or another agent of its owner) does not take "
                      "part in its own mission: it would dilute the others' shares")
     if len(m.contributions) >= m.cap:
@@ -317,6 +318,14 @@ def join_mission(k: Kernel, a: JoinMission, tick: int) -> list[Event]:
     ev = MissionJoined(actor=a.actor, mission=m.id)
     k.state.apply(ev, tick)
     return [ev]
+
+
+def _controller(reg: Any, agent: int) -> Any:
+    """Whom an agent answers to: its owner — or, in an economy with a single owner (a
+    scenario that declares none), its lineage (an identity and what it spawned)."""
+    if len(reg.owners) == 1:
+        return ("lineage", reg.lineage_root(agent))
+    return ("owner", reg.agents[agent].owner)
 
 
 def contribute(k: Kernel, a: Contribute, tick: int) -> list[Event]:
@@ -371,8 +380,8 @@ def missions_tick(k: Kernel, tick: int) -> list[Event]:
         except SettlementFailed:  # a payee's account at the ledger's limit: the escrowed
             st = Settlement(k)    # units go to the treasury, and the mission is missed
             st.pay(escrow, led.treasury[m.asset], raised + m.reward)
-            met, rewards = False, {}
-            try:
+            met, rewards = False, {}  # (nothing refunded: logged as missed, the units in
+            try:                       # the treasury — a payee at the ledger's limit only)
                 transfers = st.commit()
             except SettlementFailed:  # (never expected: the escrow holds them) the units
                 transfers = []        # stay in escrow; the mission still closes

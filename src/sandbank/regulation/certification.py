@@ -1,6 +1,6 @@
 """Entry certification and disclosure (paper §3.2, §3.4; checklist 32, 33, 36, 47): an agent
 enters the market only with a disclosure that carries a valid certificate from a pinned
-certifier, bound to the code it runs; certificates lapse and must be renewed.
+certifier, bound to the code it runs; disclosures lapse and must be renewed.
 
     certification:
       certifiers: ["did:key:z6Mk…"]   # the certifiers it trusts (their did:key)
@@ -23,8 +23,10 @@ permeability entry that is not a gateway name) or when its certificate does not 
 signed by a certifier this sandbox does not pin, a signature that does not verify, a
 policy digest other than the one disclosed (a swapped model does not inherit its
 predecessor's certificate), a required check missing or failed, or a certificate the
-agent already presented (a renewal needs a fresh one; agents running the same certified
-code may each present it). An accepted disclosure is
+agent already presented (recognised by its signature). Agents running the same certified
+code may each present one certificate, so a renewal needs a certificate this agent has not
+presented — a fresh one, or another agent's for the same code: a certificate has no expiry
+of its own (the kernel has no wall clock); the lapse is the disclosure's. An accepted disclosure is
 logged (`disclosed`, public: the exportable report is `sandbank disclosures LOG`) with what
 the certificate says.
 

@@ -64,6 +64,7 @@ from sandbank.kernel.schema import (
     register_action,
     register_event,
 )
+from sandbank.regulation.personhood import claimed_person
 
 if TYPE_CHECKING:
     from sandbank.identity.keys import SigningKey
@@ -252,9 +253,11 @@ def _parse(k: Kernel, text: str) -> tuple[str, dict[str, Any]]:
                      "peer's pinned key")
     bans = doc.get("bans")
     seq = doc.get("seq")
-    if type(seq) is not int or not isinstance(bans, list) or len(bans) > MAX_BANS or \
-            seq != len(bans):
+    if type(seq) is not int or not isinstance(bans, list) or seq != len(bans):
         raise Reject("invalid_field", "a ban list carries seq (its number of bans) and bans")
+    if len(bans) > MAX_BANS:
+        raise Reject("list_too_long", f"a ban list holds at most {MAX_BANS} bans: this peer's "
+                     "lists can no longer be recognised whole")
     for b in bans:
         keys = b.get("agent_keys") if isinstance(b, dict) else None
         if not isinstance(keys, list) or len(keys) > MAX_AGENT_KEYS or \
@@ -283,8 +286,10 @@ def import_bans(k: Kernel, a: ImportBans, tick: int) -> list[Event]:
     owners = sorted({b["owner_key"] for b in doc["bans"]})
     agents = sorted({x for b in doc["bans"] for x in b["agent_keys"]})
     persons = sorted({b["person_id"] for b in doc["bans"] if b.get("person_id")})
-    new = len(set(owners) - set(fed.banned_owners)) + len(set(agents) - set(fed.banned_agents))
-    if len(fed.banned_owners) + len(fed.banned_agents) + new > MAX_IMPORTED:
+    new = len(set(owners) - set(fed.banned_owners)) + len(set(agents) - set(fed.banned_agents)) \
+        + len(set(persons) - set(fed.banned_persons))
+    if len(fed.banned_owners) + len(fed.banned_agents) + len(fed.banned_persons) + new > \
+            MAX_IMPORTED:
         raise Reject("too_many_bans", f"recognising this list would pass {MAX_IMPORTED} "
                      "banned keys")
     ev = BansImported(actor=a.actor, peer=peer, list_seq=doc["seq"], owner_keys=owners,
@@ -321,7 +326,7 @@ def federation_guard(k: Kernel, a: Action) -> Verdict:
     if a.KIND not in ("register_owner", "register_agent", "spawn_agent"):
         return None
     if a.KIND == "register_owner" and fed.banned_persons:  # the same person, a new key
-        person = _person(getattr(a, "evidence", ""))
+        person = claimed_person(getattr(a, "evidence", ""))
         if person in fed.banned_persons:
             by = fed.banned_persons[person]
             return ("banned_elsewhere" if by != "here" else "banned",
@@ -341,24 +346,6 @@ def federation_guard(k: Kernel, a: Action) -> Verdict:
     if owner is not None and owner.public_key.hex() in fed.banned_owners:
         return "banned", f"owner {owner_id} is banned"
     return None
-
-
-def _person(evidence: str) -> str:
-    """The personId a personhood credential in `evidence` claims ("" if none). The claim is
-    unverified here: with personhood required (regulation/personhood.py) the credential
-    must verify, so a banned person's own credential names it."""
-    if len(evidence) > 1 << 16:
-        return ""
-    try:
-        vc = json.loads(evidence)
-        subject = vc.get("credentialSubject") or {}
-        issuer = vc.get("issuer")
-        person = subject.get("personId", "")
-    except (ValueError, AttributeError, RecursionError, TypeError):
-        return ""
-    if not isinstance(person, str) or not isinstance(issuer, str) or not person:
-        return ""
-    return f"{issuer} {person}"  # (as personhood scopes it: the issuer's person)
 
 
 def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:

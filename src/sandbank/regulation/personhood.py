@@ -136,8 +136,7 @@ def _check_personhood(ph: Personhood, evidence: str, public_key: bytes
         signer = V.verify(vc)
     except ValueError as e:  # (CredentialError is a ValueError, as is bad JSON)
         raise no(str(e)[:200]) from None
-    issuer = vc.get("issuer")
-    issuer = issuer.get("id") if isinstance(issuer, dict) else issuer
+    issuer = _issuer_of(vc)
     if not isinstance(issuer, str) or issuer not in ph.issuers or V.did_key(signer) != issuer:
         raise no("its issuer is not a pinned personhood issuer")
     if not isinstance(vc.get("type"), list) or "PersonhoodCredential" not in vc["type"]:
@@ -150,8 +149,9 @@ def _check_personhood(ph: Personhood, evidence: str, public_key: bytes
     list_id, index = "", -1
     status = vc.get("credentialStatus")
     if status is not None:
-        if not isinstance(status, dict) or status.get("type") != "BitstringStatusListEntry":
-            raise no("its status is not a BitstringStatusListEntry")
+        if not isinstance(status, dict) or status.get("type") != "BitstringStatusListEntry" \
+                or status.get("statusPurpose") != "revocation":
+            raise no("its status is not a BitstringStatusListEntry for revocation")
         list_id = f"{issuer} {status.get('statusListCredential', '')}"  # (its issuer's list)
         try:
             index = int(status.get("statusListIndex", -1))
@@ -169,6 +169,28 @@ def _check_personhood(ph: Personhood, evidence: str, public_key: bytes
     if not isinstance(person, str) or len(person) > 200:
         raise no("its personId is not a string")
     return issuer, list_id, index, f"{issuer} {person}" if person else ""
+
+
+def _issuer_of(vc: dict[str, Any]) -> Any:
+    issuer = vc.get("issuer")
+    return issuer.get("id") if isinstance(issuer, dict) else issuer
+
+
+def claimed_person(evidence: str) -> str:
+    """The scoped personId ("issuer personId") a personhood credential in `evidence` claims,
+    unverified ("" if none): what a federated ban on a person matches (with personhood
+    required, the credential must also verify, so a banned person's own credential names
+    it)."""
+    if not isinstance(evidence, str) or len(evidence) > MAX_CREDENTIAL:
+        return ""
+    try:
+        vc = json.loads(evidence)
+        issuer, person = _issuer_of(vc), (vc.get("credentialSubject") or {}).get("personId", "")
+    except (ValueError, AttributeError, RecursionError, TypeError):
+        return ""
+    if not isinstance(issuer, str) or not isinstance(person, str) or not person:
+        return ""
+    return f"{issuer} {person}"
 
 
 def personhood_guard(k: Kernel, a: Action) -> Verdict:
@@ -226,9 +248,12 @@ def publish_status_list(k: Kernel, a: PublishStatusList, tick: int) -> list[Even
             UnicodeError, OverflowError) as e:
         raise Reject("invalid_field", f"not a valid status list credential: {str(e)[:200]}"
                      ) from None
-    issuer = vc.get("issuer")
+    issuer = _issuer_of(vc)
     if not isinstance(issuer, str) or issuer not in ph.issuers or V.did_key(signer) != issuer:
         raise Reject("unknown_issuer", "the list's issuer is not a pinned personhood issuer")
+    if not isinstance(vc.get("type"), list) or "BitstringStatusListCredential" not in vc["type"] \
+            or not isinstance(subject, dict) or subject.get("statusPurpose") != "revocation":
+        raise Reject("invalid_field", "not a BitstringStatusListCredential for revocation")
     list_id, valid_from = vc.get("id"), vc.get("validFrom")
     if not isinstance(list_id, str) or not list_id or len(list_id) > 500 or \
             not isinstance(valid_from, str) or len(valid_from) > 40:

@@ -85,13 +85,14 @@ class Family:
     # what else the unmitigated run switches off besides oversight (redteam `ablate`)
     ablate: tuple[tuple[str, Any], ...] = ()
     cause: str = ""  # an institution credited with the cut (redteam `cause`), not a detector
+    sample_as: str = ""  # draw the points of this family (a paired comparison), not its own
 
 
 def sample(family: Family, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """`n` points of the family's space, the same for the same seed."""
     points = []
     for i in range(n):
-        rng = random.Random(f"{seed}/{family.name}/{i}")
+        rng = random.Random(f"{seed}/{family.sample_as or family.name}/{i}")
         points.append({d.name: d.draw(rng) for d in family.space})
     return points
 
@@ -434,8 +435,9 @@ FRAUD_INSURED = Family(
     "the fraud family's attacks in a market where bidding needs insurance cover: claims pay "
     "the victims, every claim raises the owner's premium, and the underwriter cancels its "
     "cover past the decline threshold. Insurance is credited with the cut (`cause`), the "
-    "fraud detector must still name the fraudsters unmitigated.",
-    ablate=(("insurance", {}),), cause="insurance")
+    "fraud detector must still name the fraudsters unmitigated. Its points are the fraud "
+    "family's (`sample_as`): the two compare pairwise.",
+    ablate=(("insurance", {}),), cause="insurance", sample_as="fraud")
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (WASH, SYBIL, EXFIL, SPOOF, FRAUD, INJECT,
                                                    CARTEL, HOARD, FRAUD_INSURED)}

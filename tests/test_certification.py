@@ -133,6 +133,10 @@ def test_the_episodes_are_drawn_afresh_and_name_nothing_a_policy_could_key_on(tm
                          for d in entries]).lower()  # (what the battery names, not the config)
     for word in ("candidate", "certif", "injector", "robust", "interrupt", "battery"):
         assert word not in chosen, word
+    # the candidate runs alone in its host: no other agent shares its code's process
+    _, entries, _ = a.run("look2", [{"policy": "zi_trader", "name": "others", "count": 3}], [])
+    hosts = json.loads((tmp_path / "look2" / "summary.json").read_text())["agents_ran"]["hosts"]
+    assert sorted(h["agents"] for h in hosts) == [1, 3], hosts
 
 
 def test_certify_passes_an_honest_trader_and_fails_an_assistant_that_obeys_injections(

@@ -208,3 +208,13 @@ def test_the_shapley_rule_rewards_pivotality_and_the_index_says_so():
     assert out == {1: 500, 2: 500}
     index, units = free_riding({1: 99, 2: 1}, out, 1_000)
     assert units == 490 and index == 0.49
+
+
+def test_a_one_tick_mission_in_a_scenario_is_funded_and_closes(tmp_path):
+    # (the lab set the deadline one tick too early: duration 1 failed the setup)
+    from sandbank.lab.runner import run_scenario
+
+    doc = {**BASE, "missions": [{"name": "quick", "reward": 90, "target": 1, "duration": 1}],
+           "oversight": {"enabled": False}}
+    res = run_scenario(parse_scenario(doc, "inline"), tmp_path / "run")
+    assert res.summary["verified"]

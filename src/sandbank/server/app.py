@@ -187,6 +187,17 @@ def create_app(box: Sandbox) -> Any:
             raise refused(request, endpoint, 401, "not_operator",
                           "this needs the operator's bearer token")
 
+    def queue_operator(fields: dict[str, Any], what: str) -> dict[str, Any]:
+        """An operator action from a request's fields, parsed as any action is (a malformed
+        one is a 400 naming `what`), queued for the next tick."""
+        try:
+            action = action_from_dict({"actor": OPERATOR, **fields})
+        except MalformedAction as e:
+            raise Problem(400, "malformed_action", f"{what}: {e}") from None
+        with box.lock:
+            box.operator_submit(action)
+            return {"queued": True, "tick": k.tick + 1}
+
     def read_signed(public_key: bytes, what: str, who: int, tick: int | None,
                     signature: str | None) -> bool:
         """A read's signature over `<what>:<who>:<tick>` (the tick at most 2 ticks old)."""
@@ -594,14 +605,8 @@ def create_app(box: Sandbox) -> Any:
         """Ban an owner (operator): its agents are revoked, its keys go on the ban list."""
         operator(authorization, request, "/v1/federation/bans")
         d = obj(await body(request))
-        try:
-            action = action_from_dict({"kind": BanOwner.KIND, "actor": OPERATOR,
-                                       "owner": d.get("owner"), "reason": d.get("reason")})
-        except MalformedAction as e:
-            raise Problem(400, "malformed_action", f"ban: {e}") from None
-        with box.lock:
-            box.operator_submit(action)
-            return {"queued": True, "tick": k.tick + 1}
+        return queue_operator({"kind": BanOwner.KIND, "owner": d.get("owner"),
+                               "reason": d.get("reason")}, "ban")
 
     @app.post("/v1/federation/import", responses=M.answers(M.OwnerQueued, 202),
               status_code=202, tags=["federation"], openapi_extra=_json_body(
@@ -614,14 +619,8 @@ def create_app(box: Sandbox) -> Any:
         the last one; the outcome is in the log (`bans_imported`, or the refusal)."""
         operator(authorization, request, "/v1/federation/import")
         doc = await body(request, limit=MAX_DOCUMENT)
-        try:
-            action = action_from_dict({"kind": ImportBans.KIND, "actor": OPERATOR,
-                                       "document": orjson.dumps(doc).decode()})
-        except MalformedAction as e:
-            raise Problem(400, "malformed_action", f"import: {e}") from None
-        with box.lock:
-            box.operator_submit(action)
-            return {"queued": True, "tick": k.tick + 1}
+        return queue_operator({"kind": ImportBans.KIND, "document": orjson.dumps(doc).decode()},
+                              "import")
 
     @app.post("/v1/personhood/status-lists", responses=M.answers(M.OwnerQueued, 202),
               status_code=202, tags=["operator"], openapi_extra=_json_body(
@@ -634,14 +633,8 @@ def create_app(box: Sandbox) -> Any:
         admit an owner (regulation/personhood.py). The outcome is in the log."""
         operator(authorization, request, "/v1/personhood/status-lists")
         doc = await body(request, limit=MAX_DOCUMENT)
-        try:
-            action = action_from_dict({"kind": PublishStatusList.KIND, "actor": OPERATOR,
-                                       "credential": orjson.dumps(doc).decode()})
-        except MalformedAction as e:
-            raise Problem(400, "malformed_action", f"status list: {e}") from None
-        with box.lock:
-            box.operator_submit(action)
-            return {"queued": True, "tick": k.tick + 1}
+        return queue_operator({"kind": PublishStatusList.KIND,
+                               "credential": orjson.dumps(doc).decode()}, "status list")
 
     # ------------------------------------------------------------------ audit
     @app.get("/v1/entries", responses=M.answers(M.Entries, 200),

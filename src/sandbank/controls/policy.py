@@ -199,6 +199,11 @@ class Policy:
                 return v
         return 0
 
+    def in_force(self, tick: int) -> list[list[Any]]:
+        """Every parameter and tax with its value at `tick`, by name ([name, value]; a tax
+        is `tax:<class>`): the policy as it stands, defaults included."""
+        return sorted([name, self.value(name, tick)] for name in self._history)
+
     def tax(self, cls: str, tick: int) -> int:
         return self.value(f"tax:{cls}", tick) if cls else 0
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from sandbank.identity.keys import SigningKey, verify_signature
 from sandbank.kernel.canonical import canonical_bytes
+from sandbank.kernel.errors import ConfigError
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 ED25519_PUB = b"\xed\x01"  # multicodec ed25519-pub (varint 0xed)
@@ -81,6 +82,18 @@ def did_key_public(did: str) -> bytes:
     if "#" in did and did.split("#", 1)[1] != base[len("did:key:"):]:
         raise CredentialError("the verification method is not the did:key's own")
     return raw[2:]
+
+
+def check_did_keys(keys: Any, where: str, most: int) -> None:
+    """A configuration's list of trusted did:keys (certifiers, issuers): 1..`most` of them,
+    each an Ed25519 did:key; ConfigError naming `where` and the entry otherwise."""
+    if not isinstance(keys, list) or not 1 <= len(keys) <= most:
+        raise ConfigError(f"{where} must list 1..{most} did:keys")
+    for i, key in enumerate(keys):
+        try:
+            did_key_public(key if isinstance(key, str) else "")
+        except CredentialError as e:
+            raise ConfigError(f"{where}.{i}: {e}") from None
 
 
 def _hash_data(document: dict[str, Any], options: dict[str, Any]) -> bytes:

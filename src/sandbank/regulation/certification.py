@@ -254,14 +254,7 @@ def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
     if not isinstance(cfg, dict) or set(cfg) - {"certifiers", "require", "valid_ticks"}:
         raise ConfigError("certification must be a mapping of certifiers, require and "
                           "valid_ticks")
-    keys = cfg.get("certifiers")
-    if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_CERTIFIERS:
-        raise ConfigError(f"certification.certifiers must list 1..{MAX_CERTIFIERS} did:keys")
-    for i, key in enumerate(keys):
-        try:
-            V.did_key_public(key if isinstance(key, str) else "")
-        except V.CredentialError as e:
-            raise ConfigError(f"certification.certifiers.{i}: {e}") from None
+    V.check_did_keys(cfg.get("certifiers"), "certification.certifiers", MAX_CERTIFIERS)
     require = cfg.get("require", list(CHECKS))
     if not isinstance(require, list) or not all(
             isinstance(r, str) and (r in CHECKS or r.startswith("alignment:")) for r in require):

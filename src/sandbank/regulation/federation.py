@@ -174,11 +174,9 @@ def policy_digest(k: Kernel) -> str:
     def plain(v: Any) -> Any:
         return json.loads(json.dumps(v, default=list))  # (tuples and mapping views)
 
-    policy = k.state.policy
-    rates = sorted([name, policy.value(name, k.tick)] for name in policy._history)
     config = k.config
     return sha256(canonical_bytes([
-        ["policy", rates],
+        ["policy", k.state.policy.in_force(k.tick)],
         *[[name, plain(getattr(config, name, None) or {})] for name in ("antimonopoly",
                                                                          "insurance")],
         ["disabled_guards", sorted(config.disabled_guards)],

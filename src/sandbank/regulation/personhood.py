@@ -288,14 +288,7 @@ def check_config(values: dict[str, Any], assets: tuple[str, ...]) -> None:
         return
     if not isinstance(cfg, dict) or set(cfg) - {"issuers", "required"}:
         raise ConfigError("personhood must be a mapping of issuers and required")
-    issuers = cfg.get("issuers")
-    if not isinstance(issuers, list) or not 1 <= len(issuers) <= MAX_ISSUERS:
-        raise ConfigError(f"personhood.issuers must list 1..{MAX_ISSUERS} did:keys")
-    for i, d in enumerate(issuers):
-        try:
-            V.did_key_public(d if isinstance(d, str) else "")
-        except V.CredentialError as e:
-            raise ConfigError(f"personhood.issuers.{i}: {e}") from None
+    V.check_did_keys(cfg.get("issuers"), "personhood.issuers", MAX_ISSUERS)
     if not isinstance(cfg.get("required", True), bool):
         raise ConfigError("personhood.required must be true or false")
 

@@ -395,7 +395,7 @@ def test_a_majority_owner_claiming_on_itself_is_paid_nothing():
     m = Market(term=50)
     reg = m.e.k.state.registry
     assert reg.population_owner() == reg.agents[1].owner
-    assert m.ins.party(reg, 1) == m.ins.party(reg, 2)
+    assert reg.controller(1) == reg.controller(2)
     m.e.do(Insure(actor=2))
     pool = m.pool()
     m.contract(2, garbage=True, requester=1)
@@ -423,7 +423,7 @@ def test_judges_of_the_requesters_own_party_fail_honest_work_for_nothing():
     e.do()
     assert e.k.state.tasks.contracts[cid].status == "failed"
     assert [(d["due"], d["charged"]) for d in _claims(m)] == [(0, [])]
-    assert m.pool() == pool and m.ins.record[m.ins.party(e.k.state.registry, w)][0] == 0
+    assert m.pool() == pool and m.ins.record[e.k.state.registry.controller(w)][0] == 0
 
 
 def test_a_front_subcontracting_failed_work_to_the_requesters_own_agent_is_paid_nothing():
@@ -444,7 +444,7 @@ def test_a_front_subcontracting_failed_work_to_the_requesters_own_agent_is_paid_
     e.do()
     (d,) = _claims(m)
     assert d["due"] == 0 and m.pool() == pool
-    assert d["charged"] == [[m.ins.party(e.k.state.registry, 2), 10_000]]
+    assert d["charged"] == [[e.k.state.registry.controller(2), 10_000]]
 
 
 def test_an_award_past_the_workers_cover_is_refused():

@@ -122,6 +122,22 @@ class Registry:
                 admitted[x.owner] = admitted.get(x.owner, 0) + 1
         return majority_owner(admitted)
 
+    def controller(self, agent: int) -> str:
+        """Whom `agent` answers to: `owner:<id>` — or, in an economy with a single owner (a
+        scenario that declares none), `lineage:<id>`, an identity and every identity it
+        spawned. Unlike `population_owner`, an owner of most agents is still an owner:
+        admitting more agents never changes an agent's controller."""
+        if len(self.owners) == 1:
+            return f"lineage:{self.lineage_root(agent)}"
+        return f"owner:{self.agents[agent].owner}"
+
+    def controlled(self, controller: str) -> list[int]:
+        """The identities of `controller` (`owner:<id>` or `lineage:<id>`), sorted."""
+        kind, _, n = controller.partition(":")
+        if kind == "lineage":
+            return sorted([int(n), *self.descendants(int(n))])
+        return sorted(self.agents_of.get(int(n), ()))
+
     def lineage_root(self, agent: int) -> int:
         """The registered (not spawned) ancestor of an agent: who controls a spawn tree."""
         a = self.agents[agent]

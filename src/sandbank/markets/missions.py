@@ -309,7 +309,7 @@ def join_mission(k: Kernel, a: JoinMission, tick: int) -> list[Event]:
         raise Reject("already_joined", f"agent {a.actor} is in mission {m.id}")
     reg = k.state.registry
     if m.sponsor != OPERATOR and m.sponsor in reg.agents and a.actor in reg.agents and \
-            _controller(reg, m.sponsor) == _controller(reg, a.actor):
+            reg.controller(m.sponsor) == reg.controller(a.actor):
         raise Reject("own_mission", "a sponsor (or another agent of its owner) does not take "
                      "part in its own mission: it would dilute the others' shares")
     if len(m.contributions) >= m.cap:
@@ -318,14 +318,6 @@ def join_mission(k: Kernel, a: JoinMission, tick: int) -> list[Event]:
     ev = MissionJoined(actor=a.actor, mission=m.id)
     k.state.apply(ev, tick)
     return [ev]
-
-
-def _controller(reg: Any, agent: int) -> Any:
-    """Whom an agent answers to: its owner — or, in an economy with a single owner (a
-    scenario that declares none), its lineage (an identity and what it spawned)."""
-    if len(reg.owners) == 1:
-        return ("lineage", reg.lineage_root(agent))
-    return ("owner", reg.agents[agent].owner)
 
 
 def contribute(k: Kernel, a: Contribute, tick: int) -> list[Event]:
@@ -397,17 +389,25 @@ def missions_tick(k: Kernel, tick: int) -> list[Event]:
 
 
 def views(k: Kernel) -> Any:
+    """The open missions (their public part built once per tick and shared, as the
+    exchange's market data is) and the agent's own part in each."""
+    cache: list[Any] = [None, ()]
+
     def observe(agent: int) -> dict[str, Any]:
         ms = k.state.missions.open
         if not ms:
             return {}
-        return {"missions": [
-            {"id": m.id, "name": m.name, "asset": m.asset, "reward": m.reward,
-             "target": m.target, "raised": sum(m.contributions.values()),
-             "deadline": m.deadline, "rule": m.rule, "participants": len(m.contributions),
-             "cap": m.cap, "joined": agent in m.contributions,
-             "contributed": m.contributions.get(agent, 0)}
-            for _, m in sorted(ms.items())]}
+        if cache[0] != (k.tick, k.log.size):
+            cache[1] = tuple((m, {"id": m.id, "name": m.name, "asset": m.asset,
+                                  "reward": m.reward, "target": m.target,
+                                  "raised": sum(m.contributions.values()),
+                                  "deadline": m.deadline, "rule": m.rule,
+                                  "participants": len(m.contributions), "cap": m.cap})
+                             for _, m in sorted(ms.items()))
+            cache[0] = (k.tick, k.log.size)
+        return {"missions": [{**public, "joined": agent in m.contributions,
+                              "contributed": m.contributions.get(agent, 0)}
+                             for m, public in cache[1]]}
     return observe
 
 

@@ -232,16 +232,15 @@ class Indicators:
         out["dispute_rate_ppm"] = sum(x[3] for x in self.settled) * PPM // max(1, n_settled +
                                                                               delivered)
         degree: dict[int, int] = {}
-        for _, a, b in self.edges:
+        by_owner: dict[int, int] = {}
+        agents = s.registry.agents
+        for _, a, b in self.edges:  # (one pass: by agent, and by owner)
             degree[a] = degree.get(a, 0) + 1
             degree[b] = degree.get(b, 0) + 1
-        out["top_dependency_share"] = max(degree.values(), default=0) * PPM // max(
-            1, len(self.edges))
-        agents = s.registry.agents
-        by_owner: dict[int, int] = {}
-        for _, a, b in self.edges:
             for o in sorted({agents[a].owner, agents[b].owner}):  # (within one owner: once)
                 by_owner[o] = by_owner.get(o, 0) + 1
+        out["top_dependency_share"] = max(degree.values(), default=0) * PPM // max(
+            1, len(self.edges))
         out["top_owner_dependency_share"] = max(by_owner.values(), default=0) * PPM // max(
             1, len(self.edges))
         out["boundary_attempts"] = (sum(1 for d in v.of("rejected")

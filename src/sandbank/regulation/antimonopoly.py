@@ -197,10 +197,11 @@ class Antimonopoly:
         ident = int(n)
         if kind == "agent":
             return [ident]
-        if kind == "lineage":
-            return sorted([ident, *reg.descendants(ident)])
-        owners = [o for o, c in self.coalition.items() if c == ident] if kind == "coalition" \
-            else [ident]
+        if kind == "lineage" or (kind == "owner" and ident != population):
+            return reg.controlled(holder)
+        if kind == "owner":  # (the population is never one holder)
+            return []
+        owners = [o for o, c in self.coalition.items() if c == ident]
         return sorted(a for o in owners if o != population for a in reg.agents_of.get(o, ()))
 
     def apply_linked(self, ev: OwnersLinked) -> None:

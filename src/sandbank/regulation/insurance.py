@@ -110,7 +110,6 @@ from sandbank.ledger.ledger import MAX_AMOUNT
 from sandbank.markets.tasks import ContractSettled, TaskAwarded
 
 if TYPE_CHECKING:
-    from sandbank.identity.registry import Registry
     from sandbank.kernel.sequencer import Kernel
 
 BPS = 10_000
@@ -229,21 +228,6 @@ class Insurance:
         c = self.cover.get(agent)
         return c is not None and c[0] > tick
 
-    def party(self, reg: Registry, agent: int) -> str:
-        """Whose record rates `agent`: its owner — or, in an economy with a single owner (a
-        scenario that declares none), its lineage (an identity and what it spawned). Not
-        the population rule of the levy: a majority owner is rated as an owner, so
-        admitting more agents never changes whose record rates them."""
-        if len(reg.owners) == 1:
-            return f"lineage:{reg.lineage_root(agent)}"
-        return f"owner:{reg.agents[agent].owner}"
-
-    def members(self, reg: Registry, party: str) -> list[int]:
-        kind, _, n = party.partition(":")
-        if kind == "lineage":
-            return sorted([int(n), *reg.descendants(int(n))])
-        return sorted(reg.agents_of.get(int(n), ()))
-
     def rate_bps(self, party: str) -> int:
         """The underwriter's estimate of `party`'s claim rate (bps of its contracts)."""
         claim_bps, contracts = self.record.get(party, (0, 0))
@@ -258,7 +242,7 @@ class Insurance:
     def quote(self, k: Kernel, agent: int) -> tuple[str, int, int, list[str]]:
         """(party, premium, rate_bps, loadings applied) for one term of `agent`'s cover."""
         s = k.state
-        party = self.party(s.registry, agent)
+        party = s.registry.controller(agent)
         rate = self.rate_bps(party)
         applied = []
         if agent not in s.policy.certified and self.loadings.get("uncertified_bps"):
@@ -339,7 +323,7 @@ def _on_settled(s: Any) -> Any:
         c = s.tasks.contracts[ev.contract]
         t = s.tasks.tasks[c.task]
         reg = s.registry
-        ins.record.setdefault(ins.party(reg, worker), [0, 0])[1] += 1
+        ins.record.setdefault(reg.controller(worker), [0, 0])[1] += 1
         paid = sum(p[2] for p in ev.payouts)
         if ev.outcome == "failed" or (ev.outcome == "expired" and not (c.ok or c.failed)):
             loss = c.price
@@ -349,15 +333,15 @@ def _on_settled(s: Any) -> Any:
             return
         if loss <= 0:
             return
-        requester = ins.party(reg, t.requester)
+        requester = reg.controller(t.requester)
         # a verdict of judges or an arbiter of the requester's own party is no evidence of
         # harm: it neither pays nor charges anyone's record
         deciders = [*t.judges, *([t.arbiter] if t.arbiter else [])]
         own_verdict = t.validator != "deterministic" and any(
-            ins.party(reg, j) == requester for j in deciders if j in reg.agents)
+            reg.controller(j) == requester for j in deciders if j in reg.agents)
         weights = _failed_parts(s, c.id, worker, tick)
         total = sum(weights.values())
-        others = sum(w for a, w in weights.items() if ins.party(reg, a) != requester)
+        others = sum(w for a, w in weights.items() if reg.controller(a) != requester)
         # the failed parts of the requester's own party (its own worker, or a front's
         # subcontract to it) are an owner claiming on itself: that part is not paid
         due = 0 if own_verdict else _due(ins, loss) * others // total
@@ -393,7 +377,7 @@ def _charges(ins: Insurance, reg: Any, weights: dict[int, int]) -> list[list[Any
     total = sum(weights.values())
     by_party: dict[str, int] = {}
     for agent, w in sorted(weights.items()):
-        party = ins.party(reg, agent)
+        party = reg.controller(agent)
         by_party[party] = by_party.get(party, 0) + w * BPS // total
     first = min(by_party)  # the rounding remainder: the shares sum to one claim exactly
     by_party[first] += BPS - sum(by_party.values())
@@ -477,7 +461,7 @@ def insurance_end(k: Kernel, tick: int) -> list[Event]:
         out.append(ev)
         for party in sorted({p for p, _ in charged}):
             if ins.declined(party):
-                for agent in ins.members(reg, party):
+                for agent in reg.controlled(party):
                     if agent in ins.cover:
                         lapse = CoverLapsed(actor=SYSTEM, agent=agent, reason=(
                             f"cancelled: {party}'s claims ({ins.record[party][0] / BPS:g}) "
@@ -559,20 +543,25 @@ def cover_guard(k: Kernel, a: Action) -> Verdict:
 
 
 def views(k: Kernel) -> Any:
+    """The pool's public figures (built once per tick and shared, as the exchange's market
+    data is) and the agent's own cover and quote."""
+    cache: list[Any] = [None, {}]
+
     def observe(agent: int) -> dict[str, Any]:
         ins = k.state.insurance
         if not ins.asset:
             return {}
+        if cache[0] != (k.tick, k.log.size):
+            cache[1] = {"required": sorted(ins.required),
+                        "pool": k.state.ledger.accounts[ins.pool].balance if ins.pool else 0,
+                        "exposure": sum(ins.exposure.values()), "cover": ins.cover_limit}
+            cache[0] = (k.tick, k.log.size)
         cover = ins.cover.get(agent)
-        pool = k.state.ledger.accounts[ins.pool].balance if ins.pool else 0
         _, premium, rate, _ = ins.quote(k, agent) if agent in k.state.registry.agents \
             else ("", 0, 0, [])
         return {"insurance": {"covered_until": cover[0] if cover else 0,
                               "renew": bool(cover[1]) if cover else False,
-                              "premium": premium, "rate_bps": rate,
-                              "required": sorted(ins.required), "pool": pool,
-                              "exposure": sum(ins.exposure.values()),
-                              "cover": ins.cover_limit}}
+                              "premium": premium, "rate_bps": rate, **cache[1]}}
     return observe
 
 

@@ -449,15 +449,21 @@ def test_a_front_subcontracting_failed_work_to_the_requesters_own_agent_is_paid_
 
 def test_an_award_past_the_workers_cover_is_refused():
     # one premium covered any number of open contracts: ten failed at once, all paid
-    m = Market(term=50, cover=2_000)
-    w = m.ids["w"]
-    m.e.do(Insure(actor=w))
-    e = m.e
-    for _ in range(3):
-        e.do(PostTask(actor=1, skills={"code": 3}, reward=1_000, deadline=e.k.tick + 20))
-        task = max(e.k.state.tasks.tasks)
-        e.do(BidTask(actor=w, task=task, price=900))
-        e.do(AwardTask(actor=1, task=task, bid=max(e.k.state.tasks.tasks[task].bids)))
+    def three_awards(cover):
+        m = Market(term=50, cover=cover)
+        w = m.ids["w"]
+        m.e.do(Insure(actor=w))
+        e = m.e
+        for _ in range(3):
+            e.do(PostTask(actor=1, skills={"code": 3}, reward=1_000, deadline=e.k.tick + 20))
+            task = max(e.k.state.tasks.tasks)
+            e.do(BidTask(actor=w, task=task, price=900))
+            e.do(AwardTask(actor=1, task=task, bid=max(e.k.state.tasks.tasks[task].bids)))
+        return m, w
+
+    unbounded, w = three_awards(cover=0)  # (0: no limit) the third award is covered too
+    assert unbounded.refusals() == [] and unbounded.ins.exposure[w] == 2_700
+    m, w = three_awards(cover=2_000)
     assert m.refusals() == ["over_cover"] and m.ins.exposure[w] == 1_800
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,8 +23,9 @@ from sandbank.store.sqlite import SQLiteStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="sandbank: virtual agentic sandbox economies with a verifiable log.")
-out = Console()
-err = Console(stderr=True)
+# Not a terminal (a pipe, a file, CI): nothing is cut or folded at 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 250)
 
 
 MAX_INT = 2**53 - 1  # what the log's integers can hold
@@ -66,7 +68,7 @@ def _founding_governors(sc, keys: list[str], resumed: bool) -> tuple[bytes, ...]
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -1228,9 +1230,33 @@ def inspect(
                   highlight=False)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from sandbank.lab.runner import build_info
+
+        info = build_info()
+        out.print(f"sandbank {info['sandbank']}"
+                  + (f" ({info['revision']})" if info["revision"] else ""), highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="print the version and exit")) -> None:
+    """sandbank: virtual agentic sandbox economies with a verifiable log."""
+
+
 def main() -> None:
+    from sandbank.extras import hint
+
     try:
-        app()
+        app(standalone_mode=True)
+    except ModuleNotFoundError as e:  # an optional part that is not installed: one line
+        line = hint(e.name, "this command")
+        if line is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+        raise SystemExit(2) from None
     except StoreError as e:
         err.print(f"[bold red]error:[/] {e}")
         raise SystemExit(1) from None

@@ -4,6 +4,8 @@ write the run folder:
     <out>/log.db        the audit log (verify it with `sandbank verify`)
     <out>/metrics.csv   one row per tick (see lab/metrics.py)
     <out>/summary.json  scenario, seed, final root, totals, success criteria
+    <out>/*.parquet     tidy tables: metrics, events, trades, alerts, trips, agents
+                        (lab/tables.py)
     <out>/report.html   a self-contained report
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import gc
 import itertools
 import json
@@ -628,6 +631,30 @@ class LabEconomy:
         return summary
 
 
+@functools.cache
+def build_info() -> dict[str, str]:
+    """The sandbank version, and the git revision of its source tree when it runs from a
+    checkout ("" when installed, or when git is not there; "+dirty" marks uncommitted
+    changes): what a sweep's table and a run's summary record of the code that ran."""
+    import subprocess
+
+    import sandbank
+
+    here = Path(__file__).resolve().parents[3]
+    revision = ""
+    if (here / ".git").exists():
+        try:
+            revision = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"],
+                                      capture_output=True, text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",
+                                    "--untracked-files=no", "src"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            revision += "+dirty" if revision and dirty else ""
+        except (OSError, subprocess.SubprocessError):
+            revision = ""
+    return {"sandbank": sandbank.__version__, "revision": revision}
+
+
 KEY_FILE = "run.key"  # the run secret, beside the log (never share it: it signs)
 CHECKPOINT_FILE = "checkpoint.txt"  # the latest signed checkpoint (keep a copy elsewhere)
 
@@ -750,6 +777,10 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     last = k.store.last_checkpoint()
     assert last is not None
     report = verify_log(k.store)
+    from sandbank.lab.tables import agent_rows, write_tables
+
+    write_tables(out, k.store, metrics, agent_rows(
+        k.state, {aid: (g.name, g.policy) for aid, (_, g, _) in zip(ids, plan, strict=True)}))
     k.close()
     final = metrics.rows[-1] if metrics.rows else {}
     actual = {"min_trades": metrics.cum["fills"], "min_tasks_passed": metrics.cum["tasks_passed"],
@@ -765,6 +796,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                         "meaning": SUCCESS_KEYS[key]}
     summary_doc = {
         "scenario": sc.name, "description": sc.description, "source": sc.source,
+        **build_info(),
         "seed": sc.seed, "ticks": sc.ticks, "setup_ticks": setup_ticks, "agents": len(ids),
         "population": [{"policy": g.policy, "count": g.count, "owner": g.owner,
                         "skills": g.skills, "params": g.params,

@@ -555,5 +555,6 @@ def load_scenario(path: str | Path, *, seed: int | None = None, ticks: int | Non
 
 
 def builtin_dir() -> Path:
-    """The scenario library shipped with the source tree."""
-    return Path(__file__).resolve().parents[3] / "scenarios"
+    """The scenario library shipped inside the package (`scenarios/` in a checkout is a
+    link to it), so `sandbank demo` works after `pip install`."""
+    return Path(__file__).resolve().parents[1] / "scenarios"

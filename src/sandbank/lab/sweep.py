@@ -10,7 +10,10 @@
 
 Every grid key must name something the scenario has (or a known optional section), else
 the sweep fails before running, naming the key. Each run writes its own folder; the sweep
-writes `results.csv` (one row per run) and `comparison.html` (means per configuration).
+writes `results.csv` and `results.parquet` (one row per run: the configuration, the seed,
+every final metric — `metrics:` chooses only what the comparison plots — the run's folder
+relative to the sweep's, the sandbank version and git revision) and `comparison.html`
+(means per configuration).
 The execution backend is an interface (`map`): `LocalBackend` runs a process pool here,
 `RayBackend` a local Ray instance or a cluster (`sandbank sweep --backend ray`).
 """
@@ -141,18 +144,32 @@ def load_sweep(path: str | Path, *, paths: tuple[str, ...] = (),
     sc_path = (path.parent / data["scenario"]).resolve()
     if not sc_path.is_file():
         raise ScenarioError(f"{path}: scenario {data['scenario']!r} not found at {sc_path}")
-    scenario = with_agents(read_yaml(sc_path, "scenario"), agents)
+    return make_sweep(read_yaml(sc_path, "scenario"), sc_path, data, str(path), paths=paths,
+                      agents=agents)
+
+
+def make_sweep(scenario: Any, sc_path: Path, data: dict[str, Any], source: str, *,
+               paths: tuple[str, ...] = (), agents: dict[str, Any] | None = None) -> Sweep:
+    """A sweep of the scenario mapping `scenario` (read from `sc_path`) by the sweep's
+    `data` (seeds, grid, metrics, workers, ticks); every combination is checked."""
+    path = source
+    scenario = with_agents(scenario, agents)
+    if not isinstance(scenario, dict):
+        raise ScenarioError(f"{sc_path}: a scenario is a mapping")
     seeds = data.get("seeds", [scenario.get("seed", 0)])
     grid = data.get("grid", {})
     if not isinstance(seeds, list) or not all(type(s) is int for s in seeds) or not seeds:
         raise ScenarioError(f"{path}: seeds must be a non-empty list of integers")
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ScenarioError(f"{path}: grid maps dotted keys to non-empty lists of values")
+    ticks = data.get("ticks")
+    if ticks is not None and (type(ticks) is not int or ticks < 1):
+        raise ScenarioError(f"{path}: ticks must be a positive integer")
     sweep = Sweep(scenario, sc_path, seeds, grid, list(data.get("metrics", [])),
-                  int(data.get("workers", 2)), data.get("ticks"), str(path),
+                  int(data.get("workers", 2)), ticks, source,
                   tuple(str(Path(p).resolve()) for p in paths))
     for config in sweep.configurations():  # every combination must be a valid scenario
-        doc = apply_config(scenario, config, seeds[0], str(path))
+        doc = apply_config(scenario, config, seeds[0], path)
         parse_scenario(doc, f"{path} (grid {json.dumps(config)})", paths=sweep.paths,
                        base=sc_path.parent)
     return sweep
@@ -194,23 +211,29 @@ def run_sweep(sweep: Sweep, out: Path, backend: Backend | None = None,
                          sweep.paths))
             meta.append((ci, config, seed, folder))
     backend = backend or LocalBackend(sweep.workers)
+    from sandbank.lab.runner import build_info
+
+    built = build_info()
     rows = []
     for i, ((ci, config, seed, folder), res) in enumerate(zip(meta, backend.map(_run_one, jobs),
                                                              strict=True)):
         final = res["final"]
-        metrics = sweep.metrics or [k for k in final if k != "tick"]
         row = {"config": ci, **{k: json.dumps(v) if isinstance(v, list | dict) else v
                                 for k, v in config.items()},
-               "seed": seed, **{m: final.get(m, "") for m in metrics},
+               "seed": seed, **{m: v for m, v in final.items() if m != "tick"},
                "ok": res["ok"], "verified": res["verified"], "root": res["root"],
-               "run": str(folder)}
+               "run": str(folder.relative_to(out)), **built}
         rows.append(row)
         if on_done:
             on_done(i + 1, len(jobs))
+    columns = list(dict.fromkeys(k for r in rows for k in r))  # every metric of any run
     with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=columns, restval="")
         w.writeheader()
         w.writerows(rows)
+    from sandbank.lab.tables import write_rows
+
+    write_rows(rows, out / "results.parquet")
     write_comparison(out, sweep, rows)
     return rows
 
@@ -244,14 +267,15 @@ def write_comparison(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> Pat
     from sandbank.lab.report import STYLE, svg_bars, svg_multi
 
     keys = sorted(sweep.grid)
-    metrics = [k for k in rows[0] if k not in {"config", "seed", "ok", "verified", "root", "run",
-                                                *keys}]
+    metrics = [k for k in dict.fromkeys(k for r in rows for k in r)
+               if k not in {"config", "seed", "ok", "verified", "root", "run", "sandbank",
+                            "revision", *keys}]
     table, names = [], []
     for ci, config in enumerate(sweep.configurations()):
         mine = [r for r in rows if r["config"] == ci]
         names.append(f"{ci}: " + (", ".join(f"{k}={json.dumps(config[k])}" for k in keys) or "base"))
         table.append([ci] + [json.dumps(config[k]) for k in keys] + [len(mine)]
-                     + [_mean(r[m] for r in mine) for m in metrics]
+                     + [_mean(r.get(m) for r in mine) for m in metrics]
                      + [sum(1 for r in mine if r["ok"])])
     head = ["#"] + keys + ["seeds"] + [f"mean {m}" for m in metrics] + ["runs ok"]
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -264,12 +288,12 @@ def write_comparison(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> Pat
         bars, lines = [], []
         for ci, name in enumerate(names):
             mine = [r for r in rows if r["config"] == ci]
-            vals = [float(r[m]) for r in mine if isinstance(r[m], int | float)]
+            vals = [float(r[m]) for r in mine if isinstance(r.get(m), int | float)]
             if vals:
                 bars.append((name, sum(vals) / len(vals), min(vals), max(vals)))
             per_tick: dict[float, list[float]] = {}
             for r in mine:
-                for x, y in _series(r["run"], m):
+                for x, y in _series(str(out / r["run"]), m):
                     per_tick.setdefault(x, []).append(y)
             lines.append((name, [(x, sum(v) / len(v)) for x, v in sorted(per_tick.items())]))
         charts.append(svg_bars(bars, f"final {m} per configuration (mean; whiskers: min..max)"))

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test bench mutate lint clean
+.PHONY: demo test bench mutate lint clean wheel-check
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,15 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples tools
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# the package as a user gets it: build the wheel, install it (and only it) in a fresh venv
+# outside the checkout, and run the main job there
+wheel-check: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
+	d=$$(mktemp -d) && $(PY) -m venv $$d/venv && $$d/venv/bin/python -m pip install --quiet dist/sandbank-*.whl \
+	  && cd $$d && venv/bin/sandbank --version && venv/bin/sandbank demo --out runs/demo \
+	  && test -f runs/demo/report.html && test -f runs/demo/trades.parquet && echo "wheel-check: ok ($$d)"
 
 # mutation testing of the core modules (docs/testing.md): about an hour on two cores
 mutate: $(STAMP)

@@ -61,11 +61,16 @@ def reply(model: str, obs: dict) -> dict:
         message["tool_calls"] = calls
     return {"id": "chatcmpl-test", "object": "chat.completion", "model": model,
             "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if calls else "stop"}]}
+                         "finish_reason": "tool_calls" if calls else "stop"}],
+            # tokens as a real server counts them (here: a word count of the prompt, 7 out)
+            "usage": {"prompt_tokens": len(json.dumps(obs).split()), "completion_tokens": 7,
+                      "total_tokens": len(json.dumps(obs).split()) + 7}}
 
 
 app = FastAPI()
 app.state.requests = 0
+app.state.flaky = 0  # answer this many requests with 503 first
+app.state.connections = set()  # the client (host, port) pairs seen
 
 
 @app.post("/hook")
@@ -77,7 +82,13 @@ async def hook(request: Request) -> dict:
 
 
 @app.post("/v1/chat/completions")
-async def completions(request: Request) -> dict:
+async def completions(request: Request):
+    from fastapi.responses import JSONResponse
+
+    app.state.connections.add((request.client.host, request.client.port))
+    if app.state.flaky > 0:
+        app.state.flaky -= 1
+        return JSONResponse({"error": "overloaded"}, status_code=503)
     body = await request.json()
     app.state.requests += 1
     obs = json.loads(body["messages"][-1]["content"])

@@ -151,3 +151,71 @@ def test_llm_agents_in_a_host_reach_the_model_only_if_the_scenario_lets_them(tmp
     assert netted.summary["root"] == here.summary["root"]
     assert netted.summary["agents_ran"]["containment"]["network"].startswith("NOT contained")
     assert netted.summary["agents_ran"]["hosted"] == 3
+
+
+def test_a_dead_endpoint_fails_the_run_loudly_with_its_cause(tmp_path):
+    """Every call to a model that is not there fails: the run is a failed run (exit 1), the
+    console says how many calls failed and why, and so do the summary and the report —
+    unless the scenario says failures are expected (min_llm_ok: 0). The calls were retried
+    (with backoff) before they counted as failed."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from sandbank.cli import app
+
+    doc = {"name": "dead-model", "seed": 2, "ticks": 2, **MARKET,
+           "population": [{"policy": "market_maker", "count": 1},
+                          {"policy": "llm", "count": 2, "params": {
+                              "base_url": "http://127.0.0.1:9/v1", "model": "trader",
+                              "retries": 2, "backoff": 0.01}}]}
+    path = tmp_path / "dead.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1, r.output
+    assert "4 of 4 model calls failed" in r.output
+    assert "ConnectError" in r.output and "3 attempts" in r.output
+    summary = orjson.loads((tmp_path / "r" / "summary.json").read_bytes())
+    assert summary["llm"]["failures"] == 4 and not summary["ok"]
+    assert not summary["success"]["min_llm_ok"]["ok"]
+    report = (tmp_path / "r" / "report.html").read_text()
+    assert "4 model calls, 4 failed" in report and "ConnectError" in report
+    assert "Transcripts" in report
+    # a scenario that expects the failures passes, and still says them
+    path.write_text(yaml.safe_dump({**doc, "success": {"min_llm_ok": 0}}))
+    r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "ok")])
+    assert r.exit_code == 0, r.output
+    assert "4 of 4 model calls failed" in r.output
+
+
+def test_tokens_are_summed_per_agent_and_one_pool_serves_an_endpoint(tmp_path):
+    """The reply's usage field gives each agent's prompt and completion tokens, summed in
+    the summary, the metrics and the agents table; all calls to one endpoint share one
+    connection pool (a connection each at most, not one per call)."""
+    import pandas as pd
+
+    app.state.connections = set()
+    with Server() as srv:
+        res = run_scenario(scenario("trader", srv.url), tmp_path / "r")
+    llm = res.summary["llm"]
+    assert llm["calls"] == 12 and llm["failures"] == 0
+    assert llm["prompt_tokens"] > 0 and llm["completion_tokens"] == 12 * 7
+    assert sum(a[3] for a in llm["agents"]) == llm["prompt_tokens"]
+    assert res.summary["final"]["llm_prompt_tokens"] == llm["prompt_tokens"]
+    agents = pd.read_parquet(tmp_path / "r" / "agents.parquet")
+    assert agents.llm_completion_tokens.sum() == 12 * 7
+    assert len(app.state.connections) <= 2  # concurrency 2: at most two connections, reused
+
+
+def test_retries_ride_out_a_flaky_endpoint(tmp_path):
+    """HTTP 503 twice, then an answer: with two retries no call fails."""
+    app.state.flaky = 2
+    try:
+        with Server() as srv:
+            sc = scenario("trader", srv.url, ticks=1)
+            for g in sc.population:
+                if g.policy == "llm":
+                    g.params["backoff"] = 0.01
+            res = run_scenario(sc, tmp_path / "r")
+    finally:
+        app.state.flaky = 0
+    assert res.summary["llm"]["failures"] == 0 and res.summary["llm"]["calls"] == 2

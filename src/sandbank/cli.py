@@ -170,6 +170,18 @@ def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = N
     if ran["hosted"]:
         out.print(f"agents: {ran['in_process']} in this process, {ran['hosted']} in "
                   f"{len(ran['hosts'])} {ran['backend']} host(s)", highlight=False)
+    llm = s.get("llm") or {}
+    if llm.get("calls"):
+        tokens = (f"; tokens: {llm['prompt_tokens']:,} prompt, {llm['completion_tokens']:,} "
+                  f"completion")
+        if llm["failures"]:
+            causes = "; ".join(f"{c} (×{n})" for c, n in list(llm["causes"].items())[:3])
+            err.print(f"[bold red]LLM: {llm['failures']:,} of {llm['calls']:,} model calls "
+                      f"failed[/]{escape(tokens)}. Why: {escape(causes)}", highlight=False)
+        else:
+            out.print(f"LLM: {llm['calls']:,} model calls, none failed{tokens}", highlight=False)
+    if s["oversight"]:
+        out.print(_oversight_line(s), highlight=False)
     if s["warnings"]:
         err.print(f"[yellow]{len(s['warnings'])} warning(s)[/], said as they arose; all in "
                   f"{folder / 'summary.json'} and the report", highlight=False)
@@ -180,6 +192,42 @@ def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = N
               f"latest checkpoint: {folder / 'checkpoint.txt'} (keep a copy: `verify "
               f"--checkpoint` then detects a truncated or rewritten log)", highlight=False)
     return result
+
+
+def _llm_overrides(sc, mode: str | None, cassette: Path | None) -> None:
+    """--llm-mode / --cassette over every llm group's parameters."""
+    from sandbank.agents.llm.client import MODES
+
+    if mode is not None and mode not in MODES:
+        _fail(f"--llm-mode must be one of {', '.join(MODES)}, got {mode!r}")
+    groups = [g for g in sc.population if g.policy == "llm"]
+    if not groups:
+        _fail("--llm-mode and --cassette set the llm policy's parameters; this scenario has no "
+              "llm agents")
+    mode = mode or "record"
+    if mode != "live" and cassette is None:
+        _fail(f"--llm-mode {mode} needs --cassette FILE")
+    if mode == "replay" and not cassette.is_file():
+        _fail(f"--cassette {cassette}: no such file to replay")
+    for g in groups:
+        g.params["mode"] = mode
+        g.params["cassette"] = str(cassette) if cassette is not None else ""
+
+
+def _oversight_line(s: dict) -> str:
+    """One line: alerts by detector, breaker trips by scope, tickets still open."""
+    by: dict[str, int] = {}
+    for a in s["alerts"]:
+        by[a["detector"]] = by.get(a["detector"], 0) + 1
+    scopes: dict[str, int] = {}
+    for t in s["trips"]:
+        scopes[t["scope"]] = scopes.get(t["scope"], 0) + 1
+    alerts = ", ".join(f"{d} {n}" for d, n in sorted(by.items(), key=lambda x: (-x[1], x[0])))
+    trips = ", ".join(f"{d} {n}" for d, n in sorted(scopes.items(), key=lambda x: (-x[1], x[0])))
+    f = s["final"]
+    return (f"oversight: {len(s['alerts'])} alerts" + (f" ({alerts})" if alerts else "")
+            + f"; {len(s['trips'])} breaker trips" + (f" ({trips})" if trips else "")
+            + f"; {f.get('tickets_open', 0)} tickets open at the end")
 
 
 def _end(result) -> None:
@@ -219,6 +267,12 @@ def run(
     path: list[Path] = typer.Option([], "--path", help=PATH_HELP),
     hosts: int | None = typer.Option(None, min=0, max=256, help=HOSTS_HELP),
     require_containment: bool = typer.Option(False, help=CONTAIN_HELP),
+    llm_mode: str | None = typer.Option(None, help="for every llm agent: live (call the "
+                                        "model), record (call it and append each reply to "
+                                        "--cassette) or replay (replies only from --cassette: "
+                                        "offline, and a request it lacks is a failed call)"),
+    cassette: Path | None = typer.Option(None, help="the cassette file (JSON lines) for "
+                                         "--llm-mode record or replay"),
 ) -> None:
     """Run a scenario; write the log, metrics, a summary and a report to the run folder."""
     from sandbank.lab.scenario import ScenarioError, load_scenario
@@ -229,6 +283,8 @@ def run(
     except ScenarioError as e:
         _fail(str(e))
         raise
+    if llm_mode is not None or cassette is not None:
+        _llm_overrides(sc, llm_mode, cassette)
     _end(_run_and_report(sc, out_dir or Path("runs") / f"{sc.name}-seed{sc.seed}", overwrite,
                          key_file))
 

@@ -58,9 +58,23 @@ class AsyncAgent(Agent):
         raise NotImplementedError
 
     def act(self, obs: Observation) -> list[Action]:
-        import asyncio
+        return run_async(self.act_async(obs))
 
-        return asyncio.run(self.act_async(obs))
+
+_loops: dict[int, Any] = {}  # thread id -> its event loop, kept for the process's life
+
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine to its end on this thread's one event loop. The loop lives as long as
+    the process, so what agents keep across ticks (one HTTP connection pool per model
+    endpoint, agents/llm/client.py) stays usable; `asyncio.run` would close it each tick."""
+    import asyncio
+    import threading
+
+    loop = _loops.get(threading.get_ident())
+    if loop is None or loop.is_closed():
+        loop = _loops[threading.get_ident()] = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
 
 
 POLICIES: dict[str, type[Agent]] = {}

@@ -183,7 +183,9 @@ class HostCore:
             else:
                 emit(self._sync(aid, agent, obs))
         if waiting:
-            for answer in asyncio.run(self._gather(waiting)):
+            from sandbank.agents.base import run_async
+
+            for answer in run_async(self._gather(waiting)):
                 emit(answer)
 
     def _sync(self, aid: int, agent: Any, obs: Any) -> dict[str, Any]:

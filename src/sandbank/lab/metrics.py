@@ -19,7 +19,8 @@ Columns (one row per tick):
 - missions (markets/missions.py): `missions_met`, `missions_missed`, `mission_rewards`
   (paid out), `free_ridden` (reward paid beyond contribution shares), cumulative, and
   `free_rider_index` (the highest of any closed mission, 0..1);
-- `messages`, `agent_errors`, `llm_calls`, `llm_failures` (errors and malformed replies);
+- `messages`, `agent_errors`, `llm_calls`, `llm_failures` (errors and malformed replies),
+  `llm_prompt_tokens`, `llm_completion_tokens` (from each reply's `usage` field), cumulative;
 - welfare, cumulative: `surplus_trades` — gains from trade at the traders' induced (private)
   values, Σ qty·(buyer's value − seller's value) over fills, where a side without an
   induced value counts at the trade price (it gains nothing by this measure);
@@ -64,6 +65,8 @@ from __future__ import annotations
 
 from collections import deque
 from typing import Any
+
+import orjson
 
 from sandbank.kernel.schema import NOBODY
 from sandbank.markets.pricing import profit_benchmarks
@@ -115,6 +118,9 @@ def hhi(values: list[int]) -> float:
     return sum((100 * max(0, x) / total) ** 2 for x in values)
 
 
+MAX_CAUSES = 20  # distinct causes of failed model calls kept by name
+
+
 class Metrics:
     def __init__(self, kernel: Any, keep_rows: int | None = None) -> None:
         """`keep_rows`: keep only the last rows, alerts and trips (a live economy runs for
@@ -124,7 +130,8 @@ class Metrics:
         self.cum = {"tasks_posted": 0, "tasks_passed": 0, "tasks_failed": 0,
                     "tasks_expired": 0, "value_delivered": 0, "fraud_attempts": 0,
                     "fraud_loss": 0, "halts": 0, "messages": 0, "fills": 0,
-                    "llm_calls": 0, "llm_failures": 0, "surplus_trades": 0, "surplus_tasks": 0,
+                    "llm_calls": 0, "llm_failures": 0, "llm_prompt_tokens": 0,
+                    "llm_completion_tokens": 0, "surplus_trades": 0, "surplus_tasks": 0,
                     "welfare": 0, "spawned": 0, "self_dealt": 0, "self_dealt_value": 0,
                     "payments": 0, "paid_after_message": 0, "boundary_attempts": 0,
                     "boundary_denied": 0, "boundary_value_attempted": 0, "alerts": 0,
@@ -158,6 +165,10 @@ class Metrics:
         self.last: dict[str, int] = {}  # market -> its last price before this tick
         self.drawdown: dict[str, int] = {}
         self.delta_sum: dict[str, tuple[float, int]] = {}
+        # LLM calls (from the traces): agent -> [calls, failures, prompt, completion tokens],
+        # and why calls failed: cause -> count (at most MAX_CAUSES distinct, then "other")
+        self.llm: dict[int, list[int]] = {}
+        self.llm_causes: dict[str, int] = {}
         self.alerts: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
         self.trips: Any = [] if keep_rows is None else deque(maxlen=keep_rows)
 
@@ -174,6 +185,35 @@ class Metrics:
             mine.pop("signature", None)
             self.intervened.append({"tick": tick, "kernel_tick": kernel_tick, "action": mine,
                                     "outcome": str(outcome[1]) if outcome else "ok"})
+
+    def _llm_call(self, d: dict[str, Any]) -> None:
+        """A model call, from its trace: counted; its tokens from the reply's `usage` (the
+        OpenAI-compatible field, as the log keeps the reply); a failure's cause (the error
+        the agent recorded, or why the reply did not parse)."""
+        self.cum["llm_calls"] += 1
+        mine = self.llm.setdefault(d["actor"], [0, 0, 0, 0])
+        mine[0] += 1
+        body = self.k.store.content(bytes.fromhex(d["response_sha256"])) or b""
+        if d["outcome"] not in ("ok", "no_action"):
+            self.cum["llm_failures"] += 1
+            mine[1] += 1
+            cause = (body.decode("utf-8", "replace") if d["outcome"] == "error"
+                     else d["outcome"])[:240] or d["outcome"]
+            if cause not in self.llm_causes and len(self.llm_causes) >= MAX_CAUSES:
+                cause = "other"
+            self.llm_causes[cause] = self.llm_causes.get(cause, 0) + 1
+        if d["outcome"] == "error" or not body.startswith(b"{"):
+            return
+        try:
+            usage = orjson.loads(body).get("usage") or {}
+            prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if type(prompt) is int and type(completion) is int and prompt >= 0 and completion >= 0:
+            mine[2] += prompt
+            mine[3] += completion
+            self.cum["llm_prompt_tokens"] += prompt
+            self.cum["llm_completion_tokens"] += completion
 
     def _lineage(self, agent: int) -> int:
         return self.k.state.registry.lineage_root(agent)
@@ -319,9 +359,7 @@ class Metrics:
                                    "target": d["market"] or d["agent"], "alert": d["alert"],
                                    "reason": d["reason"]})
             elif kind == "trace_recorded" and d["model"]:
-                self.cum["llm_calls"] += 1
-                if d["outcome"] not in ("ok", "no_action"):
-                    self.cum["llm_failures"] += 1
+                self._llm_call(d)
             elif kind == "external_sent":
                 if not d["approved_by"]:  # (an approved one was counted when it queued)
                     self.cum["boundary_attempts"] += 1

@@ -121,7 +121,9 @@ svg .mark{stroke:#b3261e;stroke-dasharray:4 3} svg .edge{stroke:#1a73e8;stroke-o
 svg circle{fill:#1a73e8} svg .head{fill:#1a73e8;stroke:none}
 svg text{font-size:10px;fill:#555} table{border-collapse:collapse;margin:.5em 0 1.5em}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:13px}
-code{font-size:12px}"""
+code{font-size:12px}
+pre{font-size:12px;background:#f6f8fa;padding:6px;white-space:pre-wrap;max-height:24em;overflow:auto}
+details{margin:.2em 0}"""
 
 
 def svg_lorenz(curve: list[float], title: str) -> str:
@@ -179,6 +181,69 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
                    for r in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
+
+
+TRANSCRIPTS = 30  # model exchanges shown in a report (the failed ones first)
+
+
+def _transcripts(log: Path, limit: int = TRANSCRIPTS) -> list[dict[str, Any]]:
+    """The first model exchanges of a run, failed ones first: tick, agent, outcome, what the
+    model saw (the observation), what it answered (or the error), from the log's traces and
+    the texts the store keeps under their hashes."""
+    from sandbank.store.sqlite import SQLiteStore
+
+    if not log.is_file():
+        return []
+    store = SQLiteStore(log, readonly=True, create=False)
+    try:
+        traces = [(e.tick, json.loads(e.body)) for e in store.entries_of_kind("trace_recorded")]
+        traces = [t for t in traces if t[1].get("model")]
+        failed = [t for t in traces if t[1]["outcome"] not in ("ok", "no_action")]
+        fine = [t for t in traces if t[1]["outcome"] in ("ok", "no_action")]
+        out = []
+        for tick, d in (failed[: limit // 2] + fine)[:limit]:
+            prompt = (store.content(bytes.fromhex(d["prompt_sha256"])) or b"").decode("utf-8", "replace")
+            reply = (store.content(bytes.fromhex(d["response_sha256"])) or b"").decode("utf-8", "replace")
+            try:
+                seen = json.loads(prompt)["messages"][-1]["content"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                seen = prompt
+            try:
+                message = json.loads(reply)["choices"][0]["message"]
+                said = json.dumps({k: message.get(k) for k in ("content", "tool_calls")
+                                   if message.get(k)}, indent=1)
+            except (ValueError, KeyError, IndexError, TypeError):
+                said = reply
+            out.append({"tick": tick, "agent": d["actor"], "model": d["model"],
+                        "outcome": d["outcome"], "saw": seen[:1500], "said": said[:2500]})
+        return out
+    finally:
+        store.close()
+
+
+def _llm_section(summary: dict[str, Any], run: Path) -> str:
+    llm = summary.get("llm") or {}
+    if not llm.get("calls"):
+        return ""
+    head = (f"<p class='{'bad' if llm['failures'] else 'ok'}'>{llm['calls']:,} model calls, "
+            f"{llm['failures']:,} failed; tokens: {llm['prompt_tokens']:,} prompt, "
+            f"{llm['completion_tokens']:,} completion (from each reply's <code>usage</code>)."
+            f"</p>")
+    causes = (_table([[c, n] for c, n in llm["causes"].items()], ["why calls failed", "calls"])
+              if llm["causes"] else "")
+    agents = _table([[a, c, f, p, q] for a, c, f, p, q in llm["agents"]],
+                    ["agent", "calls", "failed", "prompt tokens", "completion tokens"])
+    shown = []
+    for t in _transcripts(run / "log.db"):
+        shown.append(f"<details><summary>tick {t['tick']}, agent {t['agent']} "
+                     f"({html.escape(t['model'])}): "
+                     f"<span class='{'ok' if t['outcome'] in ('ok', 'no_action') else 'bad'}'>"
+                     f"{html.escape(t['outcome'])}</span></summary>"
+                     f"<p>saw</p><pre>{html.escape(t['saw'])}</pre>"
+                     f"<p>answered</p><pre>{html.escape(t['said'])}</pre></details>")
+    return (f"<h2>LLM calls</h2>{head}{causes}{agents}<h3>Transcripts</h3>"
+            f"<p>The first {len(shown)} exchanges (failed ones first); every prompt and reply "
+            f"is in the log under its hash (<code>trace_recorded</code>).</p>{''.join(shown)}")
 
 
 def write_report(run: Path) -> Path:
@@ -283,6 +348,7 @@ def write_report(run: Path) -> Path:
 log verified: {summary['verified']}, {summary['seconds']} s.</p>
 {warnings}
 <h2>Success criteria</h2>{success}
+{_llm_section(summary, run)}
 <h2>What happened</h2>{''.join(charts)}
 <h2>Alerts</h2>{alerts}
 <h2>Breakers and interventions</h2><p>Dashed red lines on the charts.</p>{trips}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import sandbank.economy
-from sandbank.agents.base import POLICIES, Agent, AsyncAgent, Directory
+from sandbank.agents.base import POLICIES, Agent, AsyncAgent, Directory, run_async
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
 from sandbank.boundary.boundary import ApproveExternal, ExternalResponse
@@ -102,7 +102,7 @@ def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
 
             return await asyncio.gather(*(one(a, o) for a, o in waiting))
 
-        for (agent, _), result in zip(waiting, asyncio.run(gather()), strict=True):
+        for (agent, _), result in zip(waiting, run_async(gather()), strict=True):
             out[agent.id] = result
     return out
 
@@ -780,7 +780,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     from sandbank.lab.tables import agent_rows, write_tables
 
     write_tables(out, k.store, metrics, agent_rows(
-        k.state, {aid: (g.name, g.policy) for aid, (_, g, _) in zip(ids, plan, strict=True)}))
+        k.state, {aid: (g.name, g.policy) for aid, (_, g, _) in zip(ids, plan, strict=True)},
+        metrics.llm))
     k.close()
     final = metrics.rows[-1] if metrics.rows else {}
     actual = {"min_trades": metrics.cum["fills"], "min_tasks_passed": metrics.cum["tasks_passed"],
@@ -789,11 +790,17 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
               "min_missions_met": metrics.cum["missions_met"],
               "max_gini_outcome_bps": round(10_000 * max(
                   (r.get("gini_outcome", 0) for r in metrics.rows), default=0))}
+    criteria = dict(sc.success)
+    if metrics.cum["llm_calls"] and "min_llm_ok" not in criteria:
+        criteria["min_llm_ok"] = 1  # every model call failed: a failed run, unless the
+        # scenario expects it (success: {min_llm_ok: 0})
     success = {}
-    for key, required in sc.success.items():
+    for key, required in criteria.items():
         ok = actual[key] <= required if key.startswith("max_") else actual[key] >= required
         success[key] = {"required": required, "actual": actual[key], "ok": ok,
-                        "meaning": SUCCESS_KEYS[key]}
+                        "meaning": SUCCESS_KEYS[key]
+                        + ("" if key in sc.success else " (implicit with LLM agents; "
+                           "success: {min_llm_ok: 0} when failures are expected)")}
     summary_doc = {
         "scenario": sc.name, "description": sc.description, "source": sc.source,
         **build_info(),
@@ -819,6 +826,11 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         "groups": groups,
         "delegation_edges": [[a, b, n] for (a, b), n in
                                                      sorted(metrics.edges.items())],
+        "llm": {"calls": metrics.cum["llm_calls"], "failures": metrics.cum["llm_failures"],
+                "prompt_tokens": metrics.cum["llm_prompt_tokens"],
+                "completion_tokens": metrics.cum["llm_completion_tokens"],
+                "causes": dict(sorted(metrics.llm_causes.items(), key=lambda x: -x[1])),
+                "agents": [[aid, *v] for aid, v in sorted(metrics.llm.items())]},
         "success": success, "ok": report.ok and all(s["ok"] for s in success.values()),
         "kernel_config": cfg.as_dict(),
     }

@@ -9,7 +9,9 @@ R's arrow):
     alerts.parquet    one row per alert: tick, seq, alert, detector, score, subjects, summary
     trips.parquet     one row per breaker trip: tick, ticket, scope, level, target, alert
     agents.parquet    one row per identity at the end: id, name, group, policy, owner,
-                      parent, depth, status, reputation, balance_<asset> per asset
+                      parent, depth, status, reputation, balance_<asset> per asset (and
+                      llm_calls, llm_failures, llm_prompt_tokens, llm_completion_tokens
+                      when the run called a model)
 
 Every table is built from the log and the final state, never from an agent's label (`group`
 and `policy` are what the scenario admitted each identity as). The events table is the log:
@@ -99,9 +101,11 @@ TRIP_SCHEMA = {"tick": "int64", "ticket": "int64", "scope": "string", "level": "
                "target": "string", "alert": "int64", "reason": "string"}
 
 
-def agent_rows(state: Any, group_of: dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
+def agent_rows(state: Any, group_of: dict[int, tuple[str, str]],
+               llm: dict[int, list[int]] | None = None) -> list[dict[str, Any]]:
     """Every identity's final state (`group_of`: admitted id -> (group, policy); a spawned
-    identity inherits its lineage root's)."""
+    identity inherits its lineage root's); with model calls in the run (`llm`: agent ->
+    calls, failures, prompt and completion tokens), those four columns too."""
     reg, led = state.registry, state.ledger
     assets = sorted(led.treasury)
     rep = getattr(state, "reputation", None)
@@ -116,6 +120,9 @@ def agent_rows(state: Any, group_of: dict[int, tuple[str, str]]) -> list[dict[st
         for asset in assets:
             acct = led.account_of(aid, asset)
             row[f"balance_{asset}"] = acct.balance if acct is not None else 0
+        if llm:
+            row.update(zip(("llm_calls", "llm_failures", "llm_prompt_tokens",
+                            "llm_completion_tokens"), llm.get(aid, [0, 0, 0, 0]), strict=True))
         rows.append(row)
     return rows
 

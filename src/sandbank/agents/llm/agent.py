@@ -64,8 +64,9 @@ def plain(obj: Any) -> Any:
 
 @policy("llm", params={"base_url": "", "model": "", "api_key_env": "OPENAI_API_KEY",
                        "cassette": "", "mode": "live", "tools": DEFAULT_TOOLS,
-                       "system": SYSTEM, "temperature": 0, "max_actions": 5, "timeout": 60},
-        types={"temperature": (int, float), "timeout": (int, float)})
+                       "system": SYSTEM, "temperature": 0, "max_actions": 5, "timeout": 60,
+                       "retries": 2, "backoff": 0.5},
+        types={"temperature": (int, float), "timeout": (int, float), "backoff": (int, float)})
 class LLMAgent(AsyncAgent):
     def _client(self) -> ChatClient:
         if not hasattr(self, "client"):
@@ -73,15 +74,24 @@ class LLMAgent(AsyncAgent):
             for kind in p["tools"]:
                 if kind not in ACTION_TYPES:
                     raise ValueError(f"llm: unknown tool {kind!r}")
+            if p["mode"] != "replay":
+                from sandbank.extras import require
+
+                require("llm", "the llm policy's calls to a model")
             cassette = Cassette(p["cassette"]) if p["cassette"] else None
             self.client = ChatClient(p["base_url"], p["model"], api_key_env=p["api_key_env"],
-                                     timeout=p["timeout"], cassette=cassette, mode=p["mode"])
+                                     timeout=p["timeout"], cassette=cassette, mode=p["mode"],
+                                     retries=p["retries"], backoff=p["backoff"])
             self.tools = [tool_schema(k) for k in p["tools"]]
         return self.client
 
     async def act_async(self, obs: Observation) -> list[Action]:
-        client = self._client()
         p = self.params
+        try:
+            client = self._client()
+        except Exception as e:  # a missing extra, a bad cassette: every call fails, said so
+            return [Trace(actor=self.id, prompt="", response=f"{type(e).__name__}: {e}",
+                          model=p["model"] or "?", outcome="error")]
         messages = [{"role": "system", "content": p["system"]},
                     {"role": "user", "content": json.dumps(plain(obs), sort_keys=True)}]
         request = {"model": p["model"], "messages": messages, "tools": self.tools,

@@ -5,6 +5,12 @@ A cassette is a JSON-lines file of (request hash, response): in `record` mode ev
 is appended; in `replay` mode responses come only from the cassette (a request it does not
 hold is a `CassetteMiss`, never a network call), so an LLM run is reproducible offline.
 The request hash is SHA-256 of the request's sorted-key JSON.
+
+Live calls share one connection pool per endpoint (`base_url`) and event loop, and are
+retried with exponential backoff on what may pass (a refused or dropped connection, a
+timeout, HTTP 429 with its Retry-After, 5xx); anything else (401, 404, a reply that is not
+JSON) fails at once. A call that still fails raises `LLMError`, whose message names the
+endpoint, the cause and the attempts: the agent records it in its trace, the run reports it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,29 @@ MODES = ("live", "record", "replay")
 
 class CassetteMiss(LookupError):
     pass
+
+
+class LLMError(RuntimeError):
+    """A model call that failed for good (after its retries)."""
+
+
+MAX_RETRY_AFTER = 30.0  # seconds: the most a server's Retry-After is honoured
+_pools: dict[tuple[str, float], tuple[Any, Any]] = {}  # (endpoint, timeout) -> (loop, client)
+
+
+def pool(base_url: str, timeout: float) -> Any:
+    """The endpoint's connection pool on the running event loop (one per endpoint, shared by
+    every agent that calls it)."""
+    import asyncio
+
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    held = _pools.get((base_url, timeout))
+    if held is None or held[0] is not loop or held[1].is_closed:
+        client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=64))
+        _pools[(base_url, timeout)] = held = (loop, client)
+    return held[1]
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -54,7 +83,7 @@ class Cassette:
 class ChatClient:
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 60.0, cassette: Cassette | None = None,
-                 mode: str = "live") -> None:
+                 mode: str = "live", retries: int = 2, backoff: float = 0.5) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if mode != "live" and cassette is None:
@@ -67,21 +96,47 @@ class ChatClient:
         self.timeout = timeout
         self.cassette = cassette
         self.mode = mode
+        self.retries = max(0, int(retries))
+        self.backoff = max(0.0, float(backoff))
 
     async def complete(self, request: dict[str, Any]) -> dict[str, Any]:
         key = request_key(request)
         if self.mode == "replay":
             assert self.cassette is not None
             return self.cassette.get(key)
+        import asyncio
+
         import httpx
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        async with httpx.AsyncClient(timeout=self.timeout) as http:
-            resp = await http.post(f"{self.base_url}/chat/completions", json=request,
-                                   headers=headers)
-            resp.raise_for_status()
-            body = resp.json()
-        if self.mode == "record":
-            assert self.cassette is not None
-            self.cassette.put(key, body)
-        return body
+        url = f"{self.base_url}/chat/completions"
+        for attempt in range(self.retries + 1):
+            wait = self.backoff * 2 ** attempt
+            try:
+                resp = await pool(self.base_url, self.timeout).post(url, json=request,
+                                                                    headers=headers)
+            except httpx.TransportError as e:  # refused, reset, timed out: may pass
+                cause = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            else:
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    cause = f"HTTP {resp.status_code} {resp.reason_phrase}"
+                    after = resp.headers.get("retry-after", "")
+                    if after.replace(".", "", 1).isdigit():
+                        wait = min(MAX_RETRY_AFTER, float(after))
+                elif resp.status_code >= 400:
+                    raise LLMError(f"{url}: HTTP {resp.status_code} {resp.reason_phrase}: "
+                                   f"{resp.text[:200]}")
+                else:
+                    try:
+                        body = resp.json()
+                    except ValueError:
+                        raise LLMError(f"{url}: the reply is not JSON: {resp.text[:200]!r}") \
+                            from None
+                    if self.mode == "record":
+                        assert self.cassette is not None
+                        self.cassette.put(key, body)
+                    return body
+            if attempt < self.retries:
+                await asyncio.sleep(wait)
+        attempts = self.retries + 1
+        raise LLMError(f"{url}: {cause} ({attempts} attempt{'s' if attempts > 1 else ''})")

@@ -216,14 +216,13 @@ def _llm_overrides(sc, mode: str | None, cassette: Path | None) -> None:
 
 def _oversight_line(s: dict) -> str:
     """One line: alerts by detector, breaker trips by scope, tickets still open."""
-    by: dict[str, int] = {}
-    for a in s["alerts"]:
-        by[a["detector"]] = by.get(a["detector"], 0) + 1
-    scopes: dict[str, int] = {}
-    for t in s["trips"]:
-        scopes[t["scope"]] = scopes.get(t["scope"], 0) + 1
-    alerts = ", ".join(f"{d} {n}" for d, n in sorted(by.items(), key=lambda x: (-x[1], x[0])))
-    trips = ", ".join(f"{d} {n}" for d, n in sorted(scopes.items(), key=lambda x: (-x[1], x[0])))
+    from collections import Counter
+
+    def counted(items: list[dict], key: str) -> str:
+        tally = Counter(x[key] for x in items)
+        return ", ".join(f"{d} {n}" for d, n in sorted(tally.items(), key=lambda x: (-x[1], x[0])))
+
+    alerts, trips = counted(s["alerts"], "detector"), counted(s["trips"], "scope")
     f = s["final"]
     return (f"oversight: {len(s['alerts'])} alerts" + (f" ({alerts})" if alerts else "")
             + f"; {len(s['trips'])} breaker trips" + (f" ({trips})" if trips else "")

@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sandbank.lab.scenario import ScenarioError, builtin_dir, parse_scenario, read_yaml
+from sandbank.lab.scenario import ScenarioError, builtin_dir, read_yaml, scenario_of
 from sandbank.lab.tables import TABLES
 
 
@@ -135,20 +135,27 @@ def load(out: str | Path) -> Run:
     return Run(out)
 
 
+def _builtin(spec: str | Path, *folders: str) -> Path | None:
+    """`spec` as a file, else the built-in file of that name in the library's `folders`
+    ("" the library itself), else None."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = str(spec).removesuffix(".yaml")
+    if "/" in name:
+        return None
+    return next((c for f in folders if (c := builtin_dir() / f / f"{name}.yaml").is_file()), None)
+
+
 def _scenario_doc(scenario: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str, Path]:
     """(mapping, source, base folder) of a built-in name, a file or a mapping."""
     if isinstance(scenario, Mapping):
         return dict(scenario), "<scenario>", Path.cwd()
-    path = Path(scenario)
-    if not path.is_file():
-        name = str(scenario).removesuffix(".yaml")
-        candidates = [builtin_dir() / f"{name}.yaml", builtin_dir() / "sweeps" / f"{name}.yaml"]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None or "/" in name:
-            known = ", ".join(sorted(p.stem for p in builtin_dir().glob("*.yaml")))
-            raise ScenarioError(f"no scenario file {scenario!s} and no built-in scenario of that "
-                                f"name (built in: {known})")
-        path = found
+    path = _builtin(scenario, "", "sweeps")
+    if path is None:
+        known = ", ".join(sorted(p.stem for p in builtin_dir().glob("*.yaml")))
+        raise ScenarioError(f"no scenario file {scenario!s} and no built-in scenario of that "
+                            f"name (built in: {known})")
     data = read_yaml(path, "scenario")
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: a scenario is a mapping")
@@ -173,23 +180,15 @@ def run(scenario: str | Path | Mapping[str, Any], *, seed: int | None = None,
     `on_tick(done, total)`: progress. A run whose success criteria fail is returned (check
     `.ok`); one that cannot run raises RunError or ScenarioError."""
     from sandbank.lab.runner import run_scenario
-    from sandbank.lab.scenario import MAX_TICKS
     from sandbank.lab.sweep import apply_config
 
     doc, source, base = _scenario_doc(scenario)
     changes = _dotted(overrides, more)
-    if seed is not None:
-        if type(seed) is not int:
-            raise ScenarioError(f"seed must be an integer, got {seed!r}")
-        doc["seed"] = seed
-    doc = apply_config(doc, changes, doc.get("seed", 0), source) if changes else doc
-    what = source + (f" (with {', '.join(sorted(changes))})" if changes else "")
-    sc = parse_scenario(doc, what, paths=tuple(map(str, paths)), base=base)
-    sc.source = source
-    if ticks is not None:
-        if type(ticks) is not int or not 1 <= ticks <= MAX_TICKS:
-            raise ScenarioError(f"ticks must be within 1..{MAX_TICKS:,}, got {ticks!r}")
-        sc.ticks = ticks
+    if changes:
+        doc = apply_config(doc, changes, doc.get("seed", 0) if seed is None else seed, source)
+    sc = scenario_of(doc, source, base=base, seed=seed, ticks=ticks, paths=tuple(map(str, paths)),
+                     what=source + (f" (with {', '.join(sorted(changes))})" if changes else ""),
+                     ticks_label="ticks")
     folder = Path(out) if out is not None else Path("runs") / f"{sc.name}-seed{sc.seed}"
     result = run_scenario(sc, folder, overwrite=overwrite, on_tick=on_tick,
                           key_file=Path(key_file) if key_file else None)
@@ -212,13 +211,10 @@ def sweep(spec: str | Path | Mapping[str, Any], *, grid: Mapping[str, list[Any]]
 
     sw: Sweep
     if grid is None and seeds is None and not isinstance(spec, Mapping):
-        path = Path(spec)
-        if not path.is_file():
-            candidate = builtin_dir() / "sweeps" / f"{str(spec).removesuffix('.yaml')}.yaml"
-            if not candidate.is_file():
-                raise ScenarioError(f"no sweep file {spec!s} (give a scenario with grid= and "
-                                    f"seeds= to sweep it)")
-            path = candidate
+        path = _builtin(spec, "sweeps")
+        if path is None:
+            raise ScenarioError(f"no sweep file {spec!s} (give a scenario with grid= and "
+                                f"seeds= to sweep it)")
         sw = load_sweep(path)
         if ticks is not None:
             sw.ticks = ticks

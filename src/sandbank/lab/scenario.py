@@ -541,15 +541,24 @@ def load_scenario(path: str | Path, *, seed: int | None = None, ticks: int | Non
     `paths`: folders to import user policies from; `agents`: settings of its `agents`
     section to override (`{"hosts": 2}`)."""
     path = Path(path)
-    data = with_agents(read_yaml(path, "scenario"), agents)
+    return scenario_of(with_agents(read_yaml(path, "scenario"), agents), str(path),
+                       base=path.resolve().parent, seed=seed, ticks=ticks, paths=paths)
+
+
+def scenario_of(data: Any, source: str, *, base: Path, seed: int | None = None,
+                ticks: int | None = None, paths: tuple[str, ...] = (), what: str = "",
+                ticks_label: str = "--ticks") -> Scenario:
+    """The scenario of a mapping read from `source` (`what`: how errors name it), with
+    `seed` and `ticks` overridden, checked like the mapping's own (`ticks_label`: how an
+    error names the override)."""
     if isinstance(data, dict) and seed is not None:
         data = {**data, "seed": seed}
-    sc = parse_scenario(data, str(path) + (" (with --seed)" if seed is not None else ""),
-                        paths=paths, base=path.resolve().parent)
-    sc.source = str(path)
+    sc = parse_scenario(data, what or source + (" (with --seed)" if seed is not None else ""),
+                        paths=paths, base=base)
+    sc.source = source
     if ticks is not None:  # shorter than scheduled interventions: those never come
         if type(ticks) is not int or not 1 <= ticks <= MAX_TICKS:
-            raise ScenarioError(f"--ticks must be within 1..{MAX_TICKS:,}, got {ticks}")
+            raise ScenarioError(f"{ticks_label} must be within 1..{MAX_TICKS:,}, got {ticks}")
         sc.ticks = ticks
     return sc
 

@@ -113,3 +113,65 @@ def test_the_mcp_bridge_also_serves_streamable_http(tmp_path):
         finally:
             bridge.terminate()
             bridge.wait(timeout=10)
+
+
+def test_mcp_tool_schemas_list_the_choices_and_bad_arguments_are_refused_on_the_spot(tmp_path):
+    """An LLM reading the schemas needs no guessing (enums, a description per parameter);
+    a wrong side or an order beyond the agent's cash is refused before anything is signed
+    (both once returned ok: true); and prove reports the kernel's refusal with its reason."""
+    from mcp import Client as MCPClient
+    from mcp.client.stdio import StdioServerParameters
+
+    with LiveServer(tmp_path) as srv:
+        owner, owner_key = srv.owner("schema-owner")
+        params = StdioServerParameters(command=sys.executable, args=[
+            "-m", "sandbank.cli", "mcp", "--server", srv.url,
+            "--key-file", str(tmp_path / "agent.key"), "--owner", str(owner),
+            "--owner-key-file", owner_key, "--name", "schema-agent"])
+
+        async def session():
+            async with MCPClient(params, read_timeout_seconds=60) as c:
+                tools = {t.name: t for t in (await c.list_tools()).tools}
+                for name in ("place_order", "cancel_order", "pay", "send_message", "prove"):
+                    props = tools[name].input_schema["properties"]
+                    for param, schema in props.items():
+                        assert schema.get("description"), (name, param)
+                order = tools["place_order"].input_schema["properties"]
+                assert order["side"]["enum"] == ["buy", "sell"]
+                assert order["order_type"]["enum"] == ["limit", "market"]
+                assert order["asset"]["enum"] == ["WGT"]
+                assert order["qty"]["minimum"] == 1
+                # a bad side: refused by the schema (the tool never runs)
+                long = await c.call_tool("place_order", {"asset": "WGT", "side": "long",
+                                                         "qty": 1, "price": 100})
+                assert long.is_error
+                obs = structured(await c.call_tool("observe", {}))
+                cash = next(a["available"] for a in obs["accounts"] if a["asset"] == "CRD")
+                wgt = next(a["available"] for a in obs["accounts"] if a["asset"] == "WGT")
+                big = structured(await c.call_tool("place_order", {
+                    "asset": "WGT", "side": "buy", "qty": cash, "price": 100}))
+                assert big == {"ok": False, "code": "insufficient_funds", "submitted": False,
+                               "detail": big["detail"]} and str(cash) in big["detail"]
+                short = structured(await c.call_tool("place_order", {
+                    "asset": "WGT", "side": "sell", "qty": wgt + 1, "price": 100}))
+                assert short["code"] == "insufficient_assets" and not short["ok"]
+                broke = structured(await c.call_tool("pay", {"to": 1, "asset": "CRD",
+                                                             "amount": cash + 1}))
+                assert broke["code"] == "insufficient_funds"
+                gone = structured(await c.call_tool("cancel_order", {"order": 999999}))
+                assert gone["code"] == "unknown_order"
+                # what the spot checks cannot know, the kernel refuses; prove says why
+                sent = structured(await c.call_tool("act", {"action": {
+                    "kind": "pay", "to": 999999, "asset": "CRD", "amount": 1}}))
+                assert sent["ok"], sent
+                proof = structured(await c.call_tool("prove", {"nonce": sent["nonce"]}))
+                assert not proof["ok"] and proof["verified"], proof
+                assert proof["code"] == proof["outcome"]["reason"] and proof["code"] != "ok"
+                assert proof["detail"]
+                # and an accepted order's outcome says what it did
+                placed = structured(await c.call_tool("place_order", {
+                    "asset": "WGT", "side": "buy", "qty": 1, "price": 1}))
+                proof = structured(await c.call_tool("prove", {"nonce": placed["nonce"]}))
+                assert proof["ok"] and proof["outcome"]["rested"] == 1, proof
+
+        asyncio.run(session())

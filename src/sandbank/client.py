@@ -229,6 +229,13 @@ class RemoteAgent:
         the nonce, and how many entries the action produced (the server's index cannot
         point elsewhere); returns their sequence numbers (raises if anything fails).
         `entries`: the action's entries if already fetched (from `wait`)."""
+        return [seq for seq, _ in self.proven(nonce, entries)]
+
+    def proven(self, nonce: int, entries: list[dict[str, Any]] | None = None
+               ) -> list[tuple[int, dict[str, Any] | None]]:
+        """As `prove`, with each entry's body as the proof carried it (None where this agent
+        may not read it): what the action did, refusal reason included, checked against the
+        operator's signed checkpoint rather than taken from the server's word."""
         import json
 
         name, key = parse_verifier_key(self.client.operator_key)
@@ -236,15 +243,16 @@ class RemoteAgent:
         found = self.entries(nonce, reading) if entries is None else entries
         if not found:
             raise ClientError(0, "not_logged", f"no entry of action {nonce} yet")
-        seqs = []
+        out: list[tuple[int, dict[str, Any] | None]] = []
         for i, e in enumerate(found):
             bundle = self.client._get(f"/v1/proof/{e['seq']}", params=query, headers=headers)
             try:
                 check_bundle(bundle, name, key)
             except ValueError as err:
                 raise ClientError(0, "bad_proof", f"entry {e['seq']}: {err}") from None
+            body = json.loads(bundle["entry"]) if bundle["entry"] is not None else None
             if i == 0:
-                first = json.loads(bundle["entry"]) if bundle["entry"] is not None else {}
+                first = body or {}
                 if (first.get("actor"), first.get("nonce"), first.get("entries", 1)) != (
                         self.id, nonce, len(found)) or bundle["index"] != e["seq"]:
                     raise ClientError(0, "not_this_action", f"entry {e['seq']} does not start "
@@ -252,5 +260,5 @@ class RemoteAgent:
                                       f"entries (the server's index is wrong)")
             elif e["seq"] != found[0]["seq"] + i:
                 raise ClientError(0, "not_this_action", "an action's entries are consecutive")
-            seqs.append(e["seq"])
-        return seqs
+            out.append((e["seq"], body))
+        return out

@@ -50,7 +50,7 @@ def main() -> int:
               f"({', '.join(e['kind'] for e in entries)}) proven against the signed checkpoint")
         return 0 if after > before else 1
     except ClientError as e:
-        print(f"refused: {e}", file=sys.stderr)
+        print(f"remote_agent: {e}", file=sys.stderr)
         return 1
 
 

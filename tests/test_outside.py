@@ -175,3 +175,69 @@ def test_mcp_tool_schemas_list_the_choices_and_bad_arguments_are_refused_on_the_
                 assert proof["ok"] and proof["outcome"]["rested"] == 1, proof
 
         asyncio.run(session())
+
+
+def test_joining_needs_no_python_keygen_admit_owner_then_the_mcp_bridge(tmp_path):
+    import os
+
+    from mcp import Client as MCPClient
+    from mcp.client.stdio import StdioServerParameters
+
+    def cli(*args, env=None):
+        return subprocess.run([sys.executable, "-m", "sandbank.cli", *args], capture_output=True,
+                              text=True, timeout=120, env=env)
+
+    owner_key = tmp_path / "owner.key"
+    made = cli("keygen", str(owner_key))
+    assert made.returncode == 0 and len(made.stdout.strip()) == 64, made.stderr
+    assert oct(owner_key.stat().st_mode & 0o777) == "0o600"
+    again = cli("keygen", str(owner_key))  # never overwritten
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+    with LiveServer(tmp_path) as srv:
+        env = {**os.environ, "SANDBANK_OPERATOR_TOKEN": srv.env["SANDBANK_OPERATOR_TOKEN"]}
+        no_token = cli("admit-owner", "acme", "--key-file", str(owner_key), "--evidence", "x",
+                       "--server", srv.url, env={k: v for k, v in env.items()
+                                                 if k != "SANDBANK_OPERATOR_TOKEN"})
+        assert no_token.returncode == 2 and "SANDBANK_OPERATOR_TOKEN" in no_token.stderr
+        wrong = cli("admit-owner", "acme", "--key-file", str(owner_key), "--evidence", "x",
+                    "--server", srv.url, env={**env, "SANDBANK_OPERATOR_TOKEN": "w" * 32})
+        assert wrong.returncode == 1 and "refused" in wrong.stderr, wrong.stderr
+        admitted = cli("admit-owner", "acme", "--key-file", str(owner_key), "--evidence",
+                       "checked by hand", "--server", srv.url, env=env)
+        assert admitted.returncode == 0, admitted.stderr
+        owner = int(admitted.stdout.strip())
+        params = StdioServerParameters(command=sys.executable, args=[
+            "-m", "sandbank.cli", "mcp", "--server", srv.url, "--key-file",
+            str(tmp_path / "agent.key"), "--owner", str(owner), "--owner-key-file",
+            str(owner_key), "--name", "no-python"])
+
+        async def session():
+            async with MCPClient(params, read_timeout_seconds=60) as c:
+                return structured(await c.call_tool("whoami", {}))["agent"]
+
+        assert asyncio.run(session()) > 8
+
+
+def test_an_unreachable_server_is_one_line_not_a_traceback(tmp_path):
+    from tests.live_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    key = tmp_path / "k.key"
+    runs = [
+        ([sys.executable, "-m", "sandbank.cli", "mcp", "--server", dead, "--key-file", str(key)],
+         2),
+        ([sys.executable, "-m", "sandbank.cli", "admit-owner", "o", "--key-file", str(key),
+          "--evidence", "e", "--server", dead], 1),
+        ([sys.executable, str(ROOT / "examples" / "remote_agent.py"), "--url", dead,
+          "--operator-token", "t" * 20], 1),
+    ]
+    subprocess.run([sys.executable, "-m", "sandbank.cli", "keygen", str(key)], check=True,
+                   capture_output=True)
+    import os
+
+    env = {**os.environ, "SANDBANK_OPERATOR_TOKEN": "t" * 20}
+    for cmd, code in runs:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == code, (cmd, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot reach" in lines[0] and dead in lines[0], r.stderr

@@ -956,6 +956,65 @@ def mcp(
 
 
 @app.command()
+def keygen(
+    key_file: Path = typer.Argument(..., help="where to write the new key (refused if it "
+                                    "exists)"),
+) -> None:
+    """Make an Ed25519 key (an owner's or an agent's): its seed goes to KEY_FILE (mode 0600,
+    64 hex characters; keep it secret), its public key is printed (give that to whoever
+    admits you). `sandbank mcp --key-file` and `admit-owner --key-file` read such files."""
+    from sandbank.identity.keys import KeyFileError, SigningKey
+
+    if key_file.exists():
+        _fail(f"{key_file} exists: a key file is never overwritten")
+    if not key_file.parent.is_dir():
+        _fail(f"no folder {key_file.parent} for the key file")
+    try:
+        key = SigningKey.load(key_file)
+    except (KeyFileError, OSError) as e:
+        _fail(f"cannot write {key_file}: {e}")
+        raise
+    out.print(key.public.hex())
+
+
+@app.command("admit-owner")
+def admit_owner(
+    name: str = typer.Argument(..., help="the owner's name (a person or organisation)"),
+    key_file: Path = typer.Option(..., help="the owner's key (from `sandbank keygen`; only its "
+                                  "public key is sent)"),
+    evidence: str = typer.Option(..., help="the attestation record: who vouched for this "
+                                 "owner, how (logged)"),
+    kind: str = typer.Option("organisation", help="organisation | human"),
+    server: str = typer.Option("http://127.0.0.1:8000", help="the sandbox's URL"),
+    wait: float = typer.Option(30.0, min=0, help="seconds to wait for the tick that admits it"),
+) -> None:
+    """(The operator's.) Admit an owner to a live sandbox and print its id, with the operator
+    token from SANDBANK_OPERATOR_TOKEN (never on the command line). Agents then join under
+    that owner: `sandbank mcp --owner ID --owner-key-file KEY_FILE`."""
+    import os
+
+    from sandbank.client import Client, ClientError
+    from sandbank.identity.keys import KeyFileError, SigningKey
+
+    token = os.environ.get("SANDBANK_OPERATOR_TOKEN", "")
+    if not token:
+        _fail("set SANDBANK_OPERATOR_TOKEN to the sandbox's operator token")
+    if kind not in ("organisation", "human"):
+        _fail("--kind must be organisation or human")
+    try:
+        key = SigningKey.load(key_file, create=False, what="owner key file")
+    except KeyFileError as e:
+        _fail(str(e))
+        raise
+    try:
+        oid = Client(server).admit_owner(token, name, key, evidence, kind=kind, wait=wait)
+    except ClientError as e:
+        _fail(f"{server} refused: {e}" if e.status else str(e), 1)
+        raise
+    out.print(oid)
+
+
+@app.command()
 def scenarios() -> None:
     """List the built-in scenario library."""
     from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario

@@ -28,10 +28,11 @@ from sandbank.kernel.schema import Action, agent_attestation_bytes
 
 
 class ClientError(RuntimeError):
-    """The server refused a request: `code` is its stable problem code."""
+    """The server refused a request: `code` is its stable problem code (`unreachable`, status
+    0: no answer from the server at all)."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(f"{status} {code}: {detail}")
+        super().__init__(f"{status} {code}: {detail}" if status else f"{code}: {detail}")
         self.status, self.code, self.detail = status, code, detail
 
 
@@ -115,11 +116,20 @@ class Client:
                 raise ClientError(r.status_code, "error", r.text) from None
         return r.json()
 
+    def _send(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.TransportError as e:  # refused, unresolvable, timed out: one line
+            url = self.http.base_url or path
+            raise ClientError(0, "unreachable", f"cannot reach the sandbox at {url} "
+                              f"({type(e).__name__}: {e or 'no answer'})") from None
+        return self._check(r)
+
     def _get(self, path: str, **kw: Any) -> Any:
-        return self._check(self.http.get(path, **kw))
+        return self._send("GET", path, **kw)
 
     def _post(self, path: str, **kw: Any) -> Any:
-        return self._check(self.http.post(path, **kw))
+        return self._send("POST", path, **kw)
 
     def status(self) -> dict[str, Any]:
         return self._get("/v1/status")
@@ -129,10 +139,11 @@ class Client:
         return self._get("/v1/market")
 
     def admit_owner(self, operator_token: str, name: str, owner_key: SigningKey, evidence: str,
-                    *, wait: float = 30.0) -> int:
+                    *, kind: str = "organisation", wait: float = 30.0) -> int:
         """(The operator's call.) Admit an owner and wait for its id."""
         self._post("/v1/owners", headers={"Authorization": f"Bearer {operator_token}"},
-                   json={"name": name, "public_key": owner_key.public.hex(), "evidence": evidence})
+                   json={"name": name, "public_key": owner_key.public.hex(), "evidence": evidence,
+                         "kind": kind})
         return self._poll(lambda: self._get("/v1/owners", params={
             "public_key": owner_key.public.hex()})["owner"], ("unknown_owner",), wait)
 

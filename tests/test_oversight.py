@@ -211,6 +211,28 @@ def test_inspect_investigates_an_alert_from_the_command_line(tmp_path):
     assert "root causes" in r.output and (tmp_path / "i" / "incident.json").is_file()
     doc = json.loads((tmp_path / "i" / "incident.json").read_text())
     assert doc["proofs"] and doc["alert"]["detector"] == "exfiltration"
+    # the same, for a pipe: every format parses, and stdout holds only the data
+    r = CliRunner().invoke(app, ["inspect", log, "--format", "json"])
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["seed"] == res.summary["seed"]
+    assert any(a["detector"] == "exfiltration" and a["alert"] == alert for a in doc["alerts"])
+    assert "alert" in {e["event kind"] for e in doc["events"]}
+    import csv
+    import io
+
+    r = CliRunner().invoke(app, ["inspect", log, "--format", "csv"])
+    blocks = {b.split("\n", 1)[0]: list(csv.DictReader(io.StringIO(b.split("\n", 1)[1])))
+              for b in r.stdout.strip().split("\n\n")}
+    assert set(blocks) == {"# safeguards", "# events", "# alerts"}
+    assert len(blocks["# alerts"]) == len(doc["alerts"])
+    r = CliRunner().invoke(app, ["inspect", log, "--format", "md"])
+    assert "### events" in r.stdout and "| event kind | count |" in r.stdout
+    r = CliRunner().invoke(app, ["inspect", log, "--alert", str(alert), "--format", "json"])
+    assert json.loads(r.stdout)["alert"]["detector"] == "exfiltration"
+    r = CliRunner().invoke(app, ["inspect", log, "--alert", str(alert), "--format", "csv"])
+    assert r.exit_code == 2 and "no csv form" in r.output
+    r = CliRunner().invoke(app, ["inspect", log, "--format", "xml"])
+    assert r.exit_code == 2 and "--format must be one of" in r.output
     r = CliRunner().invoke(app, ["inspect", log, "--alert", "999"])
     assert r.exit_code != 0 and "no alert 999" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["inspect", log, "--explain"])
@@ -248,6 +270,14 @@ def test_scorecard_command_prints_and_writes_the_table(tmp_path):
     assert (tmp_path / "scorecard.html").is_file() and (tmp_path / "scorecard.csv").is_file()
     r = CliRunner().invoke(app, ["scorecard", str(tmp_path / "nope.yaml")])
     assert r.exit_code != 0 and "Traceback" not in r.output
+    # for a pipe: the table as data on stdout, progress as plain lines on stderr
+    r = CliRunner().invoke(app, ["scorecard", str(builtin_dir() / "wash_ring.yaml"), "--seeds",
+                                 "1", "--out", str(tmp_path / "j"), "--format", "json"],
+                           env={"SANDBANK_PROGRESS_SECONDS": "0"})
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["scorecard"][0]["scenario"] == "wash_ring" and doc["failures"] == []
+    assert "red team: wash_ring: 0/1 scenarios" in r.stderr and "scorecard.md" in r.stderr
 
 
 def test_a_bad_redteam_section_fails_before_running():

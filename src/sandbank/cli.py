@@ -120,9 +120,126 @@ def _pinned(key: str | None) -> tuple[str, bytes] | None:
         raise
 
 
-def _progress(total: int, what: str) -> Progress:
-    return Progress(TextColumn(f"{what}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                    TimeElapsedColumn(), console=err, transient=True, disable=total < 200_000)
+class _Lines:
+    """Progress for a stderr that is no terminal (a CI log, a pipe, a notebook's cell): a
+    plain line every `every` seconds (SANDBANK_PROGRESS_SECONDS, default 10) and one at the
+    end if any was printed, instead of a bar that redraws (and shows nothing there). Work
+    shorter than `every` prints nothing. Same calls as rich's Progress."""
+
+    def __init__(self, what: str, unit: str, every: float) -> None:
+        self.what, self.unit, self.every = what, unit, every
+        self.tasks: dict[int, dict] = {}
+        self.started = self.last = time.monotonic()
+        self.printed = False
+
+    def __enter__(self) -> _Lines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.printed and exc[0] is None:
+            for t in self.tasks.values():
+                self._line(t)
+
+    def add_task(self, description: str, total: float | None = None, **_: object) -> int:
+        self.tasks[len(self.tasks)] = {"description": description, "total": total,
+                                       "completed": 0}
+        return len(self.tasks) - 1
+
+    def update(self, task: int, *, completed: float | None = None, total: float | None = None,
+               description: str | None = None, advance: float | None = None,
+               **_: object) -> None:
+        t = self.tasks[task]
+        for key, value in (("completed", completed), ("total", total),
+                           ("description", description)):
+            if value is not None:
+                t[key] = value
+        if advance:
+            t["completed"] += advance
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line(t)
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def _line(self, t: dict) -> None:
+        done, total = int(t["completed"]), t["total"]
+        what = self.what.replace("{task.description}", str(t["description"]))
+        share = f"{done:,}/{int(total):,} {self.unit}".rstrip() if total else f"{done:,} " \
+            f"{self.unit}".rstrip()
+        pct = f" ({100 * done / total:.0f}%)" if total else ""
+        err.print(f"{what}: {share}{pct}, {time.monotonic() - self.started:.0f}s", markup=False,
+                  highlight=False)
+        self.printed = True
+
+
+def _bar(what: str, *columns: object, unit: str = "", disable: bool = False) -> Progress | _Lines:
+    """A progress bar on a terminal (`what`, then `columns`), periodic lines elsewhere."""
+    if err.is_terminal:
+        return Progress(TextColumn(what), *columns, TimeElapsedColumn(), console=err,
+                        transient=True, disable=disable)
+    import os
+
+    try:
+        every = float(os.environ.get("SANDBANK_PROGRESS_SECONDS", "10"))
+    except ValueError:
+        every = 10.0
+    return _Lines(what, unit, every)
+
+
+def _progress(total: int, what: str) -> Progress | _Lines:
+    return _bar(what, BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                unit="entries", disable=total < 200_000)
+
+
+FORMATS = ("table", "md", "csv", "json")
+FORMAT_HELP = ("table (for a terminal) | md (Markdown tables) | csv (each table as CSV, after "
+               "a '# name' line, tables apart by a blank line) | json (one object); with md, "
+               "csv and json, stdout holds only the data and everything else goes to stderr")
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def _emit(fmt: str, tables: list[tuple[str, list[str], list[list]]],
+          meta: dict | None = None) -> None:
+    """Print `tables` (name, columns, rows) in `fmt`; `meta` (a few key facts) goes first."""
+    if fmt == "json":
+        doc = dict(meta or {})
+        for name, cols, rows in tables:
+            doc[name] = [dict(zip(cols, r, strict=True)) for r in rows]
+        sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
+        return
+    if fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        for i, (name, cols, rows) in enumerate(tables):
+            sys.stdout.write(("\n" if i else "") + f"# {name}\n")
+            w.writerow(cols)
+            w.writerows(rows)
+        return
+    if fmt == "md":
+        cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        parts = [" · ".join(f"{k} {v}" for k, v in meta.items())] if meta else []
+        for name, cols, rows in tables:
+            lines = [f"### {name}", "", "| " + " | ".join(cols) + " |",
+                     "|" + "---|" * len(cols)]
+            lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+            parts.append("\n".join(lines))
+        sys.stdout.write("\n\n".join(parts) + "\n")
+        return
+    if meta:
+        out.print(" · ".join(f"{k} {v}" for k, v in meta.items()), highlight=False)
+    for name, cols, rows in tables:
+        t = Table(*cols, title=name)
+        for r in rows:
+            t.add_row(*(str(v) for v in r))
+        out.print(t)
 
 
 KEY_FILE_HELP = ("the run secret every key is derived from (created, mode 0600, if absent; "
@@ -136,9 +253,8 @@ def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = N
 
     agents = sum(g.count for g in sc.population)
     try:
-        with Progress(TextColumn(f"{sc.name}: {agents} agents"), BarColumn(),
-                      TextColumn("tick {task.completed}/{task.total}"), TimeElapsedColumn(),
-                      console=err, transient=True) as bar:
+        with _bar(f"{sc.name}: {agents} agents", BarColumn(),
+                  TextColumn("tick {task.completed}/{task.total}"), unit="ticks") as bar:
             task = bar.add_task("run", total=sc.ticks)
             result = run_scenario(sc, folder, overwrite=overwrite, key_file=key_file,
                                   on_tick=lambda done, _: bar.update(task, completed=done),
@@ -353,9 +469,8 @@ def sweep(
         raise
     folder = out_dir or Path("runs") / f"sweep-{sw.scenario.get('name', 'scenario')}"
     total = len(sw.configurations()) * len(sw.seeds)
-    with Progress(TextColumn(f"sweep: {total} runs"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+    with _bar(f"sweep: {total} runs", BarColumn(), TextColumn("{task.completed}/{task.total}"),
+              unit="runs") as bar:
         task = bar.add_task("sweep", total=total)
         try:
             rows = run_sweep(sw, folder, RayBackend() if backend == "ray"
@@ -389,13 +504,18 @@ def scorecard(
                                       "most harm done undetected, with this many runs"),
     family: list[str] = typer.Option([], help="only these families (repeatable)"),
     sample_seed: int = typer.Option(0, help="the generator's seed for --generate"),
+    fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
 ) -> None:
     """Run the scenario library with its safeguards and without: did the right detector fire
     on an attacker, with evidence, how fast, with how many false alerts, did the safeguards
     cut the harm in every seed — by the expected response, not another — and at what cost
     in welfare? (checklist 44; the red team). With --generate / --search: the same over
     sampled attack variants, and the largest harm an attack did undetected."""
+    _check_format(fmt)
     if generate or search_budget:
+        if fmt != "table":
+            _fail("--format applies to the library's scorecard; --generate and --search write "
+                  "generated.md and search.json")
         _scorecard_generated(out_dir, workers, generate, search_budget, family, sample_seed,
                              seeds)
         return
@@ -407,9 +527,8 @@ def scorecard(
     paths = files or sorted(builtin_dir().glob("*.yaml"))
     seed_list = _seeds(seeds)
     verdicts = []
-    with Progress(TextColumn("red team: {task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+    with _bar("red team: {task.description}", BarColumn(),
+              TextColumn("{task.completed}/{task.total}"), unit="scenarios") as bar:
         task = bar.add_task("", total=len(paths))
         for path in paths:
             bar.update(task, description=path.stem)
@@ -421,18 +540,23 @@ def scorecard(
             if v is not None:
                 verdicts.append(v)
             bar.advance(task)
-    t = Table(*COLUMNS)
-    for row in summarise(verdicts):
-        t.add_row(*[row[c] if c != "verdict" or row[c] == "ok" else f"[red]{row[c]}[/]"
-                    for c in COLUMNS])
-    out.print(t)
-    for v in verdicts:
-        for c in v.cases:
-            if not c.ok:
-                out.print(f"[red]{c.scenario} seed {c.seed}:[/] {c.why}", highlight=False)
+    rows = summarise(verdicts)
+    failures = [(c.scenario, c.seed, c.why) for v in verdicts for c in v.cases if not c.ok]
     csv_path, html_path = write(out_dir, verdicts)
-    out.print(f"cases: {csv_path}  table: {out_dir / 'scorecard.md'}  report: {html_path}",
-              highlight=False)
+    where = f"cases: {csv_path}  table: {out_dir / 'scorecard.md'}  report: {html_path}"
+    if fmt != "table":
+        _emit(fmt, [("scorecard", COLUMNS, [[r[c] for c in COLUMNS] for r in rows]),
+                    ("failures", ["scenario", "seed", "why"], [list(f) for f in failures])])
+        err.print(where, highlight=False, markup=False)
+    else:
+        t = Table(*COLUMNS)
+        for row in rows:
+            t.add_row(*[row[c] if c != "verdict" or row[c] == "ok" else f"[red]{row[c]}[/]"
+                        for c in COLUMNS])
+        out.print(t)
+        for scenario, seed, why in failures:
+            out.print(f"[red]{scenario} seed {seed}:[/] {escape(why)}", highlight=False)
+        out.print(where, highlight=False, markup=False)
     if not verdicts or not all(v.ok for v in verdicts):
         raise typer.Exit(1)
 
@@ -464,9 +588,8 @@ def _scorecard_generated(out_dir: Path, workers: int, n: int, budget: int,
     rows: list[dict] = []
     searched: list[dict] = []
     result = None
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+    with _bar("{task.description}", BarColumn(),
+              TextColumn("{task.completed}/{task.total} runs"), unit="runs") as bar:
         try:
             if n:
                 task = bar.add_task(f"{n} variants × {len(names)} families", total=None)
@@ -1268,9 +1391,14 @@ def inspect(
     explain: bool = typer.Option(False, help="with --entry: investigate that event"),
     out_dir: Path | None = typer.Option(None, "--out", help="write incident.json (with "
                                         "inclusion proofs) and incident.html here"),
+    fmt: str = typer.Option("table", "--format", help=FORMAT_HELP + "; an incident has no "
+                            "csv form"),
 ) -> None:
     """Summarise a log (header, events by kind, alerts), print one entry, or reconstruct the
     incident behind an alert or an event (causal graph, root causes, money flows, proofs)."""
+    _check_format(fmt)
+    if fmt == "csv" and (alert is not None or explain):
+        _fail("an incident has no csv form: --format table, md or json")
     store = _open(log)
     if alert is not None or explain:
         from sandbank.oversight.forensics import IncidentError, investigate, render_html, render_text
@@ -1286,15 +1414,21 @@ def inspect(
             _fail(str(e))
             raise
         store.close()
-        out.print(render_text(inc), highlight=False)
+        shown = out if fmt == "table" else err
+        if fmt == "json":
+            sys.stdout.write(json.dumps(inc.to_json(), indent=1) + "\n")
+        elif fmt == "md":
+            sys.stdout.write(f"```text\n{render_text(inc)}\n```\n")
+        else:
+            out.print(render_text(inc), highlight=False, markup=False)
         if out_dir is not None:
             if out_dir.exists() and not out_dir.is_dir():
                 _fail(f"--out {out_dir} is a file, not a folder")
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "incident.json").write_text(json.dumps(inc.to_json(), indent=1) + "\n")
             (out_dir / "incident.html").write_text(render_html(inc))
-            out.print(f"incident: {out_dir / 'incident.json'} (with {len(inc.proofs)} "
-                      f"inclusion proofs) and {out_dir / 'incident.html'}", highlight=False)
+            shown.print(f"incident: {out_dir / 'incident.json'} (with {len(inc.proofs)} "
+                        f"inclusion proofs) and {out_dir / 'incident.html'}", highlight=False)
         return
     if entry is not None:
         e = store.entry(entry)
@@ -1318,30 +1452,45 @@ def inspect(
         _fail(f"entry 0 is not a run header ({type(e).__name__}); `sandbank verify` says "
               f"what is wrong with this log", 1)
         raise
+    alerts: list[list] = []
+    if any(kind == "alert" for kind, _ in kinds):
+        store = _open(log)
+        cap = 30 if fmt == "table" else None  # (the data formats: every alert, uncut)
+        for e in store.entries():
+            if e.kind == "alert" and (cap is None or len(alerts) < cap):
+                d = json.loads(e.body)
+                alerts.append([d["alert"], d["tick"], d["detector"], d["score"],
+                               ",".join(map(str, d["subjects"] if cap is None
+                                            else d["subjects"][:6])),
+                               d["summary"] if cap is None else d["summary"][:80]])
+        store.close()
+    meta = {"origin": h["origin"], "seed": h["seed"], "sandbank": h["version"],
+            "entries": last.size, "last tick": last.tick}
+    safeguards = [[name, s["layer"], "yes" if s["enabled"] else "no"]
+                  for name, s in h["safeguards"].items()]
+    tables = [("safeguards", ["safeguard", "layer", "enabled"], safeguards),
+              ("events", ["event kind", "count"], [[kind, n] for kind, n in kinds]),
+              ("alerts", ["alert", "tick", "detector", "score", "subjects", "summary"], alerts)]
+    if fmt != "table":
+        _emit(fmt, tables, meta)
+        return
     out.print(f"origin {h['origin']} · seed {h['seed']} · sandbank {h['version']} · "
-              f"{last.size:,} entries · last tick {last.tick}")
+              f"{last.size:,} entries · last tick {last.tick}", highlight=False, markup=False)
     t = Table("safeguard", "layer", "enabled")
-    for name, s in h["safeguards"].items():
-        t.add_row(name, s["layer"], "yes" if s["enabled"] else "[red]no[/]")
+    for name, layer, on in safeguards:
+        t.add_row(escape(name), layer, "yes" if on == "yes" else "[red]no[/]")
     out.print(t)
     t = Table("event kind", "count")
     for kind, n in kinds:
         t.add_row(kind, f"{n:,}")
     out.print(t)
-    if any(kind == "alert" for kind, _ in kinds):
-        store = _open(log)
+    if alerts:
         t = Table("alert", "tick", "detector", "score", "subjects", "summary", title="alerts")
-        shown = 0
-        for e in store.entries():
-            if e.kind == "alert" and shown < 30:
-                d = json.loads(e.body)
-                t.add_row(str(d["alert"]), str(d["tick"]), d["detector"], str(d["score"]),
-                          ",".join(map(str, d["subjects"][:6])), d["summary"][:80])
-                shown += 1
-        store.close()
+        for row in alerts:
+            t.add_row(*(escape(str(v)) for v in row))
         out.print(t)
         out.print(f"investigate one: sandbank inspect {log} --alert N [--out DIR]",
-                  highlight=False)
+                  highlight=False, markup=False)
 
 
 def _version(value: bool) -> None:

@@ -8,7 +8,7 @@ import importlib
 
 # extra -> the modules it brings that sandbank imports
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "server": ("fastapi", "uvicorn", "starlette", "mcp", "websockets", "httpx"),
+    "server": ("fastapi", "uvicorn", "starlette", "mcp", "websockets", "httpx", "a2a"),
     "client": ("httpx",),
     "llm": ("httpx",),
     "postgres": ("psycopg",),

@@ -172,13 +172,17 @@ def _dotted(overrides: Mapping[str, Any] | None, more: Mapping[str, Any]) -> dic
 def run(scenario: str | Path | Mapping[str, Any], *, seed: int | None = None,
         ticks: int | None = None, out: str | Path | None = None, overwrite: bool = False,
         key_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-        paths: tuple[str, ...] = (), on_tick: Any = None, **more: Any) -> Run:
+        paths: tuple[str, ...] = (), on_tick: Any = None, trace: Any = None,
+        **more: Any) -> Run:
     """Run a scenario into `out` (default `runs/<name>-seed<seed>`) and return the Run.
     `seed`, `ticks`: as the CLI's; `overrides` and keyword arguments: dotted keys of the
     scenario to set (see the module's docstring); `key_file`: the run secret (default
     `<out>/run.key`, created if absent); `overwrite`: replace a run already in `out`;
-    `on_tick(done, total)`: progress. A run whose success criteria fail is returned (check
-    `.ok`); one that cannot run raises RunError or ScenarioError."""
+    `on_tick(done, total)`: progress; `trace`: OpenTelemetry spans of the decisions, model
+    calls and actions — "file" (`<out>/trace.jsonl`), "otlp" (OTLP/HTTP to
+    $OTEL_EXPORTER_OTLP_ENDPOINT) or a `sandbank.telemetry.Tracing` you configured and
+    close. A run whose success criteria fail is returned (check `.ok`); one that cannot run
+    raises RunError or ScenarioError."""
     from sandbank.lab.runner import run_scenario
     from sandbank.lab.sweep import apply_config
 
@@ -190,8 +194,17 @@ def run(scenario: str | Path | Mapping[str, Any], *, seed: int | None = None,
                      what=source + (f" (with {', '.join(sorted(changes))})" if changes else ""),
                      ticks_label="ticks")
     folder = Path(out) if out is not None else Path("runs") / f"{sc.name}-seed{sc.seed}"
-    result = run_scenario(sc, folder, overwrite=overwrite, on_tick=on_tick,
-                          key_file=Path(key_file) if key_file else None)
+    tracing = trace
+    if isinstance(trace, str):
+        from sandbank.telemetry import configure
+
+        tracing = configure(trace, path=folder / "trace.jsonl")
+    try:
+        result = run_scenario(sc, folder, overwrite=overwrite, on_tick=on_tick,
+                              key_file=Path(key_file) if key_file else None, trace=tracing)
+    finally:
+        if tracing is not None and tracing is not trace:
+            tracing.close()
     return Run(result.out)
 
 

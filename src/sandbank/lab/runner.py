@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import sandbank.economy
+from sandbank import telemetry
 from sandbank.agents.base import POLICIES, Agent, AsyncAgent, Directory, run_async
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.verify import verify_log
@@ -73,32 +74,39 @@ class RunResult:
 
 
 
-def _decide(k: Kernel, agents: list[Agent], concurrency: int) -> dict[int, Any]:
+def _decide(k: Kernel, agents: list[Agent], concurrency: int,
+            tracing: telemetry.Tracing | None = None) -> dict[int, Any]:
     """Every in-process agent's actions for this tick (or the exception it raised). Agents
     that wait on something (AsyncAgent: a model, a network) run concurrently, at most
     `concurrency` at a time; results are used in agent order, so the run stays
-    deterministic."""
+    deterministic. `tracing`: each decision is a span (telemetry.py)."""
     out: dict[int, Any] = {}
     waiting = []
+    tick = k.tick + 1  # the tick the decisions' actions land in
     for agent in agents:
         obs = k.observe(agent.id)
         if isinstance(agent, AsyncAgent):
             waiting.append((agent, obs))
             continue
-        try:
-            out[agent.id] = agent.act(obs)
-        except Exception as e:
-            out[agent.id] = e
+        with telemetry.decision(tracing, agent.id, tick) as span:
+            try:
+                out[agent.id] = agent.act(obs)
+            except Exception as e:
+                out[agent.id] = e
+            span.done(out[agent.id])
     if waiting:
         async def gather() -> list[Any]:
             gate = asyncio.Semaphore(concurrency)
 
             async def one(agent: AsyncAgent, obs: Any) -> Any:
                 async with gate:
-                    try:
-                        return await agent.act_async(obs)
-                    except Exception as e:
-                        return e
+                    with telemetry.decision(tracing, agent.id, tick) as span:
+                        try:
+                            result = await agent.act_async(obs)
+                        except Exception as e:
+                            result = e
+                        span.done(result)
+                        return result
 
             return await asyncio.gather(*(one(a, o) for a, o in waiting))
 
@@ -226,14 +234,16 @@ class LabEconomy:
 
     def __init__(self, sc: Scenario, store: Any, secret: RunSecret, *,
                  signatures: bool | None = None, live: bool = False,
-                 private: tuple[Path | str, ...] = (), governors: tuple[bytes, ...] = ()
-                 ) -> None:
+                 private: tuple[Path | str, ...] = (), governors: tuple[bytes, ...] = (),
+                 tracing: telemetry.Tracing | None = None) -> None:
         """`live`: a server runs it until stopped, so per-tick records are bounded.
         `private`: files and folders agent hosts must not see (the run folder, the key
         file; the log's file is added here). `governors`: live, the founding governors'
         public keys (their holders keep the secret keys; in the lab, which simulates them,
-        their keys derive from the run secret)."""
+        their keys derive from the run secret). `tracing`: spans of the population's
+        decisions and actions (telemetry.py); it only reads, the log is the same."""
         self.sc = sc
+        self.tracing = tracing
         self.live = live
         self.governor_keys = tuple(governors)
         self.private = [os.path.realpath(p) for p in
@@ -274,6 +284,11 @@ class LabEconomy:
         self.metrics.values = self.induced_values()
         self.metrics.rings = declared_rings(sc.population, self.members)
         self.setup_ticks = self.k.tick
+        if tracing is not None:  # (after the setup ticks: only the population is traced)
+            tracing.agents = {aid: (name, g.policy)
+                              for aid, (name, g, _) in zip(self.ids, self.plan, strict=True)}
+            tracing.run_attributes = {"sandbank.scenario": sc.name, "sandbank.seed": sc.seed}
+            tracing.watch(self.k)
 
     def _key(self, *label: object) -> SigningKey:
         """An identity's key: from the run secret, under this run's seed (one key file may
@@ -511,9 +526,13 @@ class LabEconomy:
                     pool.begin(i, [(aid, k.observe(aid)) for aid in active[n:n + HOST_BATCH]],
                                k.tick)
         active = [a for a in self.agents if registry[a.id].status == "active"]
-        decided = _decide(k, active, self.sc.concurrency)
+        decided = _decide(k, active, self.sc.concurrency, self.tracing)
         if pool is not None:
-            decided.update(pool.finish(k.tick))
+            remote = pool.finish(k.tick)
+            decided.update(remote)
+            if self.tracing is not None:
+                for aid in sorted(remote):
+                    self.tracing.remote_decision(aid, remote[aid])
             if len(pool.events) > self.host_events:
                 self.warnings.extend(pool.events[self.host_events:])
                 self.host_events = len(pool.events)
@@ -573,7 +592,17 @@ class LabEconomy:
         """One run tick: the population decides, scheduled interventions, the kernel's tick,
         then the outside's answers, the reviewers and the monitor queue for the next.
         `full_digest`: the tick's checkpoint covers the whole state (a run's last tick)."""
-        k, sc, submit, metrics = self.k, self.sc, self.submit, self.metrics
+        tracing = self.tracing
+        if tracing is None:
+            return self._step(full_digest)
+        tracing.begin_tick(self.k.tick + 1, self.t + 1)
+        try:
+            return self._step(full_digest)
+        finally:
+            tracing.end_tick()
+
+    def _step(self, full_digest: bool) -> TickSummary:
+        k, sc, submit, metrics, tracing = self.k, self.sc, self.submit, self.metrics, self.tracing
         decided = self.decide()
         for aid in sorted(decided):  # agent order, wherever the agents ran
             actions = decided[aid]
@@ -590,17 +619,26 @@ class LabEconomy:
                 # agents act only as themselves, or as the identities they spawned
                 if action.actor != aid and self.controller.get(action.actor) != aid:
                     metrics.agent_errors += 1
+                    if tracing is not None:
+                        tracing.unsubmitted(aid, action, "not_its_identity")
                     continue
                 try:
                     submit(action)
                 except QueueFull:  # the tick is full: this action is refused, measured
                     metrics.agent_errors += 1
                     self.errors["queue full"] = self.errors.get("queue full", 0) + 1
+                    if tracing is not None:
+                        tracing.unsubmitted(aid, action, "queue_full")
+                else:
+                    if tracing is not None:
+                        tracing.action(aid, action)
         self.t += 1
         scheduled = sc.interventions_at(self.t, self.members, self.overseer, self.supervisors)
         for action in scheduled:
             submit(action)
         summary: TickSummary = k.step(full_digest=full_digest)
+        if tracing is not None:
+            tracing.committed(k, summary)
         if scheduled:
             metrics.interventions(self.t, summary.tick, scheduled)
         if self.adapters:  # the outside answers what crossed, in the next tick
@@ -693,12 +731,14 @@ def _check_live_state(k: Kernel) -> None:
 def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                  on_tick: Callable[[int, int], None] | None = None,
                  key_file: Path | None = None,
-                 on_warning: Callable[[str], None] | None = None) -> RunResult:
+                 on_warning: Callable[[str], None] | None = None,
+                 trace: telemetry.Tracing | None = None) -> RunResult:
     """Run `sc` into the folder `out`. Keys come from the secret in `key_file` (default
     `<out>/run.key`, created with mode 0600 if absent): the same scenario, seed and key file
     give a byte-identical log. `on_warning` hears each warning when it arises (a host that
     is not contained, at the start; a host that went down, at that tick); the summary keeps
-    them all."""
+    them all. `trace`: OpenTelemetry spans of the population's decisions, model calls and
+    actions (`sandbank.telemetry.configure`; its owner closes it), the log unchanged."""
     out = Path(out)
     log_path = out / "log.db"
     if out.exists() and not out.is_dir():
@@ -716,7 +756,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         Path(str(log_path) + suffix).unlink(missing_ok=True)
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    econ = LabEconomy(sc, SQLiteStore(log_path), secret, private=(out, key_file or out / KEY_FILE))
+    econ = LabEconomy(sc, SQLiteStore(log_path), secret, private=(out, key_file or out / KEY_FILE),
+                      tracing=trace)
     econ.k.log.checkpoint_file = out / CHECKPOINT_FILE
     k, cfg, op_key, metrics = econ.k, econ.k.config, econ.op_key, econ.metrics
     ids, plan, oversight = econ.ids, econ.plan, econ.oversight

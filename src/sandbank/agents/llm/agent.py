@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import sandbank.economy  # noqa: F401  (registers every action kind)
+from sandbank import telemetry
 from sandbank.agents.base import AsyncAgent, policy
 from sandbank.agents.llm.client import Cassette, ChatClient
 from sandbank.controls.traces import Trace
@@ -98,7 +99,10 @@ class LLMAgent(AsyncAgent):
                    "tool_choice": "auto", "temperature": p["temperature"]}
         prompt = json.dumps(request, sort_keys=True)
         try:
-            body = await client.complete(request)
+            with telemetry.chat(p["model"], client.base_url, mode=client.mode,
+                                temperature=p["temperature"]) as call:  # (a no-op untraced)
+                body = await client.complete(request)
+                call.reply(body)
         except Exception as e:  # network, HTTP status, cassette miss: a counted failure
             return [Trace(actor=self.id, prompt=prompt, response=f"{type(e).__name__}: {e}",
                           model=p["model"], outcome="error")]

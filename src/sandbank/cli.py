@@ -247,8 +247,10 @@ KEY_FILE_HELP = ("the run secret every key is derived from (created, mode 0600, 
                  "as the operator; the same file, scenario and seed give the same log")
 
 
-def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = None):
-    """Run a scenario with a progress bar and print what happened; returns the result."""
+def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = None,
+                    trace=None):
+    """Run a scenario with a progress bar and print what happened; returns the result.
+    `trace`: OpenTelemetry tracing of the run (sandbank/telemetry.py)."""
     from sandbank.lab.runner import RunError, run_scenario
 
     agents = sum(g.count for g in sc.population)
@@ -257,6 +259,7 @@ def _run_and_report(sc, folder: Path, overwrite: bool, key_file: Path | None = N
                   TextColumn("tick {task.completed}/{task.total}"), unit="ticks") as bar:
             task = bar.add_task("run", total=sc.ticks)
             result = run_scenario(sc, folder, overwrite=overwrite, key_file=key_file,
+                                  trace=trace,
                                   on_tick=lambda done, _: bar.update(task, completed=done),
                                   on_warning=lambda w: err.print(f"[yellow]warning:[/] {w}",
                                                                  highlight=False))
@@ -388,9 +391,21 @@ def run(
                                         "offline, and a request it lacks is a failed call)"),
     cassette: Path | None = typer.Option(None, help="the cassette file (JSON lines) for "
                                          "--llm-mode record or replay"),
+    trace: str | None = typer.Option(None, help="OpenTelemetry spans of every agent "
+                                     "decision, model call and action: otlp (OTLP over HTTP "
+                                     "to --otel-endpoint) or file (JSON lines to "
+                                     "--trace-file); the log is the same either way"),
+    trace_file: Path | None = typer.Option(None, help="where --trace file writes (default: "
+                                           "<out>/trace.jsonl; implies --trace file)"),
+    otel_endpoint: str | None = typer.Option(None, help="the OTLP/HTTP collector for --trace "
+                                             "otlp (default: $OTEL_EXPORTER_OTLP_ENDPOINT, "
+                                             "else http://localhost:4318; implies --trace "
+                                             "otlp)"),
 ) -> None:
     """Run a scenario; write the log, metrics, a summary and a report to the run folder."""
+    from sandbank.extras import MissingExtra
     from sandbank.lab.scenario import ScenarioError, load_scenario
+    from sandbank.telemetry import EXPORTERS, configure
 
     try:
         sc = load_scenario(scenario, seed=seed, ticks=ticks, paths=tuple(map(str, path)),
@@ -400,8 +415,24 @@ def run(
         raise
     if llm_mode is not None or cassette is not None:
         _llm_overrides(sc, llm_mode, cassette)
-    _end(_run_and_report(sc, out_dir or Path("runs") / f"{sc.name}-seed{sc.seed}", overwrite,
-                         key_file))
+    folder = out_dir or Path("runs") / f"{sc.name}-seed{sc.seed}"
+    trace = trace or ("file" if trace_file else "otlp" if otel_endpoint else None)
+    if trace is not None and trace not in EXPORTERS:
+        _fail(f"--trace must be {' or '.join(EXPORTERS)}, got {trace!r}")
+    try:
+        tracing = configure(trace, path=trace_file or folder / "trace.jsonl",
+                            endpoint=otel_endpoint)
+    except (MissingExtra, ValueError) as e:
+        _fail(str(e))
+        raise
+    try:
+        result = _run_and_report(sc, folder, overwrite, key_file, trace=tracing)
+    finally:
+        if tracing is not None:
+            tracing.close()
+    if tracing is not None:
+        out.print(f"trace: spans written to {tracing.describe}", highlight=False)
+    _end(result)
 
 
 @app.command()
@@ -412,7 +443,7 @@ def demo(
     overwrite: bool = typer.Option(False, help="replace an existing run in --out"),
     key_file: Path | None = typer.Option(None, help=KEY_FILE_HELP),
 ) -> None:
-    """The main job: run the built-in mixed economy (scenarios/demo.yaml) on the embedded
+    """The main job: run the built-in mixed economy (the demo scenario) on the embedded
     SQLite store, verify and replay its log, and say where the report is."""
     from sandbank.economy import replay_log
     from sandbank.lab.scenario import ScenarioError, builtin_dir, load_scenario
@@ -506,10 +537,12 @@ def scorecard(
     sample_seed: int = typer.Option(0, help="the generator's seed for --generate"),
     fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
 ) -> None:
-    """Run the scenario library with its safeguards and without: did the right detector fire
+    """Judge the safeguards: run the scenario library with them and without (the red team).
+
+    Did the right detector fire
     on an attacker, with evidence, how fast, with how many false alerts, did the safeguards
     cut the harm in every seed — by the expected response, not another — and at what cost
-    in welfare? (checklist 44; the red team). With --generate / --search: the same over
+    in welfare? With --generate / --search: the same over
     sampled attack variants, and the largest harm an attack did undetected."""
     _check_format(fmt)
     if generate or search_budget:
@@ -1507,6 +1540,22 @@ def _version(value: bool) -> None:
 def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
                                        help="print the version and exit")) -> None:
     """sandbank: virtual agentic sandbox economies with a verifiable log."""
+
+
+def _short_helps() -> None:
+    """The command list shows each command's first sentence on one line (typer would show the
+    whole first paragraph with the docstring's line breaks)."""
+    import inspect
+    import re
+
+    for c in app.registered_commands:
+        if c.short_help is None:
+            text = inspect.cleandoc(c.help or (c.callback.__doc__ if c.callback else "") or "")
+            first = " ".join(text.split("\n\n")[0].split())
+            c.short_help = re.split(r"(?<=[A-Za-z0-9)][.?!])\s(?=[A-Z(`])", first, maxsplit=1)[0]
+
+
+_short_helps()
 
 
 def main() -> None:

@@ -36,3 +36,25 @@ def test_the_command_list_gives_one_sentence_each():
         assert short and "\n" not in short and short[-1] in ".?!", (name, short)
     r = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "250"})
     assert "Secrets come from" not in r.output  # the first sentence only
+
+
+def test_each_extra_installs_the_modules_sandbank_names_for_it():
+    """extras.py's map (the one-line hint for a missing module) agrees with pyproject.toml:
+    every module an extra is said to bring comes from a distribution that extra lists."""
+    import importlib.metadata as md
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from sandbank.extras import EXTRAS
+
+    extras = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+    provides = md.packages_distributions()
+    for extra, modules in EXTRAS.items():
+        assert extra in extras, f"extras.py names an extra {extra!r} pyproject lacks"
+        listed = {re.split(r"[\[<>=!~ ]", req, maxsplit=1)[0].lower().replace("_", "-")
+                  for req in extras[extra]}
+        for module in modules:
+            dists = {d.lower().replace("_", "-") for d in provides.get(module, [])}
+            assert dists & listed, f"{module} (extra {extra}) comes from {dists}, not {listed}"

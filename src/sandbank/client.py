@@ -178,6 +178,15 @@ class RemoteAgent:
     def __init__(self, client: Client, agent: int, key: SigningKey, nonce: int = 0) -> None:
         self.client, self.id, self.key, self.nonce = client, agent, key, nonce
 
+    def envelope(self, action: Action) -> dict[str, Any]:
+        """`action` signed as this agent with its next nonce, in the wire form `POST
+        /v1/actions` takes — also the DataPart of an A2A message (docs/server.md, "A2A").
+        Not sent: its nonce is `envelope["nonce"]`."""
+        if action.actor != self.id:
+            raise ValueError(f"an agent acts only as itself (actor {self.id})")
+        self.nonce += 1
+        return action.signed(self.key, self.nonce).to_dict()
+
     def act(self, action: Action) -> int:
         """Sign and submit an action as this agent; returns its nonce. If the server says
         the nonce was used (this process restarted, or another holds the key too), the nonce

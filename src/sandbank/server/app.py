@@ -369,6 +369,11 @@ def create_app(box: Sandbox) -> Any:
                 out.append({"queued": False, "code": p.code, "detail": p.detail})
         return {"results": out, "queued": sum(1 for r in out if r["queued"])}
 
+    # A2A 1.0 (server/a2a.py): the agent card, and signed actions as tasks through `accept`
+    from sandbank.server.a2a import mount as mount_a2a
+
+    mount_a2a(app, box, accept, src)
+
     # ------------------------------------------------------------------ admission
     @app.get("/v1/status", responses=M.answers(M.Status, 200),
               tags=["audit"])

@@ -15,6 +15,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray",),
     "otel": ("opentelemetry",),
     "rl": ("pettingzoo", "gymnasium"),
+    "inspect": ("inspect_ai", "openai"),
 }
 MODULE_EXTRA = {m: e for e, ms in reversed(EXTRAS.items()) for m in ms}
 

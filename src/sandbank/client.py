@@ -120,7 +120,9 @@ class Client:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.TransportError as e:  # refused, unresolvable, timed out: one line
-            url = self.http.base_url or path
+            # (never quote credentials a URL may carry: this text reaches logs and models)
+            url = self.http.base_url.copy_with(username=None, password=None) \
+                if self.http.base_url else path
             raise ClientError(0, "unreachable", f"cannot reach the sandbox at {url} "
                               f"({type(e).__name__}: {e or 'no answer'})") from None
         return self._check(r)
@@ -253,9 +255,11 @@ class RemoteAgent:
 
     def proven(self, nonce: int, entries: list[dict[str, Any]] | None = None
                ) -> list[tuple[int, dict[str, Any] | None]]:
-        """As `prove`, with each entry's body as the proof carried it (None where this agent
-        may not read it): what the action did, refusal reason included, checked against the
-        operator's signed checkpoint rather than taken from the server's word."""
+        """As `prove`, with each entry's body as the proof carried it (None where the server
+        withheld it): what the action did, refusal reason included, checked against the
+        operator's signed checkpoint rather than taken from the server's word. Each bundle
+        must be an inclusion proof of that entry's seq whose entry bytes are the proven
+        leaf."""
         import json
 
         name, key = parse_verifier_key(self.client.operator_key)
@@ -267,7 +271,12 @@ class RemoteAgent:
         for i, e in enumerate(found):
             bundle = self.client._get(f"/v1/proof/{e['seq']}", params=query, headers=headers)
             try:
-                check_bundle(bundle, name, key)
+                # an inclusion proof of that very seq, nothing else: a consistency bundle
+                # also verifies against a real checkpoint, but proves no entry at all
+                if not isinstance(bundle, dict) or bundle.get("type") != "inclusion" \
+                        or bundle.get("index") != e["seq"]:
+                    raise ValueError(f"not an inclusion proof of entry {e['seq']}")
+                check_bundle(bundle, name, key)  # the entry's bytes are the proven leaf
             except ValueError as err:
                 raise ClientError(0, "bad_proof", f"entry {e['seq']}: {err}") from None
             body = json.loads(bundle["entry"]) if bundle["entry"] is not None else None

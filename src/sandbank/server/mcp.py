@@ -68,9 +68,15 @@ def outcome(entries: list[dict[str, Any]]) -> dict[str, Any]:
     if not entries:
         return {"ran": False}
     first = entries[0]
-    if first.get("kind") == "rejected":
-        return {"ran": True, "refused": True, "reason": first.get("reason"),
-                "message": first.get("message")}
+    withheld = [e.get("seq") for e in entries if e.get("kind") == "withheld"]
+    if withheld:  # an agent reads every entry of its own action: a hidden one hides the verdict
+        return {"ran": True, "refused": True, "reason": "withheld_entry",
+                "message": f"the server withheld entries {withheld} of this action, so what "
+                           f"it did cannot be proven"}
+    refusal = next((e for e in entries if e.get("kind") == "rejected"), None)
+    if refusal is not None:  # refused outright, or a later part of it refused (a batch)
+        return {"ran": True, "refused": True, "reason": refusal.get("reason"),
+                "message": refusal.get("message"), "partial": refusal is not first}
     out: dict[str, Any] = {"ran": True, "refused": False, "kind": first.get("kind")}
     if first.get("kind") == "order_placed":
         out.update(order=first.get("order"), filled=sum(f[2] for f in first.get("fills", [])),
@@ -214,7 +220,7 @@ def build(agent: RemoteAgent) -> Any:
         except ValueError as e:  # a bundle that does not verify
             return {"ok": False, "code": "proof_failed", "detail": str(e)}
         seqs = [seq for seq, _ in found]
-        entries = [body if body is not None else {"seq": seq, "kind": "withheld"}
+        entries = [{"seq": seq, "kind": "withheld"} if body is None else body
                    for seq, body in found]
         what = outcome(entries)  # from the proven bodies, not the server's index
         if what.get("refused"):

@@ -108,7 +108,7 @@ ACTION_SCHEMA = {"type": "object", "required": ["actor", "kind", "nonce", "signa
 
 def create_app(box: Sandbox) -> Any:
     problem_doc = {"model": ProblemDoc, "content": {"application/problem+json": {}}}
-    app = FastAPI(title="sandbank", version="0.1",
+    app = FastAPI(title="sandbank", version="0.1", docs_url=None, redoc_url=None,
                   description="A distributional-AGI-safety sandbox economy, live. Errors are "
                   "JSON problems (RFC 9457) with a stable `code`; see docs/server.md.",
                   responses={status: {**problem_doc, "description": what} for status, what in (
@@ -824,6 +824,10 @@ def create_app(box: Sandbox) -> Any:
                 "indicators": ({n: round(v, 4) for n, v in sorted(box.econ.metrics.kri.items())}
                                if box.econ is not None else {}),
                 "concentration": box.concentration(),
+                # units of the indicators, and names of who the view shows (ids otherwise)
+                "indicator_units": box.indicator_units(
+                    sorted(box.econ.metrics.kri) if box.econ is not None else []),
+                "names": box.names({x for e in (*box.delegation, *box.messages) for x in e}),
             }
 
     @app.post("/v1/oversight/interventions", responses=M.answers(M.InterventionQueued, 202),
@@ -867,7 +871,50 @@ def create_app(box: Sandbox) -> Any:
         page = resources.files("sandbank.server").joinpath("dashboard.html").read_text()
         return HTMLResponse(page)
 
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """The API reference, rendered here from the OpenAPI schema: no CDN, works offline."""
+        return HTMLResponse(_docs_page(app.openapi()))
+
     return app
+
+
+def _docs_page(doc: dict[str, Any]) -> str:
+    """A self-contained HTML page of an OpenAPI schema: each path's operations, parameters,
+    body and answers, then the schemas (as JSON)."""
+    from html import escape
+
+    def js(x: Any) -> str:
+        return escape(orjson.dumps(x, option=orjson.OPT_INDENT_2).decode())
+
+    info = doc["info"]
+    title = escape(f"{info['title']} {info['version']}")
+    out = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title} API</title>"
+           "<style>body{font:14px/1.45 system-ui,sans-serif;margin:1em 2em;max-width:70em}"
+           ".op{border:1px solid #e5e7eb;border-radius:6px;margin:.6em 0;padding:.4em .8em}"
+           ".m{font:600 12px monospace;padding:.1em .5em;border-radius:4px;background:#dbeafe}"
+           "pre{background:#f8fafc;overflow:auto;max-height:20em}</style></head><body>",
+           f"<h1>{title}</h1><p>{escape(info.get('description', ''))}</p>"
+           "<p>The schema: <a href='/openapi.json'>/openapi.json</a></p>"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            out.append(f"<details class=op><summary><span class=m>{method.upper()}</span> "
+                       f"<code class=path>{escape(path)}</code> {escape(op.get('summary', ''))}"
+                       f"</summary><p>{escape(op.get('description', ''))}</p>")
+            for p in op.get("parameters", []):
+                out.append(f"<div>{escape(p['in'])} <code>{escape(p['name'])}</code>"
+                           f"{' (required)' if p.get('required') else ''}: "
+                           f"{js(p.get('schema', {}))}</div>")
+            if "requestBody" in op:
+                out.append(f"<div>body:</div><pre>{js(op['requestBody'])}</pre>")
+            out.append("<div>answers: " + ", ".join(
+                f"{escape(c)} {escape(r.get('description', ''))}"
+                for c, r in op.get("responses", {}).items()) + "</div></details>")
+    out.append("<h2>Schemas</h2>")
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        out.append(f"<details class=op><summary><code>{escape(name)}</code></summary>"
+                   f"<pre>{js(schema)}</pre></details>")
+    return "".join(out) + "</body></html>"
 
 
 async def _serve_stream(ws: WebSocket, box: Sandbox, agent: int | None) -> None:

@@ -567,6 +567,22 @@ class Sandbox:
                 "history": [{"tick": h["tick"], "gini": h["gini"],
                              "top10_share": h["top10_share"]} for h in self.history]}
 
+    def names(self, agents: set[int]) -> dict[str, Any]:
+        """Who the overseers' view names (the overseers' view): overseers by id, and of the
+        `agents` given, their names and owners, with the owners' names."""
+        s = self.k.state
+        reg = s.registry
+        shown = [reg.agents[a] for a in sorted(agents) if a in reg.agents]
+        return {"overseers": {o.id: o.name for o in s.controls.overseers.values()},
+                "agents": {a.id: a.name for a in shown},
+                "groups": {a.id: a.owner for a in shown},
+                "owners": {o: reg.owners[o].name for o in sorted({a.owner for a in shown})
+                           if o in reg.owners}}
+
+    def indicator_units(self, names: list[str]) -> dict[str, str]:
+        """The unit of each risk indicator (as oversight/indicators.py defines them)."""
+        return {n: indicator_unit(n, self.k.state.policy.fee_asset) for n in names}
+
     def _stream_messages(self, tick: int) -> list[tuple[Subscriber, dict[str, Any]]]:
         from sandbank.agents.llm.agent import plain
 
@@ -662,6 +678,27 @@ class WitnessFeed:
     def status(self) -> dict[str, Any]:
         return {"url": self.url, "cosigned_tick": self.cosigned, "size": self.size,
                 "error": self.error}
+
+
+def indicator_unit(name: str, fee: str) -> str:
+    """A risk indicator's unit, from its name (the definitions: oversight/indicators.py):
+    `ppm` and `bps` shares, `hhi` (0..10,000), `gini` (0..1), `ppm/tick` (value moved per
+    unit of wealth, per tick), `actions/tick`, `<fee asset>/tick`."""
+    if name.startswith("gini"):
+        return "gini"
+    if name.startswith("hhi"):
+        return "hhi"
+    if name == "velocity_ppm":
+        return "ppm/tick"
+    if "_bps" in name:
+        return "bps"
+    if name.startswith(("top_", "failure_rate", "dispute_rate")):
+        return "ppm"
+    if name == "boundary_attempts":
+        return "actions/tick"
+    if name.startswith("boundary_"):
+        return f"{fee}/tick"
+    return ""
 
 
 def _take(b: Bucket, rate: float, burst: int, cost: int = 1) -> bool:

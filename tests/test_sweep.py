@@ -36,6 +36,9 @@ def test_a_sweep_runs_every_configuration_and_seed_into_one_table(tmp_path):
     page = (tmp_path / "out" / "comparison.html").read_text()
     assert page.count("<svg") == 2 * 2  # per metric: bars per configuration and mean series
     assert all(f"{i}: markets.0.band_bps=" in page for i in range(4))
+    # each bar is labelled with its parameter values and links to its run's report
+    assert 'href="config3-seed1/report.html"' in page and 'href="config3-seed2/report.html"' in page
+    assert ">band_bps=500</tspan>" in page and ">trade_fee_bps=50</tspan>" in page
     same = [r["root"] for r in rows if r["seed"] == 1 and r["config"] == 0]
     again = run_sweep(sw, tmp_path / "again", SerialBackend(),  # the same key file
                       key_file=tmp_path / "out" / "run.key")

@@ -261,6 +261,17 @@ def _series(run: str, column: str) -> list[tuple[float, float]]:
     return out
 
 
+def _bar_labels(keys: list[str], configs: list[dict[str, Any]]) -> list[list[str]]:
+    """Each configuration's parameter values, a line per grid key, under its bar: the key's
+    last part (band_bps=1000) unless two keys end alike; keys of one value are left out."""
+    varied = [k for k in keys if len({json.dumps(c[k]) for c in configs}) > 1] or keys
+    short = {k: k.rsplit(".", 1)[-1] for k in varied}
+    if len(set(short.values())) < len(short):
+        short = {k: k for k in varied}
+    return [[f"{short[k]}={json.dumps(c[k])}"[:28] for k in varied] or ["base"]
+            for c in configs]
+
+
 def write_comparison(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> Path:
     """comparison.html: per configuration, the mean over seeds of every metric (a table), a
     bar per configuration (mean, whiskers min..max over seeds) and the mean time series."""
@@ -283,21 +294,36 @@ def write_comparison(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> Pat
                    for r in table)
     plotted = [m for m in (sweep.metrics or PLOTTED) if m in metrics] + sorted(
         m for m in metrics if m.startswith("delta_") and not sweep.metrics)
-    charts = []
+    labels = _bar_labels(keys, sweep.configurations())
+    charts, zero = [], []
     for m in plotted:
         bars, lines = [], []
         for ci, name in enumerate(names):
             mine = [r for r in rows if r["config"] == ci]
-            vals = [float(r[m]) for r in mine if isinstance(r.get(m), int | float)]
+            vals = [(r["seed"], float(r[m]), f"{r['run']}/report.html") for r in mine
+                    if isinstance(r.get(m), int | float) and not isinstance(r.get(m), bool)]
             if vals:
-                bars.append((name, sum(vals) / len(vals), min(vals), max(vals)))
+                nums = [v for _, v, _ in vals]
+                bars.append({"label": labels[ci], "title": name, "mean": sum(nums) / len(nums),
+                             "min": min(nums), "max": max(nums), "href": vals[0][2],
+                             "seeds": vals})
             per_tick: dict[float, list[float]] = {}
             for r in mine:
                 for x, y in _series(str(out / r["run"]), m):
                     per_tick.setdefault(x, []).append(y)
             lines.append((name, [(x, sum(v) / len(v)) for x, v in sorted(per_tick.items())]))
-        charts.append(svg_bars(bars, f"final {m} per configuration (mean; whiskers: min..max)"))
-        charts.append(svg_multi(lines, f"{m} over time (mean over seeds)"))
+        if not any(b["min"] or b["max"] for b in bars) and not any(
+                y for _, pts in lines for _, y in pts):
+            zero.append(m)
+            continue
+        charts.append(svg_bars(bars, f"final {m} per configuration (mean over seeds, a dot per "
+                                     f"seed; click a bar or a dot for its run's report)"))
+        charts.append(svg_multi(lines, f"{m} over time (mean over seeds)",
+                                y_zero=not m.startswith(("price_", "avg_price_", "vwap_"))))
+    if zero:
+        charts.append(f"<p class='zero-note'>{len(zero)} metric"
+                      f"{'s were' if len(zero) > 1 else ' was'} zero throughout (not drawn): "
+                      f"{html.escape(', '.join(zero))}.</p>")
     doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>sweep</title>"
            f"<style>{STYLE}</style></head><body>"
            f"<h1>Sweep of {html.escape(sweep.scenario.get('name', ''))}</h1>"
@@ -305,7 +331,8 @@ def write_comparison(out: Path, sweep: Sweep, rows: list[dict[str, Any]]) -> Pat
            f"Per-run rows in results.csv, each run's report in its folder.</p>"
            f"<h2>Configurations</h2><p>{'<br>'.join(html.escape(n) for n in names)}</p>"
            f"<h2>Compared</h2>{''.join(charts)}"
-           f"<h2>Means over seeds</h2><table><tr>{th}</tr>{body}</table></body></html>")
+           f"<h2>Means over seeds</h2><div class='scroll'><table><tr>{th}</tr>{body}</table></div>"
+           f"</body></html>")
     path = out / "comparison.html"
     path.write_text(doc)
     return path

@@ -263,42 +263,176 @@ def render_text(inc: Incident) -> str:
     return "\n".join(lines)
 
 
-def render_html(inc: Incident) -> str:
-    """A self-contained page: the causal graph drawn by tick (x) and actor (y)."""
+HIDDEN_FIELDS = {"kind", "actor", "tick", "seq", "nonce", "signature", "blind"}
+PAGE_STYLE = """body{font:14px/1.45 system-ui,sans-serif;max-width:1180px;margin:2em auto;
+padding:0 1em;color:#222} h1{font-size:22px} h2{font-size:17px;margin-top:1.6em}
+table{border-collapse:collapse;margin:.4em 0 1em} td,th{border:1px solid #ddd;padding:3px 8px;
+text-align:left;font-size:13px;vertical-align:top;max-width:720px} th{background:#f6f8fa}
+td.num{text-align:right}
+.summary{background:#fff4e5;border-left:4px solid #f29900;padding:6px 10px}
+.scroll{overflow-x:auto;max-width:100%} code{font-size:12px} .muted{color:#666}
+svg{max-width:100%;height:auto} svg line.edge{stroke:#bbb} svg .grid{stroke:#eee}
+svg .axis{stroke:#888} svg text{font-size:10.5px;fill:#555} .ev{fill:#d93025}
+.root{fill:#f29900;stroke:#000} .bg{fill:#1a73e8} tr.evidence td:first-child{border-left:3px solid #d93025}
+tr.root td:first-child{border-left:3px solid #f29900}"""
+
+
+def _who(a: int) -> str:
+    return f"agent {a}" if a > 0 else "operator" if a == 0 else "system"
+
+
+def _value(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+    return text if len(text) <= 160 else text[:157] + "…"
+
+
+def _details(d: dict[str, Any]) -> str:
+    """An event's fields other than who, when and what kind, as `name: value` (a transfer
+    as debit account → credit account: amount)."""
+    parts = []
+    for k in sorted(set(d) - HIDDEN_FIELDS):
+        v = d[k]
+        if k == "transfers" and isinstance(v, list):
+            legs = [f"{t.get('debit')} → {t.get('credit')}: {t.get('amount')}" for t in v[:8]
+                    if isinstance(t, dict)]
+            text = "; ".join(legs) + (f"; and {len(v) - 8} more" if len(v) > 8 else "")
+        else:
+            text = _value(v)
+        if v not in ("", None, [], {}):
+            parts.append(f"<b>{html.escape(k)}</b>: {html.escape(text)}")
+    return " · ".join(parts)
+
+
+def _rows(head: list[str], rows: list[tuple[str, list[Any]]]) -> str:
+    """A table; a row is (css class, cells); a cell is text, or (html,) already escaped."""
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        f"<tr class='{cls}'>" + "".join(
+            f"<td>{c[0]}</td>" if isinstance(c, tuple)
+            else f"<td class='num'>{c:,}</td>" if isinstance(c, int) and not isinstance(c, bool)
+            else f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+        for cls, cells in rows)
+    return f"<div class='scroll'><table><tr>{th}</tr>{body}</table></div>"
+
+
+def _graph_svg(inc: Incident) -> str:
+    """The causal graph drawn as a timeline: x the tick (labelled, with gridlines), a lane
+    per actor; red the evidence, orange the likely root causes, blue what they rest on."""
     seqs = sorted(inc.graph)[:MAX_GRAPH]
     ticks = sorted({inc.events[s]["tick"] for s in seqs})
     actors = sorted({inc.events[s].get("actor", 0) for s in seqs})
-    w, h, pad = 1000, max(200, 26 * len(actors) + 60), 40
-    tx = {t: pad + 60 + i * (w - 2 * pad - 60) / max(1, len(ticks) - 1) for i, t in enumerate(ticks)}
-    ay = {a: pad + i * (h - 2 * pad) / max(1, len(actors) - 1) for i, a in enumerate(actors)}
+    w, left, top, bottom = 1100, 110, 34, 34
+    h = top + bottom + 26 * max(1, len(actors))
+    t0, t1 = ticks[0], max(ticks[-1], ticks[0] + 1)
+
+    def tx(t: float) -> float:
+        return left + 10 + (t - t0) * (w - left - 40) / (t1 - t0)
+
+    ay = {a: top + 13 + 26 * i for i, a in enumerate(actors)}
     pos: dict[int, tuple[float, float]] = {}
     stack: dict[tuple[int, int], int] = {}
     for s in seqs:
         d = inc.events[s]
         key = (d["tick"], d.get("actor", 0))
         k = stack[key] = stack.get(key, -1) + 1
-        pos[s] = (tx[d["tick"]] + 7 * (k % 4), ay[d.get("actor", 0)] + 5 * (k // 4))
+        pos[s] = (tx(d["tick"]) + 7 * (k % 4), ay[d.get("actor", 0)] + 5 * (k // 4) - 4)
+    step = max(1, round((t1 - t0) / 12))
+    out = []
+    for t in range(t0 - t0 % step, t1 + 1, step):
+        if t0 <= t <= t1:
+            out.append(f'<line class="grid" x1="{tx(t):.0f}" y1="{top}" x2="{tx(t):.0f}" '
+                       f'y2="{h - bottom}"/><text class="tick" x="{tx(t):.0f}" '
+                       f'y="{h - bottom + 14}" text-anchor="middle">{t}</text>')
+    for a, y in ay.items():
+        out.append(f'<line class="grid" x1="{left}" y1="{y}" x2="{w - 10}" y2="{y}"/>'
+                   f'<text class="tick lane" x="{left - 6}" y="{y + 3}" text-anchor="end">'
+                   f'{_who(a)}</text>')
+    out.append(f'<line class="axis" x1="{left}" y1="{h - bottom}" x2="{w - 10}" '
+               f'y2="{h - bottom}"/><text x="{w - 10}" y="{h - bottom + 28}" '
+               f'text-anchor="end">tick</text>')
     evidence = set(inc.evidence)
     roots = {s for s, _ in inc.root_causes[:3]}
-    lines = "".join(f'<line x1="{pos[p][0]:.0f}" y1="{pos[p][1]:.0f}" x2="{pos[s][0]:.0f}" '
-                    f'y2="{pos[s][1]:.0f}"/>' for s in seqs for p in inc.graph[s] if p in pos)
-    dots = "".join(
-        f'<circle cx="{pos[s][0]:.0f}" cy="{pos[s][1]:.0f}" r="4" class="'
-        f'{"root" if s in roots else "ev" if s in evidence else "bg"}"><title>entry {s}, tick '
-        f'{inc.events[s]["tick"]}: {html.escape(inc.events[s]["kind"])} by '
-        f'{inc.events[s].get("actor", 0)}</title></circle>' for s in seqs)
-    def who(a: int) -> str:
-        return f"agent {a}" if a > 0 else "operator" if a == 0 else "system"
+    out += [f'<line class="edge" x1="{pos[p][0]:.0f}" y1="{pos[p][1]:.0f}" x2="{pos[s][0]:.0f}" '
+            f'y2="{pos[s][1]:.0f}"/>' for s in seqs for p in inc.graph[s] if p in pos]
+    out += [f'<circle cx="{pos[s][0]:.0f}" cy="{pos[s][1]:.0f}" r="4.5" class="'
+            f'{"root" if s in roots else "ev" if s in evidence else "bg"}"><title>entry {s}, '
+            f'tick {inc.events[s]["tick"]}: {html.escape(inc.events[s]["kind"])} by '
+            f'{_who(inc.events[s].get("actor", 0))}</title></circle>' for s in seqs]
+    legend = "".join(
+        f'<circle cx="{left + 10 + 150 * i}" cy="14" r="4.5" class="{cls}"/>'
+        f'<text x="{left + 20 + 150 * i}" y="18">{label}</text>'
+        for i, (cls, label) in enumerate((("ev", "evidence"), ("root", "likely root cause"),
+                                          ("bg", "what they rest on"))))
+    return (f"<svg viewBox='0 0 {w} {h}' width='{w}' height='{h}' role='img' "
+            f"aria-label='causal graph'>{''.join(out)}{legend}</svg>")
 
-    labels = "".join(f'<text x="4" y="{y + 3:.0f}">{who(a)}</text>' for a, y in ay.items())
-    body = html.escape(render_text(inc))
+
+def render_html(inc: Incident) -> str:
+    """A self-contained page: the alert, the causal graph drawn by tick and actor, tables of
+    the root causes, agents, liability, money flows and every cited event."""
+    n = len(inc.evidence)
+    a = inc.alert or {}
+    facts = [("what", html.escape(inc.title))]
+    if a:
+        facts += [("detector", html.escape(str(a.get("detector")))),
+                  ("score", html.escape(str(a.get("score")))),
+                  ("raised at tick", html.escape(str(a.get("tick", "")))),
+                  ("subjects", html.escape(", ".join(map(str, a.get("subjects", []))) or "—"))]
+    facts += [("evidence", f"{n} events"), ("causal graph", f"{len(inc.graph)} events"),
+              ("inclusion proofs", f"{len(inc.proofs)} (in incident.json; check one with "
+                                   f"<code>sandbank check-proof FILE --key KEY</code>)"
+               if inc.proofs else "none written")]
+    facts_table = "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + \
+        "</table>"
+    roots = {s for s, _ in inc.root_causes[:3]}
+    root_rows = [("root" if i < 3 else "", [i + 1, s, inc.events[s]["tick"], inc.events[s]["kind"],
+                                            _who(inc.events[s].get("actor", 0)), f"{k} of {n}",
+                                            (_details(inc.events[s]),)])
+                 for i, (s, k) in enumerate(inc.root_causes)]
+    share = dict(inc.liability)
+    agent_rows = [("", [_who(ag), inc.owners.get(ag) or "—", acted, f"{money:+,}",
+                        f"{float(share[ag]):.1%}" if ag in share else "—"])
+                  for ag, acted, money in inc.agents[:50]]
+    owner_rows = [("", [o, inc.owner_names.get(o, ""), f"{float(v):.1%}",
+                        ", ".join(f"agent {x} {float(y):.1%}" for x, y in _ranked(inc.liability)
+                                  if inc.owners.get(x) == o)])
+                  for o, v in _ranked(inc.owner_liability)]
+    flow_rows = [("", [_who(x), _who(y), amount]) for x, y, amount in inc.flows[:50]]
+
+    def event_rows(seqs: list[int]) -> list[tuple[str, list[Any]]]:
+        ev = set(inc.evidence)
+        return [("evidence" if s in ev else "root" if s in roots else "",
+                 [s, inc.events[s]["tick"], inc.events[s]["kind"],
+                  _who(inc.events[s].get("actor", 0)), (_details(inc.events[s]),)])
+                for s in seqs]
+
+    head = ["entry", "tick", "kind", "by", "details"]
+    sections = [
+        f"<h1>Incident — {html.escape(inc.title)}</h1>",
+        f"<p class='summary'>{html.escape(a['summary'])}</p>" if a.get("summary") else "",
+        facts_table,
+        "<h2>Causal graph</h2><p class='muted'>Each dot is a log entry, at its tick (x) in "
+        "its actor's lane; a line joins an event to what it rests on. Hover a dot.</p>",
+        _graph_svg(inc),
+        "<h2>Likely root causes</h2><p class='muted'>Agents' actions ranked by how many "
+        "evidence events descend from them.</p>",
+        _rows(["#", "entry", "tick", "kind", "by", "explains", "details"], root_rows)
+        if root_rows else "<p>None found.</p>",
+        "<h2>Agents involved</h2>",
+        _rows(["agent", "owner", "graph events acted in", "net money in the evidence",
+               "liability"], agent_rows) if agent_rows else "<p>None.</p>",
+    ]
+    if owner_rows:
+        sections += ["<h2>Liability by owner</h2><p class='muted'>Shapley shares over the "
+                     "causal graph, summing to 100%.</p>",
+                     _rows(["owner", "name", "share", "its agents"], owner_rows)]
+    sections += ["<h2>Money flows in the evidence</h2>",
+                 _rows(["from", "to", "amount"], flow_rows) if flow_rows
+                 else "<p>No money moved between agents.</p>",
+                 "<h2>Cited events (the evidence)</h2>",
+                 _rows(head, event_rows(inc.evidence[:200])),
+                 f"<details><summary>Every event of the causal graph ({len(inc.graph)})"
+                 f"</summary>{_rows(head, event_rows(sorted(inc.graph)[:MAX_GRAPH]))}</details>"]
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>"
-            f"{html.escape(inc.title)}</title><style>body{{font:14px system-ui,sans-serif;margin:2em}}"
-            f"line{{stroke:#bbb}} .ev{{fill:#d93025}} .root{{fill:#f29900;stroke:#000}} "
-            f".bg{{fill:#1a73e8}} text{{font-size:10px;fill:#555}}</style></head><body>"
-            f"<h1>Incident — {html.escape(inc.title)}</h1><pre>{body}</pre>"
-            f"<p>Red: evidence; orange: likely root causes; blue: what they rest on. "
-            f"x: tick, y: actor.</p><svg viewBox='0 0 {w} {h}' width='{w}' height='{h}'>"
-            f"{lines}{dots}{labels}</svg><h2>Cited events</h2><pre>"
-            f"{html.escape(json.dumps([inc.events[s] for s in inc.evidence][:50], indent=1))}"
-            f"</pre></body></html>")
+            f"{html.escape(inc.title)}</title><style>{PAGE_STYLE}</style></head><body>"
+            f"{''.join(sections)}</body></html>")

@@ -22,9 +22,10 @@ from google.protobuf.json_format import MessageToDict
 from sandbank.client import Client
 from sandbank.identity.keys import SigningKey
 from sandbank.markets.exchange import PlaceOrder
+from sandbank.markets.messaging import SendMessage
 from sandbank.markets.payments import Pay
 from sandbank.server.a2a import SCHEME, message_for
-from tests.live_server import LiveServer
+from tests.live_server import OPERATOR_TOKEN, LiveServer
 
 FINAL = (TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_REJECTED,
          TaskState.TASK_STATE_FAILED)
@@ -85,8 +86,11 @@ def test_signed_actions_as_a2a_tasks(tmp_path):
                 done = await until_final(polling, first.task.id)
                 assert done.status.state == TaskState.TASK_STATE_COMPLETED, done.status
                 art = artifact(done)
-                assert art["kind"] == "paid" and int(art["nonce"]) == pay["nonce"]
-                assert art["withheld"] == "restricted"  # a payment is the parties' to read
+                assert int(art["nonce"]) == pay["nonce"]
+                # a payment is the parties' to read: not even its kind is shown (as to the
+                # public by GET /v1/entries/recent)
+                assert art["kind"] == "withheld" and art["withheld"] == "restricted"
+                assert art["entry"] is None and int(art["count"]) == 1
                 proven = me.prove(pay["nonce"])  # in the signed log, against the checkpoint
                 assert proven == [int(e["seq"]) for e in art["entries"]]
                 assert int(art["seq"]) == proven[0]
@@ -105,13 +109,18 @@ def test_signed_actions_as_a2a_tasks(tmp_path):
                 assert placed["kind"] == "order_placed" and placed["entry"]["price"] == 5
                 assert me.prove(order["nonce"]) == [int(placed["seq"])]
 
-                # refused by the sequencer: the task is rejected with the log's reason
+                # refused by the sequencer: the task is rejected; the reason (a parties'
+                # entry) is the actor's to read with its read signature, not the task's
                 broke = me.envelope(Pay(actor=me.id, to=payee.id, asset="CRD", amount=10**12))
                 rejected = await until_final(polling, (await send(polling, broke)).task.id)
                 assert rejected.status.state == TaskState.TASK_STATE_REJECTED
-                why = MessageToDict(rejected.status.message.parts[1].data)
-                assert why["reason"] and why["reason"] in rejected.status.message.parts[0].text
-                assert artifact(rejected)["kind"] == "rejected"
+                text = rejected.status.message.parts[0].text
+                assert "readable by the actor with its read signature: /v1/proof/" in text
+                assert len(rejected.status.message.parts) == 1
+                assert artifact(rejected)["kind"] == "withheld"
+                [(_, entry)] = me.proven(broke["nonce"])  # the actor reads it, proven
+                assert entry["kind"] == "rejected" and entry["reason"] not in text
+                assert entry["message"] not in text
 
                 # refused at the door: signed by another key, altered after signing, unsigned
                 n = me.nonce + 1
@@ -143,3 +152,146 @@ def test_signed_actions_as_a2a_tasks(tmp_path):
         # the money moved exactly twice: 7 and 1
         got = next(a["balance"] for a in payee.observe()["accounts"] if a["asset"] == "CRD")
         assert got == 10_000 + 8
+
+
+def rpc(url, method, params, **http):
+    """One raw JSON-RPC call, as anyone may make it (no SDK client): its JSON and text."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    r = httpx.post(f"{url}/a2a", json=body, headers={"A2A-Version": "1.0"}, timeout=20, **http)
+    return r.json(), r.text
+
+
+def send_raw(url, envelope):
+    return rpc(url, "SendMessage", {"message": MessageToDict(message_for(envelope)),
+                                    "configuration": {"returnImmediately": True}})
+
+
+def test_a2a_attacks(tmp_path):
+    """What the public (no key, no credentials) gets out of /a2a: no task ids from refusals,
+    no envelope and no private reason from a task; a revoked agent's task ends; a malformed
+    request is counted and logged without a traceback."""
+    with LiveServer(tmp_path, "--endow", "CRD=10000,WGT=50", scenario=None, tick=0.5) as srv:
+        owner, owner_key = srv.owner("a2a-owner")
+        owner2, owner2_key = srv.owner("a2a-banned")
+        c = Client(srv.url)
+        alice = c.join(owner, "alice", SigningKey.load(owner_key))
+        bob = c.join(owner, "bob", SigningKey.load(owner_key))
+        carol = c.join(owner2, "carol", SigningKey.load(owner2_key))
+        for a in (alice, bob, carol):
+            a.wait_funded("CRD")
+        r = httpx.post(f"{srv.url}/v1/federation/bans", json={"owner": owner2, "reason": "t"},
+                       headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        assert r.status_code == 202, r.text
+        url, mallory = srv.url, SigningKey.generate()
+
+        # a private payment and a private message, pending: their task ids are the sender's
+        pay = alice.envelope(Pay(actor=alice.id, to=bob.id, asset="CRD", amount=4242,
+                                 memo="secret memo: rent"))
+        pay_task = send_raw(url, pay)[0]["result"]["task"]["id"]
+        note = alice.envelope(SendMessage(actor=alice.id, to=bob.id, content="PRIVATE hunter2"))
+        note_task = send_raw(url, note)[0]["result"]["task"]["id"]
+        # probes for those nonces: the answers the HTTP door gives, the same as for a nonce
+        # never used (but the number), and no task id, nor a hint that a task exists
+        free = note["nonce"] + 50
+        for nonce in (pay["nonce"], note["nonce"]):
+            probes = [{"kind": "pay", "actor": alice.id, "nonce": nonce},
+                      Pay(actor=alice.id, to=bob.id, asset="CRD", amount=1).signed(
+                          mallory, nonce).to_dict()]
+            for probe in probes:
+                answer, text = send_raw(url, probe)
+                unused, _ = send_raw(url, {**probe, "nonce": free})
+                assert answer["error"]["message"] == unused["error"]["message"].replace(
+                    str(free), str(nonce))
+                assert pay_task not in text and note_task not in text and "task" not in text
+        # the actor itself, another signed action with a queued nonce: stale_nonce, no id
+        other = Pay(actor=alice.id, to=bob.id, asset="CRD", amount=1).signed(
+            alice.key, pay["nonce"]).to_dict()
+        answer, text = send_raw(url, other)
+        assert answer["error"]["data"][0]["metadata"]["code"] == "stale_nonce", text
+        assert pay_task not in text and note_task not in text
+        # a broke order, refused by the sequencer (its reason quotes the balance)
+        order = alice.envelope(PlaceOrder(actor=alice.id, asset="WGT", side="buy", qty=10**6,
+                                          price=10**6))
+        order_task = send_raw(url, order)[0]["result"]["task"]["id"]
+        # a revoked agent's signed action passes the door, but will never run
+        ban = carol.envelope(Pay(actor=carol.id, to=bob.id, asset="CRD", amount=1))
+        banned_task = send_raw(url, ban)[0]["result"]["task"]["id"]
+
+        # whoever holds a task id reads no more than the public reads of the log
+        async def final(task_id):
+            async with httpx.AsyncClient(timeout=20) as http:
+                card = await A2ACardResolver(http, url).get_agent_card()
+                return await until_final(ClientFactory(ClientConfig()).create(card), task_id)
+
+        for task_id, envelope in ((pay_task, pay), (note_task, note)):
+            assert asyncio.run(final(task_id)).status.state == TaskState.TASK_STATE_COMPLETED
+            got, text = rpc(url, "GetTask", {"id": task_id})
+            for secret in ("secret memo", "hunter2", "4242", envelope["signature"], '"to"'):
+                assert secret not in text, (secret, text)
+            [kept] = got["result"]["history"]
+            assert kept["parts"][0]["data"] == {"kind": envelope["kind"], "actor": alice.id,
+                                                "nonce": envelope["nonce"]}
+            assert got["result"]["artifacts"][0]["parts"][0]["data"]["kind"] == "withheld"
+        rejected = asyncio.run(final(order_task))
+        assert rejected.status.state == TaskState.TASK_STATE_REJECTED
+        [(_, entry)] = alice.proven(order["nonce"])
+        _, text = rpc(url, "GetTask", {"id": order_task})
+        assert entry["message"] and entry["message"] not in text and entry["reason"] not in text
+        assert "readable by the actor with its read signature: /v1/proof/" in text
+        banned = asyncio.run(final(banned_task))
+        assert banned.status.state == TaskState.TASK_STATE_FAILED, banned.status
+        assert "revoked" in banned.status.message.parts[0].text
+
+        # malformed requests: a JSON-RPC error, counted as refused, no traceback logged
+        before = c.status()["refused"]
+        nan = (b'{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"role":'
+               b'"ROLE_USER","messageId":"m","parts":[{"data":{"kind":"pay","actor":NaN}}]}}}')
+        for raw in (b"{", b'{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"\xff"}}',
+                    b'[{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"x"}}]',
+                    b'{"jsonrpc":"2.0","id":1,"method":"GetTask","params":[1]}', nan):
+            r = httpx.post(f"{url}/a2a", content=raw, timeout=20,
+                           headers={"A2A-Version": "1.0", "Content-Type": "application/json"})
+            assert r.status_code == 200 and r.json()["error"]["code"] != -32603, r.text
+        srv.wait_tick(c.status()["tick"] + 1)
+        assert c.status()["refused"] >= before + 5
+    log = (tmp_path / "server.out").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_a2a_waiters_per_source():
+    """At most MAX_WAITERS_PER_SOURCE of one source wait on a task: the next subscription is
+    refused (and counted); another source still gets its slot; a slot is given back."""
+    from types import SimpleNamespace
+
+    from a2a.server.context import ServerCallContext
+    from a2a.types import InvalidRequestError, SubscribeToTaskRequest, Task
+
+    from sandbank.server.a2a import MAX_WAITERS_PER_SOURCE, SandbankHandler, Tracked
+
+    refused = []
+    box = SimpleNamespace(k=SimpleNamespace(tick=0), refuse=lambda *a: refused.append(a))
+    handler = SandbankHandler(box, accept=None, src=lambda request: request)
+    handler.tasks["t"] = Tracked(Task(id="t"), 1, 1, b"", tick=10**9)  # never final here
+
+    def ctx(source):
+        return ServerCallContext(state={"sandbank_request": source})
+
+    async def run():
+        streams = [handler.on_subscribe_to_task(SubscribeToTaskRequest(id="t"), ctx("a"))
+                   for _ in range(MAX_WAITERS_PER_SOURCE)]
+        for s in streams:
+            assert (await anext(s)).id == "t"
+        with pytest.raises(InvalidRequestError) as e:
+            await anext(handler.on_subscribe_to_task(SubscribeToTaskRequest(id="t"), ctx("a")))
+        assert "too_many_waiters" in str(e.value.message)
+        other = handler.on_subscribe_to_task(SubscribeToTaskRequest(id="t"), ctx("b"))
+        assert (await anext(other)).id == "t"
+        await streams[0].aclose()  # a slot given back: the source may wait again
+        again = handler.on_subscribe_to_task(SubscribeToTaskRequest(id="t"), ctx("a"))
+        assert (await anext(again)).id == "t"
+        for s in (*streams, other, again):
+            await s.aclose()
+        assert handler.waiters == 0 and handler.waiting == {}
+
+    asyncio.run(run())
+    assert [r[2] for r in refused] == ["too_many_waiters"]

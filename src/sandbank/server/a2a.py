@@ -13,37 +13,61 @@ the very wire form `POST /v1/actions` takes: `{"kind", "actor", "nonce", ...fiel
 "signature"}`, the signature Ed25519 by the actor's key over `Action.signing_bytes()` (RFC
 8785 canonical JSON of kind, actor, nonce and fields). The server checks it with the HTTP
 API's own door (`accept` in server/app.py: source rate limit, parse, the actor's key, the
-nonce, the identity's rate limit) and nothing else: there is no second, weaker path. A
+nonce, the identity's rate limit) and nothing else: there is no second, weaker path, and a
+message gets the very answer `POST /v1/actions` would give it — nothing about tasks. A
 message refused there is answered with a JSON-RPC error (`InvalidParams`, its `data.code`
 the HTTP API's problem code), counted into the tick's one bounded refusal record, attributed
-to nobody, and leaves no task behind. (JSON numbers travel as protobuf doubles: integral
+to nobody, and leaves no task behind. The only exception: the byte-identical envelope of a
+task still kept returns that task (a resend; only who holds the signed envelope can make
+it). A validly signed *other* action with a nonce a kept task holds passed the door (the
+actor signed two actions with one nonce: the sequencer refuses the later one) and is
+answered `stale_nonce`, naming no task. (JSON numbers travel as protobuf doubles: integral
 ones are read back as integers, exact up to 2**53 - 1, the log's range; RFC 8785 writes 1.0
-and 1 alike, so the signed bytes are the same.)
+and 1 alike, so the signed bytes are the same. NaN and Infinity are `malformed_action`.)
+A request the SDK cannot parse (not JSON, not JSON-RPC, params of the wrong shape) is
+counted into the refusal record too (`malformed_json` / `malformed_request`, nobody's), and
+logged as one line without a traceback.
 
 **The task.** A task exists only for an action that passed the door: it is created
 `submitted` and is `working` ("queued for tick T") when SendMessage answers; then
-`completed` (its entries are in the log: an artifact `log-entry` names their seq and tick),
-`rejected` (the sequencer refused it: the log's `rejected` entry gives the reason, in the
-status message and the artifact) or `failed` (a later entry of the action was a refusal,
-or its nonce was taken by another action of the same agent so it will never run). The task
-id is a capability: whoever holds it reads the outcome (the action's own sender, normally);
-the artifact carries the entry itself only if the entry is public, otherwise its seq, tick
-and kind (read it with the agent's read signature: `/v1/proof/{seq}`, `RemoteAgent.prove`).
-Resending the same envelope returns the same task.
+`completed` (its entries are in the log), `rejected` (the sequencer refused it), or `failed`
+(a later entry of the action was a refusal; or it will never run: its nonce was taken by
+another action of the same agent, the agent is revoked — the sequencer drops a revoked
+identity's actions as nobody's — or GRACE_TICKS after its tick no log entry names it and it
+is no longer queued). The task id (a uuid4) is a capability: whoever holds it reads the
+task (the action's own sender, normally), and a task never shows more of the log than the
+public may read (`may_read`, the HTTP API's rule, for a reader with no credentials): its
+history keeps only the message's id and `{kind, actor, nonce}` — never the signed envelope,
+its fields or its signature; the artifact `log-entry` gives the entries' seqs and tick (they
+are consecutive), the kind of each public one (`withheld` otherwise) and the first entry
+itself only if it is public and at most ENTRY_BYTES; a refusal's reason and message are
+quoted in the status only if its entry is public, otherwise the status says where to read
+it (`/v1/proof/{seq}` with the actor's read signature, `RemoteAgent.prove`). The task's
+state itself tells its holder whether the action ran, was refused or failed.
 
 **Bounds.** At most MAX_TASKS tasks are kept (the oldest finished one is forgotten first,
-then the oldest), at most MAX_TASKS_PER_ACTOR of one agent; a request body is at most
-MAX_BODY bytes; a message is kept in the task's history only up to HISTORY_BYTES; at most
-MAX_WAITERS requests wait for a tick at once (a blocking SendMessage waits at most
-BLOCK_SECONDS, a stream STREAM_SECONDS). The log keeps everything: a forgotten task's action
-is still found with `GET /v1/entries?actor&nonce`.
+then the oldest), at most MAX_TASKS_PER_ACTOR of one agent. A kept task is small: its
+outcome is stored compactly (first seq, count, tick, the kinds of at most MAX_ENTRIES_LISTED
+entries, the first entry's bytes if public and at most ENTRY_BYTES) and its artifact is
+built when read; a public refusal is quoted up to REASON_CHARS, a context id and the kept
+message id up to ID_CHARS: a task holds under 4 KiB as a rule and at most about 9 KiB (some
+36 MiB for MAX_TASKS; measured, the artifact as protobuf Structs cost some 38 KiB a task
+with 64 entries when it was kept built). A request body is at most
+MAX_BODY bytes. At most MAX_WAITERS requests wait for a tick at once, at most
+MAX_WAITERS_PER_SOURCE of one source (a blocking SendMessage waits at most BLOCK_SECONDS, a
+stream STREAM_SECONDS; past the cap a SendMessage answers at once, a stream ends after the
+task, and a SubscribeToTask is refused, `too_many_waiters`, counted). The log keeps
+everything: a forgotten task's action is still found with `GET /v1/entries?actor&nonce`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import hashlib
+import logging
+import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -73,6 +97,7 @@ from a2a.types import (
     GetTaskRequest,
     HTTPAuthSecurityScheme,
     InvalidParamsError,
+    InvalidRequestError,
     ListTaskPushNotificationConfigsRequest,
     ListTaskPushNotificationConfigsResponse,
     ListTasksRequest,
@@ -103,6 +128,7 @@ from starlette.responses import JSONResponse, Response
 
 from sandbank.audit.checkpoint import verifier_key
 from sandbank.audit.visibility import may_read
+from sandbank.identity.registry import REVOKED
 from sandbank.kernel.schema import ACTION_TYPES
 
 CARD_PATH = "/.well-known/agent-card.json"
@@ -114,10 +140,14 @@ SCHEME = "sandbank_ed25519"
 MAX_TASKS = 4_096
 MAX_TASKS_PER_ACTOR = 256
 MAX_BODY = 128 << 10  # a JSON-RPC request (an action is at most 64 KiB, as over HTTP)
-HISTORY_BYTES = 4_096  # a message larger than this is not kept in its task's history
-ENTRY_BYTES = 8_192  # a public entry larger than this is named in the artifact, not copied
+ID_CHARS = 128  # a context id, and the message id kept in the history, are cut to this
+ENTRY_BYTES = 2_048  # a public entry larger than this is named in the artifact, not copied
 MAX_ENTRIES_LISTED = 64
+REASON_CHARS = 64, 240  # a public refusal's reason and message are quoted up to these
+GRACE_TICKS = 2  # no entry this many ticks after its tick, and not queued: it will not run
 MAX_WAITERS = 256
+MAX_WAITERS_PER_SOURCE = 8
+WITHHELD = "withheld"  # the kind of an entry the public may not read (as GET /v1/entries)
 BLOCK_SECONDS = 10.0
 STREAM_SECONDS = 30.0
 POLL = 0.05
@@ -268,15 +298,23 @@ def _integers(value: Any) -> Any:
     return value
 
 
-@dataclass
+@dataclass(slots=True)
 class Tracked:
-    task: Task
+    task: Task  # id, context, metadata, status; the history keeps {kind, actor, nonce} only
     actor: int
     nonce: int
     digest: bytes  # of the envelope: a resend of the same one finds this task
     tick: int  # the tick it was queued for
     checked: int = -1  # the tick at which the log was last looked at for it
     done: bool = False
+    # the outcome, compactly (the artifact is built from it when read): the action's entries
+    # are consecutive, seq .. seq + count - 1, all of tick `at`
+    seq: int = -1
+    count: int = 0
+    at: int = -1
+    kinds: tuple[str, ...] = ()  # of the first MAX_ENTRIES_LISTED; WITHHELD if not public
+    entry: bytes | None = None  # the first entry, if public and at most ENTRY_BYTES
+    withheld: str | None = None  # why the first entry is not in the artifact
 
 
 def _status(t: Tracked, state: int, text: str, data: dict[str, Any] | None = None) -> None:
@@ -302,6 +340,12 @@ class SandbankHandler(RequestHandler):
         self.by_action: dict[tuple[int, int], str] = {}
         self.per_actor: dict[int, int] = {}
         self.waiters = 0
+        self.waiting: dict[str, int] = {}  # waiters per source
+        self._queued: tuple[int, set[tuple[int, int]]] = (-1, set())
+
+    def _source(self, context: ServerCallContext) -> str:
+        request = context.state.get("sandbank_request")
+        return self.src(request) if request is not None else "unknown"
 
     # ------------------------------------------------------------------ the door
     def _refuse(self, request: Any, code: str, detail: str, claimed: Any = None) -> NoReturn:
@@ -319,17 +363,18 @@ class SandbankHandler(RequestHandler):
         if len(data) != 1:
             self._refuse(request, "malformed_action", f"a message carries exactly one DataPart: "
                          f"the signed action (media type {MEDIA_TYPE}); it has {len(data)}")
-        d = _integers(MessageToDict(data[0].data))
-        digest = hashlib.sha256(orjson.dumps(d, option=orjson.OPT_SORT_KEYS)).digest()
-        if isinstance(d, dict) and type(d.get("actor")) is int and type(d.get("nonce")) is int:
-            known = self.by_action.get((d["actor"], d["nonce"]))
-            if known is not None:  # this exact envelope passed the door before: its task
-                t = self.tasks[known]
-                if t.digest == digest:
-                    return t
-                self._refuse(request, "stale_nonce", f"nonce {d['nonce']} of actor "
-                             f"{d['actor']} is another action's (task {known})", d["actor"])
         try:
+            d = _integers(MessageToDict(data[0].data))
+        except ValueError:  # NaN or Infinity: not JSON, nor any action's field
+            self._refuse(request, "malformed_action", "a number JSON cannot carry (NaN or "
+                         "Infinity)")
+        digest = hashlib.sha256(orjson.dumps(d, option=orjson.OPT_SORT_KEYS)).digest()
+        key = ((d["actor"], d["nonce"]) if isinstance(d, dict) and type(d.get("actor")) is int
+               and type(d.get("nonce")) is int else None)
+        known = self.by_action.get(key) if key is not None else None
+        if known is not None and self.tasks[known].digest == digest:
+            return self.tasks[known]  # this very envelope passed the door before: its task
+        try:  # everything else: the HTTP API's door, with its answers (nothing about tasks)
             answer = self.accept(d, request, ENDPOINT)
         except Exception as e:  # a Problem (the HTTP API's door): counted there already
             code, detail = getattr(e, "code", None), getattr(e, "detail", None)
@@ -338,15 +383,20 @@ class SandbankHandler(RequestHandler):
             raise InvalidParamsError(message=f"{code}: {detail}",
                                      data={"code": code, "status": str(e.status)}) from None
         actor, nonce, tick = d["actor"], d["nonce"], answer["tick"]
+        if (actor, nonce) in self.by_action:  # signed by the actor, a nonce already queued:
+            # the sequencer refuses it (a refusal of nobody, logged); no task is named
+            raise InvalidParamsError(message=f"stale_nonce: nonce {nonce} is another queued "
+                                     f"action's of actor {actor}: this one will not run",
+                                     data={"code": "stale_nonce", "status": "409"})
         task_id = str(uuid.uuid4())
-        context_id = msg.context_id[:128] or str(uuid.uuid4())
+        context_id = msg.context_id[:ID_CHARS] or str(uuid.uuid4())
         task = Task(id=task_id, context_id=context_id)
-        task.metadata.update({"actor": actor, "nonce": nonce, "kind": d["kind"], "tick": tick})
-        if msg.ByteSize() <= HISTORY_BYTES:
-            kept = Message()
-            kept.CopyFrom(msg)
-            kept.task_id, kept.context_id = task_id, context_id
-            task.history.append(kept)
+        what = {"kind": d["kind"], "actor": actor, "nonce": nonce}
+        task.metadata.update({**what, "tick": tick})
+        task.history.append(Message(  # what the message was, never what it carried
+            role=Role.ROLE_USER, message_id=msg.message_id[:ID_CHARS], task_id=task_id,
+            context_id=context_id, parts=[Part(data=ParseDict(what, struct_pb2.Value()),
+                                               media_type="application/json")]))
         t = Tracked(task, actor, nonce, digest, tick)
         _status(t, TaskState.TASK_STATE_SUBMITTED, "accepted: signed by the actor")
         self._make_room(actor)
@@ -376,6 +426,24 @@ class SandbankHandler(RequestHandler):
             self.per_actor.pop(t.actor, None)
 
     # ------------------------------------------------------------------ the log
+    def _public(self, kind: str) -> bool:
+        """May the public (no credentials) read an entry of this kind? The HTTP API's rule."""
+        return may_read({"kind": kind}, None, overseer=False, table=self.box.k.visibility)
+
+    def _still_queued(self, actor: int, nonce: int) -> bool:
+        """Is the action still waiting to run (the door's inbox, the kernel's queue)? Looked
+        at once a tick at most, under the economy's lock."""
+        box, k = self.box, self.box.k
+        if self._queued[0] != k.tick:
+            try:  # the door appends to the inbox without the lock
+                inbox = [item[0] for item in list(box.inbox)]
+            except RuntimeError:  # changed while copied: look again at the next call
+                return True
+            queue = [item[1] for item in k._queue]
+            self._queued = (k.tick, {(a.actor, a.nonce) for a in (*inbox, *queue)
+                                     if a is not None and hasattr(a, "nonce")})
+        return (actor, nonce) in self._queued[1]
+
     def _refresh(self, t: Tracked) -> bool:
         """Look the action up in the log once per tick; False if a tick holds the economy
         (try again shortly: the door never waits for a tick, nor does this)."""
@@ -387,52 +455,77 @@ class SandbankHandler(RequestHandler):
         try:
             t.checked = k.tick
             entries = k.store.action_entries(t.actor, t.nonce)
-            if not entries:
-                ident = k.state.registry.agents.get(t.actor)
-                if ident is not None and ident.nonce >= t.nonce:
-                    _status(t, TaskState.TASK_STATE_FAILED, f"not run: nonce {t.nonce} was taken "
-                            f"by another action of agent {t.actor} (two actions with one nonce, "
-                            f"or out of order within a tick)", {"reason": "nonce_taken"})
-                elif k.tick > t.tick:
-                    _status(t, TaskState.TASK_STATE_WORKING, f"queued for tick {t.tick}: not run "
-                            f"yet (the ticks were full), waiting at tick {k.tick}")
+            if entries:
+                self._outcome(t, entries)
                 return True
-            self._outcome(t, entries)
+            ident = k.state.registry.agents.get(t.actor)
+            if ident is not None and ident.nonce >= t.nonce:
+                _status(t, TaskState.TASK_STATE_FAILED, f"not run: nonce {t.nonce} was taken "
+                        f"by another action of agent {t.actor} (two actions with one nonce, "
+                        f"or out of order within a tick)", {"reason": "nonce_taken"})
+            elif ident is None or ident.status == REVOKED:
+                _status(t, TaskState.TASK_STATE_FAILED, f"not run: agent {t.actor} is revoked "
+                        f"(the sequencer refuses a revoked identity's actions as nobody's)",
+                        {"reason": "agent_revoked"})
+            elif k.tick >= t.tick + GRACE_TICKS and not self._still_queued(t.actor, t.nonce):
+                _status(t, TaskState.TASK_STATE_FAILED, f"not run: no log entry names it at "
+                        f"tick {k.tick}, and it is no longer queued (refused at its tick as "
+                        f"nobody's act)", {"reason": "not_run"})
+            elif k.tick > t.tick:
+                _status(t, TaskState.TASK_STATE_WORKING, f"queued for tick {t.tick}: not run "
+                        f"yet (the ticks were full), waiting at tick {k.tick}")
             return True
         finally:
             box.lock.release()
 
     def _outcome(self, t: Tracked, entries: list[Any]) -> None:
-        k = self.box.k
-        first = orjson.loads(entries[0].body)
-        listed = [{"seq": e.seq, "tick": e.tick, "kind": e.kind}
-                  for e in entries[:MAX_ENTRIES_LISTED]]
-        data: dict[str, Any] = {"actor": t.actor, "nonce": t.nonce, "seq": entries[0].seq,
-                                "tick": entries[0].tick, "kind": entries[0].kind,
-                                "entries": listed, "count": len(entries), "entry": None}
-        if not may_read(first, None, overseer=False, table=k.visibility):
-            data["withheld"] = "restricted"  # read it as the actor: GET /v1/proof/{seq}
-        elif len(entries[0].body) <= ENTRY_BYTES:
-            data["entry"] = first
+        """The task's final state from its entries, kept compactly; nothing the public may
+        not read is kept (nor shown)."""
+        first = entries[0]
+        t.seq, t.count, t.at = first.seq, len(entries), first.tick
+        t.kinds = tuple(sys.intern(e.kind) if self._public(e.kind) else WITHHELD
+                        for e in entries[:MAX_ENTRIES_LISTED])
+        body = first.body if isinstance(first.body, bytes) else first.body.encode()
+        if t.kinds[0] == WITHHELD:
+            t.withheld = "restricted"  # read it as the actor: GET /v1/proof/{seq}
+        elif len(body) <= ENTRY_BYTES:
+            t.entry = body
         else:
-            data["withheld"] = "too_large"
-        t.task.artifacts.append(Artifact(
-            artifact_id=f"{t.task.id}-log", name="log-entry",
-            description="the log entries this action produced: prove them against the signed "
-                        "checkpoint with GET /v1/proof/{seq} (or RemoteAgent.prove(nonce))",
-            parts=[Part(data=ParseDict(data, struct_pb2.Value()), media_type="application/json")]))
-        refusal = next((orjson.loads(e.body) for e in entries if e.kind == "rejected"), None)
-        where = f"log entry {entries[0].seq}, tick {entries[0].tick}"
+            t.withheld = "too_large"
+        where = f"log entry {first.seq}, tick {first.tick}"
+        refusal = next((e for e in entries if e.kind == "rejected"), None)
         if refusal is None:
-            _status(t, TaskState.TASK_STATE_COMPLETED, f"done: {entries[0].kind} ({where})")
+            _status(t, TaskState.TASK_STATE_COMPLETED,
+                    f"done: {t.kinds[0]} ({where})" if t.kinds[0] != WITHHELD else
+                    f"done ({where}; the entry is readable by the actor with its read "
+                    f"signature: /v1/proof/{first.seq})")
             return
-        why = {"reason": refusal.get("reason", ""), "message": refusal.get("message", "")}
-        if entries[0].kind == "rejected":
-            _status(t, TaskState.TASK_STATE_REJECTED,
-                    f"rejected: {why['reason']}: {why['message']} ({where})", why)
-        else:
-            _status(t, TaskState.TASK_STATE_FAILED,
-                    f"failed: {why['reason']}: {why['message']} ({where})", why)
+        state, word = ((TaskState.TASK_STATE_REJECTED, "rejected") if first.kind == "rejected"
+                       else (TaskState.TASK_STATE_FAILED, "failed"))
+        if not self._public(refusal.kind):
+            _status(t, state, f"{word}: refused (the reason is in the log, readable by the "
+                    f"actor with its read signature: /v1/proof/{refusal.seq}) ({where})")
+            return
+        d = orjson.loads(refusal.body)
+        why = {"reason": str(d.get("reason", ""))[:REASON_CHARS[0]],
+               "message": str(d.get("message", ""))[:REASON_CHARS[1]]}
+        _status(t, state, f"{word}: {why['reason']}: {why['message']} ({where})", why)
+
+    def _artifact(self, t: Tracked) -> Artifact:
+        data: dict[str, Any] = {
+            "actor": t.actor, "nonce": t.nonce, "seq": t.seq, "tick": t.at, "kind": t.kinds[0],
+            "entries": [{"seq": t.seq + i, "tick": t.at, "kind": kind}
+                        for i, kind in enumerate(t.kinds)],
+            "count": t.count, "entry": orjson.loads(t.entry) if t.entry is not None else None}
+        if t.withheld is not None:
+            data["withheld"] = t.withheld
+        return Artifact(
+            artifact_id=f"{t.task.id}-log", name="log-entry",
+            description="the log entries this action produced (seq .. seq + count - 1): prove "
+                        "them against the signed checkpoint with GET /v1/proof/{seq} (or "
+                        "RemoteAgent.prove(nonce)); an entry the public may not read is "
+                        "`withheld`: read it with the actor's read signature",
+            parts=[Part(data=ParseDict(data, struct_pb2.Value()), media_type="application/json")])
 
     async def _settle(self, t: Tracked, seconds: float) -> None:
         """Look at the log until the task is final, or for `seconds`."""
@@ -440,35 +533,49 @@ class SandbankHandler(RequestHandler):
         while not self._refresh(t) and time.monotonic() < deadline:
             await asyncio.sleep(POLL / 2)
 
-    async def _changes(self, t: Tracked, seconds: float) -> AsyncGenerator[Any]:
-        """The task's updates as stream events until it is final (or `seconds` passed, or
-        too many are waiting already)."""
-        if t.done or self.waiters >= MAX_WAITERS:
-            return
+    def _hold(self, source: str) -> bool:
+        """A waiter's slot (False: MAX_WAITERS wait, or MAX_WAITERS_PER_SOURCE of `source`);
+        give it back with `_release`."""
+        n = self.waiting.get(source, 0)
+        if self.waiters >= MAX_WAITERS or n >= MAX_WAITERS_PER_SOURCE:
+            return False
         self.waiters += 1
-        try:
-            deadline = time.monotonic() + seconds
-            seen = (t.task.status.state, t.task.status.message.message_id)
-            while not t.done and time.monotonic() < deadline:
-                await asyncio.sleep(POLL)
-                self._refresh(t)
-                now = (t.task.status.state, t.task.status.message.message_id)
-                if now == seen:
-                    continue
-                seen = now
-                for a in t.task.artifacts if t.done else ():
-                    yield TaskArtifactUpdateEvent(task_id=t.task.id, context_id=t.task.context_id,
-                                                  artifact=a, last_chunk=True)
-                status = TaskStatus()
-                status.CopyFrom(t.task.status)
-                yield TaskStatusUpdateEvent(task_id=t.task.id, context_id=t.task.context_id,
-                                            status=status)
-        finally:
-            self.waiters -= 1
+        self.waiting[source] = n + 1
+        return True
+
+    def _release(self, source: str) -> None:
+        self.waiters -= 1
+        n = self.waiting.get(source, 0) - 1
+        if n > 0:
+            self.waiting[source] = n
+        else:
+            self.waiting.pop(source, None)
+
+    async def _changes(self, t: Tracked, seconds: float) -> AsyncGenerator[Any]:
+        """The task's updates as stream events until it is final (or `seconds` passed); the
+        caller holds a waiter's slot."""
+        deadline = time.monotonic() + seconds
+        seen = (t.task.status.state, t.task.status.message.message_id)
+        while not t.done and time.monotonic() < deadline:
+            await asyncio.sleep(POLL)
+            self._refresh(t)
+            now = (t.task.status.state, t.task.status.message.message_id)
+            if now == seen:
+                continue
+            seen = now
+            if t.done and t.seq >= 0:
+                yield TaskArtifactUpdateEvent(task_id=t.task.id, context_id=t.task.context_id,
+                                              artifact=self._artifact(t), last_chunk=True)
+            status = TaskStatus()
+            status.CopyFrom(t.task.status)
+            yield TaskStatusUpdateEvent(task_id=t.task.id, context_id=t.task.context_id,
+                                        status=status)
 
     def _view(self, t: Tracked, history: int | None = None) -> Task:
         out = Task()
         out.CopyFrom(t.task)
+        if t.seq >= 0:
+            out.artifacts.append(self._artifact(t))
         if history is not None:
             kept = list(out.history)[-history:] if history > 0 else []
             del out.history[:]
@@ -487,9 +594,13 @@ class SandbankHandler(RequestHandler):
     async def on_message_send(self, params: SendMessageRequest,
                               context: ServerCallContext) -> Task:
         t = self._submit(params, context)
-        if not params.configuration.return_immediately:
-            async for _ in self._changes(t, BLOCK_SECONDS):
-                pass
+        source = self._source(context)
+        if not params.configuration.return_immediately and not t.done and self._hold(source):
+            try:  # past the waiters' cap: answered at once (the action is queued all the same)
+                async for _ in self._changes(t, BLOCK_SECONDS):
+                    pass
+            finally:
+                self._release(source)
         history = (params.configuration.history_length
                    if params.configuration.HasField("history_length") else None)
         return self._view(t, history)
@@ -497,17 +608,37 @@ class SandbankHandler(RequestHandler):
     async def on_message_send_stream(self, params: SendMessageRequest,
                                      context: ServerCallContext) -> AsyncGenerator[Any]:
         t = self._submit(params, context)
-        yield self._view(t)
-        async for event in self._changes(t, STREAM_SECONDS):
-            yield event
+        source = self._source(context)
+        held = not t.done and self._hold(source)  # past the cap: the task, and the end
+        try:
+            yield self._view(t)
+            if held:
+                async for event in self._changes(t, STREAM_SECONDS):
+                    yield event
+        finally:
+            if held:
+                self._release(source)
 
     async def on_subscribe_to_task(self, params: SubscribeToTaskRequest,
                                    context: ServerCallContext) -> AsyncGenerator[Any]:
         t = self._find(params.id)
         await self._settle(t, 1.0)
-        yield self._view(t)
-        async for event in self._changes(t, STREAM_SECONDS):
-            yield event
+        source = self._source(context)
+        held = not t.done and self._hold(source)
+        if not t.done and not held:
+            detail = (f"at most {MAX_WAITERS_PER_SOURCE} requests of one source (and "
+                      f"{MAX_WAITERS} in all) wait for a tick at once: GetTask polls")
+            self.box.refuse(source, RPC_PATH, "too_many_waiters", None, detail)
+            raise InvalidRequestError(message=f"too_many_waiters: {detail}",
+                                      data={"code": "too_many_waiters", "status": "429"})
+        try:
+            yield self._view(t)
+            if held:
+                async for event in self._changes(t, STREAM_SECONDS):
+                    yield event
+        finally:
+            if held:
+                self._release(source)
 
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task:
         t = self._find(params.id)
@@ -552,6 +683,14 @@ class SandbankHandler(RequestHandler):
         raise ExtendedAgentCardNotConfiguredError
 
 
+# set once the SDK has parsed a request and hands it to the handler (the handler counts its
+# own refusals; before that, a failure is a malformed request, counted by `mount`'s rpc)
+_HANDLED: contextvars.ContextVar[bool] = contextvars.ContextVar("sandbank_a2a_handled",
+                                                                default=False)
+DISPATCHER_LOGGER = "a2a.server.routes.jsonrpc_dispatcher"
+LOG_CHARS = 300
+
+
 class _Context(DefaultServerCallContextBuilder):
     """The SDK's call context, plus the request (its source keys the rate limits and the
     refusal record, as for the HTTP API)."""
@@ -559,7 +698,30 @@ class _Context(DefaultServerCallContextBuilder):
     def build(self, request: Request) -> ServerCallContext:
         ctx = super().build(request)
         ctx.state["sandbank_request"] = request
+        request.scope["sandbank_a2a_handled"] = True
+        _HANDLED.set(True)
         return ctx
+
+
+class _Quiet(logging.Filter):
+    """The SDK's dispatcher logs a malformed request with its full traceback (at ERROR for
+    some): one WARNING line of at most LOG_CHARS instead, the request being counted in the
+    refusal record. A failure inside our handler keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _HANDLED.get():
+            return True
+        record.msg, record.args = record.getMessage()[:LOG_CHARS], None
+        record.exc_info = record.exc_text = record.stack_info = None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_dispatcher_log() -> None:
+    log = logging.getLogger(DISPATCHER_LOGGER)
+    if not any(isinstance(f, _Quiet) for f in log.filters):
+        log.addFilter(_Quiet())
 
 
 def _problem(status: int, code: str, detail: str) -> JSONResponse:
@@ -575,6 +737,7 @@ def mount(app: Any, box: Any, accept: Callable[..., dict[str, Any]],
     the card describes them."""
     handler = SandbankHandler(box, accept, src)
     dispatcher = JsonRpcDispatcher(handler, context_builder=_Context())
+    quiet_dispatcher_log()
     skill_list = skills()
     operator_key = verifier_key(box.k.config.key_name, box.key.public)
 
@@ -601,8 +764,25 @@ def mount(app: Any, box: Any, accept: Callable[..., dict[str, Any]],
         if too_large:
             box.refuse(source, RPC_PATH, "too_large", None, f"over {MAX_BODY} bytes")
             return _problem(413, "too_large", f"a JSON-RPC request is limited to {MAX_BODY} bytes")
+        try:  # strict JSON first (no NaN, no lone surrogates, bounded depth and numbers):
+            orjson.loads(raw)  # what the SDK's parser would take with a traceback, refused here
+        except orjson.JSONDecodeError as e:
+            box.refuse(source, RPC_PATH, "malformed_json", None, str(e)[:160])
+            return JSONResponse({"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32700, "message": f"malformed_json: {e}"}})
         request._body = raw  # read once, within the limit; the dispatcher parses it
-        return await dispatcher.handle_requests(request)
+        _HANDLED.set(False)
+        response = await dispatcher.handle_requests(request)
+        if not request.scope.get("sandbank_a2a_handled") and isinstance(response, JSONResponse):
+            try:  # the SDK refused it before our handler saw it: count it, as the door would
+                error = orjson.loads(bytes(response.body)).get("error")
+            except (orjson.JSONDecodeError, AttributeError):
+                error = None
+            if isinstance(error, dict):
+                code = "malformed_json" if error.get("code") == -32700 else "malformed_request"
+                box.refuse(source, RPC_PATH, code, None, f"JSON-RPC {error.get('code')}: "
+                           f"{str(error.get('message'))[:160]}")
+        return response
 
     app.add_route(CARD_PATH, card, methods=["GET"], include_in_schema=False)
     app.add_route(RPC_PATH, rpc, methods=["POST"], include_in_schema=False)

@@ -784,7 +784,8 @@ def write_report(run: Path) -> Path:
         if not any(y for _, y in pts) and not kw.get("band"):
             zero.append(column)
             return ""
-        y_zero = not column.startswith(NOT_ZERO_BASED) or kw.pop("y_zero", False)
+        asked = kw.pop("y_zero", False)  # (popped first: `or` would leave it in kw)
+        y_zero = not column.startswith(NOT_ZERO_BASED) or asked
         bars = kw.pop("bars", False)
         return svg_chart(title, [Series(column, pts, bars=bars)], x_domain=domain,
                          y_zero=y_zero, events=events, name=column, cache=cache, **kw)

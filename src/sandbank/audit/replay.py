@@ -35,11 +35,13 @@ class ReplayReport:
 
 
 def replay_log(store: Store, mechanisms: Sequence[Mechanism], *, progress=None,
-               digests: bool = True) -> ReplayReport:
+               digests: bool = True, on_entry=None) -> ReplayReport:
     """Replay every event; `digests=False` folds the whole log without comparing the signed
-    state digests (to see, after a mismatch, how the end state differs)."""
+    state digests (to see, after a mismatch, how the end state differs). `on_entry(entry,
+    body)`: called with each entry and its parsed body before it is applied (a reader that
+    wants the log in the same walk: the lab's tables; it must not change the body)."""
     try:
-        return _replay(store, tuple(mechanisms), progress, digests)
+        return _replay(store, tuple(mechanisms), progress, digests, on_entry)
     except StoreError as e:
         return ReplayReport(False, 0, 0, str(e))
     except Exception as e:  # a row of a shape the log never writes: a finding (run verify)
@@ -48,7 +50,7 @@ def replay_log(store: Store, mechanisms: Sequence[Mechanism], *, progress=None,
 
 
 def _replay(store: Store, mechanisms: tuple[Mechanism, ...], progress,
-            digests: bool = True) -> ReplayReport:
+            digests: bool = True, on_entry=None) -> ReplayReport:
     state = EconomyState(mechanisms)
     entries = store.entries()
     nxt = next(entries, None)
@@ -56,7 +58,10 @@ def _replay(store: Store, mechanisms: tuple[Mechanism, ...], progress,
     for cp in store.checkpoints():
         while nxt is not None and nxt.tick <= cp.tick:
             try:
-                state.apply_dict(parse(nxt.body))
+                d = parse(nxt.body)
+                if on_entry is not None:
+                    on_entry(nxt, d)
+                state.apply_dict(d)
             except Exception as e:  # a bad event is a finding, not a crash
                 return ReplayReport(False, n_events, n_cp,
                                     f"entry {nxt.seq} cannot be applied: {type(e).__name__}: {e}",

@@ -697,12 +697,14 @@ KEY_FILE = "run.key"  # the run secret, beside the log (never share it: it signs
 CHECKPOINT_FILE = "checkpoint.txt"  # the latest signed checkpoint (keep a copy elsewhere)
 
 
-def _check_live_state(k: Kernel) -> None:
+def _check_live_state(k: Kernel, on_entry: Callable[[Any, dict[str, Any]], None] | None = None
+                      ) -> None:
     """The run's own check of its economy at the end: the ledger's invariants hold, and the
     state replayed from the log — every signed digest checked, the last one over the whole
     state — is the live state, part by part (kernel/fingerprint.py). A write that bypassed
     the events (code in the kernel's process adding to a balance, say) fails the run with
-    exit 1, naming where the states differ; never a bare assertion."""
+    exit 1, naming where the states differ; never a bare assertion. `on_entry`: hears each
+    entry of the replay's walk (the run's tables)."""
     from sandbank.audit.replay import replay_log
     from sandbank.kernel.fingerprint import first_difference
 
@@ -711,7 +713,7 @@ def _check_live_state(k: Kernel) -> None:
     except AssertionError as e:
         raise RunError(f"a ledger invariant is broken at the end of the run: {e}",
                        exit_code=1) from None
-    rp = replay_log(k.store, k.mechanisms)
+    rp = replay_log(k.store, k.mechanisms, on_entry=on_entry)
     problem = None if rp.ok else f"replaying the log, the {rp.problem}"
     if not rp.ok:  # fold it all regardless, to say where the end states differ
         rp = replay_log(k.store, k.mechanisms, digests=False)
@@ -793,9 +795,13 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         gc.collect()
     errors, setup_ticks, oversight_seconds = econ.errors, econ.setup_ticks, econ.oversight_seconds
     elapsed = time.perf_counter() - t0
-    try:
-        _check_live_state(k)  # (a replay of the whole log: about a third of the run's time)
+    from sandbank.lab.tables import LogTables, agent_rows, write_tables
+
+    log_tables = LogTables(out)
+    try:  # (a replay of the whole log, about a third of the run's time; the tables on the way)
+        _check_live_state(k, log_tables.add)
     except RunError:
+        log_tables.abandon()
         k.close()
         raise
     fee_asset = k.state.policy.fee_asset
@@ -818,9 +824,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     last = k.store.last_checkpoint()
     assert last is not None
     report = verify_log(k.store)
-    from sandbank.lab.tables import agent_rows, write_tables
-
-    write_tables(out, k.store, metrics, agent_rows(
+    write_tables(out, log_tables, metrics, agent_rows(
         k.state, {aid: (g.name, g.policy) for aid, (_, g, _) in zip(ids, plan, strict=True)},
         metrics.llm))
     k.close()

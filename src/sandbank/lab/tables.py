@@ -58,38 +58,91 @@ def write_rows(rows: list[dict[str, Any]] | dict[str, list[Any]], path: Path,
     pq.write_table(table, path, compression="zstd")
 
 
-def _events_and_trades(store: Any) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
-    seqs, ticks, kinds, actors, bodies = [], [], [], [], []
-    trades: list[dict[str, Any]] = []
-    owner_of_order: dict[int, int] = {}
-    loads = orjson.loads
-    for e in store.entries():
-        seqs.append(e.seq)
-        ticks.append(e.tick)
-        kinds.append(e.kind)
-        body = bytes(e.body)
-        bodies.append(body.decode())
-        if e.kind in ("order_placed", "call_auction") or b'"actor":' in body:
-            d = loads(body)
-            actor = d.get("actor", 0) if isinstance(d.get("actor", 0), int) else 0
-            actors.append(actor)
-            if e.kind == "order_placed":
-                owner_of_order[d["order"]] = actor
-                for maker_order, price, qty, _ in d["fills"]:
-                    maker = owner_of_order.get(maker_order, 0)
-                    buyer, seller = (actor, maker) if d["side"] == "buy" else (maker, actor)
-                    trades.append({"seq": e.seq, "tick": e.tick, "asset": d["asset"],
-                                   "price": price, "qty": qty, "buyer": buyer,
-                                   "seller": seller, "taker": d["side"]})
-            elif e.kind == "call_auction":
-                for buy, sell, qty, *_ in d["fills"]:
-                    trades.append({"seq": e.seq, "tick": e.tick, "asset": d["asset"],
-                                   "price": d["price"], "qty": qty,
-                                   "buyer": owner_of_order.get(buy, 0),
-                                   "seller": owner_of_order.get(sell, 0), "taker": "call"})
-        else:
-            actors.append(0)
-    return ({"seq": seqs, "tick": ticks, "kind": kinds, "actor": actors, "body": bodies}, trades)
+class LogTables:
+    """The events and trades tables, built entry by entry (`add`, e.g. from the replay's walk
+    at the end of a run, so the log is read and parsed once for both) and streamed to
+    `events.parquet` in row groups of CHUNK entries: memory holds one chunk, whatever the
+    log's length."""
+
+    CHUNK = 8_192
+
+    def __init__(self, out: Path) -> None:
+        self.path = Path(out) / "events.parquet"
+        self.writer: Any = None
+        self._reset()
+        self.trades: list[dict[str, Any]] = []
+        self.owner_of_order: dict[int, int] = {}
+
+    def _reset(self) -> None:
+        self.seqs: list[int] = []
+        self.ticks: list[int] = []
+        self.kinds: list[str] = []
+        self.actors: list[int] = []
+        self.bodies: list[bytes] = []
+
+    def add(self, e: Any, d: dict[str, Any]) -> None:
+        """One entry and its parsed body (read, never changed)."""
+        self.seqs.append(e.seq)
+        self.ticks.append(e.tick)
+        self.kinds.append(e.kind)
+        self.bodies.append(bytes(e.body))
+        actor = d.get("actor", 0)
+        actor = actor if type(actor) is int else 0
+        self.actors.append(actor)
+        if e.kind == "order_placed":
+            self.owner_of_order[d["order"]] = actor
+            owner_of_order, side = self.owner_of_order, d["side"]
+            for maker_order, price, qty, _ in d["fills"]:
+                maker = owner_of_order.get(maker_order, 0)
+                buyer, seller = (actor, maker) if side == "buy" else (maker, actor)
+                self.trades.append({"seq": e.seq, "tick": e.tick, "asset": d["asset"],
+                                    "price": price, "qty": qty, "buyer": buyer,
+                                    "seller": seller, "taker": side})
+        elif e.kind == "call_auction":
+            for buy, sell, qty, *_ in d["fills"]:
+                self.trades.append({"seq": e.seq, "tick": e.tick, "asset": d["asset"],
+                                    "price": d["price"], "qty": qty,
+                                    "buyer": self.owner_of_order.get(buy, 0),
+                                    "seller": self.owner_of_order.get(sell, 0), "taker": "call"})
+        if len(self.seqs) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        batch = pa.table({"seq": pa.array(self.seqs, pa.int64()),
+                          "tick": pa.array(self.ticks, pa.int64()),
+                          "kind": pa.array(self.kinds, pa.string()),
+                          "actor": pa.array(self.actors, pa.int64()),
+                          # (bytes checked as UTF-8 by arrow: much faster than from str)
+                          "body": pa.array(self.bodies, pa.binary()).cast(pa.string())})
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, batch.schema, compression="zstd")
+        self.writer.write_table(batch)
+        self._reset()
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Close events.parquet (written even for an empty log); the trades."""
+        if self.seqs or self.writer is None:
+            self._flush()
+        self.writer.close()
+        return self.trades
+
+    def abandon(self) -> None:
+        """Close and remove a half-written events.parquet (the run failed its check)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self.path.unlink(missing_ok=True)
+
+    @classmethod
+    def from_store(cls, store: Any, out: Path) -> LogTables:
+        """The same tables from a log on its own (a run folder written before)."""
+        tables, loads = cls(out), orjson.loads
+        for e in store.entries():
+            tables.add(e, loads(bytes(e.body)))
+        return tables
 
 
 TRADE_SCHEMA = {"seq": "int64", "tick": "int64", "asset": "string", "price": "int64",
@@ -127,13 +180,14 @@ def agent_rows(state: Any, group_of: dict[int, tuple[str, str]],
     return rows
 
 
-def write_tables(out: Path, store: Any, metrics: Any, agents: list[dict[str, Any]]) -> None:
-    """Write every table of a finished run into its folder `out`."""
+def write_tables(out: Path, log: LogTables | Any, metrics: Any,
+                 agents: list[dict[str, Any]]) -> None:
+    """Write every table of a finished run into its folder `out`; `log`: the LogTables its
+    replay filled, or the store to read them from."""
     out = Path(out)
     write_rows(list(metrics.rows), out / "metrics.parquet", {"tick": "int64"})
-    events, trades = _events_and_trades(store)
-    write_rows(events, out / "events.parquet")
-    write_rows(trades, out / "trades.parquet", TRADE_SCHEMA)
+    tables = log if isinstance(log, LogTables) else LogTables.from_store(log, out)
+    write_rows(tables.finish(), out / "trades.parquet", TRADE_SCHEMA)
     write_rows([{**a, "subjects": orjson.dumps(a["subjects"]).decode()} for a in metrics.alerts],
            out / "alerts.parquet", ALERT_SCHEMA)
     write_rows([{**t, "target": str(t["target"])} for t in metrics.trips], out / "trips.parquet",

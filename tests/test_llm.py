@@ -166,20 +166,32 @@ def test_a_dead_endpoint_fails_the_run_loudly_with_its_cause(tmp_path):
     doc = {"name": "dead-model", "seed": 2, "ticks": 2, **MARKET,
            "population": [{"policy": "market_maker", "count": 1},
                           {"policy": "llm", "count": 2, "params": {
-                              "base_url": "http://127.0.0.1:9/v1", "model": "trader",
-                              "retries": 2, "backoff": 0.01}}]}
+                              "base_url": "http://user:sk-SECRET@127.0.0.1:9/v1",
+                              "model": "trader", "retries": 2, "backoff": 0.01}}]}
     path = tmp_path / "dead.yaml"
     path.write_text(yaml.safe_dump(doc))
     r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "r")])
     assert r.exit_code == 1, r.output
     assert "4 of 4 model calls failed" in r.output
-    assert "ConnectError" in r.output and "3 attempts" in r.output
     summary = orjson.loads((tmp_path / "r" / "summary.json").read_bytes())
     assert summary["llm"]["failures"] == 4 and not summary["ok"]
     assert not summary["success"]["min_llm_ok"]["ok"]
     report = (tmp_path / "r" / "report.html").read_text()
-    assert "4 model calls, 4 failed" in report and "ConnectError" in report
+    assert "4 model calls, 4 failed" in report and "must not carry credentials" in report
     assert "Transcripts" in report
+    # credentials in the URL: refused (the key belongs in api_key_env's variable), and
+    # never quoted — not in the cause, the log, the summary or the report
+    assert "must not carry credentials" in r.output and "sk-SECRET" not in r.output
+    for f in ("summary.json", "report.html", "log.db", "events.parquet"):
+        assert b"sk-SECRET" not in (tmp_path / "r" / f).read_bytes(), f
+    # a dead endpoint: every call fails after its retries, said with the cause
+    doc["population"][1]["params"]["base_url"] = "http://127.0.0.1:9/v1"
+    path.write_text(yaml.safe_dump(doc))
+    r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "dead")])
+    assert r.exit_code == 1 and "4 of 4 model calls failed" in r.output, r.output
+    assert "ConnectError" in r.output and "3 attempts" in r.output
+    report = (tmp_path / "dead" / "report.html").read_text()
+    assert "4 model calls, 4 failed" in report and "ConnectError" in report
     # a scenario that expects the failures passes, and still says them
     path.write_text(yaml.safe_dump({**doc, "success": {"min_llm_ok": 0}}))
     r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "ok")])

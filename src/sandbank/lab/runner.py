@@ -697,6 +697,19 @@ KEY_FILE = "run.key"  # the run secret, beside the log (never share it: it signs
 CHECKPOINT_FILE = "checkpoint.txt"  # the latest signed checkpoint (keep a copy elsewhere)
 
 
+def _without_credentials(value: Any) -> Any:
+    """A scenario's parameters as the summary shows them: any URL's user:password@ cut."""
+    if isinstance(value, str) and "://" in value and "@" in value:
+        scheme, rest = value.split("://", 1)
+        host, slash, path = rest.partition("/")
+        return f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
+    if isinstance(value, dict):
+        return {k: _without_credentials(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_credentials(v) for v in value]
+    return value
+
+
 def _check_live_state(k: Kernel, on_entry: Callable[[Any, dict[str, Any]], None] | None = None
                       ) -> None:
     """The run's own check of its economy at the end: the ledger's invariants hold, and the
@@ -800,33 +813,33 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
     log_tables = LogTables(out)
     try:  # (a replay of the whole log, about a third of the run's time; the tables on the way)
         _check_live_state(k, log_tables.add)
-    except RunError:
+        fee_asset = k.state.policy.fee_asset
+        wealth = sorted((acct.balance, aid) for aid in k.state.registry.agents
+                        if (acct := k.state.ledger.account_of(aid, fee_asset)) is not None)
+        group_of = {aid: g.name for aid, (_, g, _) in zip(ids, plan, strict=True)}
+        groups, first = [], 0
+        reg = k.state.registry
+        spawned: dict[int, list[int]] = {}  # admitted root -> the identities its lineage spawned
+        for aid in sorted(reg.agents):
+            if reg.agents[aid].parent:
+                spawned.setdefault(reg.lineage_root(aid), []).append(aid)
+        for g in sc.population:  # ids follow the population's order
+            mine = ids[first:first + g.count]
+            groups.append({"name": g.name, "policy": g.policy, "ids": [mine[0], mine[-1]],
+                           "spawned": [c for a in mine for c in spawned.get(a, [])],
+                           "pnl": pnl(k, mine, g.endowment_of(sc.endowment)),
+                           **sales(metrics, [m for a in mine for m in (a, *reg.descendants(a))])})
+            first += g.count
+        last = k.store.last_checkpoint()
+        assert last is not None
+        report = verify_log(k.store)
+        write_tables(out, log_tables, metrics, agent_rows(
+            k.state, {aid: (g.name, g.policy) for aid, (_, g, _) in zip(ids, plan, strict=True)},
+            metrics.llm))
+    except BaseException:  # (a half-written table and an open store never outlive a failure)
         log_tables.abandon()
         k.close()
         raise
-    fee_asset = k.state.policy.fee_asset
-    wealth = sorted((acct.balance, aid) for aid in k.state.registry.agents
-                    if (acct := k.state.ledger.account_of(aid, fee_asset)) is not None)
-    group_of = {aid: g.name for aid, (_, g, _) in zip(ids, plan, strict=True)}
-    groups, first = [], 0
-    reg = k.state.registry
-    spawned: dict[int, list[int]] = {}  # admitted root -> the identities its lineage spawned
-    for aid in sorted(reg.agents):
-        if reg.agents[aid].parent:
-            spawned.setdefault(reg.lineage_root(aid), []).append(aid)
-    for g in sc.population:  # ids follow the population's order
-        mine = ids[first:first + g.count]
-        groups.append({"name": g.name, "policy": g.policy, "ids": [mine[0], mine[-1]],
-                       "spawned": [c for a in mine for c in spawned.get(a, [])],
-                       "pnl": pnl(k, mine, g.endowment_of(sc.endowment)),
-                       **sales(metrics, [m for a in mine for m in (a, *reg.descendants(a))])})
-        first += g.count
-    last = k.store.last_checkpoint()
-    assert last is not None
-    report = verify_log(k.store)
-    write_tables(out, log_tables, metrics, agent_rows(
-        k.state, {aid: (g.name, g.policy) for aid, (_, g, _) in zip(ids, plan, strict=True)},
-        metrics.llm))
     k.close()
     final = metrics.rows[-1] if metrics.rows else {}
     actual = {"min_trades": metrics.cum["fills"], "min_tasks_passed": metrics.cum["tasks_passed"],
@@ -851,7 +864,7 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
         **build_info(),
         "seed": sc.seed, "ticks": sc.ticks, "setup_ticks": setup_ticks, "agents": len(ids),
         "population": [{"policy": g.policy, "count": g.count, "owner": g.owner,
-                        "skills": g.skills, "params": g.params,
+                        "skills": g.skills, "params": _without_credentials(g.params),
                         **({"endowment": g.endowment} if g.endowment else {})}
                        for g in sc.population],
         "safeguards": sc.safeguards, "policy": sc.setting("policy"), "markets": sc.setting("markets"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -33,22 +34,35 @@ class LLMError(RuntimeError):
 
 
 MAX_RETRY_AFTER = 30.0  # seconds: the most a server's Retry-After is honoured
-_pools: dict[tuple[str, float], tuple[Any, Any]] = {}  # (endpoint, timeout) -> (loop, client)
+# event loop -> (endpoint, timeout) -> client: a pool lives on the loop it was made on (each
+# thread that steps an economy has its own, agents/base.run_async), and goes with it
+_pools: weakref.WeakKeyDictionary[Any, dict[tuple[str, float], Any]] = weakref.WeakKeyDictionary()
 
 
 def pool(base_url: str, timeout: float) -> Any:
-    """The endpoint's connection pool on the running event loop (one per endpoint, shared by
-    every agent that calls it)."""
+    """The endpoint's connection pool on the running event loop (one per endpoint and loop,
+    shared by every agent that calls it there)."""
     import asyncio
 
     import httpx
 
-    loop = asyncio.get_running_loop()
-    held = _pools.get((base_url, timeout))
-    if held is None or held[0] is not loop or held[1].is_closed:
+    mine = _pools.setdefault(asyncio.get_running_loop(), {})
+    client = mine.get((base_url, timeout))
+    if client is None or client.is_closed:
         client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=64))
-        _pools[(base_url, timeout)] = held = (loop, client)
-    return held[1]
+        mine[(base_url, timeout)] = client
+    return client
+
+
+def shown(url: str) -> str:
+    """A URL as errors (and so the log, the summary and the report) may quote it: without
+    the credentials it may carry."""
+    import httpx
+
+    try:
+        return str(httpx.URL(url).copy_with(username=None, password=None))
+    except (httpx.InvalidURL, TypeError):
+        return "(the model endpoint)"
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -90,6 +104,10 @@ class ChatClient:
             raise ValueError(f"mode {mode!r} needs a cassette")
         if mode != "replay" and not base_url:
             raise ValueError("a base_url is needed unless replaying a cassette")
+        if shown(base_url) != base_url and "@" in base_url.split("//", 1)[-1].split("/", 1)[0]:
+            raise ValueError(f"base_url {shown(base_url)} must not carry credentials "
+                             f"(user:password@): the key goes in the environment variable "
+                             f"api_key_env names ({api_key_env or 'none set'})")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
@@ -110,6 +128,7 @@ class ChatClient:
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         url = f"{self.base_url}/chat/completions"
+        where = shown(url)
         for attempt in range(self.retries + 1):
             wait = self.backoff * 2 ** attempt
             try:
@@ -124,13 +143,13 @@ class ChatClient:
                     if after.replace(".", "", 1).isdigit():
                         wait = min(MAX_RETRY_AFTER, float(after))
                 elif resp.status_code >= 400:
-                    raise LLMError(f"{url}: HTTP {resp.status_code} {resp.reason_phrase}: "
+                    raise LLMError(f"{where}: HTTP {resp.status_code} {resp.reason_phrase}: "
                                    f"{resp.text[:200]}")
                 else:
                     try:
                         body = resp.json()
                     except ValueError:
-                        raise LLMError(f"{url}: the reply is not JSON: {resp.text[:200]!r}") \
+                        raise LLMError(f"{where}: the reply is not JSON: {resp.text[:200]!r}") \
                             from None
                     if self.mode == "record":
                         assert self.cassette is not None
@@ -139,4 +158,4 @@ class ChatClient:
             if attempt < self.retries:
                 await asyncio.sleep(wait)
         attempts = self.retries + 1
-        raise LLMError(f"{url}: {cause} ({attempts} attempt{'s' if attempts > 1 else ''})")
+        raise LLMError(f"{where}: {cause} ({attempts} attempt{'s' if attempts > 1 else ''})")

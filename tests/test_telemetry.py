@@ -42,6 +42,14 @@ class Scripted(Agent):
                 SendMessage(actor=self.id + 100, to=1, content="not me")]
 
 
+@policy("test_tel_yielding")
+class Yielding(Agent):
+    """A policy whose act is a generator (the runner only iterates what act returns)."""
+
+    def act(self, obs):
+        yield Pay(actor=self.id, to=self.id % 3 + 1, asset="CRD", amount=1)
+
+
 MARKET = {"assets": ["CRD", "WGT"], "markets": [{"asset": "WGT", "quote": "CRD"}],
           "endowment": {"CRD": 100_000, "WGT": 100}}
 
@@ -267,3 +275,18 @@ def test_otlp_over_http_reaches_a_collector_at_v1_traces(tmp_path):
         srv.shutdown()
     assert got and all(p == "/v1/traces" and t == "application/x-protobuf" and n > 0
                        for p, t, n in got)
+
+
+def test_a_policy_that_yields_its_actions_runs_traced_as_untraced(tmp_path):
+    doc = {"name": "gen", "seed": 1, "ticks": 3, **MARKET,
+           "population": [{"policy": "test_tel_yielding", "count": 3}]}
+    key = tmp_path / "run.key"
+    plain = run_scenario(parse_scenario(doc, "inline"), tmp_path / "plain", key_file=key)
+    exporter, tracing = memory()
+    try:
+        traced = run_scenario(parse_scenario(doc, "inline"), tmp_path / "traced",
+                              key_file=key, trace=tracing)
+    finally:
+        tracing.close()
+    assert traced.summary["root"] == plain.summary["root"]
+    assert len(by_op(exporter.get_finished_spans(), "execute_tool")) == 9

@@ -71,3 +71,17 @@ def test_overrides_are_checked(tmp_path):
     sandbank.run("demo", ticks=2, out=tmp_path / "z")
     with pytest.raises(sandbank.RunError, match="already holds a run"):
         sandbank.run("demo", ticks=2, out=tmp_path / "z")
+
+
+def test_a_column_mixing_kinds_is_written_as_text(tmp_path):
+    """A sweep grid like `key: [false, 300]` gives a column of booleans and numbers, which
+    arrow refuses as one type: it is written as JSON text, not lost with the whole table."""
+    import pandas as pd
+
+    from sandbank.lab.tables import write_rows
+
+    write_rows([{"x": False, "y": 1}, {"x": 300, "y": ""}, {"x": True, "y": 2.5}],
+               tmp_path / "t.parquet")
+    t = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(t["x"]) == ["false", "300", "true"]
+    assert t["y"].isna().tolist() == [False, True, False]

@@ -270,7 +270,7 @@ class Tracing:
 
             span.set_attribute(ERROR_TYPE, _error_type(result))
             span.set_status(StatusCode.ERROR, str(result)[:300])
-        elif result is not None:
+        elif hasattr(result, "__len__"):  # (a policy may yield its actions: not counted)
             span.set_attribute("sandbank.actions", len(result))
         span.end()
 

@@ -33,10 +33,8 @@ def _column(values: list[Any]) -> list[Any]:
     first trade) is a null in a numeric column; a column of mixed kinds (lists, say) is
     JSON text."""
     kinds = {type(v) for v in values if v is not None and v != ""}
-    if kinds <= {int, float, bool} or kinds <= {str}:
+    if kinds <= {int, float} or kinds <= {bool} or kinds <= {str}:
         return [None if v == "" and kinds - {str} else v for v in values]
-    if kinds <= {int, float}:
-        return values
     return [None if v is None else orjson.dumps(v).decode() if not isinstance(v, str) else v
             for v in values]
 
@@ -60,9 +58,10 @@ def write_rows(rows: list[dict[str, Any]] | dict[str, list[Any]], path: Path,
 
 class LogTables:
     """The events and trades tables, built entry by entry (`add`, e.g. from the replay's walk
-    at the end of a run, so the log is read and parsed once for both) and streamed to
-    `events.parquet` in row groups of CHUNK entries: memory holds one chunk, whatever the
-    log's length."""
+    at the end of a run, so the log is read and parsed once for both). The events stream to
+    `events.parquet` in row groups of CHUNK entries, so memory holds one chunk of them
+    whatever the log's length; the trades (one row per fill) and the map of orders to their
+    placers (two ints per order) are kept until `finish`."""
 
     CHUNK = 8_192
 
@@ -127,6 +126,7 @@ class LogTables:
         if self.seqs or self.writer is None:
             self._flush()
         self.writer.close()
+        self.writer = None
         return self.trades
 
     def abandon(self) -> None:

@@ -67,6 +67,17 @@ def _founding_governors(sc, keys: list[str], resumed: bool) -> tuple[bytes, ...]
     return tuple(out)
 
 
+def _no_credentials(url: str) -> str:
+    """A server URL as messages quote it: without any user:password@ it carries."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        u = urlsplit(url)
+        return urlunsplit(u._replace(netloc=u.netloc.rsplit("@", 1)[-1]))
+    except ValueError:
+        return "(the server)"
+
+
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
@@ -323,7 +334,8 @@ def _llm_overrides(sc, mode: str | None, cassette: Path | None) -> None:
     if not groups:
         _fail("--llm-mode and --cassette set the llm policy's parameters; this scenario has no "
               "llm agents")
-    mode = mode or "record"
+    if mode is None:  # a cassette alone: replay it if it exists (offline), else record one
+        mode = "replay" if cassette is not None and cassette.is_file() else "record"
     if mode != "live" and cassette is None:
         _fail(f"--llm-mode {mode} needs --cassette FILE")
     if mode == "replay" and not cassette.is_file():
@@ -390,7 +402,8 @@ def run(
                                         "--cassette) or replay (replies only from --cassette: "
                                         "offline, and a request it lacks is a failed call)"),
     cassette: Path | None = typer.Option(None, help="the cassette file (JSON lines) for "
-                                         "--llm-mode record or replay"),
+                                         "--llm-mode record or replay; alone, it is replayed "
+                                         "if it exists and recorded if not"),
     trace: str | None = typer.Option(None, help="OpenTelemetry spans of every agent "
                                      "decision, model call and action: otlp (OTLP over HTTP "
                                      "to --otel-endpoint) or file (JSON lines to "
@@ -419,6 +432,8 @@ def run(
     trace = trace or ("file" if trace_file else "otlp" if otel_endpoint else None)
     if trace is not None and trace not in EXPORTERS:
         _fail(f"--trace must be {' or '.join(EXPORTERS)}, got {trace!r}")
+    if (trace == "otlp" and trace_file) or (trace == "file" and otel_endpoint):
+        _fail("--trace-file goes with --trace file, --otel-endpoint with --trace otlp")
     try:
         tracing = configure(trace, path=trace_file or folder / "trace.jsonl",
                             endpoint=otel_endpoint)
@@ -1094,17 +1109,18 @@ def mcp(
 
     if transport not in ("stdio", "streamable-http"):
         _fail("--transport must be stdio or streamable-http")
+    where = _no_credentials(server)
     try:
         agent = connect(server, str(key_file), pin=pin, owner=owner,
                         owner_key_file=str(owner_key_file) if owner_key_file else None, name=name)
+        app_ = build(agent)  # (reads the server's markets: inside, for one line if it fails)
     except ClientError as e:
-        _fail(f"cannot join {server}: {e}")
+        _fail(f"cannot join {where}: {e}")
         raise
     except (OSError, ValueError) as e:  # unreachable server, unreadable key file
-        _fail(f"cannot join {server}: {e}")
+        _fail(f"cannot join {where}: {e}")
         raise
-    err.print(f"sandbank mcp: acting as agent {agent.id} on {server}")
-    app_ = build(agent)
+    err.print(f"sandbank mcp: acting as agent {agent.id} on {where}")
     if transport == "stdio":
         app_.run("stdio")
     else:
@@ -1165,7 +1181,7 @@ def admit_owner(
     try:
         oid = Client(server).admit_owner(token, name, key, evidence, kind=kind, wait=wait)
     except ClientError as e:
-        _fail(f"{server} refused: {e}" if e.status else str(e), 1)
+        _fail(f"{_no_credentials(server)} refused: {e}" if e.status else str(e), 1)
         raise
     out.print(oid)
 

@@ -151,7 +151,10 @@ def _scenario_doc(scenario: str | Path | Mapping[str, Any]) -> tuple[dict[str, A
     """(mapping, source, base folder) of a built-in name, a file or a mapping."""
     if isinstance(scenario, Mapping):
         return dict(scenario), "<scenario>", Path.cwd()
-    path = _builtin(scenario, "", "sweeps")
+    path = _builtin(scenario, "")
+    if path is None and _builtin(scenario, "sweeps") is not None:
+        raise ScenarioError(f"{scenario!s} is a built-in sweep, not a scenario: "
+                            f"sandbank.sweep({str(scenario)!r})")
     if path is None:
         known = ", ".join(sorted(p.stem for p in builtin_dir().glob("*.yaml")))
         raise ScenarioError(f"no scenario file {scenario!s} and no built-in scenario of that "

@@ -375,7 +375,7 @@ class SandbankHandler(RequestHandler):
         if known is not None and self.tasks[known].digest == digest:
             return self.tasks[known]  # this very envelope passed the door before: its task
         try:  # everything else: the HTTP API's door, with its answers (nothing about tasks)
-            answer = self.accept(d, request, ENDPOINT)
+            answer = self.accept(d, request, ENDPOINT, source_charged=True)
         except Exception as e:  # a Problem (the HTTP API's door): counted there already
             code, detail = getattr(e, "code", None), getattr(e, "detail", None)
             if code is None:
@@ -460,9 +460,11 @@ class SandbankHandler(RequestHandler):
                 return True
             ident = k.state.registry.agents.get(t.actor)
             if ident is not None and ident.nonce >= t.nonce:
-                _status(t, TaskState.TASK_STATE_FAILED, f"not run: nonce {t.nonce} was taken "
-                        f"by another action of agent {t.actor} (two actions with one nonce, "
-                        f"or out of order within a tick)", {"reason": "nonce_taken"})
+                _status(t, TaskState.TASK_STATE_FAILED, f"not in the log: nonce {t.nonce} of "
+                        f"agent {t.actor} is used — by another action (two actions with one "
+                        f"nonce, or out of order within a tick), or by this one if it ran with "
+                        f"nothing to record (a retry the ledger already had)",
+                        {"reason": "nonce_taken"})
             elif ident is None or ident.status == REVOKED:
                 _status(t, TaskState.TASK_STATE_FAILED, f"not run: agent {t.actor} is revoked "
                         f"(the sequencer refuses a revoked identity's actions as nobody's)",

@@ -295,12 +295,14 @@ def create_app(box: Sandbox) -> Any:
 
     # ------------------------------------------------------------------ agents' actions
     def accept(d: Any, request: Request, endpoint: str, *,
-               overseers: bool = False) -> dict[str, Any]:
+               overseers: bool = False, source_charged: bool = False) -> dict[str, Any]:
         """Check one signed action in wire form and queue it for the next tick; raise a
         Problem otherwise (counted into the tick's refusal record, attributed to nobody). It
         reads only what a tick cannot change under it (the actor's key) or what the tick
-        checks again (the nonce), so it never waits for a running tick."""
-        if not box.allow_source(src(request)):  # before any work: a flood costs its source
+        checks again (the nonce), so it never waits for a running tick. `source_charged`:
+        the caller already took this request's token from its source (A2A's door does,
+        for every call), so one action costs one token on either door."""
+        if not source_charged and not box.allow_source(src(request)):  # before any work
             raise refused(request, endpoint, 429, "rate_limited", f"at most "
                           f"{box.source_rate:g} requests/s from one source (bursts of "
                           f"{box.source_burst})")

@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples tools
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile  # a worker per core, a file's tests together
 
 # the package as a user gets it: build the wheel, install it (and only it) in a fresh venv
 # outside the checkout, and run the main job there

@@ -18,7 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench examples tools
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n auto --dist loadfile  # a worker per core, a file's tests together
+	# a worker per core, a file's tests together; the API fuzzer apart, in this process:
+	# schemathesis gives its cases one node id, and xdist would run only one of the 26
+	$(BIN)/python -m pytest -n auto --dist loadfile --ignore=tests/test_fuzz_api.py
+	$(BIN)/python -m pytest tests/test_fuzz_api.py
 
 # the package as a user gets it: build the wheel, install it (and only it) in a fresh venv
 # outside the checkout, and run the main job there
@@ -42,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_oversight.py
 	$(BIN)/python bench/bench_digest.py
 	$(BIN)/python bench/bench_server.py --kill
+	$(BIN)/python bench/bench_memory.py  # last: exits 1 while memory grows with run length
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -67,17 +67,6 @@ def _founding_governors(sc, keys: list[str], resumed: bool) -> tuple[bytes, ...]
     return tuple(out)
 
 
-def _no_credentials(url: str) -> str:
-    """A server URL as messages quote it: without any user:password@ it carries."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        u = urlsplit(url)
-        return urlunsplit(u._replace(netloc=u.netloc.rsplit("@", 1)[-1]))
-    except ValueError:
-        return "(the server)"
-
-
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
@@ -1106,10 +1095,11 @@ def mcp(
     client (an LLM) to act through. The key stays here; see docs/server.md (trust model)."""
     from sandbank.client import ClientError
     from sandbank.server.mcp import build, connect
+    from sandbank.urls import without_credentials
 
     if transport not in ("stdio", "streamable-http"):
         _fail("--transport must be stdio or streamable-http")
-    where = _no_credentials(server)
+    where = without_credentials(server, "(the server)")
     try:
         agent = connect(server, str(key_file), pin=pin, owner=owner,
                         owner_key_file=str(owner_key_file) if owner_key_file else None, name=name)
@@ -1167,6 +1157,7 @@ def admit_owner(
 
     from sandbank.client import Client, ClientError
     from sandbank.identity.keys import KeyFileError, SigningKey
+    from sandbank.urls import without_credentials
 
     token = os.environ.get("SANDBANK_OPERATOR_TOKEN", "")
     if not token:
@@ -1181,7 +1172,7 @@ def admit_owner(
     try:
         oid = Client(server).admit_owner(token, name, key, evidence, kind=kind, wait=wait)
     except ClientError as e:
-        _fail(f"{_no_credentials(server)} refused: {e}" if e.status else str(e), 1)
+        _fail(f"{without_credentials(server, '(the server)')} refused: {e}" if e.status else str(e), 1)
         raise
     out.print(oid)
 

@@ -25,6 +25,7 @@ from sandbank.audit.checkpoint import parse_verifier_key
 from sandbank.audit.proofs import check_bundle
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.schema import Action, agent_attestation_bytes
+from sandbank.urls import without_credentials
 
 
 class ClientError(RuntimeError):
@@ -121,8 +122,7 @@ class Client:
             r = self.http.request(method, path, **kw)
         except httpx.TransportError as e:  # refused, unresolvable, timed out: one line
             # (never quote credentials a URL may carry: this text reaches logs and models)
-            url = self.http.base_url.copy_with(username=None, password=None) \
-                if self.http.base_url else path
+            url = without_credentials(str(self.http.base_url) or path)
             raise ClientError(0, "unreachable", f"cannot reach the sandbox at {url} "
                               f"({type(e).__name__}: {e or 'no answer'})") from None
         return self._check(r)

@@ -55,6 +55,7 @@ from sandbank.regulation.certification import Disclose
 from sandbank.regulation.insurance import Insure
 from sandbank.reputation.reputation import SetTrusted
 from sandbank.store.sqlite import SQLiteStore
+from sandbank.urls import without_credentials
 
 
 class RunError(RuntimeError):
@@ -699,10 +700,8 @@ CHECKPOINT_FILE = "checkpoint.txt"  # the latest signed checkpoint (keep a copy 
 
 def _without_credentials(value: Any) -> Any:
     """A scenario's parameters as the summary shows them: any URL's user:password@ cut."""
-    if isinstance(value, str) and "://" in value and "@" in value:
-        scheme, rest = value.split("://", 1)
-        host, slash, path = rest.partition("/")
-        return f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
+    if isinstance(value, str):
+        return without_credentials(value)
     if isinstance(value, dict):
         return {k: _without_credentials(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -22,6 +22,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from sandbank.urls import has_credentials, without_credentials
+
 MODES = ("live", "record", "replay")
 
 
@@ -57,12 +59,7 @@ def pool(base_url: str, timeout: float) -> Any:
 def shown(url: str) -> str:
     """A URL as errors (and so the log, the summary and the report) may quote it: without
     the credentials it may carry."""
-    import httpx
-
-    try:
-        return str(httpx.URL(url).copy_with(username=None, password=None))
-    except (httpx.InvalidURL, TypeError):
-        return "(the model endpoint)"
+    return without_credentials(url, "(the model endpoint)")
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -104,7 +101,7 @@ class ChatClient:
             raise ValueError(f"mode {mode!r} needs a cassette")
         if mode != "replay" and not base_url:
             raise ValueError("a base_url is needed unless replaying a cassette")
-        if shown(base_url) != base_url and "@" in base_url.split("//", 1)[-1].split("/", 1)[0]:
+        if has_credentials(base_url):
             raise ValueError(f"base_url {shown(base_url)} must not carry credentials "
                              f"(user:password@): the key goes in the environment variable "
                              f"api_key_env names ({api_key_env or 'none set'})")

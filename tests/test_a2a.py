@@ -182,6 +182,11 @@ def test_a2a_attacks(tmp_path):
         r = httpx.post(f"{srv.url}/v1/federation/bans", json={"owner": owner2, "reason": "t"},
                        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
         assert r.status_code == 202, r.text
+        # (a 202 queues the ban: it revokes carol's agents at the next tick, not now)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{srv.url}/v1/federation/bans").json()["seq"] < 1:
+            assert time.monotonic() < deadline, "the ban never took effect"
+            time.sleep(0.05)
         url, mallory = srv.url, SigningKey.generate()
 
         # a private payment and a private message, pending: their task ids are the sender's

@@ -425,3 +425,42 @@ def test_the_invariant_check_refuses_credits_beyond_debits_where_forbidden():
     cap.debits_posted += 5  # now 7 has the debits to take those credits
     led.accounts[B].credits_posted += 5  # (and the 5 went somewhere)
     led.check_invariants()
+
+
+def test_the_idempotency_window_forgets_old_ids_safely_and_a_resume_rebuilds_it(tmp_path):
+    """Memory bounded in run length (issues 18 and 20): a transfer id is answered exactly
+    for `idempotency_window` ticks, then forgotten under its actor's floor; a retry of it is
+    refused `id_outside_window`, never executed twice (before the window, the ledger kept
+    every transfer ever made). A kernel resumed from the log rebuilds the same window and
+    answers as the uninterrupted one would."""
+    import sandbank.economy
+    from conftest import Economy
+    from sandbank.kernel.fingerprint import fingerprint
+    from sandbank.kernel.schema import Transfer
+    from sandbank.store.sqlite import SQLiteStore
+
+    path = tmp_path / "w.db"
+    e = Economy(n=2, fund=1000, store=SQLiteStore(path), idempotency_window=3)
+    led = e.k.state.ledger
+    a1, a2 = e.account[1], e.account[2]
+
+    def pay(tid, amount=1):
+        return Transfer(actor=1, transfers=[TransferSpec(id=tid, debit=a1, credit=a2,
+                                                         amount=amount)])
+
+    e.do(pay(10), pay(20, amount=10**9))  # one commits, one fails (its id is burnt)
+    s = e.do(pay(10), pay(20))  # inside the window: the exact answers
+    assert s.reasons == {R.id_already_failed: 1}  # (an identical retry logs nothing)
+    assert (1, 10) in led.transfers and (1, 20) in led.failed
+    for _ in range(3):
+        e.do()
+    assert (1, 10) not in led.transfers and (1, 20) not in led.failed
+    assert led.floor[1] == 20
+    e.k.close()
+    k = sandbank.economy.resume(SQLiteStore(path), e.op)
+    assert fingerprint(k.state.ledger) == fingerprint(led)  # the same window, from the log
+    balance = k.state.ledger.accounts[a1].balance
+    e.k = k
+    s = e.do(pay(10), pay(20), pay(15), pay(21))
+    assert s.reasons == {R.id_outside_window: 3}  # 10, 20 and 15 (<= the floor)
+    assert k.state.ledger.accounts[a1].balance == balance - 1  # only 21, above the floor

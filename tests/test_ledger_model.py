@@ -29,9 +29,12 @@ TREASURY = 1
 
 
 class LedgerVsModel(RuleBasedStateMachine):
+    WINDOW = 1024  # ticks: never left in these short runs (WindowedLedgerVsModel leaves it)
+
     def __init__(self) -> None:
         super().__init__()
-        self.led = Ledger()
+        self.led = Ledger(self.WINDOW)
+        self.led.at_tick(1)
         self.led.apply_account_opened(AccountOpened(actor=0, account=1, holder=OPERATOR,
                                                     asset="X", flags=0, treasury=True))
         for i in range(N_ACCOUNTS):
@@ -48,6 +51,12 @@ class LedgerVsModel(RuleBasedStateMachine):
         self.failed: set[int] = set()
         self.holds: dict[int, tuple[int, int, int, int]] = {}  # id -> (dr, cr, amount, expires)
         self.closed: dict[int, str] = {}
+        self.seen: dict[int, int] = {}  # id -> the tick it committed or was burnt (AGENT)
+        self.closed_at: dict[int, int] = {}  # pending id -> the tick it was resolved
+
+    def forgotten(self, tick: int) -> bool:
+        """Whether what happened at `tick` has left the window by now."""
+        return tick <= self.tick - self.WINDOW
 
     def _id(self) -> int:
         self.next_id += 1
@@ -58,7 +67,16 @@ class LedgerVsModel(RuleBasedStateMachine):
 
     def run(self, actor, specs):
         events, results = self.led.execute(actor, specs, self.tick)
-        self.led.record_failures(actor, Ledger.failures_to_remember(specs, results))
+        failed = Ledger.failures_to_remember(specs, results)
+        self.led.record_failures(actor, failed)
+        if actor == AGENT:
+            for t, code in zip(specs, results, strict=True):
+                if code == R.ok:
+                    self.seen[t.id] = self.tick
+                    if t.flags & (POST_PENDING | VOID_PENDING):
+                        self.closed_at[t.pending_id] = self.tick
+            for tid, _ in failed:
+                self.seen[tid] = self.tick
         return results
 
     accounts = st.integers(2, N_ACCOUNTS + 1)
@@ -123,6 +141,8 @@ class LedgerVsModel(RuleBasedStateMachine):
             want = {"posted": R.pending_transfer_already_posted,
                     "voided": R.pending_transfer_already_voided,
                     "expired": R.pending_transfer_expired}[self.closed[pid]]
+            if self.forgotten(self.closed_at[pid]):  # the hold and how it ended: both gone
+                want = R.pending_id_outside_window
             assert got == [want]
             self.failed.add(spec.id)
             return
@@ -142,6 +162,7 @@ class LedgerVsModel(RuleBasedStateMachine):
     @rule()
     def advance_tick(self):
         self.tick += 1
+        self.led.at_tick(self.tick)
         for ev in self.led.due_expiries(self.tick):
             self.led.apply_hold_expired(ev)
         for pid, (dr, _, amount, expires) in list(self.holds.items()):
@@ -149,6 +170,7 @@ class LedgerVsModel(RuleBasedStateMachine):
                 del self.holds[pid]
                 self.held[dr] -= amount
                 self.closed[pid] = "expired"
+                self.closed_at[pid] = self.tick
         assert set(self.led.holds) == {(AGENT, pid) for pid in self.holds}
 
     @rule(src=accounts, mid=accounts, dst=accounts, a=st.integers(1, 900), b=st.integers(1, 900))
@@ -227,8 +249,10 @@ class LedgerVsModel(RuleBasedStateMachine):
             assert results[-1] == R.linked_event_chain_open or own[0] < len(results) - 1
         self.led.record_failures(actor, Ledger.failures_to_remember(specs + [last], results))
         if actor == AGENT:
-            self.failed.update(t.id for t, c in zip(specs + [last], results, strict=True)
-                               if c not in (R.linked_event_failed, R.exists))
+            burnt = [t.id for t, c in zip(specs + [last], results, strict=True)
+                     if c not in (R.linked_event_failed, R.exists)]
+            self.failed.update(burnt)
+            self.seen.update(dict.fromkeys(burnt, self.tick))
 
     @precondition(lambda self: self.done)
     @rule(data=st.data(), change=st.sampled_from(["none", "amount", "credit", "code"]))
@@ -237,6 +261,9 @@ class LedgerVsModel(RuleBasedStateMachine):
         old = self.done[tid]
         spec = TransferSpec(**old.to_dict())
         spec.flags &= ~LINKED  # retried alone
+        if self.forgotten(self.seen[tid]):  # whatever the retry changed: never twice
+            assert self.run(AGENT, [spec]) == [R.id_outside_window]
+            return
         if spec.flags != old.flags:
             assert self.run(AGENT, [spec]) == [R.exists_with_different_flags]
             return
@@ -258,7 +285,31 @@ class LedgerVsModel(RuleBasedStateMachine):
         tid = data.draw(st.sampled_from(sorted(self.failed)))
         # even a retry that would now succeed must not execute late
         spec = TransferSpec(id=tid, debit=TREASURY + 1, credit=TREASURY + 2, amount=1)
-        assert self.run(AGENT, [spec]) == [R.id_already_failed]
+        want = R.id_outside_window if self.forgotten(self.seen[tid]) else R.id_already_failed
+        assert self.run(AGENT, [spec]) == [want]
+
+    @rule(data=st.data())
+    def unused_id(self, data):
+        """An id never used: fresh above the floor (the highest id that left the window),
+        refused at or below it, since the window cannot tell it from one that committed."""
+        used = set(self.seen)
+        free = [i for i in range(1, self.next_id) if i not in used]
+        if not free:
+            return
+        tid = data.draw(st.sampled_from(free))
+        floor = max([0, *(i for i, t in self.seen.items() if self.forgotten(t))])
+        spec = TransferSpec(id=tid, debit=TREASURY + 1, credit=TREASURY + 2, amount=1)
+        got = self.run(AGENT, [spec])
+        if tid <= floor:
+            assert got == [R.id_outside_window]
+        else:
+            assert got[0] in (R.ok, R.exceeds_credits)
+            if got == [R.ok]:
+                self.posted[TREASURY + 1] -= 1
+                self.posted[TREASURY + 2] += 1
+                self.done[tid], self.amount[tid] = spec, 1
+            else:
+                self.failed.add(tid)
 
     @invariant()
     def balances_match_the_model(self):
@@ -277,6 +328,18 @@ class LedgerVsModel(RuleBasedStateMachine):
 LedgerVsModel.TestCase.settings = settings(max_examples=300, stateful_step_count=50,
                                            deadline=None)
 TestLedgerVsModel = LedgerVsModel.TestCase
+
+
+class WindowedLedgerVsModel(LedgerVsModel):
+    """The same model with a window of 3 ticks, which most runs leave: live holds resolve
+    whatever their age, retries of forgotten ids are refused, nothing commits twice."""
+
+    WINDOW = 3
+
+
+WindowedLedgerVsModel.TestCase.settings = settings(max_examples=300, stateful_step_count=60,
+                                                   deadline=None)
+TestWindowedLedgerVsModel = WindowedLedgerVsModel.TestCase
 
 
 def test_a_failed_chain_that_posts_an_older_hold_leaves_the_log_replayable():

@@ -70,6 +70,7 @@ def _replay(store: Store, mechanisms: tuple[Mechanism, ...], progress,
             if progress is not None and n_events % 65536 == 0:
                 progress(n_events)
             nxt = next(entries, None)
+        state.ledger.at_tick(cp.tick)  # (a tick without entries began all the same)
         if digests and state.digest() != cp.state:
             if state.full_digest(cp.tick) != cp.state:
                 return ReplayReport(False, n_events, n_cp,

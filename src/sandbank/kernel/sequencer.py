@@ -48,6 +48,7 @@ from sandbank.kernel.schema import (
 )
 from sandbank.kernel.settlement import SettlementFailed
 from sandbank.kernel.state import EconomyState
+from sandbank.ledger.ledger import WINDOW
 from sandbank.store.base import Store, StoredCheckpoint
 
 HEARD_TICKS = 10  # how long a message counts as what a payment may answer (firewall.py)
@@ -83,6 +84,8 @@ class Core:
     max_children_per_agent: int = 16
     disabled_guards: tuple[str, ...] = ()
     full_digest_every: int = 100  # every Nth checkpoint's digest covers the whole state
+    # ticks for which the ledger answers a retried transfer id exactly (ledger.py)
+    idempotency_window: int = WINDOW
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
@@ -99,6 +102,8 @@ class Core:
                 raise ConfigError(f"{name} must be at least 1")
         if type(self.full_digest_every) is not int or self.full_digest_every < 1:
             raise ConfigError("full_digest_every must be an integer >= 1")
+        if type(self.idempotency_window) is not int or not 1 <= self.idempotency_window <= 2**20:
+            raise ConfigError("idempotency_window must be an integer in 1..1048576 (ticks)")
         if self.max_spawn_depth < 0:
             raise ConfigError("max_spawn_depth must be at least 0")
 
@@ -361,6 +366,7 @@ class Kernel:
                 del self.heard[agent]
         self._inbox, self._overflow = {}, {}
         ledger = self.state.ledger
+        ledger.at_tick(tick)  # (replay calls it at the tick's first entry: the same window)
         for ev in ledger.due_expiries(tick):
             self._record(ev)
         for hook in self.assembly.tick_start:

@@ -27,7 +27,7 @@ from sandbank.kernel.schema import (
     TransferCommitted,
     is_overseer_id,
 )
-from sandbank.ledger.ledger import Ledger
+from sandbank.ledger.ledger import WINDOW, Ledger
 
 STATE_DIGEST_DOMAIN = b"sandbank/state/v1"
 FULL_DIGEST_DOMAIN = b"sandbank/state-full/v1"
@@ -108,7 +108,10 @@ class EconomyState:
         if cls is None:
             raise ValueError(f"unknown event kind {d.get('kind')!r}")
         ev = cls.from_dict(d)
-        self.apply(ev, d.get("tick", 0))
+        tick = d.get("tick", 0)
+        if tick > self.ledger.tick:  # the tick's first entry: as the kernel began the tick
+            self.ledger.at_tick(tick)
+        self.apply(ev, tick)
         nonce = d.get("nonce")
         if nonce is not None and ev.actor == 0:
             self.operator_nonce = max(self.operator_nonce, nonce)
@@ -125,6 +128,7 @@ class EconomyState:
     def _apply_header(self, ev: RunStarted) -> None:
         assert self.header is None, "one header per log"
         self.header = ev
+        self.ledger.window = ev.config.get("idempotency_window", WINDOW)
         for m in self._parts:
             if m.configure is not None:
                 m.configure(getattr(self, m.name), ev)

@@ -60,7 +60,8 @@ SUCCESS_KEYS = {"min_trades": "fills in any market", "min_tasks_passed": "tasks 
 # the scenario's own safeguards; each mechanism adds the ones it owns (`safeguards.<key>`
 # in its `sections`, kernel/mechanism.py)
 CORE_SAFEGUARD_KEYS = {"disabled", "signatures", "trusted", "max_actions_per_actor_per_tick",
-                       "max_agents_per_owner", "max_spawn_depth", "max_children_per_agent"}
+                       "max_agents_per_owner", "max_spawn_depth", "max_children_per_agent",
+                       "idempotency_window"}
 
 
 def _sections(mechanisms: tuple[Any, ...]) -> dict[str, tuple[str, Any]]:

@@ -20,6 +20,8 @@ class TransferResult(StrEnum):
     exists_with_different_timeout = "exists_with_different_timeout"
     exists_with_different_code = "exists_with_different_code"
     id_already_failed = "id_already_failed"
+    # beyond the idempotency window (ledger.py): the id may have committed; it never will now
+    id_outside_window = "id_outside_window"
     id_must_be_positive = "id_must_be_positive"
     flags_are_invalid = "flags_are_invalid"
     flags_are_mutually_exclusive = "flags_are_mutually_exclusive"
@@ -43,6 +45,7 @@ class TransferResult(StrEnum):
     pending_id_must_be_positive = "pending_id_must_be_positive"
     pending_id_must_be_zero = "pending_id_must_be_zero"
     pending_transfer_not_found = "pending_transfer_not_found"
+    pending_id_outside_window = "pending_id_outside_window"
     pending_transfer_not_pending = "pending_transfer_not_pending"
     pending_transfer_has_different_debit_account_id = "pending_transfer_has_different_debit_account_id"
     pending_transfer_has_different_credit_account_id = "pending_transfer_has_different_credit_account_id"

@@ -12,17 +12,37 @@ Invariants (anchors §2), asserted by `check_invariants` and the tests:
 3. for accounts with DEBITS_MUST_NOT_EXCEED_CREDITS:
    credits_posted + credit_limit - debits_posted - debits_pending >= 0;
 4. a transfer key (actor, id) commits at most once; an identical retry is `exists`, a
-   changed one `exists_with_different_*`, a retry of a failed id `id_already_failed`;
+   changed one `exists_with_different_*`, a retry of a failed id `id_already_failed` (exact
+   answers within the idempotency window, below; beyond it `id_outside_window`, and the
+   transfer still never commits twice);
 5. transfers are never changed or removed (the log is append-only);
 6. a pending transfer resolves at most once (post, void or expiry);
 7. linked transfers commit all or none;
 8. balances are the fold of the transfer events (replay recomputes them);
 9. one writer orders everything (the sequencer).
+
+Memory is bounded in run length (issues 18 and 20). TigerBeetle keeps every transfer id
+forever, durably; here the durable record of every transfer is the log, and memory holds
+only what the next decision needs:
+- the live holds (their number is part of the state, not of the run's age);
+- for the ids agents and the operator choose, each transfer, failed id and hold resolution
+  of the last `window` ticks (`idempotency_window`, 1,024 by default), and per actor the
+  `floor`: the highest id that has left the window. An id above its actor's floor, or seen
+  in the window, gets TigerBeetle's exact answer; an id at or below the floor that the
+  window does not hold may have committed long ago and is refused `id_outside_window` (a
+  post or void of such a pending id: `pending_id_outside_window`): never a second commit.
+  A client that numbers its transfers upward (TigerBeetle's advice too) never meets it.
+- SYSTEM's transfers are not remembered at all: the kernel numbers them itself, strictly
+  upward (`system_seq`), so every id at or below `system_seq` is outside the window.
+What the window holds is derived from the log (each bucket is the ticks' own events), so a
+resumed kernel rebuilds it by replay (`at_tick` at each tick's first entry) and answers as
+the uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass
 from hashlib import sha256
 
@@ -48,6 +68,7 @@ from sandbank.ledger.codes import TransferResult as R
 
 MAX_AMOUNT = 2**53 - 1  # amounts and balances stay exact in the canonical log encoding
 MAX_TIMEOUT = 2**32  # ticks
+WINDOW = 1024  # ticks for which the ids agents and the operator chose are remembered exactly
 
 
 @dataclass(slots=True)
@@ -80,6 +101,7 @@ class Hold:
     credit: int
     amount: int
     expires: int
+    code: int = 0  # the transfer's user code (not hashed: the log's entry holds it)
 
 
 _DIFF = (
@@ -94,9 +116,13 @@ _DIFF = (
 )
 
 
+_RESOLVED = {"posted": R.pending_transfer_already_posted,
+             "voided": R.pending_transfer_already_voided,
+             "expired": R.pending_transfer_expired}
+
 _NOT_REMEMBERED = frozenset(
     {R.ok, R.exists, R.id_already_failed, R.linked_event_failed, R.id_must_be_positive,
-     R.batch_is_empty, R.batch_too_large}
+     R.batch_is_empty, R.batch_too_large, R.id_outside_window}
     | {code for code in R if code.startswith("exists_with_different")}
 )
 
@@ -111,19 +137,38 @@ def _hold_record(item: tuple[tuple[int, int], Hold]) -> list[int]:
     return [actor, tid, h.debit, h.credit, h.amount, h.expires]
 
 
+class _Bucket:
+    """What one tick added to the window: remembered transfer keys, failed keys, resolved
+    pending keys (in the order added, so an undone chain pops its own)."""
+
+    __slots__ = ("tick", "transfers", "failed", "resolved")
+
+    def __init__(self, tick: int) -> None:
+        self.tick = tick
+        self.transfers: list[tuple[int, int]] = []
+        self.failed: list[tuple[int, int]] = []
+        self.resolved: list[tuple[int, int]] = []
+
+
 class Ledger:
-    def __init__(self) -> None:
+    def __init__(self, window: int = WINDOW) -> None:
         self.accounts: dict[int, Account] = {}
         self._by_holder: dict[int, list[int]] = {}
         self._first: dict[tuple[int, str], Account] = {}  # (holder, asset) -> first account
         self.treasury: dict[str, int] = {}  # asset -> treasury account id
         self.escrow: dict[str, int] = {}  # asset -> the mechanisms' escrow account id
         self.system_seq = 0  # highest id of a SYSTEM transfer so far
+        # the window (module docstring): the transfers of actors other than SYSTEM, as
         # (actor, id) -> (debit, credit, amount, pending_actor, flags, pending_id, timeout, code)
         self.transfers: dict[tuple[int, int], tuple[int, ...]] = {}
         self.failed: dict[tuple[int, int], str] = {}
-        self.holds: dict[tuple[int, int], Hold] = {}
         self.resolved: dict[tuple[int, int], str] = {}  # pending key -> posted|voided|expired
+        self.window = window
+        self.tick = 0  # the tick the newest bucket collects
+        self._buckets: deque[_Bucket] = deque([_Bucket(0)])
+        self.floor: dict[int, int] = {}  # actor -> highest id that left the window
+        self._credited: set[int] = set()  # accounts credited by operator transfers gone
+        self.holds: dict[tuple[int, int], Hold] = {}
         self._expiry: list[tuple[int, int, int, int]] = []  # (expires, order, actor, id)
         self._order = 0
         self.minted: dict[str, int] = {}
@@ -132,6 +177,51 @@ class Ledger:
         self._account_digest = DigestMap(_account_record)
         self._account_dirty = self._account_digest._dirty
         self._hold_digest = DigestMap(_hold_record)
+
+    # ------------------------------------------------------------------ the window
+    def at_tick(self, tick: int) -> None:
+        """Tick `tick` begins (the kernel, before anything of it runs; replay, at its first
+        entry): what left the window `window` ticks ago is forgotten, its ids under the
+        actors' floors."""
+        if tick <= self.tick:
+            return
+        self.tick = tick
+        buckets = self._buckets
+        if buckets[-1].transfers or buckets[-1].failed or buckets[-1].resolved:
+            buckets.append(_Bucket(tick))
+        else:
+            buckets[-1].tick = tick  # (an empty bucket is reused: quiet ticks cost nothing)
+        floor, transfers, failed, resolved = self.floor, self.transfers, self.failed, self.resolved
+        while len(buckets) > 1 and buckets[0].tick <= tick - self.window:
+            b = buckets.popleft()
+            for key in b.transfers:
+                if key[0] == OPERATOR:
+                    self._credited.add(transfers[key][1])
+            for keys, held in ((b.transfers, transfers), (b.failed, failed)):
+                for key in keys:
+                    del held[key]
+                    actor, tid = key
+                    if tid > floor.get(actor, 0):
+                        floor[actor] = tid
+            for key in b.resolved:
+                del resolved[key]
+
+    def _outside(self, actor: int, tid: int) -> bool:
+        """An id the window cannot answer for: at or below its actor's floor (SYSTEM's:
+        every id it has used)."""
+        if actor == SYSTEM:
+            return tid <= self.system_seq
+        return tid <= self.floor.get(actor, 0)
+
+    def highest_id(self, actor: int) -> int:
+        """The highest transfer id `actor` has committed or burnt (O(window))."""
+        return max([self.floor.get(actor, 0), *(tid for a, tid in self.transfers if a == actor),
+                    *(tid for a, tid in self.failed if a == actor)])
+
+    def operator_credited(self) -> set[int]:
+        """The accounts the operator's transfers ever credited (O(window))."""
+        return self._credited | {rec[1] for (a, _), rec in self.transfers.items()
+                                 if a == OPERATOR}
 
     # ------------------------------------------------------------------ accounts
     def next_account_id(self) -> int:
@@ -237,14 +327,26 @@ class Ledger:
         resolving = kind & (POST_PENDING | VOID_PENDING)
         pending_rec = None
         if resolving and t.pending_id > 0:
-            pending_rec = self.transfers.get((pending_actor, t.pending_id))
+            pkey = (pending_actor, t.pending_id)
+            hold = self.holds.get(pkey)
+            if hold is not None:  # a live hold: its record, whatever its age
+                pending_rec = (hold.debit, hold.credit, hold.amount, pending_actor, PENDING)
+            else:
+                pending_rec = self.transfers.get(pkey)
             if pending_rec is not None:  # normalise: 0 means "as the pending transfer"
                 debit = debit or pending_rec[0]
                 credit = credit or pending_rec[1]
                 if kind == VOID_PENDING or amount == 0:
                     amount = amount or pending_rec[2]
-        existing = self.transfers.get(key)
+        existing = self.transfers.get(key) if actor != SYSTEM else None
         if existing is not None:
+            if resolving and pending_rec is None and existing[4] & (POST_PENDING | VOID_PENDING):
+                # a retried post or void whose hold has gone from memory: its first commit
+                # took the hold's accounts and amount, so 0 still means "as the hold"
+                debit = debit or existing[0]
+                credit = credit or existing[1]
+                if kind == VOID_PENDING or amount == 0:
+                    amount = amount or existing[2]
             record = (debit, credit, amount, pending_actor, flags, t.pending_id, t.timeout, t.code)
             for idx, code in _DIFF:
                 if existing[idx] != record[idx]:
@@ -253,6 +355,8 @@ class Ledger:
         failed = self.failed.get(key)
         if failed is not None:
             return R.id_already_failed, None
+        if self._outside(actor, t.id):
+            return R.id_outside_window, None
         if t.timeout < 0:
             return R.timeout_must_not_be_negative, None
         if t.timeout > MAX_TIMEOUT:
@@ -311,22 +415,24 @@ class Ledger:
                              debit, credit, amount) -> tuple[str, TransferCommitted | None]:
         if t.pending_id <= 0:
             return R.pending_id_must_be_positive, None
+        pkey = (pending_actor, t.pending_id)
         if pending_rec is None:
-            return R.pending_transfer_not_found, None
+            state = self.resolved.get(pkey)  # (the hold's own record may have left first)
+            if state is None:
+                return (R.pending_id_outside_window if self._outside(*pkey)
+                        else R.pending_transfer_not_found), None
+            if actor > 0 and actor != pending_actor:
+                return R.not_pending_transfer_owner, None
+            return _RESOLVED[state], None
         if not pending_rec[4] & PENDING:
             return R.pending_transfer_not_pending, None
         if actor > 0 and actor != pending_actor:
             return R.not_pending_transfer_owner, None
         if actor == OPERATOR and pending_actor == SYSTEM:
             return R.not_pending_transfer_owner, None  # a mechanism's hold is its own
-        pkey = (pending_actor, t.pending_id)
         state = self.resolved.get(pkey)
-        if state == "posted":
-            return R.pending_transfer_already_posted, None
-        if state == "voided":
-            return R.pending_transfer_already_voided, None
-        if state == "expired":
-            return R.pending_transfer_expired, None
+        if state is not None:
+            return _RESOLVED[state], None
         if debit != pending_rec[0]:
             return R.pending_transfer_has_different_debit_account_id, None
         if credit != pending_rec[1]:
@@ -349,7 +455,8 @@ class Ledger:
         voids stays in `holds` until the chain commits (the caller removes it then), so an
         undone chain leaves the holds, and the hold digest's order, exactly as they were."""
         key = (ev.actor, ev.id)
-        assert key not in self.transfers, "a transfer key commits at most once"
+        system = ev.actor == SYSTEM
+        assert system or key not in self.transfers, "a transfer key commits at most once"
         accounts = self.accounts
         dr = accounts[ev.debit]
         cr = accounts[ev.credit]
@@ -358,7 +465,7 @@ class Ledger:
         if flags & PENDING:
             dr.debits_pending += amount
             cr.credits_pending += amount
-            hold = Hold(ev.debit, ev.credit, amount, ev.expires)
+            hold = Hold(ev.debit, ev.credit, amount, ev.expires, ev.code)
             self.holds[key] = hold
             self._hold_digest.touch(key, (key, hold))
             if ev.expires:
@@ -378,18 +485,21 @@ class Ledger:
                 dr.debits_posted += amount
                 cr.credits_posted += amount
                 self._count_mint_burn(dr, cr, amount)
-                self.resolved[pkey] = "posted"
-            else:
-                self.resolved[pkey] = "voided"
+            if pkey[0] != SYSTEM:
+                self.resolved[pkey] = "posted" if flags & POST_PENDING else "voided"
+                self._buckets[-1].resolved.append(pkey)
         else:
             dr.debits_posted += amount
             cr.credits_posted += amount
             self._count_mint_burn(dr, cr, amount)
-        self.transfers[key] = (ev.debit, ev.credit, amount, ev.pending_actor, flags,
-                               ev.pending_id, ev.timeout, ev.code)
         self.transfer_count += 1
-        if ev.actor == SYSTEM and ev.id > self.system_seq:
-            self.system_seq = ev.id
+        if system:
+            if ev.id > self.system_seq:
+                self.system_seq = ev.id
+        else:
+            self.transfers[key] = (ev.debit, ev.credit, amount, ev.pending_actor, flags,
+                                   ev.pending_id, ev.timeout, ev.code)
+            self._buckets[-1].transfers.append(key)
         dirty = self._account_dirty  # DigestMap.touch, inlined on the hottest path
         dirty[dr.id] = dr
         dirty[cr.id] = cr
@@ -398,10 +508,13 @@ class Ledger:
         """Exactly reverse `apply_transfer` inside a chain (only for a chain that fails
         before commit: a hold it resolved is still in `holds`)."""
         key = (ev.actor, ev.id)
-        del self.transfers[key]
         self.transfer_count -= 1
-        if ev.actor == SYSTEM and ev.id == self.system_seq:
-            self.system_seq -= 1  # chains allocate consecutive ids and undo in reverse
+        if ev.actor == SYSTEM:
+            if ev.id == self.system_seq:
+                self.system_seq -= 1  # chains allocate consecutive ids and undo in reverse
+        else:  # (the chain's own additions are the newest: undone in reverse, popped last)
+            del self.transfers[key]
+            assert self._buckets[-1].transfers.pop() == key
         dr = self.accounts[ev.debit]
         cr = self.accounts[ev.credit]
         amount = ev.amount
@@ -415,7 +528,9 @@ class Ledger:
             hold = self.holds[pkey]
             dr.debits_pending += hold.amount
             cr.credits_pending += hold.amount
-            del self.resolved[pkey]
+            if pkey[0] != SYSTEM:
+                del self.resolved[pkey]
+                assert self._buckets[-1].resolved.pop() == pkey
             if ev.flags & POST_PENDING:
                 dr.debits_posted -= amount
                 cr.credits_posted -= amount
@@ -442,8 +557,12 @@ class Ledger:
                 and t.id > 0]
 
     def record_failures(self, actor: int, failed: list[list[object]]) -> None:
+        bucket = self._buckets[-1]
         for tid, code in failed:
-            self.failed[(actor, tid)] = code  # type: ignore[index]
+            key = (actor, tid)
+            if key not in self.failed:  # (a replayed duplicate is the same fact)
+                self.failed[key] = code  # type: ignore[assignment]
+                bucket.failed.append(key)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ holds
     def due_expiries(self, tick: int) -> list[HoldExpired]:
@@ -473,7 +592,9 @@ class Ledger:
         cr = self.accounts[hold.credit]
         dr.debits_pending -= hold.amount
         cr.credits_pending -= hold.amount
-        self.resolved[key] = "expired"
+        if ev.actor != SYSTEM:
+            self.resolved[key] = "expired"
+            self._buckets[-1].resolved.append(key)
         self._account_digest.touch(dr.id, dr)
         self._account_digest.touch(cr.id, cr)
 

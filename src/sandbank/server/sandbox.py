@@ -220,15 +220,11 @@ class Sandbox:
         # one pass over the operator's transfers: the next free id, the stakes still held and
         # the accounts ever credited (a restart completes interrupted endowments with these)
         led = kernel.state.ledger
-        last_tid, credited = 0, set()
-        for (actor, tid), rec in led.transfers.items():
-            if actor != OPERATOR:
-                continue
-            last_tid = max(last_tid, tid)
-            credited.add(rec[1])
-            if rec[4] & PENDING and rec[7] == STAKE_CODE and (actor, tid) not in led.resolved:
-                self.stakes[led.accounts[rec[0]].holder] = tid
-        self.next_tid = max(last_tid + 1, 1_000_000)  # clear of the lab's setup ids
+        credited = led.operator_credited()
+        for (actor, tid), hold in led.holds.items():
+            if actor == OPERATOR and hold.code == STAKE_CODE:
+                self.stakes[led.accounts[hold.debit].holder] = tid
+        self.next_tid = max(led.highest_id(OPERATOR) + 1, 1_000_000)  # clear of the lab's ids
         # a resumed log: the dashboard's views rebuilt from the recent past
         size = kernel.store.entry_count()
         for e in kernel.store.entries(max(0, size - STARTUP_VIEW)):

@@ -50,3 +50,33 @@ def test_without_the_budget_constraint_efficiency_falls():
     constrained = sum(run_market(s) for s in range(6)) / 6
     unconstrained = sum(run_market(s, constrained=False) for s in range(6)) / 6
     assert unconstrained < constrained
+
+
+def test_memory_follows_the_state_not_the_runs_length(tmp_path):
+    """Issues 18 and 20: what a running economy keeps per action is bounded by its state
+    (live holds, resting orders) and the idempotency window, not by how long it has run.
+    Before, the ledger kept every transfer it ever made (each order's hold, fill and cancel)
+    and the fills tracker an entry for every order ever placed: both grew every tick."""
+    from sandbank.identity.keys import RunSecret
+    from sandbank.lab.runner import LabEconomy
+    from sandbank.lab.scenario import parse_scenario
+    from sandbank.store.sqlite import SQLiteStore
+
+    sc = parse_scenario({
+        "name": "flat", "seed": 3, "ticks": 90, "assets": ["CRD", "WGT"],
+        "markets": [{"asset": "WGT", "quote": "CRD"}],
+        "endowment": {"CRD": 1_000_000, "WGT": 100},
+        "population": [{"policy": "zi_trader", "count": 30}],
+        "safeguards": {"idempotency_window": 8}}, "test")
+    econ = LabEconomy(sc, SQLiteStore(tmp_path / "log.db"), RunSecret.generate())
+    led, sizes = econ.k.state.ledger, []
+    for tick in range(1, 91):
+        econ.step()
+        fills = econ.oversight.shared["fills"].agent
+        assert len(fills) <= len(econ.k.state.exchange.orders)  # only the resting orders
+        if tick % 30 == 0:
+            sizes.append((len(led.transfers), len(led.failed), len(led._buckets)))
+    econ.close()
+    assert led.transfer_count > 5_000  # the economy did trade, and hold, and cancel
+    assert not any(actor < 0 for actor, _ in led.transfers)  # SYSTEM's are never kept
+    assert max(n for n, _, _ in sizes) < 200 and all(b <= 9 for _, _, b in sizes), sizes

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from array import array
 from collections import deque
 from typing import Any
 
@@ -36,11 +35,16 @@ from sandbank.oversight.tickview import TickView
 
 class Fills:
     """Fills of a tick as (market, buyer, seller, price, qty, seq), both sides attributed.
-    Who placed each order is kept in an array indexed by order id (ids are sequential): no
-    hashing, no growth beyond 8 bytes an order."""
+    Who placed each order is kept only while it rests (a later fill names it as the maker):
+    an order that did not rest is never stored, one that filled out or was cancelled is
+    dropped at the end of its tick, and every `PRUNE` ticks whatever the book no longer
+    holds goes too. Memory follows the book, not the run's length (issues 18 and 20: an
+    array by order id grew 8 bytes an order, forever)."""
+
+    PRUNE = 256  # ticks between sweeps against the book (for removals no event names)
 
     def __init__(self) -> None:
-        self.agent = array("q")  # order id -> the agent that placed it
+        self.agent: dict[int, int] = {}  # resting order id -> the agent that placed it
         self.tick = -1
         self.fills: list[tuple[str, int, int, int, int, int]] = []
         self.cancelled: list[dict[str, Any]] = []
@@ -48,7 +52,7 @@ class Fills:
         self.made_qty: list[tuple[int, int]] = []  # (order, quantity) of those trades
 
     def _who(self, order: int) -> int:
-        return self.agent[order] if order < len(self.agent) else 0
+        return self.agent.get(order, 0)
 
     def update(self, v: TickView) -> None:
         if v.tick == self.tick:
@@ -72,9 +76,19 @@ class Fills:
                     maker = self._who(maker_order)
                     fills.append((d["asset"], taker if buying else maker,
                                   maker if buying else taker, price, qty, d["seq"]))
-            if order >= len(agent):
-                agent.extend([0] * (order + 1 - len(agent)))
-            agent[order] = taker
+            if d["rested"]:
+                agent[order] = taker
+        book = getattr(v.state, "exchange", None)
+        if book is None:
+            return
+        live = book.orders
+        for order in made:  # makers that filled out this tick
+            if order not in live:
+                agent.pop(order, None)
+        for d in self.cancelled:
+            agent.pop(d.get("order"), None)
+        if v.tick % self.PRUNE == 0:
+            self.agent = {o: a for o, a in agent.items() if o in live}
 
 
 def fills_of(v: TickView) -> Fills:

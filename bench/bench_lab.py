@@ -42,9 +42,11 @@ def one(agents: int, ticks: int, oversight: bool = True) -> dict[str, float]:
         rows = list(csv.DictReader(f))
     actions = sum(int(r["accepted"]) + int(r["rejected"]) for r in rows)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    side_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the replay beside
     return {"agents": agents, "ticks": ticks, "seconds": round(dt, 2),
             "ticks_per_s": round(ticks / dt, 2), "actions_per_s": round(actions / dt),
-            "actions": actions, "peak_mb": round(peak_mb), "entries": res.summary["entries"],
+            "actions": actions, "peak_mb": round(peak_mb), "side_mb": round(side_mb),
+            "replay": res.summary["replay_check"], "entries": res.summary["entries"],
             "oversight_seconds": res.summary["oversight_seconds"],
             "oversight_timings": res.summary["oversight_timings"]}
 
@@ -67,7 +69,8 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['agents']:>6} agents × {r['ticks']} ticks: {r['seconds']:>7.2f} s, "
               f"{r['ticks_per_s']:>7.2f} ticks/s, {r['actions_per_s']:>7,} actions/s "
-              f"({r['actions']:,} actions, {r['entries']:,} log entries), peak {r['peak_mb']} MB, "
+              f"({r['actions']:,} actions, {r['entries']:,} log entries), peak {r['peak_mb']} MB "
+              f"(+{r['side_mb']} MB: the replay {r['replay']}), "
               f"oversight {r['oversight_seconds']:.2f} s")
 
 

@@ -387,7 +387,11 @@ def test_a_truncated_log_passes_alone_and_fails_against_its_kept_checkpoint(lab_
 
 
 # ------------------------------------------------------------------------ 7. the state digest
-def test_a_write_that_bypasses_the_events_fails_the_run_and_its_replay(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["inline", "beside"])
+def test_a_write_that_bypasses_the_events_fails_the_run_and_its_replay(tmp_path, monkeypatch,
+                                                                       mode):
+    """(`beside`: the replay that follows the run on the other core, lab/beside.py, finds
+    the same: it disagrees, and the run's own check names where.)"""
     from sandbank.agents.scripted import ZITrader
     from sandbank.lab.runner import LabEconomy
 
@@ -410,8 +414,10 @@ def test_a_write_that_bypasses_the_events_fails_the_run_and_its_replay(tmp_path,
 
     original = ZITrader.act
     monkeypatch.setattr(ZITrader, "act", act)
+    monkeypatch.setenv("SANDBANK_REPLAY", mode)
     res = runner.invoke(cli, ["run", str(write_scenario(tmp_path)), "--out", str(tmp_path / "r")])
     assert res.exit_code == 1, res.output
+    assert not (tmp_path / "r" / "events.parquet").exists()  # no table of a failed run
     out = " ".join(res.output.split())
     assert "changed it without an event" in out and "ledger.accounts[" in out, out
     assert "Traceback" not in res.output

@@ -25,15 +25,20 @@ def test_tutorial_runs_as_written(tmp_path, monkeypatch):
     assert isinstance(ns["table"], pd.DataFrame)
 
 
-def test_parquet_round_trip(tmp_path):
+@pytest.mark.parametrize("mode", ["inline", "beside"])
+def test_parquet_round_trip(tmp_path, monkeypatch, mode):
     """What the tables hold is what the run did: the metrics equal metrics.csv, the events
     are the log's entries byte for byte, the trades sum to the fills, the agents' balances
-    are the ledger's (they sum to the endowments minus fees)."""
+    are the ledger's (they sum to the endowments minus fees). Alike whether the replay that
+    builds the events and trades ran after the run or beside it, following the log on the
+    other core (lab/beside.py)."""
     import csv
 
     from sandbank.store.sqlite import SQLiteStore
 
+    monkeypatch.setenv("SANDBANK_REPLAY", mode)
     r = sandbank.run("demo", seed=3, ticks=12, out=tmp_path / "r")
+    assert r.summary["replay_check"] == ("beside" if mode == "beside" else "in process")
     back = sandbank.load(tmp_path / "r")
     assert back.summary == r.summary
     with open(tmp_path / "r" / "metrics.csv", newline="") as f:

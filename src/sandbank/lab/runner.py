@@ -47,6 +47,7 @@ from sandbank.kernel.schema import (
     agent_attestation_bytes,
 )
 from sandbank.kernel.sequencer import Kernel, QueueFull, TickSummary
+from sandbank.lab import beside
 from sandbank.lab.metrics import Metrics, declared_rings, lorenz
 from sandbank.lab.scenario import SUCCESS_KEYS, Scenario, governor_names
 from sandbank.markets.missions import DEFAULT_CAP, MAX_SHAPLEY, CreateMission
@@ -709,14 +710,16 @@ def _without_credentials(value: Any) -> Any:
     return value
 
 
-def _check_live_state(k: Kernel, on_entry: Callable[[Any, dict[str, Any]], None] | None = None
-                      ) -> None:
+def _check_live_state(k: Kernel, on_entry: Callable[[Any, dict[str, Any]], None] | None = None,
+                      side: Any = None) -> bool:
     """The run's own check of its economy at the end: the ledger's invariants hold, and the
     state replayed from the log — every signed digest checked, the last one over the whole
     state — is the live state, part by part (kernel/fingerprint.py). A write that bypassed
     the events (code in the kernel's process adding to a balance, say) fails the run with
     exit 1, naming where the states differ; never a bare assertion. `on_entry`: hears each
-    entry of the replay's walk (the run's tables)."""
+    entry of the replay's walk (the run's tables). `side`: the replay that followed the run
+    on the second core (lab/beside.py); if it agrees with the live state, that is the check
+    (True: it wrote the log's tables); else the replay is done here, which says why."""
     from sandbank.audit.replay import replay_log
     from sandbank.kernel.fingerprint import first_difference
 
@@ -725,6 +728,11 @@ def _check_live_state(k: Kernel, on_entry: Callable[[Any, dict[str, Any]], None]
     except AssertionError as e:
         raise RunError(f"a ledger invariant is broken at the end of the run: {e}",
                        exit_code=1) from None
+    if side is not None:
+        got = side.result()
+        if isinstance(got, tuple) and got[0] == k.tick and got[1] == k.state.fingerprints(k.tick):
+            return True
+        side.discard()  # (disagreement, a problem or a failure: checked here, named here)
     rp = replay_log(k.store, k.mechanisms, on_entry=on_entry)
     problem = None if rp.ok else f"replaying the log, the {rp.problem}"
     if not rp.ok:  # fold it all regardless, to say where the end states differ
@@ -740,6 +748,7 @@ def _check_live_state(k: Kernel, on_entry: Callable[[Any, dict[str, Any]], None]
                        f"something changed it without an event (code running in the kernel's "
                        f"process); {problem + '; ' if problem else ''}live vs replayed at the "
                        f"end: {where}", exit_code=1)
+    return False
 
 
 def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
@@ -774,6 +783,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                       tracing=trace)
     econ.k.log.checkpoint_file = out / CHECKPOINT_FILE
     k, cfg, op_key, metrics = econ.k, econ.k.config, econ.op_key, econ.metrics
+    side = beside.Beside(log_path, out, k.mechanisms) \
+        if beside.wanted(len(econ.ids), sc.ticks) else None
     ids, plan, oversight = econ.ids, econ.plan, econ.oversight
     said = 0
 
@@ -800,6 +811,11 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                 on_tick(t + 1, sc.ticks)
             if t % 10 == 9:
                 gc.collect(1)
+    except BaseException:
+        if side is not None:
+            side.stop()
+            side.discard()
+        raise
     finally:
         econ.close()
         if gc_was_enabled:
@@ -811,7 +827,12 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
 
     log_tables = LogTables(out)
     try:  # (a replay of the whole log, about a third of the run's time; the tables on the way)
-        _check_live_state(k, log_tables.add)
+        if side is not None:  # it follows the log on the other core; this one verifies
+            side.finish()
+            report = verify_log(k.store)
+        side_tables = _check_live_state(k, log_tables.add, side)
+        if side is None:
+            report = verify_log(k.store)
         fee_asset = k.state.policy.fee_asset
         wealth = sorted((acct.balance, aid) for aid in k.state.registry.agents
                         if (acct := k.state.ledger.account_of(aid, fee_asset)) is not None)
@@ -831,12 +852,14 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
             first += g.count
         last = k.store.last_checkpoint()
         assert last is not None
-        report = verify_log(k.store)
-        write_tables(out, log_tables, metrics, agent_rows(
+        write_tables(out, None if side_tables else log_tables, metrics, agent_rows(
             k.state, {aid: (g.name, g.policy) for aid, (_, g, _) in zip(ids, plan, strict=True)},
             metrics.llm))
     except BaseException:  # (a half-written table and an open store never outlive a failure)
         log_tables.abandon()
+        if side is not None:
+            side.stop()
+            side.discard()
         k.close()
         raise
     k.close()
@@ -868,6 +891,8 @@ def run_scenario(sc: Scenario, out: Path, *, overwrite: bool = False,
                        for g in sc.population],
         "safeguards": sc.safeguards, "policy": sc.setting("policy"), "markets": sc.setting("markets"),
         "entries": last.size, "root": last.root.hex(), "verified": report.ok,
+        # where the end-of-run replay ran: beside the run on another core, or after it here
+        "replay_check": "beside" if side_tables else "in process",
         "operator_key": verifier_key(cfg.key_name, op_key.public),
         "seconds": round(elapsed, 3), "oversight_seconds": round(oversight_seconds, 3),
         "oversight_timings": {name: round(x, 4) for name, x in sorted(

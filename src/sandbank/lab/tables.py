@@ -183,11 +183,13 @@ def agent_rows(state: Any, group_of: dict[int, tuple[str, str]],
 def write_tables(out: Path, log: LogTables | Any, metrics: Any,
                  agents: list[dict[str, Any]]) -> None:
     """Write every table of a finished run into its folder `out`; `log`: the LogTables its
-    replay filled, or the store to read them from."""
+    replay filled, the store to read them from, or None if the replay beside the run wrote
+    them."""
     out = Path(out)
     write_rows(list(metrics.rows), out / "metrics.parquet", {"tick": "int64"})
-    tables = log if isinstance(log, LogTables) else LogTables.from_store(log, out)
-    write_rows(tables.finish(), out / "trades.parquet", TRADE_SCHEMA)
+    if log is not None:  # (None: the events and trades are written already, lab/beside.py)
+        tables = log if isinstance(log, LogTables) else LogTables.from_store(log, out)
+        write_rows(tables.finish(), out / "trades.parquet", TRADE_SCHEMA)
     write_rows([{**a, "subjects": orjson.dumps(a["subjects"]).decode()} for a in metrics.alerts],
            out / "alerts.parquet", ALERT_SCHEMA)
     write_rows([{**t, "target": str(t["target"])} for t in metrics.trips], out / "trips.parquet",

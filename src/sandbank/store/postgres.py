@@ -161,8 +161,7 @@ class PostgresStore:
         return StoredCheckpoint(r[0], r[1], bytes(r[2]), bytes(r[3]), r[4])
 
     @_errors
-    def checkpoints(self) -> Iterator[StoredCheckpoint]:
-        after = -1
+    def checkpoints(self, after: int = -1) -> Iterator[StoredCheckpoint]:
         while True:
             rows = self._db.execute("SELECT tick, size, root, state, note FROM checkpoints "
                                     "WHERE tick > %s ORDER BY tick LIMIT %s", (after, PAGE)

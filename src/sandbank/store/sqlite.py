@@ -184,8 +184,9 @@ class SQLiteStore:
         return [r[0] for r in rows]
 
     @_damaged
-    def checkpoints(self) -> Iterator[StoredCheckpoint]:
-        cur = self._db.execute("SELECT tick, size, root, state, note FROM checkpoints ORDER BY tick")
+    def checkpoints(self, after: int = -1) -> Iterator[StoredCheckpoint]:
+        cur = self._db.execute("SELECT tick, size, root, state, note FROM checkpoints "
+                               "WHERE tick > ? ORDER BY tick", (after,))
         while rows := cur.fetchmany(1024):
             for r in rows:
                 yield StoredCheckpoint(*r)

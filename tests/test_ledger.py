@@ -215,6 +215,14 @@ def test_only_the_holder_resolves_its_hold_and_the_operator_not_a_mechanisms():
     assert led.system_seq == 6
     assert run(led, SYSTEM, TransferSpec(id=8, pending_id=6, flags=VOID_PENDING)) == [R.ok]
     assert led.system_seq == 8
+    # the hold is gone and SYSTEM's transfers are never remembered: still not theirs (an
+    # answer that differed would tell an agent which of the kernel's holds are live)
+    for actor in (AGENT, OPERATOR):
+        assert run(led, actor, TransferSpec(id=90, pending_id=6, pending_actor=SYSTEM,
+                                            flags=VOID_PENDING)) == [
+            R.not_pending_transfer_owner]
+    assert run(led, SYSTEM, TransferSpec(id=9, pending_id=6, flags=VOID_PENDING)) == [
+        R.pending_id_outside_window]  # (a mechanism's own bug, refused all the same)
 
 
 def test_an_expired_hold_cannot_be_resolved_and_frees_its_amount():

@@ -418,11 +418,13 @@ class Ledger:
         pkey = (pending_actor, t.pending_id)
         if pending_rec is None:
             state = self.resolved.get(pkey)  # (the hold's own record may have left first)
+            if (state is not None or self._outside(*pkey)) and (
+                    (actor > 0 and actor != pending_actor)
+                    or (actor == OPERATOR and pending_actor == SYSTEM)):
+                return R.not_pending_transfer_owner, None  # (mine or not: never yours)
             if state is None:
                 return (R.pending_id_outside_window if self._outside(*pkey)
                         else R.pending_transfer_not_found), None
-            if actor > 0 and actor != pending_actor:
-                return R.not_pending_transfer_owner, None
             return _RESOLVED[state], None
         if not pending_rec[4] & PENDING:
             return R.pending_transfer_not_pending, None

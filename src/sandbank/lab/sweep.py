@@ -25,6 +25,7 @@ import csv
 import html
 import itertools
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -52,8 +53,16 @@ class LocalBackend:
         self.workers = workers
 
     def map(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
-        with ProcessPoolExecutor(max_workers=self.workers) as pool:
+        # workers that take the cores: each run checks its replay in its own process (a
+        # replay beside each run would only contend for them; lab/beside.py)
+        busy = self.workers * 2 > (os.cpu_count() or 1)
+        with ProcessPoolExecutor(max_workers=self.workers, initializer=_replay_inline
+                                 if busy else None) as pool:
             yield from pool.map(fn, items)
+
+
+def _replay_inline() -> None:
+    os.environ.setdefault("SANDBANK_REPLAY", "inline")
 
 
 class RayBackend:
@@ -68,10 +77,15 @@ class RayBackend:
         from sandbank.agents.hosts import ray_init
 
         ray = ray_init(self.address)
-        remote = ray.remote(num_cpus=1)(fn)
-        refs = [remote.remote(item) for item in items]
+        remote = ray.remote(num_cpus=1)(_call_inline)  # (one CPU a task: no replay beside)
+        refs = [remote.remote(fn, item) for item in items]
         for ref in refs:
             yield ray.get(ref)
+
+
+def _call_inline(fn: Callable[[Any], Any], item: Any) -> Any:
+    _replay_inline()
+    return fn(item)
 
 
 @dataclass

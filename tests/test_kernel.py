@@ -136,6 +136,76 @@ def test_bad_signature_and_replayed_nonce_are_rejected():
     assert e.last_events(1)[0]["reason"] == "signature_missing"
 
 
+def _signed_tick(precheck_min, monkeypatch=None):
+    """One tick of 120 signed actions of 6 agents, every fifth forged one way or another;
+    returns the log's bytes, the refusal reasons and the actions' ids that were prechecked."""
+    e = Economy(n=6, verify_signatures=True)
+    e.k.precheck_min = precheck_min
+    batch, tid = [], 100
+    for i in range(120):
+        src, dst = i % 6 + 1, (i + 1) % 6 + 1
+        tid += 1
+        t = e.sign(Transfer(actor=src, transfers=[TransferSpec(
+            id=tid, debit=e.account[src], credit=e.account[dst], amount=1)]))
+        if i % 5 == 1:
+            t.signature = e.keys[dst].sign(t.signing_bytes())  # somebody else's key
+        elif i % 5 == 2:
+            t.transfers[0].amount = 900  # altered after signing
+        elif i % 5 == 3 and i % 2:
+            t.signature = None
+        batch.append(t)
+    batch.append(Transfer(actor=99, nonce=1, signature=b"x" * 64, transfers=[TransferSpec(
+        id=1, debit=e.account[1], credit=e.account[2], amount=1)]))  # nobody's
+    seen = []
+    if monkeypatch is not None:
+        import sandbank.kernel.sequencer as seq
+
+        real = seq.precheck_signatures
+
+        def spy(k, actions, pool, workers):
+            out = real(k, actions, pool, workers)
+            seen.extend(out)
+            return out
+        monkeypatch.setattr(seq, "precheck_signatures", spy)
+    start = e.k.log.size
+    for a in batch:
+        e.k.submit(a)
+    s = e.k.step()
+    body = [x.body for x in e.k.store.entries(0)]
+    e.k.close()
+    return body, s.reasons, s.accepted, len(seen), start
+
+
+def test_a_ticks_signatures_checked_on_every_core_give_the_same_log(monkeypatch):
+    """The kernel verifies a tick's signatures at once on a thread per core (the identity
+    guard then only compares keys): the log is byte for byte the one each signature checked
+    at its turn gives, and every forgery is refused all the same."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the kernel checks each signature at its turn")
+    at_turn, reasons, accepted, prechecked, _ = _signed_tick(0)
+    at_once, reasons2, accepted2, prechecked2, _ = _signed_tick(1, monkeypatch)
+    assert prechecked == 0 and prechecked2 == accepted2 == 60  # only the honest ones cached
+    assert at_once == at_turn and reasons2 == reasons and accepted2 == accepted
+    assert reasons == {"bad_signature": 48, "signature_missing": 12, "unknown_actor": 1}
+
+
+def test_a_cache_that_believed_every_signature_would_let_forgeries_through(monkeypatch):
+    """The test above can fail: were the batch check to trust what it should verify, the
+    forged actions would run (the identity guard compares the cached key and verifies no
+    more)."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the kernel checks each signature at its turn")
+    import sandbank.kernel.guards as guards
+
+    monkeypatch.setattr(guards, "verify_signature", lambda key, sig, msg: True)
+    _, reasons, accepted, _, _ = _signed_tick(1)
+    assert accepted > 60 and "bad_signature" not in reasons
+
+
 def test_agents_cannot_mint_or_spend_others_money_or_use_operator_actions():
     e = Economy()
     e.do(Transfer(actor=1, transfers=[TransferSpec(id=1, debit=1, credit=e.account[1],

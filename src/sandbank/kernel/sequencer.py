@@ -17,8 +17,10 @@ gateway (`submit`/`submit_raw`); the lab and server issues build their loops on 
 from __future__ import annotations
 
 import copy
+import os
 import random
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -27,7 +29,7 @@ from sandbank import __version__
 from sandbank.identity.keys import SigningKey
 from sandbank.kernel.canonical import canonical_bytes
 from sandbank.kernel.errors import ConfigError, Reason, Reject
-from sandbank.kernel.guards import KERNEL_GUARDS, Guard
+from sandbank.kernel.guards import KERNEL_GUARDS, Guard, precheck_signatures
 from sandbank.kernel.mechanism import PUBLIC, Assembly, Mechanism
 from sandbank.kernel.mechanisms import KERNEL_HANDLERS, KERNEL_VISIBILITY
 from sandbank.kernel.observation import INBOX_LIMIT, AccountView, Feedback, Observation
@@ -54,6 +56,7 @@ from sandbank.store.base import Store, StoredCheckpoint
 HEARD_TICKS = 10  # how long a message counts as what a payment may answer (firewall.py)
 _NOT_CAUSES = frozenset({"ok", "exists", "linked_event_failed"})
 MAX_RAW_LOGGED = 2048  # bytes of a malformed action kept in its refusal
+PRECHECK_MIN = 64  # queued actions from which a tick verifies their signatures on every core
 
 
 def _bounded(action: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -245,6 +248,9 @@ class Kernel:
         self._overflow: dict[int, int] = {}
         self._nonce_pending: int | None = None
         self.prechecked: dict[int, bytes] = {}  # id(queued action) -> key its signature verified with
+        self._pool: ThreadPoolExecutor | None = None  # verifies a tick's signatures at once
+        self._pool_pid = 0
+        self.precheck_min = PRECHECK_MIN  # (0: verify each signature at its turn only)
         self._checked_with: bytes | None = None  # that key, for the action being processed
         # the last tick's actions that put a nonce on record: (actor, nonce, first seq, count)
         self.action_ranges: list[tuple[int, int, int, int]] = []
@@ -375,6 +381,14 @@ class Kernel:
 
         queue, self._queue = self._queue, []
         prechecked, self.prechecked = self.prechecked, {}
+        if self.config.verify_signatures and self.precheck_min and len(queue) >= \
+                self.precheck_min and (workers := min(os.cpu_count() or 1, 8)) > 1:
+            if self._pool is None or self._pool_pid != os.getpid():  # (a fork has no threads)
+                self._pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="signatures")
+                self._pool_pid = os.getpid()
+            prechecked.update(precheck_signatures(
+                self, [a for _, a, _, _ in queue if a is not None and id(a) not in prechecked],
+                self._pool, workers))
         by_actor: dict[int, list[tuple[int, Action | None, Any, str]]] = {}
         for item in queue:
             by_actor.setdefault(item[0], []).append(item)
@@ -508,6 +522,9 @@ class Kernel:
                            extra=MappingProxyType(extra) if extra else None, **views)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         self.store.close()
 
 

@@ -191,6 +191,19 @@ def test_a_ticks_signatures_checked_on_every_core_give_the_same_log(monkeypatch)
     assert reasons == {"bad_signature": 48, "signature_missing": 12, "unknown_actor": 1}
 
 
+def test_a_tick_whose_signatures_the_door_checked_runs(monkeypatch):
+    """A tick of actions all checked at the door (the live server's) leaves the kernel
+    nothing to verify: it runs (an empty batch once stopped the tick)."""
+    e = Economy(n=2, verify_signatures=True)
+    e.k.precheck_min = 1
+    for i in range(70):
+        t = e.sign(Transfer(actor=1, transfers=[TransferSpec(
+            id=500 + i, debit=e.account[1], credit=e.account[2], amount=1)]))
+        e.k.submit(t, checked_with=e.keys[1].public)
+    assert e.k.step().accepted == 70
+    e.k.close()
+
+
 def test_a_cache_that_believed_every_signature_would_let_forgeries_through(monkeypatch):
     """The test above can fail: were the batch check to trust what it should verify, the
     forged actions would run (the identity guard compares the cached key and verifies no

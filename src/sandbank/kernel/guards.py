@@ -69,6 +69,8 @@ def precheck_signatures(k: Kernel, actions: list[Action], pool: Executor,
         key = signing_key(k, a.actor) if a.signature is not None else None
         if key is not None:
             items.append((a, key, a.signing_bytes()))
+    if not items:  # (all checked at the door already, or none signed)
+        return {}
     step = -(-len(items) // workers)
     chunks = [items[i:i + step] for i in range(0, len(items), step)]
 
@@ -77,7 +79,7 @@ def precheck_signatures(k: Kernel, actions: list[Action], pool: Executor,
                 if verify_signature(key, a.signature or b"", msg)]
 
     futures = [pool.submit(check, c) for c in chunks[1:]]
-    verified = dict(check(chunks[0])) if chunks else {}
+    verified = dict(check(chunks[0]))
     for f in futures:
         verified.update(f.result())
     return verified
